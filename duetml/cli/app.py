@@ -1,0 +1,65 @@
+"""The Typer app, the options every command shares, and the one place errors become exits.
+
+Nothing heavy is imported here: `duetml --help` must answer at once, so torch, numpy,
+sklearn, onnxruntime and the LLM clients are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from duetml.errors import DuetmlError
+
+EXIT_PARTIAL = 8  # some inputs could not be used; results for the rest were printed
+
+app = typer.Typer(
+    name="duetml",
+    help="Build an image classifier from your own photos, with an AI partner beside you.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ProjectOption = Annotated[
+    Path,
+    typer.Option(
+        "--project",
+        "-p",
+        help="The project folder (default: the current folder).",
+        envvar="DUETML_PROJECT",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def open_project(path: Path):  # noqa: ANN201 - duetml.project.Project
+    from duetml.project import Project
+
+    return Project.open(path, source="cli")
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except DuetmlError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted: nothing was left half-written.", err=True)
+        sys.exit(130)

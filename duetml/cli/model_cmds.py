@@ -1,0 +1,224 @@
+"""train, eval, predict, backbones: the model from the shell."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from duetml.cli.app import EXIT_PARTIAL, JsonOption, ProjectOption, app, emit_json, open_project
+
+
+def run_training(proj, wait: bool = False, quiet: bool = False):  # noqa: ANN001, ANN201
+    """Train with a progress bar (images/s and ETA) on stderr; print the result."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from duetml.training import train_project
+
+    columns = (
+        TextColumn("Extracting features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} images/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
+        task = None
+
+        def on_progress(p) -> None:  # noqa: ANN001
+            nonlocal task
+            if task is None:
+                task = bar.add_task("extract", total=p.total, rate=0.0)
+            bar.update(task, completed=p.done, rate=p.rate)
+
+        report = train_project(proj, progress=on_progress, wait=wait)
+    if not quiet:
+        typer.echo(
+            f"Trained on {report.images} photos in {len(report.categories)} categories "
+            f"({report.extracted} new feature vectors, {report.seconds:.1f} s)."
+        )
+        if report.cv_accuracy is not None:
+            typer.echo(f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, SVM {report.kernel} C={report.C:g}).")
+        else:
+            typer.echo(f"No accuracy estimate: {report.why_no_cv}")
+        for rel, reason in report.skipped:
+            typer.echo(f"  skipped {rel}: {reason}")
+    return report
+
+
+def _stderr_console():  # noqa: ANN202
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
+def train(
+    project: ProjectOption = Path("."),
+    wait: Annotated[bool, typer.Option("--wait", help="If another training runs, wait for it instead of stopping.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Extract features (cached by photo content) and fit the SVM; reports cross-validated accuracy."""
+    report = run_training(open_project(project), wait=wait, quiet=json_)
+    if json_:
+        emit_json(report.as_dict())
+
+
+def print_eval(report, limit: int = 20) -> None:  # noqa: ANN001
+    typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
+    if report.stale:
+        typer.echo("Note: the data changed since the model was trained; run `duetml train` for current figures.")
+    width = max(len(c) for c in report.categories)
+    typer.echo(f"\n{'category':<{width}}  precision  recall     f1  photos")
+    for row in report.per_category:
+        typer.echo(
+            f"{row['category']:<{width}}  {row['precision']:>9.2f}  {row['recall']:>6.2f}  {row['f1']:>5.2f}  {row['support']:>6}"
+        )
+    n = len(report.categories)
+    if n <= 12:
+        short = [c[:8] for c in report.categories]
+        typer.echo("\nConfusion matrix (rows: true category, columns: predicted):")
+        typer.echo(" " * (width + 2) + " ".join(f"{s:>8}" for s in short))
+        for name, row in zip(report.categories, report.confusion):
+            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in row))
+    else:
+        typer.echo("\nMost confused (true -> predicted):")
+        for true, pred, count, share in report.confused_pairs(10):
+            typer.echo(f"  {true} -> {pred}: {count} ({share:.0%} of {true})")
+    if report.mistakes:
+        typer.echo(f"\nMisclassified photos ({len(report.mistakes)}), most confident first:")
+        for m in report.mistakes[:limit]:
+            typer.echo(f"  {m['image']}: {m['true']} predicted as {m['predicted']} ({m['confidence']:.0%})")
+        if len(report.mistakes) > limit:
+            typer.echo(f"  ... and {len(report.mistakes) - limit} more (use --json for all).")
+
+
+@app.command("eval")
+def eval_(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
+    """Evaluate on the test set (test/CATEGORY/) if there is one, else by cross-validation."""
+    from duetml.training import evaluate_project
+
+    report = evaluate_project(open_project(project))
+    if json_:
+        emit_json(report.as_dict())
+    else:
+        print_eval(report)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Photos (or folders of photos) to classify.")],
+    project: ProjectOption = Path("."),
+    top: Annotated[int, typer.Option(min=1, help="How many categories to show per photo.")] = 3,
+    json_: JsonOption = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="Print CSV: image,category,confidence.")] = False,
+) -> None:
+    """Classify photos with the trained model: top categories with calibrated probabilities.
+
+    Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
+    """
+    from duetml.project import _expand_sources
+    from duetml.training import predict_sources
+
+    proj = open_project(project)
+    files, expand = _expand_sources(paths)
+    predictions = predict_sources(proj, files, [str(f) for f in files], top=top) if files else []
+    problems = [{"image": s, "error": r} for s, r in expand.rejected]
+    if json_:
+        emit_json([p.as_dict() for p in predictions] + problems)
+    elif csv_:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["image", "category", "confidence", "error"])
+        for p in predictions:
+            writer.writerow([p.source, p.ranking[0][0] if p.ranking else "", f"{p.ranking[0][1]:.4f}" if p.ranking else "", p.error or ""])
+        for pr in problems:
+            writer.writerow([pr["image"], "", "", pr["error"]])
+    else:
+        for p in predictions:
+            if p.error:
+                typer.echo(f"{p.source}: cannot classify: {p.error}")
+            else:
+                ranked = ", ".join(f"{c} {prob:.0%}" for c, prob in p.ranking)
+                typer.echo(f"{p.source}: {ranked}")
+        for pr in problems:
+            typer.echo(f"{pr['image']}: {pr['error']}")
+    if problems or any(p.error for p in predictions) or not files:
+        if not files and not problems:
+            typer.echo("Error: no photos found in what you gave: pass image files or folders.", err=True)
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+backbones_app = typer.Typer(help="Feature extractors: list them, download or import their weights.", invoke_without_command=True)
+app.add_typer(backbones_app, name="backbones")
+
+
+@backbones_app.callback()
+def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """List the feature extractors and whether each is ready offline."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from duetml.backbones import BACKBONES, find_weights
+
+    rows = []
+    for backbone in BACKBONES.values():
+        weights = find_weights(backbone)
+        rows.append({"name": backbone.name, "ready": weights is not None, "weights": str(weights) if weights else None, "description": backbone.description, "feature_dim": backbone.feature_dim})
+    if json_:
+        emit_json(rows)
+        return
+    for row in rows:
+        state = "ready" if row["ready"] else "not downloaded"
+        typer.echo(f"{row['name']:<20} {state:<15} {row['description']}")
+    if not all(r["ready"] for r in rows):
+        typer.echo("\nGet the others with `duetml backbones pull NAME`, or on an offline machine "
+                   "`duetml backbones import NAME FILE` with the .pth file from torchvision.")
+    typer.echo("Choose one for a project with `duetml backbones use NAME -p PROJECT`.")
+
+
+@backbones_app.command("pull")
+def pull(
+    name: Annotated[str, typer.Argument(help="e.g. mobilenet-v3-large")],
+    url: Annotated[str | None, typer.Option(help="Download from this URL instead (a mirror).")] = None,
+) -> None:
+    """Download a backbone's ImageNet weights once into duetml's cache."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from duetml.backbones import get_backbone, pull_weights
+
+    backbone = get_backbone(name)
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task(f"Downloading {name}", total=None)
+        path = pull_weights(backbone, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    typer.echo(f"{name} is ready: {path}")
+
+
+@backbones_app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="e.g. mobilenet-v3-large")],
+    file: Annotated[Path, typer.Argument(help="The weights file (e.g. mobilenet_v3_large-8738ca79.pth).")],
+) -> None:
+    """Use a weights file brought in by hand (machines without internet)."""
+    from duetml.backbones import get_backbone, import_weights
+
+    path = import_weights(get_backbone(name), file)
+    typer.echo(f"{name} is ready: {path}")
+
+
+@backbones_app.command("use")
+def use(
+    name: Annotated[str, typer.Argument(help="The backbone for this project.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Switch the project's backbone (the next `duetml train` uses it)."""
+    from duetml.backbones import get_backbone, require_weights
+
+    backbone = get_backbone(name)
+    require_weights(backbone)
+    proj = open_project(project)
+    proj.settings["backbone"] = backbone.name
+    proj.save_settings()
+    proj.log.record("set_backbone", backbone=backbone.name)
+    typer.echo(f"The project now uses {backbone.name}: run `duetml train`.")

@@ -1,0 +1,129 @@
+"""init, add, status, undo, demo: making a project and filling it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+
+
+def print_add_report(report, verbose_added: bool = False) -> None:  # noqa: ANN001
+    typer.echo(f"Added {len(report.added)} photo(s).")
+    for source, existing in report.duplicates:
+        typer.echo(f"  duplicate, skipped: {source} (same as {existing})")
+    for source, reason in report.rejected:
+        typer.echo(f"  not added: {source}: {reason}")
+    for link in report.skipped_links:
+        typer.echo(f"  symbolic link, skipped: {link}")
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to make the project.")],
+    goal: Annotated[str, typer.Option(help="What the classifier is for, in your words.")] = "",
+    from_: Annotated[
+        Path | None,
+        typer.Option("--from", help="Copy a dataset: a folder of category folders (train/ and test/ inside are kept)."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Make a new project folder (optionally from an existing folder-of-folders dataset)."""
+    from duetml.project import Project
+
+    project, report = Project.init(folder, goal=goal, from_source=from_)
+    if json_:
+        emit_json({"project": str(project.root), "import": report.as_dict() if report else None})
+        return
+    typer.echo(f"Created project {project.root}")
+    if report is not None:
+        print_add_report(report)
+        cats = project.categories()
+        typer.echo(f"{len(cats)} categories: " + ", ".join(f"{c.name} ({c.count})" for c in cats[:20]) + (" ..." if len(cats) > 20 else ""))
+    typer.echo(f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}")
+
+
+@app.command()
+def add(
+    category: Annotated[str, typer.Argument(help="The category to add photos to (made if new).")],
+    paths: Annotated[list[Path], typer.Argument(help="Photo files and folders (searched recursively).")],
+    move: Annotated[bool, typer.Option("--move", help="Move the files in instead of copying them.")] = False,
+    test: Annotated[bool, typer.Option("--test", help="Add to the held-out test set.")] = False,
+    project: ProjectOption = Path("."),
+    json_: JsonOption = False,
+) -> None:
+    """Import photos into a category. Every file is decoded first; duplicates are skipped."""
+    report = open_project(project).add_images(category, paths, move=move, split="test" if test else "train")
+    if json_:
+        emit_json(report.as_dict())
+    else:
+        print_add_report(report)
+    if not report.added and (report.rejected or report.skipped_links):
+        raise typer.Exit(8)
+
+
+@app.command()
+def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
+    """Categories with photo counts, and warnings about what would hurt a model."""
+    from duetml.health import project_status
+
+    proj = open_project(project)
+    state = project_status(proj)
+    if json_:
+        emit_json({"project": str(proj.root), "goal": proj.goal, **state.as_dict()})
+        return
+    typer.echo(f"Project {proj.root}")
+    if proj.goal:
+        typer.echo(f"Goal: {proj.goal}")
+    if not state.categories:
+        typer.echo("No categories yet: add photos with `duetml add CATEGORY PHOTOS...`.")
+    width = max((len(c["name"]) for c in state.categories), default=8)
+    for cat in state.categories:
+        test = f"  (+{cat['test_images']} test)" if cat["test_images"] else ""
+        typer.echo(f"  {cat['name']:<{width}}  {cat['images']:>5}{test}")
+    typer.echo(f"{state.images} photo(s) in {len(state.categories)} categories.")
+    if state.model:
+        acc = state.model["cv_accuracy"]
+        acc_text = f", cross-validated accuracy {acc:.1%}" if acc is not None else ""
+        typer.echo(f"Model: {state.model['backbone']}{acc_text}.")
+    else:
+        typer.echo("Model: none yet (run `duetml train`).")
+    for warning in state.warnings:
+        typer.echo(f"Warning: {warning.message}")
+
+
+@app.command()
+def undo(
+    project: ProjectOption = Path("."),
+    list_: Annotated[bool, typer.Option("--list", help="Show what can be undone, newest first.")] = False,
+) -> None:
+    """Revert the last change (add, rename, merge, move, remove). Nothing is ever lost."""
+    proj = open_project(project)
+    if list_:
+        for line in proj.undo_history() or ["(nothing to undo)"]:
+            typer.echo(line)
+        return
+    typer.echo(f"Undone: {proj.undo()}")
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where to make the demo project.")] = Path("duetml-demo"),
+) -> None:
+    """Make a demo project from real photos that ship with duetml, train it and evaluate it."""
+    from duetml.demo import create_demo_project
+
+    from duetml.cli.model_cmds import print_eval, run_training
+
+    typer.echo(f"Creating a demo project in {folder} (4 kinds of clothing, 25 photos each)...")
+    proj = create_demo_project(folder)
+    run_training(proj)
+    from duetml.training import evaluate_project
+
+    print_eval(evaluate_project(proj), limit=5)
+    typer.echo(
+        f"\nNext: try it on a photo with `duetml predict PHOTO -p {folder}`, "
+        f"see `duetml status -p {folder}`, or open the page with `duetml serve -p {folder}`."
+    )

@@ -1,0 +1,48 @@
+"""The interaction log: one JSON line per user operation, for the agents and for studies.
+
+The CLI and the web UI both log through the core, so a study sees one timeline. Each event is
+written with a single O_APPEND write, so concurrent writers never interleave inside a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+LOG_FILE = "events.jsonl"
+
+
+class InteractionLog:
+    def __init__(self, state_dir: Path, source: str = "cli") -> None:
+        self.path = state_dir / LOG_FILE
+        self.source = source
+
+    def record(self, event: str, **details: Any) -> dict[str, Any]:
+        entry = {"ts": time.time(), "source": self.source, "event": event, **details}
+        line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+        return entry
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        tail: deque[str] = deque(maxlen=limit)
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                tail.append(line)
+        events = []
+        for line in tail:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line after a crash is skipped, not fatal
+        return events

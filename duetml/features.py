@@ -1,0 +1,212 @@
+"""Feature extraction with a cache keyed by image content.
+
+A re-train after adding five photos computes five feature vectors, not five thousand: vectors
+are stored per backbone under the sha256 of the photo's bytes, so renaming, moving or merging
+categories never invalidates them.
+
+Extraction streams: a small thread pool decodes photos ahead of the network (Pillow releases
+the GIL while decoding), ONNX Runtime runs small batches, and only the feature vectors are
+kept, so memory stays flat however many photos there are.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from duetml import atomic
+from duetml.backbones import INPUT_SIZE, Backbone, open_session
+from duetml.errors import BadImageError, DuetmlError
+from duetml.images import load_square
+
+BATCH_SIZE = 4  # measured: small batches are fastest for these nets on a 2-core CPU
+SAVE_EVERY = 500  # photos; an interrupted run keeps what it computed
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class FeatureCache:
+    """sha256 -> feature vector for one backbone, in one .npz file written atomically."""
+
+    def __init__(self, folder: Path, backbone: Backbone) -> None:
+        self.path = folder / f"features-{backbone.name}.npz"
+        self.dim = backbone.feature_dim
+        self._vectors: dict[str, np.ndarray] = {}
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                keys, vectors = data["keys"], data["vectors"]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError):
+            return  # a damaged cache is only a cache: recompute rather than fail
+        if vectors.ndim == 2 and vectors.shape[1] == self.dim and len(keys) == len(vectors):
+            self._vectors = {str(k): v for k, v in zip(keys, vectors)}
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._vectors
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, digest: str) -> np.ndarray | None:
+        return self._vectors.get(digest)
+
+    def put(self, digest: str, vector: np.ndarray) -> None:
+        self._vectors[digest] = np.asarray(vector, dtype=np.float32)
+        self._dirty = True
+
+    def matrix(self, digests: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vectors[d] for d in digests]) if digests else np.zeros((0, self.dim), np.float32)
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        keys = np.array(list(self._vectors), dtype="U64")
+        vectors = (
+            np.stack(list(self._vectors.values())) if self._vectors else np.zeros((0, self.dim), np.float32)
+        )
+        atomic.write_with(self.path, lambda handle: np.savez(handle, keys=keys, vectors=vectors))
+        self._dirty = False
+
+
+class FeatureExtractor:
+    """Runs one backbone over photos; decoding overlaps with the network."""
+
+    def __init__(self, backbone: Backbone, decode_threads: int | None = None) -> None:
+        self.backbone = backbone
+        self.session = open_session(backbone)
+        self.decode_threads = decode_threads or max(1, min(4, os.cpu_count() or 1))
+
+    def run(self, photos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (n, 224, 224, 3) -> (features, ImageNet logits)."""
+        features, logits = self.session.run(None, {"photos": photos})
+        return features, logits
+
+    def extract(
+        self, sources: Sequence[Path | bytes], progress: ProgressCallback | None = None
+    ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        """Yield (index, vector, None) or (index, None, reason) for each source, in order."""
+        start = time.perf_counter()
+        total = len(sources)
+        done = 0
+
+        def decode(index: int) -> tuple[int, np.ndarray | None, str | None]:
+            try:
+                return index, load_square(sources[index], INPUT_SIZE), None
+            except BadImageError as exc:
+                return index, None, str(exc)
+            except OSError as exc:
+                return index, None, f"cannot be read ({exc.strerror or exc})."
+
+        with ThreadPoolExecutor(self.decode_threads) as pool:
+            # Bounded look-ahead: enough decoded photos to keep the network busy, never all.
+            window = self.decode_threads * BATCH_SIZE * 4
+            pending = [pool.submit(decode, i) for i in range(min(window, total))]
+            next_index = len(pending)
+            cursor = 0
+            while cursor < total:
+                batch_end = min(cursor + BATCH_SIZE, total)
+                decoded = [pending[i - cursor].result() for i in range(cursor, batch_end)]
+                pending = pending[batch_end - cursor :]
+                while next_index < total and len(pending) < window:
+                    pending.append(pool.submit(decode, next_index))
+                    next_index += 1
+                good = [d for d in decoded if d[1] is not None]
+                vectors = {}
+                if good:
+                    features, _ = self.run(np.stack([d[1] for d in good]))
+                    vectors = {d[0]: features[k] for k, d in enumerate(good)}
+                for index, _, reason in decoded:
+                    yield index, vectors.get(index), reason
+                done = batch_end
+                cursor = batch_end
+                if progress:
+                    progress(Progress(done, total, time.perf_counter() - start))
+
+
+_EXTRACTORS: dict[str, FeatureExtractor] = {}
+_EXTRACTORS_LOCK = threading.Lock()
+
+
+def extractor_for(backbone: Backbone) -> FeatureExtractor:
+    """One extractor per backbone per process (the web server reuses it between requests)."""
+    with _EXTRACTORS_LOCK:
+        if backbone.name not in _EXTRACTORS:
+            _EXTRACTORS[backbone.name] = FeatureExtractor(backbone)
+        return _EXTRACTORS[backbone.name]
+
+
+def fill_cache(
+    cache: FeatureCache,
+    items: Sequence[tuple[str, Path]],
+    backbone: Backbone,
+    progress: ProgressCallback | None = None,
+) -> dict[str, str]:
+    """Compute the features missing from ``cache`` for (digest, path) items.
+
+    Returns {digest: reason} for photos that could not be decoded. The cache is saved every
+    few hundred photos and at the end, also when interrupted (Ctrl-C keeps the work done).
+    """
+    missing = list({d: p for d, p in items if d not in cache}.items())
+    failures: dict[str, str] = {}
+    if not missing:
+        return failures
+    extractor = extractor_for(backbone)
+    try:
+        for count, (index, vector, reason) in enumerate(
+            extractor.extract([p for _, p in missing], progress), start=1
+        ):
+            digest = missing[index][0]
+            if vector is None:
+                failures[digest] = reason or "cannot be decoded."
+            else:
+                cache.put(digest, vector)
+            if count % SAVE_EVERY == 0:
+                cache.save()
+    finally:
+        cache.save()
+    return failures
+
+
+def features_for_sources(
+    sources: Sequence[Path | bytes], backbone: Backbone
+) -> tuple[np.ndarray, list[str | None]]:
+    """Features of photos outside the project (prediction); rows of failures are zero."""
+    extractor = extractor_for(backbone)
+    matrix = np.zeros((len(sources), backbone.feature_dim), dtype=np.float32)
+    reasons: list[str | None] = [None] * len(sources)
+    for index, vector, reason in extractor.extract(sources):
+        if vector is None:
+            reasons[index] = reason
+        else:
+            matrix[index] = vector
+    if not sources:
+        raise DuetmlError("Give at least one photo.")
+    return matrix, reasons

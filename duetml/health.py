@@ -1,0 +1,176 @@
+"""What would hurt a model, found before training: the checks behind `duetml status`.
+
+The same facts ground the agents ("`cat` has 3 photos and `dog` 120"), so they are plain data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from duetml import images
+from duetml.errors import BadImageError, DuetmlError
+from duetml.names import validate_category_name
+from duetml.project import SPLITS, Project
+
+TINY_CATEGORY = 5  # fewer photos than this and the SVM barely learns the category
+IMBALANCE_RATIO = 5.0
+
+
+@dataclass
+class Warning_:
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass
+class Status:
+    categories: list[dict[str, Any]]
+    images: int
+    test_images: int
+    model: dict[str, Any] | None
+    warnings: list[Warning_] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "categories": self.categories,
+            "images": self.images,
+            "test_images": self.test_images,
+            "model": self.model,
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
+
+
+def project_status(project: Project, check_files: bool = True) -> Status:
+    """Counts and warnings; ``check_files`` decodes photos not yet known good to find corrupt ones."""
+    from duetml.training import load_model, model_is_stale  # keeps `status` free of numpy work
+
+    infos = project.categories()
+    warnings: list[Warning_] = []
+    counts = {i.name: i.count for i in infos if i.count or not i.test_count}
+    for name, count in counts.items():
+        if count == 0:
+            warnings.append(Warning_("empty", f"Category {name!r} has no photos: add some or remove it."))
+        elif count < TINY_CATEGORY:
+            warnings.append(
+                Warning_(
+                    "tiny",
+                    f"Category {name!r} has only {count} photo(s): add at least {TINY_CATEGORY} "
+                    "for a model that generalises.",
+                )
+            )
+    nonzero = {n: c for n, c in counts.items() if c}
+    if len(nonzero) >= 2:
+        big, small = max(nonzero, key=nonzero.get), min(nonzero, key=nonzero.get)
+        if nonzero[big] >= IMBALANCE_RATIO * nonzero[small]:
+            warnings.append(
+                Warning_(
+                    "imbalance",
+                    f"Categories are imbalanced: {big!r} has {nonzero[big]} photos but {small!r} "
+                    f"only {nonzero[small]}; add photos to the small ones.",
+                )
+            )
+    if len([n for n in counts]) == 1:
+        warnings.append(Warning_("one_category", "There is only one category: a model needs at least two."))
+    warnings += _duplicate_warnings(project)
+    warnings += _odd_entries(project)
+    if check_files:
+        warnings += _unreadable(project)
+    model_info = None
+    try:
+        model = load_model(project)
+    except DuetmlError as exc:
+        if os.path.exists(project.state_dir / "model" / "model.npz"):
+            warnings.append(Warning_("model", str(exc)))
+    else:
+        stale = model_is_stale(project, model)
+        model_info = {
+            "trained_at": model.meta.get("trained_at"),
+            "cv_accuracy": model.meta.get("cv_accuracy"),
+            "categories": model.categories,
+            "backbone": model.backbone,
+            "older_than_data": stale,
+        }
+        if stale:
+            warnings.append(
+                Warning_("stale_model", "The model is older than the data: run `duetml train` again.")
+            )
+    return Status(
+        categories=[
+            {"name": i.name, "images": i.count, "test_images": i.test_count} for i in infos
+        ],
+        images=sum(i.count for i in infos),
+        test_images=sum(i.test_count for i in infos),
+        model=model_info,
+        warnings=warnings,
+    )
+
+
+def duplicate_groups(project: Project) -> list[list[str]]:
+    """Groups of photos with identical content that sit in different categories."""
+    records = project.images("train") + project.images("test")
+    by_hash: dict[str, list[str]] = {}
+    for rel, digest in project.hashes(records).items():
+        by_hash.setdefault(digest, []).append(rel)
+    return [
+        sorted(rels) for rels in by_hash.values() if len({r.split("/")[1] for r in rels}) > 1
+    ]
+
+
+def _duplicate_warnings(project: Project) -> list[Warning_]:
+    groups = duplicate_groups(project)
+    return [
+        Warning_(
+            "duplicate",
+            f"The same photo is in {len(g)} categories ({', '.join(g)}): keep it in one.",
+        )
+        for g in groups[:20]
+    ]
+
+
+def _odd_entries(project: Project) -> list[Warning_]:
+    """Things in the data folders that duetml ignores, so the user is not surprised."""
+    found: list[Warning_] = []
+    for split in SPLITS:
+        folder = project.split_dir(split)
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.is_symlink():
+                found.append(Warning_("symlink", f"{split}/{entry.name} is a symbolic link and is ignored."))
+            elif entry.is_dir():
+                try:
+                    validate_category_name(entry.name)
+                except DuetmlError as exc:
+                    found.append(Warning_("bad_name", f"Folder {split}/{entry.name!r} is ignored: {exc}"))
+                    continue
+                for inner in os.scandir(entry.path):
+                    if inner.is_symlink():
+                        found.append(Warning_("symlink", f"{split}/{entry.name}/{inner.name} is a symbolic link and is ignored."))
+                    elif inner.is_file() and os.path.splitext(inner.name)[1].lower() not in images.IMAGE_EXTENSIONS and not inner.name.startswith("."):
+                        found.append(Warning_("not_image", f"{split}/{entry.name}/{inner.name} is not an image file and is ignored."))
+            elif not entry.name.startswith("."):
+                found.append(Warning_("stray_file", f"{split}/{entry.name} is outside any category folder and is ignored."))
+    return found[:50]
+
+
+def _unreadable(project: Project) -> list[Warning_]:
+    from duetml.training import feature_cache
+
+    # A photo with cached features decoded fine before; only the others are decoded now.
+    cache = feature_cache(project)
+    records = project.images("train") + project.images("test")
+    hashes = project.hashes(records)
+    found = []
+    for record in records:
+        if hashes[record.rel] in cache:
+            continue
+        try:
+            images.check_image(record.path)
+        except BadImageError as exc:
+            found.append(Warning_("unreadable", f"{record.rel} cannot be used: {exc}"))
+    return found

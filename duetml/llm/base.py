@@ -1,0 +1,317 @@
+"""The provider interface and the retry/stream driver every provider shares.
+
+A provider class says what it needs as class attributes (`needs_key`, `key_env_var`), and
+implements four small hooks: open one stream, list models once, inspect the model once, and
+turn its client's exceptions into a `Failure`. The base class owns the policy that must be the
+same everywhere (security.md items 9 and 10): bounded retries that honour Retry-After, no retry
+once text has reached the caller (never duplicate text), one-sentence `LLMError`s, and keys
+that never reach a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from duetml.errors import LLMError
+from duetml.llm.fencing import clean_text
+from duetml.llm.privacy import Secret, display_url, is_local_url
+from duetml.llm.types import ChatMessage, ModelInfo
+
+log = logging.getLogger("duetml.llm")
+
+T = TypeVar("T")
+
+# A server asking for a longer pause than this is told "try later" at once: a user watching a
+# spinner for minutes is worse than a clear message now.
+MAX_RETRY_AFTER_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 8.0
+# Server-supplied detail shown to a user is cut to this; it is a hint, not a report.
+MAX_DETAIL_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait for a connection, and between two pieces of the answer."""
+
+    connect: float = 5.0
+    # Generous because a local model may first have to load into memory.
+    read: float = 120.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a provider made of an exception: the user's sentence and whether to try again."""
+
+    message: str
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class IncompleteAnswer(Exception):
+    """The stream ended cleanly on the wire but without the provider's end-of-answer marker."""
+
+
+class ConnectionDropped(Exception):
+    """The connection broke after the response had started."""
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _close(iterator: object) -> None:
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
+
+
+class Provider(ABC):
+    """One LLM backend for one agent; construct through `duetml.llm.registry.get_provider`."""
+
+    name: ClassVar[str]
+    needs_key: ClassVar[bool] = False
+    key_env_var: ClassVar[str | None] = None
+    default_model: ClassVar[str | None] = None
+    # False only for the "none" provider: agents check it instead of catching errors.
+    enabled: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: Timeouts = Timeouts(),
+        max_retries: int = 2,
+        retry_backoff: float = 0.5,
+        agent: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        environ: Mapping[str, str] = os.environ if env is None else env
+        self.model: str = model or self.default_model or ""
+        self.timeout = timeout
+        self.max_retries = max(int(max_retries), 0)
+        self.retry_backoff = max(float(retry_backoff), 0.0)
+        # Only used to make "what to do next" sentences name the right agent.
+        self.agent = agent
+        key = api_key or (environ.get(self.key_env_var) if self.key_env_var else None)
+        self._key: Secret | None = Secret(key) if key else None
+        self.base_url: str | None = self._resolve_base_url(base_url, environ)
+
+    # --- hooks for subclasses -------------------------------------------------------------
+
+    @abstractmethod
+    def _resolve_base_url(self, base_url: str | None, env: Mapping[str, str]) -> str | None:
+        """The endpoint from the constructor, else the provider's env variable, else default."""
+
+    @abstractmethod
+    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        """One attempt: yield text pieces; raise the client's own exceptions untouched."""
+
+    @abstractmethod
+    def _list_models_once(self) -> list[ModelInfo]: ...
+
+    @abstractmethod
+    def _model_info_once(self) -> ModelInfo: ...
+
+    @abstractmethod
+    def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
+        """Turn an exception from one attempt into the user's sentence and a retry decision."""
+
+    # --- public API ------------------------------------------------------------------------
+
+    def stream_chat(self, messages: Iterable[ChatMessage]) -> Iterator[str]:
+        """Yield the answer piece by piece; raise `LLMError` with one sentence on failure.
+
+        Pieces already yielded stay yielded: after the first one, a failure is raised at once
+        rather than retried, so the caller never sees the same text twice.
+        """
+        conversation = list(messages)
+        log.debug(
+            "%s chat: model=%s endpoint=%s messages=%d images=%d",
+            self.name,
+            self.model,
+            display_url(self.base_url),
+            len(conversation),
+            sum(len(m.images) for m in conversation),
+        )
+        attempt = 0
+        while True:
+            yielded = False
+            pieces = self._open_stream(conversation)
+            try:
+                for piece in pieces:
+                    if piece:
+                        yielded = True
+                        yield piece
+                return
+            except LLMError as exc:
+                raise self._redacted(exc) from None
+            except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                failure = self._classify(exc, mid_stream=yielded)
+                delay = None if yielded else self._retry_delay(failure, attempt)
+                if delay is None:
+                    raise self._give_up(exc, failure, attempt) from None
+                self._wait_before_retry(exc, delay, attempt)
+                attempt += 1
+            finally:
+                _close(pieces)
+
+    def chat(self, messages: Iterable[ChatMessage]) -> str:
+        return "".join(self.stream_chat(messages))
+
+    def list_models(self) -> list[ModelInfo]:
+        return self._with_retries(self._list_models_once)
+
+    def model_info(self) -> ModelInfo:
+        """Whether the chosen model is available on the server and whether it accepts images."""
+        return self._with_retries(self._model_info_once)
+
+    def is_local(self) -> bool:
+        """True when requests stay on this machine (loopback address or unix socket)."""
+        return is_local_url(self.base_url)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as they may be shown or logged: no credentials, only a masked key tail."""
+        return {
+            "provider": self.name,
+            "model": self.model or None,
+            "endpoint": display_url(self.base_url),
+            "is_local": self.is_local(),
+            "key": self._key.masked if self._key else None,
+        }
+
+    def __repr__(self) -> str:
+        info = self.describe()
+        return (
+            f"{type(self).__name__}(model={info['model']!r}, endpoint={info['endpoint']!r}, "
+            f"key={info['key']!r})"
+        )
+
+    __str__ = __repr__
+
+    # --- shared helpers for subclasses -----------------------------------------------------
+
+    def use_hint(self, spec: str) -> str:
+        """The command that switches this agent to `spec`, for "what to do next" sentences."""
+        return f"`duetml llm use {self.agent or 'passive'} {spec}`"
+
+    def detail(self, text: object) -> str:
+        """Server-supplied text made safe to show: one line, short, key masked, no final dot."""
+        cleaned = clean_text(str(text), max_chars=MAX_DETAIL_CHARS, one_line=True)
+        return self._redact(cleaned).rstrip(". ")
+
+    def timeout_failure(self, server: str, *, connect: bool, mid_stream: bool) -> Failure:
+        if connect:
+            return Failure(
+                f"Could not connect to {server} within {self.timeout.connect:g} seconds: "
+                "check that the server is running and reachable."
+            )
+        if mid_stream:
+            return Failure(
+                f"{server} stopped answering for more than {self.timeout.read:g} seconds in "
+                "the middle of the answer: try again, or choose a smaller model."
+            )
+        return Failure(
+            f"{server} did not answer within {self.timeout.read:g} seconds: try again, or "
+            "choose a smaller model."
+        )
+
+    def dropped_failure(self, server: str, *, mid_stream: bool) -> Failure:
+        if mid_stream:
+            return Failure(
+                f"The connection to {server} dropped in the middle of the answer: try again."
+            )
+        # Nothing reached the caller yet, so trying again cannot duplicate text.
+        return Failure(
+            f"The connection to {server} dropped before the answer started: try again.",
+            retryable=True,
+        )
+
+    def incomplete_failure(self, server: str) -> Failure:
+        return Failure(f"{server} stopped before the answer was complete: try again.")
+
+    def malformed_failure(self, server: str, kind: str) -> Failure:
+        return Failure(
+            f"{server} sent an answer duetml could not read: check that the address points "
+            f"at {kind}."
+        )
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _with_retries(self, operation: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except LLMError as exc:
+                raise self._redacted(exc) from None
+            except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                failure = self._classify(exc, mid_stream=False)
+                delay = self._retry_delay(failure, attempt)
+                if delay is None:
+                    raise self._give_up(exc, failure, attempt) from None
+                self._wait_before_retry(exc, delay, attempt)
+                attempt += 1
+
+    def _retry_delay(self, failure: Failure, attempt: int) -> float | None:
+        if not failure.retryable or attempt >= self.max_retries:
+            return None
+        if failure.retry_after is not None:
+            if failure.retry_after > MAX_RETRY_AFTER_SECONDS:
+                return None
+            return failure.retry_after
+        return min(self.retry_backoff * 2**attempt, MAX_BACKOFF_SECONDS)
+
+    def _wait_before_retry(self, exc: Exception, delay: float, attempt: int) -> None:
+        # The exception's text may quote a server body, so only its type is logged.
+        log.info(
+            "%s: %s, retrying in %.1f s (retry %d of %d)",
+            self.name,
+            type(exc).__name__,
+            delay,
+            attempt + 1,
+            self.max_retries,
+        )
+        time.sleep(delay)
+
+    def _give_up(self, exc: Exception, failure: Failure, attempt: int) -> LLMError:
+        message = self._redact(failure.message)
+        log.warning(
+            "%s failed after %d attempt(s) (%s): %s", self.name, attempt + 1, type(exc).__name__,
+            message,
+        )
+        return LLMError(message)
+
+    def _redact(self, text: str) -> str:
+        return self._key.redact(text) if self._key else text
+
+    def _redacted(self, exc: LLMError) -> LLMError:
+        return LLMError(self._redact(str(exc)))

@@ -1,0 +1,129 @@
+"""Which provider, model and endpoint each agent uses: a pure function of settings and env.
+
+Precedence, highest first: `DUETML_PASSIVE_LLM` / `DUETML_PROACTIVE_LLM` ("provider:model"),
+the project's settings, the user's settings, then Ollama with its default model. A level
+counts only if it names a provider, and then its model and base URL come with it: mixing one
+level's provider with another's model would produce combinations nobody chose.
+
+API keys never live in these settings (they would travel with a shared project folder); they
+are read from the environment by the provider itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from duetml.errors import LLMError
+from duetml.llm.registry import (
+    DEFAULT_MODELS,
+    DEFAULT_PROVIDER,
+    check_model_name,
+    check_provider_name,
+    parse_spec,
+)
+
+AGENTS: tuple[str, ...] = ("passive", "proactive")
+
+Source = Literal["env", "project", "user", "default"]
+
+ENV_VARS: dict[str, str] = {agent: f"DUETML_{agent.upper()}_LLM" for agent in AGENTS}
+
+_SECRET_KEYS = frozenset({"api_key", "apikey", "key", "token", "secret", "password"})
+
+
+@dataclass(frozen=True)
+class AgentLLMConfig:
+    agent: str
+    provider: str
+    model: str | None
+    base_url: str | None
+    source: Source
+
+    @property
+    def spec(self) -> str:
+        """The "provider:model" form users type, e.g. "ollama:qwen2.5vl"."""
+        return self.provider if self.model is None else f"{self.provider}:{self.model}"
+
+
+def _agent_section(settings: Mapping[str, Any], agent: str, where: str) -> Mapping[str, Any]:
+    agents = settings.get("agents") or {}
+    section = agents.get(agent) if isinstance(agents, Mapping) else None
+    if not isinstance(section, Mapping):
+        return {}
+    leaked = sorted(k for k in section if str(k).lower() in _SECRET_KEYS)
+    if leaked:
+        raise LLMError(
+            f"The {where} settings store '{leaked[0]}' for the {agent} agent: remove it from the "
+            "file and set the key in the environment (e.g. OPENAI_API_KEY) instead."
+        )
+    return section
+
+
+def _check_base_url(value: object, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LLMError(
+            f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL: write "
+            "one like http://127.0.0.1:11434."
+        )
+    if parts.username or parts.password:
+        raise LLMError(
+            f"The base_url in the {where} settings contains a user or password: remove it "
+            "from the file, credentials belong in the environment."
+        )
+    return text
+
+
+def _from_section(agent: str, section: Mapping[str, Any], source: Source) -> AgentLLMConfig:
+    provider = check_provider_name(str(section["provider"]))
+    model_value = section.get("model")
+    if provider == "none":
+        model = None
+    elif model_value:
+        model = check_model_name(str(model_value).strip())
+    else:
+        model = DEFAULT_MODELS[provider]
+    base_url = None if provider == "none" else _check_base_url(section.get("base_url"), source)
+    return AgentLLMConfig(agent, provider, model, base_url, source)
+
+
+def resolve_agent_config(
+    agent: str,
+    project: Mapping[str, Any],
+    user: Mapping[str, Any],
+    env: Mapping[str, str],
+) -> AgentLLMConfig:
+    """The effective provider/model/base_url for `agent` ("passive" or "proactive")."""
+    if agent not in AGENTS:
+        raise ValueError(f"agent must be one of {AGENTS}, not {agent!r}")
+
+    levels: list[tuple[Source, Mapping[str, Any]]] = [
+        ("project", _agent_section(project, agent, "project")),
+        ("user", _agent_section(user, agent, "user")),
+    ]
+    from_files = [
+        _from_section(agent, section, source) for source, section in levels if section.get("provider")
+    ]
+
+    env_spec = (env.get(ENV_VARS[agent]) or "").strip()
+    if env_spec:
+        provider, model = parse_spec(env_spec)
+        # The env var has no room for a URL; keep the one configured for the same provider,
+        # so overriding the model of a LAN server never silently sends photos to the cloud.
+        base_url = next((c.base_url for c in from_files if c.provider == provider), None)
+        return AgentLLMConfig(agent, provider, model, base_url, "env")
+
+    if from_files:
+        return from_files[0]
+    return AgentLLMConfig(
+        agent, DEFAULT_PROVIDER, DEFAULT_MODELS[DEFAULT_PROVIDER], None, "default"
+    )

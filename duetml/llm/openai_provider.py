@@ -1,0 +1,234 @@
+"""OpenAI, and any server that speaks its chat-completions API (LM Studio, vLLM, llama.cpp).
+
+Uses the official `openai` client, imported on first use. Its own retries are switched off
+(`max_retries=0`) so that the shared driver in `base.py` bounds them, honours Retry-After with
+a cap, and never retries once text has reached the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from duetml.errors import LLMError
+from duetml.llm.base import (
+    ConnectionDropped,
+    Failure,
+    IncompleteAnswer,
+    Provider,
+    parse_retry_after,
+)
+from duetml.llm.privacy import display_url
+from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.vision import guess_vision
+
+if TYPE_CHECKING:
+    import openai
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Local servers ignore the key but the client insists on one; this is obviously not a secret.
+LOCAL_PLACEHOLDER_KEY = "no-key-needed-for-local-server"
+
+
+def _cause_name(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return type(cause).__name__ if cause is not None else ""
+
+
+def _error_detail(exc: Any) -> str:
+    """The server's own error message from an OpenAI-style body, else the status text."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    response = getattr(exc, "response", None)
+    return getattr(response, "reason_phrase", "") or "no details"
+
+
+def _error_code(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            return str(inner.get("code") or inner.get("type") or "")
+    return ""
+
+
+class OpenAIProvider(Provider):
+    name: ClassVar[str] = "openai"
+    # Needed for api.openai.com and other remote endpoints; a local server works without one.
+    needs_key: ClassVar[bool] = True
+    key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+    default_model: ClassVar[str | None] = "gpt-4o"
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._client_instance: openai.OpenAI | None = None
+
+    def _resolve_base_url(self, base_url: str | None, env: Mapping[str, str]) -> str:
+        return (base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
+
+    def _server(self) -> str:
+        if self.base_url == DEFAULT_BASE_URL:
+            return "The OpenAI API"
+        return f"The server at {display_url(self.base_url)}"
+
+    # --- the client ------------------------------------------------------------------------
+
+    def _client(self) -> openai.OpenAI:
+        if self._client_instance is None:
+            if self._key is None and not self.is_local():
+                raise LLMError(
+                    f"No API key is set for {display_url(self.base_url)}: set OPENAI_API_KEY, "
+                    f"or keep your photos on this machine with {self.use_hint('ollama:qwen2.5vl')}."
+                )
+            import openai
+
+            extra: dict[str, Any] = {}
+            if self.is_local():
+                # A proxy from the environment must never see traffic meant for this machine.
+                extra["http_client"] = openai.DefaultHttpx2Client(trust_env=False)
+            self._client_instance = openai.OpenAI(
+                api_key=self._key.reveal() if self._key else LOCAL_PLACEHOLDER_KEY,
+                base_url=self.base_url,
+                timeout=openai.Timeout(self.timeout.read, connect=self.timeout.connect),
+                max_retries=0,
+                **extra,
+            )
+        return self._client_instance
+
+    @staticmethod
+    def _encode(message: ChatMessage) -> dict[str, Any]:
+        text = message.text_with_labels()
+        if not message.images:
+            return {"role": message.role, "content": text}
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        parts.extend(
+            {"type": "image_url", "image_url": {"url": image.data_url()}}
+            for image in message.images
+        )
+        return {"role": message.role, "content": parts}
+
+    # --- hooks -----------------------------------------------------------------------------
+
+    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        import openai
+
+        client = self._client()
+        stream = client.chat.completions.create(
+            model=self.model, messages=[self._encode(m) for m in messages], stream=True
+        )
+        finished = False
+        try:
+            for chunk in stream:
+                for choice in chunk.choices or ():
+                    if choice.index != 0:
+                        continue
+                    text = choice.delta.content if choice.delta is not None else None
+                    if text:
+                        yield text
+                    if choice.finish_reason:
+                        finished = True
+        except openai.APITimeoutError:
+            raise
+        except openai.APIConnectionError as exc:
+            # Same exception type as "connection refused"; here the response had started.
+            raise ConnectionDropped() from exc
+        finally:
+            stream.close()
+        # Every OpenAI-compatible server sends a finish_reason; a stream without one was cut
+        # off by a proxy or a crash, even if the HTTP body ended cleanly.
+        if not finished:
+            raise IncompleteAnswer()
+
+    def _list_models_once(self) -> list[ModelInfo]:
+        page = self._client().models.list()
+        names = sorted({model.id for model in page.data})
+        return [ModelInfo(name=name, installed=True, vision=guess_vision(name)) for name in names]
+
+    def _model_info_once(self) -> ModelInfo:
+        names = {model.name for model in self._list_models_once()}
+        # Ollama's OpenAI-compatible endpoint lists "llava:latest" for a model asked as "llava".
+        installed = self.model in names or f"{self.model}:latest" in names
+        return ModelInfo(self.model, installed=installed, vision=guess_vision(self.model))
+
+    def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
+        import openai
+
+        server = self._server()
+        url = display_url(self.base_url)
+        if isinstance(exc, IncompleteAnswer):
+            return self.incomplete_failure(server)
+        if isinstance(exc, openai.APITimeoutError):
+            connect = _cause_name(exc) in ("ConnectTimeout", "PoolTimeout")
+            return self.timeout_failure(server, connect=connect, mid_stream=mid_stream)
+        if isinstance(exc, ConnectionDropped):
+            return self.dropped_failure(server, mid_stream=mid_stream)
+        if isinstance(exc, openai.APIConnectionError):
+            if _cause_name(exc) != "ConnectError":
+                return self.dropped_failure(server, mid_stream=mid_stream)
+            if self.is_local():
+                return Failure(
+                    f"No server is answering at {url}: start your OpenAI-compatible server "
+                    "(LM Studio, vLLM, llama.cpp), or choose another provider with "
+                    f"{self.use_hint('ollama:qwen2.5vl')}."
+                )
+            return Failure(
+                f"Could not reach {url}: check your internet connection and OPENAI_BASE_URL, "
+                f"or work offline with {self.use_hint('ollama:qwen2.5vl')}."
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return self._classify_status(exc, server)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return self.malformed_failure(server, "an OpenAI-compatible API")
+        if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
+            return Failure(
+                f"{server} reported an error while answering ({self.detail(_error_detail(exc))})"
+                ": try again."
+            )
+        if isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)):
+            return self.malformed_failure(server, "an OpenAI-compatible API")
+        return Failure(f"{server} failed unexpectedly ({type(exc).__name__}): try again.")
+
+    def _classify_status(self, exc: openai.APIStatusError, server: str) -> Failure:
+        status = exc.status_code
+        detail = self.detail(_error_detail(exc))
+        retry_after = parse_retry_after(exc.response.headers)
+        if status == 401:
+            todo = (
+                "check OPENAI_API_KEY"
+                if self._key
+                else "set OPENAI_API_KEY to the key this server expects"
+            )
+            return Failure(f"{server} rejected the API key (HTTP 401): {todo}.")
+        if status == 403:
+            return Failure(
+                f"{server} refused access (HTTP 403): check that the key in OPENAI_API_KEY may "
+                f"use the model '{self.model}'."
+            )
+        if status == 404:
+            return Failure(
+                f"{server} does not know the model '{self.model}' (HTTP 404): check the model "
+                f"name and that the base URL ends in /v1, or choose another with "
+                f"{self.use_hint('openai:gpt-4o')}."
+            )
+        if status == 429 and _error_code(exc) == "insufficient_quota":
+            return Failure(
+                f"{server} says the account has no quota left (HTTP 429): add credit to the "
+                f"account, or choose the local provider with {self.use_hint('ollama:qwen2.5vl')}."
+            )
+        if status in (408, 429) or status >= 500:
+            wait = f", asking to wait {retry_after:g} seconds" if retry_after else ""
+            reason = "is rate-limiting requests" if status == 429 else "could not answer"
+            return Failure(
+                f"{server} {reason} (HTTP {status}: {detail}){wait}: try again in a minute.",
+                retryable=True,
+                retry_after=retry_after,
+            )
+        return Failure(
+            f"{server} refused the request (HTTP {status}: {detail}): check the model name "
+            "and whether it accepts images."
+        )

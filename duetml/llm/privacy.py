@@ -1,0 +1,113 @@
+"""Where data goes, and keeping API keys out of sight.
+
+`is_local_url` decides whether photos and prompts stay on this machine; it never resolves
+names through DNS, because an answer that depends on the resolver can be rebound by whoever
+controls it. Anything it cannot prove is loopback counts as remote: the safe mistake is to
+warn about a local server, never to call a remote one local.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+# Backslashes and whitespace make URL parsers disagree about the host (WHATWG treats `\` as
+# `/`, urllib does not), so a URL containing them is never trusted as local.
+_AMBIGUOUS_URL = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost."})
+
+_UNIX_SCHEMES = frozenset({"unix", "http+unix", "https+unix"})
+
+
+def is_local_url(url: str | None) -> bool:
+    """True when `url` points at this machine: 127.0.0.0/8, ::1, `localhost`, or a unix socket.
+
+    `0.0.0.0`, other names (even `localhost.example.com`) and anything unparsable are remote.
+    A bare ``host:port`` (as `OLLAMA_HOST` allows) is read as ``http://host:port``.
+    """
+    if not url or _AMBIGUOUS_URL.search(url):
+        return False
+    if url.startswith("/"):  # a unix socket path given as is
+        return True
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme.lower() in _UNIX_SCHEMES:
+        return True
+    if not host:
+        return False
+    if host.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def display_url(url: str | None) -> str | None:
+    """The URL without user, password, query or fragment, safe to show and to log."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(invalid URL)"
+    if ":" in host:  # IPv6 literals need their brackets back
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def mask_key(key: str | None) -> str | None:
+    """A tail that lets a person recognise which key is in use, e.g. ``sk-…abcd``.
+
+    Short keys are masked entirely: four known characters of a ten-character key is too many.
+    """
+    if not key:
+        return None
+    if len(key) < 16:
+        return "…"
+    return f"{key[:3]}…{key[-4:]}"
+
+
+class Secret:
+    """Holds an API key so that repr, str, f-strings and tracebacks with locals show it masked.
+
+    Typer's rich tracebacks print local variables; anything holding a key goes through this.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The key itself: call only where it is handed to the HTTP client."""
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        return mask_key(self._value) or "…"
+
+    def redact(self, text: str) -> str:
+        """`text` with every occurrence of the key replaced by its masked form."""
+        return text.replace(self._value, self.masked) if self._value else text
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:
+        raise TypeError("a Secret is not pickled, so a key cannot end up in a file")

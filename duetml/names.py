@@ -1,0 +1,78 @@
+"""Validation of every name that reaches the file system (security.md items 3 and 4).
+
+Category names come from users (CLI, web form, a folder made in a file manager); they are
+checked here once, and anything else that touches a path goes through `resolve_inside`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from duetml.errors import InvalidNameError
+
+MAX_NAME_LENGTH = 100
+
+# Reserved on Windows whatever the extension ("NUL.jpg" too); a project folder may be copied there.
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{p}{i}" for p in ("COM", "LPT") for i in "0123456789¹²³"
+}
+# Path separators and characters no common file system accepts in a name. `<` and `>` are
+# kept: they are legal on POSIX and a name like "<img src=x>" must display safely as text.
+_FORBIDDEN_CHARS = set('/\\:*?"|\x00')
+
+
+def validate_category_name(raw: str) -> str:
+    """Return the normalised name, or raise InvalidNameError saying what is wrong with it."""
+    if not isinstance(raw, str):
+        raise InvalidNameError("A category name must be text.")
+    name = unicodedata.normalize("NFC", raw).strip()
+    if not name:
+        raise InvalidNameError("A category name cannot be empty: type a name such as `edible`.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"The category name is {len(name)} characters long: use at most {MAX_NAME_LENGTH}."
+        )
+    if name in {".", ".."} or name.startswith("."):
+        raise InvalidNameError(f"A category name cannot start with a dot: {name[:20]!r}.")
+    bad = sorted({c for c in name if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise InvalidNameError(
+            f"A category name cannot contain {shown}: use letters, digits, spaces, - or _."
+        )
+    if name.endswith("."):
+        raise InvalidNameError("A category name cannot end with a dot.")
+    if name.split(".")[0].strip().upper() in _WINDOWS_DEVICES:
+        raise InvalidNameError(
+            f"{name!r} is a reserved device name on Windows: choose another category name."
+        )
+    return name
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """Join ``relative`` under ``root`` and refuse anything that would leave it.
+
+    Rejects absolute paths, `..`, backslashes, NUL and symlinks anywhere on the way, so a
+    path from a request or a journal file can never reach outside the project.
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative:
+        raise InvalidNameError("That path is not allowed.")
+    if relative.startswith("/") or re.match(r"^[A-Za-z]:", relative):
+        raise InvalidNameError("That path is not allowed: it must be inside the project.")
+    parts = relative.split("/")
+    if any(part in {"", ".", ".."} for part in parts):
+        raise InvalidNameError("That path is not allowed: it must be inside the project.")
+    root_real = Path(os.path.realpath(root))
+    candidate = root_real.joinpath(*parts)
+    current = root_real
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise InvalidNameError("That path is a symbolic link, which duetml never follows.")
+    real = Path(os.path.realpath(candidate))
+    if real != root_real and root_real not in real.parents:
+        raise InvalidNameError("That path is not allowed: it must be inside the project.")
+    return candidate

@@ -1,0 +1,607 @@
+"""A duetml project: a plain folder of categorised photos plus duetml's own state.
+
+    myproject/
+      duetml.toml           settings a person may read and edit (goal, backbone, agents)
+      train/<category>/     the training photos, one folder per category
+      test/<category>/      optional held-out test photos, same layout
+      .duetml/              machine state: feature cache, model, logs, undo journal, trash
+
+Every operation that changes the data goes through this class: it validates names, holds the
+data lock, records an undoable journal entry and appends to the interaction log. Nothing is
+ever deleted: removed photos and categories go to `.duetml/trash/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from duetml import atomic, images, locks
+from duetml.errors import (
+    AlreadyExistsError,
+    BadImageError,
+    DuetmlError,
+    InvalidNameError,
+    NotAProjectError,
+    NotFoundError,
+    NothingToUndoError,
+)
+from duetml.events import InteractionLog
+from duetml.names import resolve_inside, validate_category_name
+from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
+
+STATE_DIR = ".duetml"
+SPLITS = ("train", "test")
+JOURNAL_LIMIT = 100
+DATA_LOCK_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One photo of the project; ``rel`` ("train/hat/ab12.jpg") is its stable id."""
+
+    rel: str
+    split: str
+    category: str
+    path: Path
+
+
+@dataclass
+class CategoryInfo:
+    name: str
+    count: int
+    test_count: int = 0
+
+
+@dataclass
+class AddReport:
+    added: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (source, existing rel)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    skipped_links: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "duplicates": [{"source": s, "existing": e} for s, e in self.duplicates],
+            "rejected": [{"source": s, "reason": r} for s, r in self.rejected],
+            "skipped_links": self.skipped_links,
+        }
+
+
+class Project:
+    def __init__(self, root: Path, source: str = "cli") -> None:
+        self.root = Path(root).resolve()
+        self.settings = read_settings(self.root)
+        self.log = InteractionLog(self.state_dir, source=source)
+
+    # ----- opening and creating -------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path | str, source: str = "cli") -> Project:
+        root = Path(root)
+        if not (root / SETTINGS_FILE).is_file():
+            raise NotAProjectError(
+                f"{root} is not a duetml project (no {SETTINGS_FILE}): "
+                "create one with `duetml init DIR` or pass `--project DIR`."
+            )
+        return cls(root, source=source)
+
+    @classmethod
+    def init(
+        cls, root: Path | str, goal: str = "", from_source: Path | None = None, source: str = "cli"
+    ) -> tuple[Project, AddReport | None]:
+        root = Path(root)
+        if (root / SETTINGS_FILE).exists():
+            raise AlreadyExistsError(f"{root} is already a duetml project.")
+        if root.exists() and not root.is_dir():
+            raise DuetmlError(f"{root} exists and is not a folder: choose another place.")
+        if root.exists() and from_source is None and any(root.iterdir()):
+            raise DuetmlError(
+                f"{root} is not empty: choose an empty or new folder, "
+                "or use `--from FOLDER` to import a dataset."
+            )
+        for split in SPLITS[:1]:
+            (root / split).mkdir(parents=True, exist_ok=True)
+        (root / STATE_DIR).mkdir(exist_ok=True)
+        write_settings(root, default_settings(goal))
+        project = cls(root, source=source)
+        project.log.record("init", goal=goal)
+        report = project.import_dataset(from_source) if from_source is not None else None
+        return project, report
+
+    # ----- layout ---------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def goal(self) -> str:
+        return str(self.settings.get("goal", ""))
+
+    @property
+    def backbone(self) -> str:
+        return str(self.settings.get("backbone"))
+
+    def split_dir(self, split: str) -> Path:
+        if split not in SPLITS:
+            raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
+        return self.root / split
+
+    def save_settings(self) -> None:
+        with self.data_lock():
+            write_settings(self.root, self.settings)
+
+    def data_lock(self):  # noqa: ANN201 - a context manager
+        return locks.hold(
+            self.state_dir / "data.lock",
+            DATA_LOCK_TIMEOUT,
+            "The project is busy (another duetml is writing to it): try again in a moment.",
+        )
+
+    # ----- reading --------------------------------------------------------------------
+    def category_names(self, split: str = "train") -> list[str]:
+        folder = self.split_dir(split)
+        if not folder.is_dir():
+            return []
+        names = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name.lower()):
+            # Symlinks are never followed (security.md 3); odd names are reported by status().
+            if entry.is_dir(follow_symlinks=False) and _is_valid_name(entry.name):
+                names.append(entry.name)
+        return names
+
+    def images(self, split: str = "train", category: str | None = None) -> list[ImageRecord]:
+        names = [category] if category is not None else self.category_names(split)
+        records = []
+        for name in names:
+            folder = self.category_dir(name, split, must_exist=category is not None)
+            if not folder.is_dir():
+                continue
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if _is_image_entry(entry):
+                    rel = f"{split}/{name}/{entry.name}"
+                    records.append(ImageRecord(rel, split, name, Path(entry.path)))
+        return records
+
+    def categories(self) -> list[CategoryInfo]:
+        test_counts = {n: len(self.images("test", n)) for n in self.category_names("test")}
+        infos = [
+            CategoryInfo(n, len(self.images("train", n)), test_counts.pop(n, 0))
+            for n in self.category_names("train")
+        ]
+        # A test folder without a training twin is still shown, so the user notices it.
+        infos += [CategoryInfo(n, 0, c) for n, c in test_counts.items()]
+        return infos
+
+    def category_dir(self, name: str, split: str = "train", must_exist: bool = True) -> Path:
+        name = validate_category_name(name)
+        folder = self.split_dir(split) / name
+        if folder.is_symlink():
+            raise InvalidNameError(f"Category {name!r} is a symbolic link, which duetml never follows.")
+        if must_exist and not folder.is_dir():
+            raise NotFoundError(
+                f"There is no category {name!r}: see `duetml categories` for the list."
+            )
+        return folder
+
+    def image(self, rel: str) -> ImageRecord:
+        path = resolve_inside(self.root, rel)
+        parts = rel.split("/")
+        if len(parts) != 3 or parts[0] not in SPLITS or not _is_valid_name(parts[1]):
+            raise InvalidNameError("That is not an image of this project.")
+        if not path.is_file() or path.suffix.lower() not in images.IMAGE_EXTENSIONS:
+            raise NotFoundError(f"There is no image {rel!r} in this project.")
+        return ImageRecord(rel, parts[0], parts[1], path)
+
+    # ----- changing categories ---------------------------------------------------------
+    def add_category(self, name: str, split: str = "train") -> str:
+        name = validate_category_name(name)
+        with self.data_lock():
+            folder = self.split_dir(split) / name
+            if folder.exists() or folder.is_symlink():
+                raise AlreadyExistsError(f"Category {name!r} already exists.")
+            folder.mkdir(parents=True)
+            self._journal_push("add_category", f"add category {name!r}", [], made=[_rel(self, folder)])
+        self.log.record("add_category", category=name, split=split)
+        return name
+
+    def rename_category(self, old: str, new: str) -> str:
+        new = validate_category_name(new)
+        with self.data_lock():
+            moves = []
+            for split in SPLITS:
+                source = self.split_dir(split) / validate_category_name(old)
+                if not source.is_dir() or source.is_symlink():
+                    continue
+                target = self.split_dir(split) / new
+                if target.exists() and _normcase(target) != _normcase(source):
+                    raise AlreadyExistsError(
+                        f"Category {new!r} already exists: use `duetml categories merge` to join them."
+                    )
+                moves.append((_rel(self, source), _rel(self, target)))
+            if not moves:
+                raise NotFoundError(f"There is no category {old!r}.")
+            self._apply_moves(moves)
+            self._journal_push("rename", f"rename {old!r} to {new!r}", moves)
+        self.log.record("rename_category", old=old, new=new)
+        return new
+
+    def merge_categories(self, sources: Iterable[str], target: str) -> int:
+        """Move every photo of ``sources`` into ``target`` (made if needed); the paper's key move."""
+        target = validate_category_name(target)
+        names = [validate_category_name(s) for s in sources]
+        names = [n for n in dict.fromkeys(names) if n != target]
+        if not names:
+            raise DuetmlError("Name at least one category to merge into the target.")
+        for name in names:
+            self.category_dir(name)
+        with self.data_lock():
+            moves: list[tuple[str, str]] = []
+            made: list[str] = []
+            removed: list[str] = []
+            for split in SPLITS:
+                split_sources = [self.split_dir(split) / n for n in names]
+                split_sources = [s for s in split_sources if s.is_dir() and not s.is_symlink()]
+                if not split_sources:
+                    continue
+                target_dir = self.split_dir(split) / target
+                if not target_dir.exists():
+                    target_dir.mkdir(parents=True)
+                    made.append(_rel(self, target_dir))
+                for source_dir in split_sources:
+                    for entry in sorted(os.scandir(source_dir), key=lambda e: e.name):
+                        if entry.is_symlink() or not entry.is_file():
+                            continue
+                        destination = _free_name(target_dir, entry.name)
+                        moves.append((_rel(self, Path(entry.path)), _rel(self, destination)))
+                        os.replace(entry.path, destination)
+                    removed.append(_rel(self, source_dir))
+            # Leftovers (symlinks, sub-folders) keep a source folder alive rather than be lost.
+            removed = [r for r in removed if _rmdir_if_empty(self.root / r)]
+            self._journal_push(
+                "merge", f"merge {', '.join(map(repr, names))} into {target!r}", moves, made, removed
+            )
+        self.log.record("merge_categories", sources=names, target=target, images=len(moves))
+        return len(moves)
+
+    def remove_category(self, name: str) -> int:
+        name = validate_category_name(name)
+        self.category_dir(name)
+        with self.data_lock():
+            trash = self._new_trash_dir()
+            moves = []
+            for split in SPLITS:
+                folder = self.split_dir(split) / name
+                if folder.is_dir() and not folder.is_symlink():
+                    destination = trash / split / name
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    moves.append((_rel(self, folder), _rel(self, destination)))
+            self._apply_moves(moves)
+            self._journal_push("remove_category", f"remove category {name!r}", moves)
+        self.log.record("remove_category", category=name)
+        return len(moves)
+
+    # ----- changing images -------------------------------------------------------------
+    def move_images(self, rels: Iterable[str], category: str) -> list[str]:
+        category = validate_category_name(category)
+        records = [self.image(r) for r in rels]
+        with self.data_lock():
+            moves = []
+            for record in records:
+                target_dir = self.category_dir(category, record.split, must_exist=False)
+                target_dir.mkdir(parents=True, exist_ok=True)
+                if record.category == category:
+                    continue
+                destination = _free_name(target_dir, record.path.name)
+                os.replace(record.path, destination)
+                moves.append((record.rel, _rel(self, destination)))
+            self._journal_push("move", f"move {len(moves)} image(s) to {category!r}", moves)
+        self.log.record("move_images", images=[m[0] for m in moves], to=category)
+        return [m[1] for m in moves]
+
+    def remove_images(self, rels: Iterable[str]) -> int:
+        records = [self.image(r) for r in rels]
+        with self.data_lock():
+            trash = self._new_trash_dir()
+            moves = []
+            for record in records:
+                destination = trash / record.rel
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(record.path, destination)
+                moves.append((record.rel, _rel(self, destination)))
+            self._journal_push("remove_images", f"remove {len(moves)} image(s)", moves)
+        self.log.record("remove_images", images=[r.rel for r in records])
+        return len(moves)
+
+    def add_images(
+        self,
+        category: str,
+        sources: Iterable[Path],
+        move: bool = False,
+        split: str = "train",
+        create: bool = True,
+    ) -> AddReport:
+        """Import files and folders (recursively). Every file is decoded before it is stored."""
+        category = validate_category_name(category)
+        files, report = _expand_sources(sources)
+        return self._import(category, [(f, f.name) for f in files], split, move, create, report)
+
+    def add_image_bytes(
+        self, category: str, items: Iterable[tuple[str, bytes]], split: str = "train"
+    ) -> AddReport:
+        """Import uploaded files (name, content) from the web UI; names are only for reports."""
+        category = validate_category_name(category)
+        return self._import(category, list(items), split, False, False, AddReport())
+
+    def _import(
+        self,
+        category: str,
+        items: list[tuple[Any, str]],
+        split: str,
+        move: bool,
+        create: bool,
+        report: AddReport,
+    ) -> AddReport:
+        target_dir = self.category_dir(category, split, must_exist=False)
+        if not target_dir.is_dir() and not create:
+            raise NotFoundError(f"There is no category {category!r}: add it first.")
+        known = self.known_hashes()
+        with self.data_lock():
+            made = []
+            if not target_dir.is_dir():
+                target_dir.mkdir(parents=True)
+                made.append(_rel(self, target_dir))
+            moves: list[tuple[str | None, str]] = []
+            for item, label in items:
+                try:
+                    data = item if isinstance(item, bytes) else Path(item).read_bytes()
+                    facts = images.check_image(data)
+                except BadImageError as exc:
+                    report.rejected.append((str(label), str(exc)))
+                    continue
+                except OSError as exc:
+                    report.rejected.append((str(label), f"cannot be read ({exc.strerror})."))
+                    continue
+                digest = images.content_hash(data)
+                if digest in known:
+                    report.duplicates.append((str(label), known[digest]))
+                    continue
+                # The stored name comes from the content, never from the user (security.md 4).
+                destination = target_dir / f"{digest[:20]}{facts.extension}"
+                atomic.write_bytes(destination, data)
+                rel = _rel(self, destination)
+                known[digest] = rel
+                moves.append((None, rel))
+                report.added.append(rel)
+                if move and not isinstance(item, bytes):
+                    os.unlink(item)
+            if moves or made:
+                self._journal_push(
+                    "add_images", f"add {len(moves)} image(s) to {category!r}", moves, made
+                )
+        self.log.record(
+            "add_images",
+            category=category,
+            split=split,
+            added=len(report.added),
+            duplicates=len(report.duplicates),
+            rejected=len(report.rejected),
+        )
+        return report
+
+    def import_dataset(self, source: Path) -> AddReport:
+        """Copy a folder-of-folders dataset (optionally with train/ and test/ inside)."""
+        source = Path(source)
+        if not source.is_dir():
+            raise NotFoundError(f"{source} is not a folder: point `--from` at a folder of category folders.")
+        layouts = [(s, source / s) for s in SPLITS if (source / s).is_dir()] or [("train", source)]
+        total = AddReport()
+        for split, folder in layouts:
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.is_symlink():
+                    total.skipped_links.append(entry.path)
+                    continue
+                if not entry.is_dir():
+                    if not entry.name.startswith(".") and entry.name.lower() not in {"readme.txt", "readme.md", "manifest.tsv", "license"}:
+                        total.rejected.append((entry.path, "is a file outside any category folder."))
+                    continue
+                try:
+                    name = validate_category_name(entry.name)
+                except InvalidNameError as exc:
+                    total.rejected.append((entry.path, str(exc)))
+                    continue
+                report = self.add_images(name, [Path(entry.path)], split=split)
+                total.added += report.added
+                total.duplicates += report.duplicates
+                total.rejected += report.rejected
+                total.skipped_links += report.skipped_links
+        return total
+
+    # ----- content hashes (duplicates, feature cache keys, fingerprints) ---------------
+    def hashes(self, records: Iterable[ImageRecord]) -> dict[str, str]:
+        """rel -> sha256 of content, reusing earlier results while size and mtime match."""
+        index_path = self.state_dir / "cache" / "hashes.json"
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        result: dict[str, str] = {}
+        changed = False
+        for record in records:
+            stat = record.path.stat()
+            key = [stat.st_size, stat.st_mtime_ns]
+            cached = index.get(record.rel)
+            if cached and cached[:2] == key:
+                result[record.rel] = cached[2]
+                continue
+            digest = images.file_hash(record.path)
+            index[record.rel] = [*key, digest]
+            result[record.rel] = digest
+            changed = True
+        if changed:
+            atomic.write_text(index_path, json.dumps(index))
+        return result
+
+    def known_hashes(self) -> dict[str, str]:
+        """sha256 -> rel for every photo in the project (train and test)."""
+        records = self.images("train") + self.images("test")
+        return {digest: rel for rel, digest in self.hashes(records).items()}
+
+    def fingerprint(self) -> str:
+        """Changes whenever a training photo or its category changes."""
+        records = self.images("train")
+        hashes = self.hashes(records)
+        lines = sorted(f"{r.category}\t{hashes[r.rel]}" for r in records)
+        return images.content_hash("\n".join(lines).encode())[:16]
+
+    # ----- undo ------------------------------------------------------------------------
+    def _journal_path(self) -> Path:
+        return self.state_dir / "journal.json"
+
+    def _journal(self) -> list[dict[str, Any]]:
+        try:
+            entries = json.loads(self._journal_path().read_text())
+            return entries if isinstance(entries, list) else []
+        except (OSError, ValueError):
+            return []
+
+    def _journal_push(
+        self,
+        kind: str,
+        summary: str,
+        moves: list,
+        made: list[str] | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
+        entries = self._journal()
+        entries.append(
+            {
+                "id": uuid.uuid4().hex[:12],
+                "ts": time.time(),
+                "kind": kind,
+                "summary": summary,
+                "moves": moves,
+                "made_dirs": made or [],
+                "removed_dirs": removed or [],
+            }
+        )
+        atomic.write_text(self._journal_path(), json.dumps(entries[-JOURNAL_LIMIT:]))
+
+    def undo_history(self) -> list[str]:
+        return [e.get("summary", "?") for e in reversed(self._journal())]
+
+    def undo(self) -> str:
+        """Revert the last operation; photos it created go to the trash, never away."""
+        with self.data_lock():
+            entries = self._journal()
+            if not entries:
+                raise NothingToUndoError("There is nothing to undo.")
+            entry = entries[-1]
+            trash = None
+            for made in entry.get("removed_dirs", []):
+                resolve_inside(self.root, made).mkdir(parents=True, exist_ok=True)
+            for source, destination in reversed(entry.get("moves", [])):
+                current = resolve_inside(self.root, destination)
+                if not current.exists():
+                    continue  # changed by hand since; nothing to put back
+                if source is None:  # created by an import: the undo moves it to the trash
+                    trash = trash or self._new_trash_dir()
+                    back = trash / destination
+                else:
+                    back = resolve_inside(self.root, source)
+                    if back.exists():
+                        back = _free_name(back.parent, back.name)
+                back.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(current, back)
+            for made in reversed(entry.get("made_dirs", [])):
+                _rmdir_if_empty(resolve_inside(self.root, made))
+            atomic.write_text(self._journal_path(), json.dumps(entries[:-1]))
+        self.log.record("undo", undone=entry.get("summary"))
+        return str(entry.get("summary"))
+
+    def _apply_moves(self, moves: list[tuple[str, str]]) -> None:
+        for source, destination in moves:
+            target = self.root / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.root / source, target)
+
+    def _new_trash_dir(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self.state_dir / "trash" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        return folder
+
+
+# ----- helpers --------------------------------------------------------------------------
+def _is_valid_name(name: str) -> bool:
+    try:
+        return validate_category_name(name) == name
+    except InvalidNameError:
+        return False
+
+
+def _is_image_entry(entry: os.DirEntry) -> bool:
+    return (
+        not entry.name.startswith(".")
+        and entry.is_file(follow_symlinks=False)
+        and os.path.splitext(entry.name)[1].lower() in images.IMAGE_EXTENSIONS
+    )
+
+
+def _rel(project: Project, path: Path) -> str:
+    return Path(path).relative_to(project.root).as_posix()
+
+
+def _normcase(path: Path) -> str:
+    return os.path.normcase(str(path))
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    candidate = folder / name
+    stem, suffix = os.path.splitext(name)
+    counter = 1
+    while candidate.exists() or candidate.is_symlink():
+        candidate = folder / f"{stem}-{counter}{suffix}"
+        counter += 1
+    return candidate
+
+
+def _rmdir_if_empty(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+        return True
+    except OSError:
+        return False
+
+
+def _expand_sources(sources: Iterable[Path]) -> tuple[list[Path], AddReport]:
+    """Files given directly, plus every file under given folders; symlinks are skipped."""
+    report = AddReport()
+    files: list[Path] = []
+    for source in sources:
+        source = Path(source)
+        if source.is_symlink():
+            report.skipped_links.append(str(source))
+        elif source.is_dir():
+            for folder, dirnames, filenames in os.walk(source):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for filename in sorted(filenames):
+                    path = Path(folder) / filename
+                    if filename.startswith("."):
+                        continue
+                    if path.is_symlink():
+                        report.skipped_links.append(str(path))
+                    else:
+                        files.append(path)
+        elif source.is_file():
+            files.append(source)
+        else:
+            report.rejected.append((str(source), "does not exist."))
+    return files, report

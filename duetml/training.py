@@ -1,0 +1,285 @@
+"""Train, evaluate and predict on a project: the workflow the CLI and the web UI share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from duetml import __version__, locks
+from duetml.backbones import get_backbone
+from duetml.classifier import TrainedModel, train
+from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError
+from duetml.features import FeatureCache, ProgressCallback, features_for_sources, fill_cache
+from duetml.project import ImageRecord, Project
+
+MODEL_FILE = "model/model.npz"
+
+
+@dataclass
+class TrainReport:
+    images: int
+    categories: list[str]
+    extracted: int
+    seconds: float
+    cv_accuracy: float | None
+    cv_folds: int | None
+    why_no_cv: str | None
+    kernel: str
+    C: float
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "categories": self.categories,
+            "extracted": self.extracted,
+            "seconds": round(self.seconds, 3),
+            "cv_accuracy": self.cv_accuracy,
+            "cv_folds": self.cv_folds,
+            "why_no_cv": self.why_no_cv,
+            "svm": {"kernel": self.kernel, "C": self.C},
+            "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
+        }
+
+
+def model_path(project: Project) -> Path:
+    return project.state_dir / MODEL_FILE
+
+
+def feature_cache(project: Project, backbone_name: str | None = None) -> FeatureCache:
+    backbone = get_backbone(backbone_name or project.backbone)
+    return FeatureCache(project.state_dir / "cache", backbone)
+
+
+def project_features(
+    project: Project,
+    records: Sequence[ImageRecord],
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, list[ImageRecord], list[tuple[str, str]], dict[str, str]]:
+    """Features of project photos via the cache: (matrix, usable records, skipped, hashes)."""
+    backbone = get_backbone(project.backbone)
+    cache = feature_cache(project)
+    hashes = project.hashes(records)
+    failures = fill_cache(cache, [(hashes[r.rel], r.path) for r in records], backbone, progress)
+    usable = [r for r in records if hashes[r.rel] not in failures]
+    skipped = [(r.rel, failures[hashes[r.rel]]) for r in records if hashes[r.rel] in failures]
+    return cache.matrix([hashes[r.rel] for r in usable]), usable, skipped, hashes
+
+
+def train_project(
+    project: Project, progress: ProgressCallback | None = None, wait: bool = False
+) -> TrainReport:
+    """Extract what is missing, fit the SVM, save the model. The old model stays valid until
+    the new one replaces it in one `os.replace`, so Ctrl-C or a crash never breaks it."""
+    started = time.perf_counter()
+    busy = "Another training of this project is running: wait for it to finish."
+    with locks.hold(project.state_dir / "train.lock", 3600.0 if wait else 0.05, busy):
+        fingerprint = project.fingerprint()
+        records = project.images("train")
+        if not records:
+            raise NotEnoughDataError(
+                "The project has no photos yet: add some with `duetml add CATEGORY PHOTOS...`."
+            )
+        cache_before = len(feature_cache(project))
+        x, usable, skipped, _ = project_features(project, records, progress)
+        categories = sorted({r.category for r in usable}, key=str.lower)
+        empty = [c for c in project.category_names("train") if c not in categories]
+        model, cv, why_no_cv = train(x, [r.category for r in usable], categories, project.backbone)
+        model.meta.update(
+            {
+                "fingerprint": fingerprint,
+                "trained_at": time.time(),
+                "duetml_version": __version__,
+                "images": len(usable),
+                "counts": {c: sum(r.category == c for r in usable) for c in categories},
+                "ignored_empty_categories": empty,
+                "cv_accuracy": cv.accuracy if cv else None,
+                "cv_folds": cv.folds if cv else None,
+                "cv_candidates": cv.candidate_scores if cv else None,
+                "why_no_cv": why_no_cv,
+                # Out-of-fold results, so `eval` can report without refitting anything.
+                "cv_results": [
+                    [r.rel, r.category, categories[p], float(prob.max())]
+                    for r, p, prob in zip(usable, cv.predicted, cv.probabilities)
+                ]
+                if cv
+                else [],
+            }
+        )
+        with project.data_lock():
+            model.save(model_path(project))
+        extracted = len(feature_cache(project)) - cache_before
+        report = TrainReport(
+            images=len(usable),
+            categories=categories,
+            extracted=extracted,
+            seconds=time.perf_counter() - started,
+            cv_accuracy=cv.accuracy if cv else None,
+            cv_folds=cv.folds if cv else None,
+            why_no_cv=why_no_cv,
+            kernel=model.kernel,
+            C=model.C,
+            skipped=skipped,
+        )
+    project.log.record(
+        "train",
+        images=report.images,
+        categories=len(categories),
+        cv_accuracy=report.cv_accuracy,
+        seconds=round(report.seconds, 2),
+    )
+    return report
+
+
+def load_model(project: Project) -> TrainedModel:
+    path = model_path(project)
+    if not path.is_file():
+        raise NoModelError("There is no trained model yet: run `duetml train` first.")
+    try:
+        model = TrainedModel.load(path)
+    except FileNotFoundError:
+        raise NoModelError("There is no trained model yet: run `duetml train` first.") from None
+    if model.backbone != project.backbone:
+        raise NoModelError(
+            f"The model was trained with {model.backbone}, but the project now uses "
+            f"{project.backbone}: run `duetml train` again."
+        )
+    return model
+
+
+def model_is_stale(project: Project, model: TrainedModel) -> bool:
+    return model.meta.get("fingerprint") != project.fingerprint()
+
+
+@dataclass
+class Prediction:
+    source: str
+    ranking: list[tuple[str, float]]  # (category, probability), best first
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.error:
+            return {"image": self.source, "error": self.error}
+        return {
+            "image": self.source,
+            "category": self.ranking[0][0],
+            "confidence": round(self.ranking[0][1], 4),
+            "top": [{"category": c, "probability": round(p, 4)} for c, p in self.ranking],
+        }
+
+
+def predict_sources(
+    project: Project, sources: Sequence[Path | bytes], labels: Sequence[str], top: int = 3
+) -> list[Prediction]:
+    model = load_model(project)
+    matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
+    probabilities = model.predict_proba(matrix)
+    predictions = []
+    for label, reason, row in zip(labels, reasons, probabilities):
+        if reason:
+            predictions.append(Prediction(label, [], reason))
+            continue
+        order = np.argsort(-row)[:top]
+        predictions.append(Prediction(label, [(model.categories[i], float(row[i])) for i in order]))
+    project.log.record(
+        "predict",
+        images=len(predictions),
+        results=[p.ranking[0][0] if p.ranking else None for p in predictions][:50],
+    )
+    return predictions
+
+
+@dataclass
+class EvalReport:
+    source: str  # "test set" or "cross-validation"
+    categories: list[str]
+    accuracy: float
+    confusion: list[list[int]]  # rows: true, columns: predicted
+    per_category: list[dict[str, Any]]
+    mistakes: list[dict[str, Any]]
+    stale: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "categories": self.categories,
+            "accuracy": self.accuracy,
+            "confusion": self.confusion,
+            "per_category": self.per_category,
+            "mistakes": self.mistakes,
+            "model_older_than_data": self.stale,
+        }
+
+    def confused_pairs(self, limit: int = 5) -> list[tuple[str, str, int, float]]:
+        """(true, predicted, count, share of true) for the most frequent confusions."""
+        pairs = []
+        for i, row in enumerate(self.confusion):
+            total = sum(row)
+            for j, count in enumerate(row):
+                if i != j and count:
+                    pairs.append((self.categories[i], self.categories[j], count, count / total))
+        return sorted(pairs, key=lambda p: (-p[2], -p[3]))[:limit]
+
+
+def evaluate_project(project: Project) -> EvalReport:
+    """On the test set when the project has one, else the out-of-fold cross-validation."""
+    model = load_model(project)
+    categories = model.categories
+    test_records = [r for r in project.images("test") if r.category in categories]
+    if test_records:
+        x, usable, _, _ = project_features(project, test_records)
+        probabilities = model.predict_proba(x)
+        rows = [
+            (r.rel, r.category, categories[int(p.argmax())], float(p.max()))
+            for r, p in zip(usable, probabilities)
+        ]
+        source = "test set"
+    else:
+        rows = [tuple(r) for r in model.meta.get("cv_results", [])]
+        if not rows:
+            why = model.meta.get("why_no_cv") or "the model has no cross-validation results."
+            raise NotEnoughDataError(
+                f"Nothing to evaluate on: {why} Or add a test set under test/CATEGORY/."
+            )
+        source = f"{model.meta.get('cv_folds')}-fold cross-validation"
+    index = {c: i for i, c in enumerate(categories)}
+    confusion = np.zeros((len(categories), len(categories)), dtype=int)
+    for _, true, predicted, _ in rows:
+        if true in index and predicted in index:
+            confusion[index[true], index[predicted]] += 1
+    per_category = []
+    for i, name in enumerate(categories):
+        tp = int(confusion[i, i])
+        support = int(confusion[i].sum())
+        predicted_as = int(confusion[:, i].sum())
+        precision = tp / predicted_as if predicted_as else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_category.append(
+            {"category": name, "precision": precision, "recall": recall, "f1": f1, "support": support}
+        )
+    mistakes = [
+        {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
+        for rel, true, predicted, conf in rows
+        if true != predicted
+    ]
+    mistakes.sort(key=lambda m: -m["confidence"])
+    total = int(confusion.sum())
+    if total == 0:
+        raise DuetmlError("None of the test photos could be evaluated: check the test/ folder.")
+    report = EvalReport(
+        source=source,
+        categories=categories,
+        accuracy=float(np.trace(confusion) / total),
+        confusion=confusion.tolist(),
+        per_category=per_category,
+        mistakes=mistakes,
+        stale=model_is_stale(project, model),
+    )
+    project.log.record("evaluate", source=source, accuracy=round(report.accuracy, 4))
+    return report
