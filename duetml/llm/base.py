@@ -304,8 +304,12 @@ class Provider(ABC):
 
     def _give_up(self, exc: Exception, failure: Failure, attempt: int) -> LLMError:
         message = self._redact(failure.message)
-        log.warning(
-            "%s failed after %d attempt(s) (%s): %s", self.name, attempt + 1, type(exc).__name__,
+        # INFO, not WARNING: the caller shows the same sentence to the user already.
+        log.info(
+            "%s failed after %d attempt(s) (%s): %s",
+            self.name,
+            attempt + 1,
+            type(exc).__name__,
             message,
         )
         return LLMError(message)

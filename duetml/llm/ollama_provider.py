@@ -136,8 +136,8 @@ class OllamaProvider(Provider):
                 if text:
                     yield text
                 if part.done:
+                    # Not `break`: reading the body to its end lets httpx reuse the connection.
                     finished = True
-                    break
         finally:
             parts.close()
         if not finished:
