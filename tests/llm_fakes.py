@@ -20,7 +20,8 @@ Replies are consumed in order by the chat endpoint; with none queued it answers
 `default_reply` ("ok"). Each `queue_*` call plans one response:
 
     queue_reply(text, chunks=None)             a normal streamed answer
-    queue_status(429, retry_after=0)           an error status (realistic JSON body)
+    queue_status(429, retry_after=0)           an error status (realistic JSON body; `headers=`,
+                                               `body=` and `times=` to repeat it)
     queue_hang(after_chunks=None)              stall before headers (None) or after N chunks
     queue_cut(text, after_chunks=2)            close the socket mid-stream (chunked body unfinished)
     queue_truncated(text, after_chunks=2)      end the body cleanly but without the final marker
@@ -54,7 +55,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -232,15 +233,23 @@ class _FakeServer:
         *,
         retry_after: float | str | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
         endpoint: str = "chat",
         times: int = 1,
     ) -> None:
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        headers = dict(headers or {})
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         for _ in range(times):
             self._queue(endpoint, _Plan("status", status=status, headers=headers, body=body))
 
-    def queue_hang(self, *, after_chunks: int | None = None, text: str = "one two three four",
-                   endpoint: str = "chat") -> None:
+    def queue_hang(
+        self,
+        *,
+        after_chunks: int | None = None,
+        text: str = "one two three four",
+        endpoint: str = "chat",
+    ) -> None:
         self._queue(endpoint, _Plan("hang", tokens(text), after=after_chunks))
 
     def queue_cut(self, text: str = "one two three four", *, after_chunks: int = 2) -> None:
@@ -249,14 +258,17 @@ class _FakeServer:
     def queue_truncated(self, text: str = "one two three four", *, after_chunks: int = 2) -> None:
         self._queue("chat", _Plan("truncated", tokens(text), after=after_chunks))
 
-    def queue_malformed(self, *, after_chunks: int = 0, text: str = "one two three",
-                        endpoint: str = "chat") -> None:
+    def queue_malformed(
+        self, *, after_chunks: int = 0, text: str = "one two three", endpoint: str = "chat"
+    ) -> None:
         self._queue(endpoint, _Plan("malformed", tokens(text), after=after_chunks))
 
-    def queue_stream_error(self, message: str = "model crashed", *, after_chunks: int = 1,
-                           text: str = "one two three") -> None:
-        self._queue("chat", _Plan("stream_error", tokens(text), after=after_chunks,
-                                  message=message))
+    def queue_stream_error(
+        self, message: str = "model crashed", *, after_chunks: int = 1, text: str = "one two three"
+    ) -> None:
+        self._queue(
+            "chat", _Plan("stream_error", tokens(text), after=after_chunks, message=message)
+        )
 
     # --- inspection ------------------------------------------------------------------------
 
@@ -362,7 +374,7 @@ class FakeOllamaServer(_FakeServer):
     chat_path = "/api/chat"
     stream_content_type = "application/x-ndjson"
 
-    DEFAULT_MODELS: dict[str, list[str] | None] = {
+    DEFAULT_MODELS: ClassVar[dict[str, list[str] | None]] = {
         "qwen2.5vl:latest": ["completion", "vision"],
         "llava:latest": ["completion", "vision"],
         "llama3.2:latest": ["completion", "tools"],
@@ -377,7 +389,8 @@ class FakeOllamaServer(_FakeServer):
         super().__init__()
         source = self.DEFAULT_MODELS if models is None else models
         self.models: dict[str, list[str] | None] = {
-            _latest(name): (list(caps) if caps is not None else None) for name, caps in source.items()
+            _latest(name): (list(caps) if caps is not None else None)
+            for name, caps in source.items()
         }
         self.vision_family = vision_family
 
@@ -398,7 +411,7 @@ class FakeOllamaServer(_FakeServer):
     def route(self, handler: _Handler, request: RecordedRequest) -> None:
         path = request.path.split("?")[0]
         if path == "/api/tags" and request.method == "GET":
-            payload = {
+            tags = {
                 "models": [
                     {
                         "name": name,
@@ -411,14 +424,14 @@ class FakeOllamaServer(_FakeServer):
                     for name in self.models
                 ]
             }
-            self._serve_simple(handler, self._next("models"), payload)
+            self._serve_simple(handler, self._next("models"), tags)
         elif path == "/api/show" and request.method == "POST":
             plan = self._next("show")
             name = _latest(str((request.json or {}).get("model", "")))
             if plan is None and name not in self.models:
                 handler.send_json(404, {"error": f"model '{name.split(':')[0]}' not found"})
                 return
-            payload: dict[str, Any] = {
+            shown: dict[str, Any] = {
                 "license": "",
                 "modelfile": f"FROM {name}",
                 "parameters": "",
@@ -429,8 +442,8 @@ class FakeOllamaServer(_FakeServer):
             }
             caps = self.models.get(name)
             if caps is not None:
-                payload["capabilities"] = caps
-            self._serve_simple(handler, plan, payload)
+                shown["capabilities"] = caps
+            self._serve_simple(handler, plan, shown)
         elif path == self.chat_path and request.method == "POST":
             plan = self._next("chat") or _Plan("reply", tokens(self.default_reply))
             model = str((request.json or {}).get("model", ""))
@@ -566,16 +579,30 @@ class FakeOpenAIServer(_FakeServer):
             self._counter += 1
             self._serve_chat(handler, plan, model)
         else:
-            handler.send_json(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+            handler.send_json(
+                404, {"error": {"message": "Not found", "type": "invalid_request_error"}}
+            )
 
     def error_body(self, status: int) -> Any:
         kinds = {
-            429: ("Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, "
-                  "Requested 1.", "requests", "rate_limit_exceeded"),
-            500: ("The server had an error while processing your request. Sorry about that!",
-                  "server_error", None),
-            503: ("The engine is currently overloaded, please try again later", "server_error",
-                  None),
+            429: (
+                (
+                    "Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, "
+                    "Requested 1."
+                ),
+                "requests",
+                "rate_limit_exceeded",
+            ),
+            500: (
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            ),
+            503: (
+                "The engine is currently overloaded, please try again later",
+                "server_error",
+                None,
+            ),
         }
         message, kind, code = kinds.get(status, (f"Error {status}", "invalid_request_error", None))
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -605,8 +632,9 @@ class FakeOpenAIServer(_FakeServer):
         return b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
 
     def error_event(self, message: str) -> bytes:
-        payload = {"error": {"message": message, "type": "server_error", "param": None,
-                             "code": None}}
+        payload = {
+            "error": {"message": message, "type": "server_error", "param": None, "code": None}
+        }
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
@@ -614,7 +642,8 @@ def free_port() -> int:
     """A port on 127.0.0.1 with nothing listening (for "connection refused" tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.fixture

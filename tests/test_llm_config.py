@@ -31,8 +31,10 @@ def settings(**agents: dict[str, Any]) -> dict[str, Any]:
         ("ollama", ("ollama", "qwen2.5vl")),
         ("OpenAI:gpt-4o", ("openai", "gpt-4o")),
         ("openai:ft:gpt-4o-mini:acme::abc123", ("openai", "ft:gpt-4o-mini:acme::abc123")),
-        ("ollama:hf.co/bartowski/Qwen2-VL-7B-GGUF:Q4_K_M",
-         ("ollama", "hf.co/bartowski/Qwen2-VL-7B-GGUF:Q4_K_M")),
+        (
+            "ollama:hf.co/bartowski/Qwen2-VL-7B-GGUF:Q4_K_M",
+            ("ollama", "hf.co/bartowski/Qwen2-VL-7B-GGUF:Q4_K_M"),
+        ),
         ("none", ("none", None)),
         (" none ", ("none", None)),
     ],
@@ -84,8 +86,11 @@ def test_none_provider_says_how_to_switch_on() -> None:
 
 
 def test_env_supplies_endpoints_and_keys() -> None:
-    env = {"OLLAMA_HOST": "10.0.0.7", "OPENAI_BASE_URL": "http://127.0.0.1:1234/v1/",
-           "OPENAI_API_KEY": "sk-envkey-0123456789abcdef"}
+    env = {
+        "OLLAMA_HOST": "10.0.0.7",
+        "OPENAI_BASE_URL": "http://127.0.0.1:1234/v1/",
+        "OPENAI_API_KEY": "sk-envkey-0123456789abcdef",
+    }
     ollama = get_provider("ollama", env=env)
     assert ollama.base_url == "http://10.0.0.7:11434" and not ollama.is_local()
     openai = get_provider("openai", env=env)
@@ -101,14 +106,19 @@ def test_env_supplies_endpoints_and_keys() -> None:
 def test_default_is_local_ollama() -> None:
     config = resolve_agent_config("passive", {}, {}, {})
     assert (config.provider, config.model, config.base_url, config.source) == (
-        "ollama", "qwen2.5vl", None, "default")
+        "ollama",
+        "qwen2.5vl",
+        None,
+        "default",
+    )
     assert config.spec == "ollama:qwen2.5vl"
 
 
 def test_precedence_env_over_project_over_user() -> None:
     user = settings(passive={"provider": "openai", "model": "gpt-4o-mini"})
-    project = settings(passive={"provider": "ollama", "model": "llava:13b",
-                                "base_url": "http://192.168.1.5:11434"})
+    project = settings(
+        passive={"provider": "ollama", "model": "llava:13b", "base_url": "http://192.168.1.5:11434"}
+    )
     assert resolve_agent_config("passive", {}, user, {}).spec == "openai:gpt-4o-mini"
     from_project = resolve_agent_config("passive", project, user, {})
     assert from_project.spec == "ollama:llava:13b" and from_project.source == "project"
@@ -127,8 +137,13 @@ def test_agents_are_resolved_independently() -> None:
 
 def test_env_keeps_the_base_url_configured_for_the_same_provider() -> None:
     # Overriding only the model of a LAN server must not silently send photos to the cloud.
-    project = settings(passive={"provider": "openai", "model": "qwen2.5-vl",
-                                "base_url": "http://127.0.0.1:1234/v1"})
+    project = settings(
+        passive={
+            "provider": "openai",
+            "model": "qwen2.5-vl",
+            "base_url": "http://127.0.0.1:1234/v1",
+        }
+    )
     same = resolve_agent_config("passive", project, {}, {"DUETML_PASSIVE_LLM": "openai:llava"})
     assert same.base_url == "http://127.0.0.1:1234/v1" and same.model == "llava"
     other = resolve_agent_config("passive", project, {}, {"DUETML_PASSIVE_LLM": "ollama"})
@@ -168,8 +183,9 @@ def test_unknown_provider_in_env_is_one_sentence() -> None:
 
 
 def test_provider_for_builds_the_configured_provider() -> None:
-    project = settings(proactive={"provider": "openai", "model": "llava",
-                                  "base_url": "http://127.0.0.1:1234/v1"})
+    project = settings(
+        proactive={"provider": "openai", "model": "llava", "base_url": "http://127.0.0.1:1234/v1"}
+    )
     config = resolve_agent_config("proactive", project, {}, {})
     provider = provider_for(config, env={})
     assert isinstance(provider, OpenAIProvider)
@@ -189,5 +205,7 @@ def test_importing_and_building_providers_does_not_import_clients() -> None:
         "if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

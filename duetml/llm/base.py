@@ -86,7 +86,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def _close(iterator: object) -> None:
+def close_iterator(iterator: object) -> None:
+    """Close a client's stream (generator or response wrapper) so its connection is freed."""
     close = getattr(iterator, "close", None)
     if callable(close):
         close()
@@ -182,7 +183,7 @@ class Provider(ABC):
                 self._wait_before_retry(exc, delay, attempt)
                 attempt += 1
             finally:
-                _close(pieces)
+                close_iterator(pieces)
 
     def chat(self, messages: Iterable[ChatMessage]) -> str:
         return "".join(self.stream_chat(messages))
@@ -288,7 +289,7 @@ class Provider(ABC):
             if failure.retry_after > MAX_RETRY_AFTER_SECONDS:
                 return None
             return failure.retry_after
-        return min(self.retry_backoff * 2**attempt, MAX_BACKOFF_SECONDS)
+        return min(self.retry_backoff * 2.0**attempt, MAX_BACKOFF_SECONDS)
 
     def _wait_before_retry(self, exc: Exception, delay: float, attempt: int) -> None:
         # The exception's text may quote a server body, so only its type is logged.

@@ -111,7 +111,9 @@ def resolve_agent_config(
         ("user", _agent_section(user, agent, "user")),
     ]
     from_files = [
-        _from_section(agent, section, source) for source, section in levels if section.get("provider")
+        _from_section(agent, section, source)
+        for source, section in levels
+        if section.get("provider")
     ]
 
     env_spec = (env.get(ENV_VARS[agent]) or "").strip()

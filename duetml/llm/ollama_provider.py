@@ -16,6 +16,7 @@ from duetml.llm.base import (
     Failure,
     IncompleteAnswer,
     Provider,
+    close_iterator,
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
@@ -139,7 +140,7 @@ class OllamaProvider(Provider):
                     # Not `break`: reading the body to its end lets httpx reuse the connection.
                     finished = True
         finally:
-            parts.close()
+            close_iterator(parts)
         if not finished:
             raise IncompleteAnswer()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 # Backslashes and whitespace make URL parsers disagree about the host (WHATWG treats `\` as
@@ -109,5 +110,5 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("a Secret is not pickled, so a key cannot end up in a file")

@@ -59,8 +59,7 @@ _VISION = [
 def guess_vision(model: str) -> bool | None:
     """True/False for model families known to see (or not see) images, else None."""
     name = model.strip().lower()
-    if name.startswith("ft:"):  # fine-tunes are "ft:BASE:org:..."; the base decides
-        name = name[3:]
+    name = name.removeprefix("ft:")  # fine-tunes are "ft:BASE:org:..."; the base decides
     name = name.rsplit("/", 1)[-1]  # "hf.co/org/Model-VL-GGUF" or "library/llava"
     if any(p.search(name) for p in _TEXT_ONLY):
         return False
