@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -75,7 +76,10 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
     elif isinstance(source, Path) and source.stat().st_size == 0:
         raise BadImageError("The file is empty (0 bytes): choose a real photo.")
     try:
-        image = Image.open(source, formats=DECODABLE_FORMATS)
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; duetml refuses (checked below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source, formats=DECODABLE_FORMATS)
     except UnidentifiedImageError:
         raise BadImageError(
             "This is not an image duetml can read (JPEG, PNG, WebP, BMP, GIF or TIFF)."
@@ -83,7 +87,7 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
     except Image.DecompressionBombError:
         raise BadImageError("The image is too large to decode safely (a decompression bomb?).") from None
     except OSError as exc:
-        raise BadImageError(f"The image cannot be read: {exc}.") from None
+        raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
     if image.width * image.height > MAX_PIXELS:
         image.close()
         raise BadImageError(

@@ -331,14 +331,15 @@ class Project:
         """Import files and folders (recursively). Every file is decoded before it is stored."""
         category = validate_category_name(category)
         files, report = _expand_sources(sources)
-        return self._import(category, [(f, f.name) for f in files], split, move, create, report)
+        return self._import(category, [(f, str(f)) for f in files], split, move, create, report)
 
     def add_image_bytes(
         self, category: str, items: Iterable[tuple[str, bytes]], split: str = "train"
     ) -> AddReport:
         """Import uploaded files (name, content) from the web UI; names are only for reports."""
         category = validate_category_name(category)
-        return self._import(category, list(items), split, False, False, AddReport())
+        uploads = [(data, name) for name, data in items]
+        return self._import(category, uploads, split, False, False, AddReport())
 
     def _import(
         self,

@@ -1,0 +1,59 @@
+"""Shared fixtures. Every test runs with DUETML_HOME in a temp folder, never the real home.
+
+One DUETML_HOME serves the whole session so the backbone's one-time ONNX export (a few
+seconds) is paid once; tests that need a pristine home make their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = tempfile.mkdtemp(prefix="duetml-test-home-")
+os.environ["DUETML_HOME"] = _SESSION_HOME
+for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST", "DUETML_PASSIVE_LLM", "DUETML_PROACTIVE_LLM", "DUETML_PROJECT"):
+    os.environ.pop(_var, None)
+
+DEMO_DATA = Path(__file__).resolve().parent.parent / "duetml" / "demo_data"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+CALTECH = SHARED_DATA / "caltech101-subset"
+
+
+def demo_photos(category: str) -> list[Path]:
+    return sorted((DEMO_DATA / category).glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def duetml_home() -> Path:
+    return Path(_SESSION_HOME)
+
+
+@pytest.fixture(scope="session")
+def _trained_demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo project, trained once per session (5 test photos per category held out)."""
+    from duetml.demo import create_demo_project
+    from duetml.training import train_project
+
+    root = tmp_path_factory.mktemp("template") / "demo"
+    train_project(create_demo_project(root))
+    return root
+
+
+@pytest.fixture
+def trained_demo(_trained_demo_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained demo project that a test may change freely."""
+    root = tmp_path / "demo"
+    shutil.copytree(_trained_demo_template, root, symlinks=True)
+    return root
+
+
+@pytest.fixture
+def new_project(tmp_path: Path):  # noqa: ANN201
+    from duetml.project import Project
+
+    project, _ = Project.init(tmp_path / "proj", goal="tell hats from shoes")
+    return project

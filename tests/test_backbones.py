@@ -1,0 +1,145 @@
+"""Backbones carry real ImageNet weights; weights download, import and fail clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from duetml import backbones
+from duetml.backbones import BACKBONES, get_backbone
+from duetml.errors import BackboneUnavailableError, DuetmlError
+from duetml.features import FeatureExtractor
+from duetml.images import load_square
+
+ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504
+
+
+def _coffee_photo() -> np.ndarray:
+    import skimage.data
+    from PIL import Image
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).save(buffer, "PNG")
+    return load_square(buffer.getvalue(), backbones.INPUT_SIZE)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_imagenet_head_recognises_coffee(name: str) -> None:
+    backbone = get_backbone(name)
+    if backbones.find_weights(backbone) is None:
+        pytest.skip(f"{name} weights are not on this machine (no network here to download them)")
+    features, logits = FeatureExtractor(backbone).run(_coffee_photo()[None])
+    assert features.shape == (1, backbone.feature_dim)
+    top = np.argsort(-logits[0])[:2]
+    assert top[0] in {ESPRESSO, CUP, COFFEE_MUG}, f"{name} thinks coffee is ImageNet class {top}"
+
+
+def test_default_backbone_is_ready_offline() -> None:
+    assert backbones.find_weights(get_backbone("efficientnet-lite0")) is not None
+
+
+def test_unknown_backbone() -> None:
+    with pytest.raises(DuetmlError, match="choose one of efficientnet-lite0"):
+        get_backbone("resnet-9000")
+
+
+def _serve(folder: Path):
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MobileNetV3-Small state dict (random init: the real one cannot be downloaded
+    here), named the torchvision way with its own sha256 prefix."""
+    import torch
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("weights")
+    raw = folder / "raw.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
+    named = folder / f"mobilenet_v3_small-{digest}.pth"
+    raw.rename(named)
+    return named
+
+
+def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    server = _serve(small_weights.parent)
+    try:
+        backbone = dataclasses.replace(
+            get_backbone("mobilenet-v3-small"),
+            weights_file=small_weights.name,
+            url=f"http://127.0.0.1:{server.server_port}/{small_weights.name}",
+        )
+        assert backbones.find_weights(backbone) is None
+        seen = []
+        path = backbones.pull_weights(backbone, progress=lambda done, total: seen.append((done, total)))
+        assert path.read_bytes() == small_weights.read_bytes()
+        assert seen[-1] == (small_weights.stat().st_size, small_weights.stat().st_size)
+        assert backbones.find_weights(backbone) == path
+        # The exported network runs and gives features of the right size.
+        session = backbones.open_session(backbone)
+        features, logits = session.run(None, {"photos": np.zeros((2, 224, 224, 3), np.uint8)})
+        assert features.shape == (2, 576) and logits.shape == (2, 1000)
+    finally:
+        server.shutdown()
+
+
+def test_pull_refuses_a_file_with_the_wrong_hash(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    server = _serve(small_weights.parent)
+    try:
+        backbone = dataclasses.replace(
+            get_backbone("mobilenet-v3-small"),
+            url=f"http://127.0.0.1:{server.server_port}/{small_weights.name}",
+        )  # keeps the real file name, whose hash prefix this file does not match
+        with pytest.raises(BackboneUnavailableError, match="corrupt"):
+            backbones.pull_weights(backbone)
+        assert not list((tmp_path / "home").rglob("*.pth"))
+    finally:
+        server.shutdown()
+
+
+def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    backbone = get_backbone("mobilenet-v3-large")
+    with pytest.raises(BackboneUnavailableError) as info:
+        backbones.require_weights(backbone)
+    message = str(info.value)
+    assert "backbones pull" in message and "backbones import" in message and "efficientnet-lite0" in message
+    closed = dataclasses.replace(backbone, url="http://127.0.0.1:9/mobilenet_v3_large-8738ca79.pth")
+    with pytest.raises(BackboneUnavailableError, match="backbones import"):
+        backbones.pull_weights(closed, timeout=2)
+
+
+def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    backbone = dataclasses.replace(get_backbone("mobilenet-v3-small"), weights_file=small_weights.name)
+    path = backbones.import_weights(backbone, small_weights)
+    assert backbones.find_weights(backbone) == path
+    wrong = tmp_path / "wrong.pth"
+    wrong.write_bytes(b"not weights")
+    with pytest.raises(BackboneUnavailableError):
+        backbones.import_weights(get_backbone("mobilenet-v3-small"), wrong)
+
+
+def test_weights_in_torch_hub_cache_are_found(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / small_weights.name).write_bytes(small_weights.read_bytes())
+    backbone = dataclasses.replace(get_backbone("mobilenet-v3-small"), weights_file=small_weights.name)
+    assert backbones.find_weights(backbone) == hub / small_weights.name

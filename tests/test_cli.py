@@ -1,0 +1,139 @@
+"""The `duetml` command as a shell user drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from duetml.cli import app
+
+from conftest import DEMO_DATA, demo_photos
+
+runner = CliRunner()
+
+
+def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The installed command in a real process (exit codes and stderr as a script sees them)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
+        capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=300,
+    )
+
+
+def invoke(*args: str):  # noqa: ANN201
+    result = runner.invoke(app, list(args), catch_exceptions=True)
+    return result
+
+
+def test_help_is_instant_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; import duetml.cli; "
+        "heavy = [m for m in ('torch','torchvision','sklearn','onnxruntime','numpy','openai','ollama','PIL') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    result = duetml("--help")
+    assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
+
+
+def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
+    proj = str(tmp_path / "clothes")
+    assert invoke("init", proj, "--goal", "sort clothes").exit_code == 0
+    for category in ("hat", "shoes", "pants"):
+        result = invoke("add", category, str(DEMO_DATA / category), "-p", proj)
+        assert result.exit_code == 0 and "Added 25 photo(s)" in result.output
+    status = json.loads(invoke("status", "-p", proj, "--json").output)
+    assert [c["images"] for c in status["categories"]] == [25, 25, 25]
+    result = invoke("train", "-p", proj, "--json")
+    assert result.exit_code == 0, result.output
+    trained = json.loads(result.output)
+    assert trained["images"] == 75 and trained["cv_accuracy"] > 0.85
+    result = invoke("eval", "-p", proj)
+    assert "cross-validation" in result.output and "precision" in result.output
+    assert "Confusion matrix" in result.output
+    result = invoke("predict", str(demo_photos("shoes")[0]), "-p", proj, "--json")
+    rows = json.loads(result.output)
+    assert rows[0]["category"] == "shoes" and rows[0]["top"][0]["probability"] > 0.5
+    result = invoke("predict", str(demo_photos("hat")[0]), "-p", proj, "--csv")
+    assert result.output.splitlines()[0] == "image,category,confidence,error"
+    assert ",hat," in result.output.splitlines()[1]
+
+
+def test_categories_commands_and_undo(tmp_path: Path) -> None:
+    proj = str(tmp_path / "p")
+    invoke("init", proj)
+    invoke("add", "carrot", *map(str, demo_photos("hat")[:3]), "-p", proj)
+    invoke("add", "tomato", *map(str, demo_photos("pants")[:2]), "-p", proj)
+    assert invoke("categories", "add", "rose", "-p", proj).exit_code == 0
+    assert invoke("categories", "rename", "rose", "flower", "-p", proj).exit_code == 0
+    result = invoke("categories", "merge", "carrot", "tomato", "--into", "edible", "-p", proj)
+    assert "5 photo(s) moved" in result.output
+    listing = json.loads(invoke("categories", "-p", proj, "--json").output)
+    assert [(c["name"], c["images"]) for c in listing] == [("edible", 5), ("flower", 0)]
+    photo = invoke("categories", "show", "edible", "-p", proj).output.split()[0]
+    assert invoke("categories", "move", photo, "--to", "flower", "-p", proj).exit_code == 0
+    assert invoke("categories", "remove", "flower", "-p", proj).exit_code == 0
+    assert "remove category" in invoke("undo", "--list", "-p", proj).output
+    for _ in range(3):
+        assert invoke("undo", "-p", proj).exit_code == 0
+    listing = json.loads(invoke("categories", "list", "-p", proj, "--json").output)
+    assert [(c["name"], c["images"]) for c in listing] == [("carrot", 3), ("flower", 0), ("tomato", 2)]
+
+
+def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
+    result = duetml("status", "-p", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "not a duetml project" in result.stderr
+    duetml("init", str(tmp_path / "p"))
+    result = duetml("predict", str(demo_photos("hat")[0]), "-p", str(tmp_path / "p"))
+    assert result.returncode == 3 and "run `duetml train`" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = duetml("categories", "add", "../escape", "-p", str(tmp_path / "p"))
+    assert result.returncode == 1 and "cannot start with a dot" in result.stderr
+    result = duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
+    assert result.returncode == 1 and "cannot contain '/'" in result.stderr and "Traceback" not in result.stderr
+    result = duetml("categories", "add", "x" * 300, "-p", str(tmp_path / "p"))
+    assert "at most 100" in result.stderr
+
+
+def test_predict_exit_code_when_some_photos_are_unreadable(trained_demo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    result = duetml("predict", str(demo_photos("pants")[0]), str(bad), "-p", str(trained_demo))
+    assert result.returncode == 8
+    lines = result.stdout.splitlines()
+    assert "pants" in lines[0] and "cannot classify" in lines[1]
+
+
+def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> None:
+    result = duetml("status", cwd=trained_demo)
+    assert result.returncode == 0 and "hat" in result.stdout and "Model: efficientnet-lite0" in result.stdout
+
+
+def test_backbones_listing() -> None:
+    rows = json.loads(invoke("backbones", "--json").output)
+    ready = {r["name"]: r["ready"] for r in rows}
+    assert ready["efficientnet-lite0"] is True and set(ready) == {"efficientnet-lite0", "mobilenet-v3-large", "mobilenet-v3-small"}
+    text = invoke("backbones").output
+    assert "duetml backbones pull" in text or all(ready.values())
+
+
+def test_demo_runs_the_main_job(tmp_path: Path) -> None:
+    result = duetml("demo", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "Cross-validated accuracy" in result.stdout and "Evaluation on the test set" in result.stdout
+    assert "duetml predict" in result.stdout
+    assert (tmp_path / "demo" / "CREDITS.txt").read_text().count("CC0") >= 1
+
+
+def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
+    assert result.returncode == 6 and "backbones pull" in result.stderr

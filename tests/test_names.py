@@ -1,0 +1,72 @@
+"""Names and paths that reach the file system (security.md items 3 and 4), property-tested."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from duetml.errors import InvalidNameError
+from duetml.names import resolve_inside, validate_category_name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..", ".", "a/b", "a\\b", "x\x00y", "tab\there", "bell\x07", "a" * 300, "CON", "nul.jpg", "COM1", "lpt9.txt", "", "   ", ".hidden", "ends."],
+)
+def test_bad_category_names_are_rejected_with_a_reason(name: str) -> None:
+    with pytest.raises(InvalidNameError) as info:
+        validate_category_name(name)
+    assert str(info.value).endswith(".") and len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("name", ["edible", "not edible", "t-shirt", "Straße", "猫", "<img src=x onerror=alert(1)>"])
+def test_ordinary_names_pass(name: str) -> None:
+    assert validate_category_name(name) == name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=0, max_size=120))
+def test_an_accepted_name_is_always_one_safe_path_component(raw: str) -> None:
+    try:
+        name = validate_category_name(raw)
+    except InvalidNameError:
+        return
+    assert "/" not in name and "\\" not in name and "\x00" not in name
+    assert name not in {".", ".."} and not name.startswith(".")
+    assert Path(name).name == name and len(name) <= 100
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["../etc/passwd", "train/../../x", "/etc/passwd", "train\\..\\x", "train/%2e%2e/x/../../..", "a\x00b", "C:/x", "", "train//x"],
+)
+def test_escaping_paths_are_refused(tmp_path: Path, rel: str) -> None:
+    try:
+        resolved = resolve_inside(tmp_path, rel)
+    except InvalidNameError:
+        return
+    # Percent-encoded dots are not decoded: they stay a literal (harmless) folder name.
+    assert tmp_path.resolve() in resolved.resolve().parents
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["..", ".", "a", "b", "", "%2e%2e", "\\", "c:"]), min_size=1, max_size=6))
+def test_resolve_inside_never_leaves_the_root(parts: list[str]) -> None:
+    root = Path("/tmp/duetml-root-for-property-test")
+    try:
+        resolved = resolve_inside(root, "/".join(parts))
+    except InvalidNameError:
+        return
+    assert str(resolved).startswith(str(root) + "/")
+
+
+def test_symlinks_on_the_way_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(InvalidNameError, match="symbolic link"):
+        resolve_inside(root, "link/file.jpg")

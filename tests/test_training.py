@@ -1,0 +1,171 @@
+"""Training, evaluation and prediction on real photos, incremental and crash-safe."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from duetml import atomic
+from duetml.classifier import TrainedModel
+from duetml.errors import BusyError, NoModelError, NotEnoughDataError
+from duetml.project import Project
+from duetml.training import evaluate_project, load_model, model_path, predict_sources, train_project
+
+from conftest import DEMO_DATA, demo_photos
+
+
+def test_end_to_end_on_real_photos_is_far_above_chance(tmp_path: Path) -> None:
+    project, _ = Project.init(tmp_path / "clothes", goal="sort my clothes")
+    held_out = {}
+    for category in ("hat", "pants", "shoes", "t-shirt"):
+        photos = demo_photos(category)
+        project.add_images(category, photos[4:])
+        held_out[category] = photos[:4]
+    report = train_project(project)
+    assert report.images == 84 and report.cv_accuracy > 0.8  # chance is 0.25
+    evaluation = evaluate_project(project)
+    assert "cross-validation" in evaluation.source and evaluation.accuracy > 0.8
+    sources = [p for photos in held_out.values() for p in photos]
+    truth = [c for c, photos in held_out.items() for _ in photos]
+    predictions = predict_sources(project, sources, [str(s) for s in sources])
+    right = sum(p.ranking[0][0] == t for p, t in zip(predictions, truth))
+    assert right / len(truth) >= 0.75
+    for p in predictions:
+        probs = [prob for _, prob in p.ranking]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_retrain_after_adding_five_photos_extracts_only_those(trained_demo: Path, tmp_path: Path) -> None:
+    project = Project.open(trained_demo)
+    # Five new photos (the demo's test photos moved into training) and a rename: only the
+    # new content needs features; renaming or merging never recomputes anything.
+    project.rename_category("shoes", "footwear")
+    staging = tmp_path / "new"
+    staging.mkdir()
+    for path in demo_photos("hat")[:5]:  # mirrored: real photos with new content
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(staging / path.name)
+    assert len(project.add_images("hat", sorted(staging.iterdir())).added) == 5
+    report = train_project(project)
+    assert report.extracted == 5 and report.images == 85
+    assert "footwear" in report.categories
+
+
+def test_eval_uses_the_test_set_when_there_is_one(trained_demo: Path) -> None:
+    report = evaluate_project(Project.open(trained_demo))
+    assert report.source == "test set"
+    assert sum(map(sum, report.confusion)) == 20 and report.accuracy >= 0.7
+    assert [row["category"] for row in report.per_category] == ["hat", "pants", "shoes", "t-shirt"]
+    for mistake in report.mistakes:
+        assert mistake["true"] != mistake["predicted"] and mistake["image"].startswith("test/")
+
+
+def test_predict_reports_unreadable_inputs_and_keeps_going(trained_demo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    good = demo_photos("shoes")[0]
+    results = predict_sources(Project.open(trained_demo), [good, bad], ["good", "bad"])
+    assert results[0].error is None and results[1].error and "not an image" in results[1].error
+
+
+def test_no_model_yet(new_project: Project) -> None:
+    with pytest.raises(NoModelError, match="duetml train"):
+        load_model(new_project)
+    with pytest.raises(NotEnoughDataError, match="no photos"):
+        train_project(new_project)
+
+
+def test_a_one_photo_category_still_trains_and_says_why_no_cv(new_project: Project) -> None:
+    new_project.add_images("hat", demo_photos("hat")[:6])
+    new_project.add_images("shoes", demo_photos("shoes")[:1])
+    report = train_project(new_project)
+    assert report.cv_accuracy is None and "'shoes' has only 1 photo" in report.why_no_cv
+    with pytest.raises(NotEnoughDataError, match="test set"):
+        evaluate_project(new_project)
+
+
+def test_interrupted_training_keeps_the_old_model(trained_demo: Path, tmp_path: Path) -> None:
+    project = Project.open(trained_demo)
+    before = model_path(project).read_bytes()
+    staging = tmp_path / "more"
+    shutil.copytree(DEMO_DATA / "pants", staging)
+    # Flip a few bytes outside the image data so the content (and the hash) is new.
+    for photo in staging.iterdir():
+        photo.write_bytes(photo.read_bytes() + b"\0" * 7)
+    project.add_images("pants", [staging])
+
+    def ctrl_c(progress) -> None:  # noqa: ANN001
+        if progress.done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_project(project, progress=ctrl_c)
+    assert model_path(project).read_bytes() == before
+    TrainedModel.load(model_path(project))
+    # The features computed before the interruption were kept.
+    report = train_project(project)
+    assert report.extracted < 25
+
+
+@pytest.mark.parametrize("failure", ["crash", "disk full"])
+def test_a_failed_save_keeps_the_old_model(trained_demo: Path, monkeypatch, failure: str) -> None:
+    project = Project.open(trained_demo)
+    path = model_path(project)
+    before = path.read_bytes()
+    project.remove_images([project.images("train", "hat")[0].rel])
+    real_fsync = os.fsync
+
+    def broken_fsync(fd: int) -> None:
+        if failure == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise KeyboardInterrupt  # the process killed in the middle of the write
+
+    monkeypatch.setattr(atomic.os, "fsync", broken_fsync)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        train_project(project)
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    assert path.read_bytes() == before
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_two_trainings_at_once_the_second_is_told_busy(trained_demo: Path, tmp_path: Path) -> None:
+    project = Project.open(trained_demo)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_progress(progress) -> None:  # noqa: ANN001
+        started.set()
+        release.wait(30)
+
+    # Make the first trainer extract something so it sits inside the lock.
+    Image.open(demo_photos("hat")[0]).rotate(90).save(tmp_path / "new.jpg")
+    assert project.add_images("hat", [tmp_path / "new.jpg"]).added
+    first = threading.Thread(target=lambda: train_project(project, progress=slow_progress))
+    first.start()
+    assert started.wait(60)
+    try:
+        with pytest.raises(BusyError, match="Another training"):
+            train_project(Project.open(trained_demo))
+    finally:
+        release.set()
+        first.join(60)
+
+
+def test_model_from_another_backbone_is_reported(trained_demo: Path) -> None:
+    project = Project.open(trained_demo)
+    project.settings["backbone"] = "mobilenet-v3-small"
+    with pytest.raises(NoModelError, match="trained with efficientnet-lite0"):
+        load_model(project)
+
+
+def test_corrupt_model_file_is_a_clear_error(trained_demo: Path) -> None:
+    project = Project.open(trained_demo)
+    model_path(project).write_bytes(b"garbage")
+    from duetml.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="duetml train"):
+        load_model(project)
