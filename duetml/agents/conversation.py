@@ -1,0 +1,137 @@
+"""The conversation with both agents, saved in the project so that reopening it continues.
+
+One JSON object per line in `.duetml/conversation.jsonl`. Every save is read-modify-write under
+a lock file and committed with an atomic replace, so the CLI and the web UI can both talk to
+the same project and a crash leaves the old or the new file, never a torn one.
+
+Small per-project agent state (the proactive agent's last look, which notices were shown)
+lives beside it in `.duetml/agents.json`, written the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from duetml import atomic, locks
+
+CONVERSATION_FILE = "conversation.jsonl"
+STATE_FILE = "agents.json"
+LOCK_FILE = "agents.lock"
+
+ROLES = ("user", "assistant")
+KINDS = ("greeting", "chat", "ask_data", "ask_results", "proactive", "error")
+
+# A single message longer than this is cut when saved: the file stays readable and loadable.
+MAX_MESSAGE_CHARS = 20_000
+LOCK_TIMEOUT = 10.0
+
+
+class ConversationStore:
+    """Messages oldest first: {"id", "ts", "role", "kind", "content"}."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / CONVERSATION_FILE
+        self.state_path = self.state_dir / STATE_FILE
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+
+    # --- messages --------------------------------------------------------------------------
+
+    def messages(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a hand-edited or damaged line is skipped, not fatal
+            if _is_message(entry):
+                found.append(entry)
+        return found
+
+    def append(self, *entries: tuple[str, str, str]) -> list[dict[str, Any]]:
+        """Save (role, kind, content) messages in one write; returns them with id and ts."""
+        made = [new_message(role, kind, content) for role, kind, content in entries]
+        with self._locked():
+            lines = [json.dumps(m, ensure_ascii=False) for m in self.messages() + made]
+            atomic.write_text(self.path, "\n".join(lines) + "\n")
+        return made
+
+    def ensure_greeting(self, greeting: str) -> None:
+        """The greeting is the first assistant message of a new project, written only once."""
+        with self._locked():
+            if not self.messages():
+                self.append(("assistant", "greeting", greeting))
+
+    # --- small state -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def update_state(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        with self._locked():
+            data = self.state()
+            change(data)
+            atomic.write_text(self.state_path, json.dumps(data, ensure_ascii=False, indent=1))
+            return data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Threads of this process queue on the RLock; other processes on the lock file. The
+        # depth counter is only touched by the thread holding the RLock, and lets append()
+        # run inside ensure_greeting() without taking the file lock twice.
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            busy = "The conversation is busy (another duetml is saving it): try again."
+            with locks.hold(self.state_dir / LOCK_FILE, LOCK_TIMEOUT, busy):
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+
+
+def new_message(role: str, kind: str, content: str) -> dict[str, Any]:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if len(content) > MAX_MESSAGE_CHARS:
+        content = content[: MAX_MESSAGE_CHARS - 1] + "…"
+    return {
+        "id": uuid.uuid4().hex[:12],
+        "ts": time.time(),
+        "role": role,
+        "kind": kind,
+        "content": content,
+    }
+
+
+def _is_message(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and entry.get("role") in ROLES
+        and entry.get("kind") in KINDS
+        and isinstance(entry.get("content"), str)
+    )

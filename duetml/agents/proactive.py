@@ -1,0 +1,170 @@
+"""The proactive agent: looks at the project now and then and speaks up only with news.
+
+A look is cheap when nothing changed: the state signature (data fingerprint, categories with
+test photos, goal, dialogue length, the user's last operation, the model file) is compared with
+the one of the last look before anything is sent. When it did change, the model is asked and
+may answer `NOTHING_TO_ADD`, which is never shown. Passes never overlap: a thread lock within a
+process, a lock file (`.duetml/proactive.lock`) across processes, and a busy pass is skipped,
+not queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+from duetml.agents import prompts
+from duetml.agents.context import ContextBuilder, is_agent_event
+from duetml.errors import DuetmlError
+from duetml.llm import ChatMessage, Provider
+
+if TYPE_CHECKING:
+    from duetml.agents.session import AgentSession
+    from duetml.project import Project
+
+log = logging.getLogger("duetml.agents")
+
+LOCK_FILE = "proactive.lock"
+# Kinds the proactive agent's own speech adds: they must not count as the user doing something.
+_NOT_USER_ACTIVITY = {"proactive", "error"}
+_SENTINEL = re.compile(r"NOTHING[\s_-]*TO[\s_-]*ADD", re.IGNORECASE)
+
+
+def state_signature(project: Project, conversation: Sequence[dict[str, Any]]) -> str:
+    """Changes when anything the proactive agent should look at again changes."""
+    from duetml.training import model_path
+
+    last_event = next(
+        (e.get("ts") for e in reversed(project.log.recent(limit=200)) if not is_agent_event(e)),
+        None,
+    )
+    try:
+        stat = model_path(project).stat()
+        model_state: Any = [stat.st_mtime_ns, stat.st_size]
+    except OSError:
+        model_state = None
+    parts = {
+        "fingerprint": project.fingerprint(),
+        "categories": [[c.name, c.count, c.test_count] for c in project.categories()],
+        "goal": project.goal,
+        "dialogue": sum(1 for m in conversation if m.get("kind") not in _NOT_USER_ACTIVITY),
+        "last_event": last_event,
+        "model": model_state,
+    }
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def is_nothing_to_add(reply: str) -> bool:
+    """True for the sentinel, however the model decorated it, and for an empty reply."""
+    return not reply.strip() or bool(_SENTINEL.search(reply))
+
+
+class ProactiveAgent:
+    def __init__(self, provider: Provider, builder: ContextBuilder) -> None:
+        self.provider = provider
+        self.builder = builder
+        # Non-blocking: a pass that finds another one running is skipped, never queued.
+        self.running = threading.Lock()
+
+    def request(self, conversation: Sequence[dict[str, Any]], *, vision: bool) -> list[ChatMessage]:
+        context = self.builder.build("proactive", conversation, vision=vision)
+        text = f"{context.text}\n\n{prompts.PROACTIVE_INSTRUCTION}"
+        return [
+            ChatMessage("system", prompts.PROACTIVE_SYSTEM),
+            ChatMessage("user", text, images=context.images),
+        ]
+
+
+class ProactiveTimer:
+    """Runs `session.proactive_pass()` every `interval` seconds on a daemon thread.
+
+    `on_advice(text)` gets each piece of advice; `on_error(exc)` gets a failure once, not again
+    until the message changes (a stopped Ollama should not print the same line every minute).
+    The pass itself checks the on/off switch, so switching off takes effect at the next tick.
+    """
+
+    def __init__(
+        self,
+        session: AgentSession,
+        interval: float | None = None,
+        *,
+        on_advice: Callable[[str], None] | None = None,
+        on_error: Callable[[DuetmlError], None] | None = None,
+        first_delay: float | None = None,
+    ) -> None:
+        self.session = session
+        self.interval = interval
+        self.first_delay = first_delay
+        self.on_advice = on_advice
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+
+    def start(self) -> ProactiveTimer:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="duetml-proactive", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Ask the thread to end and wait for it; a pass in flight finishes its request first."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look now instead of at the next tick (e.g. right after the user changed something)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _delay(self, first: bool) -> float:
+        if first and self.first_delay is not None:
+            return max(self.first_delay, 0.0)
+        interval = self.interval if self.interval is not None else self.session.proactive_interval
+        return max(float(interval), 0.01)
+
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            self._wake.wait(self._delay(first))
+            first = False
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.tick()
+
+    def tick(self) -> str | None:
+        """One pass with the timer's error handling; also usable without the thread."""
+        try:
+            advice = self.session.proactive_pass()
+        except DuetmlError as exc:
+            if str(exc) != self._last_error:
+                self._last_error = str(exc)
+                if self.on_error is not None:
+                    self.on_error(exc)
+            return None
+        except Exception:  # a bug in one pass must not kill the timer
+            log.exception("proactive pass failed")
+            return None
+        self._last_error = None
+        if advice and self.on_advice is not None:
+            self.on_advice(advice)
+        return advice
