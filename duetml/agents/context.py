@@ -92,7 +92,8 @@ class _AgentTaggedLog:
         self._log = log
 
     def record(self, event: str, **details: Any) -> dict[str, Any]:
-        return self._log.record(event, **details, by="agent")
+        entry: dict[str, Any] = self._log.record(event, **details, by="agent")
+        return entry
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
@@ -464,13 +465,16 @@ def describe_photos(records: Sequence[ImageRecord], sample: int = 12) -> str:
 
     from duetml.images import load_rgb
 
-    sizes, colours = [], []
+    sizes: list[tuple[int, int]] = []
+    colours: list[tuple[int, ...]] = []
     for record in sheets.spread(records, sample):
         try:
             with Image.open(record.path) as image:
                 sizes.append(image.size)
             tiny = load_rgb(record.path, max_side=32).resize((1, 1), Image.Resampling.BOX)
-            colours.append(tiny.getpixel((0, 0)))
+            pixel = tiny.getpixel((0, 0))
+            if isinstance(pixel, tuple):
+                colours.append(pixel[:3])
         except (DuetmlError, OSError, ValueError):
             continue
     if not sizes:

@@ -108,7 +108,7 @@ class ProactiveTimer:
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
 
-    def start(self) -> ProactiveTimer:
+    def start(self) -> Self:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="duetml-proactive", daemon=True)
             self._thread.start()

@@ -13,7 +13,7 @@ operation is also written to the project's interaction log as an `agent_*` event
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, prompts
@@ -83,6 +83,10 @@ class AgentSession:
         self.project.settings = read_settings(self.project.root)
         with self._lock:
             self._setup_providers()
+
+    def settings_error(self, agent: str) -> DuetmlError | None:
+        """The problem in the settings that keeps `agent` from working, if any."""
+        return self._config_errors.get(agent)
 
     def _provider(self, agent: str) -> Provider:
         return self.passive_provider if agent == "passive" else self.proactive_provider
@@ -163,7 +167,7 @@ class AgentSession:
 
     # --- the passive agent -----------------------------------------------------------------
 
-    def ask_stream(self, message: str, about: str = "chat") -> Iterator[str]:
+    def ask_stream(self, message: str, about: str = "chat") -> Generator[str, None, None]:
         """Stream the passive agent's reply; both turns are saved when the stream ends.
 
         Argument, settings and consent problems are raised at once; LLM failures while
@@ -177,7 +181,7 @@ class AgentSession:
         self._check_ready("passive")
         return self._ask(message, about)
 
-    def _ask(self, message: str, about: str) -> Iterator[str]:
+    def _ask(self, message: str, about: str) -> Generator[str, None, None]:
         kind = KIND_OF_ASK[about]
         provider = self.passive_provider
         user_text = clean_text(message, max_chars=8_000).strip()

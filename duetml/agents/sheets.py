@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from duetml.errors import BadImageError
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
+
+T = TypeVar("T")
 
 SHEET_MAX_SIDE = 1024  # pixels, width and height
 SHEET_MAX_BYTES = 160_000
@@ -73,8 +75,11 @@ def draw_sheet(title: str, tiles: Sequence[Tile]) -> bytes | None:
     """A JPEG grid of `tiles` under a header line; None when no photo could be read."""
     from PIL import Image, ImageDraw
 
-    photos = [(tile, _photo(tile.path)) for tile in tiles]
-    photos = [(tile, image) for tile, image in photos if image is not None]
+    photos: list[tuple[Tile, Image.Image]] = []
+    for tile in tiles:
+        image = _photo(tile.path)
+        if image is not None:
+            photos.append((tile, image))
     if not photos:
         return None
     captioned = any(tile.caption for tile, _ in photos)
@@ -114,7 +119,7 @@ def encode_bounded(image: Image.Image) -> bytes:
         )
 
 
-def spread(items: Sequence, count: int) -> list:
+def spread(items: Sequence[T], count: int) -> list[T]:
     """`count` items evenly spread over `items` (all of them when there are fewer)."""
     if len(items) <= count:
         return list(items)

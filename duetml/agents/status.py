@@ -40,7 +40,10 @@ def _probe(provider: Provider) -> dict[str, Any]:
 
 def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
     settings = project.settings if project is not None else {}
-    quick = {"timeout": Timeouts(connect=min(timeout, 3.0), read=timeout), "max_retries": 0}
+    quick: dict[str, Any] = {
+        "timeout": Timeouts(connect=min(timeout, 3.0), read=timeout),
+        "max_retries": 0,
+    }
     agents: dict[str, Any] = {}
     servers: dict[tuple[str, str | None], dict[str, Any]] = {}
     for agent in AGENTS:
