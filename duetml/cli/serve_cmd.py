@@ -1,0 +1,94 @@
+"""serve: the web page, on this machine only."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from duetml.cli.app import ProjectOption, app, fail, open_project
+
+DEFAULT_PORT = 8765
+
+
+@app.command()
+def serve(
+    project: ProjectOption = Path("."),
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            help=f"Port to listen on (default {DEFAULT_PORT}, or the next free one).",
+            min=1,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on. Keep 127.0.0.1 unless you know why not."
+        ),
+    ] = "127.0.0.1",
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the page in your browser.")
+    ] = True,
+    baseline: Annotated[
+        bool,
+        typer.Option("--baseline", help="The same page without any assistant (for user studies)."),
+    ] = False,
+) -> None:
+    """Open the web page: sort photos, train, try the model, talk to the assistant."""
+    from duetml.web import create_app
+    from duetml.web.server import DuetmlServer, free_port, port_is_free
+
+    host = host.strip()
+    if _is_wildcard(host):
+        fail(
+            f"--host {host} would show your photos to every machine on the network: "
+            "give the one address to listen on (e.g. --host 192.168.1.5), or keep 127.0.0.1."
+        )
+    open_project(project)  # a clear "not a project" before anything starts
+    if port is None:
+        chosen = free_port(host, DEFAULT_PORT)
+        if chosen is None:
+            fail(f"No free port near {DEFAULT_PORT}: choose one with --port N.")
+    else:
+        chosen = port
+        if not port_is_free(host, port):
+            fail(
+                f"Port {port} on {host} is in use (another duetml serve?): choose another with --port N."
+            )
+    extra_hosts = [] if host in ("127.0.0.1", "localhost", "::1") else [host]
+    web_app = create_app(project, baseline=baseline, allowed_hosts=extra_hosts, port=chosen)
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{chosen}/"
+    typer.echo(
+        f"duetml is serving {Path(project).resolve().name} at {url}"
+        + (" (baseline: no assistant)" if baseline else "")
+    )
+    typer.echo("Press Ctrl-C to stop.")
+    server = DuetmlServer(web_app, host=host, port=chosen)
+    if open_browser:
+        # After the socket is listening, so the browser never sees "connection refused".
+        def _open_when_ready() -> None:
+            for _ in range(100):
+                if server.started:
+                    webbrowser.open(url)
+                    return
+                threading.Event().wait(0.1)
+
+        threading.Thread(target=_open_when_ready, daemon=True).start()
+    server.run()
+    typer.echo("Stopped.")
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return host in ("", "*")

@@ -1,0 +1,189 @@
+"""`create_app(project)`: the Litestar app behind `duetml serve`, testable without a socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import re
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import FromPath
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from duetml import __version__
+from duetml.errors import NotFoundError
+from duetml.project import Project
+from duetml.web.errors import make_exception_handlers, scrub
+from duetml.web.guard import RequestGuard, allowed_host_values
+from duetml.web.routes_agents import agent_routes
+from duetml.web.routes_data import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, data_routes
+from duetml.web.routes_model import model_routes
+from duetml.web.state import WebState
+
+log = logging.getLogger("duetml.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_PORT = 8765
+JSON_MAX_BYTES = 1024 * 1024  # every request that is not an upload
+HEARTBEAT_SECONDS = 15.0
+_AGENT_BLOCK = re.compile(r"<!--agents-->.*?<!--/agents-->", re.DOTALL)
+_TEXT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+def create_app(
+    project_root: Path | str,
+    baseline: bool = False,
+    agents: Any = None,
+    allowed_hosts: Iterable[str] | None = None,
+    port: int = DEFAULT_PORT,
+) -> Litestar:
+    """The web UI for the project at ``project_root``.
+
+    ``agents`` is an AgentSession (or a callable making one from the project); by default one
+    is made from the project's settings. ``baseline`` removes every agent feature, for studies
+    comparing the tool with and without the assistant. ``allowed_hosts`` adds host names the
+    server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1].
+    """
+    project = Project.open(project_root, source="web")
+    session, problem = (None, None) if baseline else _agent_session(project, agents)
+    web = WebState(project, session, baseline)
+    web.agents_problem = problem
+    assets = _load_assets(baseline)
+
+    @get("/", include_in_schema=False, sync_to_thread=False)
+    def page() -> Response[bytes]:
+        return Response(
+            assets["index.html"][0],
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @get("/static/{name:path}", include_in_schema=False, sync_to_thread=False)
+    def static(name: FromPath[str]) -> Response[bytes]:
+        found = assets.get(name.lstrip("/"))
+        if found is None:
+            raise NotFoundError("There is no such file.")
+        return Response(found[0], media_type=found[1], headers={"Cache-Control": "no-cache"})
+
+    @get("/api/project", summary="The project and what the page can do", sync_to_thread=False)
+    def project_info() -> dict[str, Any]:
+        return {
+            "name": project.root.name,
+            "goal": project.goal,
+            "baseline": baseline,
+            "agents": session is not None,
+            "version": __version__,
+            "upload_max_bytes": UPLOAD_MAX_BYTES,
+            "upload_max_files": UPLOAD_MAX_FILES,
+        }
+
+    @get("/api/log", summary="The interaction log (JSON lines), as a download", sync_to_thread=True)
+    def download_log() -> Response[bytes]:
+        path = project.log.path
+        data = path.read_bytes() if path.is_file() else b""
+        return Response(
+            data,
+            media_type="application/x-ndjson",
+            headers={
+                "Content-Disposition": f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @get("/api/events", summary="Server-sent events: a state snapshot whenever something changes")
+    async def events() -> ServerSentEvent:
+        return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
+
+    handlers: list[Any] = [page, static, project_info, download_log, events]
+    handlers += data_routes(web) + model_routes(web)
+    if not baseline:
+        handlers += agent_routes(web)
+
+    roots = tuple({project.root, Path(project_root).absolute()})
+    app = Litestar(
+        route_handlers=handlers,
+        exception_handlers=make_exception_handlers(roots),
+        openapi_config=OpenAPIConfig(
+            title="duetml",
+            version=__version__,
+            description="The local web UI of duetml (one person, one project, this machine).",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        request_max_body_size=JSON_MAX_BYTES,
+        on_startup=[lambda: web.start()],
+        on_shutdown=[lambda: web.stop()],
+        debug=False,
+    )
+    app.state.duetml = web
+    hosts = allowed_host_values(port, allowed_hosts or ())
+    # Wrapping the finished handler (not Litestar middleware) so unmatched paths are guarded too.
+    app.asgi_handler = RequestGuard(app.asgi_handler, hosts)
+    return app
+
+
+def _agent_session(project: Project, agents: Any) -> tuple[Any, str | None]:
+    """The AgentSession given, or made by the callable given, or made from the settings."""
+    if agents is not None and hasattr(agents, "ask_stream"):
+        return agents, None
+    try:
+        if agents is not None:
+            return agents(project), None
+        from duetml.agents import AgentSession
+
+        return AgentSession(project), None
+    except Exception as exc:  # noqa: BLE001 - the page must work without the assistant
+        from duetml.errors import DuetmlError
+
+        log.warning("the assistant could not start: %s", exc)
+        message = str(exc) if isinstance(exc, DuetmlError) else "The assistant could not start."
+        return None, scrub(message, (project.root,))
+
+
+def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
+    """Every static file, read once: only files that exist at start-up can ever be served."""
+    assets: dict[str, tuple[bytes, str]] = {}
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if not path.is_file() or path.is_symlink() or path.name.startswith("."):
+            continue
+        name = path.relative_to(STATIC_DIR).as_posix()
+        media = (
+            _TEXT_TYPES.get(path.suffix)
+            or mimetypes.guess_type(name)[0]
+            or "application/octet-stream"
+        )
+        if media.startswith("text/") or media.endswith("javascript"):
+            media += "; charset=utf-8"
+        assets[name] = (path.read_bytes(), media)
+    html = assets["index.html"][0].decode("utf-8")
+    html = (
+        _AGENT_BLOCK.sub("", html)
+        if baseline
+        else html.replace("<!--agents-->", "").replace("<!--/agents-->", "")
+    )
+    assets["index.html"] = (html.encode("utf-8"), "text/html; charset=utf-8")
+    return assets
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "duetml"
+
+
+async def _event_stream(web: WebState) -> AsyncIterator[ServerSentEventMessage]:
+    """A snapshot now, then one whenever it changes; a comment now and then keeps it open."""
+    sent: dict[str, Any] | None = None
+    yield ServerSentEventMessage(data=None, retry=2000, comment="duetml")
+    while not web.hub.stopping.is_set():
+        revision = web.hub.revision
+        snapshot = web.snapshot()
+        if snapshot != sent:
+            sent = snapshot
+            yield ServerSentEventMessage(event="state", data=json.dumps(snapshot))
+        if await web.hub.wait(revision, HEARTBEAT_SECONDS) == revision:
+            yield ServerSentEventMessage(data=None, comment="heartbeat")

@@ -1,0 +1,97 @@
+"""Errors as the page sees them: one sentence in `{"error": ...}`, never a trace or a path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from duetml.errors import DuetmlError
+
+log = logging.getLogger("duetml.web")
+
+GENERIC_500 = (
+    "Something went wrong inside duetml: the details are in the terminal running "
+    "`duetml serve`; try again."
+)
+# An absolute POSIX path of two or more parts, or a Windows one; replaced, never shown.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"`:;,()]+){2,}/?|\b[A-Za-z]:\\[^\s'\"`]+")
+_HTTP_SENTENCES = {
+    400: "The request is not valid.",
+    401: "Not allowed.",
+    403: "Not allowed.",
+    404: "There is nothing at this address.",
+    405: "This address does not accept that method.",
+    413: "The upload is too large: send fewer or smaller photos at a time.",
+    415: "This kind of content is not accepted here.",
+}
+
+
+def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
+    """Remove absolute paths (the project folder first, by name) from a user-facing sentence."""
+    for root in roots:
+        text = str(root)
+        if len(text) > 1:
+            message = message.replace(text + os.sep, "").replace(text, "the project folder")
+    home = os.path.expanduser("~")
+    if len(home) > 1:
+        message = message.replace(home, "~")
+    return _ABSOLUTE_PATH.sub("<path>", message)
+
+
+def error_response(message: str, status: int) -> Response:
+    return Response({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
+    def duetml_error(_: Request, exc: DuetmlError) -> Response:
+        response = error_response(scrub(str(exc), roots), exc.http_status)
+        endpoint = getattr(exc, "endpoint", None)
+        if isinstance(endpoint, str):  # CloudConsentRequired: the page asks, then retries
+            response.content["consent"] = {
+                "endpoint": endpoint,
+                "agent": getattr(exc, "agent", None),
+            }
+        return response
+
+    def http_error(_: Request, exc: HTTPException) -> Response:
+        status = exc.status_code
+        if status >= 500:
+            return error_response(GENERIC_500, status)
+        sentence = _HTTP_SENTENCES.get(status, "The request cannot be answered.")
+        if isinstance(exc, ValidationException) or status == 400:
+            detail = _validation_detail(exc)
+            if detail:
+                sentence = f"The request is not valid: {detail}"
+        return error_response(scrub(sentence, roots), status)
+
+    def anything_else(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(GENERIC_500, HTTP_500_INTERNAL_SERVER_ERROR)
+
+    return {DuetmlError: duetml_error, HTTPException: http_error, Exception: anything_else}
+
+
+def _validation_detail(exc: HTTPException) -> str:
+    """The first field problem Litestar found, as a short clause (its text never has paths)."""
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        first = extra[0]
+        key, message = first.get("key"), first.get("message")
+        if message:
+            text = f"{key}: {message}" if key else str(message)
+            return _sentence(text)
+    detail = str(exc.detail or "")
+    if detail and "Internal" not in detail:
+        return _sentence(detail)
+    return ""
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())[:200]
+    return text if text.endswith(".") else text + "."

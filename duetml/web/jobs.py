@@ -1,0 +1,116 @@
+"""Training from the page: one background thread at a time, its progress for every open tab."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from duetml import locks
+from duetml.errors import BusyError, DuetmlError
+from duetml.project import Project
+
+log = logging.getLogger("duetml.web")
+
+PROGRESS_EVERY_SECONDS = 0.25  # progress reaches the pages at most this often
+GENERIC_FAILURE = (
+    "Training failed unexpectedly: the details are in the terminal running `duetml serve`."
+)
+
+
+class TrainJob:
+    """The state of the page's trainer, readable from any thread."""
+
+    def __init__(self, project: Project, on_change: Callable[[], None]) -> None:
+        self.project = project
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last_notice = 0.0
+        self.state: dict[str, Any] = {"state": "idle", "run": 0}
+
+    @property
+    def running(self) -> bool:
+        return self.state["state"] == "running"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.state)
+
+    def start(self) -> dict[str, Any]:
+        """Start training in a thread; BusyError if this server or another duetml is training."""
+        with self._lock:
+            if self.state["state"] == "running":
+                raise BusyError(
+                    "The model is already training (started from this page or another tab): "
+                    "wait for it to finish."
+                )
+            # Ask the lock first so a CLI `duetml train` is reported now, not as a failed job;
+            # the trainer takes it again, and reports busy itself if it lost a race meanwhile.
+            with locks.hold(
+                self.project.state_dir / "train.lock",
+                0.05,
+                "Another training of this project is running (from the command line?): "
+                "wait for it to finish.",
+            ):
+                pass
+            run = int(self.state["run"]) + 1
+            self.state = {
+                "state": "running",
+                "run": run,
+                "phase": "starting",
+                "done": 0,
+                "total": 0,
+                "rate": None,
+                "eta": None,
+                "started_at": time.time(),
+            }
+            self._thread = threading.Thread(
+                target=self._train, name=f"duetml-train-{run}", daemon=True
+            )
+            self._thread.start()
+            snapshot = dict(self.state)
+        self._on_change()
+        return snapshot
+
+    def wait(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _progress(self, progress: Any) -> None:
+        with self._lock:
+            self.state.update(
+                phase="features" if progress.done < progress.total else "fitting",
+                done=progress.done,
+                total=progress.total,
+                rate=round(progress.rate, 2),
+                eta=round(progress.eta, 1) if progress.eta is not None else None,
+            )
+        now = time.monotonic()
+        if now - self._last_notice >= PROGRESS_EVERY_SECONDS or progress.done >= progress.total:
+            self._last_notice = now
+            self._on_change()
+
+    def _train(self) -> None:
+        from duetml.training import train_project
+
+        outcome: dict[str, Any]
+        try:
+            report = train_project(self.project, progress=self._progress)
+            outcome = {"state": "done", "result": report.as_dict()}
+        except DuetmlError as exc:
+            outcome = {"state": "failed", "error": str(exc)}
+        except Exception:
+            log.exception("training failed")
+            outcome = {"state": "failed", "error": GENERIC_FAILURE}
+        with self._lock:
+            self.state = {
+                "run": self.state["run"],
+                "started_at": self.state.get("started_at"),
+                "finished_at": time.time(),
+                **outcome,
+            }
+        self._on_change()

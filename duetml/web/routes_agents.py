@@ -1,0 +1,173 @@
+"""(D)-(G) the chat region, around `duetml.agents.AgentSession`. Absent in baseline mode.
+
+Replies stream as NDJSON lines (`{"delta": ...}` ... then `{"done": true}` or `{"error": ...}`)
+so a failure half-way through still reaches the page as one sentence, after a 200 has gone out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from litestar import Response, get, post
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from duetml.errors import DuetmlError
+from duetml.web.errors import GENERIC_500, scrub
+from duetml.web.state import WebState
+
+log = logging.getLogger("duetml.web")
+
+MAX_MESSAGE_CHARS = 4000
+_SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
+ASK_DEFAULTS = {
+    "data": "What do you think of my training data so far?",
+    "results": "What do you make of my model's results?",
+}
+
+
+@dataclass
+class ChatRequest:
+    message: str = ""
+    about: Literal["chat", "data", "results"] = "chat"
+
+
+@dataclass
+class ProactiveSwitch:
+    enabled: bool
+
+
+@dataclass
+class CloudConsent:
+    endpoint: str
+
+
+def public_description(value: Any) -> Any:
+    """`describe()` minus anything that looks like a credential, even a masked one."""
+    if isinstance(value, dict):
+        return {
+            k: public_description(v)
+            for k, v in value.items()
+            if not any(word in str(k).lower() for word in _SECRET_WORDS)
+        }
+    if isinstance(value, list):
+        return [public_description(v) for v in value]
+    return value
+
+
+def agent_routes(web: WebState) -> list[Any]:
+    session = web.agents
+    roots = (web.project.root,)
+
+    def describe() -> dict[str, Any]:
+        info = public_description(session.describe()) if session is not None else {}
+        return {
+            "available": session is not None,
+            "problem": web.agents_problem,
+            "agents": info,
+            "proactive_enabled": bool(session.proactive_enabled) if session else False,
+            "proactive_interval": float(session.proactive_interval) if session else None,
+            "proactive_error": web.proactive_error,
+            "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
+        }
+
+    @get("/api/agents", sync_to_thread=True, summary="Which provider and model each agent uses")
+    def agents_info() -> dict[str, Any]:
+        return describe()
+
+    @get("/api/conversation", sync_to_thread=True, summary="The conversation so far")
+    def conversation() -> Response[dict[str, Any]]:
+        messages = session.conversation() if session is not None else []
+        return Response({"messages": messages}, headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/api/chat",
+        sync_to_thread=True,
+        status_code=200,
+        summary="Ask the passive agent; the reply streams as NDJSON lines",
+    )
+    def chat(data: JSONBody[ChatRequest]) -> Stream:
+        if session is None:
+            raise DuetmlError(web.agents_problem or "The assistant is not available.")
+        message = data.message.strip() or ASK_DEFAULTS.get(data.about, "")
+        if not message:
+            raise DuetmlError("Type a message for the assistant first.")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise DuetmlError(
+                f"The message is too long: keep it under {MAX_MESSAGE_CHARS} characters."
+            )
+
+        # Argument, settings and consent problems are raised here, as a plain error response;
+        # failures of the LLM itself arrive while streaming, as the last line.
+        pieces = session.ask_stream(message, about=data.about)
+
+        def lines() -> Iterator[str]:
+            try:
+                for piece in pieces:
+                    yield json.dumps({"delta": piece}) + "\n"
+                yield json.dumps({"done": True}) + "\n"
+            except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
+                yield json.dumps({"error": scrub(str(exc), roots)}) + "\n"
+            except Exception:
+                log.exception("the assistant failed")
+                yield json.dumps({"error": GENERIC_500}) + "\n"
+            finally:
+                web.changed()
+
+        return Stream(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @post(
+        "/api/agents/proactive",
+        sync_to_thread=True,
+        status_code=200,
+        summary="Turn the proactive agent on or off",
+    )
+    def switch_proactive(data: JSONBody[ProactiveSwitch]) -> dict[str, Any]:
+        if session is None:
+            raise DuetmlError(web.agents_problem or "The assistant is not available.")
+        session.set_proactive_enabled(bool(data.enabled))
+        if data.enabled and not web.wake_proactive():
+            # No timer running (tests without a lifespan): look once now, in the background.
+            threading.Thread(target=_proactive_now, args=(web,), daemon=True).start()
+        web.changed()
+        return describe()
+
+    @post(
+        "/api/agents/consent",
+        sync_to_thread=True,
+        status_code=200,
+        summary="Allow the agents to send this project's photos to an endpoint off this machine",
+    )
+    def allow_cloud(data: JSONBody[CloudConsent]) -> dict[str, Any]:
+        if session is None:
+            raise DuetmlError(web.agents_problem or "The assistant is not available.")
+        needed = [n.get("endpoint") for n in session.consent_needed()]
+        if data.endpoint not in needed:
+            raise DuetmlError("That endpoint is not waiting for your consent: reload the page.")
+        session.allow_cloud(data.endpoint)
+        web.changed()
+        return describe()
+
+    return [agents_info, conversation, chat, switch_proactive, allow_cloud]
+
+
+def _proactive_now(web: WebState) -> None:
+    try:
+        if web.agents.proactive_pass() is None:
+            return
+        web.proactive_error = None
+    except DuetmlError as exc:
+        web.proactive_error = scrub(str(exc), (web.project.root,))
+    except Exception:
+        log.exception("the proactive agent failed")
+    finally:
+        web.changed()

@@ -1,0 +1,214 @@
+"""(A) The training data: categories, photos, uploads, undo, thumbnails. Each handler is a
+few lines around `duetml.project.Project`, which validates every name and logs every change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from litestar import Response, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import UploadFile
+from litestar.params import JSONBody, MultipartBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED
+
+from duetml import images
+from duetml.errors import DuetmlError
+from duetml.web.state import WebState
+
+UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
+UPLOAD_MAX_FILES = 200  # per request
+MAX_IDS = 10_000
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+@dataclass
+class CategoryName:
+    name: str
+
+
+@dataclass
+class Rename:
+    old: str
+    new: str
+
+
+@dataclass
+class Merge:
+    sources: list[str]
+    target: str
+
+
+@dataclass
+class ImageIds:
+    images: list[str]
+
+
+@dataclass
+class MoveImages:
+    images: list[str]
+    category: str
+
+
+@dataclass
+class UploadForm:
+    files: list[UploadFile] = field(default_factory=list)
+
+
+def _ids(values: list[str]) -> list[str]:
+    if not values:
+        raise DuetmlError("Choose at least one photo.")
+    if len(values) > MAX_IDS:
+        raise DuetmlError(f"At most {MAX_IDS} photos can be changed at once.")
+    return values
+
+
+async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tuple[str, bytes]]:
+    if files is None:
+        files = []
+    if not isinstance(files, list):
+        files = [files]
+    if not files:
+        raise DuetmlError("Choose at least one photo to upload.")
+    if len(files) > UPLOAD_MAX_FILES:
+        raise DuetmlError(f"Send at most {UPLOAD_MAX_FILES} files at a time.")
+    items = []
+    for upload in files:
+        if not isinstance(upload, UploadFile):
+            raise DuetmlError("Send the photos as files (multipart form field `files`).")
+        items.append((str(upload.filename or "unnamed")[:255], await upload.read()))
+        await upload.close()
+    return items
+
+
+def data_routes(web: WebState) -> list[Any]:
+    project = web.project
+
+    @get("/api/categories", sync_to_thread=True, summary="Categories with their photos")
+    def list_categories() -> dict[str, Any]:
+        records = project.images("train")
+        hashes = web.digests(records)
+        by_category: dict[str, list[dict[str, str]]] = {}
+        for record in records:
+            by_category.setdefault(record.category, []).append(
+                {"id": record.rel, "v": hashes[record.rel][:16]}
+            )
+        return {
+            "version": web.data_version(),
+            "categories": [
+                {
+                    "name": info.name,
+                    "count": info.count,
+                    "test_count": info.test_count,
+                    "images": by_category.get(info.name, []),
+                }
+                for info in project.categories()
+            ],
+        }
+
+    @get("/api/status", sync_to_thread=True, summary="Counts, warnings, model and undo")
+    def status() -> dict[str, Any]:
+        from duetml.health import project_status
+
+        state = project_status(project, check_files=False).as_dict()
+        state["undo"] = project.undo_history()[:5]
+        state["goal"] = project.goal
+        return state
+
+    @post("/api/categories", sync_to_thread=True, status_code=HTTP_201_CREATED)
+    def add_category(data: JSONBody[CategoryName]) -> dict[str, str]:
+        name = project.add_category(data.name)
+        web.changed()
+        return {"name": name}
+
+    @post("/api/categories/rename", sync_to_thread=True, status_code=200)
+    def rename_category(data: JSONBody[Rename]) -> dict[str, str]:
+        name = project.rename_category(data.old, data.new)
+        web.changed()
+        return {"name": name}
+
+    @post("/api/categories/merge", sync_to_thread=True, status_code=200)
+    def merge_categories(data: JSONBody[Merge]) -> dict[str, Any]:
+        if len(data.sources) > 1000:
+            raise DuetmlError("Merge at most 1000 categories at once.")
+        moved = project.merge_categories(data.sources, data.target)
+        web.changed()
+        return {"target": data.target.strip(), "moved": moved}
+
+    @post("/api/categories/remove", sync_to_thread=True, status_code=200)
+    def remove_category(data: JSONBody[CategoryName]) -> dict[str, str]:
+        project.remove_category(data.name)
+        web.changed()
+        return {"removed": data.name}
+
+    @post("/api/images/move", sync_to_thread=True, status_code=200)
+    def move_images(data: JSONBody[MoveImages]) -> dict[str, Any]:
+        moved = project.move_images(_ids(data.images), data.category)
+        web.changed()
+        return {"moved": moved}
+
+    @post("/api/images/remove", sync_to_thread=True, status_code=200)
+    def remove_images(data: JSONBody[ImageIds]) -> dict[str, int]:
+        removed = project.remove_images(_ids(data.images))
+        web.changed()
+        return {"removed": removed}
+
+    @post(
+        "/api/upload",
+        status_code=200,
+        request_max_body_size=UPLOAD_MAX_BYTES,
+        summary="Add photos to a category",
+        description=f"At most {UPLOAD_MAX_FILES} files and {UPLOAD_MAX_BYTES} bytes per request.",
+    )
+    async def upload(
+        category: Annotated[str, QueryParameter(max_length=400)],
+        data: MultipartBody[UploadForm],
+    ) -> dict[str, Any]:
+        items = await read_uploads(data.files)
+        report = await sync_to_thread(project.add_image_bytes, category, items)
+        web.changed()
+        return report.as_dict()
+
+    @post("/api/undo", sync_to_thread=True, status_code=200)
+    def undo() -> dict[str, str]:
+        undone = project.undo()
+        web.changed()
+        return {"undone": undone}
+
+    @get("/api/thumb", sync_to_thread=True, summary="A photo's thumbnail (JPEG)")
+    def thumbnail(
+        image: Annotated[str, QueryParameter(max_length=1000)],
+        v: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Response[bytes]:
+        record = project.image(image)
+        digest = web.digests([record])[record.rel]
+        data = web.thumbs.get(digest, record.path)
+        # A URL that names the content can be cached for ever; others are revalidated.
+        cache = IMMUTABLE if v and digest.startswith(v) and len(v) >= 8 else "no-cache"
+        return Response(
+            data,
+            media_type="image/jpeg",
+            headers={"Cache-Control": cache, "ETag": f'"{digest[:32]}"'},
+        )
+
+    @get("/api/image", sync_to_thread=True, summary="A photo as stored, with its real type")
+    def original(image: Annotated[str, QueryParameter(max_length=1000)]) -> Response[bytes]:
+        record = project.image(image)
+        data = record.path.read_bytes()
+        facts = images.check_image(data)  # served only if it decodes, typed by its real format
+        return Response(data, media_type=facts.mime, headers={"Cache-Control": "no-cache"})
+
+    return [
+        list_categories,
+        status,
+        add_category,
+        rename_category,
+        merge_categories,
+        remove_category,
+        move_images,
+        remove_images,
+        upload,
+        undo,
+        thumbnail,
+        original,
+    ]

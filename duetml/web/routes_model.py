@@ -1,0 +1,99 @@
+"""(B) training and (C) trying and evaluating the model, around `duetml.training`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Response, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import UploadFile
+from litestar.params import MultipartBody
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from duetml.web.routes_data import read_uploads
+from duetml.web.state import WebState
+
+PREDICT_MAX_BYTES = 64 * 1024 * 1024
+PREDICT_MAX_FILES = 50
+
+
+@dataclass
+class PredictForm:
+    files: list[UploadFile] = field(default_factory=list)
+
+
+def model_routes(web: WebState) -> list[Any]:
+    project = web.project
+
+    @post(
+        "/api/train",
+        sync_to_thread=True,
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start training in the background; progress arrives on /api/events",
+    )
+    def start_training() -> dict[str, Any]:
+        return web.train.start()
+
+    @get("/api/train", sync_to_thread=False, summary="The trainer's state")
+    def training_state() -> dict[str, Any]:
+        return web.train.snapshot()
+
+    @post(
+        "/api/predict",
+        status_code=200,
+        request_max_body_size=PREDICT_MAX_BYTES,
+        summary="Classify new photos with the trained model",
+    )
+    async def predict(
+        data: MultipartBody[PredictForm],
+    ) -> dict[str, Any]:
+        from duetml.errors import DuetmlError
+        from duetml.training import predict_sources
+
+        items = await read_uploads(data.files)
+        if len(items) > PREDICT_MAX_FILES:
+            raise DuetmlError(f"Try at most {PREDICT_MAX_FILES} photos at a time.")
+        names = [name for name, _ in items]
+        predictions = await sync_to_thread(
+            predict_sources, project, [content for _, content in items], names
+        )
+        return {"predictions": [p.as_dict() for p in predictions]}
+
+    @get("/api/evaluation", sync_to_thread=True, summary="Precision, recall, confusion matrix")
+    def evaluation() -> Response[dict[str, Any]]:
+        report = web.evaluation(lambda: _evaluate(web))
+        return Response(report, headers={"Cache-Control": "no-store"})
+
+    return [start_training, training_state, predict, evaluation]
+
+
+def _evaluate(web: WebState) -> dict[str, Any]:
+    """The core's report, plus the photos behind every cell of the confusion matrix."""
+    from duetml.training import evaluate_project, load_model
+
+    project = web.project
+    report = evaluate_project(project).as_dict()
+    cells: dict[str, list[str]] = {}
+    wrong: set[str] = set()
+    for mistake in report["mistakes"]:
+        cells.setdefault(f"{mistake['true']}\t{mistake['predicted']}", []).append(mistake["image"])
+        wrong.add(mistake["image"])
+    # The report lists only mistakes; the diagonal is every other evaluated photo.
+    if report["source"] == "test set":
+        for category in report["categories"]:
+            right = (
+                [r.rel for r in project.images("test", category) if r.rel not in wrong]
+                if category in project.category_names("test")
+                else []
+            )
+            cells[f"{category}\t{category}"] = right
+    else:
+        for rel, true, predicted, _ in load_model(project).meta.get("cv_results", []):
+            if true == predicted:
+                cells.setdefault(f"{true}\t{true}", []).append(rel)
+    report["cells"] = [
+        {"true": key.split("\t")[0], "predicted": key.split("\t")[1], "images": rels}
+        for key, rels in cells.items()
+    ]
+    return report

@@ -1,0 +1,214 @@
+"""What the server keeps while it runs: the project, the trainer, the agents, the watcher.
+
+The page learns about changes through one event stream per tab. Its payload is a small
+snapshot of cheap "versions" (of the photos, the model, the conversation, the trainer); a
+tab compares them with what it shows and fetches only what changed. Changes made elsewhere
+(the CLI, a file manager, another tab) are seen by the watcher, which stats the category
+folders once a second: nothing is read, so it costs the same for ten photos or ten thousand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from duetml.project import SPLITS, ImageRecord, Project
+from duetml.settings import SETTINGS_FILE, read_settings
+from duetml.web.hub import Hub
+from duetml.web.jobs import TrainJob
+from duetml.web.thumbs import ThumbnailCache
+
+log = logging.getLogger("duetml.web")
+
+WATCH_EVERY_SECONDS = 1.0
+
+
+class WebState:
+    def __init__(self, project: Project, agents: Any | None, baseline: bool) -> None:
+        self.project = project
+        self.baseline = baseline
+        self.agents = agents  # an AgentSession, or None (baseline, or agents unavailable)
+        self.agents_problem: str | None = None
+        self.proactive_error: str | None = None  # the proactive agent's last failure, if any
+        self.hub = Hub()
+        self.thumbs = ThumbnailCache(project.state_dir)
+        self.train = TrainJob(project, self.hub.bump)
+        self.versions: dict[str, Any] = {}
+        self._digests: dict[str, tuple[int, int, str]] = {}
+        self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
+        self._eval_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._timer: Any = None
+        self.refresh_versions()
+
+    # ----- content hashes, remembered between requests -------------------------------------
+    def digests(self, records: list[ImageRecord]) -> dict[str, str]:
+        """rel -> sha256 like `Project.hashes`, without re-reading its index for every thumbnail."""
+        found: dict[str, str] = {}
+        missing: list[ImageRecord] = []
+        for record in records:
+            try:
+                stat = record.path.stat()
+            except OSError:
+                missing.append(record)
+                continue
+            known = self._digests.get(record.rel)
+            if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
+                found[record.rel] = known[2]
+            else:
+                missing.append(record)
+        if missing:
+            fresh = self.project.hashes(missing)
+            for record in missing:
+                digest = fresh[record.rel]
+                found[record.rel] = digest
+                try:
+                    stat = record.path.stat()
+                    self._digests[record.rel] = (stat.st_size, stat.st_mtime_ns, digest)
+                except OSError:
+                    pass
+        return found
+
+    # ----- versions the page follows ------------------------------------------------------
+    def data_version(self) -> str:
+        """Changes when a photo or category is added, removed, moved or renamed anywhere."""
+        stamps: list[str] = []
+        for split in SPLITS:
+            folder = self.project.root / split
+            try:
+                stamps.append(f"{split}:{folder.stat().st_mtime_ns}")
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    stamp = entry.stat(follow_symlinks=False).st_mtime_ns
+                    stamps.append(f"{split}/{entry.name}:{stamp}")
+                except OSError:
+                    continue
+        stamps.append(f"journal:{_mtime(self.project.state_dir / 'journal.json')}")
+        return hashlib.sha1("\n".join(sorted(stamps)).encode()).hexdigest()[:12]
+
+    def model_version(self) -> str:
+        return str(_mtime(self.project.state_dir / "model" / "model.npz"))
+
+    def chat_version(self) -> str:
+        if self.agents is None:
+            return ""
+        try:
+            conversation = self.agents.conversation()
+            enabled = bool(self.agents.proactive_enabled)
+        except Exception:
+            log.exception("reading the conversation failed")
+            return "error"
+        last = conversation[-1].get("id", "") if conversation else ""
+        return f"{len(conversation)}:{last}:{int(enabled)}"
+
+    def settings_version(self) -> str:
+        return str(_mtime(self.project.root / SETTINGS_FILE))
+
+    def refresh_versions(self) -> bool:
+        versions = {
+            "data": self.data_version(),
+            "model": self.model_version(),
+            "settings": self.settings_version(),
+            "chat": self.chat_version(),
+        }
+        if self.versions and versions["settings"] != self.versions.get("settings"):
+            self._reload_settings()
+        changed = versions != self.versions
+        self.versions = versions
+        return changed
+
+    def _reload_settings(self) -> None:
+        """duetml.toml changed (`duetml llm use`, an editor, the page's own switch): re-read it."""
+        try:
+            self.project.settings = read_settings(self.project.root)
+            if self.agents is not None and hasattr(self.agents, "refresh"):
+                self.agents.refresh()
+        except Exception:
+            log.warning("could not re-read the project settings", exc_info=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.versions, "train": self.train.snapshot()}
+
+    # ----- background threads -------------------------------------------------------------
+    def start(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="duetml-watch", daemon=True)
+            self._watcher.start()
+        if self.agents is not None and self._timer is None:
+            self._timer = _start_proactive_timer(self)
+
+    def stop(self) -> None:
+        self.hub.stop()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            try:
+                timer.stop()
+            except Exception:
+                log.exception("stopping the proactive timer failed")
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join(timeout=2 * WATCH_EVERY_SECONDS)
+
+    def _watch(self) -> None:
+        while not self.hub.stopping.wait(WATCH_EVERY_SECONDS):
+            try:
+                if self.refresh_versions():
+                    self.hub.bump()
+            except Exception:
+                log.exception("watching the project failed")
+
+    def wake_proactive(self) -> bool:
+        """Have the proactive agent look now (after it was switched on); False if no timer."""
+        if self._timer is None:
+            return False
+        self._timer.wake()
+        return True
+
+    def changed(self) -> None:
+        """Call after the page changed something, so every tab hears at once, not in a second."""
+        self.refresh_versions()
+        self.hub.bump()
+
+    # ----- evaluation, computed once per model and data version ---------------------------
+    def evaluation(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = (self.model_version(), self.data_version())
+        with self._eval_lock:
+            if self._eval_cache is not None and self._eval_cache[0] == key:
+                return self._eval_cache[1]
+            report = compute()
+            self._eval_cache = (key, report)
+            return report
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _start_proactive_timer(web: WebState) -> Any:
+    """Run the agents package's ProactiveTimer; new advice and failures reach the pages."""
+    from duetml.agents import ProactiveTimer
+
+    def on_advice(_: str) -> None:
+        web.proactive_error = None
+        web.changed()
+
+    def on_error(exc: Exception) -> None:
+        web.proactive_error = str(exc)
+        web.changed()
+
+    try:
+        return ProactiveTimer(web.agents, on_advice=on_advice, on_error=on_error).start()
+    except Exception:
+        log.exception("the proactive agent could not start")
+        return None

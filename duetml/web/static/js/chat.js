@@ -1,0 +1,212 @@
+// (D) the chat with the passive agent, (E)/(F) the "Ask the assistant" buttons, (G) the
+// proactive switch. Replies and advice are LLM output: shown with textContent, never as HTML.
+
+import { getJSON, postJSON, postStream } from "./api.js";
+import { $, $$, h, replace, toast } from "./dom.js";
+
+const ASKED_FROM = { ask_data: "Asked from Training data", ask_results: "Asked from Try the model" };
+const ASK_PLACEHOLDER = { data: "What do you think of my training data so far?", results: "What do you make of my model's results?" };
+const ROLE_NAMES = { passive: "Assistant", proactive: "Proactive" };
+
+let streaming = false;
+let reloadWanted = false;
+let localError = null; // {text, after: message id}: an error the server's conversation lacks
+
+export function chatPresent() {
+  return Boolean($("#messages"));
+}
+
+export function wireChat() {
+  const form = $("#chat-form");
+  const input = $("#chat-input");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || streaming) return;
+    input.value = "";
+    ask(text, "chat");
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  for (const button of $$("[data-ask]")) {
+    button.addEventListener("click", () => {
+      if (streaming) return;
+      ask("", button.dataset.ask);
+      $("#chat-input").focus();
+    });
+  }
+  $("#proactive-toggle").addEventListener("change", async (event) => {
+    const toggle = event.target;
+    toggle.disabled = true;
+    try {
+      renderAgents(await postJSON("/api/agents/proactive", { enabled: toggle.checked }));
+      toast(toggle.checked ? "Proactive advice is on: the assistant will speak up when it notices something." : "Proactive advice is off.");
+    } catch (exc) {
+      toggle.checked = !toggle.checked;
+      toast(exc.message, { kind: "error" });
+    } finally {
+      toggle.disabled = false;
+    }
+  });
+}
+
+export async function loadAgents() {
+  try {
+    renderAgents(await getJSON("/api/agents"));
+  } catch (exc) {
+    replace($("#agent-info"), h("dd", { class: "error-text", text: exc.message }));
+  }
+}
+
+function renderAgents(info) {
+  const list = $("#agent-info");
+  const rows = [];
+  const agents = info.agents || {};
+  for (const key of ["passive", "proactive"]) {
+    const agent = agents[key];
+    if (!agent || typeof agent !== "object") continue;
+    const off = agent.provider === "none";
+    const where = off ? "no LLM: choose one with `duetml llm use`" : agent.is_local === false ? `sends data to ${agent.endpoint || "a remote server"}` : "runs on this machine";
+    const model = off ? "off" : [agent.provider, agent.model].filter(Boolean).join(" · ") || "not configured";
+    rows.push(h("div", { class: `agent-row ${agent.is_local === false ? "agent-remote" : "agent-local"}` },
+      h("dt", { text: ROLE_NAMES[key] }),
+      h("dd", {}, h("span", { class: "agent-model", text: model }), h("span", { class: "agent-where", text: where }),
+        agent.error ? h("span", { class: "error-text agent-error", text: agent.error }) : null)));
+  }
+  if (!info.available) rows.push(h("div", { class: "agent-row" }, h("dt", { text: "Assistant" }), h("dd", { class: "error-text", text: info.problem || "not available" })));
+  replace(list, ...rows);
+  renderNotices(info);
+  const toggle = $("#proactive-toggle");
+  toggle.checked = Boolean(info.proactive_enabled);
+  toggle.disabled = !info.available;
+  const every = info.proactive_interval ? ` (every ${Math.round(info.proactive_interval)} s)` : "";
+  toggle.closest("label").title = `The proactive agent looks at your project and volunteers advice${every}.`;
+  $("#chat-send").disabled = !info.available;
+  for (const button of $$("[data-ask]")) button.disabled = !info.available;
+}
+
+function renderNotices(info) {
+  const box = $("#agent-notices");
+  const items = [];
+  if (info.proactive_error && info.proactive_enabled) {
+    items.push(h("p", { class: "notice notice-error", role: "status", text: `Proactive agent: ${info.proactive_error}` }));
+  }
+  for (const need of info.consent_needed || []) {
+    const button = h("button", { type: "button", class: "btn btn-small", text: "Allow for this project" });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        renderAgents(await postJSON("/api/agents/consent", { endpoint: need.endpoint }));
+        toast(`The assistant may now use ${need.endpoint} for this project.`);
+      } catch (exc) {
+        button.disabled = false;
+        toast(exc.message, { kind: "error" });
+      }
+    });
+    items.push(h("div", { class: "notice notice-consent" },
+      h("p", { text: `The ${need.agent} agent would send this project's photos and descriptions to ${need.endpoint}, which is not on this machine.` }),
+      button));
+  }
+  replace(box, ...items);
+}
+
+export async function loadConversation() {
+  if (streaming) {
+    reloadWanted = true;
+    return;
+  }
+  let data;
+  try {
+    data = await getJSON("/api/conversation");
+  } catch (exc) {
+    return null;
+  }
+  renderMessages(data.messages);
+  return data.messages;
+}
+
+function renderMessages(messages) {
+  const list = $("#messages");
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const items = [];
+  for (const message of messages) {
+    items.push(messageNode(message));
+    if (localError && message.id === localError.after) items.push(errorNode(localError.text));
+  }
+  replace(list, ...items);
+  if (nearBottom || streaming) list.scrollTop = list.scrollHeight;
+}
+
+function messageNode(message) {
+  if (message.kind === "error") return errorNode(message.content);
+  const proactive = message.kind === "proactive";
+  const classes = ["msg", `msg-${message.role}`];
+  if (proactive) classes.push("msg-proactive");
+  if (message.kind === "greeting") classes.push("msg-greeting");
+  const meta = [];
+  if (proactive) meta.push(h("span", { class: "badge", text: "Unprompted advice" }));
+  if (ASKED_FROM[message.kind] && message.role === "user") meta.push(h("span", { class: "badge badge-quiet", text: ASKED_FROM[message.kind] }));
+  if (message.ts) meta.push(h("time", { text: new Date(message.ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }));
+  return h("li", { class: classes.join(" "), dataset: { kind: message.kind || "chat" } },
+    h("div", { class: "msg-meta" }, h("span", { class: "msg-who", text: message.role === "user" ? "You" : proactive ? "Proactive agent" : "Assistant" }), meta),
+    h("p", { class: "msg-text", text: message.content }));
+}
+
+function errorNode(text) {
+  return h("li", { class: "msg msg-error", role: "alert", dataset: { kind: "error" } }, h("p", { class: "msg-text", text: `⚠ ${text}` }));
+}
+
+async function ask(text, about) {
+  const list = $("#messages");
+  streaming = true;
+  localError = null;
+  let failure = null;
+  setBusy(true);
+  const kind = about === "data" ? "ask_data" : about === "results" ? "ask_results" : "chat";
+  list.append(messageNode({ role: "user", kind, content: text || ASK_PLACEHOLDER[about] }));
+  const replyText = h("p", { class: "msg-text" });
+  const reply = h("li", { class: "msg msg-assistant streaming", "aria-busy": "true" },
+    h("div", { class: "msg-meta" }, h("span", { class: "msg-who", text: "Assistant" }), h("span", { class: "typing", text: "thinking…" })),
+    replyText);
+  list.append(reply);
+  list.scrollTop = list.scrollHeight;
+  try {
+    await postStream("/api/chat", { message: text, about }, (line) => {
+      if (line.delta) {
+        replyText.textContent += line.delta;
+        list.scrollTop = list.scrollHeight;
+      } else if (line.error) {
+        failure = line.error;
+      }
+    });
+  } catch (exc) {
+    failure = exc.message;
+    if (exc.status === 428) loadAgents(); // consent needed: the notice with its button appears
+  } finally {
+    streaming = false;
+    reloadWanted = false;
+    setBusy(false);
+    const messages = await loadConversation();
+    const last = messages && messages[messages.length - 1];
+    if (failure && !(last && last.kind === "error")) {
+      localError = { text: failure, after: last ? last.id : null };
+      if (messages) renderMessages(messages);
+      else $("#messages").append(errorNode(failure));
+    }
+  }
+}
+
+function setBusy(busy) {
+  $("#chat-send").disabled = busy;
+  $("#chat-send").textContent = busy ? "…" : "Send";
+  for (const button of $$("[data-ask]")) button.disabled = busy;
+}
+
+export function conversationChanged() {
+  if (streaming) reloadWanted = true;
+  else loadConversation();
+}

@@ -1,0 +1,489 @@
+// (A) Training data: category panels, thumbnails, uploads (files, folders, picker), moving
+// photos by drag-and-drop or selection, renaming, merging, removing.
+
+import { getJSON, postFiles, postJSON } from "./api.js";
+import { $, bytes, formDialog, h, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
+import { emit, store } from "./store.js";
+
+const PHOTO_TYPE = "application/x-duetml-photos";
+const FIRST_ROWS = 60; // photos shown per category before "Show all"
+const BATCH_FILES = 40;
+const BATCH_BYTES = 16 * 1024 * 1024;
+
+const panels = new Map(); // category name -> panel element (kept between renders)
+const thumbs = new Map(); // photo id -> thumbnail element (its <img> stays loaded)
+
+export async function loadCategories() {
+  const listing = await getJSON("/api/categories");
+  store.categories = listing.categories;
+  const known = new Set(listing.categories.flatMap((c) => c.images.map((i) => i.id)));
+  for (const id of [...store.selected]) if (!known.has(id)) store.selected.delete(id);
+  renderCategories();
+}
+
+export async function loadStatus() {
+  store.status = await getJSON("/api/status");
+  renderWarnings();
+  emit("status");
+}
+
+// ----- rendering -------------------------------------------------------------------------
+
+export function renderCategories() {
+  const box = $("#categories");
+  const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
+  if (!store.categories.length) {
+    panels.clear();
+    replace(box, h("div", { class: "empty-state" },
+      h("p", { class: "empty-title", text: "No categories yet: add one above." }),
+      h("p", { text: "For example `edible` and `not edible`. Then drop photos (or whole folders) onto each category. Dropping a folder of folders here makes one category per folder." })));
+    renderSelection();
+    return;
+  }
+  const seen = new Set();
+  const nodes = store.categories.map((category) => {
+    seen.add(category.name);
+    return panelFor(category);
+  });
+  for (const name of [...panels.keys()]) if (!seen.has(name)) panels.delete(name);
+  box.replaceChildren(...nodes);
+  const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
+  for (const key of [...thumbs.keys()]) if (!ids.has(key)) thumbs.delete(key);
+  renderSelection();
+  if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
+    const again = document.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    if (again) again.focus();
+  }
+}
+
+function panelFor(category) {
+  let panel = panels.get(category.name);
+  if (!panel) {
+    panel = buildPanel(category.name);
+    panels.set(category.name, panel);
+  }
+  const counts = [plural(category.count, "photo")];
+  if (category.test_count) counts.push(`${category.test_count} test`);
+  replace(panel.querySelector(".count"), counts.join(" · "));
+  const grid = panel.querySelector(".grid");
+  const more = panel.querySelector(".more");
+  if (!category.images.length) {
+    grid.hidden = true;
+    more.hidden = true;
+    panel.querySelector(".panel-empty").hidden = false;
+    return panel;
+  }
+  panel.querySelector(".panel-empty").hidden = true;
+  grid.hidden = false;
+  const showAll = store.expanded.has(category.name);
+  const shown = showAll ? category.images : category.images.slice(0, FIRST_ROWS);
+  grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
+  more.hidden = category.images.length <= FIRST_ROWS;
+  more.textContent = showAll ? "Show fewer" : `Show all ${category.images.length} photos`;
+  return panel;
+}
+
+function buildPanel(name) {
+  const filesInput = h("input", { type: "file", accept: "image/*", multiple: true, class: "visually-hidden", tabindex: "-1" });
+  const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, class: "visually-hidden", tabindex: "-1" });
+  filesInput.addEventListener("change", () => { uploadFiles(name, Array.from(filesInput.files)); filesInput.value = ""; });
+  folderInput.addEventListener("change", () => { uploadFiles(name, Array.from(folderInput.files)); folderInput.value = ""; });
+  const panel = h("article", { class: "category", dataset: { category: name }, "aria-label": `Category ${name}` },
+    h("header", { class: "category-head" },
+      h("h3", { class: "category-name", text: name, title: name }),
+      h("span", { class: "count" }),
+      h("div", { class: "category-actions" },
+        h("button", { type: "button", class: "btn btn-small", text: "Add photos…", dataset: { key: `add:${name}` }, onclick: () => filesInput.click() }),
+        h("button", { type: "button", class: "btn btn-small", text: "Add folder…", dataset: { key: `folder:${name}` }, onclick: () => folderInput.click() }),
+        h("button", { type: "button", class: "btn btn-small", text: "Rename", dataset: { key: `rename:${name}` }, onclick: () => renameCategory(name) }),
+        h("button", { type: "button", class: "btn btn-small", text: "Merge…", dataset: { key: `merge:${name}` }, onclick: () => mergeCategory(name) }),
+        h("button", { type: "button", class: "btn btn-small btn-danger", text: "Remove", "aria-label": `Remove category ${name}`, onclick: () => removeCategory(name) }),
+        filesInput, folderInput)),
+    h("div", { class: "panel-empty", hidden: true },
+      h("p", { text: "No photos yet: drop photos or a folder here, or use Add photos." })),
+    h("div", { class: "grid", role: "list" }),
+    h("button", { type: "button", class: "btn btn-quiet more", hidden: true, onclick: () => {
+      if (store.expanded.has(name)) store.expanded.delete(name); else store.expanded.add(name);
+      renderCategories();
+    } }));
+  panel.querySelector(".count").id = `count-${cssId(name)}`;
+  makeDropTarget(panel, name);
+  return panel;
+}
+
+function thumbFor(image, category, index) {
+  const key = `${image.id}#${image.v}`;
+  let node = thumbs.get(key);
+  const label = `Photo ${index + 1} of ${category}`;
+  if (!node) {
+    const img = h("img", { src: thumbUrl(image.id, image.v), alt: "", loading: "lazy", decoding: "async", draggable: "false" });
+    img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+    const box = h("input", { type: "checkbox", class: "thumb-check", dataset: { key: `sel:${image.id}` } });
+    box.addEventListener("change", () => {
+      if (box.checked) store.selected.add(image.id); else store.selected.delete(image.id);
+      renderSelection();
+    });
+    node = h("div", { class: "thumb", role: "listitem", draggable: "true", dataset: { id: image.id } },
+      h("button", { type: "button", class: "thumb-open", dataset: { key: `open:${image.id}` }, onclick: () => showPhoto(image.id, node.dataset.label) }, img),
+      h("label", { class: "thumb-select" }, box, h("span", { class: "visually-hidden", text: "Select" })),
+      h("button", { type: "button", class: "thumb-remove", text: "×", dataset: { key: `rm:${image.id}` }, onclick: () => removePhotos([image.id]) }));
+    node.addEventListener("dragstart", (event) => {
+      const ids = store.selected.has(image.id) ? [...store.selected] : [image.id];
+      event.dataTransfer.setData(PHOTO_TYPE, JSON.stringify(ids));
+      event.dataTransfer.effectAllowed = "move";
+      node.classList.add("dragging");
+    });
+    node.addEventListener("dragend", () => node.classList.remove("dragging"));
+    thumbs.set(key, node);
+  }
+  node.dataset.label = label;
+  node.querySelector(".thumb-open").setAttribute("aria-label", `Open ${label}`);
+  node.querySelector(".thumb-remove").setAttribute("aria-label", `Remove ${label}`);
+  node.querySelector(".thumb-check").setAttribute("aria-label", `Select ${label}`);
+  const checked = store.selected.has(image.id);
+  node.querySelector(".thumb-check").checked = checked;
+  node.classList.toggle("selected", checked);
+  return node;
+}
+
+function cssId(name) {
+  return Array.from(name).map((c) => (/[A-Za-z0-9_-]/.test(c) ? c : `_${c.codePointAt(0).toString(16)}`)).join("");
+}
+
+function renderWarnings() {
+  const list = $("#warnings");
+  const warnings = (store.status && store.status.warnings) || [];
+  const shown = warnings.filter((w) => w.kind !== "stale_model").slice(0, 6);
+  replace(list, shown.map((w) => h("li", { class: `warning warning-${w.kind}`, text: w.message })));
+  if (warnings.length > shown.length + warnings.filter((w) => w.kind === "stale_model").length) {
+    list.append(h("li", { class: "warning", text: `…and ${warnings.length - shown.length} more (see \`duetml status\`).` }));
+  }
+}
+
+// ----- selection ---------------------------------------------------------------------------
+
+export function renderSelection() {
+  const bar = $("#selection-bar");
+  const count = store.selected.size;
+  bar.hidden = count === 0;
+  document.body.classList.toggle("selecting", count > 0);
+  for (const node of document.querySelectorAll(".thumb")) {
+    const on = store.selected.has(node.dataset.id);
+    node.classList.toggle("selected", on);
+    const box = node.querySelector(".thumb-check");
+    if (box) box.checked = on;
+  }
+  if (!count) return;
+  replace($("#selection-count"), `${plural(count, "photo")} selected`);
+  const select = $("#move-target");
+  const current = select.value;
+  replace(select, store.categories.map((c) => h("option", { value: c.name, text: c.name })));
+  if (current && store.categories.some((c) => c.name === current)) select.value = current;
+}
+
+export function wireSelectionBar() {
+  $("#move-selected").addEventListener("click", () => movePhotos([...store.selected], $("#move-target").value));
+  $("#remove-selected").addEventListener("click", () => removePhotos([...store.selected]));
+  $("#clear-selection").addEventListener("click", () => { store.selected.clear(); renderSelection(); });
+}
+
+// ----- operations ---------------------------------------------------------------------------
+
+async function act(promise, success) {
+  try {
+    const result = await promise;
+    if (success) success(result);
+    emit("changed");
+    return result;
+  } catch (exc) {
+    toast(exc.message, { kind: "error" });
+    return null;
+  }
+}
+
+const undoAction = { label: "Undo", run: () => emit("undo") };
+
+export function wireAddCategory() {
+  const form = $("#add-category-form");
+  const input = $("#new-category");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!name) return;
+    const done = await act(postJSON("/api/categories", { name }));
+    if (done) {
+      input.value = "";
+      toast(`Added category “${done.name}”. Drop photos onto it.`);
+    }
+  });
+}
+
+async function renameCategory(name) {
+  await formDialog({
+    title: `Rename “${name}”`,
+    okLabel: "Rename",
+    build: (body) => {
+      const input = h("input", { id: "rename-input", value: name, maxlength: "100", required: true });
+      body.append(h("label", { for: "rename-input", text: "New name" }), input);
+      return () => {
+        const value = input.value.trim();
+        if (!value) throw new Error("Type a name.");
+        return value;
+      };
+    },
+    submit: async (value) => {
+      if (value === name) return;
+      await postJSON("/api/categories/rename", { old: name, new: value });
+      store.expanded.delete(name);
+      emit("changed");
+      toast(`Renamed “${name}” to “${value}”.`, { action: undoAction });
+    },
+  });
+}
+
+async function mergeCategory(name) {
+  const others = store.categories.map((c) => c.name).filter((n) => n !== name);
+  if (!others.length) {
+    toast("There is no other category to merge with: add one first.");
+    return;
+  }
+  await formDialog({
+    title: `Merge “${name}” with other categories`,
+    okLabel: "Merge",
+    build: (body) => {
+      const boxes = others.map((other, i) => h("label", { class: "check-row" },
+        h("input", { type: "checkbox", value: other, id: `merge-${i}` }), ` ${other}`));
+      const datalist = h("datalist", { id: "merge-names" }, store.categories.map((c) => h("option", { value: c.name })));
+      const target = h("input", { id: "merge-target", value: name, maxlength: "100", list: "merge-names", required: true });
+      body.append(
+        h("fieldset", { class: "merge-list" }, h("legend", { text: `Merge “${name}” with:` }), boxes),
+        h("label", { for: "merge-target", text: "Name of the merged category (an existing or a new one)" }),
+        target, datalist,
+        h("p", { class: "hint", text: "Broader categories (e.g. `edible plant` instead of `carrot` and `tomato`) often make a better model." }));
+      return () => {
+        const sources = [name, ...boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => b.value)];
+        const value = target.value.trim();
+        if (sources.length < 2 && value === name) throw new Error("Tick at least one category to merge with.");
+        if (!value) throw new Error("Type the name of the merged category.");
+        return { sources, target: value };
+      };
+    },
+    submit: async ({ sources, target }) => {
+      const result = await postJSON("/api/categories/merge", { sources, target });
+      emit("changed");
+      toast(`Merged ${sources.map((s) => `“${s}”`).join(", ")} into “${target}” (${plural(result.moved, "photo")}).`, { action: undoAction });
+    },
+  });
+}
+
+async function removeCategory(name) {
+  await act(postJSON("/api/categories/remove", { name }), () =>
+    toast(`Removed category “${name}”. Its photos are in the project's trash.`, { action: undoAction }));
+}
+
+export async function movePhotos(ids, category) {
+  if (!ids.length || !category) return;
+  await act(postJSON("/api/images/move", { images: ids, category }), (result) => {
+    for (const id of ids) store.selected.delete(id);
+    toast(`Moved ${plural(result.moved.length, "photo")} to “${category}”.`, { action: undoAction });
+  });
+}
+
+async function removePhotos(ids) {
+  if (!ids.length) return;
+  await act(postJSON("/api/images/remove", { images: ids }), (result) => {
+    for (const id of ids) store.selected.delete(id);
+    toast(`Removed ${plural(result.removed, "photo")}.`, { action: undoAction });
+  });
+}
+
+// ----- drag and drop ----------------------------------------------------------------------
+
+function makeDropTarget(node, category) {
+  let depth = 0;
+  node.addEventListener("dragenter", (event) => {
+    if (!accepts(event)) return;
+    event.preventDefault();
+    depth += 1;
+    node.classList.add("drop-over");
+  });
+  node.addEventListener("dragover", (event) => {
+    if (!accepts(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = hasType(event, PHOTO_TYPE) ? "move" : "copy";
+  });
+  node.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) node.classList.remove("drop-over");
+  });
+  node.addEventListener("drop", (event) => {
+    if (!accepts(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    depth = 0;
+    node.classList.remove("drop-over");
+    if (hasType(event, PHOTO_TYPE)) {
+      let ids = [];
+      try { ids = JSON.parse(event.dataTransfer.getData(PHOTO_TYPE)); } catch (_) { return; }
+      const here = new Set((store.categories.find((c) => c.name === category) || { images: [] }).images.map((i) => i.id));
+      movePhotos(ids.filter((id) => !here.has(id)), category);
+      return;
+    }
+    const pending = droppedEntries(event.dataTransfer);
+    pending.then((found) => uploadFiles(category, found.map((f) => f.file)));
+  });
+}
+
+function hasType(event, type) {
+  return Array.from(event.dataTransfer ? event.dataTransfer.types : []).includes(type);
+}
+
+function accepts(event) {
+  return hasType(event, PHOTO_TYPE) || hasType(event, "Files");
+}
+
+// The section itself takes a folder of folders: one category per folder.
+export function wireSectionDrop() {
+  const box = $("#categories");
+  box.addEventListener("dragover", (event) => {
+    if (hasType(event, "Files")) { event.preventDefault(); event.dataTransfer.dropEffect = "copy"; }
+  });
+  box.addEventListener("drop", async (event) => {
+    if (!hasType(event, "Files")) return;
+    event.preventDefault();
+    const found = await droppedEntries(event.dataTransfer);
+    const groups = new Map();
+    let loose = 0;
+    for (const { file, path } of found) {
+      const parts = path.split("/").filter(Boolean);
+      // "/animals/cat/1.jpg": a dropped folder holding category folders; "/cat/1.jpg": a category.
+      const name = parts.length >= 3 ? parts[1] : parts.length === 2 ? parts[0] : null;
+      if (!name) { loose += 1; continue; }
+      if (!groups.has(name)) groups.set(name, []);
+      groups.get(name).push(file);
+    }
+    if (loose) toast(`${plural(loose, "file")} not added: drop photos onto a category, or drop folders here to make categories.`);
+    for (const [name, files] of groups) {
+      if (!store.categories.some((c) => c.name === name)) {
+        try {
+          await postJSON("/api/categories", { name });
+        } catch (exc) {
+          toast(`Folder “${name}” was not added: ${exc.message}`, { kind: "error", timeout: 0 });
+          continue;
+        }
+      }
+      emit("changed");
+      await uploadFiles(name, files);
+    }
+  });
+}
+
+// Files and folders from a drop, each with its path inside what was dropped. The entries must
+// be taken while the event is being handled; reading them can happen afterwards.
+function droppedEntries(dataTransfer) {
+  const items = Array.from(dataTransfer.items || []).filter((item) => item.kind === "file");
+  const roots = [];
+  const plain = [];
+  for (const item of items) {
+    const entry = item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+    if (entry) roots.push(entry);
+    else {
+      const file = item.getAsFile();
+      if (file) plain.push({ file, path: `/${file.name}` });
+    }
+  }
+  if (!items.length) for (const file of Array.from(dataTransfer.files || [])) plain.push({ file, path: `/${file.name}` });
+  return Promise.all(roots.map(walkEntry)).then((lists) => plain.concat(lists.flat()));
+}
+
+async function walkEntry(entry) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve) => entry.file(resolve, () => resolve(null)));
+    return file ? [{ file, path: entry.fullPath }] : [];
+  }
+  if (!entry.isDirectory) return [];
+  const reader = entry.createReader();
+  const children = [];
+  for (;;) {
+    const batch = await new Promise((resolve) => reader.readEntries(resolve, () => resolve([])));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  const lists = await Promise.all(children.map(walkEntry));
+  return lists.flat();
+}
+
+// ----- uploads ------------------------------------------------------------------------------
+
+export async function uploadFiles(category, files) {
+  const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
+  const wanted = files.filter((f) => !f.name.startsWith("."));
+  const tooBig = wanted.filter((f) => f.size > limit);
+  const queue = wanted.filter((f) => f.size <= limit);
+  if (!wanted.length) {
+    toast("There were no files to add in what was dropped.");
+    return;
+  }
+  const totalBytes = queue.reduce((sum, f) => sum + f.size, 0) || 1;
+  const report = { added: [], duplicates: [], rejected: tooBig.map((f) => ({ source: f.name, reason: `It is larger than ${bytes(limit)}.` })) };
+  const bar = h("progress", { max: String(totalBytes), value: "0", "aria-label": `Upload to ${category}` });
+  const text = h("span", { class: "upload-text" });
+  const box = h("div", { class: "upload", role: "status" },
+    h("p", { class: "upload-title", text: `Adding ${plural(wanted.length, "file")} to “${category}”` }), bar, text);
+  $("#uploads").append(box);
+  let sentBefore = 0;
+  let sentFiles = 0;
+  let failure = null;
+  for (const batch of batches(queue)) {
+    const batchBytes = batch.reduce((sum, f) => sum + f.size, 0);
+    text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
+    try {
+      const result = await postFiles(`/api/upload?category=${encodeURIComponent(category)}`, batch, (loaded) => {
+        bar.value = sentBefore + Math.min(loaded, batchBytes);
+      });
+      report.added.push(...result.added);
+      report.duplicates.push(...result.duplicates);
+      report.rejected.push(...result.rejected);
+    } catch (exc) {
+      failure = exc.message;
+      for (const f of batch) report.rejected.push({ source: f.name, reason: exc.message });
+      if (exc.status === 0 || exc.status === 404) break; // server gone, or the category was removed
+    }
+    sentBefore += batchBytes;
+    sentFiles += batch.length;
+    bar.value = sentBefore;
+    emit("changed");
+  }
+  finishUpload(box, category, report, failure);
+}
+
+function* batches(files) {
+  let batch = [];
+  let size = 0;
+  for (const file of files) {
+    if (batch.length && (batch.length >= BATCH_FILES || size + file.size > BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      size = 0;
+    }
+    batch.push(file);
+    size += file.size;
+  }
+  if (batch.length) yield batch;
+}
+
+function finishUpload(box, category, report, failure) {
+  const lines = [h("p", { class: "upload-title", text: `Added ${plural(report.added.length, "photo")} to “${category}”.` })];
+  if (report.duplicates.length) {
+    lines.push(h("details", {},
+      h("summary", { text: `${plural(report.duplicates.length, "photo")} already in the project, skipped` }),
+      h("ul", {}, report.duplicates.map((d) => h("li", { text: `${d.source} (same as ${d.existing})` })))));
+  }
+  if (report.rejected.length) {
+    lines.push(h("p", { class: "error-text", text: `${plural(report.rejected.length, "file")} not added:` }),
+      h("ul", { class: "rejected" }, report.rejected.map((r) => h("li", {}, h("b", { text: r.source }), ` — ${r.reason}`))));
+  }
+  box.classList.toggle("upload-problem", Boolean(report.rejected.length || failure));
+  replace(box, ...lines, h("button", { type: "button", class: "btn btn-small btn-quiet", text: "Dismiss", onclick: () => box.remove() }));
+  if (!report.rejected.length && !report.duplicates.length) setTimeout(() => box.remove(), 5000);
+}

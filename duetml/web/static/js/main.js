@@ -1,0 +1,136 @@
+// Start-up, the event stream that keeps every tab current, undo and keyboard shortcuts.
+
+import { getJSON, postJSON } from "./api.js";
+import { chatPresent, conversationChanged, loadAgents, loadConversation, wireChat } from "./chat.js";
+import { loadCategories, loadStatus, wireAddCategory, wireSectionDrop, wireSelectionBar } from "./data.js";
+import { $, replace, toast } from "./dom.js";
+import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import { on, store } from "./store.js";
+
+const seen = { data: null, model: null, chat: null };
+let dataRefresh = null;
+let dataAgain = false;
+
+function refreshData() {
+  // Bursts (an upload of 300 photos in batches, two tabs) become one reload, then one more.
+  if (dataRefresh) {
+    dataAgain = true;
+    return dataRefresh;
+  }
+  dataRefresh = Promise.all([loadCategories(), loadStatus()])
+    .catch((exc) => toast(exc.message, { kind: "error" }))
+    .finally(() => {
+      dataRefresh = null;
+      if (dataAgain) {
+        dataAgain = false;
+        refreshData();
+      }
+    });
+  return dataRefresh;
+}
+
+async function refreshModel() {
+  try {
+    await loadStatus();
+  } catch (exc) {
+    toast(exc.message, { kind: "error" });
+  }
+  await loadEvaluation();
+}
+
+function renderUndo() {
+  const button = $("#undo-btn");
+  const history = (store.status && store.status.undo) || [];
+  button.disabled = history.length === 0;
+  button.textContent = "Undo";
+  button.title = history.length ? `Undo: ${history[0]} (Ctrl+Z)` : "Nothing to undo";
+  button.setAttribute("aria-label", history.length ? `Undo ${history[0]}` : "Undo (nothing to undo)");
+}
+
+async function undo() {
+  try {
+    const result = await postJSON("/api/undo");
+    toast(`Undone: ${result.undone}.`);
+    refreshData();
+  } catch (exc) {
+    toast(exc.message, { kind: exc.status === 409 ? "info" : "error" });
+  }
+}
+
+function onState(snapshot) {
+  renderTrain(snapshot.train);
+  if (snapshot.data !== seen.data) {
+    const first = seen.data === null;
+    seen.data = snapshot.data;
+    if (!first) refreshData();
+  }
+  if (snapshot.model !== seen.model) {
+    const first = seen.model === null;
+    seen.model = snapshot.model;
+    if (!first) refreshModel();
+  }
+  if (chatPresent() && snapshot.chat !== seen.chat) {
+    const first = seen.chat === null;
+    seen.chat = snapshot.chat;
+    if (!first) {
+      conversationChanged();
+      loadAgents();
+    }
+  }
+}
+
+function connect() {
+  const banner = $("#connection");
+  const source = new EventSource("/api/events");
+  let wasDown = false;
+  source.addEventListener("state", (event) => onState(JSON.parse(event.data)));
+  source.addEventListener("open", () => {
+    banner.hidden = true;
+    if (wasDown) {
+      wasDown = false;
+      refreshData();
+      refreshModel();
+      if (chatPresent()) { loadConversation(); loadAgents(); }
+    }
+  });
+  source.addEventListener("error", () => {
+    wasDown = true;
+    banner.hidden = false;
+  });
+}
+
+async function start() {
+  store.project = await getJSON("/api/project");
+  replace($("#project-name"), store.project.name);
+  replace($("#project-goal"), store.project.goal ? `Goal: ${store.project.goal}` : "");
+  document.title = `${store.project.name} · duetml`;
+  wireAddCategory();
+  wireSelectionBar();
+  wireSectionDrop();
+  wireTraining();
+  wirePredict();
+  $("#undo-btn").addEventListener("click", undo);
+  on("changed", refreshData);
+  on("undo", undo);
+  on("status", () => { renderUndo(); renderModel(); });
+  document.addEventListener("keydown", (event) => {
+    const typing = event.target.closest("input, textarea, select, [contenteditable]");
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z" && !typing) {
+      event.preventDefault();
+      if (!$("#undo-btn").disabled) undo();
+    }
+  });
+  connect(); // first, so nothing that changes while the page loads is missed
+  const loads = [refreshData(), refreshModel(), getJSON("/api/train").then(renderTrain)];
+  if (chatPresent()) {
+    wireChat();
+    loads.push(loadAgents(), loadConversation());
+  }
+  await Promise.all(loads);
+  document.body.dataset.ready = "true";
+}
+
+start().catch((exc) => {
+  replace($("#project-name"), "duetml");
+  toast(exc.message || "The page could not start: reload it.", { kind: "error", timeout: 0 });
+});
