@@ -6,6 +6,7 @@ seconds) is paid once; tests that need a pristine home make their own.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="duetml-test-home-")
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["DUETML_HOME"] = _SESSION_HOME
 for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST", "DUETML_PASSIVE_LLM", "DUETML_PROACTIVE_LLM", "DUETML_PROJECT"):
     os.environ.pop(_var, None)
