@@ -10,7 +10,7 @@ Fixtures (load with `pytest_plugins = ["agent_fakes"]`): `agents_home` (a DUETML
 every test of the run, so the backbone is exported to ONNX once), `clean_env` (not autouse, as
 plugin fixtures apply to every module: use `pytestmark = pytest.mark.usefixtures("clean_env")`;
 no real LLM settings leak in), `demo_project` (4 categories x 6 real photos,
-no model), `trained_project` (the 80-photo demo, trained once per run and copied per test).
+no model), `trained_project` (the demo project, trained once per run, a private copy per test).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from duetml.errors import LLMError
 from duetml.llm import ChatMessage, ModelInfo, Provider
 from duetml.llm.base import Failure
 
@@ -125,8 +124,13 @@ _LOCK = threading.Lock()
 
 
 @pytest.fixture(scope="session")
-def agents_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # A module-level memo, so test modules that each import this fixture share one folder.
+def agents_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/conftest.py's session home when there is one (one ONNX export per run), else ours."""
+    try:
+        return Path(request.getfixturevalue("duetml_home"))
+    except pytest.FixtureLookupError:
+        pass
+    # A module-level memo, so test modules that each load this plugin share one folder.
     with _LOCK:
         if "home" not in _SHARED:
             _SHARED["home"] = tmp_path_factory.mktemp("duetml-home")
@@ -145,38 +149,28 @@ def demo_project(tmp_path: Path) -> Any:
     return make_project(tmp_path / "proj")
 
 
-@pytest.fixture(scope="session")
-def _trained_template(tmp_path_factory: pytest.TempPathFactory, agents_home: Path) -> Path:
+def _own_trained_template(factory: pytest.TempPathFactory) -> Path:
+    from duetml.demo import create_demo_project
+    from duetml.training import train_project
+
     with _LOCK:
         if "trained" not in _SHARED:
-            import os
-
-            from duetml.demo import create_demo_project
-            from duetml.training import train_project
-
-            old = os.environ.get("DUETML_HOME")
-            os.environ["DUETML_HOME"] = str(agents_home)
-            try:
-                root = tmp_path_factory.mktemp("trained") / "demo"
-                project = create_demo_project(root)
-                train_project(project)
-            finally:
-                if old is None:
-                    os.environ.pop("DUETML_HOME", None)
-                else:
-                    os.environ["DUETML_HOME"] = old
+            root = factory.mktemp("trained") / "demo"
+            train_project(create_demo_project(root))
             _SHARED["trained"] = root
         return _SHARED["trained"]
 
 
 @pytest.fixture
-def trained_project(tmp_path: Path, _trained_template: Path) -> Any:
+def trained_project(request: pytest.FixtureRequest, tmp_path: Path, clean_env: None) -> Any:
+    """A private copy of the 80-photo demo project (5 test photos per category), trained once."""
     from duetml.project import Project
 
+    try:  # tests/conftest.py trains the same demo once per run for every module
+        return Project.open(request.getfixturevalue("trained_demo"))
+    except pytest.FixtureLookupError:
+        pass
+    template = _own_trained_template(request.getfixturevalue("tmp_path_factory"))
     root = tmp_path / "trained"
-    shutil.copytree(_trained_template, root, symlinks=True)
+    shutil.copytree(template, root, symlinks=True)
     return Project.open(root)
-
-
-def fail_with(message: str) -> LLMError:
-    return LLMError(message)

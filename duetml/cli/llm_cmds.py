@@ -177,7 +177,9 @@ class _ChatScreen:
     """Terminal output shared by the reader loop and the proactive timer thread.
 
     Advice that arrives while a reply streams waits until the turn is over; advice that arrives
-    while the user sits at the prompt is printed at once, followed by a fresh prompt.
+    while the user sits at the prompt is printed at once, followed by a fresh prompt. With
+    piped input (a script, a transcript) no prompt is shown until a line is read, then the line
+    is echoed after it, so the output reads like the typed conversation.
     """
 
     PROMPT = "you> "
@@ -186,19 +188,30 @@ class _ChatScreen:
         self.lock = threading.Lock()
         self.at_prompt = False
         self.pending: list[str] = []
+        self.typed = sys.stdin.isatty()
+        # Clear the half-drawn prompt line on a terminal instead of leaving an empty "you> ".
+        self.clear = (
+            "\r\x1b[K" if self.typed and sys.stdout.isatty() else "\n" if self.typed else ""
+        )
+
+    def _interrupt_prompt(self, line: str, err: bool = False) -> None:
+        typer.echo(f"{self.clear}{line}", err=err)
+        if self.typed:
+            typer.echo(self.PROMPT, nl=False)
 
     def advice(self, text: str) -> None:
         with self.lock:
             if self.at_prompt:
-                typer.echo(f"\n{_advice_text(text)}\n{self.PROMPT}", nl=False)
+                self._interrupt_prompt(_advice_text(text))
             else:
                 self.pending.append(text)
 
     def error(self, exc: DuetmlError) -> None:
         with self.lock:
-            typer.echo(f"\n(proactive agent) Error: {exc}", err=True)
             if self.at_prompt:
-                typer.echo(self.PROMPT, nl=False)
+                self._interrupt_prompt(f"(proactive agent) Error: {exc}", err=True)
+            else:
+                typer.echo(f"(proactive agent) Error: {exc}", err=True)
 
     def read(self) -> str | None:
         with self.lock:
@@ -207,15 +220,16 @@ class _ChatScreen:
             self.pending.clear()
             self.at_prompt = True
         try:
-            line = input(self.PROMPT)
+            line = input(self.PROMPT if self.typed else "")
         except EOFError:
-            typer.echo()
+            if self.typed:
+                typer.echo()
             return None
         finally:
             with self.lock:
                 self.at_prompt = False
-        if not sys.stdin.isatty():
-            typer.echo(line)  # so a piped conversation reads like a typed one
+        if not self.typed:
+            typer.echo(f"{self.PROMPT}{line}")
         return line
 
 
