@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from duetml import __version__, locks
-from duetml.backbones import get_backbone
+from duetml.backbones import INPUT_SIZE, get_backbone
 from duetml.classifier import TrainedModel, train
 from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError
 from duetml.features import FeatureCache, ProgressCallback, features_for_sources, fill_cache
@@ -90,8 +90,15 @@ def train_project(
         categories = sorted({r.category for r in usable}, key=str.lower)
         empty = [c for c in project.category_names("train") if c not in categories]
         model, cv, why_no_cv = train(x, [r.category for r in usable], categories, project.backbone)
+        backbone = get_backbone(project.backbone)
         model.meta.update(
             {
+                "preprocessing": {
+                    "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
+                    "mean": backbone.mean,
+                    "std": backbone.std,
+                    "features": f"global average pool, {backbone.feature_dim} values, L2-normalised",
+                },
                 "fingerprint": fingerprint,
                 "trained_at": time.time(),
                 "duetml_version": __version__,

@@ -54,6 +54,8 @@ def test_cross_validation_and_calibration_on_separable_and_noisy_data() -> None:
     assert noisy_cv.accuracy < 0.9 and unsure < sure
     # Out-of-fold confidence tracks out-of-fold accuracy within a few points.
     assert abs(noisy_cv.probabilities.max(1).mean() - noisy_cv.accuracy) < 0.15
+    # Probabilities follow the margins: photos far from the others get surer answers.
+    assert noisy_model.predict_proba(noisy_x).max(1).std() > 0.02
     probs = model.predict_proba(x[:5])
     assert np.allclose(probs.sum(1), 1.0) and (probs > 0).all()
 
