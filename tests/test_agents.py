@@ -418,3 +418,19 @@ def test_log_summary_leaves_out_agent_events_and_is_bounded():
     assert "agent_ask" not in text
     assert len(text) <= DEFAULT_BUDGET.log_chars
     assert len(text.splitlines()) <= DEFAULT_BUDGET.log_events
+
+
+def test_refresh_picks_up_a_new_choice(demo_project):
+    from duetml.agents import choice
+
+    session = AgentSession(demo_project)  # providers from the settings: the local default
+    assert session.describe()["passive"]["provider"] == "ollama"
+    assert session.consent_needed() == []
+    choice.choose(Project.open(demo_project.root), "passive", "openai:gpt-4o")
+    session.refresh()
+    assert session.describe()["passive"]["model"] == "gpt-4o"
+    assert session.consent_needed() == [
+        {"agent": "passive", "endpoint": "https://api.openai.com/v1"}
+    ]
+    with pytest.raises(CloudConsentRequired):
+        session.ask_stream("hello")

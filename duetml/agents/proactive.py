@@ -69,8 +69,6 @@ class ProactiveAgent:
     def __init__(self, provider: Provider, builder: ContextBuilder) -> None:
         self.provider = provider
         self.builder = builder
-        # Non-blocking: a pass that finds another one running is skipped, never queued.
-        self.running = threading.Lock()
 
     def request(self, conversation: Sequence[dict[str, Any]], *, vision: bool) -> list[ChatMessage]:
         context = self.builder.build("proactive", conversation, vision=vision)

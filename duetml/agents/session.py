@@ -51,6 +51,9 @@ class AgentSession:
         self.builder = ContextBuilder(project, budget)
         self._given = {"passive": passive, "proactive": proactive}
         self._lock = threading.Lock()
+        # Held by a running proactive pass; a second pass finds it taken and is skipped. Kept
+        # on the session, so refresh() (new providers) cannot open a window for an overlap.
+        self._proactive_running = threading.Lock()
         self._notices: list[str] = []
         self._setup_providers()
         self.store.ensure_greeting(self.GREETING)
@@ -278,7 +281,7 @@ class AgentSession:
             raise self._config_errors["proactive"]
         if not self.proactive_provider.enabled:
             return None
-        if not self.proactive.running.acquire(blocking=False):
+        if not self._proactive_running.acquire(blocking=False):
             return None
         try:
             lock = FileLock(str(self.project.state_dir / LOCK_FILE))
@@ -291,7 +294,7 @@ class AgentSession:
             finally:
                 lock.release()
         finally:
-            self.proactive.running.release()
+            self._proactive_running.release()
 
     def _look(self) -> str | None:
         provider = self.proactive_provider
