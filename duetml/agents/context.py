@@ -19,7 +19,8 @@ The budget, per request, however big the project is (`Budget` below):
 - "results" asks spend one sheet on up to 12 photos the model gets wrong or is least sure of;
 - text: facts at most 6,000 characters, the log summary at most 30 events / 2,500
   characters, the dialogue at most 16 messages / 12,000 characters, 2,000 per message.
-A text-only model gets a short text description of each category's photos instead of sheets.
+A text-only model gets no images but a measured description (size, orientation, average
+colour of 8 sampled photos) of at most 30 categories.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Budget:
     results_photos: int = 12
     facts_chars: int = 6_000
     categories_listed: int = 60
+    described_categories: int = 30  # text-only models: measured descriptions
     name_chars: int = 60
     log_events: int = 30
     log_chars: int = 2_500
@@ -394,7 +396,7 @@ def category_attachments(
     budget: Budget = DEFAULT_BUDGET,
 ) -> tuple[list[_Attachment], list[int]]:
     """Sheets for categories (number, name); returns them and the numbers left without one."""
-    by_category = {name: project.images("train", name) for _, name in numbered}
+    by_category = {name: _photos_of(project, name) for _, name in numbered}
     filled = [(n, name) for n, name in numbered if by_category[name]]
     if max_sheets <= 0 or not filled:
         return [], [n for n, _ in filled]
@@ -459,7 +461,14 @@ def results_attachment(project: Project, evaluation: dict[str, Any] | None) -> _
     )
 
 
-def describe_photos(records: Sequence[ImageRecord], sample: int = 12) -> str:
+def _photos_of(project: Project, category: str) -> list[ImageRecord]:
+    try:
+        return project.images("train", category)
+    except DuetmlError:  # removed or renamed since the facts were gathered
+        return []
+
+
+def describe_photos(records: Sequence[ImageRecord], sample: int = 8) -> str:
     """A few measurable words about a category's photos, for a model that cannot see them."""
     from PIL import Image
 
@@ -593,8 +602,8 @@ class ContextBuilder:
         elif numbered:
             described = "\n".join(
                 f"{n}. {_short(name, budget.name_chars)}: "
-                + describe_photos(self.project.images("train", name))
-                for n, name in numbered[: budget.categories_listed]
+                + describe_photos(_photos_of(self.project, name))
+                for n, name in numbered[: budget.described_categories]
             )
             parts.append(
                 "You cannot see the photos (the model in use accepts no images). A measured "
