@@ -228,7 +228,7 @@ def _check_loadable(path: str, backbone: Backbone) -> None:
 
 
 # ----- the networks ----------------------------------------------------------------------
-def build_torch_model(backbone: Backbone, weights: Path):  # noqa: ANN201 - torch.nn.Module
+def build_torch_model(backbone: Backbone, weights: Path):
     """The network as a module mapping uint8 NHWC photos to (features, logits)."""
     import torch
 
@@ -315,7 +315,7 @@ def ensure_onnx(backbone: Backbone) -> Path:
     return path
 
 
-def open_session(backbone: Backbone, threads: int | None = None, spinning: bool = False):  # noqa: ANN201
+def open_session(backbone: Backbone, threads: int | None = None, spinning: bool = False):
     """An ONNX Runtime session for the backbone (exported on first use).
 
     Spinning is off by default: ONNX Runtime's worker threads otherwise busy-wait between

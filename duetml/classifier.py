@@ -16,7 +16,6 @@ they are calibrated on photos the SVM did not see. The model is then stored as p
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -243,7 +242,7 @@ def fit_calibration(pair_scores: np.ndarray, y: np.ndarray, n_classes: int) -> t
     return best[1], best[2]
 
 
-def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):  # noqa: ANN202
+def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
     from sklearn.svm import SVC
 
     svc = SVC(kernel="precomputed", C=C, decision_function_shape="ovo", class_weight="balanced")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -138,7 +137,7 @@ class Project:
         with self.data_lock():
             write_settings(self.root, self.settings)
 
-    def data_lock(self):  # noqa: ANN201 - a context manager
+    def data_lock(self):
         return locks.hold(
             self.state_dir / "data.lock",
             DATA_LOCK_TIMEOUT,

@@ -288,5 +288,5 @@ def evaluate_project(project: Project) -> EvalReport:
         mistakes=mistakes,
         stale=model_is_stale(project, model),
     )
-    project.log.record("evaluate", source=source, accuracy=round(report.accuracy, 4))
+    project.log.record("evaluate", on=source, accuracy=round(report.accuracy, 4))
     return report

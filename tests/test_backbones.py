@@ -21,9 +21,10 @@ ESPRESSO, CUP, COFFEE_MUG = 967, 968, 504
 
 
 def _coffee_photo() -> np.ndarray:
+    import io
+
     import skimage.data
     from PIL import Image
-    import io
 
     buffer = io.BytesIO()
     Image.fromarray(skimage.data.coffee()).save(buffer, "PNG")
@@ -51,7 +52,7 @@ def test_unknown_backbone() -> None:
 
 
 def _serve(folder: Path):
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

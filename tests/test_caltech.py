@@ -10,11 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CALTECH
 from typer.testing import CliRunner
 
 from duetml.cli import app
-
-from conftest import CALTECH
 
 pytestmark = pytest.mark.skipif(
     not CALTECH.is_dir(), reason=f"the Caltech-101 subset is not at {CALTECH} (CI has it)"

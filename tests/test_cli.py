@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import DEMO_DATA, demo_photos
 from typer.testing import CliRunner
 
 from duetml.cli import app
-
-from conftest import DEMO_DATA, demo_photos
 
 runner = CliRunner()
 
@@ -26,7 +24,7 @@ def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str):
     result = runner.invoke(app, list(args), catch_exceptions=True)
     return result
 

@@ -6,12 +6,11 @@ import io
 
 import numpy as np
 import pytest
+from conftest import demo_photos
 from PIL import Image
 
 from duetml import images
 from duetml.errors import BadImageError
-
-from conftest import demo_photos
 
 
 def _encode(image: Image.Image, fmt: str, **kw) -> bytes:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import demo_photos
 from PIL import Image
 
 from duetml.errors import (
@@ -19,8 +20,6 @@ from duetml.errors import (
 )
 from duetml.health import project_status
 from duetml.project import Project
-
-from conftest import demo_photos
 
 
 def _all_files(project: Project) -> set[bytes]:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_DATA, demo_photos
 from PIL import Image
 
 from duetml import atomic
@@ -16,8 +17,6 @@ from duetml.classifier import TrainedModel
 from duetml.errors import BusyError, NoModelError, NotEnoughDataError
 from duetml.project import Project
 from duetml.training import evaluate_project, load_model, model_path, predict_sources, train_project
-
-from conftest import DEMO_DATA, demo_photos
 
 
 def test_end_to_end_on_real_photos_is_far_above_chance(tmp_path: Path) -> None:
@@ -99,7 +98,7 @@ def test_interrupted_training_keeps_the_old_model(trained_demo: Path, tmp_path: 
         photo.write_bytes(photo.read_bytes() + b"\0" * 7)
     project.add_images("pants", [staging])
 
-    def ctrl_c(progress) -> None:  # noqa: ANN001
+    def ctrl_c(progress) -> None:
         if progress.done >= 8:
             raise KeyboardInterrupt
 
@@ -137,7 +136,7 @@ def test_two_trainings_at_once_the_second_is_told_busy(trained_demo: Path, tmp_p
     project = Project.open(trained_demo)
     started, release = threading.Event(), threading.Event()
 
-    def slow_progress(progress) -> None:  # noqa: ANN001
+    def slow_progress(progress) -> None:
         started.set()
         release.wait(30)
 

@@ -1,12 +1,14 @@
 """The `duetml` command. Each command group lives in its own small module; all of them only
 adapt the core (duetml.project, duetml.training, ...) to the shell."""
 
+# ruff: noqa: I001, F401  -- the import order below is the order of `duetml --help`.
 from __future__ import annotations
 
 from duetml.cli.app import app, main
 
-# Registering the command groups; each module adds its commands to `app`.
-from duetml.cli import project_cmds, category_cmds, model_cmds  # noqa: E402,F401
-from duetml.cli import optional_cmds  # noqa: E402,F401
+from duetml.cli import project_cmds  # init, add, status, undo, demo
+from duetml.cli import category_cmds  # categories ...
+from duetml.cli import model_cmds  # train, eval, predict, backbones
+from duetml.cli import optional_cmds  # chat, ask, advise, llm, serve (when present)
 
 __all__ = ["app", "main"]

@@ -39,7 +39,7 @@ ProjectOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def open_project(path: Path):  # noqa: ANN201 - duetml.project.Project
+def open_project(path: Path):
     from duetml.project import Project
 
     return Project.open(path, source="cli")

@@ -12,9 +12,15 @@ import typer
 from duetml.cli.app import EXIT_PARTIAL, JsonOption, ProjectOption, app, emit_json, open_project
 
 
-def run_training(proj, wait: bool = False, quiet: bool = False):  # noqa: ANN001, ANN201
+def run_training(proj, wait: bool = False, quiet: bool = False):
     """Train with a progress bar (images/s and ETA) on stderr; print the result."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from duetml.training import train_project
 
@@ -28,7 +34,7 @@ def run_training(proj, wait: bool = False, quiet: bool = False):  # noqa: ANN001
     with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
         task = None
 
-        def on_progress(p) -> None:  # noqa: ANN001
+        def on_progress(p) -> None:
             nonlocal task
             if task is None:
                 task = bar.add_task("extract", total=p.total, rate=0.0)
@@ -49,7 +55,7 @@ def run_training(proj, wait: bool = False, quiet: bool = False):  # noqa: ANN001
     return report
 
 
-def _stderr_console():  # noqa: ANN202
+def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
@@ -67,7 +73,7 @@ def train(
         emit_json(report.as_dict())
 
 
-def print_eval(report, limit: int = 20) -> None:  # noqa: ANN001
+def print_eval(report, limit: int = 20) -> None:
     typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
     if report.stale:
         typer.echo("Note: the data changed since the model was trained; run `duetml train` for current figures.")

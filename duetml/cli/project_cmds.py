@@ -10,7 +10,7 @@ import typer
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
 
 
-def print_add_report(report, verbose_added: bool = False) -> None:  # noqa: ANN001
+def print_add_report(report, verbose_added: bool = False) -> None:
     typer.echo(f"Added {len(report.added)} photo(s).")
     for source, existing in report.duplicates:
         typer.echo(f"  duplicate, skipped: {source} (same as {existing})")
@@ -113,9 +113,8 @@ def demo(
     folder: Annotated[Path, typer.Argument(help="Where to make the demo project.")] = Path("duetml-demo"),
 ) -> None:
     """Make a demo project from real photos that ship with duetml, train it and evaluate it."""
-    from duetml.demo import create_demo_project
-
     from duetml.cli.model_cmds import print_eval, run_training
+    from duetml.demo import create_demo_project
 
     typer.echo(f"Creating a demo project in {folder} (4 kinds of clothing, 25 photos each)...")
     proj = create_demo_project(folder)
