@@ -162,9 +162,11 @@ def test_listing_has_every_photo_with_a_content_version(client: TestClient) -> N
 
 
 def test_add_rename_merge_remove_categories(client: TestClient, project: Project) -> None:
-    assert client.post("/api/categories", json={"name": "  edible "}).json() == {"name": "edible"}
+    assert client.post("/api/categories/add", json={"name": "  edible "}).json() == {
+        "name": "edible"
+    }
     assert (project.root / "train" / "edible").is_dir()
-    assert client.post("/api/categories", json={"name": "edible"}).status_code == 409
+    assert client.post("/api/categories/add", json={"name": "edible"}).status_code == 409
     assert (
         client.post("/api/categories/rename", json={"old": "edible", "new": "food"}).status_code
         == 200
@@ -218,7 +220,7 @@ def test_add_rename_merge_remove_categories(client: TestClient, project: Project
 def test_rejected_category_names_get_400_with_the_reason(
     client: TestClient, project: Project, name: str
 ) -> None:
-    response = client.post("/api/categories", json={"name": name})
+    response = client.post("/api/categories/add", json={"name": name})
     assert response.status_code == 400
     reason = response.json()["error"]
     assert reason and len(reason) < 300 and "Traceback" not in reason
@@ -238,7 +240,7 @@ def test_rejected_category_names_get_400_with_the_reason(
     ],
 )
 def test_malformed_bodies_get_400(client: TestClient, body) -> None:
-    for path in ("/api/categories", "/api/categories/merge", "/api/categories/rename"):
+    for path in ("/api/categories/add", "/api/categories/merge", "/api/categories/rename"):
         response = client.post(path, json=body)
         assert response.status_code == 400, (path, body)
         assert "error" in response.json()
@@ -246,7 +248,7 @@ def test_malformed_bodies_get_400(client: TestClient, body) -> None:
 
 def test_hostile_name_is_stored_and_returned_verbatim_as_json(client: TestClient) -> None:
     name = "<img src=x onerror=alert(1)>"
-    assert client.post("/api/categories", json={"name": name}).status_code == 201
+    assert client.post("/api/categories/add", json={"name": name}).status_code == 201
     response = client.get("/api/categories")
     assert response.headers["content-type"].startswith("application/json")
     assert name in [c["name"] for c in response.json()["categories"]]
@@ -385,7 +387,7 @@ def test_original_is_served_with_the_type_of_its_decoded_format(
 
 
 def test_status_lists_warnings_model_and_undo(client: TestClient) -> None:
-    client.post("/api/categories", json={"name": "empty one"})
+    client.post("/api/categories/add", json={"name": "empty one"})
     status = client.get("/api/status").json()
     assert status["images"] == 24 and status["model"] is None
     assert any(w["kind"] == "empty" for w in status["warnings"])
@@ -393,7 +395,7 @@ def test_status_lists_warnings_model_and_undo(client: TestClient) -> None:
 
 
 def test_log_download_holds_the_page_operations(client: TestClient) -> None:
-    client.post("/api/categories", json={"name": "logged"})
+    client.post("/api/categories/add", json={"name": "logged"})
     response = client.get("/api/log")
     assert response.status_code == 200
     assert response.headers["content-disposition"].startswith("attachment;")
@@ -414,7 +416,7 @@ def test_training_runs_in_the_background_and_reports(client: TestClient) -> None
     if second.status_code != 202:  # it may have finished already on a fast machine
         assert second.status_code == 409 and "already training" in second.json()["error"]
     client.web.train.wait(60)
-    state = client.get("/api/train").json()
+    state = client.get("/api/train/state").json()
     assert state["state"] == "done", state
     assert state["result"]["images"] == 24 and 0 <= state["result"]["cv_accuracy"] <= 1
     assert client.get("/api/status").json()["model"]["categories"] == sorted(CATEGORIES)
@@ -427,7 +429,7 @@ def test_training_while_another_process_trains_is_busy(
         response = client.post("/api/train")
     assert response.status_code == 409
     assert "Another training" in response.json()["error"]
-    assert client.get("/api/train").json()["state"] == "idle"
+    assert client.get("/api/train/state").json()["state"] == "idle"
 
 
 def test_training_without_photos_fails_with_a_sentence(tmp_path: Path) -> None:
@@ -436,7 +438,7 @@ def test_training_without_photos_fails_with_a_sentence(tmp_path: Path) -> None:
     with TestClient(app, base_url=BASE) as client:
         assert client.post("/api/train").status_code == 202
         app.state.duetml.train.wait(30)
-        state = client.get("/api/train").json()
+        state = client.get("/api/train/state").json()
         assert state["state"] == "failed" and "no photos" in state["error"]
 
 
@@ -515,7 +517,7 @@ def test_chat_streams_the_reply_as_json_lines(client: TestClient) -> None:
 @pytest.mark.parametrize("about, kind", [("data", "ask_data"), ("results", "ask_results")])
 def test_ask_buttons_ask_about_their_part(client: TestClient, about: str, kind: str) -> None:
     client.passive.enqueue("Here is a thought.")
-    response = client.post("/api/chat", json={"message": "", "about": about})
+    response = client.post("/api/chat", json={"message": "What do you think?", "about": about})
     assert json.loads(response.text.splitlines()[-1]) == {"done": True}
     user = client.get("/api/conversation").json()["messages"][-2]
     assert user["kind"] == kind and user["content"]
@@ -569,7 +571,7 @@ def test_proactive_switch_is_saved_and_turning_on_looks_now(
 
 def test_consent_endpoint_refuses_endpoints_nobody_asked_for(client: TestClient) -> None:
     response = client.post("/api/agents/consent", json={"endpoint": "https://evil.example/v1"})
-    assert response.status_code == 400
+    assert response.status_code == 404
 
 
 def test_cloud_provider_asks_for_consent_before_sending(
@@ -639,7 +641,7 @@ def test_event_stream_tells_every_page_about_changes(project: Project, agents) -
         lines = stream.iter_lines()
         first = _next_state(lines)
         assert set(first) >= {"data", "model", "chat", "train", "settings"}
-        other.post("/api/categories", json={"name": "from another tab"})
+        other.post("/api/categories/add", json={"name": "from another tab"})
         assert _next_state(lines)["data"] != first["data"]
         # A change made outside the server (the CLI) is seen by the watcher within a second.
         before = time.monotonic()

@@ -19,7 +19,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from duetml import __version__
 from duetml.errors import NotFoundError
 from duetml.project import Project
-from duetml.web.errors import make_exception_handlers, scrub
+from duetml.web.errors import ERROR_RESPONSES, make_exception_handlers, scrub
 from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import agent_routes
 from duetml.web.routes_data import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, data_routes
@@ -31,7 +31,6 @@ log = logging.getLogger("duetml.web")
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_PORT = 8765
 JSON_MAX_BYTES = 1024 * 1024  # every request that is not an upload
-HEARTBEAT_SECONDS = 15.0
 _AGENT_BLOCK = re.compile(r"<!--agents-->.*?<!--/agents-->", re.DOTALL)
 _TEXT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
@@ -71,7 +70,12 @@ def create_app(
             raise NotFoundError("There is no such file.")
         return Response(found[0], media_type=found[1], headers={"Cache-Control": "no-cache"})
 
-    @get("/api/project", summary="The project and what the page can do", sync_to_thread=False)
+    @get(
+        "/api/project",
+        responses=ERROR_RESPONSES,
+        summary="The project and what the page can do",
+        sync_to_thread=False,
+    )
     def project_info() -> dict[str, Any]:
         return {
             "name": project.root.name,
@@ -83,7 +87,13 @@ def create_app(
             "upload_max_files": UPLOAD_MAX_FILES,
         }
 
-    @get("/api/log", summary="The interaction log (JSON lines), as a download", sync_to_thread=True)
+    @get(
+        "/api/log",
+        responses=ERROR_RESPONSES,
+        summary="The interaction log (JSON lines), as a download",
+        media_type="application/x-ndjson",
+        sync_to_thread=True,
+    )
     def download_log() -> Response[bytes]:
         path = project.log.path
         data = path.read_bytes() if path.is_file() else b""
@@ -96,7 +106,12 @@ def create_app(
             },
         )
 
-    @get("/api/events", summary="Server-sent events: a state snapshot whenever something changes")
+    @get(
+        "/api/events",
+        responses=ERROR_RESPONSES,
+        summary="Server-sent events: a state snapshot whenever something changes",
+        media_type="text/event-stream",
+    )
     async def events() -> ServerSentEvent:
         return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
 
@@ -185,5 +200,5 @@ async def _event_stream(web: WebState) -> AsyncIterator[ServerSentEventMessage]:
         if snapshot != sent:
             sent = snapshot
             yield ServerSentEventMessage(event="state", data=json.dumps(snapshot))
-        if await web.hub.wait(revision, HEARTBEAT_SECONDS) == revision:
+        if await web.hub.wait(revision, web.heartbeat_seconds) == revision:
             yield ServerSentEventMessage(data=None, comment="heartbeat")

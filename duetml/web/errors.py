@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from duetml.errors import DuetmlError
@@ -32,6 +34,40 @@ _HTTP_SENTENCES = {
 }
 
 
+@dataclass
+class ErrorBody:
+    """Every error the API returns: one sentence saying what went wrong and what to do."""
+
+    error: str
+
+
+_DOCUMENTED = {
+    400: "The request is not valid (a name, a path, a missing field); the sentence says why.",
+    403: "Refused: a host other than this machine, or a request from another site.",
+    404: "No such category, photo or address.",
+    409: "The project is busy, or the operation conflicts with its state (no model, a name taken).",
+    413: "The upload is larger than the limit.",
+    415: "The file is not an image duetml can read.",
+    500: "An unexpected error; the details are in the terminal running `duetml serve`.",
+}
+ERROR_RESPONSES = {
+    code: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
+    for code, text in _DOCUMENTED.items()
+}
+AGENT_ERROR_RESPONSES = {
+    **ERROR_RESPONSES,
+    428: ResponseSpec(
+        data_container=ErrorBody,
+        description="The agents would send photos off this machine: ask the user, then "
+        "POST /api/agents/consent (the body also names the endpoint).",
+        generate_examples=False,
+    ),
+    502: ResponseSpec(
+        data_container=ErrorBody, description="The LLM failed.", generate_examples=False
+    ),
+}
+
+
 def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
     """Remove absolute paths (the project folder first, by name) from a user-facing sentence."""
     for root in roots:
@@ -44,8 +80,12 @@ def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
     return _ABSOLUTE_PATH.sub("<path>", message)
 
 
-def error_response(message: str, status: int) -> Response:
-    return Response({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+def error_response(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        {"error": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
 
 
 def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
@@ -68,7 +108,11 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
             detail = _validation_detail(exc)
             if detail:
                 sentence = f"The request is not valid: {detail}"
-        return error_response(scrub(sentence, roots), status)
+        # Keep what the protocol needs (`Allow` on a 405), nothing else of the exception.
+        kept = {
+            k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")
+        }
+        return error_response(scrub(sentence, roots), status, kept)
 
     def anything_else(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -93,5 +137,7 @@ def _validation_detail(exc: HTTPException) -> str:
 
 
 def _sentence(text: str) -> str:
-    text = " ".join(str(text).split())[:200]
+    # A regex in a message helps nobody: say what is wrong in words instead.
+    text = re.sub(r"matching regex '.*'", "in the expected form", str(text), flags=re.DOTALL)
+    text = " ".join(text.split())[:200]
     return text if text.endswith(".") else text + "."

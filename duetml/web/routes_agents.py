@@ -11,30 +11,37 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Response, get, post
-from litestar.params import JSONBody
+from litestar import Request, Response, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.params import JSONBody, KwargDefinition
 from litestar.response import Stream
 
-from duetml.errors import DuetmlError
-from duetml.web.errors import GENERIC_500, scrub
+from duetml.errors import DuetmlError, NotFoundError
+from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, scrub
 from duetml.web.state import WebState
 
 log = logging.getLogger("duetml.web")
 
 MAX_MESSAGE_CHARS = 4000
 _SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
-ASK_DEFAULTS = {
-    "data": "What do you think of my training data so far?",
-    "results": "What do you make of my model's results?",
-}
 
 
 @dataclass
 class ChatRequest:
-    message: str = ""
-    about: Literal["chat", "data", "results"] = "chat"
+    message: Annotated[
+        str,
+        KwargDefinition(
+            pattern=r"\S",
+            max_length=MAX_MESSAGE_CHARS,
+            description="What the user says; the ask buttons send their question too.",
+        ),
+    ]
+    about: Annotated[
+        Literal["chat", "data", "results"],
+        KwargDefinition(description="Which part of the page the question is about."),
+    ] = "chat"
 
 
 @dataclass
@@ -44,7 +51,7 @@ class ProactiveSwitch:
 
 @dataclass
 class CloudConsent:
-    endpoint: str
+    endpoint: Annotated[str, KwargDefinition(min_length=1, max_length=500)]
 
 
 def public_description(value: Any) -> Any:
@@ -76,25 +83,37 @@ def agent_routes(web: WebState) -> list[Any]:
             "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
         }
 
-    @get("/api/agents", sync_to_thread=True, summary="Which provider and model each agent uses")
+    @get(
+        "/api/agents",
+        responses=AGENT_ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="Which provider and model each agent uses",
+    )
     def agents_info() -> dict[str, Any]:
         return describe()
 
-    @get("/api/conversation", sync_to_thread=True, summary="The conversation so far")
+    @get(
+        "/api/conversation",
+        responses=AGENT_ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="The conversation so far",
+    )
     def conversation() -> Response[dict[str, Any]]:
         messages = session.conversation() if session is not None else []
         return Response({"messages": messages}, headers={"Cache-Control": "no-store"})
 
     @post(
         "/api/chat",
+        responses=AGENT_ERROR_RESPONSES,
         sync_to_thread=True,
         status_code=200,
         summary="Ask the passive agent; the reply streams as NDJSON lines",
+        media_type="application/x-ndjson",
     )
     def chat(data: JSONBody[ChatRequest]) -> Stream:
         if session is None:
             raise DuetmlError(web.agents_problem or "The assistant is not available.")
-        message = data.message.strip() or ASK_DEFAULTS.get(data.about, "")
+        message = data.message.strip()
         if not message:
             raise DuetmlError("Type a message for the assistant first.")
         if len(message) > MAX_MESSAGE_CHARS:
@@ -127,15 +146,22 @@ def agent_routes(web: WebState) -> list[Any]:
 
     @post(
         "/api/agents/proactive",
-        sync_to_thread=True,
+        responses=AGENT_ERROR_RESPONSES,
         status_code=200,
         summary="Turn the proactive agent on or off",
     )
-    def switch_proactive(data: JSONBody[ProactiveSwitch]) -> dict[str, Any]:
+    async def switch_proactive(request: Request, data: JSONBody[ProactiveSwitch]) -> dict[str, Any]:
+        # Litestar would take 0 or "" for false; a switch is true or false, nothing else.
+        raw = await request.json()
+        if not isinstance(raw, dict) or not isinstance(raw.get("enabled"), bool):
+            raise DuetmlError('Send {"enabled": true} or {"enabled": false}.')
+        return await sync_to_thread(_switch, data.enabled)
+
+    def _switch(enabled: bool) -> dict[str, Any]:
         if session is None:
             raise DuetmlError(web.agents_problem or "The assistant is not available.")
-        session.set_proactive_enabled(bool(data.enabled))
-        if data.enabled and not web.wake_proactive():
+        session.set_proactive_enabled(enabled)
+        if enabled and not web.wake_proactive():
             # No timer running (tests without a lifespan): look once now, in the background.
             threading.Thread(target=_proactive_now, args=(web,), daemon=True).start()
         web.changed()
@@ -143,6 +169,7 @@ def agent_routes(web: WebState) -> list[Any]:
 
     @post(
         "/api/agents/consent",
+        responses=AGENT_ERROR_RESPONSES,
         sync_to_thread=True,
         status_code=200,
         summary="Allow the agents to send this project's photos to an endpoint off this machine",
@@ -152,7 +179,7 @@ def agent_routes(web: WebState) -> list[Any]:
             raise DuetmlError(web.agents_problem or "The assistant is not available.")
         needed = [n.get("endpoint") for n in session.consent_needed()]
         if data.endpoint not in needed:
-            raise DuetmlError("That endpoint is not waiting for your consent: reload the page.")
+            raise NotFoundError("That endpoint is not waiting for your consent: reload the page.")
         session.allow_cloud(data.endpoint)
         web.changed()
         return describe()

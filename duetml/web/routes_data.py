@@ -3,56 +3,65 @@ few lines around `duetml.project.Project`, which validates every name and logs e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
-from litestar.params import JSONBody, MultipartBody, QueryParameter
+from litestar.params import JSONBody, KwargDefinition, MultipartBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from duetml import images
-from duetml.errors import DuetmlError
+from duetml.errors import DuetmlError, NotFoundError
+from duetml.names import validate_category_name
+from duetml.project import ImageRecord, Project
+from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.schema import (
+    MAX_IDS,
+    CategoryName,
+    ImageIdQuery,
+    ImageIds,
+    StoredCategoryQuery,
+)
 from duetml.web.state import WebState
 
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
 UPLOAD_MAX_FILES = 200  # per request
-MAX_IDS = 10_000
 IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 @dataclass
-class CategoryName:
-    name: str
+class NewCategory:
+    name: CategoryName
 
 
 @dataclass
 class Rename:
-    old: str
-    new: str
+    old: CategoryName
+    new: CategoryName
 
 
 @dataclass
 class Merge:
-    sources: list[str]
-    target: str
+    sources: Annotated[list[CategoryName], KwargDefinition(min_items=1, max_items=1000)]
+    target: CategoryName
 
 
 @dataclass
-class ImageIds:
-    images: list[str]
+class PhotoList:
+    images: ImageIds
 
 
 @dataclass
 class MoveImages:
-    images: list[str]
-    category: str
+    images: ImageIds
+    category: CategoryName
 
 
 @dataclass
 class UploadForm:
-    files: list[UploadFile] = field(default_factory=list)
+    files: Annotated[list[UploadFile], KwargDefinition(min_items=1, max_items=UPLOAD_MAX_FILES)]
 
 
 def _ids(values: list[str]) -> list[str]:
@@ -61,6 +70,14 @@ def _ids(values: list[str]) -> list[str]:
     if len(values) > MAX_IDS:
         raise DuetmlError(f"At most {MAX_IDS} photos can be changed at once.")
     return values
+
+
+def find_image(project: Project, rel: str) -> ImageRecord:
+    """`Project.image`, where a name too long for the file system is simply not there."""
+    try:
+        return project.image(rel)
+    except OSError:
+        raise NotFoundError("There is no such image in this project.") from None
 
 
 async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tuple[str, bytes]]:
@@ -84,7 +101,12 @@ async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tupl
 def data_routes(web: WebState) -> list[Any]:
     project = web.project
 
-    @get("/api/categories", sync_to_thread=True, summary="Categories with their photos")
+    @get(
+        "/api/categories",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="Categories with their photos",
+    )
     def list_categories() -> dict[str, Any]:
         records = project.images("train")
         hashes = web.digests(records)
@@ -106,7 +128,12 @@ def data_routes(web: WebState) -> list[Any]:
             ],
         }
 
-    @get("/api/status", sync_to_thread=True, summary="Counts, warnings, model and undo")
+    @get(
+        "/api/status",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="Counts, warnings, model and undo",
+    )
     def status() -> dict[str, Any]:
         from duetml.health import project_status
 
@@ -115,53 +142,69 @@ def data_routes(web: WebState) -> list[Any]:
         state["goal"] = project.goal
         return state
 
-    @post("/api/categories", sync_to_thread=True, status_code=HTTP_201_CREATED)
-    def add_category(data: JSONBody[CategoryName]) -> dict[str, str]:
+    @post(
+        "/api/categories/add",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=HTTP_201_CREATED,
+    )
+    def add_category(data: JSONBody[NewCategory]) -> dict[str, str]:
         name = project.add_category(data.name)
         web.changed()
         return {"name": name}
 
-    @post("/api/categories/rename", sync_to_thread=True, status_code=200)
+    @post("/api/categories/rename", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
     def rename_category(data: JSONBody[Rename]) -> dict[str, str]:
         name = project.rename_category(data.old, data.new)
         web.changed()
         return {"name": name}
 
-    @post("/api/categories/merge", sync_to_thread=True, status_code=200)
+    @post("/api/categories/merge", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
     def merge_categories(data: JSONBody[Merge]) -> dict[str, Any]:
-        if len(data.sources) > 1000:
-            raise DuetmlError("Merge at most 1000 categories at once.")
-        moved = project.merge_categories(data.sources, data.target)
+        if not data.sources or len(data.sources) > 1000:
+            raise DuetmlError("Name between 1 and 1000 categories to merge into the target.")
+        target = validate_category_name(data.target)
+        if {validate_category_name(s) for s in data.sources} <= {target}:
+            project.category_dir(target)  # 404 if it does not exist; else nothing to do
+            return {"target": target, "moved": 0}
+        moved = project.merge_categories(data.sources, target)
         web.changed()
-        return {"target": data.target.strip(), "moved": moved}
+        return {"target": target, "moved": moved}
 
-    @post("/api/categories/remove", sync_to_thread=True, status_code=200)
-    def remove_category(data: JSONBody[CategoryName]) -> dict[str, str]:
+    @post("/api/categories/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+    def remove_category(data: JSONBody[NewCategory]) -> dict[str, str]:
         project.remove_category(data.name)
         web.changed()
         return {"removed": data.name}
 
-    @post("/api/images/move", sync_to_thread=True, status_code=200)
+    @post("/api/images/move", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
     def move_images(data: JSONBody[MoveImages]) -> dict[str, Any]:
-        moved = project.move_images(_ids(data.images), data.category)
+        try:
+            moved = project.move_images(_ids(data.images), data.category)
+        except OSError:
+            raise NotFoundError("There is no such image in this project.") from None
         web.changed()
         return {"moved": moved}
 
-    @post("/api/images/remove", sync_to_thread=True, status_code=200)
-    def remove_images(data: JSONBody[ImageIds]) -> dict[str, int]:
-        removed = project.remove_images(_ids(data.images))
+    @post("/api/images/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+    def remove_images(data: JSONBody[PhotoList]) -> dict[str, int]:
+        try:
+            removed = project.remove_images(_ids(data.images))
+        except OSError:
+            raise NotFoundError("There is no such image in this project.") from None
         web.changed()
         return {"removed": removed}
 
     @post(
         "/api/upload",
+        responses=ERROR_RESPONSES,
         status_code=200,
         request_max_body_size=UPLOAD_MAX_BYTES,
         summary="Add photos to a category",
         description=f"At most {UPLOAD_MAX_FILES} files and {UPLOAD_MAX_BYTES} bytes per request.",
     )
     async def upload(
-        category: Annotated[str, QueryParameter(max_length=400)],
+        category: StoredCategoryQuery,
         data: MultipartBody[UploadForm],
     ) -> dict[str, Any]:
         items = await read_uploads(data.files)
@@ -169,18 +212,24 @@ def data_routes(web: WebState) -> list[Any]:
         web.changed()
         return report.as_dict()
 
-    @post("/api/undo", sync_to_thread=True, status_code=200)
+    @post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
     def undo() -> dict[str, str]:
         undone = project.undo()
         web.changed()
         return {"undone": undone}
 
-    @get("/api/thumb", sync_to_thread=True, summary="A photo's thumbnail (JPEG)")
+    @get(
+        "/api/thumb",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="A photo's thumbnail (JPEG)",
+        media_type="image/jpeg",
+    )
     def thumbnail(
-        image: Annotated[str, QueryParameter(max_length=1000)],
+        image: ImageIdQuery,
         v: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[bytes]:
-        record = project.image(image)
+        record = find_image(project, image)
         digest = web.digests([record])[record.rel]
         data = web.thumbs.get(digest, record.path)
         # A URL that names the content can be cached for ever; others are revalidated.
@@ -191,9 +240,15 @@ def data_routes(web: WebState) -> list[Any]:
             headers={"Cache-Control": cache, "ETag": f'"{digest[:32]}"'},
         )
 
-    @get("/api/image", sync_to_thread=True, summary="A photo as stored, with its real type")
-    def original(image: Annotated[str, QueryParameter(max_length=1000)]) -> Response[bytes]:
-        record = project.image(image)
+    @get(
+        "/api/image",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="A photo as stored, with its real type",
+        media_type="image/*",
+    )
+    def original(image: ImageIdQuery) -> Response[bytes]:
+        record = find_image(project, image)
         data = record.path.read_bytes()
         facts = images.check_image(data)  # served only if it decodes, typed by its real format
         return Response(data, media_type=facts.mime, headers={"Cache-Control": "no-cache"})

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from litestar import Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
-from litestar.params import MultipartBody
+from litestar.params import KwargDefinition, MultipartBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.routes_data import read_uploads
 from duetml.web.state import WebState
 
@@ -20,7 +21,7 @@ PREDICT_MAX_FILES = 50
 
 @dataclass
 class PredictForm:
-    files: list[UploadFile] = field(default_factory=list)
+    files: Annotated[list[UploadFile], KwargDefinition(min_items=1, max_items=PREDICT_MAX_FILES)]
 
 
 def model_routes(web: WebState) -> list[Any]:
@@ -28,6 +29,7 @@ def model_routes(web: WebState) -> list[Any]:
 
     @post(
         "/api/train",
+        responses=ERROR_RESPONSES,
         sync_to_thread=True,
         status_code=HTTP_202_ACCEPTED,
         summary="Start training in the background; progress arrives on /api/events",
@@ -35,12 +37,18 @@ def model_routes(web: WebState) -> list[Any]:
     def start_training() -> dict[str, Any]:
         return web.train.start()
 
-    @get("/api/train", sync_to_thread=False, summary="The trainer's state")
+    @get(
+        "/api/train/state",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=False,
+        summary="The trainer's state",
+    )
     def training_state() -> dict[str, Any]:
         return web.train.snapshot()
 
     @post(
         "/api/predict",
+        responses=ERROR_RESPONSES,
         status_code=200,
         request_max_body_size=PREDICT_MAX_BYTES,
         summary="Classify new photos with the trained model",
@@ -60,7 +68,12 @@ def model_routes(web: WebState) -> list[Any]:
         )
         return {"predictions": [p.as_dict() for p in predictions]}
 
-    @get("/api/evaluation", sync_to_thread=True, summary="Precision, recall, confusion matrix")
+    @get(
+        "/api/evaluation",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="Precision, recall, confusion matrix",
+    )
     def evaluation() -> Response[dict[str, Any]]:
         report = web.evaluation(lambda: _evaluate(web))
         return Response(report, headers={"Cache-Control": "no-store"})

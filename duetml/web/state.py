@@ -26,6 +26,7 @@ from duetml.web.thumbs import ThumbnailCache
 log = logging.getLogger("duetml.web")
 
 WATCH_EVERY_SECONDS = 1.0
+HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and browsers keep them
 
 
 class WebState:
@@ -39,6 +40,7 @@ class WebState:
         self.thumbs = ThumbnailCache(project.state_dir)
         self.train = TrainJob(project, self.hub.bump)
         self.versions: dict[str, Any] = {}
+        self.heartbeat_seconds = HEARTBEAT_SECONDS
         self._digests: dict[str, tuple[int, int, str]] = {}
         self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
         self._eval_lock = threading.Lock()

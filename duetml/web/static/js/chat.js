@@ -5,7 +5,7 @@ import { getJSON, postJSON, postStream } from "./api.js";
 import { $, $$, h, replace, toast } from "./dom.js";
 
 const ASKED_FROM = { ask_data: "Asked from Training data", ask_results: "Asked from Try the model" };
-const ASK_PLACEHOLDER = { data: "What do you think of my training data so far?", results: "What do you make of my model's results?" };
+const ASK_QUESTION = { data: "What do you think of my training data so far?", results: "What do you make of my model's results?" };
 const ROLE_NAMES = { passive: "Assistant", proactive: "Proactive" };
 
 let streaming = false;
@@ -35,7 +35,7 @@ export function wireChat() {
   for (const button of $$("[data-ask]")) {
     button.addEventListener("click", () => {
       if (streaming) return;
-      ask("", button.dataset.ask);
+      ask(ASK_QUESTION[button.dataset.ask], button.dataset.ask);
       $("#chat-input").focus();
     });
   }
@@ -167,7 +167,7 @@ async function ask(text, about) {
   let failure = null;
   setBusy(true);
   const kind = about === "data" ? "ask_data" : about === "results" ? "ask_results" : "chat";
-  list.append(messageNode({ role: "user", kind, content: text || ASK_PLACEHOLDER[about] }));
+  list.append(messageNode({ role: "user", kind, content: text }));
   const replyText = h("p", { class: "msg-text" });
   const reply = h("li", { class: "msg msg-assistant streaming", "aria-busy": "true" },
     h("div", { class: "msg-meta" }, h("span", { class: "msg-who", text: "Assistant" }), h("span", { class: "typing", text: "thinking…" })),

@@ -210,7 +210,7 @@ export function wireAddCategory() {
     event.preventDefault();
     const name = input.value.trim();
     if (!name) return;
-    const done = await act(postJSON("/api/categories", { name }));
+    const done = await act(postJSON("/api/categories/add", { name }));
     if (done) {
       input.value = "";
       toast(`Added category “${done.name}”. Drop photos onto it.`);
@@ -366,7 +366,7 @@ export function wireSectionDrop() {
     for (const [name, files] of groups) {
       if (!store.categories.some((c) => c.name === name)) {
         try {
-          await postJSON("/api/categories", { name });
+          await postJSON("/api/categories/add", { name });
         } catch (exc) {
           toast(`Folder “${name}” was not added: ${exc.message}`, { kind: "error", timeout: 0 });
           continue;

@@ -121,7 +121,7 @@ async function start() {
     }
   });
   connect(); // first, so nothing that changes while the page loads is missed
-  const loads = [refreshData(), refreshModel(), getJSON("/api/train").then(renderTrain)];
+  const loads = [refreshData(), refreshModel(), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
     loads.push(loadAgents(), loadConversation());

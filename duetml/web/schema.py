@@ -1,0 +1,68 @@
+"""What names and ids look like, written into the OpenAPI schema.
+
+The patterns say exactly what `duetml.names.validate_category_name` and `Project.image`
+accept (a Hypothesis test checks the two agree), so a client and schemathesis can know the
+rules. Body fields carry them as documentation only: the core still validates every value and
+answers with its own sentence ("A category name cannot contain '/' ..."), which a regex
+mismatch message could never match for clarity. Query parameters, which the page fills from
+the server's own listings, are checked against them by Litestar too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar.params import KwargDefinition, QueryParameter
+
+from duetml.names import MAX_NAME_LENGTH
+
+_FORBIDDEN = r'/\\:*?"|\x00-\x1f\x7f-\x9f'
+_DEVICE = (
+    r"(?:[Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|[Cc][Oo][Mm][0-9¹²³]"
+    r"|[Ll][Pp][Tt][0-9¹²³]|[Cc][Oo][Nn][Ii][Nn]\$|[Cc][Oo][Nn][Oo][Uu][Tt]\$)"
+)
+# A stored name: no dot or space at either end, no separators or control characters, not a
+# Windows device name ("CON", "nul.txt"), 1 to 100 characters.
+_NAME = (
+    rf"(?!{_DEVICE}\s*(?:\.|/|$))[^.\s{_FORBIDDEN}]"
+    rf"(?:[^{_FORBIDDEN}]{{0,{MAX_NAME_LENGTH - 2}}}[^.\s{_FORBIDDEN}])?"
+)
+# What a person may type: the same, with spaces around it (they are trimmed).
+CATEGORY_PATTERN = rf"^\s*{_NAME}\s*$"
+STORED_NAME_PATTERN = rf"^{_NAME}$"
+IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^{_FORBIDDEN}]{{1,200}}$"
+MAX_IDS = 10_000
+
+CategoryName = Annotated[
+    str,
+    KwargDefinition(
+        pattern=CATEGORY_PATTERN,
+        description='A category name: 1-100 characters, no / \\ : * ? " | or control '
+        "characters, no dot at either end, not a Windows device name; spaces around it are trimmed.",
+    ),
+]
+ImageId = Annotated[
+    str,
+    KwargDefinition(
+        pattern=IMAGE_ID_PATTERN,
+        description='A photo of the project, as listed by /api/categories ("train/hat/ab12.jpg").',
+    ),
+]
+ImageIds = Annotated[list[ImageId], KwargDefinition(min_items=1, max_items=MAX_IDS)]
+
+ImageIdQuery = Annotated[
+    str,
+    QueryParameter(
+        pattern=IMAGE_ID_PATTERN,
+        max_length=400,
+        description='A photo of the project, as listed by /api/categories ("train/hat/ab12.jpg").',
+    ),
+]
+StoredCategoryQuery = Annotated[
+    str,
+    QueryParameter(
+        pattern=STORED_NAME_PATTERN,
+        max_length=MAX_NAME_LENGTH,
+        description="An existing category, as listed by /api/categories.",
+    ),
+]
