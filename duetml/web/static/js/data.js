@@ -84,8 +84,8 @@ function panelFor(category) {
 }
 
 function buildPanel(name) {
-  const filesInput = h("input", { type: "file", accept: "image/*", multiple: true, class: "visually-hidden", tabindex: "-1" });
-  const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, class: "visually-hidden", tabindex: "-1" });
+  const filesInput = h("input", { type: "file", accept: "image/*", multiple: true, class: "visually-hidden", tabindex: "-1", "aria-label": `Photos to add to ${name}` });
+  const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, class: "visually-hidden", tabindex: "-1", "aria-label": `A folder of photos to add to ${name}` });
   filesInput.addEventListener("change", () => { uploadFiles(name, Array.from(filesInput.files)); filesInput.value = ""; });
   folderInput.addEventListener("change", () => { uploadFiles(name, Array.from(folderInput.files)); folderInput.value = ""; });
   const panel = h("article", { class: "category", dataset: { category: name }, "aria-label": `Category ${name}` },
@@ -429,7 +429,7 @@ export async function uploadFiles(category, files) {
   const bar = h("progress", { max: String(totalBytes), value: "0", "aria-label": `Upload to ${category}` });
   const text = h("span", { class: "upload-text" });
   const box = h("div", { class: "upload", role: "status" },
-    h("p", { class: "upload-title", text: `Adding ${plural(wanted.length, "file")} to “${category}”` }), bar, text);
+    h("div", { class: "upload-head" }, h("p", { class: "upload-title", text: `Adding ${plural(wanted.length, "file")} to “${category}”…` }), text), bar);
   $("#uploads").append(box);
   let sentBefore = 0;
   let sentFiles = 0;
@@ -473,7 +473,8 @@ function* batches(files) {
 }
 
 function finishUpload(box, category, report, failure) {
-  const lines = [h("p", { class: "upload-title", text: `Added ${plural(report.added.length, "photo")} to “${category}”.` })];
+  const dismiss = h("button", { type: "button", class: "btn btn-small btn-quiet", text: "Dismiss", onclick: () => box.remove() });
+  const lines = [h("div", { class: "upload-head" }, h("p", { class: "upload-title", text: `Added ${plural(report.added.length, "photo")} to “${category}”.` }), dismiss)];
   if (report.duplicates.length) {
     lines.push(h("details", {},
       h("summary", { text: `${plural(report.duplicates.length, "photo")} already in the project, skipped` }),
@@ -484,6 +485,7 @@ function finishUpload(box, category, report, failure) {
       h("ul", { class: "rejected" }, report.rejected.map((r) => h("li", {}, h("b", { text: r.source }), ` — ${r.reason}`))));
   }
   box.classList.toggle("upload-problem", Boolean(report.rejected.length || failure));
-  replace(box, ...lines, h("button", { type: "button", class: "btn btn-small btn-quiet", text: "Dismiss", onclick: () => box.remove() }));
+  box.classList.add("upload-done");
+  replace(box, ...lines);
   if (!report.rejected.length && !report.duplicates.length) setTimeout(() => box.remove(), 5000);
 }

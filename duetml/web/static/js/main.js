@@ -7,7 +7,7 @@ import { $, replace, toast } from "./dom.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
 import { on, store } from "./store.js";
 
-const seen = { data: null, model: null, chat: null };
+const seen = { data: null, model: null, chat: null, settings: null };
 let dataRefresh = null;
 let dataAgain = false;
 
@@ -69,6 +69,15 @@ function onState(snapshot) {
     seen.model = snapshot.model;
     if (!first) refreshModel();
   }
+  if (snapshot.settings !== seen.settings) {
+    // duetml.toml changed: the goal (the assistant may have just learnt it), the agents.
+    const first = seen.settings === null;
+    seen.settings = snapshot.settings;
+    if (!first) {
+      loadProject();
+      if (chatPresent()) loadAgents();
+    }
+  }
   if (chatPresent() && snapshot.chat !== seen.chat) {
     const first = seen.chat === null;
     seen.chat = snapshot.chat;
@@ -99,11 +108,16 @@ function connect() {
   });
 }
 
-async function start() {
+async function loadProject() {
   store.project = await getJSON("/api/project");
   replace($("#project-name"), store.project.name);
   replace($("#project-goal"), store.project.goal ? `Goal: ${store.project.goal}` : "");
+  $("#project-goal").title = store.project.goal || "";
   document.title = `${store.project.name} · duetml`;
+}
+
+async function start() {
+  await loadProject();
   wireAddCategory();
   wireSelectionBar();
   wireSectionDrop();

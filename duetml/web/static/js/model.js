@@ -58,8 +58,8 @@ export function renderTrain(job) {
   } else if (job.run && job.run !== lastRun) {
     if (job.state === "done" && job.result) {
       const r = job.result;
-      const accuracy = r.cv_accuracy === null ? `No accuracy estimate: ${r.why_no_cv}` : `Cross-validated accuracy: ${pct(r.cv_accuracy, 1)} (${r.cv_folds}-fold).`;
-      showTrainMessage(`Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s. ${accuracy}`, "success");
+      const accuracy = r.cv_accuracy === null ? ` No accuracy estimate: ${r.why_no_cv}` : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
+      showTrainMessage(`Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`, "success");
       if (r.skipped && r.skipped.length) toast(`${plural(r.skipped.length, "photo")} could not be used: ${r.skipped.map((s) => `${s.image} (${s.reason})`).slice(0, 3).join("; ")}`, { kind: "error", timeout: 0 });
     } else if (job.state === "failed") {
       showTrainMessage(job.error, "error");

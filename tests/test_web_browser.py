@@ -1,0 +1,450 @@
+"""The real page in headless Chromium (Debian's), driven by Playwright against a live server.
+
+Skipped with a reason where /usr/bin/chromium is missing, except in CI (CI=true), where
+a missing browser is a failure: `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_fakes import FakeOllamaServer, free_port as dead_port
+from web_helpers import LiveServer, demo_photos, fake_agents, free_port, make_project
+
+from duetml.project import Project
+from duetml.web import create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = (
+            f"{CHROMIUM} is missing: install Debian's `chromium` package to run the browser tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Watch:
+    """Everything a page did that a test must not let pass: script dialogs, errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> Any:
+        page.set_default_timeout(TIMEOUT)
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"console: {msg.text}")
+                if msg.type == "error" and "Failed to load resource" not in msg.text
+                else None
+            ),
+        )
+        return page
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+@contextlib.contextmanager
+def serving(root: Path, **options: Any) -> Iterator[LiveServer]:
+    port = free_port()
+    with LiveServer(create_app(root, port=port, **options), port) as server:
+        yield server
+
+
+def open_page(browser: Any, url: str, watch: Watch, viewport=(1440, 900)) -> tuple[Any, Any]:
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    page = watch.attach(context.new_page())
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    return context, page
+
+
+def panel(page: Any, name: str) -> Any:
+    return page.locator("article.category").filter(
+        has=page.locator("h3", has_text=re.compile(f"^{re.escape(name)}$"))
+    )
+
+
+def drop_files(page: Any, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on an element the way a file manager does (a DataTransfer with Files)."""
+    payload = [{"name": n, "b64": base64.b64encode(b).decode(), "type": t} for n, b, t in files]
+    page.eval_on_selector(
+        selector,
+        """(target, files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, { type: f.type }));
+            }
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+            }
+        }""",
+        payload,
+    )
+
+
+def jpegs(category: str, count: int, skip: int = 0) -> list[tuple[str, bytes, str]]:
+    return [(p.name, p.read_bytes(), "image/jpeg") for p in demo_photos(category, count, skip)]
+
+
+def wait_count(page: Any, name: str, count: int) -> None:
+    panel(page, name).locator(".count").filter(
+        has_text=re.compile(rf"^{count} photos?\b")
+    ).wait_for()
+
+
+def ollama_settings(project: Project, url: str, interval: int = 600) -> None:
+    agents = project.settings.setdefault("agents", {})
+    for agent in ("passive", "proactive"):
+        agents[agent] = {"provider": "ollama", "model": "qwen2.5vl", "base_url": url}
+    agents["proactive_interval_seconds"] = interval
+    project.save_settings()
+
+
+def take_screenshot(page: Any) -> None:
+    """The README's picture: what a participant sees mid-session, without passing notices."""
+    page.evaluate(
+        "document.querySelectorAll('.toast-close, .upload .btn').forEach((b) => b.click())"
+    )
+    page.locator("#messages").evaluate("(list) => { list.scrollTop = list.scrollHeight; }")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+# ----- the paper's participant, start to finish ------------------------------------------------
+
+
+def test_a_whole_session(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "wardrobe")
+    with FakeOllamaServer() as ollama:
+        ollama_settings(project, ollama.url)
+        ollama.queue_reply(
+            "A wardrobe sorter sounds useful. Which kinds of clothes do you own most?"
+        )
+        ollama.queue_reply(
+            "Each category has a few photos; shoes look clearly different from the rest."
+        )
+        ollama.queue_reply(
+            "You have hat, pants, shoes and t-shirt. Would 'tops' and 'bottoms' serve your goal better?"
+        )
+        with serving(project.root) as server:
+            context, page = open_page(browser, server.url, watch)
+
+            # The assistant opens the conversation and says which model it uses, where.
+            page.locator(
+                ".msg-greeting", has_text="What kind of AI do you want to make?"
+            ).wait_for()
+            assert page.locator("#project-goal").inner_text() == ""
+            info = page.locator("#agent-info")
+            assert (
+                "ollama · qwen2.5vl" in info.inner_text()
+                and "runs on this machine" in info.inner_text()
+            )
+            page.locator(".empty-state", has_text="No categories yet").wait_for()
+
+            # (D) The goal, told to the assistant; the reply streams in.
+            page.fill("#chat-input", "I want to sort photos of my clothes")
+            page.press("#chat-input", "Enter")
+            page.locator(
+                ".msg-assistant:not(.streaming)", has_text="Which kinds of clothes"
+            ).wait_for()
+            # The answer to the greeting becomes the project's goal, shown at the top.
+            page.locator("#project-goal", has_text="I want to sort photos of my clothes").wait_for()
+
+            # (A) Categories.
+            for name in ("hat", "shoes", "pants", "t-shirt"):
+                page.fill("#new-category", name)
+                page.click("#add-category-form button[type=submit]")
+                panel(page, name).wait_for()
+            panel(page, "hat").locator(".panel-empty").wait_for()
+
+            # Photos: the file picker, a drop of files (with one that is not a photo), a folder.
+            panel(page, "hat").locator("input[type=file]:not([webkitdirectory])").set_input_files(
+                [str(p) for p in demo_photos("hat", 8)]
+            )
+            drop_files(
+                page,
+                'article.category[data-category="shoes"]',
+                jpegs("shoes", 8) + [("shopping-list.txt", b"socks, more socks", "text/plain")],
+            )
+            rejected = page.locator(".upload-problem .rejected li", has_text="shopping-list.txt")
+            rejected.wait_for()
+            assert "not an image" in rejected.inner_text()
+            drop_files(page, 'article.category[data-category="pants"]', jpegs("pants", 8))
+            folder = tmp_path / "my t-shirts"
+            folder.mkdir()
+            for photo in demo_photos("t-shirt", 8):
+                shutil.copy(photo, folder / photo.name)
+            panel(page, "t-shirt").locator("input[webkitdirectory]").set_input_files(folder)
+            for name in ("hat", "shoes", "pants", "t-shirt"):
+                wait_count(page, name, 8)
+            assert panel(page, "hat").locator(".thumb img").count() == 8
+            assert panel(page, "hat").locator(".thumb img").first.get_attribute("loading") == "lazy"
+
+            # (E) Ask the assistant about the training data.
+            page.click('[data-ask="data"]')
+            page.locator(
+                ".msg-assistant:not(.streaming)", has_text="shoes look clearly different"
+            ).wait_for()
+            page.locator(".msg-user .badge", has_text="Asked from Training data").wait_for()
+
+            # (B) Train: progress while it runs, then the cross-validated accuracy.
+            page.click("#train-btn")
+            page.locator("#train-message.message-success", has_text="cross-validation").wait_for()
+            assert page.locator("#train-btn").is_enabled()
+            page.locator(".model-accuracy").wait_for()
+
+            # (C) Try a new photo, and read the evaluation.
+            page.set_input_files("#predict-input", str(demo_photos("shoes", 1, skip=20)[0]))
+            prediction = page.locator(".prediction:not(.pending)").first
+            prediction.locator(".predicted").wait_for()
+            assert prediction.locator(".predicted").inner_text() == "shoes"
+            assert prediction.locator(".bars li").count() == 3
+            page.locator("table.confusion").wait_for()
+            page.locator("table.confusion .cell-hit").first.click()
+            page.locator(".cell-photos h4", has_text="recognised correctly").wait_for()
+            assert page.locator(".cell-photos img").count() >= 1
+
+            # (G) The proactive agent: switched off and on again, it looks at once.
+            toggle = page.locator("label.switch")
+            assert page.locator("#proactive-toggle").is_checked()
+            toggle.click()
+            page.wait_for_function("!document.querySelector('#proactive-toggle').checked")
+            toggle.click()
+            advice = page.locator(".msg-proactive", has_text="'tops' and 'bottoms'")
+            advice.wait_for()
+            assert advice.locator(".badge").inner_text() == "Unprompted advice"
+            take_screenshot(page)
+
+            # Rename, merge, drag a photo, undo.
+            panel(page, "t-shirt").get_by_role("button", name="Rename").click()
+            page.fill("#rename-input", "tops")
+            page.click("#prompt-ok")
+            panel(page, "tops").wait_for()
+            panel(page, "pants").get_by_role("button", name="Merge…").click()
+            page.locator("#prompt-body label.check-row", has_text="shoes").locator("input").check()
+            page.fill("#merge-target", "lower body")
+            page.click("#prompt-ok")
+            wait_count(page, "lower body", 16)
+            assert panel(page, "pants").count() == 0 and panel(page, "shoes").count() == 0
+            page.click("#undo-btn")
+            wait_count(page, "pants", 8)
+            wait_count(page, "shoes", 8)
+            panel(page, "hat").locator(".thumb").first.drag_to(panel(page, "tops").locator(".grid"))
+            wait_count(page, "tops", 9)
+            wait_count(page, "hat", 7)
+            page.keyboard.press("Control+z")
+            wait_count(page, "hat", 8)
+            context.close()
+
+    names = sorted(c.name for c in Project.open(project.root).categories())
+    assert names == ["hat", "pants", "shoes", "tops"]
+    events = [
+        e["event"] for e in Project.open(project.root).log.recent(200) if e["source"] == "web"
+    ]
+    for expected in (
+        "add_category",
+        "add_images",
+        "train",
+        "predict",
+        "rename_category",
+        "merge_categories",
+        "undo",
+        "move_images",
+        "agent_ask",
+        "agent_proactive_toggle",
+    ):
+        assert expected in events, expected
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+# ----- the other cases --------------------------------------------------------------------------
+
+
+def test_baseline_mode_has_no_agent_anywhere(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "study", per_category=3, categories=("hat", "shoes"))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch)
+        assert page.locator(".chat-region").count() == 0
+        assert page.locator("[data-ask]").count() == 0
+        assert "assistant" not in page.locator("main").inner_text().lower()
+        wait_count(page, "hat", 3)
+        page.fill("#new-category", "bags")
+        page.press("#new-category", "Enter")
+        panel(page, "bags").wait_for()
+        # The development region uses the whole width.
+        width = page.locator(".dev-region").bounding_box()["width"]
+        assert width > 1300
+        assert page.request.get(f"{server.url}/api/agents").status == 404
+        context.close()
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_hostile_names_and_llm_output_show_as_text(
+    browser: Any, watch: Watch, tmp_path: Path
+) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    project = make_project(tmp_path / "hostile")
+    project.add_category(hostile)
+    project.add_images(hostile, demo_photos("hat", 2))
+    project.add_category("shoes")
+    factory, passive, _ = fake_agents('Try this: <img src=x onerror=alert("llm")> <b>bold</b>')
+    with serving(project.root, agents=factory) as server:
+        context, page = open_page(browser, server.url, watch)
+        heading = panel(page, hostile).locator("h3")
+        heading.wait_for()
+        assert heading.inner_text() == hostile
+        drop_files(
+            page,
+            'article.category[data-category="shoes"]',
+            [("<svg onload=alert(2)>.jpg", b"<svg onload=alert(2)></svg>", "image/jpeg")],
+        )
+        page.locator(".rejected li", has_text="<svg onload=alert(2)>.jpg").wait_for()
+        page.fill("#chat-input", "<script>alert(3)</script>")
+        page.press("#chat-input", "Enter")
+        reply = page.locator(".msg-assistant:not(.streaming)", has_text="onerror")
+        reply.wait_for()
+        assert 'alert("llm")' in reply.inner_text() and "<b>bold</b>" in reply.inner_text()
+        page.locator(".msg-user", has_text="<script>alert(3)</script>").wait_for()
+        # Rename and merge dialogs show the name as text too.
+        panel(page, hostile).get_by_role("button", name="Merge…").click()
+        assert hostile in page.locator("#prompt-title").inner_text()
+        page.click("#prompt-cancel")
+        time.sleep(0.3)
+        assert page.locator('img[src="x"], svg, script:not([src])').count() == 0
+        assert page.locator("b", has_text="bold").count() == 0
+        context.close()
+    assert not watch.dialogs, watch.dialogs
+    assert not watch.errors, watch.errors
+
+
+def test_a_dead_llm_is_one_line_and_the_rest_works(
+    browser: Any, watch: Watch, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "offline", per_category=3, categories=("hat", "shoes"))
+    ollama_settings(project, f"http://127.0.0.1:{dead_port()}")
+    with serving(project.root) as server:
+        context, page = open_page(browser, server.url, watch)
+        page.fill("#chat-input", "hello?")
+        page.press("#chat-input", "Enter")
+        error = page.locator(".msg-error")
+        error.wait_for()
+        assert error.count() == 1
+        text = error.inner_text()
+        assert "ollama" in text.lower() and "\n" not in text.strip()
+        assert page.locator("#chat-send").is_enabled()
+        # The development region does not care.
+        page.fill("#new-category", "bags")
+        page.press("#new-category", "Enter")
+        panel(page, "bags").wait_for()
+        page.click("#train-btn")
+        page.locator("#train-message.message-success").wait_for()
+        context.close()
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_two_tabs_and_the_cli_stay_in_step(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "shared", per_category=3, categories=("hat", "shoes"))
+    factory, _, _ = fake_agents()
+    with serving(project.root, agents=factory) as server:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        first = watch.attach(context.new_page())
+        second = watch.attach(context.new_page())
+        for page in (first, second):
+            page.goto(server.url)
+            page.wait_for_selector("body[data-ready=true]")
+        first.fill("#new-category", "bags")
+        first.press("#new-category", "Enter")
+        panel(second, "bags").wait_for()
+        drop_files(second, 'article.category[data-category="bags"]', jpegs("pants", 2))
+        wait_count(first, "bags", 2)
+        # The CLI (another process, same folder) adds photos: both tabs follow.
+        Project.open(project.root).add_images("hat", demo_photos("hat", 2, skip=10))
+        wait_count(first, "hat", 5)
+        wait_count(second, "hat", 5)
+        # Training from one tab: the other sees the new model, and is told busy meanwhile.
+        first.click("#train-btn")
+        second.locator(".model-accuracy").wait_for()
+        second.click("#train-btn")
+        second.locator("#train-message").filter(
+            has_text=re.compile("Trained|already training")
+        ).wait_for()
+        first.click("#undo-btn")
+        panel(second, "hat").locator(".count", has_text="3 photos").wait_for()
+        context.close()
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_keyboard_only_add_and_move(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "keys", per_category=2, categories=("hat", "shoes"))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch)
+        page.focus("#new-category")
+        page.keyboard.type("bags")
+        page.keyboard.press("Enter")
+        panel(page, "bags").wait_for()
+        first = panel(page, "hat").locator(".thumb-check").first
+        first.focus()
+        page.keyboard.press("Space")
+        page.locator("#selection-bar").wait_for()
+        page.select_option("#move-target", "bags")
+        page.focus("#move-selected")
+        page.keyboard.press("Enter")
+        wait_count(page, "bags", 1)
+        # Every control has a name a screen reader can read.
+        unnamed = page.evaluate(
+            """() => [...document.querySelectorAll('button, input, select, textarea')]
+                .filter((el) => el.offsetParent !== null)
+                .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim()
+                                  || el.getAttribute('title')))
+                .map((el) => el.outerHTML.slice(0, 80))"""
+        )
+        assert unnamed == []
+        context.close()
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
