@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_fakes import FakeOllamaServer, free_port as dead_port
+from llm_fakes import FakeOllamaServer
+from llm_fakes import free_port as dead_port
 from web_helpers import LiveServer, demo_photos, fake_agents, free_port, make_project
 
 from duetml.project import Project
@@ -38,7 +39,7 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
 TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         message = (
@@ -334,7 +335,7 @@ def test_hostile_names_and_llm_output_show_as_text(
     project.add_category(hostile)
     project.add_images(hostile, demo_photos("hat", 2))
     project.add_category("shoes")
-    factory, passive, _ = fake_agents('Try this: <img src=x onerror=alert("llm")> <b>bold</b>')
+    factory, _, _ = fake_agents('Try this: <img src=x onerror=alert("llm")> <b>bold</b>')
     with serving(project.root, agents=factory) as server:
         context, page = open_page(browser, server.url, watch)
         heading = panel(page, hostile).locator("h3")

@@ -174,5 +174,8 @@ def asgi_request(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8765),
     }
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: Playwright's sync API may own this thread's event loop.
+    worker = threading.Thread(target=asyncio.run, args=(app(scope, receive, send),))
+    worker.start()
+    worker.join()
     return RawResponse(sent["status"], sent["headers"], sent["body"], received)

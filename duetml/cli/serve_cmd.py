@@ -83,7 +83,10 @@ def serve(
                 threading.Event().wait(0.1)
 
         threading.Thread(target=_open_when_ready, daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal way to end
     typer.echo("Stopped.")
 
 
