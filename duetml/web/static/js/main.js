@@ -135,7 +135,7 @@ async function start() {
     }
   });
   connect(); // first, so nothing that changes while the page loads is missed
-  const loads = [refreshData(), refreshModel(), getJSON("/api/train/state").then(renderTrain)];
+  const loads = [refreshData().then(loadEvaluation), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
     loads.push(loadAgents(), loadConversation());

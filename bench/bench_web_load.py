@@ -1,0 +1,278 @@
+"""The web page with a 2,000-photo project, in headless Chromium.
+
+    python bench/bench_web_load.py [DATASET_FOLDER]     (default: Caltech-101 subset)
+
+1. First page load: time until the page is usable (categories listed, controls wired, every
+   thumbnail in the first screen decoded) and the bytes that crossed the wire, cold (no
+   thumbnail made yet) and warm (thumbnails cached on disk, a new browser profile).
+   References in the same run: the bytes of the original photos (all, and those the first
+   screen shows), and the time to fetch the page's HTML alone.
+2. Time from dropping a photo on (C) to its prediction shown, with the 2,000-photo model.
+   Reference: the same prediction through the core in-process (`predict_sources`).
+
+Figures are printed and saved to /tmp/web_bench.txt. Needs /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT.parent / "shared" / "data" / "caltech101-subset"
+DEMO = ROOT / "duetml" / "demo_data"
+PHOTOS = 2000
+PER_CATEGORY = 50
+OUT = Path("/tmp/web_bench.txt")
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def make_dataset(source: Path | None, target: Path) -> int:
+    """2,000 photos in folders of 50; from the dataset, or demo photos made distinct."""
+    from duetml.images import IMAGE_EXTENSIONS
+
+    count = 0
+    if source is not None and source.is_dir():
+        for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            take = files[: min(PER_CATEGORY, PHOTOS - count)]
+            if not take:
+                continue
+            (target / folder.name).mkdir(parents=True)
+            for f in take:
+                shutil.copy(f, target / folder.name / f.name)
+            count += len(take)
+            if count >= PHOTOS:
+                return count
+    # Demo photos, re-encoded with a small change so every copy has its own content hash.
+    from PIL import Image
+
+    demo = sorted(p for p in DEMO.glob("*/*.jpg"))
+    index = 0
+    while count < PHOTOS:
+        folder = target / f"class-{count // PER_CATEGORY:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(demo[index % len(demo)]) as image:
+            image = image.convert("RGB")
+            image.putpixel((index % image.width, 0), (index % 256, 0, 0))
+            image.save(folder / f"{index:05d}.jpg", quality=85 - index % 10)
+        index += 1
+        count += 1
+    return count
+
+
+class Server:
+    def __init__(self, root: Path, port: int) -> None:
+        from duetml.web import create_app
+        from duetml.web.server import DuetmlServer
+
+        self.app = create_app(root, baseline=True, port=port)
+        self.server = DuetmlServer(self.app, "127.0.0.1", port)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> Server:  # noqa: PYI034
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def first_load(browser, url: str) -> dict:
+    """A new profile opens the page: time to usable, and what it downloaded."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    transferred = {"total": 0, "thumbs": 0, "thumb_count": 0, "originals": 0}
+
+    def finished(request) -> None:
+        sizes = request.sizes()
+        size = sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        transferred["total"] += size
+        if "/api/thumb" in request.url:
+            transferred["thumbs"] += size
+            transferred["thumb_count"] += 1
+        if "/api/image" in request.url:
+            transferred["originals"] += size
+
+    page.on("requestfinished", finished)
+    # Times are read in the page, from the start of the navigation (what a person waits).
+    page.goto(url, wait_until="commit")
+    ready = (
+        page.wait_for_function(
+            "() => document.body && document.body.dataset.ready === 'true' && performance.now()",
+            timeout=120_000,
+        ).json_value()
+        / 1000
+    )
+    # Usable: every thumbnail in the first screen is decoded (lazy ones below wait).
+    usable = (
+        page.wait_for_function(
+            """() => {
+            const imgs = [...document.querySelectorAll('.thumb img')]
+                .filter((img) => img.getBoundingClientRect().top < innerHeight);
+            const done = imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+            return done && performance.now();
+        }""",
+            timeout=120_000,
+        ).json_value()
+        / 1000
+    )
+    page.wait_for_load_state("networkidle")
+    shown = page.evaluate("document.querySelectorAll('.thumb img').length")
+    visible_ids = page.evaluate(
+        """() => [...document.querySelectorAll('.thumb')]
+            .filter((t) => t.getBoundingClientRect().top < innerHeight).map((t) => t.dataset.id)"""
+    )
+    context.close()
+    return {
+        "ready": ready,
+        "usable": usable,
+        "shown": shown,
+        "visible_ids": visible_ids,
+        **transferred,
+    }
+
+
+def drop_to_prediction(browser, url: str, photo: Path, runs: int = 7) -> list[float]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+    payload = base64.b64encode(photo.read_bytes()).decode()
+    times = []
+    for run in range(runs):
+        elapsed = page.evaluate(
+            """async ([b64, name, before]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                const zone = document.querySelector("#predict-drop");
+                const start = performance.now();
+                zone.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt }));
+                await new Promise((resolve) => {
+                    const check = () => {
+                        const done = document.querySelectorAll('.prediction:not(.pending) .predicted, .prediction-error');
+                        if (done.length > before) resolve(); else requestAnimationFrame(check);
+                    };
+                    check();
+                });
+                await new Promise(requestAnimationFrame);  // until it is painted
+                return performance.now() - start;
+            }""",
+            [payload, f"new-{run}.jpg", min(run, 11)],
+        )
+        times.append(elapsed / 1000)
+    context.close()
+    return times
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: install Debian's chromium package.")
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("DUETML_HOME", str(Path(tmp) / "home"))
+        from duetml.project import Project
+        from duetml.training import predict_sources, train_project
+
+        dataset = Path(tmp) / "dataset"
+        make_dataset(source if source.is_dir() else None, dataset)
+        project, _ = Project.init(Path(tmp) / "project", from_source=dataset)
+        originals = [r.path.stat().st_size for r in project.images("train")]
+        by_rel = {r.rel: r.path.stat().st_size for r in project.images("train")}
+        say(
+            f"web page load, {len(originals)} photos in {len(project.categories())} categories "
+            f"({'Caltech-101 subset' if source.is_dir() else 'demo photos, varied'}), "
+            f"{os.cpu_count()} CPUs"
+        )
+
+        from duetml.web.server import free_port
+
+        port = free_port("127.0.0.1", 18765)
+        with Server(project.root, port) as server, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            html_times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                httpx.get(server.url + "/")
+                html_times.append(time.perf_counter() - t)
+            html = statistics.median(html_times)
+
+            for label in ("cold (thumbnails made on request)", "warm (thumbnails cached on disk)"):
+                result = first_load(browser, server.url)
+                visible_originals = sum(by_rel.get(i, 0) for i in result["visible_ids"])
+                say()
+                say(f"first page load, {label}:")
+                say(f"  page ready (listing shown, controls wired): {result['ready']:.2f} s")
+                say(
+                    f"  usable (every first-screen thumbnail shown): {result['usable']:.2f} s "
+                    f"[reference: the HTML alone {html * 1000:.0f} ms]"
+                )
+                say(
+                    f"  transferred: {result['total'] / 1e6:.2f} MB in total, of which "
+                    f"{result['thumb_count']} thumbnails {result['thumbs'] / 1e6:.2f} MB, originals "
+                    f"{result['originals']} B; {result['shown']} thumbnails in the page, the rest lazy"
+                )
+                say(
+                    f"  [reference: the originals of the {len(result['visible_ids'])} first-screen "
+                    f"photos {visible_originals / 1e6:.2f} MB; all {len(originals)} originals "
+                    f"{sum(originals) / 1e6:.1f} MB]"
+                )
+
+            say()
+            t = time.perf_counter()
+            report = train_project(Project.open(project.root))
+            say(
+                f"trained on {report.images} photos in {time.perf_counter() - t:.1f} s "
+                f"(cv accuracy {report.cv_accuracy:.1%})"
+            )
+            photo = max((source if source.is_dir() else DEMO).glob("*/*.jpg"))
+            times = drop_to_prediction(browser, server.url, photo)
+            core = []
+            p = Project.open(project.root)
+            data = photo.read_bytes()
+            for _ in range(7):
+                t = time.perf_counter()
+                predict_sources(p, [data], ["x.jpg"])
+                core.append(time.perf_counter() - t)
+            say(
+                f"drop a photo on (C) -> prediction shown: median {statistics.median(times) * 1000:.0f} ms "
+                f"(first {times[0] * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, {len(times)} drops) "
+                f"[reference: the core's predict_sources in-process, median "
+                f"{statistics.median(core) * 1000:.0f} ms]"
+            )
+            browser.close()
+    OUT.write_text("\n".join(lines) + "\n")
+    print(f"\nsaved to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
