@@ -323,8 +323,18 @@ def test_baseline_mode_has_no_agent_anywhere(browser: Any, watch: Watch, tmp_pat
         width = page.locator(".dev-region").bounding_box()["width"]
         assert width > 1300
         assert page.request.get(f"{server.url}/api/agents").status == 404
-        context.close()
-    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+        # The interaction log downloads, with what this page did in it.
+        with page.expect_download() as download:
+            page.click("#log-link")
+        log = Path(download.value.path()).read_text()
+        assert '"event": "add_category"' in log and '"source": "web"' in log
+    # The server stopped (Ctrl-C): the page says so instead of failing silently.
+    page.locator("#connection", has_text="reconnecting").wait_for()
+    context.close()
+    assert not watch.dialogs, watch.dialogs
+    assert all("api/events" in e or "ERR_CONNECTION_REFUSED" in e for e in watch.errors), (
+        watch.errors
+    )
 
 
 def test_hostile_names_and_llm_output_show_as_text(
@@ -438,6 +448,19 @@ def test_keyboard_only_add_and_move(browser: Any, watch: Watch, tmp_path: Path) 
         page.focus("#move-selected")
         page.keyboard.press("Enter")
         wait_count(page, "bags", 1)
+        # Remove a photo with its button, then take it back with the notice's Undo.
+        panel(page, "shoes").locator(".thumb-remove").first.focus()
+        page.keyboard.press("Enter")
+        wait_count(page, "shoes", 1)
+        page.locator(".toast button", has_text="Undo").first.click()
+        wait_count(page, "shoes", 2)
+        # A photo opens large in a dialog; Escape closes it.
+        panel(page, "shoes").locator(".thumb-open").first.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.querySelector('#viewer-img').naturalWidth > 0")
+        assert page.locator("#viewer").is_visible()
+        page.keyboard.press("Escape")
+        assert not page.locator("#viewer").is_visible()
         # Every control has a name a screen reader can read.
         unnamed = page.evaluate(
             """() => [...document.querySelectorAll('button, input, select, textarea')]

@@ -35,6 +35,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
 
     def fake_run(self) -> None:
         runs.append(self)
+        self.started = True
+        time.sleep(0.5)  # long enough for the browser opener to see it listening
 
     monkeypatch.setattr(server.DuetmlServer, "run", fake_run)
     opened: list[str] = []
@@ -54,6 +56,14 @@ def test_serve_builds_the_app_on_loopback_and_prints_the_url(tmp_path: Path, ser
     server = served[1]
     assert server.config.host == "127.0.0.1" and server.config.port == port
     assert served[0] == []  # --no-open
+
+
+def test_serve_opens_the_browser_once_it_listens(tmp_path: Path, served: list) -> None:
+    make_project(tmp_path / "proj")
+    port = free_port()
+    result = runner.invoke(app, ["serve", "-p", str(tmp_path / "proj"), "--port", str(port)])
+    assert result.exit_code == 0, result.output
+    assert served[0] == [f"http://127.0.0.1:{port}/"]
 
 
 def test_serve_picks_a_free_port_when_the_default_is_taken(tmp_path: Path, served: list) -> None:

@@ -648,3 +648,28 @@ def test_event_stream_tells_every_page_about_changes(project: Project, agents) -
         Project.open(project.root).add_category("from the cli")
         _next_state(lines)
         assert time.monotonic() - before < 3
+
+
+def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
+    port = free_port()
+    app = create_app(project.root, agents=agents[0], port=port)
+    with (
+        LiveServer(app, port),
+        client_for(port) as http,
+        client_for(port) as other,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        lines = stream.iter_lines()
+        _next_state(lines)
+        assert other.post("/api/train").status_code == 202
+        seen = []
+        while True:
+            train = _next_state(lines)["train"]
+            seen.append(train)
+            if train["state"] != "running":
+                break
+    assert seen[-1]["state"] == "done" and seen[-1]["result"]["images"] == 24
+    running = [s for s in seen if s["state"] == "running" and s.get("total")]
+    assert running, seen
+    assert running[-1]["total"] == 24 and running[-1]["rate"] > 0
+    assert all(s["phase"] in ("features", "fitting") for s in running)
