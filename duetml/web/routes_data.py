@@ -112,9 +112,10 @@ def data_routes(web: WebState) -> list[Any]:
         hashes = web.digests(records)
         by_category: dict[str, list[dict[str, str]]] = {}
         for record in records:
-            by_category.setdefault(record.category, []).append(
-                {"id": record.rel, "v": hashes[record.rel][:16]}
-            )
+            if record.rel in hashes:  # else it vanished while we listed
+                by_category.setdefault(record.category, []).append(
+                    {"id": record.rel, "v": hashes[record.rel][:16]}
+                )
         return {
             "version": web.data_version(),
             "categories": [
@@ -230,7 +231,9 @@ def data_routes(web: WebState) -> list[Any]:
         v: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[bytes]:
         record = find_image(project, image)
-        digest = web.digests([record])[record.rel]
+        digest = web.digests([record]).get(record.rel)
+        if digest is None:
+            raise NotFoundError("There is no such image in this project.")
         data = web.thumbs.get(digest, record.path)
         # A URL that names the content can be cached for ever; others are revalidated.
         cache = IMMUTABLE if v and digest.startswith(v) and len(v) >= 8 else "no-cache"

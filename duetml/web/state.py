@@ -50,30 +50,37 @@ class WebState:
 
     # ----- content hashes, remembered between requests -------------------------------------
     def digests(self, records: list[ImageRecord]) -> dict[str, str]:
-        """rel -> sha256 like `Project.hashes`, without re-reading its index for every thumbnail."""
+        """rel -> sha256 like `Project.hashes`, without re-reading its index for every thumbnail.
+
+        A photo that vanishes meanwhile (the CLI moved it) is left out rather than failing.
+        """
         found: dict[str, str] = {}
-        missing: list[ImageRecord] = []
+        missing: list[tuple[ImageRecord, os.stat_result]] = []
         for record in records:
             try:
                 stat = record.path.stat()
             except OSError:
-                missing.append(record)
                 continue
             known = self._digests.get(record.rel)
             if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
                 found[record.rel] = known[2]
             else:
-                missing.append(record)
-        if missing:
-            fresh = self.project.hashes(missing)
-            for record in missing:
-                digest = fresh[record.rel]
-                found[record.rel] = digest
+                missing.append((record, stat))
+        if not missing:
+            return found
+        try:
+            fresh = self.project.hashes([record for record, _ in missing])
+        except OSError:  # one of them moved while we looked: hash them one by one
+            fresh = {}
+            for record, _ in missing:
                 try:
-                    stat = record.path.stat()
-                    self._digests[record.rel] = (stat.st_size, stat.st_mtime_ns, digest)
+                    fresh.update(self.project.hashes([record]))
                 except OSError:
-                    pass
+                    continue
+        for record, stat in missing:
+            if record.rel in fresh:
+                found[record.rel] = fresh[record.rel]
+                self._digests[record.rel] = (stat.st_size, stat.st_mtime_ns, fresh[record.rel])
         return found
 
     # ----- versions the page follows ------------------------------------------------------

@@ -397,6 +397,7 @@ function droppedEntries(dataTransfer) {
 }
 
 async function walkEntry(entry) {
+  if (entry.name.startsWith(".")) return []; // .git, .DS_Store, ...: never photos
   if (entry.isFile) {
     const file = await new Promise((resolve) => entry.file(resolve, () => resolve(null)));
     return file ? [{ file, path: entry.fullPath }] : [];
@@ -417,7 +418,8 @@ async function walkEntry(entry) {
 
 export async function uploadFiles(category, files) {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
-  const wanted = files.filter((f) => !f.name.startsWith("."));
+  const hidden = (f) => (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
+  const wanted = files.filter((f) => !hidden(f));
   const tooBig = wanted.filter((f) => f.size > limit);
   const queue = wanted.filter((f) => f.size <= limit);
   if (!wanted.length) {
