@@ -98,6 +98,7 @@ def test_default_allowed_hosts_do_not_include_other_names(project: Project) -> N
         [("origin", f"http://127.0.0.1:{PORT}"), ("sec-fetch-site", "cross-site")],
         [("sec-fetch-site", "cross-site")],
         [("sec-fetch-site", "same-site")],
+        [("sec-fetch-site", "none")],
         [("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")],
     ],
 )

@@ -99,7 +99,9 @@ class RequestGuard:
         Requests without either header come from programs (curl, the tests), not pages.
         """
         fetch_site = headers.get("sec-fetch-site")
-        if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        # "same-site" is another port of this machine (another local server's page), and
+        # "none" a navigation typed by hand: neither is the page writing, so both are refused.
+        if fetch_site is not None and fetch_site.lower() != "same-origin":
             return "Requests from other sites are refused: use the duetml page itself."
         origin = headers.get("origin")
         if origin is None:
