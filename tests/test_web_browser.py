@@ -396,6 +396,12 @@ def test_a_dead_llm_is_one_line_and_the_rest_works(
         panel(page, "bags").wait_for()
         page.click("#train-btn")
         page.locator("#train-message.message-success").wait_for()
+        # A photo tried in (C) can join the training data under the category chosen.
+        page.set_input_files("#predict-input", str(demo_photos("shoes", 1, skip=20)[0]))
+        card = page.locator(".prediction:not(.pending)").first
+        card.locator(".add-to-training select").select_option("shoes")
+        card.get_by_role("button", name="Add to training data").click()
+        wait_count(page, "shoes", 4)
         context.close()
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
 

@@ -2,6 +2,7 @@
 
 import { getJSON, postFiles, postJSON } from "./api.js";
 import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
+import { uploadFiles } from "./data.js";
 import { emit, store } from "./store.js";
 
 const MAX_PREDICTIONS = 12;
@@ -112,6 +113,7 @@ export async function predictFiles(files) {
     const card = h("figure", { class: "prediction pending" },
       h("img", { src: URL.createObjectURL(file), alt: `Your photo ${file.name}` }),
       h("figcaption", {}, h("p", { class: "prediction-name", text: file.name }), h("p", { class: "muted", text: "Asking the model…" })));
+    card.file = file;
     list.prepend(card);
     return card;
   });
@@ -143,7 +145,21 @@ function fillPrediction(card, prediction) {
     h("ul", { class: "bars", "aria-label": "Confidence per category" }, prediction.top.map((t) => h("li", {},
       h("span", { class: "bar-label", text: t.category, title: t.category }),
       h("span", { class: "bar", "aria-hidden": "true" }, h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } })),
-      h("span", { class: "bar-value", text: pct(t.probability) })))));
+      h("span", { class: "bar-value", text: pct(t.probability) })))),
+    card.file ? addToTraining(card.file, prediction.category) : null);
+}
+
+// A tried photo can join the training data, under the right category.
+function addToTraining(file, predicted) {
+  const select = h("select", { "aria-label": `Category to add ${file.name} to` },
+    store.categories.map((c) => h("option", { value: c.name, text: c.name, selected: c.name === predicted })));
+  const button = h("button", { type: "button", class: "btn btn-small", text: "Add to training data" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    await uploadFiles(select.value, [file]);
+    button.textContent = "Added";
+  });
+  return h("div", { class: "add-to-training" }, select, button);
 }
 
 // ----- (C) evaluation -------------------------------------------------------------------------
