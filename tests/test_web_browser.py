@@ -478,3 +478,35 @@ def test_keyboard_only_add_and_move(browser: Any, watch: Watch, tmp_path: Path) 
         assert unnamed == []
         context.close()
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_cloud_consent_is_asked_on_the_page(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "cloud", per_category=2, categories=("hat", "shoes"))
+    # An address off this machine (TEST-NET, never reached: consent comes first).
+    endpoint = "http://192.0.2.10:9/v1"
+    for agent in ("passive", "proactive"):
+        project.settings["agents"][agent] = {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "base_url": endpoint,
+        }
+    project.save_settings()
+    with serving(project.root) as server:
+        context, page = open_page(browser, server.url, watch)
+        assert "sends data to" in page.locator("#agent-info").inner_text()
+        notice = page.locator(".notice-consent").first
+        notice.wait_for()
+        assert "192.0.2.10" in notice.inner_text()
+        page.fill("#chat-input", "hello")
+        page.press("#chat-input", "Enter")
+        error = page.locator(".msg-error")
+        error.wait_for()
+        assert "192.0.2.10" in error.inner_text()
+        # Both agents use the same endpoint: one yes covers both.
+        page.locator(".notice-consent button").first.click()
+        page.wait_for_function("() => !document.querySelector('.notice-consent')")
+        context.close()
+    assert (
+        "http://192.0.2.10:9/v1" in Project.open(project.root).settings["agents"]["cloud_consent"]
+    )
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
