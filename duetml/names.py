@@ -35,6 +35,9 @@ def validate_category_name(raw: str) -> str:
         raise InvalidNameError(
             f"The category name is {len(name)} characters long: use at most {MAX_NAME_LENGTH}."
         )
+    if len(name.encode("utf-8")) > 4 * MAX_NAME_LENGTH // 2:
+        # File systems limit a name to 255 bytes; UTF-8 letters of some scripts take 3-4.
+        raise InvalidNameError("The category name is too long: use a shorter one.")
     if name in {".", ".."} or name.startswith("."):
         raise InvalidNameError(f"A category name cannot start with a dot: {name[:20]!r}.")
     bad = sorted({c for c in name if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})
@@ -65,6 +68,8 @@ def resolve_inside(root: Path, relative: str) -> Path:
     parts = relative.split("/")
     if any(part in {"", ".", ".."} for part in parts):
         raise InvalidNameError("That path is not allowed: it must be inside the project.")
+    if any(len(part.encode("utf-8")) > 255 for part in parts) or len(relative) > 1024:
+        raise InvalidNameError("That path is too long to be a file of this project.")
     root_real = Path(os.path.realpath(root))
     candidate = root_real.joinpath(*parts)
     current = root_real
