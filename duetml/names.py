@@ -13,7 +13,8 @@ from pathlib import Path
 
 from duetml.errors import InvalidNameError
 
-MAX_NAME_LENGTH = 100
+# 60 characters of up to 4 UTF-8 bytes each stay under the 255-byte limit of file systems.
+MAX_NAME_LENGTH = 60
 
 # Reserved on Windows whatever the extension ("NUL.jpg" too); a project folder may be copied there.
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
@@ -35,9 +36,6 @@ def validate_category_name(raw: str) -> str:
         raise InvalidNameError(
             f"The category name is {len(name)} characters long: use at most {MAX_NAME_LENGTH}."
         )
-    if len(name.encode("utf-8")) > 4 * MAX_NAME_LENGTH // 2:
-        # File systems limit a name to 255 bytes; UTF-8 letters of some scripts take 3-4.
-        raise InvalidNameError("The category name is too long: use a shorter one.")
     if name in {".", ".."} or name.startswith("."):
         raise InvalidNameError(f"A category name cannot start with a dot: {name[:20]!r}.")
     bad = sorted({c for c in name if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})

@@ -98,7 +98,7 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     result = duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot contain '/'" in result.stderr and "Traceback" not in result.stderr
     result = duetml("categories", "add", "x" * 300, "-p", str(tmp_path / "p"))
-    assert "at most 100" in result.stderr
+    assert "at most 60" in result.stderr
 
 
 def test_predict_exit_code_when_some_photos_are_unreadable(trained_demo: Path, tmp_path: Path) -> None:

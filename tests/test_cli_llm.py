@@ -142,7 +142,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
         assert result.exit_code == 0, result.output
         ollama.queue_reply("Nice.")
         # The first look happens once the first turn is over, before the next prompt.
-        import duetml.cli.llm_cmds as cmds
+        import duetml.cli.chat_cmd as cmds
 
         original = cmds._reply
 
@@ -307,7 +307,7 @@ def test_not_a_project(tmp_path):
 
 def test_cli_import_stays_light():
     code = (
-        "import sys, duetml.cli.llm_cmds, duetml.agents;"
+        "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, duetml.agents;"
         "heavy = [m for m in ('ollama', 'openai', 'numpy', 'PIL', 'torch', 'httpx') if m in sys.modules];"
         "print(heavy)"
     )

@@ -22,7 +22,7 @@ _DEVICE = (
     r"|[Ll][Pp][Tt][0-9¹²³]|[Cc][Oo][Nn][Ii][Nn]\$|[Cc][Oo][Nn][Oo][Uu][Tt]\$)"
 )
 # A stored name: no dot or space at either end, no separators or control characters, not a
-# Windows device name ("CON", "nul.txt"), 1 to 100 characters.
+# Windows device name ("CON", "nul.txt"), 1 to MAX_NAME_LENGTH (60) characters.
 _NAME = (
     rf"(?!{_DEVICE}\s*(?:\.|/|$))[^.\s{_FORBIDDEN}]"
     rf"(?:[^{_FORBIDDEN}]{{0,{MAX_NAME_LENGTH - 2}}}[^.\s{_FORBIDDEN}])?"
@@ -37,7 +37,7 @@ CategoryName = Annotated[
     str,
     KwargDefinition(
         pattern=CATEGORY_PATTERN,
-        description='A category name: 1-100 characters, no / \\ : * ? " | or control '
+        description=f"A category name: 1-{MAX_NAME_LENGTH} characters, no / \\ : * ? \" | or control "
         "characters, no dot at either end, not a Windows device name; spaces around it are trimmed.",
     ),
 ]

@@ -1,0 +1,164 @@
+"""ask and advise: the two agents from the shell, one question or one look at a time.
+
+Exit codes: 0 success; `duetml advise` exits 1 when the proactive agent has nothing new to say;
+7 when an LLM cannot be used (server down, no key, no consent for a cloud endpoint, ...);
+2 when the folder is not a project. Every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.errors import DuetmlError
+
+if TYPE_CHECKING:
+    from duetml.agents import AgentSession
+
+
+LLM_ERROR = 7
+NOTHING_TO_SAY = 1
+
+AllowCloudOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-cloud",
+        help="Agree (once, remembered in the project) to send this project's photos to a "
+        "non-local LLM endpoint.",
+    ),
+]
+
+
+class About(str, Enum):
+    chat = "chat"
+    data = "data"
+    results = "results"
+
+
+@contextlib.contextmanager
+def one_line_errors(keep_one_free: bool = False) -> Iterator[None]:
+    """A DuetmlError becomes `Error: sentence` and its exit code.
+
+    `keep_one_free`: exit code 1 means "nothing to add" for `advise`, so generic errors (1)
+    exit 7 there instead.
+    """
+    try:
+        yield
+    except DuetmlError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        code = exc.exit_code
+        if keep_one_free and code in (0, NOTHING_TO_SAY):
+            code = LLM_ERROR
+        raise typer.Exit(code) from None
+
+
+def agent_session(project: Path, allow_cloud: bool, agents: tuple[str, ...]) -> AgentSession:
+    from duetml.agents import AgentSession
+
+    session = AgentSession(open_project(project))
+    if allow_cloud:
+        for need in session.consent_needed():
+            if need["agent"] in agents:
+                session.allow_cloud(need["endpoint"])
+                typer.echo(
+                    f"Photos of this project may now be sent to {need['endpoint']}.", err=True
+                )
+    return session
+
+
+def print_notices(session: AgentSession) -> None:
+    for notice in session.pop_notices():
+        typer.echo(f"Note: {notice}", err=True)
+
+
+# --- ask and advise ---------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[
+        str, typer.Argument(help="Your question (may be empty with --about).")
+    ] = "",
+    about: Annotated[
+        About, typer.Option("--about", help="Ask about your training data or your results.")
+    ] = About.chat,
+    project: ProjectOption = Path("."),
+    allow_cloud: AllowCloudOption = False,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the full reply as JSON at the end instead of streaming it."
+        ),
+    ] = False,
+) -> None:
+    """Ask the assistant one question; the reply streams as it is written."""
+    with one_line_errors():
+        if about is About.chat and not question.strip():
+            raise DuetmlError("Write a question, or use `--about data` or `--about results`.")
+        session = agent_session(project, allow_cloud, ("passive",))
+        stream = session.ask_stream(question, about=about.value)
+        pieces: list[str] = []
+        try:
+            for piece in stream:
+                print_notices(session)
+                pieces.append(piece)
+                if not json_:
+                    typer.echo(piece, nl=False)
+        finally:
+            if pieces and not json_:
+                typer.echo()  # a cut-off answer still ends its line before the error
+        print_notices(session)
+        if json_:
+            emit_json(
+                {
+                    "about": about.value,
+                    "question": question,
+                    "reply": "".join(pieces).strip(),
+                    "goal": session.project.goal,
+                    "agent": session.describe()["passive"],
+                }
+            )
+
+
+@app.command()
+def advise(
+    project: ProjectOption = Path("."),
+    allow_cloud: AllowCloudOption = False,
+    json_: JsonOption = False,
+) -> None:
+    """One look by the proactive agent: prints its advice, or nothing.
+
+    Exits 0 when it gave advice, 1 when it had nothing new to say (or nothing changed since
+    its last look), 7 when the LLM could not be used. Runs even when the proactive agent is
+    switched off for `duetml chat`: asking for advice is asking.
+    """
+    with one_line_errors(keep_one_free=True):
+        session = agent_session(project, allow_cloud, ("proactive",))
+        problem = session.settings_error("proactive")
+        if problem is not None:
+            raise problem
+        if not session.proactive_provider.enabled:
+            raise _switched_off()
+        advice = session.proactive_pass(force=True)
+        print_notices(session)
+    if json_:
+        emit_json({"advice": advice})
+    elif advice:
+        typer.echo(advice)
+    if not advice:
+        raise typer.Exit(NOTHING_TO_SAY)
+
+
+def _switched_off() -> DuetmlError:
+    from duetml.errors import LLMError
+
+    return LLMError(
+        "The proactive agent has no LLM (provider `none`): choose one with "
+        "`duetml llm use proactive ollama:qwen2.5vl`."
+    )
