@@ -63,3 +63,13 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("Interrupted: nothing was left half-written.", err=True)
         sys.exit(130)
+    except OSError as exc:
+        # The disk, not duetml: full, read-only, permissions. Writes are atomic, so the
+        # project is as it was before the command.
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(
+            f"Error: {exc.strerror or exc}{where}: free some space or fix the permissions, "
+            "then try again; nothing was left half-written.",
+            err=True,
+        )
+        sys.exit(1)
