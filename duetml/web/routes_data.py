@@ -15,7 +15,6 @@ from litestar.status_codes import HTTP_201_CREATED
 from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.names import validate_category_name
-from duetml.project import ImageRecord, Project
 from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.schema import (
     MAX_IDS,
@@ -70,14 +69,6 @@ def _ids(values: list[str]) -> list[str]:
     if len(values) > MAX_IDS:
         raise DuetmlError(f"At most {MAX_IDS} photos can be changed at once.")
     return values
-
-
-def find_image(project: Project, rel: str) -> ImageRecord:
-    """`Project.image`, where a name too long for the file system is simply not there."""
-    try:
-        return project.image(rel)
-    except OSError:
-        raise NotFoundError("There is no such image in this project.") from None
 
 
 async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tuple[str, bytes]]:
@@ -230,7 +221,7 @@ def data_routes(web: WebState) -> list[Any]:
         image: ImageIdQuery,
         v: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[bytes]:
-        record = find_image(project, image)
+        record = project.image(image)
         digest = web.digests([record]).get(record.rel)
         if digest is None:
             raise NotFoundError("There is no such image in this project.")
@@ -251,7 +242,7 @@ def data_routes(web: WebState) -> list[Any]:
         media_type="image/*",
     )
     def original(image: ImageIdQuery) -> Response[bytes]:
-        record = find_image(project, image)
+        record = project.image(image)
         data = record.path.read_bytes()
         facts = images.check_image(data)  # served only if it decodes, typed by its real format
         return Response(data, media_type=facts.mime, headers={"Cache-Control": "no-cache"})
