@@ -29,6 +29,14 @@ def validate_category_name(raw: str) -> str:
     """Return the normalised name, or raise InvalidNameError saying what is wrong with it."""
     if not isinstance(raw, str):
         raise InvalidNameError("A category name must be text.")
+    # Control characters are refused, not trimmed: Python's strip() would silently drop some
+    # (U+001C..U+001F count as white space), so check before trimming ordinary spaces.
+    bad = sorted({c for c in raw if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise InvalidNameError(
+            f"A category name cannot contain {shown}: use letters, digits, spaces, - or _."
+        )
     name = unicodedata.normalize("NFC", raw).strip()
     if not name:
         raise InvalidNameError("A category name cannot be empty: type a name such as `edible`.")
@@ -38,12 +46,6 @@ def validate_category_name(raw: str) -> str:
         )
     if name in {".", ".."} or name.startswith("."):
         raise InvalidNameError(f"A category name cannot start with a dot: {name[:20]!r}.")
-    bad = sorted({c for c in name if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad)
-        raise InvalidNameError(
-            f"A category name cannot contain {shown}: use letters, digits, spaces, - or _."
-        )
     if name.endswith("."):
         raise InvalidNameError("A category name cannot end with a dot.")
     if name.split(".")[0].strip().upper() in _WINDOWS_DEVICES:

@@ -14,7 +14,7 @@ from duetml.names import resolve_inside, validate_category_name
 
 @pytest.mark.parametrize(
     "name",
-    ["..", ".", "🌱" * 61, "a/b", "a\\b", "x\x00y", "tab\there", "bell\x07", "a" * 300, "CON", "nul.jpg", "COM1", "lpt9.txt", "", "   ", ".hidden", "ends."],
+    ["..", ".", "🌱" * 61, "name\x1f", "\x1cname", "x\x85", "a/b", "a\\b", "x\x00y", "tab\there", "bell\x07", "a" * 300, "CON", "nul.jpg", "COM1", "lpt9.txt", "", "   ", ".hidden", "ends."],
 )
 def test_bad_category_names_are_rejected_with_a_reason(name: str) -> None:
     with pytest.raises(InvalidNameError) as info:

@@ -27,8 +27,11 @@ _NAME = (
     rf"(?!{_DEVICE}\s*(?:\.|/|$))[^.\s{_FORBIDDEN}]"
     rf"(?:[^{_FORBIDDEN}]{{0,{MAX_NAME_LENGTH - 2}}}[^.\s{_FORBIDDEN}])?"
 )
-# What a person may type: the same, with spaces around it (they are trimmed).
-CATEGORY_PATTERN = rf"^\s*{_NAME}\s*$"
+# What a person may type: the same, with spaces around it (they are trimmed). Control
+# characters count as white space for some regex engines; the core refuses them, so "space"
+# here is white space that is not a control character.
+_SPACE = r"[^\S\x00-\x1f\x7f-\x9f]"
+CATEGORY_PATTERN = rf"^{_SPACE}*{_NAME}{_SPACE}*$"
 STORED_NAME_PATTERN = rf"^{_NAME}$"
 IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^{_FORBIDDEN}]{{1,200}}$"
 MAX_IDS = 10_000
