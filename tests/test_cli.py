@@ -94,6 +94,8 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     assert result.returncode == 3 and "run `duetml train`" in result.stderr
     assert "Traceback" not in result.stderr
     result = duetml("categories", "add", "../escape", "-p", str(tmp_path / "p"))
+    assert result.returncode == 1 and "cannot contain '/'" in result.stderr
+    result = duetml("categories", "add", "..", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot start with a dot" in result.stderr
     result = duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot contain '/'" in result.stderr and "Traceback" not in result.stderr
