@@ -46,6 +46,7 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
     }
     agents: dict[str, Any] = {}
     servers: dict[tuple[str, str | None], dict[str, Any]] = {}
+    probed_by: dict[tuple[str, str | None], str] = {}
     for agent in AGENTS:
         try:
             config = choice.resolve(agent, settings)
@@ -71,6 +72,7 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         key = (provider.name, entry["endpoint"])
         if provider.enabled and key not in servers:
             servers[key] = _probe(provider)
+            probed_by[key] = agent
         if provider.enabled and servers[key]["reachable"]:
             try:
                 info = provider.model_info()
@@ -78,7 +80,10 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             except DuetmlError as exc:
                 entry["error"] = str(exc)
         elif provider.enabled:
-            entry["error"] = servers[key]["error"]
+            # The sentence names the agent whose settings to change, so the agent that did
+            # not probe asks once more (a refused connection costs nothing).
+            same_agent = probed_by.get(key) == agent
+            entry["error"] = servers[key]["error"] if same_agent else _probe(provider)["error"]
         agents[agent] = entry
     # Always say whether a local Ollama is there: it is the private choice.
     ollama = get_provider("ollama", **quick)
