@@ -6,8 +6,10 @@ Killing the process at any moment leaves either the old or the new file, never a
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -30,6 +32,20 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp_name)
         raise
     _fsync_dir(path.parent)
+    _remove_stale_temps(path)
+
+
+STALE_AFTER_SECONDS = 600
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp files of writes that were killed (SIGKILL, power loss) are never replaced; a later
+    write of the same file clears those old enough that no live writer can own them."""
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if leftover.lstat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def write_bytes(path: Path, data: bytes) -> None:

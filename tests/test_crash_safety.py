@@ -58,3 +58,19 @@ def model_path_of(root: Path) -> Path:
     from duetml.project import Project
 
     return model_path(Project.open(root))
+
+
+def test_temp_files_of_killed_writes_are_cleared_later(tmp_path: Path) -> None:
+    import os
+
+    from duetml import atomic
+
+    target = tmp_path / "settings.toml"
+    old = tmp_path / ".settings.toml.abc123.tmp"
+    fresh = tmp_path / ".settings.toml.def456.tmp"  # could belong to a writer still running
+    for leftover in (old, fresh):
+        leftover.write_text("half a file")
+    os.utime(old, (0, 0))
+    atomic.write_text(target, "whole")
+    assert target.read_text() == "whole"
+    assert not old.exists() and fresh.exists()
