@@ -457,9 +457,7 @@ class Project:
     def fingerprint(self) -> str:
         """Changes whenever a training photo or its category changes."""
         records = self.images("train")
-        hashes = self.hashes(records)
-        lines = sorted(f"{r.category}\t{hashes[r.rel]}" for r in records)
-        return images.content_hash("\n".join(lines).encode())[:16]
+        return fingerprint_of(records, self.hashes(records))
 
     # ----- undo ------------------------------------------------------------------------
     def _journal_path(self) -> Path:
@@ -540,6 +538,12 @@ class Project:
 
 
 # ----- helpers --------------------------------------------------------------------------
+def fingerprint_of(records: Iterable[ImageRecord], hashes: dict[str, str]) -> str:
+    """The data fingerprint of these photos (category and content, not names or order)."""
+    lines = sorted(f"{r.category}\t{hashes[r.rel]}" for r in records)
+    return images.content_hash("\n".join(lines).encode())[:16]
+
+
 def _is_valid_name(name: str) -> bool:
     try:
         return validate_category_name(name) == name

@@ -15,7 +15,7 @@ from duetml.backbones import INPUT_SIZE, get_backbone
 from duetml.classifier import TrainedModel, train
 from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError
 from duetml.features import FeatureCache, ProgressCallback, features_for_sources, fill_cache
-from duetml.project import ImageRecord, Project
+from duetml.project import ImageRecord, Project, fingerprint_of
 
 MODEL_FILE = "model/model.npz"
 
@@ -60,10 +60,11 @@ def project_features(
     project: Project,
     records: Sequence[ImageRecord],
     progress: ProgressCallback | None = None,
+    cache: FeatureCache | None = None,
 ) -> tuple[np.ndarray, list[ImageRecord], list[tuple[str, str]], dict[str, str]]:
     """Features of project photos via the cache: (matrix, usable records, skipped, hashes)."""
     backbone = get_backbone(project.backbone)
-    cache = feature_cache(project)
+    cache = cache if cache is not None else feature_cache(project)
     hashes = project.hashes(records)
     failures = fill_cache(cache, [(hashes[r.rel], r.path) for r in records], backbone, progress)
     usable = [r for r in records if hashes[r.rel] not in failures]
@@ -79,14 +80,16 @@ def train_project(
     started = time.perf_counter()
     busy = "Another training of this project is running: wait for it to finish."
     with locks.hold(project.state_dir / "train.lock", 3600.0 if wait else 0.05, busy):
-        fingerprint = project.fingerprint()
         records = project.images("train")
         if not records:
             raise NotEnoughDataError(
                 "The project has no photos yet: add some with `duetml add CATEGORY PHOTOS...`."
             )
-        cache_before = len(feature_cache(project))
-        x, usable, skipped, _ = project_features(project, records, progress)
+        cache = feature_cache(project)
+        cache_before = len(cache)
+        x, usable, skipped, hashes = project_features(project, records, progress, cache)
+        # The data as it was when training began: a photo added meanwhile makes the model stale.
+        fingerprint = fingerprint_of(records, hashes)
         categories = sorted({r.category for r in usable}, key=str.lower)
         empty = [c for c in project.category_names("train") if c not in categories]
         model, cv, why_no_cv = train(x, [r.category for r in usable], categories, project.backbone)
@@ -120,7 +123,7 @@ def train_project(
         )
         with project.data_lock():
             model.save(model_path(project))
-        extracted = len(feature_cache(project)) - cache_before
+        extracted = len(cache) - cache_before
         report = TrainReport(
             images=len(usable),
             categories=categories,
