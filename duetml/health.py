@@ -12,7 +12,7 @@ from typing import Any
 from duetml import images
 from duetml.errors import BadImageError, DuetmlError
 from duetml.names import validate_category_name
-from duetml.project import SPLITS, Project
+from duetml.project import SPLITS, ImageRecord, Project, fingerprint_of
 
 TINY_CATEGORY = 5  # fewer photos than this and the SVM barely learns the category
 IMBALANCE_RATIO = 5.0
@@ -47,7 +47,11 @@ class Status:
 
 def project_status(project: Project, check_files: bool = True) -> Status:
     """Counts and warnings; ``check_files`` decodes photos not yet known good to find corrupt ones."""
-    from duetml.training import load_model, model_is_stale  # keeps `status` free of numpy work
+    from duetml.training import load_model  # keeps `status` free of numpy work
+
+    # One scan and one hash lookup serve every check below.
+    records = project.images("train") + project.images("test")
+    hashes = project.hashes(records)
 
     infos = project.categories()
     warnings: list[Warning_] = []
@@ -76,10 +80,10 @@ def project_status(project: Project, check_files: bool = True) -> Status:
             )
     if len([n for n in counts]) == 1:
         warnings.append(Warning_("one_category", "There is only one category: a model needs at least two."))
-    warnings += _duplicate_warnings(project)
+    warnings += _duplicate_warnings(duplicate_groups(project, hashes))
     warnings += _odd_entries(project)
     if check_files:
-        warnings += _unreadable(project)
+        warnings += _unreadable(project, records, hashes)
     model_info = None
     try:
         model = load_model(project)
@@ -87,7 +91,8 @@ def project_status(project: Project, check_files: bool = True) -> Status:
         if os.path.exists(project.state_dir / "model" / "model.npz"):
             warnings.append(Warning_("model", str(exc)))
     else:
-        stale = model_is_stale(project, model)
+        train = [r for r in records if r.split == "train"]
+        stale = model.meta.get("fingerprint") != fingerprint_of(train, hashes)
         model_info = {
             "trained_at": model.meta.get("trained_at"),
             "cv_accuracy": model.meta.get("cv_accuracy"),
@@ -110,19 +115,22 @@ def project_status(project: Project, check_files: bool = True) -> Status:
     )
 
 
-def duplicate_groups(project: Project) -> list[list[str]]:
-    """Groups of photos with identical content that sit in different categories."""
-    records = project.images("train") + project.images("test")
+def duplicate_groups(project: Project, hashes: dict[str, str] | None = None) -> list[list[str]]:
+    """Groups of photos with identical content that sit in different categories.
+
+    ``hashes`` (rel -> content hash of every photo) saves a second scan when the caller has it.
+    """
+    if hashes is None:
+        hashes = project.hashes(project.images("train") + project.images("test"))
     by_hash: dict[str, list[str]] = {}
-    for rel, digest in project.hashes(records).items():
+    for rel, digest in hashes.items():
         by_hash.setdefault(digest, []).append(rel)
     return [
         sorted(rels) for rels in by_hash.values() if len({r.split("/")[1] for r in rels}) > 1
     ]
 
 
-def _duplicate_warnings(project: Project) -> list[Warning_]:
-    groups = duplicate_groups(project)
+def _duplicate_warnings(groups: list[list[str]]) -> list[Warning_]:
     return [
         Warning_(
             "duplicate",
@@ -158,13 +166,13 @@ def _odd_entries(project: Project) -> list[Warning_]:
     return found[:50]
 
 
-def _unreadable(project: Project) -> list[Warning_]:
+def _unreadable(
+    project: Project, records: list[ImageRecord], hashes: dict[str, str]
+) -> list[Warning_]:
     from duetml.training import feature_cache
 
     # A photo with cached features decoded fine before; only the others are decoded now.
     cache = feature_cache(project)
-    records = project.images("train") + project.images("test")
-    hashes = project.hashes(records)
     found = []
     for record in records:
         if hashes[record.rel] in cache:
