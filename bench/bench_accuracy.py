@@ -42,10 +42,18 @@ def main() -> None:
         folds = StratifiedKFold(5, shuffle=True, random_state=0)
         plain = cross_val_score(SVC(), x, y, cv=folds).mean()
         plain_seconds = time.perf_counter() - start
-    print(f"dataset:                 {source} ({trained.images} photos, {len(trained.categories)} classes)")
-    print(f"import (init --from):    {imported:.1f} s, {len(report.added)} photos, {len(report.rejected)} rejected")
-    print(f"duetml train:            {seconds:.1f} s (features + model selection over {trained.cv_folds} folds)")
-    print(f"duetml 5-fold CV acc.:   {trained.cv_accuracy:.4f}  (SVM {trained.kernel}, C={trained.C:g})")
+    print(
+        f"dataset:                 {source} ({trained.images} photos, {len(trained.categories)} classes)"
+    )
+    print(
+        f"import (init --from):    {imported:.1f} s, {len(report.added)} photos, {len(report.rejected)} rejected"
+    )
+    print(
+        f"duetml train:            {seconds:.1f} s (features + model selection over {trained.cv_folds} folds)"
+    )
+    print(
+        f"duetml 5-fold CV acc.:   {trained.cv_accuracy:.4f}  (SVM {trained.kernel}, C={trained.C:g})"
+    )
     print(f"reference SVC() 5-fold:  {plain:.4f}  ({plain_seconds:.1f} s, same features)")
 
 

@@ -96,9 +96,14 @@ def main() -> None:
     print(f"duetml end to end:               {end_to_end:7.1f} images/s")
     print(f"ratio end-to-end / reference:    {end_to_end / reference:7.2f}  (target >= 0.75)")
     print(f"RSS before extraction:           {baseline_rss:7.0f} MB")
-    print("RSS during extraction:           " + ", ".join(f"{v:.0f} MB after {k}" for k, v in rss_at.items()))
+    print(
+        "RSS during extraction:           "
+        + ", ".join(f"{v:.0f} MB after {k}" for k, v in rss_at.items())
+    )
     print(f"peak RSS during extraction:      {peak[0]:7.0f} MB (+{peak[0] - baseline_rss:.0f} MB)")
-    print(f"(ru_maxrss of the whole run:     {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    print(
+        f"(ru_maxrss of the whole run:     {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

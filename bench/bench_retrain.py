@@ -23,7 +23,10 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101-
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     categories = sorted(p for p in source.iterdir() if p.is_dir())
-    photos = {c.name: sorted(q for q in c.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS) for c in categories}
+    photos = {
+        c.name: sorted(q for q in c.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+        for c in categories
+    }
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "dataset"
         extra = []
@@ -46,8 +49,12 @@ def main() -> None:
         start = time.perf_counter()
         second = train_project(project)
         second_seconds = time.perf_counter() - start
-    print(f"first training:   {first.images} photos, {first.extracted} extracted, {first_seconds:.2f} s (reference)")
-    print(f"after adding 5:   {second.images} photos, {second.extracted} extracted, {second_seconds:.2f} s (target < 2 s)")
+    print(
+        f"first training:   {first.images} photos, {first.extracted} extracted, {first_seconds:.2f} s (reference)"
+    )
+    print(
+        f"after adding 5:   {second.images} photos, {second.extracted} extracted, {second_seconds:.2f} s (target < 2 s)"
+    )
     print(f"ratio:            {second_seconds / first_seconds:.3f} of the first training")
     print(f"CV accuracy:      {first.cv_accuracy:.4f} -> {second.cv_accuracy:.4f}")
 

@@ -160,7 +160,10 @@ def pull_weights(
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=".download.", dir=destination.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(source, timeout=timeout) as response,
+        ):
             total = response.headers.get("Content-Length")
             total_bytes = int(total) if total and total.isdigit() else None
             done = 0
@@ -276,7 +279,9 @@ def build_torch_model(backbone: Backbone, weights: Path):
 
 def onnx_path(backbone: Backbone, weights: Path) -> Path:
     stat = weights.stat()
-    tag = hashlib.sha256(f"{weights.name}:{stat.st_size}:{EXPORT_VERSION}".encode()).hexdigest()[:12]
+    tag = hashlib.sha256(f"{weights.name}:{stat.st_size}:{EXPORT_VERSION}".encode()).hexdigest()[
+        :12
+    ]
     return user_cache_dir() / "onnx" / f"{backbone.name}-{tag}.onnx"
 
 

@@ -141,7 +141,9 @@ class TrainedModel:
                 if not isinstance(data, np.lib.npyio.NpzFile):
                     raise broken
                 meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-                arrays = {k: data[k] for k in ("support_vectors", "dual_coef", "intercept", "n_support")}
+                arrays = {
+                    k: data[k] for k in ("support_vectors", "dual_coef", "intercept", "n_support")
+                }
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
@@ -250,7 +252,9 @@ def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
     return svc
 
 
-def _fold_pair_scores(gram: np.ndarray, y: np.ndarray, folds: list, kind: str, C: float) -> np.ndarray:
+def _fold_pair_scores(
+    gram: np.ndarray, y: np.ndarray, folds: list, kind: str, C: float
+) -> np.ndarray:
     """Out-of-fold one-vs-one decision values for every sample.
 
     Folds are stratified with no more folds than the smallest category has photos, so every
@@ -362,7 +366,9 @@ def train(
         temperature=temperature,
         margin_weight=margin_weight,
         support_vectors=x[svc.support_],
-        dual_coef=_libsvm_orientation(svc.dual_coef_, len(categories)).reshape(svc.dual_coef_.shape),
+        dual_coef=_libsvm_orientation(svc.dual_coef_, len(categories)).reshape(
+            svc.dual_coef_.shape
+        ),
         intercept=_libsvm_orientation(svc.intercept_, len(categories)).reshape(-1),
         n_support=np.asarray(svc.n_support_),
     )

@@ -83,14 +83,20 @@ class FeatureCache:
         self._dirty = True
 
     def matrix(self, digests: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vectors[d] for d in digests]) if digests else np.zeros((0, self.dim), np.float32)
+        return (
+            np.stack([self._vectors[d] for d in digests])
+            if digests
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     def save(self) -> None:
         if not self._dirty:
             return
         keys = np.array(list(self._vectors), dtype="U64")
         vectors = (
-            np.stack(list(self._vectors.values())) if self._vectors else np.zeros((0, self.dim), np.float32)
+            np.stack(list(self._vectors.values()))
+            if self._vectors
+            else np.zeros((0, self.dim), np.float32)
         )
         atomic.write_with(self.path, lambda handle: np.savez(handle, keys=keys, vectors=vectors))
         self._dirty = False

@@ -58,7 +58,9 @@ def project_status(project: Project, check_files: bool = True) -> Status:
     counts = {i.name: i.count for i in infos if i.count or not i.test_count}
     for name, count in counts.items():
         if count == 0:
-            warnings.append(Warning_("empty", f"Category {name!r} has no photos: add some or remove it."))
+            warnings.append(
+                Warning_("empty", f"Category {name!r} has no photos: add some or remove it.")
+            )
         elif count < TINY_CATEGORY:
             warnings.append(
                 Warning_(
@@ -79,7 +81,9 @@ def project_status(project: Project, check_files: bool = True) -> Status:
                 )
             )
     if len([n for n in counts]) == 1:
-        warnings.append(Warning_("one_category", "There is only one category: a model needs at least two."))
+        warnings.append(
+            Warning_("one_category", "There is only one category: a model needs at least two.")
+        )
     warnings += _duplicate_warnings(duplicate_groups(project, hashes))
     warnings += _odd_entries(project)
     if check_files:
@@ -102,7 +106,9 @@ def project_status(project: Project, check_files: bool = True) -> Status:
         }
         if stale:
             warnings.append(
-                Warning_("stale_model", "The model is older than the data: run `duetml train` again.")
+                Warning_(
+                    "stale_model", "The model is older than the data: run `duetml train` again."
+                )
             )
     return Status(
         categories=[
@@ -125,9 +131,7 @@ def duplicate_groups(project: Project, hashes: dict[str, str] | None = None) -> 
     by_hash: dict[str, list[str]] = {}
     for rel, digest in hashes.items():
         by_hash.setdefault(digest, []).append(rel)
-    return [
-        sorted(rels) for rels in by_hash.values() if len({r.split("/")[1] for r in rels}) > 1
-    ]
+    return [sorted(rels) for rels in by_hash.values() if len({r.split("/")[1] for r in rels}) > 1]
 
 
 def _duplicate_warnings(groups: list[list[str]]) -> list[Warning_]:
@@ -149,20 +153,43 @@ def _odd_entries(project: Project) -> list[Warning_]:
             continue
         for entry in os.scandir(folder):
             if entry.is_symlink():
-                found.append(Warning_("symlink", f"{split}/{entry.name} is a symbolic link and is ignored."))
+                found.append(
+                    Warning_("symlink", f"{split}/{entry.name} is a symbolic link and is ignored.")
+                )
             elif entry.is_dir():
                 try:
                     validate_category_name(entry.name)
                 except DuetmlError as exc:
-                    found.append(Warning_("bad_name", f"Folder {split}/{entry.name!r} is ignored: {exc}"))
+                    found.append(
+                        Warning_("bad_name", f"Folder {split}/{entry.name!r} is ignored: {exc}")
+                    )
                     continue
                 for inner in os.scandir(entry.path):
                     if inner.is_symlink():
-                        found.append(Warning_("symlink", f"{split}/{entry.name}/{inner.name} is a symbolic link and is ignored."))
-                    elif inner.is_file() and os.path.splitext(inner.name)[1].lower() not in images.IMAGE_EXTENSIONS and not inner.name.startswith("."):
-                        found.append(Warning_("not_image", f"{split}/{entry.name}/{inner.name} is not an image file and is ignored."))
+                        found.append(
+                            Warning_(
+                                "symlink",
+                                f"{split}/{entry.name}/{inner.name} is a symbolic link and is ignored.",
+                            )
+                        )
+                    elif (
+                        inner.is_file()
+                        and os.path.splitext(inner.name)[1].lower() not in images.IMAGE_EXTENSIONS
+                        and not inner.name.startswith(".")
+                    ):
+                        found.append(
+                            Warning_(
+                                "not_image",
+                                f"{split}/{entry.name}/{inner.name} is not an image file and is ignored.",
+                            )
+                        )
             elif not entry.name.startswith("."):
-                found.append(Warning_("stray_file", f"{split}/{entry.name} is outside any category folder and is ignored."))
+                found.append(
+                    Warning_(
+                        "stray_file",
+                        f"{split}/{entry.name} is outside any category folder and is ignored.",
+                    )
+                )
     return found[:50]
 
 

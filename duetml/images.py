@@ -85,7 +85,9 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
             "This is not an image duetml can read (JPEG, PNG, WebP, BMP, GIF or TIFF)."
         ) from None
     except Image.DecompressionBombError:
-        raise BadImageError("The image is too large to decode safely (a decompression bomb?).") from None
+        raise BadImageError(
+            "The image is too large to decode safely (a decompression bomb?)."
+        ) from None
     except OSError as exc:
         raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
     if image.width * image.height > MAX_PIXELS:

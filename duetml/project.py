@@ -183,7 +183,9 @@ class Project:
         name = validate_category_name(name)
         folder = self.split_dir(split) / name
         if folder.is_symlink():
-            raise InvalidNameError(f"Category {name!r} is a symbolic link, which duetml never follows.")
+            raise InvalidNameError(
+                f"Category {name!r} is a symbolic link, which duetml never follows."
+            )
         if must_exist and not folder.is_dir():
             raise NotFoundError(
                 f"There is no category {name!r}: see `duetml categories` for the list."
@@ -207,7 +209,9 @@ class Project:
             if folder.exists() or folder.is_symlink():
                 raise AlreadyExistsError(f"Category {name!r} already exists.")
             folder.mkdir(parents=True)
-            self._journal_push("add_category", f"add category {name!r}", [], made=[_rel(self, folder)])
+            self._journal_push(
+                "add_category", f"add category {name!r}", [], made=[_rel(self, folder)]
+            )
         self.log.record("add_category", category=name, split=split)
         return name
 
@@ -265,7 +269,11 @@ class Project:
             # Leftovers (symlinks, sub-folders) keep a source folder alive rather than be lost.
             removed = [r for r in removed if _rmdir_if_empty(self.root / r)]
             self._journal_push(
-                "merge", f"merge {', '.join(map(repr, names))} into {target!r}", moves, made, removed
+                "merge",
+                f"merge {', '.join(map(repr, names))} into {target!r}",
+                moves,
+                made,
+                removed,
             )
         self.log.record("merge_categories", sources=names, target=target, images=len(moves))
         return len(moves)
@@ -400,7 +408,9 @@ class Project:
         """Copy a folder-of-folders dataset (optionally with train/ and test/ inside)."""
         source = Path(source)
         if not source.is_dir():
-            raise NotFoundError(f"{source} is not a folder: point `--from` at a folder of category folders.")
+            raise NotFoundError(
+                f"{source} is not a folder: point `--from` at a folder of category folders."
+            )
         layouts = [(s, source / s) for s in SPLITS if (source / s).is_dir()] or [("train", source)]
         total = AddReport()
         for split, folder in layouts:
@@ -409,8 +419,15 @@ class Project:
                     total.skipped_links.append(entry.path)
                     continue
                 if not entry.is_dir():
-                    if not entry.name.startswith(".") and entry.name.lower() not in {"readme.txt", "readme.md", "manifest.tsv", "license"}:
-                        total.rejected.append((entry.path, "is a file outside any category folder."))
+                    if not entry.name.startswith(".") and entry.name.lower() not in {
+                        "readme.txt",
+                        "readme.md",
+                        "manifest.tsv",
+                        "license",
+                    }:
+                        total.rejected.append(
+                            (entry.path, "is a file outside any category folder.")
+                        )
                     continue
                 try:
                     name = validate_category_name(entry.name)

@@ -271,7 +271,13 @@ def evaluate_project(project: Project) -> EvalReport:
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_category.append(
-            {"category": name, "precision": precision, "recall": recall, "f1": f1, "support": support}
+            {
+                "category": name,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": support,
+            }
         )
     mistakes = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}

@@ -24,7 +24,14 @@ if os.environ.get("CI") == "true":
 _SESSION_HOME = tempfile.mkdtemp(prefix="duetml-test-home-")
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["DUETML_HOME"] = _SESSION_HOME
-for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST", "DUETML_PASSIVE_LLM", "DUETML_PROACTIVE_LLM", "DUETML_PROJECT"):
+for _var in (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OLLAMA_HOST",
+    "DUETML_PASSIVE_LLM",
+    "DUETML_PROACTIVE_LLM",
+    "DUETML_PROJECT",
+):
     os.environ.pop(_var, None)
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "duetml" / "demo_data"

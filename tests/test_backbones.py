@@ -85,7 +85,9 @@ def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, m
         )
         assert backbones.find_weights(backbone) is None
         seen = []
-        path = backbones.pull_weights(backbone, progress=lambda done, total: seen.append((done, total)))
+        path = backbones.pull_weights(
+            backbone, progress=lambda done, total: seen.append((done, total))
+        )
         assert path.read_bytes() == small_weights.read_bytes()
         assert seen[-1] == (small_weights.stat().st_size, small_weights.stat().st_size)
         assert backbones.find_weights(backbone) == path
@@ -97,7 +99,9 @@ def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, m
         server.shutdown()
 
 
-def test_pull_refuses_a_file_with_the_wrong_hash(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+def test_pull_refuses_a_file_with_the_wrong_hash(
+    small_weights: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     server = _serve(small_weights.parent)
     try:
@@ -119,7 +123,11 @@ def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) ->
     with pytest.raises(BackboneUnavailableError) as info:
         backbones.require_weights(backbone)
     message = str(info.value)
-    assert "backbones pull" in message and "backbones import" in message and "efficientnet-lite0" in message
+    assert (
+        "backbones pull" in message
+        and "backbones import" in message
+        and "efficientnet-lite0" in message
+    )
     closed = dataclasses.replace(backbone, url="http://127.0.0.1:9/mobilenet_v3_large-8738ca79.pth")
     with pytest.raises(BackboneUnavailableError, match="backbones import"):
         backbones.pull_weights(closed, timeout=2)
@@ -127,7 +135,9 @@ def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) ->
 
 def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
-    backbone = dataclasses.replace(get_backbone("mobilenet-v3-small"), weights_file=small_weights.name)
+    backbone = dataclasses.replace(
+        get_backbone("mobilenet-v3-small"), weights_file=small_weights.name
+    )
     path = backbones.import_weights(backbone, small_weights)
     assert backbones.find_weights(backbone) == path
     wrong = tmp_path / "wrong.pth"
@@ -136,11 +146,15 @@ def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch
         backbones.import_weights(get_backbone("mobilenet-v3-small"), wrong)
 
 
-def test_weights_in_torch_hub_cache_are_found(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+def test_weights_in_torch_hub_cache_are_found(
+    small_weights: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     (hub / small_weights.name).write_bytes(small_weights.read_bytes())
-    backbone = dataclasses.replace(get_backbone("mobilenet-v3-small"), weights_file=small_weights.name)
+    backbone = dataclasses.replace(
+        get_backbone("mobilenet-v3-small"), weights_file=small_weights.name
+    )
     assert backbones.find_weights(backbone) == hub / small_weights.name

@@ -18,7 +18,18 @@ from duetml.cli import app
 pytestmark = pytest.mark.skipif(
     not CALTECH.is_dir(), reason=f"the Caltech-101 subset is not at {CALTECH} (CI has it)"
 )
-CLASSES = ["accordion", "airplanes", "bonsai", "dalmatian", "ferry", "grand_piano", "lotus", "pizza", "sunflower", "wheelchair"]
+CLASSES = [
+    "accordion",
+    "airplanes",
+    "bonsai",
+    "dalmatian",
+    "ferry",
+    "grand_piano",
+    "lotus",
+    "pizza",
+    "sunflower",
+    "wheelchair",
+]
 
 
 def test_ten_caltech_classes_from_the_shell(tmp_path: Path) -> None:

@@ -20,7 +20,11 @@ def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The installed command in a real process (exit codes and stderr as a script sees them)."""
     return subprocess.run(
         [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        timeout=300,
     )
 
 
@@ -82,7 +86,11 @@ def test_categories_commands_and_undo(tmp_path: Path) -> None:
     for _ in range(3):
         assert invoke("undo", "-p", proj).exit_code == 0
     listing = json.loads(invoke("categories", "list", "-p", proj, "--json").output)
-    assert [(c["name"], c["images"]) for c in listing] == [("carrot", 3), ("flower", 0), ("tomato", 2)]
+    assert [(c["name"], c["images"]) for c in listing] == [
+        ("carrot", 3),
+        ("flower", 0),
+        ("tomato", 2),
+    ]
 
 
 def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
@@ -98,12 +106,18 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     result = duetml("categories", "add", "..", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot start with a dot" in result.stderr
     result = duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
-    assert result.returncode == 1 and "cannot contain '/'" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "cannot contain '/'" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     result = duetml("categories", "add", "x" * 300, "-p", str(tmp_path / "p"))
     assert "at most 60" in result.stderr
 
 
-def test_predict_exit_code_when_some_photos_are_unreadable(trained_demo: Path, tmp_path: Path) -> None:
+def test_predict_exit_code_when_some_photos_are_unreadable(
+    trained_demo: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
     result = duetml("predict", str(demo_photos("pants")[0]), str(bad), "-p", str(trained_demo))
@@ -114,13 +128,21 @@ def test_predict_exit_code_when_some_photos_are_unreadable(trained_demo: Path, t
 
 def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> None:
     result = duetml("status", cwd=trained_demo)
-    assert result.returncode == 0 and "hat" in result.stdout and "Model: efficientnet-lite0" in result.stdout
+    assert (
+        result.returncode == 0
+        and "hat" in result.stdout
+        and "Model: efficientnet-lite0" in result.stdout
+    )
 
 
 def test_backbones_listing() -> None:
     rows = json.loads(invoke("backbones", "--json").output)
     ready = {r["name"]: r["ready"] for r in rows}
-    assert ready["efficientnet-lite0"] is True and set(ready) == {"efficientnet-lite0", "mobilenet-v3-large", "mobilenet-v3-small"}
+    assert ready["efficientnet-lite0"] is True and set(ready) == {
+        "efficientnet-lite0",
+        "mobilenet-v3-large",
+        "mobilenet-v3-small",
+    }
     text = invoke("backbones").output
     assert "duetml backbones pull" in text or all(ready.values())
 
@@ -128,7 +150,10 @@ def test_backbones_listing() -> None:
 def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     result = duetml("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "Cross-validated accuracy" in result.stdout and "Evaluation on the test set" in result.stdout
+    assert (
+        "Cross-validated accuracy" in result.stdout
+        and "Evaluation on the test set" in result.stdout
+    )
     assert "duetml predict" in result.stdout
     assert (tmp_path / "demo" / "CREDITS.txt").read_text().count("CC0") >= 1
 

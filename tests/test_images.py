@@ -34,7 +34,15 @@ def test_exif_orientation_is_applied() -> None:
 
 @pytest.mark.parametrize(
     "mode, fmt",
-    [("L", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "PNG"), ("LA", "PNG")],
+    [
+        ("L", "PNG"),
+        ("P", "PNG"),
+        ("RGBA", "PNG"),
+        ("CMYK", "JPEG"),
+        ("I;16", "PNG"),
+        ("1", "PNG"),
+        ("LA", "PNG"),
+    ],
 )
 def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
     base = Image.fromarray(np.linspace(0, 255, 64 * 48, dtype=np.uint8).reshape(48, 64))

@@ -14,7 +14,28 @@ from duetml.names import resolve_inside, validate_category_name
 
 @pytest.mark.parametrize(
     "name",
-    ["..", ".", "🌱" * 61, "name\x1f", "\x1cname", "x\x85", "a/b", "a\\b", "x\x00y", "tab\there", "bell\x07", "a" * 300, "CON", "nul.jpg", "COM1", "lpt9.txt", "", "   ", ".hidden", "ends."],
+    [
+        "..",
+        ".",
+        "🌱" * 61,
+        "name\x1f",
+        "\x1cname",
+        "x\x85",
+        "a/b",
+        "a\\b",
+        "x\x00y",
+        "tab\there",
+        "bell\x07",
+        "a" * 300,
+        "CON",
+        "nul.jpg",
+        "COM1",
+        "lpt9.txt",
+        "",
+        "   ",
+        ".hidden",
+        "ends.",
+    ],
 )
 def test_bad_category_names_are_rejected_with_a_reason(name: str) -> None:
     with pytest.raises(InvalidNameError) as info:
@@ -22,7 +43,9 @@ def test_bad_category_names_are_rejected_with_a_reason(name: str) -> None:
     assert str(info.value).endswith(".") and len(str(info.value)) < 200
 
 
-@pytest.mark.parametrize("name", ["edible", "not edible", "t-shirt", "Straße", "猫", "<img src=x onerror=alert(1)>"])
+@pytest.mark.parametrize(
+    "name", ["edible", "not edible", "t-shirt", "Straße", "猫", "<img src=x onerror=alert(1)>"]
+)
 def test_ordinary_names_pass(name: str) -> None:
     assert validate_category_name(name) == name
 
@@ -41,7 +64,19 @@ def test_an_accepted_name_is_always_one_safe_path_component(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "rel",
-    ["train/hat/" + "a" * 300 + ".jpg", "x/" * 600, "../etc/passwd", "train/../../x", "/etc/passwd", "train\\..\\x", "train/%2e%2e/x/../../..", "a\x00b", "C:/x", "", "train//x"],
+    [
+        "train/hat/" + "a" * 300 + ".jpg",
+        "x/" * 600,
+        "../etc/passwd",
+        "train/../../x",
+        "/etc/passwd",
+        "train\\..\\x",
+        "train/%2e%2e/x/../../..",
+        "a\x00b",
+        "C:/x",
+        "",
+        "train//x",
+    ],
 )
 def test_escaping_paths_are_refused(tmp_path: Path, rel: str) -> None:
     try:
@@ -53,7 +88,11 @@ def test_escaping_paths_are_refused(tmp_path: Path, rel: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["..", ".", "a", "b", "", "%2e%2e", "\\", "c:"]), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.sampled_from(["..", ".", "a", "b", "", "%2e%2e", "\\", "c:"]), min_size=1, max_size=6
+    )
+)
 def test_resolve_inside_never_leaves_the_root(parts: list[str]) -> None:
     root = Path("/tmp/duetml-root-for-property-test")
     try:

@@ -70,17 +70,24 @@ def test_init_from_dataset_with_train_and_test(tmp_path: Path) -> None:
             for photo in demo_photos(category)[photos]:
                 shutil.copy(photo, source / split / category / photo.name)
     project, _ = Project.init(tmp_path / "p", from_source=source)
-    assert [(c.name, c.count, c.test_count) for c in project.categories()] == [("hat", 6, 2), ("pants", 6, 2)]
+    assert [(c.name, c.count, c.test_count) for c in project.categories()] == [
+        ("hat", 6, 2),
+        ("pants", 6, 2),
+    ]
 
 
-def test_add_decodes_skips_duplicates_and_never_touches_sources(new_project: Project, tmp_path: Path) -> None:
+def test_add_decodes_skips_duplicates_and_never_touches_sources(
+    new_project: Project, tmp_path: Path
+) -> None:
     photos = demo_photos("hat")[:3]
     originals = {p: p.read_bytes() for p in photos}
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(photos[0].read_bytes()[:500])
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    report = new_project.add_images("hat", [*photos, photos[0], corrupt, empty, tmp_path / "missing.jpg"])
+    report = new_project.add_images(
+        "hat", [*photos, photos[0], corrupt, empty, tmp_path / "missing.jpg"]
+    )
     assert len(report.added) == 3
     assert [s for s, _ in report.duplicates] == [str(photos[0])]
     rejected = dict(report.rejected)
@@ -94,7 +101,9 @@ def test_add_decodes_skips_duplicates_and_never_touches_sources(new_project: Pro
     assert not again.added and len(again.duplicates) == 3
 
 
-def test_add_png_named_jpg_is_stored_with_its_real_extension(new_project: Project, tmp_path: Path) -> None:
+def test_add_png_named_jpg_is_stored_with_its_real_extension(
+    new_project: Project, tmp_path: Path
+) -> None:
     fake = tmp_path / "photo.jpg"
     Image.open(demo_photos("pants")[0]).save(fake, "PNG")
     report = new_project.add_images("pants", [fake])
@@ -175,7 +184,12 @@ def test_hostile_category_names_change_nothing(new_project: Project, name: str) 
 
 
 def test_image_ids_cannot_escape_the_project(new_project: Project) -> None:
-    for rel in ("../duetml.toml", "train/../duetml.toml", "/etc/passwd", "train/hat/../../duetml.toml"):
+    for rel in (
+        "../duetml.toml",
+        "train/../duetml.toml",
+        "/etc/passwd",
+        "train/hat/../../duetml.toml",
+    ):
         with pytest.raises((InvalidNameError, NotFoundError)):
             new_project.image(rel)
 
@@ -240,7 +254,9 @@ def test_upload_bytes_path(new_project: Project) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (20, 20)).save(buffer, "PNG")
     new_project.add_category("hat")
-    report = new_project.add_image_bytes("hat", [("a.jpg", good), ("b.png", buffer.getvalue()), ("c.jpg", b"junk")])
+    report = new_project.add_image_bytes(
+        "hat", [("a.jpg", good), ("b.png", buffer.getvalue()), ("c.jpg", b"junk")]
+    )
     assert len(report.added) == 2 and report.rejected[0][0] == "c.jpg"
     with pytest.raises(NotFoundError):
         new_project.add_image_bytes("nope", [("a.jpg", good)])

@@ -40,7 +40,9 @@ def test_end_to_end_on_real_photos_is_far_above_chance(tmp_path: Path) -> None:
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
-def test_retrain_after_adding_five_photos_extracts_only_those(trained_demo: Path, tmp_path: Path) -> None:
+def test_retrain_after_adding_five_photos_extracts_only_those(
+    trained_demo: Path, tmp_path: Path
+) -> None:
     project = Project.open(trained_demo)
     # Five new photos (the demo's test photos moved into training) and a rename: only the
     # new content needs features; renaming or merging never recomputes anything.
@@ -64,7 +66,9 @@ def test_eval_uses_the_test_set_when_there_is_one(trained_demo: Path) -> None:
         assert mistake["true"] != mistake["predicted"] and mistake["image"].startswith("test/")
 
 
-def test_predict_reports_unreadable_inputs_and_keeps_going(trained_demo: Path, tmp_path: Path) -> None:
+def test_predict_reports_unreadable_inputs_and_keeps_going(
+    trained_demo: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     good = demo_photos("shoes")[0]

@@ -85,7 +85,12 @@ def remove_category(
 
 @categories_app.command("move")
 def move_images(
-    images: Annotated[list[str], typer.Argument(help="Photos as shown by `duetml categories show`, e.g. train/hat/ab12.jpg.")],
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos as shown by `duetml categories show`, e.g. train/hat/ab12.jpg."
+        ),
+    ],
     to: Annotated[str, typer.Option("--to", help="The category to move them to.")],
     project: ProjectOption = Path("."),
 ) -> None:

@@ -16,8 +16,6 @@ llm_app = typer.Typer(
 app.add_typer(llm_app, name="llm")
 
 
-
-
 # --- llm status / use / proactive ---------------------------------------------------------------
 
 

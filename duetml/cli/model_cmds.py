@@ -47,7 +47,9 @@ def run_training(proj, wait: bool = False, quiet: bool = False):
             f"({report.extracted} new feature vectors, {report.seconds:.1f} s)."
         )
         if report.cv_accuracy is not None:
-            typer.echo(f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, SVM {report.kernel} C={report.C:g}).")
+            typer.echo(
+                f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, SVM {report.kernel} C={report.C:g})."
+            )
         else:
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")
         for rel, reason in report.skipped:
@@ -64,7 +66,10 @@ def _stderr_console():
 @app.command()
 def train(
     project: ProjectOption = Path("."),
-    wait: Annotated[bool, typer.Option("--wait", help="If another training runs, wait for it instead of stopping.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="If another training runs, wait for it instead of stopping."),
+    ] = False,
     json_: JsonOption = False,
 ) -> None:
     """Extract features (cached by photo content) and fit the SVM; reports cross-validated accuracy."""
@@ -76,7 +81,9 @@ def train(
 def print_eval(report, limit: int = 20) -> None:
     typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
     if report.stale:
-        typer.echo("Note: the data changed since the model was trained; run `duetml train` for current figures.")
+        typer.echo(
+            "Note: the data changed since the model was trained; run `duetml train` for current figures."
+        )
     width = max(len(c) for c in report.categories)
     typer.echo(f"\n{'category':<{width}}  precision  recall     f1  photos")
     for row in report.per_category:
@@ -97,7 +104,9 @@ def print_eval(report, limit: int = 20) -> None:
     if report.mistakes:
         typer.echo(f"\nMisclassified photos ({len(report.mistakes)}), most confident first:")
         for m in report.mistakes[:limit]:
-            typer.echo(f"  {m['image']}: {m['true']} predicted as {m['predicted']} ({m['confidence']:.0%})")
+            typer.echo(
+                f"  {m['image']}: {m['true']} predicted as {m['predicted']} ({m['confidence']:.0%})"
+            )
         if len(report.mistakes) > limit:
             typer.echo(f"  ... and {len(report.mistakes) - limit} more (use --json for all).")
 
@@ -120,7 +129,9 @@ def predict(
     project: ProjectOption = Path("."),
     top: Annotated[int, typer.Option(min=1, help="How many categories to show per photo.")] = 3,
     json_: JsonOption = False,
-    csv_: Annotated[bool, typer.Option("--csv", help="Print CSV: image,category,confidence.")] = False,
+    csv_: Annotated[
+        bool, typer.Option("--csv", help="Print CSV: image,category,confidence.")
+    ] = False,
 ) -> None:
     """Classify photos with the trained model: top categories with calibrated probabilities.
 
@@ -139,7 +150,14 @@ def predict(
         writer = csv.writer(sys.stdout)
         writer.writerow(["image", "category", "confidence", "error"])
         for p in predictions:
-            writer.writerow([p.source, p.ranking[0][0] if p.ranking else "", f"{p.ranking[0][1]:.4f}" if p.ranking else "", p.error or ""])
+            writer.writerow(
+                [
+                    p.source,
+                    p.ranking[0][0] if p.ranking else "",
+                    f"{p.ranking[0][1]:.4f}" if p.ranking else "",
+                    p.error or "",
+                ]
+            )
         for pr in problems:
             writer.writerow([pr["image"], "", "", pr["error"]])
     else:
@@ -153,11 +171,16 @@ def predict(
             typer.echo(f"{pr['image']}: {pr['error']}")
     if problems or any(p.error for p in predictions) or not files:
         if not files and not problems:
-            typer.echo("Error: no photos found in what you gave: pass image files or folders.", err=True)
+            typer.echo(
+                "Error: no photos found in what you gave: pass image files or folders.", err=True
+            )
         raise typer.Exit(EXIT_PARTIAL)
 
 
-backbones_app = typer.Typer(help="Feature extractors: list them, download or import their weights.", invoke_without_command=True)
+backbones_app = typer.Typer(
+    help="Feature extractors: list them, download or import their weights.",
+    invoke_without_command=True,
+)
 app.add_typer(backbones_app, name="backbones")
 
 
@@ -171,7 +194,15 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
     rows = []
     for backbone in BACKBONES.values():
         weights = find_weights(backbone)
-        rows.append({"name": backbone.name, "ready": weights is not None, "weights": str(weights) if weights else None, "description": backbone.description, "feature_dim": backbone.feature_dim})
+        rows.append(
+            {
+                "name": backbone.name,
+                "ready": weights is not None,
+                "weights": str(weights) if weights else None,
+                "description": backbone.description,
+                "feature_dim": backbone.feature_dim,
+            }
+        )
     if json_:
         emit_json(rows)
         return
@@ -179,15 +210,19 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
         state = "ready" if row["ready"] else "not downloaded"
         typer.echo(f"{row['name']:<20} {state:<15} {row['description']}")
     if not all(r["ready"] for r in rows):
-        typer.echo("\nGet the others with `duetml backbones pull NAME`, or on an offline machine "
-                   "`duetml backbones import NAME FILE` with the .pth file from torchvision.")
+        typer.echo(
+            "\nGet the others with `duetml backbones pull NAME`, or on an offline machine "
+            "`duetml backbones import NAME FILE` with the .pth file from torchvision."
+        )
     typer.echo("Choose one for a project with `duetml backbones use NAME -p PROJECT`.")
 
 
 @backbones_app.command("pull")
 def pull(
     name: Annotated[str, typer.Argument(help="e.g. mobilenet-v3-large")],
-    url: Annotated[str | None, typer.Option(help="Download from this URL instead (a mirror).")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Download from this URL instead (a mirror).")
+    ] = None,
 ) -> None:
     """Download a backbone's ImageNet weights once into duetml's cache."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
@@ -195,16 +230,28 @@ def pull(
     from duetml.backbones import get_backbone, pull_weights
 
     backbone = get_backbone(name)
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=_stderr_console(), transient=True) as bar:
+    with Progress(
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=_stderr_console(),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"Downloading {name}", total=None)
-        path = pull_weights(backbone, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        path = pull_weights(
+            backbone,
+            url=url,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     typer.echo(f"{name} is ready: {path}")
 
 
 @backbones_app.command("import")
 def import_(
     name: Annotated[str, typer.Argument(help="e.g. mobilenet-v3-large")],
-    file: Annotated[Path, typer.Argument(help="The weights file (e.g. mobilenet_v3_large-8738ca79.pth).")],
+    file: Annotated[
+        Path, typer.Argument(help="The weights file (e.g. mobilenet_v3_large-8738ca79.pth).")
+    ],
 ) -> None:
     """Use a weights file brought in by hand (machines without internet)."""
     from duetml.backbones import get_backbone, import_weights

@@ -26,7 +26,10 @@ def init(
     goal: Annotated[str, typer.Option(help="What the classifier is for, in your words.")] = "",
     from_: Annotated[
         Path | None,
-        typer.Option("--from", help="Copy a dataset: a folder of category folders (train/ and test/ inside are kept)."),
+        typer.Option(
+            "--from",
+            help="Copy a dataset: a folder of category folders (train/ and test/ inside are kept).",
+        ),
     ] = None,
     json_: JsonOption = False,
 ) -> None:
@@ -41,21 +44,31 @@ def init(
     if report is not None:
         print_add_report(report)
         cats = project.categories()
-        typer.echo(f"{len(cats)} categories: " + ", ".join(f"{c.name} ({c.count})" for c in cats[:20]) + (" ..." if len(cats) > 20 else ""))
+        typer.echo(
+            f"{len(cats)} categories: "
+            + ", ".join(f"{c.name} ({c.count})" for c in cats[:20])
+            + (" ..." if len(cats) > 20 else "")
+        )
     typer.echo(f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}")
 
 
 @app.command()
 def add(
     category: Annotated[str, typer.Argument(help="The category to add photos to (made if new).")],
-    paths: Annotated[list[Path], typer.Argument(help="Photo files and folders (searched recursively).")],
-    move: Annotated[bool, typer.Option("--move", help="Move the files in instead of copying them.")] = False,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Photo files and folders (searched recursively).")
+    ],
+    move: Annotated[
+        bool, typer.Option("--move", help="Move the files in instead of copying them.")
+    ] = False,
     test: Annotated[bool, typer.Option("--test", help="Add to the held-out test set.")] = False,
     project: ProjectOption = Path("."),
     json_: JsonOption = False,
 ) -> None:
     """Import photos into a category. Every file is decoded first; duplicates are skipped."""
-    report = open_project(project).add_images(category, paths, move=move, split="test" if test else "train")
+    report = open_project(project).add_images(
+        category, paths, move=move, split="test" if test else "train"
+    )
     if json_:
         emit_json(report.as_dict())
     else:
@@ -97,7 +110,9 @@ def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> Non
 @app.command()
 def undo(
     project: ProjectOption = Path("."),
-    list_: Annotated[bool, typer.Option("--list", help="Show what can be undone, newest first.")] = False,
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show what can be undone, newest first.")
+    ] = False,
 ) -> None:
     """Revert the last change (add, rename, merge, move, remove). Nothing is ever lost."""
     proj = open_project(project)
@@ -110,7 +125,9 @@ def undo(
 
 @app.command()
 def demo(
-    folder: Annotated[Path, typer.Argument(help="Where to make the demo project.")] = Path("duetml-demo"),
+    folder: Annotated[Path, typer.Argument(help="Where to make the demo project.")] = Path(
+        "duetml-demo"
+    ),
 ) -> None:
     """Make a demo project from real photos that ship with duetml, train it and evaluate it."""
     from duetml.cli.model_cmds import print_eval, run_training
