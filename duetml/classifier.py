@@ -20,7 +20,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -124,7 +124,7 @@ class TrainedModel:
             "temperature": self.temperature,
             "margin_weight": self.margin_weight,
         }
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
             "support_vectors": self.support_vectors.astype(np.float32),
             "dual_coef": self.dual_coef,
@@ -132,7 +132,9 @@ class TrainedModel:
             "n_support": self.n_support.astype(np.int64),
             **{f"extra_{name}": array for name, array in self.extras.items()},
         }
-        atomic.write_with(path, lambda handle: np.savez_compressed(handle, **arrays))
+        atomic.write_with(
+            path, lambda handle: np.savez_compressed(handle, **cast("dict[str, Any]", arrays))
+        )
 
     @classmethod
     def load(cls, path: Path) -> TrainedModel:
