@@ -24,6 +24,7 @@ from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import agent_routes
 from duetml.web.routes_data import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, data_routes
 from duetml.web.routes_model import model_routes
+from duetml.web.routes_review import review_routes
 from duetml.web.state import WebState
 
 log = logging.getLogger("duetml.web")
@@ -116,7 +117,7 @@ def create_app(
         return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
 
     handlers: list[Any] = [page, static, project_info, download_log, events]
-    handlers += data_routes(web) + model_routes(web)
+    handlers += data_routes(web) + model_routes(web) + review_routes(web)
     if not baseline:
         handlers += agent_routes(web)
 

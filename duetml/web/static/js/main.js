@@ -4,7 +4,9 @@ import { getJSON, postJSON } from "./api.js";
 import { chatPresent, conversationChanged, loadAgents, loadConversation, wireChat } from "./chat.js";
 import { loadCategories, loadStatus, wireAddCategory, wireSectionDrop, wireSelectionBar } from "./data.js";
 import { $, replace, toast } from "./dom.js";
+import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import { loadReview } from "./review.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null };
@@ -17,7 +19,7 @@ function refreshData() {
     dataAgain = true;
     return dataRefresh;
   }
-  dataRefresh = Promise.all([loadCategories(), loadStatus()])
+  dataRefresh = Promise.all([loadCategories(), loadStatus(), loadReview(), loadMap()])
     .catch((exc) => toast(exc.message, { kind: "error" }))
     .finally(() => {
       dataRefresh = null;
@@ -35,7 +37,7 @@ async function refreshModel() {
   } catch (exc) {
     toast(exc.message, { kind: "error" });
   }
-  await loadEvaluation();
+  await Promise.all([loadEvaluation(), loadReview(), loadMap()]);
 }
 
 function renderUndo() {
@@ -123,6 +125,7 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireMap();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
   on("undo", undo);
