@@ -46,6 +46,8 @@ Fixtures `ollama_server` and `openai_server` can be imported into a test module.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import socket
@@ -379,7 +381,9 @@ class FakeOllamaServer(_FakeServer):
     Like a real Ollama, it fits the prompt into a context window: `options.num_ctx` when the
     request sets it (and `honour_num_ctx`), else `default_num_ctx` (2,048). A longer prompt
     loses its FRONT: only the last N tokens are kept (words and punctuation count as tokens,
-    each image as `image_tokens`), and `prompt_eval_count` reports what was kept.
+    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model and 576
+    for others, like LLaVA), and
+    `prompt_eval_count` reports what was kept.
     `server.seen_prompts` holds, per chat request, the text the "model" really saw.
     `context_length` is what /api/show reports as `<architecture>.context_length`.
     """
@@ -402,7 +406,7 @@ class FakeOllamaServer(_FakeServer):
         default_num_ctx: int = 2048,
         honour_num_ctx: bool = True,
         context_length: int = 32768,
-        image_tokens: int = 600,
+        image_tokens: int | None = None,
         model_size: int = 6_000_000_000,
     ) -> None:
         super().__init__()
@@ -421,6 +425,17 @@ class FakeOllamaServer(_FakeServer):
         self.loaded: dict[str, int] = {}  # model -> num_ctx it was loaded with
         self._evaluated = threading.local()
 
+    def _image_cost(self, model: str, image: str) -> int:
+        if self.image_tokens is not None:
+            return self.image_tokens
+        if "qwen" not in model:
+            return 576  # a fixed-size encoder, like LLaVA's 336 px view
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(image))) as opened:
+            width, height = opened.size
+        return max(round(width / 28), 1) * max(round(height / 28), 1)
+
     def evaluate(self, body: Mapping[str, Any]) -> int:
         """Fit the request's prompt into the window like Ollama: keep the last N tokens."""
         options = body.get("options") or {}
@@ -429,7 +444,8 @@ class FakeOllamaServer(_FakeServer):
         prompt: list[str] = []
         for message in body.get("messages") or []:
             prompt.append(f"<{message.get('role')}>")
-            prompt += ["<image>"] * self.image_tokens * len(message.get("images") or [])
+            for image in message.get("images") or []:
+                prompt += ["<image>"] * self._image_cost(str(body.get("model", "")), image)
             prompt += prompt_tokens(str(message.get("content", "")))
         kept = prompt[-window:]
         with self._lock:

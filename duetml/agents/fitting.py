@@ -22,10 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from duetml.agents.context import Budget, ContextBuilder
+from duetml.agents.budget import Budget
+from duetml.agents.context import ContextBuilder
 from duetml.errors import LLMError
 from duetml.llm import ChatMessage, ImageInput
-from duetml.llm.window import REPLY_ROOM, ImageFamily, RequestSize, estimate
+from duetml.llm.window import ImageFamily, RequestSize, estimate, fits, reply_room
 
 T = TypeVar("T")
 
@@ -172,7 +173,7 @@ def fit(
     steps = levels(builder.budget, family)
     first_messages, first_extra = build(builder_with(builder, steps[0].budget, facts))
     first_size = estimate(first_messages, family)
-    if window is None or first_size.tokens + REPLY_ROOM <= window:
+    if fits(first_size, window):
         return Fitted(
             first_messages,
             first_size,
@@ -188,7 +189,7 @@ def fit(
         messages, extra = build(builder_with(builder, step.budget, facts))
         messages = scale_images(messages, step.image_scale)
         size = estimate(messages, family)
-        if size.tokens + REPLY_ROOM <= window:
+        if fits(size, window):
             return Fitted(
                 messages,
                 size,
@@ -203,8 +204,8 @@ def fit(
     raise LLMError(
         f"{who} has a context of only {window:,} tokens, too small for the assistant's "
         f"instructions and your question even without photos (about {size.tokens:,} tokens "
-        f"+ {REPLY_ROOM:,} for the reply): raise or remove `{_cap_hint()}`, or choose a model "
-        "with a larger context."
+        f"+ {reply_room(window):,} for the reply): raise or remove `{_cap_hint()}`, or "
+        "choose a model with a larger context."
     )
 
 

@@ -273,7 +273,7 @@ class AgentSession:
             yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent)
         except ContextOverflowError as exc:
             # Nothing reached the reader yet: the server refused before answering.
-            asked = fitted.size.tokens + llm_window.REPLY_ROOM
+            asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
             retry_window = min(exc.limit or asked // 2, asked * 3 // 4)
             self._tell_overflow(agent, provider, exc.limit, asked)
         else:
@@ -296,27 +296,35 @@ class AgentSession:
     def _fit(
         self, agent: str, provider: Provider, build: Build, window: int | None = None
     ) -> fitting.Fitted:
-        limits = [n for n in (self._cap, self._learned_window(provider)) if n]
+        """The request within `window`, else within the model's, the user's or a learned one."""
+        learned = self._learned_window(provider)
+        limits = [n for n in (self._cap, learned) if n]
         provider.max_context = min(limits) if limits else None
         profile = provider.model_profile()
+        retry = window is not None
         if window is None:
             window = provider.context_window()
         spec = f"{provider.name}:{provider.model}"
         fitted = fitting.fit(
             build, self.builder, profile.family, window, who=f"The {agent} agent's model {spec}"
         )
-        if fitted.shrunk and window is not None:
-            why = (
-                f"your setting [agents] {llm_window.CAP_SETTING} ({window:,} tokens)"
-                if self._cap == window
-                else f"the context of {spec} ({window:,} tokens)"
-            )
+        if fitted.shrunk and window is not None and not retry:  # a retry says so itself
+            if self._cap == window:
+                why = f"your setting [agents] {llm_window.CAP_SETTING} ({window:,} tokens)"
+                todo = "raise that setting or choose a model with a larger context"
+            elif learned == window:
+                why = f"what {self._server(provider)} was seen to keep ({window:,} tokens)"
+                todo = "let the server use the context duetml asks for"
+            else:
+                why = f"the context of {spec} ({window:,} tokens)"
+                todo = "choose a model with a larger context"
+            key = f"shrunk {agent} {spec} {window}"
+            if learned == window:
+                key = f"learned {self._window_key(provider)} {window}"
             self._tell_once(
-                f"shrunk {agent} {spec} {window}",
+                key,
                 f"The {agent} agent's request does not fit {why}, so it sees "
-                f"{fitted.description(self.builder.budget)}: for the full picture choose a "
-                "model with a larger context"
-                + (" or raise that setting." if self._cap == window else "."),
+                f"{fitted.description(self.builder.budget)}: for the full picture, {todo}.",
             )
         return fitted
 
@@ -332,7 +340,7 @@ class AgentSession:
         exchange: llm_window.Exchange,
     ) -> None:
         kept = exchange.prompt_eval_count or 0
-        asked = exchange.num_ctx or fitted.size.tokens + llm_window.REPLY_ROOM
+        asked = exchange.num_ctx or fitted.size.tokens + llm_window.reply_room(fitted.window)
         self._tell_once(
             f"cut {display_url(provider.base_url)} {provider.model} {kept}",
             f"{self._server(provider)} kept only {kept:,} tokens of the {agent} agent's request "
@@ -345,11 +353,13 @@ class AgentSession:
 
     def _tell_overflow(self, agent: str, provider: Provider, limit: int | None, asked: int) -> None:
         size = f" ({limit:,} tokens)" if limit else ""
+        if limit and limit >= asked:  # the server counts more than duetml estimated
+            asked = 2 * limit
         self._tell_once(
             f"overflow {display_url(provider.base_url)} {provider.model} {limit}",
             f"{self._server(provider)} refused the {agent} agent's request as longer than the "
             f"model's context{size}, so duetml sent a smaller one: for the full request, load "
-            f"the model with a context of at least {asked:,} tokens (`-c` for llama.cpp, the "
+            f"the model with a larger context, {asked:,} tokens or more (`-c` for llama.cpp, the "
             "context length in LM Studio, `--max-model-len` for vLLM).",
             always=True,
         )
@@ -394,6 +404,9 @@ class AgentSession:
             learned = dict(state.get(LEARNED_KEY) or {})
             learned[key] = {"tokens": int(tokens), "ts": time.time()}
             state[LEARNED_KEY] = learned
+            # The notice about the cut already said that requests get smaller.
+            told = list(state.get(CONTEXT_NOTIFIED_KEY) or [])
+            state[CONTEXT_NOTIFIED_KEY] = [*told, f"learned {key} {int(tokens)}"][-50:]
 
         self.store.update_state(change)
 
@@ -494,7 +507,7 @@ class AgentSession:
             raise self._config_errors["proactive"]
         if not self.proactive_provider.enabled:
             return None
-        gate = self.proactive_provider.gate()
+        gate = self.proactive_provider.server_gate()
         if gate is not None and (gate.busy or gate.urgent_waiting):
             return None  # the server is answering someone; look at the next tick
         if not self._proactive_running.acquire(blocking=False):

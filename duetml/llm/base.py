@@ -205,7 +205,7 @@ class Provider(ABC):
         request stops a running non-urgent one at its next piece (`PreemptedError`).
         """
         conversation = list(messages)
-        gate = self.gate()
+        gate = self.server_gate()
         if gate is None:
             yield from self._stream_attempts(conversation, exchange)
             return
@@ -260,7 +260,7 @@ class Provider(ABC):
     ) -> str:
         return "".join(self.stream_chat(messages, exchange, urgent=urgent))
 
-    def gate(self) -> window.ServerGate | None:
+    def server_gate(self) -> window.ServerGate | None:
         """The one-at-a-time gate of this provider's server, when it runs on our side."""
         if not self.enabled or not (self.name == "ollama" or self.is_local()):
             return None

@@ -274,6 +274,14 @@ class OllamaProvider(Provider):
                 f"Ollama reported an error while answering ({detail}): try again, or check "
                 "the Ollama log."
             )
+        overflow, limit = window.overflow_limit(str(exc.error))
+        if overflow and status in (400, 413, 500):
+            return Failure(
+                f"{server} refused the request as longer than the model's context ({detail}): "
+                "choose a model with a larger context.",
+                overflow=True,
+                limit=limit,
+            )
         if status == 404 and "model" in detail.lower():
             return Failure(
                 f"The model '{self.model}' is not installed in {server}: run "

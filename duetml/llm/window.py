@@ -40,8 +40,15 @@ from typing import Any
 from duetml.errors import LLMError
 from duetml.llm.types import ChatMessage, ImageInput
 
-# Room kept for the reply: advice is a few sentences, at most ~4,000 characters.
+# Room kept for the reply: advice is a few sentences, at most ~4,000 characters. A small
+# window keeps a quarter for it (512 of 2,048 is still a full paragraph).
 REPLY_ROOM = 1024
+
+
+def reply_room(window: int | None) -> int:
+    return REPLY_ROOM if window is None else min(REPLY_ROOM, window // 4)
+
+
 # Template tokens per message (role markers, separators) and per request (BOS, generation cue).
 MESSAGE_OVERHEAD = 8
 REQUEST_OVERHEAD = 16
@@ -204,7 +211,7 @@ def text_tokens(text: str) -> int:
 
 def text_tokens_floor(text: str) -> int:
     """A count no tokenizer goes below for real text (used to spot a cut prompt)."""
-    return len(text) // 7
+    return len(text) // 6
 
 
 @dataclass(frozen=True)
@@ -277,13 +284,13 @@ def uncached_floor(
     return floor
 
 
-def fits(size: RequestSize, window: int, reply_room: int = REPLY_ROOM) -> bool:
-    return size.tokens + reply_room <= window
+def fits(size: RequestSize, window: int | None) -> bool:
+    return window is None or size.tokens + reply_room(window) <= window
 
 
 def num_ctx_for(size: RequestSize, window: int, at_least: int = 0) -> int:
     """The context to ask: a power-of-two step above the need, never above `window`."""
-    need = size.tokens + REPLY_ROOM
+    need = size.tokens + reply_room(window)
     step = MIN_NUM_CTX
     while step < need:
         step *= 2
