@@ -20,12 +20,15 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from duetml import atomic
 from duetml.errors import ModelFileError, NotEnoughDataError
+
+if TYPE_CHECKING:
+    from sklearn.svm import SVC
 
 MODEL_FORMAT = 1
 RBF_GAMMA = 1.0  # sklearn's gamma="scale" for unit-norm features of this dimension is ~1
@@ -42,7 +45,8 @@ MAX_FOLDS = 5
 def normalise(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    unit: np.ndarray = features / np.maximum(norms, 1e-12)
+    return unit
 
 
 def kernel(kind: str, gram: np.ndarray) -> np.ndarray:
@@ -121,20 +125,25 @@ class TrainedModel:
             "temperature": self.temperature,
             "margin_weight": self.margin_weight,
         }
-        arrays = {
-            "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-            "support_vectors": self.support_vectors.astype(np.float32),
-            "dual_coef": self.dual_coef,
-            "intercept": self.intercept,
-            "n_support": self.n_support.astype(np.int64),
-        }
-        atomic.write_with(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+        def write(handle: IO[Any]) -> None:
+            np.savez_compressed(
+                handle,
+                meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                support_vectors=self.support_vectors.astype(np.float32),
+                dual_coef=self.dual_coef,
+                intercept=self.intercept,
+                n_support=self.n_support.astype(np.int64),
+            )
+
+        atomic.write_with(path, write)
 
     @classmethod
     def load(cls, path: Path) -> TrainedModel:
         """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed."""
         broken = ModelFileError(
-            f"The model file {path.name} is damaged or not a duetml model: run `duetml train` again."
+            f"The model file {path.name} is damaged or not a duetml model: "
+            "run `duetml train` again."
         )
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -182,7 +191,8 @@ class TrainedModel:
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -200,7 +210,8 @@ def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
             votes[s >= 0, i] += 1
             votes[s < 0, j] += 1
             pair += 1
-    return votes + confidence / (3 * (np.abs(confidence) + 1))
+    scores: np.ndarray = votes + confidence / (3 * (np.abs(confidence) + 1))
+    return scores
 
 
 def pair_margins(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -244,7 +255,7 @@ def fit_calibration(pair_scores: np.ndarray, y: np.ndarray, n_classes: int) -> t
     return best[1], best[2]
 
 
-def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
+def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float) -> SVC:
     from sklearn.svm import SVC
 
     svc = SVC(kernel="precomputed", C=C, decision_function_shape="ovo", class_weight="balanced")
@@ -253,7 +264,11 @@ def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
 
 
 def _fold_pair_scores(
-    gram: np.ndarray, y: np.ndarray, folds: list, kind: str, C: float
+    gram: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    kind: str,
+    C: float,
 ) -> np.ndarray:
     """Out-of-fold one-vs-one decision values for every sample.
 

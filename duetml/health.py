@@ -46,7 +46,7 @@ class Status:
 
 
 def project_status(project: Project, check_files: bool = True) -> Status:
-    """Counts and warnings; ``check_files`` decodes photos not yet known good to find corrupt ones."""
+    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones."""
     from duetml.training import load_model  # keeps `status` free of numpy work
 
     # One scan and one hash lookup serve every check below.
@@ -71,7 +71,7 @@ def project_status(project: Project, check_files: bool = True) -> Status:
             )
     nonzero = {n: c for n, c in counts.items() if c}
     if len(nonzero) >= 2:
-        big, small = max(nonzero, key=nonzero.get), min(nonzero, key=nonzero.get)
+        big, small = max(nonzero, key=nonzero.__getitem__), min(nonzero, key=nonzero.__getitem__)
         if nonzero[big] >= IMBALANCE_RATIO * nonzero[small]:
             warnings.append(
                 Warning_(
@@ -165,11 +165,12 @@ def _odd_entries(project: Project) -> list[Warning_]:
                     )
                     continue
                 for inner in os.scandir(entry.path):
+                    where = f"{split}/{entry.name}/{inner.name}"
                     if inner.is_symlink():
                         found.append(
                             Warning_(
                                 "symlink",
-                                f"{split}/{entry.name}/{inner.name} is a symbolic link and is ignored.",
+                                f"{where} is a symbolic link and is ignored.",
                             )
                         )
                     elif (
@@ -180,7 +181,7 @@ def _odd_entries(project: Project) -> list[Warning_]:
                         found.append(
                             Warning_(
                                 "not_image",
-                                f"{split}/{entry.name}/{inner.name} is not an image file and is ignored.",
+                                f"{where} is not an image file and is ignored.",
                             )
                         )
             elif not entry.name.startswith("."):

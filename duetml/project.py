@@ -13,11 +13,12 @@ ever deleted: removed photos and categories go to `.duetml/trash/`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ class Project:
         with self.data_lock():
             write_settings(self.root, self.settings)
 
-    def data_lock(self):
+    def data_lock(self) -> contextlib.AbstractContextManager[None]:
         return locks.hold(
             self.state_dir / "data.lock",
             DATA_LOCK_TIMEOUT,
@@ -226,7 +227,8 @@ class Project:
                 target = self.split_dir(split) / new
                 if target.exists() and _normcase(target) != _normcase(source):
                     raise AlreadyExistsError(
-                        f"Category {new!r} already exists: use `duetml categories merge` to join them."
+                        f"Category {new!r} already exists: "
+                        "use `duetml categories merge` to join them."
                     )
                 moves.append((_rel(self, source), _rel(self, target)))
             if not moves:
@@ -237,7 +239,7 @@ class Project:
         return new
 
     def merge_categories(self, sources: Iterable[str], target: str) -> int:
-        """Move every photo of ``sources`` into ``target`` (made if needed); the paper's key move."""
+        """Move all photos of ``sources`` into ``target`` (made if needed); the paper's key move."""
         target = validate_category_name(target)
         names = [validate_category_name(s) for s in sources]
         names = [n for n in dict.fromkeys(names) if n != target]
@@ -491,7 +493,7 @@ class Project:
         self,
         kind: str,
         summary: str,
-        moves: list,
+        moves: Sequence[tuple[str | None, str]],
         made: list[str] | None = None,
         removed: list[str] | None = None,
     ) -> None:
@@ -568,7 +570,7 @@ def _is_valid_name(name: str) -> bool:
         return False
 
 
-def _is_image_entry(entry: os.DirEntry) -> bool:
+def _is_image_entry(entry: os.DirEntry[str]) -> bool:
     return (
         not entry.name.startswith(".")
         and entry.is_file(follow_symlinks=False)

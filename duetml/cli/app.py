@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from duetml.errors import DuetmlError
+
+if TYPE_CHECKING:  # the CLI starts fast: the core is imported only by the commands that use it
+    from duetml.project import Project
 
 EXIT_PARTIAL = 8  # some inputs could not be used; results for the rest were printed
 
@@ -39,7 +42,7 @@ ProjectOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def open_project(path: Path):
+def open_project(path: Path) -> Project:
     from duetml.project import Project
 
     return Project.open(path, source="cli")
@@ -49,7 +52,7 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
 

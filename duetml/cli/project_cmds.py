@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
 
+if TYPE_CHECKING:
+    from duetml.project import AddReport
 
-def print_add_report(report, verbose_added: bool = False) -> None:
+
+def print_add_report(report: AddReport, verbose_added: bool = False) -> None:
     typer.echo(f"Added {len(report.added)} photo(s).")
     for source, existing in report.duplicates:
         typer.echo(f"  duplicate, skipped: {source} (same as {existing})")
