@@ -12,7 +12,9 @@ async function errorOf(response) {
   try {
     const body = await response.json();
     if (body && typeof body.error === "string") return new ApiError(body.error, response.status);
-  } catch (_) { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   return new ApiError(`The server answered ${response.status}: try again.`, response.status);
 }
 
@@ -24,7 +26,7 @@ export async function getJSON(url) {
   let response;
   try {
     response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
-  } catch (_) {
+  } catch {
     throw offline();
   }
   if (!response.ok) throw await errorOf(response);
@@ -39,7 +41,7 @@ export async function postJSON(url, body = {}) {
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),
     });
-  } catch (_) {
+  } catch {
     throw offline();
   }
   if (!response.ok) throw await errorOf(response);
@@ -58,9 +60,19 @@ export function postFiles(url, files, onProgress = () => {}) {
     xhr.onerror = () => reject(offline());
     xhr.onload = () => {
       let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        /* not JSON */
+      }
       if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
-      else reject(new ApiError(body && body.error ? body.error : `The server answered ${xhr.status}: try again.`, xhr.status));
+      else
+        reject(
+          new ApiError(
+            body && body.error ? body.error : `The server answered ${xhr.status}: try again.`,
+            xhr.status,
+          ),
+        );
     };
     xhr.send(form);
   });
