@@ -83,10 +83,10 @@ def add(
 @app.command()
 def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
     """Categories with photo counts, and warnings about what would hurt a model."""
-    from duetml.health import project_status
+    from duetml.health import project_health
 
     proj = open_project(project)
-    state = project_status(proj)
+    state = project_health(proj)
     if json_:
         emit_json({"project": str(proj.root), "goal": proj.goal, **state.as_dict()})
         return
