@@ -251,6 +251,8 @@ def test_a_damaged_conversation_line_is_skipped(demo_project):
 
 
 def test_cloud_endpoint_needs_consent_once(demo_project):
+    from duetml.agents import choice
+
     remote = FakeProvider(
         base_url="https://llm.example.com/v1", api_key="sk-test-abcdefghijklmnop1234"
     )
@@ -263,9 +265,9 @@ def test_cloud_endpoint_needs_consent_once(demo_project):
     assert described["sends_images_to"] == ["https://llm.example.com/v1"]
     assert "sk-test-abcdefghijklmnop1234" not in repr(described)
     session.allow_cloud()
-    assert settings_on_disk(demo_project)["agents"]["cloud_consent"] == [
-        "https://llm.example.com/v1"
-    ]
+    # Kept in the user's own settings for this project, not in the project's file.
+    assert choice.approved_endpoints(demo_project.root) == {"https://llm.example.com/v1"}
+    assert "cloud_consent" not in settings_on_disk(demo_project)["agents"]
     again = session_for(Project.open(demo_project.root), remote)
     "".join(again.ask_stream("hello"))
     assert remote.calls == 1 and again.consent_needed() == []
@@ -427,7 +429,7 @@ def test_refresh_picks_up_a_new_choice(demo_project):
     session.refresh()
     assert session.describe()["passive"]["model"] == "gpt-4o"
     assert session.consent_needed() == [
-        {"agent": "passive", "endpoint": "https://api.openai.com/v1"}
+        {"agent": "passive", "endpoint": "https://api.openai.com/v1", "reason": "cloud"}
     ]
     with pytest.raises(CloudConsentRequired):
         session.ask_stream("hello")
