@@ -142,7 +142,7 @@ def test_ask_about_results_with_a_model_sends_the_mistakes_sheet(trained_project
     assert "cross-validated accuracy" in final.content
     assert "Most confused" in final.content and "Photos the model gets wrong" in final.content
     labels = [image.label for image in final.images]
-    assert labels[0] == "photos the model gets wrong or is unsure of"
+    assert labels[0] == "the photos the facts name, by number"
     assert len(final.images) == 5 and len(final.images) <= DEFAULT_BUDGET.max_sheets
     assert sum(len(i.data) for i in final.images) <= DEFAULT_BUDGET.max_image_bytes
     assert session.conversation()[-1]["kind"] == "ask_results"
@@ -165,7 +165,7 @@ def test_many_categories_stay_within_the_image_budget(tmp_path):
     passive = FakeProvider()
     "".join(session_for(project, passive).ask_stream("", about="data"))
     final = last_request(passive)[-1]
-    assert len(final.images) == 3  # 20 categories on overview sheets of 8
+    assert len(final.images) == 6  # 20 categories share all six sheet slots
     assert all(len(i.data) <= sheets.SHEET_MAX_BYTES for i in final.images)
     assert "kind 19" in final.text_with_labels()
     assert len(final.content) < 12_000

@@ -18,7 +18,9 @@ class Budget:
     photos_per_overview_row: int = 4
     categories_per_overview: int = 8
     results_photos: int = 12
-    facts_chars: int = 6_000
+    findings: int = 10  # findings of the data review in the facts
+    photos_per_finding: int = 6
+    facts_chars: int = 8_000
     categories_listed: int = 60
     described_categories: int = 30  # text-only models: measured descriptions
     name_chars: int = 60

@@ -17,12 +17,15 @@ The parts live beside this builder: `facts` (gathering and rendering the facts),
 The budget, per request, however big the project is (`budget.Budget`):
 - at most 6 images, each a JPEG contact sheet of at most 1024 x 1024 pixels and 160 KB
   (`sheets.SHEET_MAX_SIDE`, `sheets.SHEET_MAX_BYTES`): at most 960 KB of images;
-- one sheet per category with up to 12 evenly spread photos; with more categories than
-  sheets, overview sheets of 4 photos per category (at most 8 categories per sheet), and
-  the rest named in text only;
-- "results" asks spend one sheet on up to 12 photos the model gets wrong or is least sure of;
-- text: facts at most 6,000 characters, the log summary at most 30 events / 2,500
-  characters, the dialogue at most 16 messages / 12,000 characters, 2,000 per message.
+- one sheet per category with up to 12 photos; with more categories than sheets, the most
+  relevant categories (confused, flagged by the data review, recently changed, small; never
+  alphabetical) share all the sheet slots evenly, at most 8 per sheet, the rest named in text;
+- photos the facts name ("#3": findings of the data review, the model's mistakes) come first
+  on their category's sheet, captioned with their number; "results" asks spend one sheet on
+  up to 12 of them. The facts say which image shows a photo only when it is attached;
+- text: facts at most 8,000 characters (every category name listed), the log summary at most
+  30 events / 2,500 characters, the dialogue at most 16 messages / 12,000 characters, 2,000
+  per message.
 A text-only model gets no images but a measured description (size, orientation, average
 colour of 8 sampled photos) of at most 30 categories.
 """
@@ -37,11 +40,11 @@ from duetml.agents.attachments import (
     Attachment,
     category_attachments,
     describe_photos,
+    numbered_attachment,
     photos_of,
-    results_attachment,
 )
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
-from duetml.agents.facts import FactGatherer, render_facts, short
+from duetml.agents.facts import FactGatherer, number_photos, render_facts, short
 from duetml.agents.history import (
     history_messages,
     is_agent_event,
@@ -75,6 +78,8 @@ class AgentContext:
     text: str
     images: list[ImageInput] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # The photo numbers the text uses (#n -> project-relative path), to read a reply's "#3".
+    photos: dict[int, str] = field(default_factory=dict)
 
     @property
     def image_bytes(self) -> int:
@@ -100,10 +105,9 @@ class ContextBuilder:
             raise ValueError(f"about must be one of {ABOUTS}, not {about!r}")
         budget = self.budget
         facts = self.facts.gather(budget)
-        numbered = [
-            (i, c["name"]) for i, c in enumerate(facts["categories"], start=1) if c["images"]
-        ]
-        numbered = [(i, n) for i, n in numbered if i <= budget.categories_listed]
+        numbers = number_photos(facts, budget)
+        events = self.project.log.recent(limit=4 * budget.log_events)
+        numbered = rank_categories(facts, events)
 
         parts = ["The current state of the user's project:"]
         goal = facts["goal"].strip()
@@ -112,14 +116,8 @@ class ContextBuilder:
             if goal
             else "The user has not stated a goal yet."
         )
-        parts.append(
-            fence_data(
-                render_facts(facts, budget),
-                title="project facts computed by duetml",
-                max_chars=budget.facts_chars,
-            )
-        )
-        log_text = summarize_events(self.project.log.recent(limit=4 * budget.log_events), budget)
+        facts_at = len(parts)  # the facts go here once the attached images are known
+        log_text = summarize_events(events, budget)
         if log_text:
             parts.append(
                 fence_data(
@@ -141,24 +139,23 @@ class ContextBuilder:
             )
 
         images: list[ImageInput] = []
+        shown: dict[int, int] = {}  # photo number -> the image it is drawn on
         if vision:
             attachments: list[Attachment] = []
             sheets_left = budget.max_sheets
             if about == "results":
-                result_sheet = results_attachment(self.project, facts.get("evaluation"))
-                if result_sheet:
-                    attachments.append(result_sheet)
+                numbered_sheet = numbered_attachment(self.project, numbers.as_dict(), budget)
+                if numbered_sheet:
+                    attachments.append(numbered_sheet)
                     sheets_left -= 1
-                numbered = _confused_first(numbered, facts.get("evaluation"))
             category_sheets, without = category_attachments(
-                self.project, numbered, sheets_left, budget
+                self.project, numbered, sheets_left, budget, numbers.by_rel()
             )
-            attachments = (
-                category_sheets + attachments
-                if about != "results"
-                else attachments + category_sheets
-            )
+            attachments += category_sheets
             images = [a.image for a in attachments]
+            for index, attachment in enumerate(attachments, start=1):
+                for number in attachment.numbers:
+                    shown.setdefault(number, index)
             if attachments:
                 parts.append(
                     "Attached images, in order:\n"
@@ -168,7 +165,10 @@ class ContextBuilder:
                 )
             if without:
                 listed = ", ".join(str(n) for n in sorted(without)[:40])
-                parts.append(f"No photos are attached for categories {listed} (image budget).")
+                more = f" and {len(without) - 40} more" if len(without) > 40 else ""
+                parts.append(
+                    f"No photos are attached for categories {listed}{more} (image budget)."
+                )
         elif numbered:
             described = "\n".join(
                 f"{n}. {short(name, budget.name_chars)}: "
@@ -177,21 +177,84 @@ class ContextBuilder:
             )
             parts.append(
                 "You cannot see the photos (the model in use accepts no images). A measured "
-                "description of each category's photos instead:\n"
+                "description of the photos of the most relevant categories instead:\n"
                 + fence_data(described, title="photo descriptions", max_chars=4000)
             )
-        return AgentContext(text="\n\n".join(parts), images=images, facts=facts)
+        parts.insert(
+            facts_at,
+            fence_data(
+                render_facts(facts, budget, numbers, shown),
+                title="project facts computed by duetml",
+                max_chars=budget.facts_chars,
+            ),
+        )
+        return AgentContext(
+            text="\n\n".join(parts), images=images, facts=facts, photos=numbers.as_dict()
+        )
 
 
-def _confused_first(
-    numbered: list[tuple[int, str]], evaluation: dict[str, Any] | None
+# How much each signal makes a category worth a look; the ranking decides which categories
+# get photos on the sheets when there are more categories than sheet slots.
+_CONFUSED, _FLAGGED, _CHANGED, _SMALL = 4.0, 4.0, 2.0, 1.0
+
+
+def rank_categories(
+    facts: dict[str, Any], events: Sequence[dict[str, Any]] = ()
 ) -> list[tuple[int, str]]:
-    if not evaluation or "unavailable" in evaluation:
-        return numbered
-    involved: list[str] = []
-    for true, predicted, _, _ in evaluation["confused_pairs"]:
-        for name in (true, predicted):
-            if name not in involved:
-                involved.append(name)
-    rank = {name: i for i, name in enumerate(involved)}
-    return sorted(numbered, key=lambda item: (rank.get(item[1], len(rank)), item[0]))
+    """Categories with photos as (number, name), most relevant first.
+
+    Relevant: confused by the model, flagged by the data review, recently changed by the user,
+    small. Ties go to the category with fewer photos (more likely to need a look), so the
+    order is never alphabetical and no category is out of reach because of its number.
+    """
+    categories = [(i, c) for i, c in enumerate(facts["categories"], start=1) if c["images"]]
+    score: dict[str, float] = {c["name"]: 0.0 for _, c in categories}
+
+    def add(name: object, weight: float) -> None:
+        if isinstance(name, str) and name in score:
+            score[name] += weight
+
+    evaluation = facts.get("evaluation")
+    if evaluation and "unavailable" not in evaluation:
+        for rank, (true, predicted, _, _) in enumerate(evaluation["confused_pairs"]):
+            add(true, _CONFUSED / (1 + rank * 0.1))
+            add(predicted, _CONFUSED / (1 + rank * 0.1))
+    for rank, finding in enumerate(facts.get("findings") or []):
+        weight = _FLAGGED * float(finding.get("score") or 0.5) / (1 + rank * 0.1)
+        names = set(finding.get("categories") or ())
+        names |= {rel.split("/")[1] for rel in finding.get("photos") or () if rel.count("/") == 2}
+        for name in names:
+            add(name, weight)
+    for rank, name in enumerate(_changed_categories(events)):
+        add(name, _CHANGED / (1 + rank * 0.2))  # the newest change matters most
+    counts = sorted(c["images"] for _, c in categories)
+    if counts:
+        median = counts[len(counts) // 2]
+        for _, cat in categories:
+            if cat["images"] < max(TINY_PHOTOS, median / 2):
+                add(cat["name"], _SMALL)
+    categories.sort(key=lambda item: (-score[item[1]["name"]], item[1]["images"], item[0]))
+    return [(i, c["name"]) for i, c in categories]
+
+
+# Below this many photos a category is "small" whatever the others hold.
+TINY_PHOTOS = 10
+_CATEGORY_KEYS = ("category", "to", "target", "new", "old", "sources", "categories")
+
+
+def _changed_categories(events: Sequence[dict[str, Any]]) -> list[str]:
+    """Categories the user's recent operations touched, newest first (agent events left out)."""
+    changed: dict[str, None] = {}
+    for event in reversed(events):
+        if is_agent_event(event):
+            continue
+        names: list[object] = []
+        for key in _CATEGORY_KEYS:
+            value = event.get(key)
+            names += value if isinstance(value, list) else [value]
+        rels = event.get("images")
+        for rel in rels if isinstance(rels, list) else ():
+            if isinstance(rel, str) and rel.count("/") == 2:
+                names.append(rel.split("/")[1])
+        changed |= {name: None for name in names if isinstance(name, str)}
+    return list(changed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
@@ -77,11 +77,35 @@ class FactGatherer:
             "duplicates": {"groups": len(groups), "examples": groups[:5]},
             "model": health.model,
             "evaluation": self._evaluation(budget) if health.model else None,
+            # Only with a model: before training the features may not be cached, and the
+            # review would first have to compute them, far too slow for one request.
+            "findings": self._findings(budget) if health.model else [],
         }
         return facts
 
-    def _evaluation(self, budget: Budget) -> dict[str, Any] | None:
+    def _findings(self, budget: Budget) -> list[dict[str, Any]]:
+        """The data review's findings, most important first (dismissed ones never appear)."""
+        import importlib
+
+        try:  # TEMPORARY: a plain import once review-core has landed duetml/review.py
+            review_project = importlib.import_module("duetml.review").review_project
+        except ImportError:
+            return []
+        try:
+            review = review_project(self._quiet_project())
+        except DuetmlError:
+            return []  # e.g. no features cached yet: the other facts still stand
+        return [finding.as_dict() for finding in review.findings[: budget.findings]]
+
+    def _quiet_project(self) -> Project:
+        """The project, with whatever the core logs on the agents' behalf tagged as theirs."""
         from duetml.project import Project
+
+        quiet = Project(self.project.root, source=self.project.log.source)
+        quiet.log = _AgentTaggedLog(quiet.log)  # type: ignore[assignment]
+        return quiet
+
+    def _evaluation(self, budget: Budget) -> dict[str, Any] | None:
         from duetml.training import evaluate_project, load_model
 
         project = self.project
@@ -93,8 +117,7 @@ class FactGatherer:
         with self._lock:
             if key == self._eval_key:
                 return self._eval
-            quiet = Project(project.root, source=project.log.source)
-            quiet.log = _AgentTaggedLog(quiet.log)  # type: ignore[assignment]
+            quiet = self._quiet_project()
             try:
                 model = load_model(quiet)
                 report = evaluate_project(quiet)
@@ -126,21 +149,85 @@ def _least_sure(rows: Sequence[Sequence[Any]], limit: int) -> list[dict[str, Any
     ]
 
 
-def render_facts(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> str:
-    """The facts as plain lines; the caller fences them (they hold category and file names)."""
+class PhotoNumbers:
+    """One number per photo the facts mention (#1, #2, ...), shared by the facts and the sheets.
+
+    A photo named by a finding and again as a mistake keeps its first number, so a model (and
+    the proposals it writes) can refer to "#3" wherever it saw it.
+    """
+
+    def __init__(self) -> None:
+        self._by_rel: dict[str, int] = {}
+
+    def number(self, rel: str) -> int:
+        return self._by_rel.setdefault(rel, len(self._by_rel) + 1)
+
+    def get(self, rel: str) -> int | None:
+        return self._by_rel.get(rel)
+
+    def rel_of(self, number: int) -> str | None:
+        for rel, n in self._by_rel.items():
+            if n == number:
+                return rel
+        return None
+
+    def as_dict(self) -> dict[int, str]:
+        return {n: rel for rel, n in self._by_rel.items()}
+
+    def by_rel(self) -> dict[str, int]:
+        return dict(self._by_rel)
+
+    def __len__(self) -> int:
+        return len(self._by_rel)
+
+
+def number_photos(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> PhotoNumbers:
+    """Numbers in the order the facts list them: findings first, then the model's mistakes."""
+    numbers = PhotoNumbers()
+    for finding in facts.get("findings") or []:
+        for rel in finding["photos"][: budget.photos_per_finding]:
+            numbers.number(rel)
+    evaluation = facts.get("evaluation")
+    if evaluation and "unavailable" not in evaluation:
+        for item in list(evaluation["mistakes"]) + list(evaluation["least_sure"]):
+            numbers.number(str(item["image"]))
+    return numbers
+
+
+def render_facts(
+    facts: dict[str, Any],
+    budget: Budget = DEFAULT_BUDGET,
+    numbers: PhotoNumbers | None = None,
+    shown: Mapping[int, int] | None = None,
+) -> str:
+    """The facts as plain lines; the caller fences them (they hold category and file names).
+
+    `numbers` gives each photo mentioned its "#n"; `shown` maps a number to the attached image
+    it appears on, so the text points at an image only when that image is really attached.
+    """
+    numbers = numbers if numbers is not None else number_photos(facts, budget)
+    shown = shown or {}
 
     def name(text: object) -> str:
         return short(text, budget.name_chars)
+
+    def photo(rel: object) -> str:
+        n = numbers.number(str(rel))
+        where = f", on image {shown[n]}" if n in shown else ""
+        return f"#{n} ({short(rel, 100)}{where})"
 
     lines: list[str] = []
     categories = facts["categories"]
     if categories:
         lines.append("Categories (number. name: training photos, + test photos):")
-        for index, cat in enumerate(categories[: budget.categories_listed], start=1):
+        entries = []
+        for index, cat in enumerate(categories, start=1):
             test = f" (+{cat['test_images']} test)" if cat.get("test_images") else ""
-            lines.append(f"{index}. {name(cat['name'])}: {cat['images']}{test}")
-        if len(categories) > budget.categories_listed:
-            lines.append(f"... and {len(categories) - budget.categories_listed} more categories.")
+            entries.append(f"{index}. {name(cat['name'])}: {cat['images']}{test}")
+        if len(entries) <= budget.categories_listed:
+            lines += entries
+        else:  # every name stays listed; many categories share a line to stay within budget
+            lines += ["; ".join(entries[i : i + 6]) for i in range(0, len(entries), 6)]
         lines.append(
             f"Total: {facts['images']} training photos in {len(categories)} categories"
             + (f", {facts['test_images']} test photos." if facts.get("test_images") else ".")
@@ -156,6 +243,7 @@ def render_facts(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> str:
             f"The same photo sits in more than one category ({dup['groups']} case(s)), e.g.:"
         )
         lines += [f"- {' = '.join(short(r, 120) for r in group[:3])}" for group in dup["examples"]]
+    lines += _finding_lines(facts.get("findings"), photo, budget)
     model = facts.get("model")
     if not model:
         lines.append("Model: not trained yet.")
@@ -169,11 +257,34 @@ def render_facts(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> str:
             "; the data changed since, so it is out of date" if model.get("older_than_data") else ""
         )
         lines.append(f"Model: trained {when}, {acc_text}{stale}.")
-        lines += _evaluation_lines(facts.get("evaluation"), name)
+        lines += _evaluation_lines(facts.get("evaluation"), name, photo)
     return clean_text("\n".join(lines), max_chars=budget.facts_chars)
 
 
-def _evaluation_lines(evaluation: dict[str, Any] | None, name: Any) -> list[str]:
+def _finding_lines(
+    findings: Sequence[dict[str, Any]] | None, photo: Callable[[object], str], budget: Budget
+) -> list[str]:
+    if not findings:
+        return []
+    lines = ["Possible problems duetml's data review found, most important first:"]
+    for finding in findings:
+        photos = list(finding["photos"])
+        refs = ", ".join(photo(rel) for rel in photos[: budget.photos_per_finding])
+        more = len(photos) - budget.photos_per_finding
+        refs += f" and {more} more" if more > 0 else ""
+        suggestion = finding.get("suggestion") or {}
+        todo = f" Suggested: {short(suggestion['label'], 120)}." if suggestion.get("label") else ""
+        lines.append(
+            f"- {finding['kind']}: {short(finding['message'], 300)}"
+            + (f" Photos: {refs}." if refs else "")
+            + todo
+        )
+    return lines
+
+
+def _evaluation_lines(
+    evaluation: dict[str, Any] | None, name: Any, photo: Callable[[object], str]
+) -> list[str]:
     if not evaluation:
         return []
     if "unavailable" in evaluation:
@@ -185,22 +296,18 @@ def _evaluation_lines(evaluation: dict[str, Any] | None, name: Any) -> list[str]
             f"- {name(t)} -> {name(p)}: {count} ({share:.0%})"
             for t, p, count, share in evaluation["confused_pairs"]
         ]
-    number = 0
     if evaluation["mistakes"]:
-        lines.append("Photos the model gets wrong, most confident first (numbers as on the sheet):")
+        lines.append("Photos the model gets wrong, most confident first:")
         for mistake in evaluation["mistakes"]:
-            number += 1
             lines.append(
-                f"{number}. {short(mistake['image'], 100)}: is {name(mistake['true'])}, "
+                f"- {photo(mistake['image'])}: is {name(mistake['true'])}, "
                 f"predicted {name(mistake['predicted'])} ({mistake['confidence']:.0%} sure)"
             )
     if evaluation["least_sure"]:
         lines.append("Correct, but the model is least sure of (cross-validation):")
         for item in evaluation["least_sure"]:
-            number += 1
             lines.append(
-                f"{number}. {short(item['image'], 100)}: {name(item['true'])} "
-                f"({item['confidence']:.0%} sure)"
+                f"- {photo(item['image'])}: {name(item['true'])} ({item['confidence']:.0%} sure)"
             )
     return lines
 
