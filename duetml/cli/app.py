@@ -7,6 +7,7 @@ sklearn, onnxruntime and the LLM clients are imported inside the commands that n
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -45,7 +46,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 def open_project(path: Path) -> Project:
     from duetml.project import Project
 
-    return Project.open(path, source="cli")
+    project = Project.open(path, source="cli")
+    if project.recovered:
+        typer.echo(
+            f"Note: an earlier duetml was stopped in the middle of {project.recovered}; "
+            "that change was reversed, so the project is as it was before it.",
+            err=True,
+        )
+    return project
 
 
 def emit_json(data: Any) -> None:
@@ -57,7 +65,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM (`kill`, a closing terminal, a service manager) stops duetml as Ctrl-C does: the
+    # change in progress is reversed before exit instead of being cut off mid-way.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except DuetmlError as exc:
