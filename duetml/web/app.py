@@ -101,7 +101,9 @@ def create_app(
             data,
             media_type="application/x-ndjson",
             headers={
-                "Content-Disposition": f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"',
+                "Content-Disposition": (
+                    f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"'
+                ),
                 "Cache-Control": "no-store",
             },
         )

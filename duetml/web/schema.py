@@ -42,8 +42,9 @@ CategoryName = Annotated[
     str,
     KwargDefinition(
         pattern=CATEGORY_PATTERN,
-        description=f'A category name: 1-{MAX_NAME_LENGTH} characters, no / \\ : * ? " | or control '
-        "characters, no dot at either end, not a Windows device name; spaces around it are trimmed.",
+        description=f'A category name: 1-{MAX_NAME_LENGTH} characters, no / \\ : * ? " | or '
+        "control characters, no dot at either end, not a Windows device name; spaces around it "
+        "are trimmed.",
     ),
 ]
 ImageId = Annotated[
