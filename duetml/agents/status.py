@@ -14,11 +14,10 @@ from duetml.agents import choice
 from duetml.errors import DuetmlError
 from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
 from duetml.llm import window as llm_window
+from duetml.llm.config import AGENTS
 
 if TYPE_CHECKING:
     from duetml.project import Project
-
-AGENTS = ("passive", "proactive")
 
 
 def _probe(provider: Provider) -> dict[str, Any]:
