@@ -12,8 +12,22 @@ import { $, h, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
 import { emit, store } from "./store.js";
 
 const PALETTE = [
-  "#3d4fd6", "#e4572e", "#1f8a5b", "#b26a00", "#8e44ad", "#17a2b8", "#d63384", "#6c757d",
-  "#2e7d32", "#c0392b", "#5c6bc0", "#ff9800", "#00897b", "#795548", "#7cb342", "#ad1457",
+  "#3d4fd6",
+  "#e4572e",
+  "#1f8a5b",
+  "#b26a00",
+  "#8e44ad",
+  "#17a2b8",
+  "#d63384",
+  "#6c757d",
+  "#2e7d32",
+  "#c0392b",
+  "#5c6bc0",
+  "#ff9800",
+  "#00897b",
+  "#795548",
+  "#7cb342",
+  "#ad1457",
 ];
 const PAD = 14; // px around the dots, so none sits on the edge
 const HOVER_PX = 7; // how near the pointer must be to a dot to show it
@@ -65,7 +79,8 @@ export async function loadMap() {
 function setData(data) {
   const previous = map.data;
   const keep = new Set([...map.selected].map((i) => previous && previous.ids[i]).filter(Boolean));
-  const highlighted = map.highlight && previous ? new Set([...map.highlight].map((i) => previous.ids[i])) : null;
+  const highlighted =
+    map.highlight && previous ? new Set([...map.highlight].map((i) => previous.ids[i])) : null;
   map.data = data;
   map.colors = data.categories.map((_, i) => colorOf(i));
   map.selected = new Set();
@@ -73,7 +88,10 @@ function setData(data) {
   map.hover = -1;
   const index = new Map(data.ids.map((id, i) => [id, i]));
   for (const id of keep) if (index.has(id)) map.selected.add(index.get(id));
-  if (highlighted) map.highlight = new Set([...highlighted].filter((id) => index.has(id)).map((id) => index.get(id)));
+  if (highlighted)
+    map.highlight = new Set(
+      [...highlighted].filter((id) => index.has(id)).map((id) => index.get(id)),
+    );
   if (map.focus !== null && map.focus >= data.categories.length) map.focus = null;
   clearTimeout(map.poll);
   if (data.computing) map.poll = setTimeout(loadMap, POLL_MS);
@@ -90,31 +108,60 @@ function renderState() {
   box.hidden = n === 0;
   $("#map-tools").hidden = n === 0;
   const parts = [];
-  if (n) parts.push(`${plural(n, "photo")} placed by how alike the model sees them (${data.method}).`);
-  if (data.computing) parts.push(n ? "Updating the map with the new photos…" : "Computing the map…");
+  if (n)
+    parts.push(`${plural(n, "photo")} placed by how alike the model sees them (${data.method}).`);
+  if (data.computing)
+    parts.push(n ? "Updating the map with the new photos…" : "Computing the map…");
   else if (data.error) parts.push(data.error);
-  else if (!n) parts.push("Train the model once and every photo appears here, placed by how alike it looks to the others.");
-  if (data.missing && n) parts.push(`${plural(data.missing, "photo")} not on the map yet: train to add them.`);
-  if (data.placed && !data.computing) parts.push(`${plural(data.placed, "new photo")} placed near the photos most like them.`);
+  else if (!n)
+    parts.push(
+      "Train the model once and every photo appears here, placed by how alike it looks to the others.",
+    );
+  if (data.missing && n)
+    parts.push(`${plural(data.missing, "photo")} not on the map yet: train to add them.`);
+  if (data.placed && !data.computing)
+    parts.push(`${plural(data.placed, "new photo")} placed near the photos most like them.`);
   replace($("#map-state"), parts.join(" "));
   const canvas = $("#map-canvas");
   canvas.dataset.points = String(n);
-  canvas.setAttribute("aria-label", n ? `Map of ${plural(n, "photo")} in ${plural(data.categories.length, "category", "categories")}; use the training data list to reach each photo by keyboard.` : "Map of the photos (empty)");
+  canvas.setAttribute(
+    "aria-label",
+    n
+      ? `Map of ${plural(n, "photo")} in ${plural(data.categories.length, "category", "categories")}; use the training data list to reach each photo by keyboard.`
+      : "Map of the photos (empty)",
+  );
 }
 
 function renderLegend() {
   const data = map.data;
   const counts = new Array(data.categories.length).fill(0);
   const flagged = new Array(data.categories.length).fill(0);
-  data.category.forEach((c, i) => { counts[c] += 1; if (data.flag[i] >= 0) flagged[c] += 1; });
+  data.category.forEach((c, i) => {
+    counts[c] += 1;
+    if (data.flag[i] >= 0) flagged[c] += 1;
+  });
   const items = data.categories.map((name, c) => {
     if (!counts[c]) return null;
-    const button = h("button", {
-      type: "button", class: "legend-item", "aria-pressed": String(map.focus === c),
-      title: map.focus === c ? "Show every category" : `Show only ${name}`,
-      onclick: () => { map.focus = map.focus === c ? null : c; renderLegend(); draw(); },
-    }, h("span", { class: "swatch", style: { background: map.colors[c] } }), h("span", { class: "legend-name", text: name }),
-    h("span", { class: "legend-count", text: flagged[c] ? `${counts[c]} · ${flagged[c]} flagged` : String(counts[c]) }));
+    const button = h(
+      "button",
+      {
+        type: "button",
+        class: "legend-item",
+        "aria-pressed": String(map.focus === c),
+        title: map.focus === c ? "Show every category" : `Show only ${name}`,
+        onclick: () => {
+          map.focus = map.focus === c ? null : c;
+          renderLegend();
+          draw();
+        },
+      },
+      h("span", { class: "swatch", style: { background: map.colors[c] } }),
+      h("span", { class: "legend-name", text: name }),
+      h("span", {
+        class: "legend-count",
+        text: flagged[c] ? `${counts[c]} · ${flagged[c]} flagged` : String(counts[c]),
+      }),
+    );
     return h("li", {}, button);
   });
   replace($("#map-legend"), items);
@@ -134,7 +181,10 @@ function layout() {
   for (const canvas of [$("#map-canvas"), $("#map-overlay")]) {
     const w = Math.round(canvas.clientWidth * ratio);
     const hgt = Math.round(canvas.clientHeight * ratio);
-    if (canvas.width !== w || canvas.height !== hgt) { canvas.width = w; canvas.height = hgt; }
+    if (canvas.width !== w || canvas.height !== hgt) {
+      canvas.width = w;
+      canvas.height = hgt;
+    }
   }
   project();
   draw();
@@ -160,7 +210,10 @@ function project() {
     if (map.focus !== null && category[i] !== map.focus) continue;
     const key = `${Math.floor(px / CELL)},${Math.floor(py / CELL)}`;
     let cell = map.grid.get(key);
-    if (!cell) { cell = []; map.grid.set(key, cell); }
+    if (!cell) {
+      cell = [];
+      map.grid.set(key, cell);
+    }
     cell.push(i);
   }
 }
@@ -200,9 +253,15 @@ function draw() {
       if (px < -r || py < -r || px > w + r || py > hgt + r) continue;
       const key = category[i] * 2 + test[i];
       let path = paths.get(key);
-      if (!path) { path = new Path2D(); paths.set(key, path); }
+      if (!path) {
+        path = new Path2D();
+        paths.set(key, path);
+      }
       if (test[i]) path.rect(px - r, py - r, 2 * r, 2 * r);
-      else { path.moveTo(px + r, py); path.arc(px, py, r, 0, 2 * Math.PI); }
+      else {
+        path.moveTo(px + r, py);
+        path.arc(px, py, r, 0, 2 * Math.PI);
+      }
     }
     ctx.globalAlpha = faded ? 0.12 : 0.85;
     for (const [key, path] of paths) {
@@ -292,7 +351,10 @@ function nearest(px, py) {
     for (let gy = cy - 1; gy <= cy + 1; gy += 1) {
       for (const i of map.grid.get(`${gx},${gy}`) || []) {
         const d = (map.sx[i] - px) ** 2 + (map.sy[i] - py) ** 2;
-        if (d <= bestDistance) { bestDistance = d; best = i; }
+        if (d <= bestDistance) {
+          bestDistance = d;
+          best = i;
+        }
       }
     }
   }
@@ -313,7 +375,10 @@ function findingOf(i) {
 
 function showTip(i, px, py) {
   const tip = $("#map-tip");
-  if (i < 0) { tip.hidden = true; return; }
+  if (i < 0) {
+    tip.hidden = true;
+    return;
+  }
   const img = $("#map-tip img");
   const id = map.data.ids[i];
   if (img.dataset.id !== id) {
@@ -321,7 +386,11 @@ function showTip(i, px, py) {
     img.src = thumbUrl(id);
   }
   const finding = findingOf(i);
-  replace($("#map-tip .map-tip-text"), h("b", { text: caption(i) }), finding ? h("span", { class: "map-tip-finding", text: finding.message }) : null);
+  replace(
+    $("#map-tip .map-tip-text"),
+    h("b", { text: caption(i) }),
+    finding ? h("span", { class: "map-tip-finding", text: finding.message }) : null,
+  );
   tip.hidden = false;
   const { w, h: hgt } = size();
   const tw = tip.offsetWidth;
@@ -372,7 +441,8 @@ function wirePointer() {
     if (!map.data || event.button !== 0) return;
     overlay.setPointerCapture(event.pointerId);
     const [px, py] = pointer(event);
-    if (map.mode === "pan" || event.altKey) map.drag = { x: px, y: py, vx: map.view.x, vy: map.view.y, moved: false };
+    if (map.mode === "pan" || event.altKey)
+      map.drag = { x: px, y: py, vx: map.view.x, vy: map.view.y, moved: false };
     else map.lasso = [[px, py]];
     showTip(-1);
   });
@@ -408,7 +478,10 @@ function wirePointer() {
       const lasso = map.lasso;
       const xs = lasso.map((p) => p[0]);
       const ys = lasso.map((p) => p[1]);
-      if (lasso.length > 2 && Math.max(...xs) - Math.min(...xs) + Math.max(...ys) - Math.min(...ys) > 8) {
+      if (
+        lasso.length > 2 &&
+        Math.max(...xs) - Math.min(...xs) + Math.max(...ys) - Math.min(...ys) > 8
+      ) {
         finishLasso(event.shiftKey);
         return;
       }
@@ -424,13 +497,19 @@ function wirePointer() {
   };
   overlay.addEventListener("pointerup", end);
   overlay.addEventListener("pointercancel", end);
-  overlay.addEventListener("pointerleave", () => { if (!map.lasso && !map.drag) setHover(-1); });
-  overlay.addEventListener("wheel", (event) => {
-    if (!map.data) return;
-    event.preventDefault();
-    const [px, py] = pointer(event);
-    zoomAt(px, py, Math.exp(-event.deltaY * 0.0015));
-  }, { passive: false });
+  overlay.addEventListener("pointerleave", () => {
+    if (!map.lasso && !map.drag) setHover(-1);
+  });
+  overlay.addEventListener(
+    "wheel",
+    (event) => {
+      if (!map.data) return;
+      event.preventDefault();
+      const [px, py] = pointer(event);
+      zoomAt(px, py, Math.exp(-event.deltaY * 0.0015));
+    },
+    { passive: false },
+  );
 }
 
 function zoomAt(px, py, factor) {
@@ -443,7 +522,10 @@ function zoomAt(px, py, factor) {
   map.view.x = cx - ((cx - map.view.x) * scale) / old;
   map.view.y = cy - ((cy - map.view.y) * scale) / old;
   map.view.scale = scale;
-  if (scale === 1) { map.view.x = 0; map.view.y = 0; }
+  if (scale === 1) {
+    map.view.x = 0;
+    map.view.y = 0;
+  }
   project();
   draw();
   setHover(-1);
@@ -461,16 +543,23 @@ function renderSelection() {
   bar.hidden = count === 0;
   if (!count) return;
   const tests = [...map.selected].filter((i) => map.data.test[i]).length;
-  replace($("#map-selection-count"), `${plural(count, "photo")} selected on the map${tests ? ` (${tests} of them test photos)` : ""}`);
+  replace(
+    $("#map-selection-count"),
+    `${plural(count, "photo")} selected on the map${tests ? ` (${tests} of them test photos)` : ""}`,
+  );
   const select = $("#map-move-target");
   const current = select.value;
   const names = store.categories.length ? store.categories.map((c) => c.name) : map.data.categories;
-  replace(select, names.map((name) => h("option", { value: name, text: name })));
+  replace(
+    select,
+    names.map((name) => h("option", { value: name, text: name })),
+  );
   if (current && names.includes(current)) select.value = current;
   else {
     // Suggest the category most of the selection is not in yet: often where they belong.
     const counts = new Map();
-    for (const i of map.selected) counts.set(map.data.category[i], (counts.get(map.data.category[i]) || 0) + 1);
+    for (const i of map.selected)
+      counts.set(map.data.category[i], (counts.get(map.data.category[i]) || 0) + 1);
     const top = [...counts.entries()].sort((a, b) => b[1] - a[1])[0];
     if (top) select.value = map.data.categories[top[0]];
   }
@@ -486,8 +575,12 @@ async function moveSelection() {
     renderSelection();
     drawOverlay();
     const moved = result.moved.length;
-    toast(moved ? `Moved ${plural(moved, "photo")} to “${category}”.` : `They are all in “${category}” already.`,
-      moved ? { action: { label: "Undo", run: () => emit("undo") } } : {});
+    toast(
+      moved
+        ? `Moved ${plural(moved, "photo")} to “${category}”.`
+        : `They are all in “${category}” already.`,
+      moved ? { action: { label: "Undo", run: () => emit("undo") } } : {},
+    );
     emit("changed");
   } catch (exc) {
     toast(exc.message, { kind: "error" });
@@ -499,7 +592,9 @@ export function showOnMap(ids) {
   if (!map.data) return;
   const wanted = new Set(ids);
   const found = new Set();
-  map.data.ids.forEach((id, i) => { if (wanted.has(id)) found.add(i); });
+  map.data.ids.forEach((id, i) => {
+    if (wanted.has(id)) found.add(i);
+  });
   map.highlight = found.size ? found : null;
   map.focus = null;
   renderLegend();
@@ -512,8 +607,15 @@ export function showOnMap(ids) {
 export function wireMap() {
   wirePointer();
   $("#map-move").addEventListener("click", moveSelection);
-  $("#map-clear").addEventListener("click", () => { map.selected.clear(); renderSelection(); drawOverlay(); });
-  $("#map-reset").addEventListener("click", () => { map.view = { scale: 1, x: 0, y: 0 }; layout(); });
+  $("#map-clear").addEventListener("click", () => {
+    map.selected.clear();
+    renderSelection();
+    drawOverlay();
+  });
+  $("#map-reset").addEventListener("click", () => {
+    map.view = { scale: 1, x: 0, y: 0 };
+    layout();
+  });
   $("#map-clear-highlight").addEventListener("click", () => {
     map.highlight = null;
     $("#map-clear-highlight").hidden = true;
@@ -522,10 +624,13 @@ export function wireMap() {
   for (const button of document.querySelectorAll("[data-map-mode]")) {
     button.addEventListener("click", () => {
       map.mode = button.dataset.mapMode;
-      for (const other of document.querySelectorAll("[data-map-mode]")) other.setAttribute("aria-pressed", String(other === button));
+      for (const other of document.querySelectorAll("[data-map-mode]"))
+        other.setAttribute("aria-pressed", String(other === button));
     });
   }
-  $("#map-block").addEventListener("toggle", () => { if ($("#map-block").open) layout(); });
+  $("#map-block").addEventListener("toggle", () => {
+    if ($("#map-block").open) layout();
+  });
   new ResizeObserver(() => layout()).observe($("#map-box"));
   window.duetmlMap = map; // for the bench and tests: frame times, screen positions
 }

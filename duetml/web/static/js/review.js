@@ -59,48 +59,121 @@ function render() {
     replace(count);
     const problem = review.problem;
     // 409: no model yet (or not enough photos): say what unlocks the review, calmly.
-    replace(state, problem && problem.status !== 409 ? problem.message
-      : problem ? `${problem.message} Then duetml points here at photos that may be mislabelled, unusual or duplicated.`
-        : "");
+    replace(
+      state,
+      problem && problem.status !== 409
+        ? problem.message
+        : problem
+          ? `${problem.message} Then duetml points here at photos that may be mislabelled, unusual or duplicated.`
+          : "",
+    );
     return;
   }
   const findings = review.data.findings || [];
   replace(count, findings.length ? `${findings.length}` : "");
   const notes = [];
-  if (review.data.stale) notes.push(h("p", { class: "review-stale", text: "The photos changed since the model was trained: train again to check them all." }));
-  if (!findings.length) notes.push(h("p", { text: "Nothing to check: no photo looks mislabelled, unusual or duplicated." }));
-  if (review.data.dismissed) notes.push(h("p", { text: `${plural(review.data.dismissed, "finding")} kept as is (hidden).` }));
+  if (review.data.stale)
+    notes.push(
+      h("p", {
+        class: "review-stale",
+        text: "The photos changed since the model was trained: train again to check them all.",
+      }),
+    );
+  if (!findings.length)
+    notes.push(
+      h("p", { text: "Nothing to check: no photo looks mislabelled, unusual or duplicated." }),
+    );
+  if (review.data.dismissed)
+    notes.push(
+      h("p", { text: `${plural(review.data.dismissed, "finding")} kept as is (hidden).` }),
+    );
   replace(state, notes);
   const shown = review.all ? findings : findings.slice(0, FIRST_FINDINGS);
   const items = shown.map(renderFinding);
   if (findings.length > shown.length) {
-    items.push(h("li", {}, h("button", { type: "button", class: "btn btn-quiet", text: `Show all ${findings.length}`, onclick: () => { review.all = true; render(); } })));
+    items.push(
+      h(
+        "li",
+        {},
+        h("button", {
+          type: "button",
+          class: "btn btn-quiet",
+          text: `Show all ${findings.length}`,
+          onclick: () => {
+            review.all = true;
+            render();
+          },
+        }),
+      ),
+    );
   }
   replace(list, items);
 }
 
 function renderFinding(finding) {
-  const item = h("li", { class: `finding finding-${finding.kind}`, dataset: { finding: finding.id, kind: finding.kind } });
+  const item = h("li", {
+    class: `finding finding-${finding.kind}`,
+    dataset: { finding: finding.id, kind: finding.kind },
+  });
   const photos = finding.photos || [];
   const thumbs = photos.slice(0, PHOTOS_SHOWN).map((id, index) => {
     const label = `Photo ${index + 1} of this finding (${id.split("/").slice(1, 2).join("")})`;
-    return h("button", { type: "button", class: "finding-photo", "aria-label": `Open ${label}`, title: id.split("/")[1], onclick: () => showPhoto(id, `${KINDS[finding.kind] || finding.kind}: ${finding.message}`) },
-      h("img", { src: thumbUrl(id), alt: "", loading: "lazy", decoding: "async" }));
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "finding-photo",
+        "aria-label": `Open ${label}`,
+        title: id.split("/")[1],
+        onclick: () => showPhoto(id, `${KINDS[finding.kind] || finding.kind}: ${finding.message}`),
+      },
+      h("img", { src: thumbUrl(id), alt: "", loading: "lazy", decoding: "async" }),
+    );
   });
-  if (photos.length > PHOTOS_SHOWN) thumbs.push(h("span", { class: "finding-more", text: `+${photos.length - PHOTOS_SHOWN}` }));
+  if (photos.length > PHOTOS_SHOWN)
+    thumbs.push(h("span", { class: "finding-more", text: `+${photos.length - PHOTOS_SHOWN}` }));
   const actions = [];
   const suggestion = finding.suggestion;
   if (suggestion && APPLICABLE.has(suggestion.action) && suggestion.label) {
-    actions.push(h("button", { type: "button", class: "btn btn-small btn-primary", text: suggestion.label, onclick: () => apply(item, finding, "suggested") }));
+    actions.push(
+      h("button", {
+        type: "button",
+        class: "btn btn-small btn-primary",
+        text: suggestion.label,
+        onclick: () => apply(item, finding, "suggested"),
+      }),
+    );
   }
   const trainPhotos = photos.filter((id) => id.startsWith("train/"));
   if (photos.length && !(suggestion && suggestion.action === "remove")) {
-    actions.push(h("button", { type: "button", class: "btn btn-small btn-danger", text: photos.length === 1 ? "Remove the photo" : `Remove ${plural(photos.length, "photo")}`, onclick: () => apply(item, finding, "remove") }));
+    actions.push(
+      h("button", {
+        type: "button",
+        class: "btn btn-small btn-danger",
+        text: photos.length === 1 ? "Remove the photo" : `Remove ${plural(photos.length, "photo")}`,
+        onclick: () => apply(item, finding, "remove"),
+      }),
+    );
   }
   if (photos.length) {
-    actions.push(h("button", { type: "button", class: "btn btn-small", text: "Show on the map", onclick: () => showOnMap(photos) }));
+    actions.push(
+      h("button", {
+        type: "button",
+        class: "btn btn-small",
+        text: "Show on the map",
+        onclick: () => showOnMap(photos),
+      }),
+    );
   }
-  actions.push(h("button", { type: "button", class: "btn btn-small btn-quiet", text: "Keep as is", title: "This one is right: do not raise it again", onclick: () => dismiss(item, finding) }));
+  actions.push(
+    h("button", {
+      type: "button",
+      class: "btn btn-small btn-quiet",
+      text: "Keep as is",
+      title: "This one is right: do not raise it again",
+      onclick: () => dismiss(item, finding),
+    }),
+  );
   item.append(
     h("div", { class: "finding-kind", text: KINDS[finding.kind] || finding.kind }),
     h("p", { class: "finding-message", text: finding.message }),
