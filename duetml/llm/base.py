@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from duetml.errors import LLMError
 from duetml.llm.fencing import clean_text
 from duetml.llm.privacy import Secret, display_url, is_local_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
 
@@ -136,6 +136,20 @@ class Provider(ABC):
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
         """One attempt: yield text pieces; raise the client's own exceptions untouched."""
 
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        """One attempt offering `tools`: text pieces and whole tool calls, in order.
+
+        Providers whose API has no tool calling keep this default: the tools are not sent and
+        the model answers in text (the agents then ask for a fenced JSON block instead).
+        """
+        yield from self._open_stream(messages)
+
+    def supports_tools(self) -> bool:
+        """Whether `stream_chat(..., tools=...)` really offers the tools to this model."""
+        return False
+
     @abstractmethod
     def _list_models_once(self) -> list[ModelInfo]: ...
 
@@ -148,11 +162,19 @@ class Provider(ABC):
 
     # --- public API ------------------------------------------------------------------------
 
-    def stream_chat(self, messages: Iterable[ChatMessage]) -> Iterator[str]:
+    def stream_chat(
+        self,
+        messages: Iterable[ChatMessage],
+        *,
+        tools: list[ToolSpec] | None = None,
+        tool_calls: list[ToolCall] | None = None,
+    ) -> Iterator[str]:
         """Yield the answer piece by piece; raise `LLMError` with one sentence on failure.
 
         Pieces already yielded stay yielded: after the first one, a failure is raised at once
-        rather than retried, so the caller never sees the same text twice.
+        rather than retried, so the caller never sees the same text twice. With `tools`, the
+        calls the model makes are appended to `tool_calls` once the answer is complete (a
+        failed attempt's calls are dropped with it).
         """
         conversation = list(messages)
         log.debug(
@@ -166,12 +188,21 @@ class Provider(ABC):
         attempt = 0
         while True:
             yielded = False
-            pieces = self._open_stream(conversation)
+            calls: list[ToolCall] = []
+            pieces: Iterator[str | ToolCall] = (
+                self._open_tool_stream(conversation, tools)
+                if tools
+                else self._open_stream(conversation)
+            )
             try:
                 for piece in pieces:
-                    if piece:
+                    if isinstance(piece, ToolCall):
+                        calls.append(piece)
+                    elif piece:
                         yielded = True
                         yield piece
+                if tool_calls is not None:
+                    tool_calls.extend(calls)
                 return
             except LLMError as exc:
                 raise self._redacted(exc) from None
