@@ -401,6 +401,8 @@ class Project:
             added=len(report.added),
             duplicates=len(report.duplicates),
             rejected=len(report.rejected),
+            # Where the kept copy of each skipped duplicate is, so nothing vanishes unexplained.
+            skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
         )
         return report
 
