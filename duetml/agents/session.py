@@ -13,16 +13,18 @@ operation is also written to the project's interaction log as an `agent_*` event
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, prompts
-from duetml.agents.context import DEFAULT_BUDGET, Budget, ContextBuilder
+from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
 from duetml.agents.conversation import ConversationStore
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
 from duetml.agents.proactive import LOCK_FILE, ProactiveAgent, is_nothing_to_add, state_signature
-from duetml.errors import DuetmlError
-from duetml.llm import AgentLLMConfig, Provider, clean_text
+from duetml.agents.proposals import PROPOSAL_TOOL
+from duetml.errors import DuetmlError, NotFoundError
+from duetml.llm import AgentLLMConfig, Provider, ToolCall, clean_text
 
 if TYPE_CHECKING:
     from duetml.project import Project
@@ -62,6 +64,7 @@ class AgentSession:
         self._config_errors: dict[str, DuetmlError] = {}
         self._configs: dict[str, AgentLLMConfig] = {}
         self._vision: dict[str, bool] = {}
+        self._tools: dict[str, bool] = {}
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
         self.passive_provider: Provider = providers["passive"]
         self.proactive_provider: Provider = providers["proactive"]
@@ -125,6 +128,17 @@ class AgentSession:
             self._tell_text_only(agent, provider)
         return vision
 
+    def _uses_tools(self, agent: str) -> bool:
+        """Whether proposals go by tool call (asked once per session) or by fenced JSON."""
+        with self._lock:
+            known = self._tools.get(agent)
+        if known is not None:
+            return known
+        tools = self._provider(agent).supports_tools()
+        with self._lock:
+            self._tools[agent] = tools
+        return tools
+
     def _tell_text_only(self, agent: str, provider: Provider) -> None:
         spec = f"{provider.name}:{provider.model}"
         key = f"{agent}={spec}"
@@ -180,8 +194,69 @@ class AgentSession:
     # --- the conversation ------------------------------------------------------------------
 
     def conversation(self) -> list[dict[str, Any]]:
-        """Saved messages, oldest first; the greeting is the first one of a new project."""
-        return self.store.messages()
+        """Saved messages, oldest first; the greeting is the first one of a new project.
+
+        Proposals carry their number in the conversation (`/apply 1`), and whether the user
+        applied them.
+        """
+        messages = self.store.messages()
+        applied = self.store.state().get("proposals_applied") or {}
+        number = 0
+        for message in messages:
+            for proposal in message.get("proposals") or ():
+                number += 1
+                proposal["number"] = number
+                proposal["applied"] = proposal.get("id") in applied
+        return messages
+
+    # --- proposals -------------------------------------------------------------------------
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """Every proposal of the conversation, numbered from 1, oldest first."""
+        return [p for m in self.conversation() for p in m.get("proposals") or ()]
+
+    def apply_proposal(self, which: str | int) -> str:
+        """Apply a proposal (by id or number) as one undoable operation, on the user's click.
+
+        Checked against the project as it is now; applying the same proposal twice is refused
+        (Undo reverts it). Returns the sentence to show.
+        """
+        from duetml.agents import proposals
+
+        found = [
+            p
+            for p in self.proposals()
+            if p.get("id") == which or str(p.get("number")) == str(which).lstrip("#")
+        ]
+        if not found:
+            raise NotFoundError("There is no such proposal: reload the conversation.")
+        proposal = found[-1]
+        if proposal["applied"]:
+            raise DuetmlError("That change was applied already; Undo reverts it.")
+        result = proposals.apply(self.project, proposal)
+
+        def remember(state: dict[str, Any]) -> None:
+            applied = dict(state.get("proposals_applied") or {})
+            applied[proposal["id"]] = {"ts": time.time(), "result": result}
+            state["proposals_applied"] = applied
+
+        self.store.update_state(remember)
+        return result
+
+    def _with_proposals(
+        self, reply: str, calls: list[ToolCall], context: AgentContext
+    ) -> tuple[str, dict[str, Any]]:
+        """The reply to save and show, and its validated proposals as extra message fields."""
+        from duetml.agents import proposals
+
+        text, valid, problems = proposals.from_reply(self.project, reply, calls, context.photos)
+        if problems:
+            self.project.log.record("agent_proposal_refused", problems=problems[:5])
+        if not valid:
+            return text, {}
+        if not text:
+            text = "I suggest a change you can apply with one click:"
+        return text, {"proposals": [p.stored() for p in valid]}
 
     # --- the passive agent -----------------------------------------------------------------
 
@@ -208,8 +283,12 @@ class AgentSession:
             conversation = self.conversation()
             self._capture_goal(user_text, about, conversation)
             vision = self._sees_images("passive")
-            messages, context = self.passive.request(user_text, about, conversation, vision=vision)
-            for piece in self.passive.stream(messages):
+            tools = self._uses_tools("passive")
+            messages, context = self.passive.request(
+                user_text, about, conversation, vision=vision, tools=tools
+            )
+            calls: list[ToolCall] = []
+            for piece in self.passive.stream(messages, calls if tools else None):
                 pieces.append(piece)
                 yield piece
         except DuetmlError as exc:
@@ -220,8 +299,8 @@ class AgentSession:
             self._save_broken_turn(kind, user_text, pieces, None)
             self._log_ask(about, provider, ok=False, error="interrupted")
             raise
-        reply = "".join(pieces).strip()
-        self.store.append(("user", kind, user_text), ("assistant", kind, reply))
+        reply, extra = self._with_proposals("".join(pieces).strip(), calls, context)
+        self.store.append(("user", kind, user_text), ("assistant", kind, reply, extra))
         self._log_ask(
             about,
             provider,
@@ -320,16 +399,24 @@ class AgentSession:
         self._check_ready("proactive")
         try:
             vision = self._sees_images("proactive")
-            reply = provider.chat(self.proactive.request(conversation, vision=vision)).strip()
+            tools = self._uses_tools("proactive")
+            messages, context = self.proactive.request(conversation, vision=vision, tools=tools)
+            calls: list[ToolCall] = []
+            reply = "".join(
+                provider.stream_chat(messages, tools=[PROPOSAL_TOOL], tool_calls=calls)
+                if tools
+                else provider.stream_chat(messages)
+            ).strip()
         except DuetmlError as exc:
             self._log_pass(provider, "error", error=str(exc))
             raise
         self.store.update_state(lambda state: state.__setitem__("proactive_last_look", signature))
-        if is_nothing_to_add(reply):
+        reply, extra = self._with_proposals(reply, calls, context)
+        if not extra and is_nothing_to_add(reply):
             self._log_pass(provider, "nothing_to_add")
             return None
         advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
-        self.store.append(("assistant", "proactive", advice))
+        self.store.append(("assistant", "proactive", advice, extra))
         self._log_pass(provider, "advice", advice_chars=len(advice))
         return advice
 
