@@ -11,10 +11,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from duetml.llm import window
 from duetml.llm.base import (
     ConnectionDropped,
     Failure,
     IncompleteAnswer,
+    ModelProfile,
     Provider,
     close_iterator,
     parse_retry_after,
@@ -124,6 +126,29 @@ class OllamaProvider(Provider):
 
     # --- hooks -----------------------------------------------------------------------------
 
+    def _sizing(self, messages: list[ChatMessage]) -> window.Exchange:
+        """The request's size and the num_ctx to ask: without it Ollama cuts the front.
+
+        num_ctx only grows within a process for one server and model (Ollama reloads the
+        model whenever it changes, and both agents usually share one model).
+        """
+        exchange = self.current_exchange() or window.Exchange()
+        profile = self.model_profile()
+        size = window.estimate(messages, profile.family)
+        memory = window.memory_for(display_url(self.base_url) or "", self.model)
+        limit = self.context_window() or window.UNKNOWN_CONTEXT_LENGTH
+        num_ctx = window.num_ctx_for(size, limit, at_least=min(memory.num_ctx, limit))
+        memory.num_ctx = max(memory.num_ctx, num_ctx)
+        same_ctx = memory.last_ctx == num_ctx
+        exchange.size = size
+        exchange.num_ctx = num_ctx
+        exchange.context_length = profile.context_length
+        exchange.expected_floor = window.uncached_floor(
+            messages, memory.last_messages if same_ctx else None, profile.family
+        )
+        memory.last_messages, memory.last_ctx = list(messages), num_ctx
+        return exchange
+
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
         for piece in self._stream(messages, None):
             if isinstance(piece, str):
@@ -143,9 +168,14 @@ class OllamaProvider(Provider):
     ) -> Iterator[str | ToolCall]:
         client = self._client()
         self._seen.retry_after = None
+        exchange = self._sizing(messages)
         extra: Any = {"tools": [t.as_openai() for t in tools]} if tools else {}
         parts = client.chat(
-            model=self.model, messages=[self._encode(m) for m in messages], stream=True, **extra
+            model=self.model,
+            messages=[self._encode(m) for m in messages],
+            stream=True,
+            options={"num_ctx": exchange.num_ctx},
+            **extra,
         )
         finished = False
         calls: list[ToolCall] = []
@@ -162,6 +192,7 @@ class OllamaProvider(Provider):
                 if part.done:
                     # Not `break`: reading the body to its end lets httpx reuse the connection.
                     finished = True
+                    exchange.prompt_eval_count = part.prompt_eval_count
         finally:
             close_iterator(parts)
         if not finished:
@@ -190,6 +221,43 @@ class OllamaProvider(Provider):
         capabilities = getattr(shown, "capabilities", None)
         tools = None if capabilities is None else "tools" in capabilities
         return ModelInfo(self.model, installed=True, vision=_vision_from_show(shown), tools=tools)
+
+    def _profile_once(self) -> ModelProfile:
+        """From `/api/show`: `<architecture>.context_length` and the image-cost family."""
+        import ollama
+
+        try:
+            shown = self._client().show(self.model)
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                return ModelProfile(window.UNKNOWN_CONTEXT_LENGTH, window.family_for(self.model))
+            raise
+        info = getattr(shown, "modelinfo", None) or {}
+        architecture = info.get("general.architecture")
+        length = info.get(f"{architecture}.context_length") if architecture else None
+        known = int(length) if isinstance(length, (int, float)) and length > 0 else None
+        return ModelProfile(
+            # Ollama always has some window; one it does not report is assumed modest.
+            known or window.UNKNOWN_CONTEXT_LENGTH,
+            window.family_for(self.model, architecture),
+            architecture,
+        )
+
+    def memory_use(self) -> dict[str, Any]:
+        """Bytes the model takes: `/api/ps` when loaded (with its context), else its file size."""
+        client = self._client()
+        wanted = {self.model, f"{self.model}:latest"}
+        for running in self._with_retries(client.ps).models:
+            if running.model in wanted or running.name in wanted:
+                return {
+                    "bytes": running.size,
+                    "loaded": True,
+                    "context_length": getattr(running, "context_length", None),
+                }
+        for listed in self._with_retries(client.list).models:
+            if listed.model in wanted:
+                return {"bytes": listed.size, "loaded": False, "context_length": None}
+        return {"bytes": None, "loaded": False, "context_length": None}
 
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import httpx
@@ -232,6 +300,14 @@ class OllamaProvider(Provider):
             return Failure(
                 f"Ollama reported an error while answering ({detail}): try again, or check "
                 "the Ollama log."
+            )
+        overflow, limit = window.overflow_limit(str(exc.error))
+        if overflow and status in (400, 413, 500):
+            return Failure(
+                f"{server} refused the request as longer than the model's context ({detail}): "
+                "choose a model with a larger context.",
+                overflow=True,
+                limit=limit,
             )
         if status == 404 and "model" in detail.lower():
             return Failure(

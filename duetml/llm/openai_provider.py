@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from duetml.errors import LLMError
+from duetml.llm import window
 from duetml.llm.base import (
     ConnectionDropped,
     Failure,
@@ -38,6 +39,8 @@ def _cause_name(exc: BaseException) -> str:
 def _error_detail(exc: Any) -> str:
     """The server's own error message from an OpenAI-style body, else the status text."""
     body = getattr(exc, "body", None)
+    if isinstance(body, str) and body:  # the client unwraps {"error": "..."} (LM Studio)
+        return body
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
@@ -258,6 +261,17 @@ class OpenAIProvider(Provider):
                 retryable=True,
                 retry_after=retry_after,
             )
+        if status in (400, 413):
+            body = exc.body if isinstance(exc.body, Mapping) else None
+            overflow, limit = window.overflow_limit(_error_detail(exc), body)
+            if overflow:
+                return Failure(
+                    f"{server} refused the request as longer than the model's context "
+                    f"({detail}): load the model with a larger context, or choose one with a "
+                    "larger context.",
+                    overflow=True,
+                    limit=limit,
+                )
         return Failure(
             f"{server} refused the request (HTTP {status}: {detail}): check the model name "
             "and whether it accepts images."
