@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 from duetml.agents import choice
 from duetml.errors import DuetmlError
 from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
+from duetml.llm.config import AGENTS
 
 if TYPE_CHECKING:
     from duetml.project import Project
-
-AGENTS = ("passive", "proactive")
 
 
 def _probe(provider: Provider) -> dict[str, Any]:

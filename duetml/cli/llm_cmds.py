@@ -15,6 +15,9 @@ llm_app = typer.Typer(
 )
 app.add_typer(llm_app, name="llm")
 
+# What a model's "vision" field (True, False or None: not known) adds to its name in a listing.
+_VISION_NOTE = {True: " (images)", False: " (text only)", None: ""}
+
 
 # --- llm status / use / proactive ---------------------------------------------------------------
 
@@ -49,7 +52,8 @@ def _print_status(status: dict[str, Any]) -> None:
             continue
         switch = ""
         if agent == "proactive":
-            switch = f" [{'on' if status['proactive_enabled'] else 'off'}, every {status['proactive_interval']:g} s]"
+            on_off = "on" if status["proactive_enabled"] else "off"
+            switch = f" [{on_off}, every {status['proactive_interval']:g} s]"
         typer.echo(f"{agent} agent: {entry['spec']} (from {entry['source']} settings){switch}")
         if entry["provider"] == "none":
             typer.echo("  off: nothing is sent anywhere")
@@ -69,7 +73,8 @@ def _print_status(status: dict[str, Any]) -> None:
                     "is sent there until you run `duetml llm approve`"
                 )
             typer.echo(
-                f"  endpoint {entry['endpoint']}: photos and text are SENT to this server; {consent}"
+                f"  endpoint {entry['endpoint']}: photos and text are SENT to this server; "
+                f"{consent}"
             )
         if entry["key"]:
             typer.echo(f"  API key: {entry['key']}")
@@ -89,13 +94,11 @@ def _print_status(status: dict[str, Any]) -> None:
         if not server["reachable"]:
             typer.echo(f"{head}: not reachable ({server['error']})")
             continue
-        models = ", ".join(
-            f"{m['name']}{' (images)' if m['vision'] else ' (text only)' if m['vision'] is False else ''}"
-            for m in server["models"]
-        )
+        models = ", ".join(m["name"] + _VISION_NOTE[m["vision"]] for m in server["models"])
         typer.echo(f"{head}: reachable; {len(server['models'])} model(s): {models or '-'}")
     typer.echo(
-        f"Providers: {', '.join(status['providers'])}. Choose with `duetml llm use AGENT PROVIDER:MODEL`."
+        f"Providers: {', '.join(status['providers'])}. "
+        "Choose with `duetml llm use AGENT PROVIDER:MODEL`."
     )
 
 

@@ -66,7 +66,8 @@ def serve(
         chosen = port
         if not port_is_free(host, port):
             fail(
-                f"Port {port} on {host} is in use (another duetml serve?): choose another with --port N."
+                f"Port {port} on {host} is in use (another duetml serve?): "
+                "choose another with --port N."
             )
     extra_hosts = [] if host in ("127.0.0.1", "localhost", "::1") else [host]
     web_app = create_app(project, baseline=baseline, allowed_hosts=extra_hosts, port=chosen)

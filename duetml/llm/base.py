@@ -107,8 +107,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when is None:
-        return None
     return max(when.timestamp() - time.time(), 0.0)
 
 
@@ -352,8 +350,11 @@ class Provider(ABC):
 
     def detail(self, text: object) -> str:
         """Server-supplied text made safe to show: one line, short, key masked, no final dot."""
-        cleaned = clean_text(str(text), max_chars=MAX_DETAIL_CHARS, one_line=True)
-        return self._redact(cleaned).rstrip(". ")
+        # Redacted before it is cut (a cut key would show its first part) and after control
+        # characters are gone (they could split the key so the first pass misses it).
+        raw = self._redact(str(text))
+        whole = self._redact(clean_text(raw, max_chars=len(raw) + 1, one_line=True))
+        return clean_text(whole, max_chars=MAX_DETAIL_CHARS, one_line=True).rstrip(". ")
 
     def timeout_failure(self, server: str, *, connect: bool, mid_stream: bool) -> Failure:
         if connect:

@@ -59,7 +59,7 @@ def create_app(
     def page() -> Response[bytes]:
         return Response(
             assets["index.html"][0],
-            media_type="text/html; charset=utf-8",
+            media_type=assets["index.html"][1],
             headers={"Cache-Control": "no-cache"},
         )
 
@@ -101,7 +101,9 @@ def create_app(
             data,
             media_type="application/x-ndjson",
             headers={
-                "Content-Disposition": f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"',
+                "Content-Disposition": (
+                    f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"'
+                ),
                 "Cache-Control": "no-store",
             },
         )
@@ -173,7 +175,8 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
             or mimetypes.guess_type(name)[0]
             or "application/octet-stream"
         )
-        if media.startswith("text/") or media.endswith("javascript"):
+        # Litestar adds "; charset=utf-8" to text/* itself; adding it here too sent it twice.
+        if media.endswith("javascript") and not media.startswith("text/"):
             media += "; charset=utf-8"
         assets[name] = (path.read_bytes(), media)
     html = assets["index.html"][0].decode("utf-8")
@@ -182,7 +185,7 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
         if baseline
         else html.replace("<!--agents-->", "").replace("<!--/agents-->", "")
     )
-    assets["index.html"] = (html.encode("utf-8"), "text/html; charset=utf-8")
+    assets["index.html"] = (html.encode("utf-8"), "text/html")
     return assets
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -73,7 +74,7 @@ class RequestGuard:
             )
             return
         method = scope.get("method", "GET")
-        if scope["type"] == "http" and method not in SAFE_METHODS:
+        if scope["type"] == ScopeType.HTTP and method not in SAFE_METHODS:
             reason = self._cross_site_reason(headers)
             if reason:
                 await _refuse(scope, send, reason)
@@ -124,8 +125,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _refuse(scope: Scope, send: Send, message: str) -> None:
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
+    if scope["type"] == ScopeType.WEBSOCKET:
+        await send({"type": "websocket.close", "code": 1008, "reason": None})
         return
     body = json.dumps({"error": message}).encode()
     await send(
@@ -140,4 +141,4 @@ async def _refuse(scope: Scope, send: Send, message: str) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
