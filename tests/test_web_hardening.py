@@ -81,9 +81,7 @@ def lan_client(tmp_path: Path):
     from web_helpers import make_project
 
     project = make_project(tmp_path / "proj", per_category=1, categories=("hat",))
-    web_app = create_app(
-        project.root, baseline=True, allowed_hosts=[LAN], port=PORT, token=TOKEN
-    )
+    web_app = create_app(project.root, baseline=True, allowed_hosts=[LAN], port=PORT, token=TOKEN)
     with TestClient(web_app, base_url=f"http://{LAN}:{PORT}") as client:
         yield client
 
@@ -93,12 +91,14 @@ def test_off_loopback_every_request_needs_the_token(lan_client: TestClient) -> N
         refused = lan_client.get(path)
         assert refused.status_code == 403 and "token" in refused.json()["error"], path
     assert lan_client.post("/api/categories/add", json={"name": "x"}).status_code == 403
-    assert lan_client.get("/api/project", headers={"Cookie": "duetml_token=wrong"}).status_code == 403
+    wrong_cookie = {"Cookie": "duetml_token=wrong"}
+    assert lan_client.get("/api/project", headers=wrong_cookie).status_code == 403
     # The printed link works, and its answer leaves a cookie for the page's own requests.
     first = lan_client.get(f"/?token={TOKEN}")
     assert first.status_code == 200 and "<html" in first.text.lower()
     cookie = first.headers["set-cookie"]
-    assert f"duetml_token={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"duetml_token={TOKEN}" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     follow = lan_client.get("/api/project", headers={"Cookie": f"duetml_token={TOKEN}"})
     assert follow.status_code == 200 and "set-cookie" not in follow.headers
     added = lan_client.post(
