@@ -20,12 +20,15 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from duetml import atomic
 from duetml.errors import ModelFileError, NotEnoughDataError
+
+if TYPE_CHECKING:
+    from sklearn.svm import SVC
 
 MODEL_FORMAT = 1
 RBF_GAMMA = 1.0  # sklearn's gamma="scale" for unit-norm features of this dimension is ~1
@@ -42,7 +45,8 @@ MAX_FOLDS = 5
 def normalise(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    unit: np.ndarray = features / np.maximum(norms, 1e-12)
+    return unit
 
 
 def kernel(kind: str, gram: np.ndarray) -> np.ndarray:
@@ -140,7 +144,8 @@ class TrainedModel:
     def load(cls, path: Path) -> TrainedModel:
         """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed."""
         broken = ModelFileError(
-            f"The model file {path.name} is damaged or not a duetml model: run `duetml train` again."
+            f"The model file {path.name} is damaged or not a duetml model: "
+            "run `duetml train` again."
         )
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -190,7 +195,8 @@ class TrainedModel:
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -208,7 +214,8 @@ def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
             votes[s >= 0, i] += 1
             votes[s < 0, j] += 1
             pair += 1
-    return votes + confidence / (3 * (np.abs(confidence) + 1))
+    scores: np.ndarray = votes + confidence / (3 * (np.abs(confidence) + 1))
+    return scores
 
 
 def pair_margins(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -252,7 +259,7 @@ def fit_calibration(pair_scores: np.ndarray, y: np.ndarray, n_classes: int) -> t
     return best[1], best[2]
 
 
-def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
+def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float) -> SVC:
     from sklearn.svm import SVC
 
     svc = SVC(kernel="precomputed", C=C, decision_function_shape="ovo", class_weight="balanced")
@@ -261,7 +268,11 @@ def _fit_svc(gram: np.ndarray, y: np.ndarray, kind: str, C: float):
 
 
 def _fold_pair_scores(
-    gram: np.ndarray, y: np.ndarray, folds: list, kind: str, C: float
+    gram: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    kind: str,
+    C: float,
 ) -> np.ndarray:
     """Out-of-fold one-vs-one decision values for every sample.
 

@@ -68,7 +68,7 @@ class FeatureCache:
         except (OSError, ValueError, KeyError):
             return  # a damaged cache is only a cache: recompute rather than fail
         if vectors.ndim == 2 and vectors.shape[1] == self.dim and len(keys) == len(vectors):
-            self._vectors = {str(k): v for k, v in zip(keys, vectors)}
+            self._vectors = {str(k): v for k, v in zip(keys, vectors, strict=True)}
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._vectors
@@ -152,7 +152,7 @@ class FeatureExtractor:
                 while next_index < total and len(pending) < window:
                     pending.append(pool.submit(decode, next_index))
                     next_index += 1
-                good = [d for d in decoded if d[1] is not None]
+                good = [(index, pixels) for index, pixels, _ in decoded if pixels is not None]
                 vectors = {}
                 if good:
                     features, _ = self.run(np.stack([d[1] for d in good]))

@@ -126,8 +126,8 @@ class Project:
                 f"{root} is not empty: choose an empty or new folder, "
                 "or use `--from FOLDER` to import a dataset."
             )
-        for split in SPLITS[:1]:
-            (root / split).mkdir(parents=True, exist_ok=True)
+        # Only train/: test/ is made with the first test photo (`duetml add --test`).
+        (root / "train").mkdir(parents=True, exist_ok=True)
         (root / STATE_DIR).mkdir(exist_ok=True)
         write_settings(root, default_settings(goal))
         project = cls(root, source=source)

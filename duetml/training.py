@@ -100,7 +100,9 @@ def train_project(
                     "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
                     "mean": backbone.mean,
                     "std": backbone.std,
-                    "features": f"global average pool, {backbone.feature_dim} values, L2-normalised",
+                    "features": (
+                        f"global average pool, {backbone.feature_dim} values, L2-normalised"
+                    ),
                 },
                 "fingerprint": fingerprint,
                 "trained_at": time.time(),
@@ -115,7 +117,7 @@ def train_project(
                 # Out-of-fold results, so `eval` can report without refitting anything.
                 "cv_results": [
                     [r.rel, r.category, categories[p], float(prob.max())]
-                    for r, p, prob in zip(usable, cv.predicted, cv.probabilities)
+                    for r, p, prob in zip(usable, cv.predicted, cv.probabilities, strict=True)
                 ]
                 if cv
                 else [],
@@ -194,7 +196,7 @@ def predict_sources(
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
     predictions = []
-    for label, reason, row in zip(labels, reasons, probabilities):
+    for label, reason, row in zip(labels, reasons, probabilities, strict=True):
         if reason:
             predictions.append(Prediction(label, [], reason))
             continue
@@ -250,7 +252,7 @@ def evaluate_project(project: Project) -> EvalReport:
         probabilities = model.predict_proba(x)
         rows = [
             (r.rel, r.category, categories[int(p.argmax())], float(p.max()))
-            for r, p in zip(usable, probabilities)
+            for r, p in zip(usable, probabilities, strict=True)
         ]
         source = "test set"
     else:
@@ -283,7 +285,7 @@ def evaluate_project(project: Project) -> EvalReport:
                 "support": support,
             }
         )
-    mistakes = [
+    mistakes: list[dict[str, Any]] = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
         for rel, true, predicted, conf in rows
         if true != predicted

@@ -33,7 +33,7 @@ def test_end_to_end_on_real_photos_is_far_above_chance(tmp_path: Path) -> None:
     sources = [p for photos in held_out.values() for p in photos]
     truth = [c for c, photos in held_out.items() for _ in photos]
     predictions = predict_sources(project, sources, [str(s) for s in sources])
-    right = sum(p.ranking[0][0] == t for p, t in zip(predictions, truth))
+    right = sum(p.ranking[0][0] == t for p, t in zip(predictions, truth, strict=True))
     assert right / len(truth) >= 0.75
     for p in predictions:
         probs = [prob for _, prob in p.ranking]

@@ -10,13 +10,13 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from duetml.errors import DuetmlError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the CLI starts fast: the core is imported only by the commands that use it
     from duetml.project import Project
 
 EXIT_PARTIAL = 8  # some inputs could not be used; results for the rest were printed
@@ -61,7 +61,7 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
 

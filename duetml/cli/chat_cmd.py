@@ -116,10 +116,12 @@ def _show_start(session: AgentSession, proactive_on: bool, interval: float) -> N
     model = f"{passive['provider']}:{passive['model']}" if passive["model"] else passive["provider"]
     proactive = f"on, every {interval:g} s" if proactive_on else "off"
     typer.echo(
-        f"duetml chat: {session.project.root.name} (assistant: {model} {where}; proactive advice: {proactive})"
+        f"duetml chat: {session.project.root.name} "
+        f"(assistant: {model} {where}; proactive advice: {proactive})"
     )
     typer.echo(
-        "Type `exit` or press Ctrl-D to leave; /data or /results asks about your data or results; /help for more."
+        "Type `exit` or press Ctrl-D to leave; /data or /results asks about your data or "
+        "results; /help for more."
     )
     conversation = session.conversation()
     if len(conversation) > 1:
