@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,9 +137,6 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 
 
 def _make(tmp_path: Path, kind: str, width: int, height: int) -> Path:
-    import subprocess
-    import sys
-
     path = tmp_path / f"{kind}-{width}x{height}.{'png' if kind == 'png16' else 'jpg'}"
     subprocess.run(
         [sys.executable, "-c", MAKE_IMAGE, kind, str(width), str(height), str(path)], check=True
@@ -146,9 +146,6 @@ def _make(tmp_path: Path, kind: str, width: int, height: int) -> Path:
 
 def _peak_mb(operation: str, path: Path) -> int:
     """Peak memory (MB) of ``operation`` on ``path`` in a fresh process, above its imports."""
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-c", PEAK_MEMORY, operation, str(path)],
         capture_output=True,

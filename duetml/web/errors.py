@@ -122,7 +122,7 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(GENERIC_500, HTTP_500_INTERNAL_SERVER_ERROR)
 
-    def too_deep(request: Request, exc: RecursionError) -> Response:
+    def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
         # msgspec gives up on JSON nested thousands of levels deep (`[[[[...`): the request is
         # bad, not the server.
         log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)
