@@ -381,8 +381,8 @@ class FakeOllamaServer(_FakeServer):
     Like a real Ollama, it fits the prompt into a context window: `options.num_ctx` when the
     request sets it (and `honour_num_ctx`), else `default_num_ctx` (2,048). A longer prompt
     loses its FRONT: only the last N tokens are kept (words and punctuation count as tokens,
-    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model and 576
-    for others, like LLaVA), and
+    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model, 256
+    for Gemma and 576 for others, like LLaVA's base view), and
     `prompt_eval_count` reports what was kept.
     `server.seen_prompts` holds, per chat request, the text the "model" really saw.
     `context_length` is what /api/show reports as `<architecture>.context_length`.
@@ -428,6 +428,8 @@ class FakeOllamaServer(_FakeServer):
     def _image_cost(self, model: str, image: str) -> int:
         if self.image_tokens is not None:
             return self.image_tokens
+        if "gemma" in model:
+            return 256  # Gemma 3: every image becomes 256 tokens
         if "qwen" not in model:
             return 576  # a fixed-size encoder, like LLaVA's 336 px view
         from PIL import Image
