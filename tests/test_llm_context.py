@@ -401,3 +401,10 @@ def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_proj
         monkeypatch.setenv("DUETML_PROACTIVE_LLM", "ollama:qwen2.5vl")
         same = CliRunner().invoke(app, ["llm", "status", "-p", root])
         assert "Warning" not in same.stdout  # one model, loaded once
+
+
+def test_a_broken_cap_setting_is_one_sentence(goal_project, monkeypatch):
+    monkeypatch.setenv(w.CAP_ENV_VAR, "lots")
+    session = AgentSession(goal_project, passive=FakeProvider(), proactive=FakeProvider())
+    with pytest.raises(LLMError, match="not a number of tokens: write one like 8192"):
+        "".join(session.ask_stream("hello"))
