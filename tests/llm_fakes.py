@@ -627,9 +627,11 @@ class FakeOpenAIServer(_FakeServer):
         *,
         api_key: str | None = None,
         echo_key_in_errors: bool = False,
+        max_model_len: int | None = None,
     ) -> None:
         super().__init__()
         self.models = list(models)
+        self.max_model_len = max_model_len  # listed per model, like vLLM
         self.api_key = api_key
         self.echo_key_in_errors = echo_key_in_errors
         self._counter = 0
@@ -670,7 +672,13 @@ class FakeOpenAIServer(_FakeServer):
             payload = {
                 "object": "list",
                 "data": [
-                    {"id": name, "object": "model", "created": 1715367049, "owned_by": "system"}
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": 1715367049,
+                        "owned_by": "system",
+                        **({"max_model_len": self.max_model_len} if self.max_model_len else {}),
+                    }
                     for name in self.models
                 ],
             }

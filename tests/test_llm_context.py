@@ -408,3 +408,14 @@ def test_a_broken_cap_setting_is_one_sentence(goal_project, monkeypatch):
     session = AgentSession(goal_project, passive=FakeProvider(), proactive=FakeProvider())
     with pytest.raises(LLMError, match="not a number of tokens: write one like 8192"):
         "".join(session.ask_stream("hello"))
+
+
+def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(goal_project):
+    with FakeOpenAIServer(models=["qwen2.5-vl-7b"], max_model_len=3072) as server:
+        provider = get_provider("openai", "qwen2.5-vl-7b", base_url=server.url, max_retries=0)
+        assert provider.model_profile().context_length == 3072
+        session = AgentSession(goal_project, passive=provider, proactive=FakeProvider())
+        assert "".join(session.ask_stream("", about="data")) == "ok"
+        assert len(server.chat_requests) == 1  # no refusal needed
+        last = session.store.state()["last_request"]["passive"]
+        assert last["tokens"] + w.reply_room(3072) <= 3072 and last["shrunk"]
