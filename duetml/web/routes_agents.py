@@ -53,6 +53,19 @@ class ProactiveSwitch:
 
 
 @dataclass
+class ProposalChoice:
+    proposal: Annotated[
+        str,
+        KwargDefinition(
+            min_length=1,
+            max_length=40,
+            pattern=r"^#?[0-9a-f]+$",
+            description="The id (or number) of a proposal in the conversation.",
+        ),
+    ]
+
+
+@dataclass
 class CloudConsent:
     endpoint: Annotated[str, KwargDefinition(min_length=1, max_length=500)]
 
@@ -191,7 +204,24 @@ def agent_routes(web: WebState) -> list[Any]:
         web.wake_proactive()  # it waited for this approval; it may look now
         return describe()
 
-    return [agents_info, conversation, chat, switch_proactive, allow_cloud]
+    @post(
+        "/api/proposals/apply",
+        responses=AGENT_ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Apply a change an agent proposed, as one undoable operation",
+    )
+    def apply_proposal(data: JSONBody[ProposalChoice]) -> dict[str, Any]:
+        # Only on the user's click: the page posts here from the proposal's button.
+        if session is None:
+            raise DuetmlError(web.agents_problem or "The assistant is not available.")
+        try:
+            result = session.apply_proposal(data.proposal)
+        finally:
+            web.changed()
+        return {"message": scrub(result, roots)}
+
+    return [agents_info, conversation, chat, switch_proactive, allow_cloud, apply_proposal]
 
 
 def _proactive_now(web: WebState, session: AgentSession) -> None:
