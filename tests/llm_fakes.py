@@ -27,6 +27,8 @@ Replies are consumed in order by the chat endpoint; with none queued it answers
     queue_truncated(text, after_chunks=2)      end the body cleanly but without the final marker
     queue_malformed(after_chunks=0)            a line that is not JSON / not valid SSE
     queue_stream_error(message, after_chunks)  the server's in-band error object
+    queue_tool_calls([(name, args)], text="")  text (if any), then the model's tool calls in
+                                               the provider's own wire format
 
 `queue_status`, `queue_hang` and `queue_malformed` also take `endpoint="models"` (the model
 list) or, for Ollama, `endpoint="show"`. `server.requests` records every request
@@ -83,6 +85,7 @@ class _Plan:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     message: str = ""
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def tokens(text: str) -> list[str]:
@@ -272,6 +275,11 @@ class _FakeServer:
             "chat", _Plan("stream_error", tokens(text), after=after_chunks, message=message)
         )
 
+    def queue_tool_calls(
+        self, calls: Sequence[tuple[str, dict[str, Any]]], *, text: str = ""
+    ) -> None:
+        self._queue("chat", _Plan("tool", tokens(text) if text else [], calls=list(calls)))
+
     # --- inspection ------------------------------------------------------------------------
 
     @property
@@ -316,13 +324,17 @@ class _FakeServer:
         handler.start_chunked(self.stream_content_type)
         for event in self.first_events(model):
             handler.write_chunk(event)
-        stop_at = len(plan.chunks) if plan.kind == "reply" else plan.after
+        stop_at = len(plan.chunks) if plan.kind in ("reply", "tool") else plan.after
         for index, chunk in enumerate(plan.chunks):
             if stop_at is not None and index >= stop_at:
                 break
             handler.write_chunk(self.token_event(model, chunk))
         if plan.kind == "reply":
             for event in self.final_events(model):
+                handler.write_chunk(event)
+            handler.end_chunked()
+        elif plan.kind == "tool":
+            for event in self.tool_events(model, plan.calls):
                 handler.write_chunk(event)
             handler.end_chunked()
         elif plan.kind == "cut":
@@ -356,6 +368,9 @@ class _FakeServer:
         raise NotImplementedError
 
     def malformed_event(self) -> bytes:
+        raise NotImplementedError
+
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
         raise NotImplementedError
 
     def error_event(self, message: str) -> bytes:
@@ -578,6 +593,22 @@ class FakeOllamaServer(_FakeServer):
     def malformed_event(self) -> bytes:
         return b'{"model": "x", "message": {"role": "assistant", "content": "unterminated\n'
 
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        # Ollama sends all calls whole in one message (arguments as an object), then "done".
+        line = {
+            "model": model,
+            "created_at": _now_iso(),
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"function": {"name": name, "arguments": args}} for name, args in calls
+                ],
+            },
+            "done": False,
+        }
+        return [json.dumps(line).encode() + b"\n", *self.final_events(model)]
+
     def error_event(self, message: str) -> bytes:
         return json.dumps({"error": message}).encode() + b"\n"
 
@@ -715,6 +746,26 @@ class FakeOpenAIServer(_FakeServer):
 
     def malformed_event(self) -> bytes:
         return b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
+
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        # OpenAI streams each call as fragments: id and name first, then the JSON arguments
+        # as a string cut into pieces; the finish_reason is "tool_calls".
+        events = []
+        for index, (name, args) in enumerate(calls):
+            head = {
+                "index": index,
+                "id": f"call_fake{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            events.append(self._chunk(model, {"tool_calls": [head]}, None))
+            text = json.dumps(args)
+            for start in range(0, len(text), 16):
+                piece = {"index": index, "function": {"arguments": text[start : start + 16]}}
+                events.append(self._chunk(model, {"tool_calls": [piece]}, None))
+        events.append(self._chunk(model, {}, "tool_calls"))
+        events.append(b"data: [DONE]\n\n")
+        return events
 
     def error_event(self, message: str) -> bytes:
         payload = {

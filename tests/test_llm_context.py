@@ -363,3 +363,41 @@ def test_the_gate_lets_a_waiting_urgent_request_in_first():
     assert order == ["question", "background"]
     assert not gate.busy
     assert issubclass(PreemptedError, LLMError)
+
+
+# --- duetml llm status ----------------------------------------------------------------------
+
+
+def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from duetml.cli import app
+    from duetml.project import Project
+
+    root = str(goal_project.root)
+    with FakeOllamaServer(context_length=3072) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        monkeypatch.setenv("DUETML_PASSIVE_LLM", "ollama:qwen2.5vl")
+        monkeypatch.setenv("DUETML_PROACTIVE_LLM", "ollama:llava")
+        session = AgentSession(Project.open(root))
+        "".join(session.ask_stream("", about="data"))
+        result = CliRunner().invoke(app, ["llm", "status", "-p", root])
+        assert result.exit_code == 0, result.output
+        out = result.stdout
+        assert out.count("context: model 3,072 tokens") == 2
+        assert "last request (ollama:qwen2.5vl): about " in out
+        assert "in a context of 3,072; fitted after shrinking: the assistant saw" in out
+        assert "Warning: The two agents use different local models" in out
+        assert "qwen2.5vl (6.2 GB loaded)" in out and "llava (6.0 GB on disk)" in out
+
+        as_json = CliRunner().invoke(app, ["llm", "status", "--json", "-p", root])
+        import json
+
+        status = json.loads(as_json.stdout)
+        last = status["agents"]["passive"]["last_request"]
+        assert last["fitted"] is True and last["tokens"] <= 3072 and last["images"] >= 1
+        assert status["agents"]["proactive"]["last_request"] is None
+
+        monkeypatch.setenv("DUETML_PROACTIVE_LLM", "ollama:qwen2.5vl")
+        same = CliRunner().invoke(app, ["llm", "status", "-p", root])
+        assert "Warning" not in same.stdout  # one model, loaded once

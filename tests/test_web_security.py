@@ -379,7 +379,7 @@ def test_errors_carry_no_trace_and_no_absolute_path(
                 headers={"content-type": "application/json"},
             ),
             client.post("/api/predict", files=[("files", ("a.jpg", b"x", "image/jpeg"))]),
-            client.get("/api/evaluation"),
+            client.post("/api/evaluation"),
             client.get("/api/thumb"),
         ]
         assert responses[0].status_code == 500

@@ -85,14 +85,11 @@ class FactGatherer:
 
     def _findings(self, budget: Budget) -> list[dict[str, Any]]:
         """The data review's findings, most important first (dismissed ones never appear)."""
-        import importlib
+        from duetml.review import review_project
 
-        try:  # TEMPORARY: a plain import once review-core has landed duetml/review.py
-            review_project = importlib.import_module("duetml.review").review_project
-        except ImportError:
-            return []
         try:
-            review = review_project(self._quiet_project())
+            # Never extract features here: only what the last training cached is reviewed.
+            review = review_project(self._quiet_project(), extract=False)
         except DuetmlError:
             return []  # e.g. no features cached yet: the other facts still stand
         return [finding.as_dict() for finding in review.findings[: budget.findings]]

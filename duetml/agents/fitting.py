@@ -150,11 +150,14 @@ class Fitted:
         if self.image_scale < 1.0 and images:
             said.append(f"its sheets at {self.image_scale:.0%} of their size")
         budget = self.budget or base
-        if budget.history_messages < base.history_messages:
-            kept = "none of the earlier messages"
-            if budget.history_chars > 0:
-                kept = f"only the last {budget.history_messages} messages"
-            said.append(kept)
+        dropped = len(self.full_messages) - len(self.messages)  # earlier turns, as messages
+        if dropped > 0:
+            kept = len(self.messages) - 2  # without the system prompt and the question
+            said.append(
+                f"only the last {kept} of {kept + dropped} earlier messages"
+                if kept
+                else "none of the earlier messages"
+            )
         if budget.categories_listed < base.categories_listed:
             said.append("a shorter list of categories and photos")
         return ", ".join(said) or "a shorter request"

@@ -19,12 +19,13 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, fitting, prompts
-from duetml.agents.context import DEFAULT_BUDGET, Budget, ContextBuilder
+from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
 from duetml.agents.conversation import ConversationStore
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
 from duetml.agents.proactive import LOCK_FILE, ProactiveAgent, is_nothing_to_add, state_signature
-from duetml.errors import DuetmlError
-from duetml.llm import AgentLLMConfig, ChatMessage, Provider, clean_text, display_url
+from duetml.agents.proposals import PROPOSAL_TOOL
+from duetml.errors import DuetmlError, NotFoundError
+from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
 from duetml.llm import window as llm_window
 from duetml.llm.base import ContextOverflowError, PreemptedError
 
@@ -78,6 +79,7 @@ class AgentSession:
         self._config_errors: dict[str, DuetmlError] = {}
         self._configs: dict[str, AgentLLMConfig] = {}
         self._vision: dict[str, bool] = {}
+        self._tools: dict[str, bool] = {}
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
         try:
             self._cap = llm_window.user_cap(
@@ -149,6 +151,17 @@ class AgentSession:
             self._tell_text_only(agent, provider)
         return vision
 
+    def _uses_tools(self, agent: str) -> bool:
+        """Whether proposals go by tool call (asked once per session) or by fenced JSON."""
+        with self._lock:
+            known = self._tools.get(agent)
+        if known is not None:
+            return known
+        tools = self._provider(agent).supports_tools()
+        with self._lock:
+            self._tools[agent] = tools
+        return tools
+
     def _tell_text_only(self, agent: str, provider: Provider) -> None:
         spec = f"{provider.name}:{provider.model}"
         key = f"{agent}={spec}"
@@ -204,8 +217,69 @@ class AgentSession:
     # --- the conversation ------------------------------------------------------------------
 
     def conversation(self) -> list[dict[str, Any]]:
-        """Saved messages, oldest first; the greeting is the first one of a new project."""
-        return self.store.messages()
+        """Saved messages, oldest first; the greeting is the first one of a new project.
+
+        Proposals carry their number in the conversation (`/apply 1`), and whether the user
+        applied them.
+        """
+        messages = self.store.messages()
+        applied = self.store.state().get("proposals_applied") or {}
+        number = 0
+        for message in messages:
+            for proposal in message.get("proposals") or ():
+                number += 1
+                proposal["number"] = number
+                proposal["applied"] = proposal.get("id") in applied
+        return messages
+
+    # --- proposals -------------------------------------------------------------------------
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """Every proposal of the conversation, numbered from 1, oldest first."""
+        return [p for m in self.conversation() for p in m.get("proposals") or ()]
+
+    def apply_proposal(self, which: str | int) -> str:
+        """Apply a proposal (by id or number) as one undoable operation, on the user's click.
+
+        Checked against the project as it is now; applying the same proposal twice is refused
+        (Undo reverts it). Returns the sentence to show.
+        """
+        from duetml.agents import proposals
+
+        found = [
+            p
+            for p in self.proposals()
+            if p.get("id") == which or str(p.get("number")) == str(which).lstrip("#")
+        ]
+        if not found:
+            raise NotFoundError("There is no such proposal: reload the conversation.")
+        proposal = found[-1]
+        if proposal["applied"]:
+            raise DuetmlError("That change was applied already; Undo reverts it.")
+        result = proposals.apply(self.project, proposal)
+
+        def remember(state: dict[str, Any]) -> None:
+            applied = dict(state.get("proposals_applied") or {})
+            applied[proposal["id"]] = {"ts": time.time(), "result": result}
+            state["proposals_applied"] = applied
+
+        self.store.update_state(remember)
+        return result
+
+    def _with_proposals(
+        self, reply: str, calls: list[ToolCall], context: AgentContext
+    ) -> tuple[str, dict[str, Any]]:
+        """The reply to save and show, and its validated proposals as extra message fields."""
+        from duetml.agents import proposals
+
+        text, valid, problems = proposals.from_reply(self.project, reply, calls, context.photos)
+        if problems:
+            self.project.log.record("agent_proposal_refused", problems=problems[:5])
+        if not valid:
+            return text, {}
+        if not text:
+            text = "I suggest a change you can apply with one click:"
+        return text, {"proposals": [p.stored() for p in valid]}
 
     # --- the passive agent -----------------------------------------------------------------
 
@@ -233,13 +307,19 @@ class AgentSession:
             conversation = self.conversation()
             self._capture_goal(user_text, about, conversation)
             vision = self._sees_images("passive")
+            tools = self._uses_tools("passive")
 
             def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
                 agent = PassiveAgent(provider, builder)
-                return agent.request(user_text, about, conversation, vision=vision)
+                return agent.request(user_text, about, conversation, vision=vision, tools=tools)
 
             replies = self._send(
-                "passive", build, sent, separator=RETRY_SEPARATOR, on_restart=pieces.clear
+                "passive",
+                build,
+                sent,
+                separator=RETRY_SEPARATOR,
+                on_restart=pieces.clear,
+                tools=tools,
             )
             for piece in replies:
                 pieces.append(piece)
@@ -252,9 +332,9 @@ class AgentSession:
             self._save_broken_turn(kind, user_text, pieces, None)
             self._log_ask(about, provider, ok=False, error="interrupted")
             raise
-        reply = "".join(pieces).strip()
-        self.store.append(("user", kind, user_text), ("assistant", kind, reply))
         context = sent["extra"]
+        reply, extra = self._with_proposals("".join(pieces).strip(), sent["calls"], context)
+        self.store.append(("user", kind, user_text), ("assistant", kind, reply, extra))
         self._log_ask(
             about,
             provider,
@@ -275,17 +355,22 @@ class AgentSession:
         *,
         separator: str | None,
         on_restart: Callable[[], None],
+        tools: bool = False,
     ) -> Iterator[str]:
         """Fit the request, send it, and retry once smaller if the server cut or refused it.
 
-        `sent` gets the request's size and what `build` returned with it (for the log).
+        `sent` gets the request's size and what `build` returned with it (for the log), and
+        the proposal tool calls the model made (`calls`; offered only with `tools`).
         """
+        calls: list[ToolCall] = []
+        sent["calls"] = calls
+        offer: dict[str, Any] = {"tools": [PROPOSAL_TOOL], "tool_calls": calls} if tools else {}
         provider = self._provider(agent)
         urgent = agent == "passive"
         fitted = self._fit(agent, provider, build)
         exchange = llm_window.Exchange()
         try:
-            yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent)
+            yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
         except ContextOverflowError as exc:
             # Nothing reached the reader yet: the server refused before answering.
             asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
@@ -301,10 +386,11 @@ class AgentSession:
             if separator:
                 yield separator
             on_restart()
+        calls.clear()
         self._learn_window(provider, retry_window)
         fitted = self._fit(agent, provider, build, window=retry_window)
         exchange = llm_window.Exchange()
-        yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent)
+        yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
         self._remember_request(agent, provider, fitted, exchange)
         sent.update(extra=fitted.extra, size=fitted.size)
 
@@ -550,15 +636,20 @@ class AgentSession:
         collected: list[str] = []
         try:
             vision = self._sees_images("proactive")
+            tools = self._uses_tools("proactive")
 
             def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
-                return ProactiveAgent(provider, builder).request(conversation, vision=vision), None
+                agent = ProactiveAgent(provider, builder)
+                return agent.request(conversation, vision=vision, tools=tools)
 
+            sent: dict[str, Any] = {}
             for piece in self._send(
-                "proactive", build, {}, separator=None, on_restart=collected.clear
+                "proactive", build, sent, separator=None, on_restart=collected.clear, tools=tools
             ):
                 collected.append(piece)
-            reply = "".join(collected).strip()
+            reply, extra = self._with_proposals(
+                "".join(collected).strip(), sent["calls"], sent["extra"]
+            )
         except PreemptedError:
             self._log_pass(provider, "preempted")
             return None  # a question came first; the next tick looks again
@@ -566,11 +657,11 @@ class AgentSession:
             self._log_pass(provider, "error", error=str(exc))
             raise
         self.store.update_state(lambda state: state.__setitem__("proactive_last_look", signature))
-        if is_nothing_to_add(reply):
+        if not extra and is_nothing_to_add(reply):
             self._log_pass(provider, "nothing_to_add")
             return None
         advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
-        self.store.append(("assistant", "proactive", advice))
+        self.store.append(("assistant", "proactive", advice, extra))
         self._log_pass(provider, "advice", advice_chars=len(advice))
         return advice
 

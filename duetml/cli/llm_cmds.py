@@ -88,6 +88,7 @@ def _print_status(status: dict[str, Any]) -> None:
                 None: "unknown",
             }[entry["vision"]]
             typer.echo(f"  model installed: {installed}; sees images: {vision}")
+        _print_context(entry, status.get("max_context"))
     typer.echo("Servers:")
     for server in status["servers"]:
         head = f"  {server['provider']} at {server['endpoint']}"
@@ -96,9 +97,37 @@ def _print_status(status: dict[str, Any]) -> None:
             continue
         models = ", ".join(m["name"] + _VISION_NOTE[m["vision"]] for m in server["models"])
         typer.echo(f"{head}: reachable; {len(server['models'])} model(s): {models or '-'}")
+    if status.get("memory_warning"):
+        typer.echo(f"Warning: {status['memory_warning']}")
     typer.echo(
         f"Providers: {', '.join(status['providers'])}. "
         "Choose with `duetml llm use AGENT PROVIDER:MODEL`."
+    )
+
+
+def _print_context(entry: dict[str, Any], cap: int | None) -> None:
+    """The model's context, and the size of the agent's last request and whether it fitted."""
+    length = entry.get("context_length")
+    if length or cap:
+        model = f"model {length:,} tokens" if length else "model's own size unknown"
+        capped = f" (capped by your setting at {cap:,})" if cap else ""
+        typer.echo(f"  context: {model}{capped}")
+    last = entry.get("last_request")
+    if not last:
+        return
+    images = (
+        f", {last['images']} image(s) ({last['image_tokens']:,} tokens)" if last["images"] else ""
+    )
+    asked = f" in a context of {last['num_ctx']:,}" if last.get("num_ctx") else ""
+    if not last.get("fitted"):
+        verdict = "CUT by the server (duetml retried smaller)"
+    elif last.get("shrunk"):
+        verdict = f"fitted after shrinking: the assistant saw {last['shrunk']}"
+    else:
+        verdict = "fitted whole"
+    typer.echo(
+        f"  last request ({last['model']}): about {last['tokens']:,} tokens{images}{asked}; "
+        f"{verdict}"
     )
 
 

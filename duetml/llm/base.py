@@ -24,7 +24,7 @@ from duetml.errors import LLMError
 from duetml.llm import window
 from duetml.llm.fencing import clean_text
 from duetml.llm.privacy import Secret, display_url, is_local_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
 
@@ -165,6 +165,20 @@ class Provider(ABC):
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
         """One attempt: yield text pieces; raise the client's own exceptions untouched."""
 
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        """One attempt offering `tools`: text pieces and whole tool calls, in order.
+
+        Providers whose API has no tool calling keep this default: the tools are not sent and
+        the model answers in text (the agents then ask for a fenced JSON block instead).
+        """
+        yield from self._open_stream(messages)
+
+    def supports_tools(self) -> bool:
+        """Whether `stream_chat(..., tools=...)` really offers the tools to this model."""
+        return False
+
     @abstractmethod
     def _list_models_once(self) -> list[ModelInfo]: ...
 
@@ -192,6 +206,8 @@ class Provider(ABC):
         exchange: window.Exchange | None = None,
         *,
         urgent: bool | None = None,
+        tools: list[ToolSpec] | None = None,
+        tool_calls: list[ToolCall] | None = None,
     ) -> Iterator[str]:
         """Yield the answer piece by piece; raise `LLMError` with one sentence on failure.
 
@@ -200,23 +216,29 @@ class Provider(ABC):
         given, is filled with the request's size, the context asked and the server's count.
         A local server gets one request at a time from this process (`window.ServerGate`);
         `urgent` ones (default: all but the proactive agent's) go first, and a waiting urgent
-        request stops a running non-urgent one at its next piece (`PreemptedError`).
+        request stops a running non-urgent one at its next piece (`PreemptedError`). With
+        `tools`, the calls the model makes are appended to `tool_calls` once the answer is
+        complete (a failed attempt's calls are dropped with it).
         """
         conversation = list(messages)
         gate = self.server_gate()
         if gate is None:
-            yield from self._stream_attempts(conversation, exchange)
+            yield from self._stream_attempts(conversation, exchange, tools, tool_calls)
             return
         if urgent is None:
             urgent = self.agent != "proactive"
         with gate.hold(urgent=urgent, timeout=self.timeout.read):
-            for piece in self._stream_attempts(conversation, exchange):
+            for piece in self._stream_attempts(conversation, exchange, tools, tool_calls):
                 yield piece
                 if not urgent and gate.urgent_waiting:
                     raise PreemptedError("A question to the assistant goes first.")
 
     def _stream_attempts(
-        self, conversation: list[ChatMessage], exchange: window.Exchange | None
+        self,
+        conversation: list[ChatMessage],
+        exchange: window.Exchange | None,
+        tools: list[ToolSpec] | None = None,
+        tool_calls: list[ToolCall] | None = None,
     ) -> Iterator[str]:
         log.debug(
             "%s chat: model=%s endpoint=%s messages=%d images=%d",
@@ -230,12 +252,21 @@ class Provider(ABC):
         attempt = 0
         while True:
             yielded = False
-            pieces = self._open_stream(conversation)
+            calls: list[ToolCall] = []
+            pieces: Iterator[str | ToolCall] = (
+                self._open_tool_stream(conversation, tools)
+                if tools
+                else self._open_stream(conversation)
+            )
             try:
                 for piece in pieces:
-                    if piece:
+                    if isinstance(piece, ToolCall):
+                        calls.append(piece)
+                    elif piece:
                         yielded = True
                         yield piece
+                if tool_calls is not None:
+                    tool_calls.extend(calls)
                 return
             except LLMError as exc:
                 raise self._redacted(exc) from None
@@ -319,8 +350,11 @@ class Provider(ABC):
 
     def detail(self, text: object) -> str:
         """Server-supplied text made safe to show: one line, short, key masked, no final dot."""
-        cleaned = clean_text(str(text), max_chars=MAX_DETAIL_CHARS, one_line=True)
-        return self._redact(cleaned).rstrip(". ")
+        # Redacted before it is cut (a cut key would show its first part) and after control
+        # characters are gone (they could split the key so the first pass misses it).
+        raw = self._redact(str(text))
+        whole = self._redact(clean_text(raw, max_chars=len(raw) + 1, one_line=True))
+        return clean_text(whole, max_chars=MAX_DETAIL_CHARS, one_line=True).rstrip(". ")
 
     def timeout_failure(self, server: str, *, connect: bool, mid_stream: bool) -> Failure:
         if connect:

@@ -22,7 +22,7 @@ from duetml.llm.base import (
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec, parse_tool_arguments
 from duetml.llm.vision import guess_vision
 
 if TYPE_CHECKING:
@@ -150,21 +150,45 @@ class OllamaProvider(Provider):
         return exchange
 
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        for piece in self._stream(messages, None):
+            if isinstance(piece, str):
+                yield piece
+
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        return self._stream(messages, tools)
+
+    def supports_tools(self) -> bool:
+        """Ollama refuses tools for a model without the "tools" capability (HTTP 400)."""
+        return self.model_info().tools is True
+
+    def _stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec] | None
+    ) -> Iterator[str | ToolCall]:
         client = self._client()
         self._seen.retry_after = None
         exchange = self._sizing(messages)
+        extra: Any = {"tools": [t.as_openai() for t in tools]} if tools else {}
         parts = client.chat(
             model=self.model,
             messages=[self._encode(m) for m in messages],
             stream=True,
             options={"num_ctx": exchange.num_ctx},
+            **extra,
         )
         finished = False
+        calls: list[ToolCall] = []
         try:
             for part in parts:
-                text = part.message.content if part.message is not None else None
+                message = part.message
+                text = message.content if message is not None else None
                 if text:
                     yield text
+                for call in (message.tool_calls if message is not None else None) or ():
+                    calls.append(
+                        ToolCall(call.function.name, parse_tool_arguments(call.function.arguments))
+                    )
                 if part.done:
                     # Not `break`: reading the body to its end lets httpx reuse the connection.
                     finished = True
@@ -173,6 +197,7 @@ class OllamaProvider(Provider):
             close_iterator(parts)
         if not finished:
             raise IncompleteAnswer()
+        yield from calls
 
     def _list_models_once(self) -> list[ModelInfo]:
         listed = self._client().list()
@@ -193,7 +218,9 @@ class OllamaProvider(Provider):
             if exc.status_code == 404:
                 return ModelInfo(self.model, installed=False, vision=guess_vision(self.model))
             raise
-        return ModelInfo(self.model, installed=True, vision=_vision_from_show(shown))
+        capabilities = getattr(shown, "capabilities", None)
+        tools = None if capabilities is None else "tools" in capabilities
+        return ModelInfo(self.model, installed=True, vision=_vision_from_show(shown), tools=tools)
 
     def _profile_once(self) -> ModelProfile:
         """From `/api/show`: `<architecture>.context_length` and the image-cost family."""

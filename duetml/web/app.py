@@ -25,6 +25,7 @@ from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import AGENT_ROUTES
 from duetml.web.routes_data import DATA_ROUTES, UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES
 from duetml.web.routes_model import MODEL_ROUTES
+from duetml.web.routes_review import review_routes
 from duetml.web.state import InjectedWebState, WebState
 
 if TYPE_CHECKING:
@@ -45,13 +46,15 @@ def create_app(
     agents: AgentSession | Callable[[Project], AgentSession] | None = None,
     allowed_hosts: Iterable[str] | None = None,
     port: int = DEFAULT_PORT,
+    token: str | None = None,
 ) -> Litestar:
     """The web UI for the project at ``project_root``.
 
     ``agents`` is an AgentSession (or a callable making one from the project); by default one
     is made from the project's settings. ``baseline`` removes every agent feature, for studies
     comparing the tool with and without the assistant. ``allowed_hosts`` adds host names the
-    server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1].
+    server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1];
+    ``token``, when given, must come with every request (a link's ``?token=``, then a cookie).
     """
     project = Project.open(project_root, source="web")
     session, problem = (None, None) if baseline else _agent_session(project, agents)
@@ -63,7 +66,7 @@ def create_app(
     def page() -> Response[bytes]:
         return Response(
             assets["index.html"][0],
-            media_type="text/html; charset=utf-8",
+            media_type=assets["index.html"][1],
             headers={"Cache-Control": "no-cache"},
         )
 
@@ -75,6 +78,7 @@ def create_app(
         return Response(found[0], media_type=found[1], headers={"Cache-Control": "no-cache"})
 
     handlers: list[Any] = [page, static, *APP_ROUTES, *DATA_ROUTES, *MODEL_ROUTES]
+    handlers += review_routes(web)
     if not baseline:
         handlers += AGENT_ROUTES
 
@@ -92,7 +96,7 @@ def create_app(
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
-        # Every handler that takes `web` gets this server's state.
+        # Every handler that takes `web: InjectedWebState` gets this server's state.
         dependencies={"web": Provide(the_web_state, sync_to_thread=False)},
         request_max_body_size=JSON_MAX_BYTES,
         on_startup=[lambda: web.start()],
@@ -102,7 +106,7 @@ def create_app(
     app.state.duetml = web
     hosts = allowed_host_values(port, allowed_hosts or ())
     # Wrapping the finished handler (not Litestar middleware) so unmatched paths are guarded too.
-    app.asgi_handler = RequestGuard(app.asgi_handler, hosts)
+    app.asgi_handler = RequestGuard(app.asgi_handler, hosts, token)
     return app
 
 
@@ -191,7 +195,8 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
             or mimetypes.guess_type(name)[0]
             or "application/octet-stream"
         )
-        if media.startswith("text/") or media.endswith("javascript"):
+        # Litestar adds "; charset=utf-8" to text/* itself; adding it here too sent it twice.
+        if media.endswith("javascript") and not media.startswith("text/"):
             media += "; charset=utf-8"
         assets[name] = (path.read_bytes(), media)
     html = assets["index.html"][0].decode("utf-8")
@@ -200,7 +205,7 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
         if baseline
         else html.replace("<!--agents-->", "").replace("<!--/agents-->", "")
     )
-    assets["index.html"] = (html.encode("utf-8"), "text/html; charset=utf-8")
+    assets["index.html"] = (html.encode("utf-8"), "text/html")
     return assets
 
 

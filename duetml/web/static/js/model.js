@@ -1,6 +1,6 @@
 // (B) training with live progress, (C) trying photos and the evaluation report.
 
-import { getJSON, postFiles, postJSON } from "./api.js";
+import { postFiles, postJSON } from "./api.js";
 import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
 import { uploadFiles } from "./data.js";
 import { emit, store } from "./store.js";
@@ -267,7 +267,7 @@ export async function loadEvaluation() {
   }
   let report;
   try {
-    report = await getJSON("/api/evaluation");
+    report = await postJSON("/api/evaluation");
   } catch (exc) {
     replace(box, h("p", { class: "message message-info", text: exc.message }));
     return;
