@@ -53,6 +53,19 @@ class ProactiveSwitch:
 
 
 @dataclass
+class ProposalChoice:
+    proposal: Annotated[
+        str,
+        KwargDefinition(
+            min_length=1,
+            max_length=40,
+            pattern=r"^#?[0-9a-f]+$",
+            description="The id (or number) of a proposal in the conversation.",
+        ),
+    ]
+
+
+@dataclass
 class CloudConsent:
     endpoint: Annotated[str, KwargDefinition(min_length=1, max_length=500)]
 
@@ -198,8 +211,25 @@ def allow_cloud(web: InjectedWebState, data: JSONBody[CloudConsent]) -> dict[str
     return describe(web)
 
 
+@post(
+    "/api/proposals/apply",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Apply a change an agent proposed, as one undoable operation",
+)
+def apply_proposal(web: InjectedWebState, data: JSONBody[ProposalChoice]) -> dict[str, Any]:
+    # Only on the user's click: the page posts here from the proposal's button.
+    session = _session(web)
+    try:
+        result = session.apply_proposal(data.proposal)
+    finally:
+        web.changed()
+    return {"message": scrub(result, (web.project.root,))}
+
+
 # The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).
-AGENT_ROUTES = [agents_info, conversation, chat, switch_proactive, allow_cloud]
+AGENT_ROUTES = [agents_info, conversation, chat, switch_proactive, allow_cloud, apply_proposal]
 
 
 def _proactive_now(web: WebState, session: AgentSession) -> None:
