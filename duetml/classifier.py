@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -84,6 +84,9 @@ class TrainedModel:
     intercept: np.ndarray
     n_support: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    # Named arrays stored beside the model, e.g. the out-of-fold probabilities the data review
+    # reads; saved as plain arrays (prefix "extra_"), so loading stays pickle-free.
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ----- prediction ----------------------------------------------------------------
     def decision(self, features: np.ndarray) -> np.ndarray:
@@ -114,14 +117,17 @@ class TrainedModel:
             "temperature": self.temperature,
             "margin_weight": self.margin_weight,
         }
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
             "support_vectors": self.support_vectors.astype(np.float32),
             "dual_coef": self.dual_coef,
             "intercept": self.intercept,
             "n_support": self.n_support.astype(np.int64),
+            **{f"extra_{name}": array for name, array in self.extras.items()},
         }
-        atomic.write_with(path, lambda handle: np.savez_compressed(handle, **arrays))
+        atomic.write_with(
+            path, lambda handle: np.savez_compressed(handle, **cast("dict[str, Any]", arrays))
+        )
 
     @classmethod
     def load(cls, path: Path) -> TrainedModel:
@@ -138,6 +144,7 @@ class TrainedModel:
                 arrays = {
                     k: data[k] for k in ("support_vectors", "dual_coef", "intercept", "n_support")
                 }
+                extras = {k[6:]: data[k] for k in data.files if k.startswith("extra_")}
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
@@ -159,6 +166,7 @@ class TrainedModel:
                 intercept=arrays["intercept"].astype(np.float64),
                 n_support=arrays["n_support"].astype(np.int64),
                 meta=meta,
+                extras=extras,
             )
         except (KeyError, TypeError, ValueError):
             raise broken from None

@@ -34,6 +34,7 @@ class Status:
     test_images: int
     model: dict[str, Any] | None
     warnings: list[Warning_] = field(default_factory=list)
+    review: dict[str, Any] | None = None  # {"findings": n, "counts": {kind: n}, "summary": str}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Status:
             "test_images": self.test_images,
             "model": self.model,
             "warnings": [w.as_dict() for w in self.warnings],
+            "review": self.review,
         }
 
 
@@ -110,7 +112,9 @@ def project_status(project: Project, check_files: bool = True) -> Status:
                     "stale_model", "The model is older than the data: run `duetml train` again."
                 )
             )
+    review_info = _review_summary(project, hashes) if model_info is not None else None
     return Status(
+        review=review_info,
         categories=[
             {"name": i.name, "images": i.count, "test_images": i.test_count} for i in infos
         ],
@@ -209,3 +213,17 @@ def _unreadable(
         except BadImageError as exc:
             found.append(Warning_("unreadable", f"{record.rel} cannot be used: {exc}"))
     return found
+
+
+def _review_summary(project: Project, hashes: dict[str, str]) -> dict[str, Any] | None:
+    """How many findings the data review has (from its cache when nothing changed)."""
+    from duetml.review import review_project, summary
+
+    try:
+        review = review_project(project, extract=False, hashes=hashes)
+    except DuetmlError:
+        return None
+    counts: dict[str, int] = {}
+    for finding in review.findings:
+        counts[finding.kind] = counts.get(finding.kind, 0) + 1
+    return {"findings": len(review.findings), "counts": counts, "summary": summary(review)}

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,15 +28,14 @@ from duetml.errors import (
     InvalidNameError,
     NotAProjectError,
     NotFoundError,
-    NothingToUndoError,
 )
 from duetml.events import InteractionLog
+from duetml.journal import UndoJournal, free_name, rmdir_if_empty
 from duetml.names import resolve_inside, validate_category_name
 from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
-JOURNAL_LIMIT = 100
 DATA_LOCK_TIMEOUT = 15.0
 
 
@@ -80,6 +77,7 @@ class Project:
         self.root = Path(root).resolve()
         self.settings = read_settings(self.root)
         self.log = InteractionLog(self.state_dir, source=source)
+        self.journal = UndoJournal(self.root, self.state_dir)
 
     # ----- opening and creating -------------------------------------------------------
     @classmethod
@@ -226,7 +224,8 @@ class Project:
                 target = self.split_dir(split) / new
                 if target.exists() and _normcase(target) != _normcase(source):
                     raise AlreadyExistsError(
-                        f"Category {new!r} already exists: use `duetml categories merge` to join them."
+                        f"Category {new!r} already exists: "
+                        "use `duetml categories merge` to join them."
                     )
                 moves.append((_rel(self, source), _rel(self, target)))
             if not moves:
@@ -237,7 +236,8 @@ class Project:
         return new
 
     def merge_categories(self, sources: Iterable[str], target: str) -> int:
-        """Move every photo of ``sources`` into ``target`` (made if needed); the paper's key move."""
+        """Move every photo of ``sources`` into ``target`` (made if needed): the paper's key
+        move."""
         target = validate_category_name(target)
         names = [validate_category_name(s) for s in sources]
         names = [n for n in dict.fromkeys(names) if n != target]
@@ -262,12 +262,12 @@ class Project:
                     for entry in sorted(os.scandir(source_dir), key=lambda e: e.name):
                         if entry.is_symlink() or not entry.is_file():
                             continue
-                        destination = _free_name(target_dir, entry.name)
+                        destination = free_name(target_dir, entry.name)
                         moves.append((_rel(self, Path(entry.path)), _rel(self, destination)))
                         os.replace(entry.path, destination)
                     removed.append(_rel(self, source_dir))
             # Leftovers (symlinks, sub-folders) keep a source folder alive rather than be lost.
-            removed = [r for r in removed if _rmdir_if_empty(self.root / r)]
+            removed = [r for r in removed if rmdir_if_empty(self.root / r)]
             self._journal_push(
                 "merge",
                 f"merge {', '.join(map(repr, names))} into {target!r}",
@@ -306,7 +306,7 @@ class Project:
                 target_dir.mkdir(parents=True, exist_ok=True)
                 if record.category == category:
                     continue
-                destination = _free_name(target_dir, record.path.name)
+                destination = free_name(target_dir, record.path.name)
                 os.replace(record.path, destination)
                 moves.append((record.rel, _rel(self, destination)))
             self._journal_push("move", f"move {len(moves)} image(s) to {category!r}", moves)
@@ -401,6 +401,8 @@ class Project:
             added=len(report.added),
             duplicates=len(report.duplicates),
             rejected=len(report.rejected),
+            # Where the kept copy of each skipped duplicate is, so nothing vanishes unexplained.
+            skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
         )
         return report
 
@@ -477,81 +479,31 @@ class Project:
         return fingerprint_of(records, self.hashes(records))
 
     # ----- undo ------------------------------------------------------------------------
-    def _journal_path(self) -> Path:
-        return self.state_dir / "journal.json"
-
-    def _journal(self) -> list[dict[str, Any]]:
-        try:
-            entries = json.loads(self._journal_path().read_text())
-            return entries if isinstance(entries, list) else []
-        except (OSError, ValueError):
-            return []
-
     def _journal_push(
         self,
         kind: str,
         summary: str,
-        moves: list,
+        moves: list[Any],
         made: list[str] | None = None,
         removed: list[str] | None = None,
     ) -> None:
-        entries = self._journal()
-        entries.append(
-            {
-                "id": uuid.uuid4().hex[:12],
-                "ts": time.time(),
-                "kind": kind,
-                "summary": summary,
-                "moves": moves,
-                "made_dirs": made or [],
-                "removed_dirs": removed or [],
-            }
-        )
-        atomic.write_text(self._journal_path(), json.dumps(entries[-JOURNAL_LIMIT:]))
+        self.journal.push(kind, summary, moves, made, removed)
 
     def undo_history(self) -> list[str]:
-        return [e.get("summary", "?") for e in reversed(self._journal())]
+        return self.journal.history()
 
     def undo(self) -> str:
         """Revert the last operation; photos it created go to the trash, never away."""
         with self.data_lock():
-            entries = self._journal()
-            if not entries:
-                raise NothingToUndoError("There is nothing to undo.")
-            entry = entries[-1]
-            trash = None
-            for made in entry.get("removed_dirs", []):
-                resolve_inside(self.root, made).mkdir(parents=True, exist_ok=True)
-            for source, destination in reversed(entry.get("moves", [])):
-                current = resolve_inside(self.root, destination)
-                if not current.exists():
-                    continue  # changed by hand since; nothing to put back
-                if source is None:  # created by an import: the undo moves it to the trash
-                    trash = trash or self._new_trash_dir()
-                    back = trash / destination
-                else:
-                    back = resolve_inside(self.root, source)
-                    if back.exists():
-                        back = _free_name(back.parent, back.name)
-                back.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(current, back)
-            for made in reversed(entry.get("made_dirs", [])):
-                _rmdir_if_empty(resolve_inside(self.root, made))
-            atomic.write_text(self._journal_path(), json.dumps(entries[:-1]))
-        self.log.record("undo", undone=entry.get("summary"))
-        return str(entry.get("summary"))
+            summary = self.journal.undo_last()
+        self.log.record("undo", undone=summary)
+        return summary
 
     def _apply_moves(self, moves: list[tuple[str, str]]) -> None:
-        for source, destination in moves:
-            target = self.root / destination
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.root / source, target)
+        self.journal.apply_moves(moves)
 
     def _new_trash_dir(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder = self.state_dir / "trash" / f"{stamp}-{uuid.uuid4().hex[:6]}"
-        folder.mkdir(parents=True)
-        return folder
+        return self.journal.new_trash_dir()
 
 
 # ----- helpers --------------------------------------------------------------------------
@@ -582,24 +534,6 @@ def _rel(project: Project, path: Path) -> str:
 
 def _normcase(path: Path) -> str:
     return os.path.normcase(str(path))
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    candidate = folder / name
-    stem, suffix = os.path.splitext(name)
-    counter = 1
-    while candidate.exists() or candidate.is_symlink():
-        candidate = folder / f"{stem}-{counter}{suffix}"
-        counter += 1
-    return candidate
-
-
-def _rmdir_if_empty(folder: Path) -> bool:
-    try:
-        folder.rmdir()
-        return True
-    except OSError:
-        return False
 
 
 def _expand_sources(sources: Iterable[Path]) -> tuple[list[Path], AddReport]:

@@ -121,6 +121,10 @@ def train_project(
                 else [],
             }
         )
+        if cv:
+            # The full out-of-fold matrix, for the data review (confident learning).
+            model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
+            model.extras["oof_rels"] = np.array([r.rel for r in usable], dtype=str)
         with project.data_lock():
             model.save(model_path(project))
         extracted = len(cache) - cache_before

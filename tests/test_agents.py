@@ -145,7 +145,7 @@ def test_ask_about_results_with_a_model_sends_the_mistakes_sheet(trained_project
     assert "cross-validated accuracy" in final.content
     assert "Most confused" in final.content and "Photos the model gets wrong" in final.content
     labels = [image.label for image in final.images]
-    assert labels[0] == "photos the model gets wrong or is unsure of"
+    assert labels[0] == "the photos the facts name, by number"
     assert len(final.images) == 5 and len(final.images) <= DEFAULT_BUDGET.max_sheets
     assert sum(len(i.data) for i in final.images) <= DEFAULT_BUDGET.max_image_bytes
     assert session.conversation()[-1]["kind"] == "ask_results"
@@ -168,7 +168,7 @@ def test_many_categories_stay_within_the_image_budget(tmp_path):
     passive = FakeProvider()
     "".join(session_for(project, passive).ask_stream("", about="data"))
     final = last_request(passive)[-1]
-    assert len(final.images) == 3  # 20 categories on overview sheets of 8
+    assert len(final.images) == 6  # 20 categories share all six sheet slots
     assert all(len(i.data) <= sheets.SHEET_MAX_BYTES for i in final.images)
     assert "kind 19" in final.text_with_labels()
     assert len(final.content) < 12_000
@@ -254,6 +254,8 @@ def test_a_damaged_conversation_line_is_skipped(demo_project):
 
 
 def test_cloud_endpoint_needs_consent_once(demo_project):
+    from duetml.agents import choice
+
     remote = FakeProvider(
         base_url="https://llm.example.com/v1", api_key="sk-test-abcdefghijklmnop1234"
     )
@@ -266,9 +268,9 @@ def test_cloud_endpoint_needs_consent_once(demo_project):
     assert described["sends_images_to"] == ["https://llm.example.com/v1"]
     assert "sk-test-abcdefghijklmnop1234" not in repr(described)
     session.allow_cloud()
-    assert settings_on_disk(demo_project)["agents"]["cloud_consent"] == [
-        "https://llm.example.com/v1"
-    ]
+    # Kept in the user's own settings for this project, not in the project's file.
+    assert choice.approved_endpoints(demo_project.root) == {"https://llm.example.com/v1"}
+    assert "cloud_consent" not in settings_on_disk(demo_project)["agents"]
     again = session_for(Project.open(demo_project.root), remote)
     "".join(again.ask_stream("hello"))
     assert remote.calls == 1 and again.consent_needed() == []
@@ -430,7 +432,7 @@ def test_refresh_picks_up_a_new_choice(demo_project):
     session.refresh()
     assert session.describe()["passive"]["model"] == "gpt-4o"
     assert session.consent_needed() == [
-        {"agent": "passive", "endpoint": "https://api.openai.com/v1"}
+        {"agent": "passive", "endpoint": "https://api.openai.com/v1", "reason": "cloud"}
     ]
     with pytest.raises(CloudConsentRequired):
         session.ask_stream("hello")

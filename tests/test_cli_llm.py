@@ -21,6 +21,7 @@ from llm_fakes import FakeOllamaServer, FakeOpenAIServer, free_port
 from PIL import Image
 from typer.testing import CliRunner
 
+from duetml.agents import choice
 from duetml.cli import app
 
 pytest_plugins = ["agent_fakes"]
@@ -276,7 +277,8 @@ def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
     # Consent is remembered; the next problem (no key) is reported without any network call.
     allowed = run("ask", "hello", "--allow-cloud", "-p", str(project.root))
     assert allowed.exit_code == 7 and "OPENAI_API_KEY" in allowed.stderr
-    assert settings(project)["agents"]["cloud_consent"] == ["https://api.openai.com/v1"]
+    assert choice.approved_endpoints(project.root) == {"https://api.openai.com/v1"}
+    assert "cloud_consent" not in settings(project)["agents"]
     status = run("llm", "status", "-p", str(project.root))
     assert "photos and text are SENT to this server; confirmed" in status.stdout
 

@@ -22,6 +22,8 @@ from llm_fakes import FakeOllamaServer
 from llm_fakes import free_port as dead_port
 from web_helpers import LiveServer, demo_photos, fake_agents, free_port, make_project
 
+from duetml.agents import choice
+from duetml.llm import get_provider
 from duetml.project import Project
 from duetml.web import create_app
 
@@ -150,6 +152,8 @@ def ollama_settings(project: Project, url: str, interval: int = 600) -> None:
         agents[agent] = {"provider": "ollama", "model": "qwen2.5vl", "base_url": url}
     agents["proactive_interval_seconds"] = interval
     project.save_settings()
+    # The test is the user here: it approves the endpoint its own project file chose.
+    choice.approve(project.root, choice.endpoint_of(get_provider("ollama", base_url=url)) or url)
 
 
 def take_screenshot(page: Any) -> None:
@@ -512,7 +516,7 @@ def test_cloud_consent_is_asked_on_the_page(browser: Any, watch: Watch, tmp_path
         page.locator(".notice-consent button").first.click()
         page.wait_for_function("() => !document.querySelector('.notice-consent')")
         context.close()
-    assert (
-        "http://192.0.2.10:9/v1" in Project.open(project.root).settings["agents"]["cloud_consent"]
-    )
+    # The yes is kept in the user's own settings, never in the project's file.
+    assert choice.approved_endpoints(project.root) == {"http://192.0.2.10:9/v1"}
+    assert "cloud_consent" not in Project.open(project.root).settings["agents"]
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)

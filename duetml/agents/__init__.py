@@ -7,10 +7,11 @@
     with ProactiveTimer(session, on_advice=print):  # a look every proactive_interval seconds
         ...
 
-Modules: `session` (AgentSession), `context` (what the agents see, and its budget), `sheets`
-(contact sheets), `passive`, `proactive` (its signature, the sentinel, ProactiveTimer),
-`conversation` (saved in `.duetml/conversation.jsonl`), `choice` (which LLM, consent),
-`prompts`. Importing this package imports no LLM client and no numpy.
+Modules: `session` (AgentSession), `context` (what the agents see, built from `facts`,
+`history` and `attachments` within the `budget`), `sheets` (contact sheets), `passive`,
+`proactive` (its signature, the sentinel, ProactiveTimer), `conversation` (saved in
+`.duetml/conversation.jsonl`), `choice` (which LLM, consent), `prompts`. Importing this package
+imports no LLM client and no numpy.
 """
 
 from duetml.agents.choice import CloudConsentRequired

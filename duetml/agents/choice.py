@@ -1,20 +1,27 @@
-"""Which LLM each agent uses, where its data goes, and the user's consent to cloud endpoints.
+"""Which LLM each agent uses, where its data goes, and the user's approval of endpoints.
 
 Settings live in the project's `duetml.toml` (`[agents.passive]`, `[agents.proactive]`) with
 user-level defaults in `config.toml` under DUETML_HOME / the platform's data folder, and
 `DUETML_PASSIVE_LLM` / `DUETML_PROACTIVE_LLM` override both (`duetml.llm.config` decides).
 
-Consent: the first time a project would send its photos to an endpoint that is not on this
-machine, the user must say yes once; the endpoints they accepted are stored in the project's
-`[agents] cloud_consent` list, so a project copied to another person asks them again only if
-its settings were changed.
+Approval, like VS Code's Workspace Trust or direnv's `allow`: a project folder may come from
+someone else, so nothing in it may decide on its own where this user's photos or API key go.
+An endpoint needs this user's approval for this project when the project's file chose it
+(its `base_url`: it receives the key from the environment) or when it is off this machine (it
+receives the photos). Approvals live in the user's own data folder (`approved-endpoints.json`
+under DUETML_HOME), keyed by the project's resolved path and the endpoint: a project copied
+elsewhere, or whose endpoint was changed, asks again. A `cloud_consent` list in the project's
+own file (written by duetml before 0.2) counts for nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import tomllib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duetml.errors import DuetmlError, LLMError
@@ -26,6 +33,19 @@ if TYPE_CHECKING:
 
 CONSENT_KEY = "cloud_consent"
 LOCAL_SPEC = "ollama:qwen2.5vl"
+APPROVALS_FILE = "approved-endpoints.json"
+APPROVALS_FORMAT = 1
+
+DEFAULT_INTERVAL = 60.0
+# The user's own setting (config.toml) or a CLI flag may ask for looks this often...
+MIN_INTERVAL = 5.0
+# ...but a project file, which may come from someone else, cannot make the agent call the
+# LLM (and spend the user's tokens) more often than this.
+MIN_PROJECT_INTERVAL = 30.0
+
+# Why an endpoint waits for approval; the page and the CLI say it in these words.
+REASON_PROJECT = "project"  # the project's duetml.toml chose it: it may be anyone's server
+REASON_CLOUD = "cloud"  # off this machine: the photos leave it
 
 
 class CloudConsentRequired(LLMError):
@@ -33,10 +53,11 @@ class CloudConsentRequired(LLMError):
 
     http_status = 428  # the web UI asks, then calls AgentSession.allow_cloud(endpoint)
 
-    def __init__(self, message: str, endpoint: str, agent: str) -> None:
+    def __init__(self, message: str, endpoint: str, agent: str, reason: str = REASON_CLOUD) -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.agent = agent
+        self.reason = reason
 
 
 def load_user_settings() -> dict[str, Any]:
@@ -60,12 +81,12 @@ def resolve(
     )
 
 
-def make_provider(config: AgentLLMConfig) -> Provider:
-    return provider_for(config)
+def make_provider(config: AgentLLMConfig, **kwargs: Any) -> Provider:
+    return provider_for(config, **kwargs)
 
 
 def endpoint_of(provider: Provider) -> str | None:
-    """The endpoint as shown to people and stored for consent (no credentials, no query)."""
+    """The endpoint as shown to people and stored for approval (no credentials, no query)."""
     return display_url(provider.base_url)
 
 
@@ -73,27 +94,202 @@ def sends_off_machine(provider: Provider) -> bool:
     return provider.enabled and not provider.is_local()
 
 
-def consented(settings: Mapping[str, Any]) -> set[str]:
-    agents = settings.get("agents") or {}
-    value = agents.get(CONSENT_KEY) if isinstance(agents, Mapping) else None
-    return {str(v) for v in value} if isinstance(value, list) else set()
+def proactive_interval(project_settings: Mapping[str, Any]) -> float:
+    """Seconds between the proactive agent's looks: the user's own setting, else the project's
+    (never under MIN_PROJECT_INTERVAL), else the default."""
+    try:
+        user_agents = load_user_settings().get("agents") or {}
+    except DuetmlError:
+        user_agents = {}
+    mine = _seconds(user_agents.get("proactive_interval_seconds"))
+    if mine is not None:
+        return max(mine, MIN_INTERVAL)
+    agents = project_settings.get("agents") or {}
+    value = _seconds(agents.get("proactive_interval_seconds", DEFAULT_INTERVAL))
+    return max(DEFAULT_INTERVAL if value is None else value, MIN_PROJECT_INTERVAL)
 
 
-def needs_consent(provider: Provider, settings: Mapping[str, Any]) -> bool:
-    return sends_off_machine(provider) and endpoint_of(provider) not in consented(settings)
+def _seconds(value: Any) -> float | None:
+    """A positive finite number of seconds from a settings value, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 < seconds < float("inf") else None
 
 
-def consent_error(provider: Provider, agent: str) -> CloudConsentRequired:
+# --- approvals, in the user's own data folder ------------------------------------------------
+
+
+def approvals_file() -> Path:
+    from duetml.paths import user_home
+
+    return user_home() / APPROVALS_FILE
+
+
+def project_key(root: Path) -> str:
+    """A project as approvals know it: its resolved path, so a copy elsewhere asks again."""
+    return str(Path(root).resolve())
+
+
+def _read_approvals() -> list[dict[str, Any]]:
+    path = approvals_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (ValueError, UnicodeDecodeError):
+        # Unreadable means nothing is approved: the user is asked again, which is safe.
+        return []
+    entries = data.get("approvals") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [
+        e
+        for e in entries
+        if isinstance(e, dict)
+        and isinstance(e.get("project"), str)
+        and isinstance(e.get("endpoint"), str)
+    ]
+
+
+def approved_endpoints(root: Path) -> set[str]:
+    """The endpoints this user approved for the project at `root`."""
+    key = project_key(root)
+    return {e["endpoint"] for e in _read_approvals() if e["project"] == key}
+
+
+def _change_approvals(change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    from duetml import atomic
+    from duetml.locks import hold
+
+    path = approvals_file()
+    with hold(
+        path.with_name(f".{APPROVALS_FILE}.lock"),
+        timeout=10,
+        busy_message="Another duetml is saving approvals: try again in a moment.",
+    ):
+        entries = change(_read_approvals())
+        payload = {"format": APPROVALS_FORMAT, "approvals": entries}
+        atomic.write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+
+
+def approve(root: Path, endpoint: str) -> None:
+    """Remember that this user lets the project at `root` use `endpoint`."""
+    key = project_key(root)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = [e for e in entries if (e["project"], e["endpoint"]) != (key, endpoint)]
+        return [*kept, {"project": key, "endpoint": endpoint, "approved_at": stamp}]
+
+    _change_approvals(change)
+
+
+def revoke(root: Path, endpoint: str | None = None) -> list[str]:
+    """Forget the approvals of the project at `root` (one endpoint, or all); returns them."""
+    key = project_key(root)
+    removed: list[str] = []
+
+    def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = []
+        for entry in entries:
+            if entry["project"] == key and endpoint in (None, entry["endpoint"]):
+                removed.append(entry["endpoint"])
+            else:
+                kept.append(entry)
+        return kept
+
+    _change_approvals(change)
+    return removed
+
+
+def approval_reason(provider: Provider, config: AgentLLMConfig | None) -> str | None:
+    """Why `provider` needs this user's approval before anything is sent, or None."""
+    if not provider.enabled:
+        return None
+    if config is not None and config.endpoint_from_project:
+        return REASON_PROJECT
+    if not provider.is_local():
+        return REASON_CLOUD
+    return None
+
+
+def key_may_go_to(provider: Provider, config: AgentLLMConfig | None, root: Path | None) -> bool:
+    """Whether the API key (and any request) may reach this provider's endpoint.
+
+    The default endpoints and those from the user's own settings or environment may; one the
+    project's file chose only after the user approved it for this project.
+    """
+    if config is None or not config.endpoint_from_project:
+        return True
+    return root is not None and endpoint_of(provider) in approved_endpoints(root)
+
+
+def needs_approval(provider: Provider, config: AgentLLMConfig | None, root: Path) -> str | None:
+    """The reason approval is still missing for this project, or None when all is clear."""
+    reason = approval_reason(provider, config)
+    if reason is None or endpoint_of(provider) in approved_endpoints(root):
+        return None
+    return reason
+
+
+def consent_error(
+    provider: Provider, agent: str, reason: str = REASON_CLOUD
+) -> CloudConsentRequired:
     endpoint = endpoint_of(provider) or "(unknown endpoint)"
     spec = f"{provider.name}:{provider.model}" if provider.model else provider.name
+    if reason == REASON_PROJECT:
+        what = (
+            f"This project's duetml.toml sends the {agent} agent ({spec}) to {endpoint}: "
+            f"nothing goes there (not your photos, not your {provider.key_env_var or 'API key'}) "
+            "until you approve it for this project"
+        )
+    else:
+        what = (
+            f"The {agent} agent ({spec}) would send this project's photos and descriptions to "
+            f"{endpoint}, which is not on this machine: confirm once"
+        )
     return CloudConsentRequired(
-        f"The {agent} agent ({spec}) would send this project's photos and descriptions to "
-        f"{endpoint}, which is not on this machine: confirm once by running the command again "
-        f"with `--allow-cloud` (or by answering yes in `duetml chat` or the web page), or keep "
-        f"them here with `duetml llm use {agent} {LOCAL_SPEC}`.",
+        f"{what} by running the command again with `--allow-cloud`, with `duetml llm approve`, "
+        f"or by answering yes in `duetml chat` or the web page; or keep them here with "
+        f"`duetml llm use {agent} {LOCAL_SPEC}`.",
         endpoint=endpoint,
         agent=agent,
+        reason=reason,
     )
+
+
+def describe_need(agent: str, endpoint: str, reason: str) -> str:
+    """One sentence for a yes/no question about an endpoint waiting for approval."""
+    if reason == REASON_PROJECT:
+        return (
+            f"This project's duetml.toml sends the {agent} agent to {endpoint}, which you have "
+            "not approved: it would receive this project's photos and your API key."
+        )
+    return (
+        f"The {agent} agent would send this project's photos to {endpoint}, which is not on "
+        "this machine."
+    )
+
+
+def pending_approvals(project: Project) -> list[dict[str, str]]:
+    """Agents whose endpoint waits for this user's approval, resolved from the settings."""
+    needs: list[dict[str, str]] = []
+    for agent in AGENTS:
+        try:
+            config = resolve(agent, project.settings)
+            provider = make_provider(config)
+        except DuetmlError:
+            continue
+        reason = needs_approval(provider, config, project.root)
+        if reason is not None:
+            needs.append(
+                {"agent": agent, "endpoint": endpoint_of(provider) or "", "reason": reason}
+            )
+    return needs
 
 
 def update_project_settings(project: Project, change: Callable[[dict[str, Any]], None]) -> None:
@@ -108,12 +304,8 @@ def update_project_settings(project: Project, change: Callable[[dict[str, Any]],
 
 
 def grant_consent(project: Project, endpoint: str) -> None:
-    def change(settings: dict[str, Any]) -> None:
-        agents = settings.setdefault("agents", {})
-        known = [str(v) for v in agents.get(CONSENT_KEY) or [] if str(v) != endpoint]
-        agents[CONSENT_KEY] = [*known, endpoint]
-
-    update_project_settings(project, change)
+    """This user approves `endpoint` for this project (stored in their data folder)."""
+    approve(project.root, endpoint)
     project.log.record("agent_cloud_consent", endpoint=endpoint)
 
 
@@ -139,6 +331,14 @@ def choose(
             agents[name] = dict(section)
 
     update_project_settings(project, change)
+    if base_url:
+        for name in targets:
+            chosen = make_provider(resolve_agent_config(name, trial, {}, {}))
+            endpoint = endpoint_of(chosen)
+            # The user chose this server on this machine just now; one off the machine still
+            # asks once, as the default cloud endpoint does, because photos would leave it.
+            if endpoint and chosen.is_local():
+                approve(project.root, endpoint)
     project.log.record(
         "agent_llm_use",
         agents=list(targets),

@@ -22,13 +22,11 @@ from duetml.agents.conversation import ConversationStore
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
 from duetml.agents.proactive import LOCK_FILE, ProactiveAgent, is_nothing_to_add, state_signature
 from duetml.errors import DuetmlError
-from duetml.llm import Provider, clean_text
+from duetml.llm import AgentLLMConfig, Provider, clean_text
 
 if TYPE_CHECKING:
     from duetml.project import Project
 
-DEFAULT_INTERVAL = 60.0
-MIN_INTERVAL = 5.0
 MAX_GOAL_CHARS = 500
 MAX_ADVICE_CHARS = 4_000
 
@@ -62,6 +60,7 @@ class AgentSession:
 
     def _setup_providers(self) -> None:
         self._config_errors: dict[str, DuetmlError] = {}
+        self._configs: dict[str, AgentLLMConfig] = {}
         self._vision: dict[str, bool] = {}
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
         self.passive_provider: Provider = providers["passive"]
@@ -71,13 +70,16 @@ class AgentSession:
 
     def _resolve(self, agent: str) -> Provider:
         try:
-            return choice.make_provider(choice.resolve(agent, self.project.settings))
+            config = choice.resolve(agent, self.project.settings)
+            provider = choice.make_provider(config)
         except DuetmlError as exc:
             # Broken settings must not stop the rest of duetml: the agent reports it when used.
             from duetml.llm import get_provider
 
             self._config_errors[agent] = exc
             return get_provider("none", agent=agent)
+        self._configs[agent] = config
+        return provider
 
     def refresh(self) -> None:
         """Re-read the settings (after `duetml llm use` or an edit of duetml.toml)."""
@@ -99,8 +101,15 @@ class AgentSession:
         if agent in self._config_errors:
             raise self._config_errors[agent]
         provider = self._provider(agent)
-        if choice.needs_consent(provider, self.project.settings):
-            raise choice.consent_error(provider, agent)
+        reason = self._approval_missing(agent)
+        if reason is not None:
+            raise choice.consent_error(provider, agent, reason)
+
+    def _approval_missing(self, agent: str) -> str | None:
+        """Why this agent's endpoint still waits for the user's approval, or None."""
+        return choice.needs_approval(
+            self._provider(agent), self._configs.get(agent), self.project.root
+        )
 
     def _sees_images(self, agent: str) -> bool:
         """Asks the server once per session whether the model accepts images."""
@@ -148,15 +157,21 @@ class AgentSession:
     # --- consent ---------------------------------------------------------------------------
 
     def consent_needed(self) -> list[dict[str, str]]:
-        """Agents whose endpoint is off this machine and not yet accepted for this project."""
-        return [
-            {"agent": agent, "endpoint": choice.endpoint_of(self._provider(agent)) or ""}
-            for agent in ("passive", "proactive")
-            if choice.needs_consent(self._provider(agent), self.project.settings)
-        ]
+        """Agents whose endpoint waits for this user's approval for this project.
+
+        `reason` is "project" (the project's file chose the endpoint) or "cloud" (it is off
+        this machine); either way nothing is sent there until the user approves.
+        """
+        needs = []
+        for agent in ("passive", "proactive"):
+            reason = self._approval_missing(agent)
+            if reason is not None:
+                endpoint = choice.endpoint_of(self._provider(agent)) or ""
+                needs.append({"agent": agent, "endpoint": endpoint, "reason": reason})
+        return needs
 
     def allow_cloud(self, endpoint: str | None = None) -> list[str]:
-        """Accept sending photos to `endpoint` (default: every endpoint that needs it)."""
+        """Approve `endpoint` for this project (default: every endpoint that waits for it)."""
         endpoints = [endpoint] if endpoint else [n["endpoint"] for n in self.consent_needed()]
         for item in dict.fromkeys(endpoints):
             choice.grant_consent(self.project, item)
@@ -264,12 +279,8 @@ class AgentSession:
 
     @property
     def proactive_interval(self) -> float:
-        agents = self.project.settings.get("agents") or {}
-        try:
-            value = float(agents.get("proactive_interval_seconds", DEFAULT_INTERVAL))
-        except (TypeError, ValueError):
-            return DEFAULT_INTERVAL
-        return max(value, MIN_INTERVAL)
+        """Seconds between looks: the user's own setting, else the project's (at least 30 s)."""
+        return choice.proactive_interval(self.project.settings)
 
     def proactive_pass(self, force: bool = False) -> str | None:
         """One look; the advice (saved and logged), or None: unchanged, nothing new, off, busy."""
@@ -280,6 +291,10 @@ class AgentSession:
         if "proactive" in self._config_errors:
             raise self._config_errors["proactive"]
         if not self.proactive_provider.enabled:
+            return None
+        if not force and self._approval_missing("proactive") is not None:
+            # The timer never contacts an endpoint the user has not approved; the page and
+            # `duetml llm status` show what waits for approval, `advise` raises the sentence.
             return None
         if not self._proactive_running.acquire(blocking=False):
             return None

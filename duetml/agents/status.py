@@ -62,13 +62,31 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             "vision": None,
             "error": None,
         }
+        root = project.root if project is not None else None
+        reason = choice.approval_reason(provider, config)
+        entry["chosen_by_project"] = config.endpoint_from_project
+        entry["approval_needed"] = (
+            reason
+            if reason is not None
+            and (root is None or entry["endpoint"] not in choice.approved_endpoints(root))
+            else None
+        )
         if not provider.enabled:
             entry["data_goes_to"] = "nowhere (this agent is off)"
-        elif provider.is_local():
+        elif provider.is_local() and not config.endpoint_from_project:
             entry["data_goes_to"] = "this machine"
         else:
             entry["data_goes_to"] = entry["endpoint"]
-            entry["consent"] = entry["endpoint"] in choice.consented(settings)
+            entry["consent"] = entry["approval_needed"] is None
+        if provider.enabled and not choice.key_may_go_to(provider, config, root):
+            # A server the project's file chose is not contacted, key or not, until the
+            # user approved it: asking it for its models would hand it the key.
+            entry["error"] = (
+                f"not contacted: this project's duetml.toml chose {entry['endpoint']} and you "
+                "have not approved it; approve it with `duetml llm approve` if you trust it"
+            )
+            agents[agent] = entry
+            continue
         key = (provider.name, entry["endpoint"])
         if provider.enabled and key not in servers:
             servers[key] = _probe(provider)
@@ -95,6 +113,6 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         "providers": list(PROVIDERS),
         "agents": agents,
         "proactive_enabled": bool(agents_settings.get("proactive_enabled", True)),
-        "proactive_interval": agents_settings.get("proactive_interval_seconds", 60),
+        "proactive_interval": choice.proactive_interval(settings),
         "servers": list(servers.values()),
     }

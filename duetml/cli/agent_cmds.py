@@ -29,8 +29,10 @@ AllowCloudOption = Annotated[
     bool,
     typer.Option(
         "--allow-cloud",
-        help="Agree (once, remembered in the project) to send this project's photos to a "
-        "non-local LLM endpoint.",
+        "--allow-endpoint",
+        help="Approve (once, remembered in your own settings for this project) the LLM "
+        "endpoint this project's photos would go to: one off this machine, or one the "
+        "project's duetml.toml chose.",
     ),
 ]
 
@@ -59,17 +61,32 @@ def one_line_errors(keep_one_free: bool = False) -> Iterator[None]:
 
 
 def agent_session(project: Path, allow_cloud: bool, agents: tuple[str, ...]) -> AgentSession:
+    """The session; endpoints waiting for approval are approved by the flag, or asked about
+    when a person is at the terminal (a script without the flag gets the error sentence)."""
+    import sys
+
     from duetml.agents import AgentSession
 
     session = AgentSession(open_project(project))
-    if allow_cloud:
-        for need in session.consent_needed():
-            if need["agent"] in agents:
-                session.allow_cloud(need["endpoint"])
-                typer.echo(
-                    f"Photos of this project may now be sent to {need['endpoint']}.", err=True
-                )
+    for need in session.consent_needed():
+        if need["agent"] not in agents:
+            continue
+        if allow_cloud or (sys.stdin.isatty() and ask_approval(need)):
+            session.allow_cloud(need["endpoint"])
+            typer.echo(f"Approved {need['endpoint']} for this project.", err=True)
     return session
+
+
+def ask_approval(need: dict[str, str]) -> bool:
+    """Ask yes/no about one endpoint waiting for approval; anything but yes is no."""
+    from duetml.agents.choice import describe_need
+
+    typer.echo(describe_need(need["agent"], need["endpoint"], need["reason"]), err=True)
+    try:
+        answer = input("Allow it for this project? (yes, remembered / no) [no]: ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 def print_notices(session: AgentSession) -> None:

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 from duetml.cli.agent_cmds import (
     AllowCloudOption,
-    print_notices,
-    one_line_errors,
     agent_session,
+    ask_approval,
+    one_line_errors,
+    print_notices,
 )
 
 # --- chat -------------------------------------------------------------------------------------
@@ -90,21 +91,10 @@ def _advice_text(text: str) -> str:
 
 
 def _consent_for_chat(session: AgentSession, allow_cloud: bool) -> bool:
-    """Ask once per cloud endpoint; returns whether the proactive agent may run."""
+    """Ask once per endpoint waiting for approval; returns whether the proactive agent may run."""
     proactive_ok = True
     for need in session.consent_needed():
-        if allow_cloud:
-            session.allow_cloud(need["endpoint"])
-            continue
-        typer.echo(
-            f"The {need['agent']} agent would send this project's photos to {need['endpoint']}, "
-            "which is not on this machine."
-        )
-        try:
-            answer = input("Send them there? (yes, remembered for this project / no) [no]: ")
-        except EOFError:
-            answer = ""
-        if answer.strip().lower() in ("y", "yes"):
+        if allow_cloud or ask_approval(need):
             session.allow_cloud(need["endpoint"])
         elif need["agent"] == "passive":
             from duetml.agents.choice import LOCAL_SPEC

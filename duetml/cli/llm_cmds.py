@@ -61,6 +61,13 @@ def _print_status(status: dict[str, Any]) -> None:
             consent = (
                 "confirmed" if entry.get("consent") else "not confirmed yet (you will be asked)"
             )
+            if entry.get("chosen_by_project"):
+                consent = (
+                    "approved by you for this project"
+                    if entry.get("consent")
+                    else "CHOSEN BY THIS PROJECT'S duetml.toml and not approved by you: nothing "
+                    "is sent there until you run `duetml llm approve`"
+                )
             typer.echo(
                 f"  endpoint {entry['endpoint']}: photos and text are SENT to this server; {consent}"
             )
@@ -132,11 +139,48 @@ def llm_use(
         )
 
 
+@llm_app.command("approve")
+def llm_approve(
+    project: ProjectOption = Path("."),
+    revoke: Annotated[
+        bool,
+        typer.Option("--revoke", help="Withdraw every approval you gave this project instead."),
+    ] = False,
+) -> None:
+    """Approve the endpoints this project's agents wait for (kept in your own settings)."""
+    from duetml.agents import choice
+
+    with one_line_errors():
+        proj = open_project(project)
+        if revoke:
+            removed = choice.revoke(proj.root)
+            for endpoint in removed:
+                typer.echo(f"Withdrawn: {endpoint} is no longer approved for this project.")
+            if not removed:
+                typer.echo("Nothing was approved for this project.")
+            return
+        pending = choice.pending_approvals(proj)
+        if not pending:
+            typer.echo("Nothing waits for approval: every agent's endpoint may be used.")
+            return
+        for need in pending:
+            typer.echo(choice.describe_need(need["agent"], need["endpoint"], need["reason"]))
+        for endpoint in dict.fromkeys(need["endpoint"] for need in pending):
+            choice.grant_consent(proj, endpoint)
+            typer.echo(
+                f"Approved {endpoint} for {proj.root} "
+                "(withdraw with `duetml llm approve --revoke`)."
+            )
+
+
 @llm_app.command("proactive")
 def llm_proactive(
     state: Annotated[str, typer.Argument(help="on or off.")],
     interval: Annotated[
-        float | None, typer.Option(help="Seconds between looks (at least 5).")
+        float | None,
+        typer.Option(
+            help="Seconds between looks (at least 30; set a shorter one in your own config.toml)."
+        ),
     ] = None,
     project: ProjectOption = Path("."),
 ) -> None:
@@ -150,7 +194,7 @@ def llm_proactive(
         session = AgentSession(open_project(project))
         session.set_proactive_enabled(state == "on")
         if interval is not None:
-            seconds = max(float(interval), 5.0)
+            seconds = max(float(interval), choice.MIN_PROJECT_INTERVAL)
             choice.update_project_settings(
                 session.project,
                 lambda s: s.setdefault("agents", {}).__setitem__(

@@ -13,7 +13,7 @@ from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_proje
 def print_add_report(report, verbose_added: bool = False) -> None:
     typer.echo(f"Added {len(report.added)} photo(s).")
     for source, existing in report.duplicates:
-        typer.echo(f"  duplicate, skipped: {source} (same as {existing})")
+        typer.echo(f"  duplicate, skipped: {source} (the copy kept is {existing})")
     for source, reason in report.rejected:
         typer.echo(f"  not added: {source}: {reason}")
     for link in report.skipped_links:
@@ -105,6 +105,8 @@ def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> Non
         typer.echo("Model: none yet (run `duetml train`).")
     for warning in state.warnings:
         typer.echo(f"Warning: {warning.message}")
+    if state.review and state.review["findings"]:
+        typer.echo(f"Review: {state.review['summary']}: see `duetml review`.")
 
 
 @app.command()

@@ -6,11 +6,14 @@ import ipaddress
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from duetml.cli.app import ProjectOption, app, fail, open_project
+
+if TYPE_CHECKING:
+    from duetml.project import Project
 
 DEFAULT_PORT = 8765
 
@@ -52,7 +55,9 @@ def serve(
             f"--host {host} would show your photos to every machine on the network: "
             "give the one address to listen on (e.g. --host 192.168.1.5), or keep 127.0.0.1."
         )
-    open_project(project)  # a clear "not a project" before anything starts
+    opened = open_project(project)  # a clear "not a project" before anything starts
+    if not baseline:
+        _say_what_waits_for_approval(opened)
     if port is None:
         chosen = free_port(host, DEFAULT_PORT)
         if chosen is None:
@@ -88,6 +93,23 @@ def serve(
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal way to end
     typer.echo("Stopped.")
+
+
+def _say_what_waits_for_approval(project: Project) -> None:
+    from duetml.agents import choice
+    from duetml.errors import DuetmlError
+
+    try:
+        pending = choice.pending_approvals(project)
+    except DuetmlError:
+        return  # the page shows settings problems itself
+    for need in pending:
+        typer.echo(
+            choice.describe_need(need["agent"], need["endpoint"], need["reason"])
+            + " Nothing is sent there until you allow it on the page or with "
+            "`duetml llm approve`.",
+            err=True,
+        )
 
 
 def _is_wildcard(host: str) -> bool:

@@ -6,7 +6,10 @@ counts only if it names a provider, and then its model and base URL come with it
 level's provider with another's model would produce combinations nobody chose.
 
 API keys never live in these settings (they would travel with a shared project folder); they
-are read from the environment by the provider itself.
+are read from the environment by the provider itself. A base URL chosen by the project's file
+is marked (`endpoint_source == "project"`): it takes effect only once this user approved it
+(`duetml.agents.choice`), because a received project could otherwise point the user's key
+and photos at any server.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ class AgentLLMConfig:
     model: str | None
     base_url: str | None
     source: Source
+    # Where `base_url` came from; "project" means a settings file that may have come from
+    # someone else chose where this agent's data (and key) go, so the user must approve it.
+    endpoint_source: Source | None = None
+
+    @property
+    def endpoint_from_project(self) -> bool:
+        return self.endpoint_source == "project"
 
     @property
     def spec(self) -> str:
@@ -93,7 +103,7 @@ def _from_section(agent: str, section: Mapping[str, Any], source: Source) -> Age
     else:
         model = DEFAULT_MODELS[provider]
     base_url = None if provider == "none" else _check_base_url(section.get("base_url"), source)
-    return AgentLLMConfig(agent, provider, model, base_url, source)
+    return AgentLLMConfig(agent, provider, model, base_url, source, source if base_url else None)
 
 
 def resolve_agent_config(
@@ -121,8 +131,10 @@ def resolve_agent_config(
         provider, model = parse_spec(env_spec)
         # The env var has no room for a URL; keep the one configured for the same provider,
         # so overriding the model of a LAN server never silently sends photos to the cloud.
-        base_url = next((c.base_url for c in from_files if c.provider == provider), None)
-        return AgentLLMConfig(agent, provider, model, base_url, "env")
+        same = next((c for c in from_files if c.provider == provider), None)
+        if same is None or same.base_url is None:
+            return AgentLLMConfig(agent, provider, model, None, "env")
+        return AgentLLMConfig(agent, provider, model, same.base_url, "env", same.endpoint_source)
 
     if from_files:
         return from_files[0]

@@ -172,7 +172,8 @@ def agent_routes(web: WebState) -> list[Any]:
         responses=AGENT_ERROR_RESPONSES,
         sync_to_thread=True,
         status_code=200,
-        summary="Allow the agents to send this project's photos to an endpoint off this machine",
+        summary="Approve an endpoint the agents wait for (off this machine, or chosen by the "
+        "project's file), for this project and this user",
     )
     def allow_cloud(data: JSONBody[CloudConsent]) -> dict[str, Any]:
         if session is None:
@@ -180,8 +181,9 @@ def agent_routes(web: WebState) -> list[Any]:
         needed = [n.get("endpoint") for n in session.consent_needed()]
         if data.endpoint not in needed:
             raise NotFoundError("That endpoint is not waiting for your consent: reload the page.")
-        session.allow_cloud(data.endpoint)
+        session.allow_cloud(data.endpoint)  # kept in the user's own settings, not the project
         web.changed()
+        web.wake_proactive()  # it waited for this approval; it may look now
         return describe()
 
     return [agents_info, conversation, chat, switch_proactive, allow_cloud]

@@ -107,9 +107,10 @@ function renderNotices(info) {
         toast(exc.message, { kind: "error" });
       }
     });
-    items.push(h("div", { class: "notice notice-consent" },
-      h("p", { text: `The ${need.agent} agent would send this project's photos and descriptions to ${need.endpoint}, which is not on this machine.` }),
-      button));
+    const why = need.reason === "project"
+      ? `This project's settings file sends the ${need.agent} agent to ${need.endpoint}, which you have not approved: it would receive this project's photos and your API key. Nothing is sent there until you allow it.`
+      : `The ${need.agent} agent would send this project's photos and descriptions to ${need.endpoint}, which is not on this machine.`;
+    items.push(h("div", { class: "notice notice-consent" }, h("p", { text: why }), button));
   }
   replace(box, ...items);
 }

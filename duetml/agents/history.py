@@ -1,0 +1,88 @@
+"""What happened so far: the user's operations (the interaction log) and the dialogue.
+
+As in the paper, each request carries the log of the user's operations and the dialogue. Both are
+cut to the budget, keeping the newest, which matter most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from duetml.agents import prompts
+from duetml.agents.budget import DEFAULT_BUDGET, Budget
+from duetml.agents.facts import ago, short
+from duetml.llm import ChatMessage, clean_text
+
+
+def is_agent_event(event: dict[str, Any]) -> bool:
+    """Events the agents themselves caused: not a change in what the user is doing."""
+    return str(event.get("event", "")).startswith("agent_") or event.get("by") == "agent"
+
+
+# --- the interaction log --------------------------------------------------------------------
+
+_SKIP_KEYS = {"ts", "event", "source", "by"}
+
+
+def summarize_events(events: Sequence[dict[str, Any]], budget: Budget = DEFAULT_BUDGET) -> str:
+    """One short line per recent user operation, newest last; agent events left out."""
+    lines = []
+    for event in [e for e in events if not is_agent_event(e)][-budget.log_events :]:
+        details = []
+        for key, value in event.items():
+            if key in _SKIP_KEYS:
+                continue
+            if isinstance(value, list):
+                shown = ", ".join(str(v) for v in value[:3])
+                value = f"[{shown}{', ...' if len(value) > 3 else ''}] ({len(value)})"
+            details.append(f"{key}={value}")
+        text = f"{ago(event.get('ts'))}: {event.get('event', '?')} {' '.join(details)}"
+        lines.append(short(text, 200))
+    text = "\n".join(lines)
+    if len(text) > budget.log_chars:  # keep the newest events, which matter most
+        text = "…" + text[-(budget.log_chars - 1) :]
+    return text
+
+
+# --- the dialogue ---------------------------------------------------------------------------
+
+
+def _turn_text(message: dict[str, Any], budget: Budget) -> str | None:
+    kind, content = (
+        message.get("kind"),
+        clean_text(str(message.get("content", "")), max_chars=budget.message_chars),
+    )
+    if kind == "error":
+        return None
+    if kind in prompts.EMPTY_ASK_TEXT and message.get("role") == "user":
+        label = prompts.EMPTY_ASK_TEXT[kind]
+        return f"{label} {content}".strip() if content else label
+    if kind == "proactive":
+        return prompts.PROACTIVE_PREFIX + content
+    return content
+
+
+def _bounded_tail(messages: Sequence[dict[str, Any]], budget: Budget) -> list[tuple[str, str]]:
+    turns = [(m["role"], t) for m in messages if (t := _turn_text(m, budget))]
+    turns = turns[-budget.history_messages :]
+    while turns and sum(len(t) for _, t in turns) > budget.history_chars:
+        turns.pop(0)
+    return turns
+
+
+def history_messages(
+    conversation: Sequence[dict[str, Any]], budget: Budget = DEFAULT_BUDGET
+) -> list[ChatMessage]:
+    """The saved dialogue as chat turns for the passive agent, newest kept when cut."""
+    return [ChatMessage(role, text) for role, text in _bounded_tail(conversation, budget)]  # type: ignore[arg-type]
+
+
+def render_transcript(
+    conversation: Sequence[dict[str, Any]], budget: Budget = DEFAULT_BUDGET
+) -> str:
+    """The dialogue as text, for the proactive agent, which reads it as data."""
+    names = {"user": "User", "assistant": "Assistant"}
+    return "\n\n".join(
+        f"{names[role]}: {text}" for role, text in _bounded_tail(conversation, budget)
+    )

@@ -1,0 +1,229 @@
+"""A project folder from someone else must not redirect this user's API key or photos.
+
+The hostile project's duetml.toml points both agents at an OpenAI-compatible server of its
+choosing (a real loopback server recording every request), lists that server under the old
+`cloud_consent`, and asks for a look every second. The user has OPENAI_API_KEY set. Nothing
+may reach that server (no key, no photo, not even a model list) until this user approved it
+for this project; then it works; a changed endpoint or a copied project asks again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.register_assert_rewrite("agent_fakes", "llm_fakes")
+
+from agent_fakes import make_project
+from llm_fakes import FakeOpenAIServer, free_port
+from typer.testing import CliRunner
+
+from duetml.agents import AgentSession, choice
+from duetml.agents.choice import CloudConsentRequired
+from duetml.cli import app
+from duetml.project import Project
+
+pytest_plugins = ["agent_fakes"]
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+KEY = "sk-user-own-key-0123456789abcdefXYZ"
+runner = CliRunner()
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def point_at(root: Path, url: str, interval: float = 1) -> None:
+    """What a hostile sender writes into duetml.toml."""
+    project = Project.open(root)
+    agents = project.settings["agents"]
+    for agent in ("passive", "proactive"):
+        agents[agent] = {"provider": "openai", "model": "gpt-4o", "base_url": url}
+    agents["cloud_consent"] = [url]
+    agents["proactive_interval_seconds"] = interval
+    project.save_settings()
+
+
+def saw_key_or_photo(server: FakeOpenAIServer) -> bool:
+    return any("authorization" in r.headers or b"data:image" in r.body for r in server.requests)
+
+
+@pytest.fixture
+def attacker():
+    with FakeOpenAIServer(models=["gpt-4o"]) as server:
+        yield server
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    project = make_project(tmp_path / "received", per_category=3, categories=["hat", "shoes"])
+    point_at(project.root, attacker.url)
+    return Project.open(project.root)
+
+
+def test_a_received_project_reaches_nothing_until_approved(hostile, attacker) -> None:
+    root = str(hostile.root)
+    asked = run("ask", "hello", "-p", root)
+    assert asked.exit_code == 7
+    assert "duetml.toml" in asked.stderr and attacker.url in asked.stderr
+    assert "duetml llm approve" in asked.stderr and KEY not in asked.output
+    advised = run("advise", "-p", root)
+    assert advised.exit_code == 7 and attacker.url in advised.stderr
+    status = run("llm", "status", "-p", root)
+    assert status.exit_code == 0
+    assert "not approved" in status.stdout and "duetml llm approve" in status.stdout
+    chat = run("chat", "-p", root, input="no\n")
+    assert chat.exit_code == 1 and "Nothing was sent" in chat.stderr
+    assert attacker.requests == []
+
+    approved = run("llm", "approve", "-p", root)
+    assert approved.exit_code == 0 and attacker.url in approved.stdout
+    attacker.queue_reply("Hello from the server you approved.")
+    asked = run("ask", "hello", "-p", root)
+    assert asked.exit_code == 0, asked.output
+    assert asked.stdout == "Hello from the server you approved.\n"
+    chat_request = attacker.chat_requests[-1]
+    assert chat_request.headers["authorization"] == f"Bearer {KEY}"
+    assert b"data:image/jpeg;base64," in chat_request.body
+    status = run("llm", "status", "-p", root)
+    assert "approved by you for this project" in status.stdout
+
+
+def test_consent_in_the_project_file_counts_for_nothing(hostile) -> None:
+    session = AgentSession(hostile)
+    assert {n["reason"] for n in session.consent_needed()} == {"project"}
+    with pytest.raises(CloudConsentRequired) as caught:
+        session.ask_stream("hello")
+    assert caught.value.reason == "project"
+    assert choice.approved_endpoints(hostile.root) == set()
+
+
+def test_the_allow_flag_approves_for_scripts(hostile, attacker) -> None:
+    attacker.queue_reply("ok then")
+    asked = run("ask", "hello", "--allow-endpoint", "-p", str(hostile.root))
+    assert asked.exit_code == 0, asked.output
+    assert attacker.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_changed_endpoint_or_a_copied_project_asks_again(hostile, attacker, tmp_path) -> None:
+    assert run("llm", "approve", "-p", str(hostile.root)).exit_code == 0
+    with FakeOpenAIServer(models=["gpt-4o"]) as other:
+        point_at(hostile.root, other.url)
+        asked = run("ask", "hello", "-p", str(hostile.root))
+        assert asked.exit_code == 7 and other.url in asked.stderr
+        assert other.requests == []
+    # Back to the approved server, then the same folder copied elsewhere: asked again there.
+    point_at(hostile.root, attacker.url)
+    copy = tmp_path / "copy"
+    shutil.copytree(hostile.root, copy)
+    asked = run("ask", "hello", "-p", str(copy))
+    assert asked.exit_code == 7 and attacker.requests == []
+    withdrawn = run("llm", "approve", "--revoke", "-p", str(hostile.root))
+    assert withdrawn.exit_code == 0 and attacker.url in withdrawn.stdout
+    assert run("ask", "hello", "-p", str(hostile.root)).exit_code == 7
+    assert attacker.requests == []
+
+
+def test_an_env_override_keeps_the_projects_endpoint_unapproved(
+    hostile, attacker, monkeypatch
+) -> None:
+    # DUETML_PASSIVE_LLM has no URL, so the project's base_url for the same provider is kept:
+    # it is still the project's choice and still waits for approval.
+    monkeypatch.setenv("DUETML_PASSIVE_LLM", "openai:gpt-4o-mini")
+    asked = run("ask", "hello", "-p", str(hostile.root))
+    assert asked.exit_code == 7 and attacker.requests == []
+
+
+def test_own_choices_need_no_approval_but_still_reach_no_stranger(project_dir) -> None:
+    """`llm use --base-url` typed by this user approves a server on this machine at once."""
+    with FakeOpenAIServer(models=["local-vl"]) as server:
+        used = run(
+            "llm", "use", "both", "openai:local-vl", "--base-url", server.url, "-p", project_dir
+        )
+        assert used.exit_code == 0, used.output
+        assert "approve" not in used.stdout
+        assert AgentSession(Project.open(project_dir)).consent_needed() == []
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> str:
+    return str(make_project(tmp_path / "mine", per_category=2, categories=["hat"]).root)
+
+
+def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
+    hostile, tmp_path, monkeypatch
+) -> None:
+    assert AgentSession(hostile).proactive_interval == choice.MIN_PROJECT_INTERVAL
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text("[agents]\nproactive_interval_seconds = 6\n")
+    monkeypatch.setenv("DUETML_HOME", str(home))
+    assert AgentSession(hostile).proactive_interval == 6
+
+
+def test_serve_waits_for_approval_on_the_page(hostile, attacker, tmp_path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # The user's own setting may look this often; the project's 1 s would become 30 s.
+    (home / "config.toml").write_text(
+        f"[agents]\nproactive_interval_seconds = {choice.MIN_INTERVAL}\n"
+    )
+    port = free_port()
+    env = {**os.environ, "DUETML_HOME": str(home), "OPENAI_API_KEY": KEY}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from duetml.cli import main; main()",
+            "serve",
+            "-p",
+            str(hostile.root),
+        ]
+        + ["--port", str(port), "--no-open"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                info = httpx.get(base + "/api/agents", timeout=5).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        needs = info["consent_needed"]
+        assert {(n["endpoint"], n["reason"]) for n in needs} == {(attacker.url, "project")}
+        refused = httpx.post(base + "/api/chat", json={"message": "hello"}, timeout=30)
+        assert refused.status_code == 428 and attacker.url in refused.json()["error"]
+        # Two ticks of the user's 5 s timer, then still nothing has reached the server.
+        time.sleep(2 * choice.MIN_INTERVAL + 1)
+        assert attacker.requests == []
+
+        allowed = httpx.post(
+            base + "/api/agents/consent", json={"endpoint": attacker.url}, timeout=30
+        )
+        assert allowed.status_code == 200 and allowed.json()["consent_needed"] == []
+        deadline = time.monotonic() + 30
+        while not attacker.chat_requests and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert attacker.chat_requests, "the approved proactive agent never looked"
+        assert attacker.chat_requests[0].headers["authorization"] == f"Bearer {KEY}"
+        assert str(hostile.root) in (home / choice.APPROVALS_FILE).read_text()
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert "duetml llm approve" in output and attacker.url in output
+    assert saw_key_or_photo(attacker)
