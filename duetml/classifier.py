@@ -21,6 +21,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,7 +45,8 @@ MAX_FOLDS = 5
 def normalise(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    normalised: np.ndarray = features / np.maximum(norms, 1e-12)
+    return normalised
 
 
 def kernel(kind: str, gram: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -125,9 +127,8 @@ class TrainedModel:
             "n_support": self.n_support.astype(np.int64),
             **{f"extra_{name}": array for name, array in self.extras.items()},
         }
-        atomic.write_with(
-            path, lambda handle: np.savez_compressed(handle, **cast("dict[str, Any]", arrays))
-        )
+        # Uncompressed: float arrays barely compress, and zlib took a second of a re-train.
+        atomic.write_with(path, lambda handle: np.savez(handle, **cast("dict[str, Any]", arrays)))
 
     @classmethod
     def load(cls, path: Path) -> TrainedModel:
@@ -184,7 +185,8 @@ class TrainedModel:
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def class_pairs(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +222,8 @@ def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
     """libsvm one-vs-one scores -> one score per class (sklearn's `decision_function_shape="ovr"`):
     votes, plus the summed confidences squashed into (-1/3, 1/3) to break ties."""
     votes, confidence = _votes_and_confidence(pair_scores, n_classes)
-    return votes + confidence / (3 * (np.abs(confidence) + 1))
+    scores: np.ndarray = votes + confidence / (3 * (np.abs(confidence) + 1))
+    return scores
 
 
 def pair_margins(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
@@ -235,7 +238,8 @@ def class_scores(pair_scores: np.ndarray, n_classes: int, margin_weight: float) 
     photo with the same votes."""
     votes, confidence = _votes_and_confidence(pair_scores, n_classes)
     ovr = votes + confidence / (3 * (np.abs(confidence) + 1))
-    return ovr + margin_weight * confidence / max(n_classes - 1, 1)
+    scores: np.ndarray = ovr + margin_weight * confidence / max(n_classes - 1, 1)
+    return scores
 
 
 MARGIN_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)
@@ -286,7 +290,8 @@ def svm_pair_scores(
     if n_classes == 1:
         return np.zeros((n, 1))
     if n_classes == 2:
-        return (k_sv @ dual_coef[0] + intercept[0]).reshape(-1, 1)
+        binary: np.ndarray = (k_sv @ dual_coef[0] + intercept[0]).reshape(-1, 1)
+        return binary
     starts = np.concatenate([[0], np.cumsum(n_support)]).astype(int)
     first, second = class_pairs(n_classes)
     # Flat column of (class c, other-class slot m) in the per-class products below.
@@ -506,8 +511,8 @@ def train(
                 continue
             fits = _run_parallel(
                 [
-                    (lambda tr=tr, te=te, k=k, c=cand_C: _fit_fold(k, y, tr, te, c))
-                    for tr, te in folds
+                    partial(_fit_fold, k, y, train_idx, test_idx, cand_C)
+                    for train_idx, test_idx in folds
                 ],
                 fitted,
             )

@@ -32,9 +32,13 @@ SAVE_EVERY = 500  # photos; an interrupted run keeps what it computed
 
 @dataclass
 class Progress:
+    """Where a training is: `phase` is "features" (done/total photos), then the classifier's
+    "kernel", "selection" (done/total fold fits), "calibration", "final fit", and "saving"."""
+
     done: int
     total: int
     elapsed: float
+    phase: str = "features"
 
     @property
     def rate(self) -> float:
@@ -67,7 +71,7 @@ class FeatureCache:
         except (OSError, ValueError, KeyError):
             return  # a damaged cache is only a cache: recompute rather than fail
         if vectors.ndim == 2 and vectors.shape[1] == self.dim and len(keys) == len(vectors):
-            self._vectors = {str(k): v for k, v in zip(keys, vectors)}
+            self._vectors = {str(k): v for k, v in zip(keys, vectors, strict=True)}
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._vectors
