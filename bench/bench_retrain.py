@@ -50,10 +50,12 @@ def main() -> None:
         second = train_project(project)
         second_seconds = time.perf_counter() - start
     print(
-        f"first training:   {first.images} photos, {first.extracted} extracted, {first_seconds:.2f} s (reference)"
+        f"first training:   {first.images} photos, {first.extracted} extracted, "
+        f"{first_seconds:.2f} s (reference)"
     )
     print(
-        f"after adding 5:   {second.images} photos, {second.extracted} extracted, {second_seconds:.2f} s (target < 2 s)"
+        f"after adding 5:   {second.images} photos, {second.extracted} extracted, "
+        f"{second_seconds:.2f} s (target < 2 s)"
     )
     print(f"ratio:            {second_seconds / first_seconds:.3f} of the first training")
     print(f"CV accuracy:      {first.cv_accuracy:.4f} -> {second.cv_accuracy:.4f}")

@@ -23,12 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from duetml import atomic
 from duetml.errors import ModelFileError, NotEnoughDataError
+
+if TYPE_CHECKING:
+    from sklearn.svm import SVC
 
 MODEL_FORMAT = 1
 RBF_GAMMA = 1.0  # sklearn's gamma="scale" for unit-norm features of this dimension is ~1
@@ -316,7 +319,7 @@ def svm_pair_scores(
     return out
 
 
-def _fit_svc(k_train: np.ndarray, y: np.ndarray, C: float) -> Any:
+def _fit_svc(k_train: np.ndarray, y: np.ndarray, C: float) -> SVC:
     from sklearn.svm import SVC
 
     svc = SVC(kernel="precomputed", C=C, decision_function_shape="ovo", class_weight="balanced")

@@ -148,7 +148,7 @@ class FeatureExtractor:
                 while next_index < total and len(pending) < window:
                     pending.append(pool.submit(decode, next_index))
                     next_index += 1
-                good = [d for d in decoded if d[1] is not None]
+                good = [(index, pixels) for index, pixels, _ in decoded if pixels is not None]
                 vectors = {}
                 if good:
                     features, _ = self.run(np.stack([d[1] for d in good]))

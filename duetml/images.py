@@ -164,7 +164,7 @@ def load_square(source: Path | BinaryIO | bytes, size: int) -> np.ndarray:
     height, width = pixels.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = pixels[top : top + side, left : left + side]
+    square: np.ndarray = pixels[top : top + side, left : left + side]
     if side != size:
         # Draft decoding already shrank big JPEGs by up to 8x; area averaging covers the rest.
         interpolation = cv2.INTER_AREA if side > 2 * size else cv2.INTER_LINEAR

@@ -346,7 +346,7 @@ def evaluate_project(project: Project) -> EvalReport:
                 "support": support,
             }
         )
-    mistakes = [
+    mistakes: list[dict[str, Any]] = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
         for rel, true, predicted, conf in rows
         if true != predicted

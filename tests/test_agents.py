@@ -10,9 +10,6 @@ import time
 import tomllib
 
 import pytest
-
-pytest.register_assert_rewrite("agent_fakes")
-
 from agent_fakes import DEMO_DATA, FakeProvider, all_text, make_project
 from PIL import Image
 

@@ -18,9 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-pytest.register_assert_rewrite("agent_fakes", "llm_fakes")
-
 from agent_fakes import make_project
 from llm_fakes import FakeOpenAIServer, free_port
 from typer.testing import CliRunner

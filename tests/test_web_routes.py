@@ -467,7 +467,7 @@ def test_predict_gives_top_categories_and_per_file_errors(trained_client: TestCl
 def test_evaluation_has_per_category_scores_and_the_photos_behind_each_cell(
     trained_client: TestClient,
 ) -> None:
-    report = trained_client.get("/api/evaluation").json()
+    report = trained_client.post("/api/evaluation").json()
     assert report["source"] == "test set"
     n = len(report["categories"])
     assert len(report["confusion"]) == n and all(len(row) == n for row in report["confusion"])
@@ -481,7 +481,7 @@ def test_evaluation_has_per_category_scores_and_the_photos_behind_each_cell(
 
 
 def test_evaluation_without_a_model_is_409(client: TestClient) -> None:
-    response = client.get("/api/evaluation")
+    response = client.post("/api/evaluation")
     assert response.status_code == 409 and response.json()["error"]
 
 

@@ -296,7 +296,7 @@ def update_project_settings(project: Project, change: Callable[[dict[str, Any]],
     """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
     from duetml.settings import read_settings, write_settings
 
-    with project.data_lock():  # type: ignore[no-untyped-call]  # core leaves it unannotated
+    with project.data_lock():
         settings = read_settings(project.root)
         change(settings)
         write_settings(project.root, settings)

@@ -60,9 +60,15 @@ class ConversationStore:
                 found.append(entry)
         return found
 
-    def append(self, *entries: tuple[str, str, str]) -> list[dict[str, Any]]:
-        """Save (role, kind, content) messages in one write; returns them with id and ts."""
-        made = [new_message(role, kind, content) for role, kind, content in entries]
+    def append(self, *entries: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Save (role, kind, content[, extra fields]) messages in one write; returns them with
+        id and ts. Extra fields: "proposals" on an assistant message."""
+        made = []
+        for role, kind, content, *extra in entries:
+            message = new_message(role, kind, content)
+            for fields in extra:
+                message.update({k: v for k, v in fields.items() if k not in message})
+            made.append(message)
         with self._locked():
             lines = [json.dumps(m, ensure_ascii=False) for m in self.messages() + made]
             atomic.write_text(self.path, "\n".join(lines) + "\n")

@@ -63,36 +63,33 @@ class FactGatherer:
         self._eval: dict[str, Any] | None = None
 
     def gather(self, budget: Budget = DEFAULT_BUDGET) -> dict[str, Any]:
-        from duetml.health import duplicate_groups, project_status
+        from duetml.health import duplicate_groups, project_health
 
         project = self.project
-        status = project_status(project, check_files=False)
+        health = project_health(project, check_files=False)
         groups = duplicate_groups(project)
         facts: dict[str, Any] = {
             "goal": project.goal,
-            "categories": status.categories,
-            "images": status.images,
-            "test_images": status.test_images,
-            "warnings": [w.message for w in status.warnings if w.kind != "duplicate"],
+            "categories": health.categories,
+            "images": health.images,
+            "test_images": health.test_images,
+            "warnings": [w.message for w in health.warnings if w.kind != "duplicate"],
             "duplicates": {"groups": len(groups), "examples": groups[:5]},
-            "model": status.model,
-            "evaluation": self._evaluation(budget) if status.model else None,
+            "model": health.model,
+            "evaluation": self._evaluation(budget) if health.model else None,
             # Only with a model: before training the features may not be cached, and the
             # review would first have to compute them, far too slow for one request.
-            "findings": self._findings(budget) if status.model else [],
+            "findings": self._findings(budget) if health.model else [],
         }
         return facts
 
     def _findings(self, budget: Budget) -> list[dict[str, Any]]:
         """The data review's findings, most important first (dismissed ones never appear)."""
-        import importlib
+        from duetml.review import review_project
 
-        try:  # TEMPORARY: a plain import once review-core has landed duetml/review.py
-            review_project = importlib.import_module("duetml.review").review_project
-        except ImportError:
-            return []
         try:
-            review = review_project(self._quiet_project())
+            # Never extract features here: only what the last training cached is reviewed.
+            review = review_project(self._quiet_project(), extract=False)
         except DuetmlError:
             return []  # e.g. no features cached yet: the other facts still stand
         return [finding.as_dict() for finding in review.findings[: budget.findings]]

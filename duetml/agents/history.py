@@ -58,9 +58,23 @@ def _turn_text(message: dict[str, Any], budget: Budget) -> str | None:
     if kind in prompts.EMPTY_ASK_TEXT and message.get("role") == "user":
         label = prompts.EMPTY_ASK_TEXT[kind]
         return f"{label} {content}".strip() if content else label
+    proposed = _proposed(message)
     if kind == "proactive":
-        return prompts.PROACTIVE_PREFIX + content
-    return content
+        return prompts.PROACTIVE_PREFIX + content + proposed
+    return content + proposed
+
+
+def _proposed(message: dict[str, Any]) -> str:
+    """The proposals an assistant turn carried, and which the user applied."""
+    proposals = message.get("proposals")
+    if not isinstance(proposals, list) or not proposals:
+        return ""
+    items = [
+        short(p.get("label", ""), 120) + (" - applied" if p.get("applied") else "")
+        for p in proposals
+        if isinstance(p, dict)
+    ]
+    return f"\n{prompts.PROPOSED_PREFIX} {'; '.join(items)})"
 
 
 def _bounded_tail(messages: Sequence[dict[str, Any]], budget: Budget) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from duetml.agents import prompts
-from duetml.agents.context import ContextBuilder, is_agent_event
+from duetml.agents.context import AgentContext, ContextBuilder, is_agent_event
 from duetml.errors import DuetmlError
 from duetml.llm import ChatMessage, Provider
 
@@ -70,13 +70,17 @@ class ProactiveAgent:
         self.provider = provider
         self.builder = builder
 
-    def request(self, conversation: Sequence[dict[str, Any]], *, vision: bool) -> list[ChatMessage]:
+    def request(
+        self, conversation: Sequence[dict[str, Any]], *, vision: bool, tools: bool = False
+    ) -> tuple[list[ChatMessage], AgentContext]:
         context = self.builder.build("proactive", conversation, vision=vision)
-        text = f"{context.text}\n\n{prompts.PROACTIVE_INSTRUCTION}"
-        return [
+        how = prompts.PROPOSALS_BY_TOOL if tools else prompts.PROPOSALS_BY_JSON
+        text = f"{context.text}\n\n{prompts.PROACTIVE_INSTRUCTION}\n\n{how}"
+        messages = [
             ChatMessage("system", prompts.PROACTIVE_SYSTEM),
             ChatMessage("user", text, images=context.images),
         ]
+        return messages, context
 
 
 class ProactiveTimer:

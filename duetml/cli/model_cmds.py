@@ -5,14 +5,21 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from duetml.cli.app import EXIT_PARTIAL, JsonOption, ProjectOption, app, emit_json, open_project
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def run_training(proj, wait: bool = False, quiet: bool = False):
+    from duetml.features import Progress as ExtractionProgress
+    from duetml.project import Project
+    from duetml.training import EvalReport, TrainReport
+
+
+def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> TrainReport:
     """Train with a progress bar (images/s and ETA) on stderr; print the result."""
     from rich.progress import (
         BarColumn,
@@ -23,9 +30,7 @@ def run_training(proj, wait: bool = False, quiet: bool = False):
         TimeRemainingColumn,
     )
 
-    from duetml.training import train_project
-
-    from duetml.training import PHASE_LABELS
+    from duetml.training import PHASE_LABELS, train_project
 
     columns = (
         TextColumn("{task.description}"),
@@ -37,7 +42,7 @@ def run_training(proj, wait: bool = False, quiet: bool = False):
     with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
         tasks: dict[str, TaskID] = {}
 
-        def on_progress(p) -> None:
+        def on_progress(p: ExtractionProgress) -> None:
             # One line per phase that takes a while: features, then the classifier's steps.
             if p.phase not in tasks:
                 label = PHASE_LABELS.get(p.phase, p.phase)
@@ -64,7 +69,7 @@ def run_training(proj, wait: bool = False, quiet: bool = False):
     return report
 
 
-def _stderr_console():
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -79,31 +84,33 @@ def train(
     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Extract features (cached by photo content) and fit the SVM; reports cross-validated accuracy."""
+    """Extract features (cached by photo content), fit the SVM, report cross-validated accuracy."""
     report = run_training(open_project(project), wait=wait, quiet=json_)
     if json_:
         emit_json(report.as_dict())
 
 
-def print_eval(report, limit: int = 20) -> None:
+def print_eval(report: EvalReport, limit: int = 20) -> None:
     typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
     if report.stale:
         typer.echo(
-            "Note: the data changed since the model was trained; run `duetml train` for current figures."
+            "Note: the data changed since the model was trained; "
+            "run `duetml train` for current figures."
         )
     width = max(len(c) for c in report.categories)
     typer.echo(f"\n{'category':<{width}}  precision  recall     f1  photos")
     for row in report.per_category:
         typer.echo(
-            f"{row['category']:<{width}}  {row['precision']:>9.2f}  {row['recall']:>6.2f}  {row['f1']:>5.2f}  {row['support']:>6}"
+            f"{row['category']:<{width}}  {row['precision']:>9.2f}  {row['recall']:>6.2f}  "
+            f"{row['f1']:>5.2f}  {row['support']:>6}"
         )
     n = len(report.categories)
     if n <= 12:
         short = [c[:8] for c in report.categories]
         typer.echo("\nConfusion matrix (rows: true category, columns: predicted):")
         typer.echo(" " * (width + 2) + " ".join(f"{s:>8}" for s in short))
-        for name, row in zip(report.categories, report.confusion):
-            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in row))
+        for name, counts in zip(report.categories, report.confusion, strict=True):
+            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in counts))
     else:
         typer.echo("\nMost confused (true -> predicted):")
         for true, pred, count, share in report.confused_pairs(10):

@@ -24,6 +24,7 @@ from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import agent_routes
 from duetml.web.routes_data import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, data_routes
 from duetml.web.routes_model import model_routes
+from duetml.web.routes_review import review_routes
 from duetml.web.state import WebState
 
 log = logging.getLogger("duetml.web")
@@ -41,13 +42,15 @@ def create_app(
     agents: Any = None,
     allowed_hosts: Iterable[str] | None = None,
     port: int = DEFAULT_PORT,
+    token: str | None = None,
 ) -> Litestar:
     """The web UI for the project at ``project_root``.
 
     ``agents`` is an AgentSession (or a callable making one from the project); by default one
     is made from the project's settings. ``baseline`` removes every agent feature, for studies
     comparing the tool with and without the assistant. ``allowed_hosts`` adds host names the
-    server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1].
+    server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1];
+    ``token``, when given, must come with every request (a link's ``?token=``, then a cookie).
     """
     project = Project.open(project_root, source="web")
     session, problem = (None, None) if baseline else _agent_session(project, agents)
@@ -59,7 +62,7 @@ def create_app(
     def page() -> Response[bytes]:
         return Response(
             assets["index.html"][0],
-            media_type="text/html; charset=utf-8",
+            media_type=assets["index.html"][1],
             headers={"Cache-Control": "no-cache"},
         )
 
@@ -101,7 +104,9 @@ def create_app(
             data,
             media_type="application/x-ndjson",
             headers={
-                "Content-Disposition": f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"',
+                "Content-Disposition": (
+                    f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"'
+                ),
                 "Cache-Control": "no-store",
             },
         )
@@ -116,7 +121,7 @@ def create_app(
         return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
 
     handlers: list[Any] = [page, static, project_info, download_log, events]
-    handlers += data_routes(web) + model_routes(web)
+    handlers += data_routes(web) + model_routes(web) + review_routes(web)
     if not baseline:
         handlers += agent_routes(web)
 
@@ -139,7 +144,7 @@ def create_app(
     app.state.duetml = web
     hosts = allowed_host_values(port, allowed_hosts or ())
     # Wrapping the finished handler (not Litestar middleware) so unmatched paths are guarded too.
-    app.asgi_handler = RequestGuard(app.asgi_handler, hosts)
+    app.asgi_handler = RequestGuard(app.asgi_handler, hosts, token)
     return app
 
 
@@ -173,7 +178,8 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
             or mimetypes.guess_type(name)[0]
             or "application/octet-stream"
         )
-        if media.startswith("text/") or media.endswith("javascript"):
+        # Litestar adds "; charset=utf-8" to text/* itself; adding it here too sent it twice.
+        if media.endswith("javascript") and not media.startswith("text/"):
             media += "; charset=utf-8"
         assets[name] = (path.read_bytes(), media)
     html = assets["index.html"][0].decode("utf-8")
@@ -182,7 +188,7 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
         if baseline
         else html.replace("<!--agents-->", "").replace("<!--/agents-->", "")
     )
-    assets["index.html"] = (html.encode("utf-8"), "text/html; charset=utf-8")
+    assets["index.html"] = (html.encode("utf-8"), "text/html")
     return assets
 
 

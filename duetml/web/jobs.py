@@ -33,7 +33,7 @@ class TrainJob:
 
     @property
     def running(self) -> bool:
-        return self.state["state"] == "running"
+        return bool(self.state["state"] == "running")
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
@@ -21,6 +21,9 @@ from litestar.response import Stream
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, scrub
 from duetml.web.state import WebState
+
+if TYPE_CHECKING:
+    from duetml.agents import AgentSession
 
 log = logging.getLogger("duetml.web")
 
@@ -47,6 +50,19 @@ class ChatRequest:
 @dataclass
 class ProactiveSwitch:
     enabled: bool
+
+
+@dataclass
+class ProposalChoice:
+    proposal: Annotated[
+        str,
+        KwargDefinition(
+            min_length=1,
+            max_length=40,
+            pattern=r"^#?[0-9a-f]+$",
+            description="The id (or number) of a proposal in the conversation.",
+        ),
+    ]
 
 
 @dataclass
@@ -150,7 +166,9 @@ def agent_routes(web: WebState) -> list[Any]:
         status_code=200,
         summary="Turn the proactive agent on or off",
     )
-    async def switch_proactive(request: Request, data: JSONBody[ProactiveSwitch]) -> dict[str, Any]:
+    async def switch_proactive(
+        request: Request[Any, Any, Any], data: JSONBody[ProactiveSwitch]
+    ) -> dict[str, Any]:
         # Litestar would take 0 or "" for false; a switch is true or false, nothing else.
         raw = await request.json()
         if not isinstance(raw, dict) or not isinstance(raw.get("enabled"), bool):
@@ -163,7 +181,7 @@ def agent_routes(web: WebState) -> list[Any]:
         session.set_proactive_enabled(enabled)
         if enabled and not web.wake_proactive():
             # No timer running (tests without a lifespan): look once now, in the background.
-            threading.Thread(target=_proactive_now, args=(web,), daemon=True).start()
+            threading.Thread(target=_proactive_now, args=(web, session), daemon=True).start()
         web.changed()
         return describe()
 
@@ -186,12 +204,29 @@ def agent_routes(web: WebState) -> list[Any]:
         web.wake_proactive()  # it waited for this approval; it may look now
         return describe()
 
-    return [agents_info, conversation, chat, switch_proactive, allow_cloud]
+    @post(
+        "/api/proposals/apply",
+        responses=AGENT_ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Apply a change an agent proposed, as one undoable operation",
+    )
+    def apply_proposal(data: JSONBody[ProposalChoice]) -> dict[str, Any]:
+        # Only on the user's click: the page posts here from the proposal's button.
+        if session is None:
+            raise DuetmlError(web.agents_problem or "The assistant is not available.")
+        try:
+            result = session.apply_proposal(data.proposal)
+        finally:
+            web.changed()
+        return {"message": scrub(result, roots)}
+
+    return [agents_info, conversation, chat, switch_proactive, allow_cloud, apply_proposal]
 
 
-def _proactive_now(web: WebState) -> None:
+def _proactive_now(web: WebState, session: AgentSession) -> None:
     try:
-        if web.agents.proactive_pass() is None:
+        if session.proactive_pass() is None:
             return
         web.proactive_error = None
     except DuetmlError as exc:

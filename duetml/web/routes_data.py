@@ -127,9 +127,9 @@ def data_routes(web: WebState) -> list[Any]:
         summary="Counts, warnings, model and undo",
     )
     def status() -> dict[str, Any]:
-        from duetml.health import project_status
+        from duetml.health import project_health
 
-        state = project_status(project, check_files=False).as_dict()
+        state = project_health(project, check_files=False).as_dict()
         state["undo"] = project.undo_history()[:5]
         state["goal"] = project.goal
         return state

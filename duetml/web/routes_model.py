@@ -68,11 +68,14 @@ def model_routes(web: WebState) -> list[Any]:
         )
         return {"predictions": [p.as_dict() for p in predictions]}
 
-    @get(
+    # A POST, not a GET: evaluating computes features, fills the cache and logs an event, and
+    # a GET is what any other site can make the browser send (an <img>, a link) unchecked.
+    @post(
         "/api/evaluation",
         responses=ERROR_RESPONSES,
         sync_to_thread=True,
-        summary="Precision, recall, confusion matrix",
+        status_code=200,
+        summary="Evaluate the model: precision, recall, confusion matrix",
     )
     def evaluation() -> Response[dict[str, Any]]:
         report = web.evaluation(lambda: _evaluate(web))
