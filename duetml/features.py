@@ -12,6 +12,7 @@ kept, so memory stays flat however many photos there are.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -135,11 +136,16 @@ class FeatureCache:
         self._damaged = []
         if not self._unsaved:
             return
-        self._write_segment(self._unsaved)
-        self._unsaved = []
-        segments = self.segments()
-        if len(segments) > self.MAX_SEGMENTS:
-            self._merge_small(segments)
+        try:
+            self._write_segment(self._unsaved)
+            self._unsaved = []
+            segments = self.segments()
+            if len(segments) > self.MAX_SEGMENTS:
+                self._merge_small(segments)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            # A read-only project: reading works, the features are computed again.
 
     def _write_segment(self, digests: Sequence[str]) -> Path:
         # Unique, time-ordered names: two processes saving at once never overwrite each other.
