@@ -16,7 +16,9 @@ import {
   wireSelectionBar,
 } from "./data.js";
 import { $, replace, toast } from "./dom.js";
+import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import { loadReview } from "./review.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null };
@@ -29,7 +31,7 @@ function refreshData() {
     dataAgain = true;
     return dataRefresh;
   }
-  dataRefresh = Promise.all([loadCategories(), loadStatus()])
+  dataRefresh = Promise.all([loadCategories(), loadStatus(), loadReview(), loadMap()])
     .catch((exc) => toast(exc.message, { kind: "error" }))
     .finally(() => {
       dataRefresh = null;
@@ -47,7 +49,7 @@ async function refreshModel() {
   } catch (exc) {
     toast(exc.message, { kind: "error" });
   }
-  await loadEvaluation();
+  await Promise.all([loadEvaluation(), loadReview(), loadMap()]);
 }
 
 function renderUndo() {
@@ -141,6 +143,7 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireMap();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
   on("undo", undo);
