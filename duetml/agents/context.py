@@ -44,6 +44,7 @@ from duetml.agents.attachments import (
     photos_of,
 )
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
+from duetml.agents.conversation import Message
 from duetml.agents.facts import (
     Evaluation,
     FactGatherer,
@@ -106,7 +107,7 @@ class ContextBuilder:
     def build(
         self,
         about: str,
-        conversation: Sequence[dict[str, Any]] = (),
+        conversation: Sequence[Message] = (),
         *,
         vision: bool = True,
         since: float | None = None,
