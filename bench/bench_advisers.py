@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import sys
 import tempfile
@@ -44,7 +45,11 @@ from duetml.project import Project
 from duetml.training import train_project
 
 DEMO = Path(__file__).resolve().parents[1] / "duetml" / "demo_data"
-CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101-subset"
+# ../shared/data beside the checkout, or wherever DUETML_SHARED_DATA points.
+SHARED = Path(
+    os.environ.get("DUETML_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+CALTECH = SHARED / "caltech101-subset"
 GENERIC_ANSWER = (
     "Your project looks like a good start. Make sure each category has enough varied photos, "
     "taken in different light and from different angles, and train again after changes."
@@ -162,8 +167,12 @@ def build(name: str, root: Path) -> Built:
         copy_dir = root / "copies"
         copy_dir.mkdir(exist_ok=True)
         (copy_dir / "favourite-trousers.png").write_bytes(out.getvalue())
+        before = {r.rel for r in project.images("train", "t-shirt")}
         project.add_images("t-shirt", [copy_dir / "favourite-trousers.png"])
-        planted = [original.rel, "train/t-shirt/favourite-trousers.png"]
+        copied = sorted({r.rel for r in project.images("train", "t-shirt")} - before)
+        if len(copied) != 1:
+            raise DuetmlError("The re-encoded copy was not added: the scenario cannot be built.")
+        planted = [original.rel, *copied]
     elif name == "outlier":
         clothes({"hat": 15, "pants": 15, "shoes": 15, "t-shirt": 15})
         before = {r.rel for r in project.images("train", "t-shirt")}
