@@ -324,19 +324,19 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, dict[s
 def print_table(label: str, rows: dict[str, dict[str, Any]], built: list[Built], out: Any) -> None:
     reference = label in ("oracle", "generic")
     print(f"\n{label}" + (" (reference, no model)" if reference else ""), file=out)
-    print(f"  {'scenario':<16} {'planted problem':<52} {'passive':>8} {'proactive':>9}", file=out)
+    print(f"  {'scenario':<16} {'planted problem':<56} {'passive':>8} {'proactive':>9}", file=out)
     for b in built:
         row = rows[b.scenario.name]
         times = "" if reference else f"  ({row['passive_s']:.1f} s, {row['proactive_s']:.1f} s)"
         error = f"  error: {row['error'][:80]}" if row.get("error") else ""
         print(
-            f"  {b.scenario.name:<16} {b.scenario.problem:<52} {row['passive']:>8.2f} "
+            f"  {b.scenario.name:<16} {b.scenario.problem:<56} {row['passive']:>8.2f} "
             f"{row['proactive']:>9.2f}{times}{error}",
             file=out,
         )
     mean_p = sum(rows[b.scenario.name]["passive"] for b in built) / max(len(built), 1)
     mean_a = sum(rows[b.scenario.name]["proactive"] for b in built) / max(len(built), 1)
-    print(f"  {'mean':<16} {'':<52} {mean_p:>8.2f} {mean_a:>9.2f}", file=out)
+    print(f"  {'mean':<16} {'':<56} {mean_p:>8.2f} {mean_a:>9.2f}", file=out)
 
 
 if __name__ == "__main__":
