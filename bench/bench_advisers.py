@@ -298,6 +298,14 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, dict[s
             f"{time.perf_counter() - start:.1f} s",
             file=out,
         )
+        for b in built:  # whether the review makes the planted photos visible to the agents
+            if b.planted:
+                shown = sum(rel in numbers[b.scenario.name].values() for rel in b.planted)
+                print(
+                    f"  {b.scenario.name}: {shown} of {len(b.planted)} planted photos are "
+                    "numbered in the agents' facts",
+                    file=out,
+                )
         for b in built:
             n = numbers[b.scenario.name]
             results.setdefault("oracle", {})[b.scenario.name] = {

@@ -11,6 +11,7 @@ kept, so memory stays flat however many photos there are.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -102,7 +103,14 @@ class FeatureCache:
             if self._vectors
             else np.zeros((0, self.dim), np.float32)
         )
-        atomic.write_with(self.path, lambda handle: np.savez(handle, keys=keys, vectors=vectors))
+        try:
+            atomic.write_with(
+                self.path, lambda handle: np.savez(handle, keys=keys, vectors=vectors)
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            return  # a read-only project: reading works, the features are computed again
         self._dirty = False
 
 
