@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, fitting, prompts
 from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
-from duetml.agents.conversation import ConversationStore
+from duetml.agents.conversation import ConversationStore, Message
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
 from duetml.agents.proactive import (
     LOCK_FILE,
@@ -228,7 +228,7 @@ class AgentSession:
 
     # --- the conversation ------------------------------------------------------------------
 
-    def conversation(self) -> list[dict[str, Any]]:
+    def conversation(self) -> list[Message]:
         """Saved messages, oldest first; the greeting is the first one of a new project.
 
         Proposals carry their number in the conversation (`/apply 1`), and whether the user
@@ -569,7 +569,7 @@ class AgentSession:
             entries.append(("assistant", "error", error))
         self.store.append(*entries)
 
-    def _capture_goal(self, text: str, about: str, conversation: list[dict[str, Any]]) -> None:
+    def _capture_goal(self, text: str, about: str, conversation: list[Message]) -> None:
         """The first chat answer (to "What kind of AI do you want to make?") is the goal."""
         if about != "chat" or not text or self.project.goal.strip():
             return
