@@ -94,7 +94,9 @@ function renderAgents(info) {
     rows.push(
       h(
         "div",
-        { class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}` },
+        {
+          class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}`,
+        },
         h("dt", { text: ROLE_NAMES[key] }),
         h(
           "dd",
