@@ -50,6 +50,7 @@ class TrainReport:
     reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
     empty_categories: list[str] = field(default_factory=list)  # left out: no usable photos
+    notices: list[str] = field(default_factory=list)  # e.g. a damaged cache part set aside
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class TrainReport:
             "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
             "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
             "empty_categories": self.empty_categories,
+            "notices": self.notices,
         }
 
 
@@ -203,6 +205,7 @@ def train_project(
             kernel=model.kernel,
             C=model.C,
             reused_choice=bool(cv and cv.reused_choice),
+            notices=list(cache.notices),
             skipped=skipped,
             empty_categories=empty,
         )
