@@ -43,16 +43,20 @@ def main() -> None:
         plain = cross_val_score(SVC(), x, y, cv=folds).mean()
         plain_seconds = time.perf_counter() - start
     print(
-        f"dataset:                 {source} ({trained.images} photos, {len(trained.categories)} classes)"
+        f"dataset:                 {source} "
+        f"({trained.images} photos, {len(trained.categories)} classes)"
     )
     print(
-        f"import (init --from):    {imported:.1f} s, {len(report.added)} photos, {len(report.rejected)} rejected"
+        f"import (init --from):    {imported:.1f} s, {len(report.added)} photos, "
+        f"{len(report.rejected)} rejected"
     )
     print(
-        f"duetml train:            {seconds:.1f} s (features + model selection over {trained.cv_folds} folds)"
+        f"duetml train:            {seconds:.1f} s "
+        f"(features + model selection over {trained.cv_folds} folds)"
     )
     print(
-        f"duetml 5-fold CV acc.:   {trained.cv_accuracy:.4f}  (SVM {trained.kernel}, C={trained.C:g})"
+        f"duetml 5-fold CV acc.:   {trained.cv_accuracy:.4f}  "
+        f"(SVM {trained.kernel}, C={trained.C:g})"
     )
     print(f"reference SVC() 5-fold:  {plain:.4f}  ({plain_seconds:.1f} s, same features)")
 

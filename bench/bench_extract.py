@@ -82,7 +82,7 @@ def main() -> None:
     rss_at = {}
     start = time.perf_counter()
     count = 0
-    for count, (index, vector, reason) in enumerate(extractor.extract(photos), start=1):
+    for count, _result in enumerate(extractor.extract(photos), start=1):
         if count in (len(photos) // 4, len(photos) // 2, len(photos)):
             rss_at[count] = rss_mb()
     end_to_end = count / (time.perf_counter() - start)
@@ -102,7 +102,8 @@ def main() -> None:
     )
     print(f"peak RSS during extraction:      {peak[0]:7.0f} MB (+{peak[0] - baseline_rss:.0f} MB)")
     print(
-        f"(ru_maxrss of the whole run:     {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
+        f"(ru_maxrss of the whole run:     "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
     )
 
 

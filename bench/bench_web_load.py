@@ -130,7 +130,8 @@ def first_load(browser, url: str) -> dict:
             """() => {
             const imgs = [...document.querySelectorAll('.thumb img')]
                 .filter((img) => img.getBoundingClientRect().top < innerHeight);
-            const done = imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+            const done = imgs.length > 0
+                && imgs.every((img) => img.complete && img.naturalWidth > 0);
             return done && performance.now();
         }""",
             timeout=120_000,
@@ -168,10 +169,12 @@ def drop_to_prediction(browser, url: str, photo: Path, runs: int = 7) -> list[fl
                 dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
                 const zone = document.querySelector("#predict-drop");
                 const start = performance.now();
-                zone.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt }));
+                zone.dispatchEvent(
+                    new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt }));
                 await new Promise((resolve) => {
                     const check = () => {
-                        const done = document.querySelectorAll('.prediction:not(.pending) .predicted, .prediction-error');
+                        const done = document.querySelectorAll(
+                            '.prediction:not(.pending) .predicted, .prediction-error');
                         if (done.length > before) resolve(); else requestAnimationFrame(check);
                     };
                     check();
@@ -238,8 +241,9 @@ def main() -> None:
                 )
                 say(
                     f"  transferred: {result['total'] / 1e6:.2f} MB in total, of which "
-                    f"{result['thumb_count']} thumbnails {result['thumbs'] / 1e6:.2f} MB, originals "
-                    f"{result['originals']} B; {result['shown']} thumbnails in the page, the rest lazy"
+                    f"{result['thumb_count']} thumbnails {result['thumbs'] / 1e6:.2f} MB, "
+                    f"originals {result['originals']} B; {result['shown']} thumbnails in the page, "
+                    "the rest lazy"
                 )
                 say(
                     f"  [reference: the originals of the {len(result['visible_ids'])} first-screen "
@@ -264,8 +268,10 @@ def main() -> None:
                 predict_sources(p, [data], ["x.jpg"])
                 core.append(time.perf_counter() - t)
             say(
-                f"drop a photo on (C) -> prediction shown: median {statistics.median(times) * 1000:.0f} ms "
-                f"(first {times[0] * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, {len(times)} drops) "
+                "drop a photo on (C) -> prediction shown: "
+                f"median {statistics.median(times) * 1000:.0f} ms "
+                f"(first {times[0] * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
+                f"{len(times)} drops) "
                 f"[reference: the core's predict_sources in-process, median "
                 f"{statistics.median(core) * 1000:.0f} ms]"
             )

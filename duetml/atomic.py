@@ -12,11 +12,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on clean exit it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_with(path: Path, writer: Callable[[IO], None]) -> None:
+def write_with(path: Path, writer: Callable[[IO[Any]], None]) -> None:
     """Let ``writer`` fill the file (e.g. ``np.savez``) and commit it atomically."""
     with atomic_open(path, "wb") as handle:
         writer(handle)

@@ -23,10 +23,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duetml import atomic
 from duetml.errors import BackboneUnavailableError, DuetmlError
 from duetml.paths import user_cache_dir
+
+if TYPE_CHECKING:  # both are heavy imports, made only where a network or session is built
+    import torch
+    from onnxruntime import InferenceSession
 
 INPUT_SIZE = 224
 EXPORT_VERSION = 1  # bump when the exported graph changes, so stale exports are redone
@@ -150,7 +155,7 @@ def pull_weights(
     """Download the weights once into duetml's cache, checking the hash in the file name."""
     if backbone.ships_with_package:
         return require_weights(backbone)
-    source = url or os.environ.get("DUETML_WEIGHTS_BASE_URL", "").rstrip("/")
+    source: str | None = url or os.environ.get("DUETML_WEIGHTS_BASE_URL", "").rstrip("/")
     if source and not url:
         source = f"{source}/{backbone.weights_file}"
     source = source or backbone.url
@@ -231,7 +236,7 @@ def _check_loadable(path: str, backbone: Backbone) -> None:
 
 
 # ----- the networks ----------------------------------------------------------------------
-def build_torch_model(backbone: Backbone, weights: Path):
+def build_torch_model(backbone: Backbone, weights: Path) -> torch.nn.Module:
     """The network as a module mapping uint8 NHWC photos to (features, logits)."""
     import torch
 
@@ -243,7 +248,8 @@ def build_torch_model(backbone: Backbone, weights: Path):
         net.load_state_dict(state)
 
         def features(x: torch.Tensor) -> torch.Tensor:
-            return net.extract_features(x).mean((2, 3))
+            pooled: torch.Tensor = net.extract_features(x).mean((2, 3))
+            return pooled
 
         head = net._fc
     else:
@@ -254,7 +260,8 @@ def build_torch_model(backbone: Backbone, weights: Path):
         net.load_state_dict(state)
 
         def features(x: torch.Tensor) -> torch.Tensor:
-            return net.avgpool(net.features(x)).flatten(1)
+            pooled: torch.Tensor = net.avgpool(net.features(x)).flatten(1)
+            return pooled
 
         head = net.classifier
 
@@ -262,6 +269,9 @@ def build_torch_model(backbone: Backbone, weights: Path):
     std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
 
     class Extractor(torch.nn.Module):
+        mean: torch.Tensor  # buffers, registered below
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.net = net
@@ -320,7 +330,9 @@ def ensure_onnx(backbone: Backbone) -> Path:
     return path
 
 
-def open_session(backbone: Backbone, threads: int | None = None, spinning: bool = False):
+def open_session(
+    backbone: Backbone, threads: int | None = None, spinning: bool = False
+) -> InferenceSession:
     """An ONNX Runtime session for the backbone (exported on first use).
 
     Spinning is off by default: ONNX Runtime's worker threads otherwise busy-wait between

@@ -74,6 +74,22 @@ class NothingToUndoError(DuetmlError):
     http_status = 409
 
 
+class UndoSkippedError(DuetmlError):
+    """The last change could not be undone and was taken off the undo list."""
+
+    http_status = 409
+
+
+class DiskFullError(DuetmlError):
+    """The disk filled up during a change, which was reversed."""
+
+    http_status = 507
+
+
+class SymlinkError(InvalidNameError):
+    """A path inside the project is a symbolic link, which duetml never follows."""
+
+
 class LLMError(DuetmlError):
     """An LLM provider failed; the message says what to do (start Ollama, set a key, ...)."""
 

@@ -19,7 +19,9 @@ IMBALANCE_RATIO = 5.0
 
 
 @dataclass
-class Warning_:
+class DataWarning:
+    """Something about the photos that would hurt a model; ``kind`` is stable, for programs."""
+
     kind: str
     message: str
 
@@ -28,12 +30,14 @@ class Warning_:
 
 
 @dataclass
-class Status:
+class HealthReport:
+    """What `duetml status` shows (not to be confused with `duetml llm status`, agents/status)."""
+
     categories: list[dict[str, Any]]
     images: int
     test_images: int
     model: dict[str, Any] | None
-    warnings: list[Warning_] = field(default_factory=list)
+    warnings: list[DataWarning] = field(default_factory=list)
     review: dict[str, Any] | None = None  # {"findings": n, "counts": {kind: n}, "summary": str}
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,8 +51,8 @@ class Status:
         }
 
 
-def project_status(project: Project, check_files: bool = True) -> Status:
-    """Counts and warnings; ``check_files`` decodes photos not yet known good to find corrupt ones."""
+def project_health(project: Project, check_files: bool = True) -> HealthReport:
+    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones."""
     from duetml.training import load_model  # keeps `status` free of numpy work
 
     # One scan and one hash lookup serve every check below.
@@ -56,16 +60,16 @@ def project_status(project: Project, check_files: bool = True) -> Status:
     hashes = project.hashes(records)
 
     infos = project.categories()
-    warnings: list[Warning_] = []
+    warnings: list[DataWarning] = []
     counts = {i.name: i.count for i in infos if i.count or not i.test_count}
     for name, count in counts.items():
         if count == 0:
             warnings.append(
-                Warning_("empty", f"Category {name!r} has no photos: add some or remove it.")
+                DataWarning("empty", f"Category {name!r} has no photos: add some or remove it.")
             )
         elif count < TINY_CATEGORY:
             warnings.append(
-                Warning_(
+                DataWarning(
                     "tiny",
                     f"Category {name!r} has only {count} photo(s): add at least {TINY_CATEGORY} "
                     "for a model that generalises.",
@@ -73,10 +77,10 @@ def project_status(project: Project, check_files: bool = True) -> Status:
             )
     nonzero = {n: c for n, c in counts.items() if c}
     if len(nonzero) >= 2:
-        big, small = max(nonzero, key=nonzero.get), min(nonzero, key=nonzero.get)
+        big, small = max(nonzero, key=nonzero.__getitem__), min(nonzero, key=nonzero.__getitem__)
         if nonzero[big] >= IMBALANCE_RATIO * nonzero[small]:
             warnings.append(
-                Warning_(
+                DataWarning(
                     "imbalance",
                     f"Categories are imbalanced: {big!r} has {nonzero[big]} photos but {small!r} "
                     f"only {nonzero[small]}; add photos to the small ones.",
@@ -84,7 +88,7 @@ def project_status(project: Project, check_files: bool = True) -> Status:
             )
     if len([n for n in counts]) == 1:
         warnings.append(
-            Warning_("one_category", "There is only one category: a model needs at least two.")
+            DataWarning("one_category", "There is only one category: a model needs at least two.")
         )
     warnings += _duplicate_warnings(duplicate_groups(project, hashes))
     warnings += _odd_entries(project)
@@ -95,7 +99,7 @@ def project_status(project: Project, check_files: bool = True) -> Status:
         model = load_model(project)
     except DuetmlError as exc:
         if os.path.exists(project.state_dir / "model" / "model.npz"):
-            warnings.append(Warning_("model", str(exc)))
+            warnings.append(DataWarning("model", str(exc)))
     else:
         train = [r for r in records if r.split == "train"]
         stale = model.meta.get("fingerprint") != fingerprint_of(train, hashes)
@@ -108,12 +112,12 @@ def project_status(project: Project, check_files: bool = True) -> Status:
         }
         if stale:
             warnings.append(
-                Warning_(
+                DataWarning(
                     "stale_model", "The model is older than the data: run `duetml train` again."
                 )
             )
     review_info = _review_summary(project, hashes) if model_info is not None else None
-    return Status(
+    return HealthReport(
         review=review_info,
         categories=[
             {"name": i.name, "images": i.count, "test_images": i.test_count} for i in infos
@@ -138,9 +142,9 @@ def duplicate_groups(project: Project, hashes: dict[str, str] | None = None) -> 
     return [sorted(rels) for rels in by_hash.values() if len({r.split("/")[1] for r in rels}) > 1]
 
 
-def _duplicate_warnings(groups: list[list[str]]) -> list[Warning_]:
+def _duplicate_warnings(groups: list[list[str]]) -> list[DataWarning]:
     return [
-        Warning_(
+        DataWarning(
             "duplicate",
             f"The same photo is in {len(g)} categories ({', '.join(g)}): keep it in one.",
         )
@@ -148,9 +152,9 @@ def _duplicate_warnings(groups: list[list[str]]) -> list[Warning_]:
     ]
 
 
-def _odd_entries(project: Project) -> list[Warning_]:
+def _odd_entries(project: Project) -> list[DataWarning]:
     """Things in the data folders that duetml ignores, so the user is not surprised."""
-    found: list[Warning_] = []
+    found: list[DataWarning] = []
     for split in SPLITS:
         folder = project.split_dir(split)
         if not folder.is_dir():
@@ -158,22 +162,25 @@ def _odd_entries(project: Project) -> list[Warning_]:
         for entry in os.scandir(folder):
             if entry.is_symlink():
                 found.append(
-                    Warning_("symlink", f"{split}/{entry.name} is a symbolic link and is ignored.")
+                    DataWarning(
+                        "symlink", f"{split}/{entry.name} is a symbolic link and is ignored."
+                    )
                 )
             elif entry.is_dir():
                 try:
                     validate_category_name(entry.name)
                 except DuetmlError as exc:
                     found.append(
-                        Warning_("bad_name", f"Folder {split}/{entry.name!r} is ignored: {exc}")
+                        DataWarning("bad_name", f"Folder {split}/{entry.name!r} is ignored: {exc}")
                     )
                     continue
                 for inner in os.scandir(entry.path):
+                    where = f"{split}/{entry.name}/{inner.name}"
                     if inner.is_symlink():
                         found.append(
-                            Warning_(
+                            DataWarning(
                                 "symlink",
-                                f"{split}/{entry.name}/{inner.name} is a symbolic link and is ignored.",
+                                f"{where} is a symbolic link and is ignored.",
                             )
                         )
                     elif (
@@ -182,14 +189,14 @@ def _odd_entries(project: Project) -> list[Warning_]:
                         and not inner.name.startswith(".")
                     ):
                         found.append(
-                            Warning_(
+                            DataWarning(
                                 "not_image",
-                                f"{split}/{entry.name}/{inner.name} is not an image file and is ignored.",
+                                f"{where} is not an image file and is ignored.",
                             )
                         )
             elif not entry.name.startswith("."):
                 found.append(
-                    Warning_(
+                    DataWarning(
                         "stray_file",
                         f"{split}/{entry.name} is outside any category folder and is ignored.",
                     )
@@ -199,7 +206,7 @@ def _odd_entries(project: Project) -> list[Warning_]:
 
 def _unreadable(
     project: Project, records: list[ImageRecord], hashes: dict[str, str]
-) -> list[Warning_]:
+) -> list[DataWarning]:
     from duetml.training import feature_cache
 
     # A photo with cached features decoded fine before; only the others are decoded now.
@@ -211,7 +218,7 @@ def _unreadable(
         try:
             images.check_image(record.path)
         except BadImageError as exc:
-            found.append(Warning_("unreadable", f"{record.rel} cannot be used: {exc}"))
+            found.append(DataWarning("unreadable", f"{record.rel} cannot be used: {exc}"))
     return found
 
 

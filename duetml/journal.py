@@ -1,29 +1,123 @@
-"""The undo journal: every data operation of a project, newest last, in `.duetml/journal.json`.
+"""The undo journal, written ahead: every data operation is undoable, even one that was killed.
 
-Each entry records the file moves of one operation (source -> destination, relative to the
-project; a source of None means the file was created by an import), the folders it made and
-the folders it removed, so `undo` can put everything back. Nothing is ever deleted: photos an
-undo takes away go to `.duetml/trash/`.
+Committed operations live in `.duetml/journal.json`, newest last. Each entry records the file
+moves of one operation (source -> destination, relative to the project; a source of None means
+the file was created by an import), the folders it made and the folders it removed, so `undo`
+can put everything back. Nothing is ever deleted: photos an undo takes away go to
+`.duetml/trash/`.
 
-The caller (duetml.project.Project) holds the project's data lock around every call that
-changes the journal or the files.
+While an operation runs, `.duetml/journal.pending.jsonl` holds its intent (first line) and
+then each step, written and flushed to disk *before* the step is done. An operation ends in
+one of two ways:
+- it finishes: its entry is appended to journal.json (atomically), then the pending file goes;
+- it fails (disk full, Ctrl-C, SIGTERM) or the process dies (SIGKILL, power loss): its steps
+  are reversed, by the process itself or, after a death, by the next duetml that takes the
+  data lock. So a change is either whole and undoable, or not there at all, and `undo` always
+  reverts the change the user made last.
+
+The caller (duetml.project.Project) holds the project's data lock around every operation.
+Every path read from these files goes through `resolve_inside`, because a project folder may
+come from someone else: a journal can never make duetml touch anything outside the project.
+The one exception, putting photos back where `add --move` took them from, is honoured only
+for entries this user's duetml signed (a key in the user's own folder).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import hmac
 import json
 import os
+import secrets
+import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from duetml import atomic
-from duetml.errors import NothingToUndoError
+from duetml.errors import DiskFullError, DuetmlError, NothingToUndoError, UndoSkippedError
 from duetml.names import resolve_inside
+from duetml.paths import user_home
 
 JOURNAL_FILE = "journal.json"
+PENDING_FILE = "journal.pending.jsonl"
+DAMAGED_PREFIX = "journal-damaged-"
 JOURNAL_LIMIT = 100
+ORIGIN_KEY_FILE = "undo-origins.key"
+
+
+@dataclass
+class Operation:
+    """One data operation in progress; its steps are on disk before they are done."""
+
+    journal: UndoJournal
+    kind: str
+    summary: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    origins: dict[str, list[str]] = field(default_factory=dict)
+    handle: Any = None
+
+    def _write_ahead(self, step: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(step) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.steps.append(step)
+
+    def move(self, source: Path, destination: Path) -> None:
+        """Rename a file or folder inside the project."""
+        step = {"op": "move", "from": self.journal.rel(source), "to": self.journal.rel(destination)}
+        self._write_ahead(step)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+
+    def create(self, destination: Path, data: bytes, origin: Path | None = None) -> None:
+        """Store a new file (an import); ``origin`` is where `add --move` took it from."""
+        rel = self.journal.rel(destination)
+        self._write_ahead({"op": "create", "to": rel})
+        atomic.write_bytes(destination, data)
+        if origin is not None:
+            self.origins[rel] = [str(origin), self.journal.sign_origin(rel, str(origin))]
+
+    def make_dir(self, folder: Path) -> None:
+        self._write_ahead({"op": "mkdir", "path": self.journal.rel(folder)})
+        folder.mkdir(parents=True)
+
+    def remove_dir_if_empty(self, folder: Path) -> bool:
+        if any(folder.iterdir()):
+            return False  # leftovers (symlinks, sub-folders) keep it alive rather than be lost
+        self._write_ahead({"op": "rmdir", "path": self.journal.rel(folder)})
+        folder.rmdir()
+        return True
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps)
+
+    def entry(self) -> dict[str, Any]:
+        moves: list[list[str | None]] = []
+        for step in self.steps:
+            if step["op"] == "move":
+                moves.append([step["from"], step["to"]])
+            elif step["op"] == "create":
+                moves.append([None, step["to"]])
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "ts": time.time(),
+            "kind": self.kind,
+            "summary": self.summary,
+            "moves": moves,
+            "made_dirs": [s["path"] for s in self.steps if s["op"] == "mkdir"],
+            "removed_dirs": [s["path"] for s in self.steps if s["op"] == "rmdir"],
+        }
+        if self.origins:
+            entry["origins"] = self.origins
+        return entry
 
 
 class UndoJournal:
@@ -35,76 +129,349 @@ class UndoJournal:
     def path(self) -> Path:
         return self.state_dir / JOURNAL_FILE
 
-    def entries(self) -> list[dict[str, Any]]:
-        try:
-            entries = json.loads(self.path.read_text())
-            return entries if isinstance(entries, list) else []
-        except (OSError, ValueError):
-            return []
+    @property
+    def pending_path(self) -> Path:
+        return self.state_dir / PENDING_FILE
 
-    def push(
-        self,
-        kind: str,
-        summary: str,
-        moves: list[Any],
-        made: list[str] | None = None,
-        removed: list[str] | None = None,
-    ) -> None:
-        entries = self.entries()
-        entries.append(
-            {
-                "id": uuid.uuid4().hex[:12],
-                "ts": time.time(),
-                "kind": kind,
-                "summary": summary,
-                "moves": moves,
-                "made_dirs": made or [],
-                "removed_dirs": removed or [],
-            }
-        )
-        atomic.write_text(self.path, json.dumps(entries[-JOURNAL_LIMIT:]))
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+    # ----- reading ------------------------------------------------------------------------
+    def load(self) -> tuple[list[Any], str | None]:
+        """The raw entries, and why the file could not be read as a list (None if it could)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [], None
+        except UnicodeDecodeError:
+            return [], "it is not text"
+        try:
+            entries = json.loads(text)
+        except (ValueError, RecursionError):
+            return [], "it is not valid JSON"
+        if not isinstance(entries, list):
+            return [], "it is not a list of changes"
+        return entries, None
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries that can be undone (damaged ones are left out)."""
+        return [e for e in self.load()[0] if entry_problem(e) is None]
 
     def history(self) -> list[str]:
-        return [e.get("summary", "?") for e in reversed(self.entries())]
+        entries, problem = self.load()
+        if problem:
+            return [f"(the undo history cannot be read: {problem}; `duetml undo` keeps a copy)"]
+        lines = []
+        for entry in reversed(entries):
+            if entry_problem(entry) is None:
+                lines.append(str(entry["summary"]))
+            else:
+                lines.append("(a damaged change that cannot be undone; undo skips it)")
+        return lines
 
+    def damaged_copies(self) -> list[Path]:
+        return sorted(self.state_dir.glob(f"{DAMAGED_PREFIX}*"))
+
+    # ----- operations (the caller holds the data lock) ---------------------------------------
+    @contextlib.contextmanager
+    def operation(
+        self, kind: str, summary: str, undoes: dict[str, Any] | None = None
+    ) -> Iterator[Operation]:
+        """Run one operation write-ahead; on any failure its steps are reversed, then re-raised.
+
+        The commit is one atomic write of journal.json: the operation's entry is added (or, for
+        an undo, the entry ``undoes`` is taken off). The pending file names that entry, so the
+        next start can tell a committed operation (keep) from an interrupted one (reverse).
+        A full disk becomes a DiskFullError saying the project is as before.
+        """
+        self.recover()
+        operation = Operation(self, kind, summary)
+        begin: dict[str, Any] = {
+            "op": "begin",
+            "id": operation.id,
+            "kind": kind,
+            "summary": summary,
+        }
+        if undoes is not None:
+            begin["undoes"] = undoes.get("id")
+        try:
+            with open(self.pending_path, "x", encoding="utf-8") as handle:
+                operation.handle = handle
+                handle.write(json.dumps(begin) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                yield operation
+                operation.handle = None
+            if undoes is not None:
+                self._remove(undoes)
+            elif operation.changed:
+                self._append(operation.entry())
+        except BaseException as exc:
+            self._rollback(operation.steps, own_files=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.pending_path.unlink()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(
+                    f"The disk is full, so {summary} was not done and the project is as it "
+                    "was: free some space and try again."
+                ) from None
+            raise
+        self.pending_path.unlink()
+
+    def recover(self) -> str | None:
+        """Reverse an operation that a killed duetml left half done; return its summary.
+
+        One that died after its commit (the journal already says it happened) is kept.
+        """
+        try:
+            lines = self.pending_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return None
+        steps = []
+        begin: dict[str, Any] = {}
+        for number, line in enumerate(lines):
+            try:
+                step = json.loads(line)
+            except (ValueError, RecursionError):
+                continue  # a torn last line: written before its step, so the step never ran
+            if not isinstance(step, dict):
+                continue
+            if number == 0 and step.get("op") == "begin":
+                begin = step
+            elif _step_is_valid(step):
+                steps.append(step)
+        ids = {e.get("id") for e in self.load()[0] if isinstance(e, dict)}
+        if "undoes" in begin:
+            committed = begin["undoes"] not in ids
+        else:
+            committed = begin.get("id") in ids
+        if not committed:
+            self._rollback(steps)
+        self.pending_path.unlink()
+        return None if committed else str(begin.get("summary", "an interrupted change"))[:200]
+
+    def _rollback(self, steps: list[dict[str, Any]], own_files: bool = False) -> None:
+        """Reverse ``steps``, newest first. Files an import created are deleted when this
+        process made them (``own_files``: their originals are still where they came from, and a
+        full disk needs the room back); found in a pending file, which a project from
+        elsewhere could have planted, they go to the trash instead."""
+        trash: Path | None = None
+        for step in reversed(steps):
+            try:
+                if step["op"] == "move":
+                    source = resolve_inside(self.root, step["from"])
+                    current = resolve_inside(self.root, step["to"])
+                    if _exists(current) and not _exists(source):
+                        source.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(current, source)
+                elif step["op"] == "create":
+                    current = resolve_inside(self.root, step["to"])
+                    if own_files:
+                        current.unlink(missing_ok=True)
+                    elif _exists(current):
+                        trash = trash or self.new_trash_dir()
+                        back = trash / step["to"]
+                        back.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(current, back)
+                elif step["op"] == "mkdir":
+                    rmdir_if_empty(resolve_inside(self.root, step["path"]))
+                elif step["op"] == "rmdir":
+                    resolve_inside(self.root, step["path"]).mkdir(parents=True, exist_ok=True)
+            except (DuetmlError, OSError):
+                continue  # a path changed by hand meanwhile: put back everything else
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        entries, problem = self.load()
+        if problem:
+            self.set_aside()
+            entries = []
+        entries.append(entry)
+        atomic.write_text(self.path, json.dumps(entries[-JOURNAL_LIMIT:]))
+
+    def _remove(self, entry: dict[str, Any]) -> None:
+        entries = [
+            e for e in self.load()[0] if not (isinstance(e, dict) and e.get("id") == entry["id"])
+        ]
+        atomic.write_text(self.path, json.dumps(entries))
+
+    def set_aside(self) -> Path:
+        """Keep an unreadable journal as a copy (never lose it) and start a fresh one."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        copy = self.state_dir / f"{DAMAGED_PREFIX}{stamp}-{uuid.uuid4().hex[:6]}.json"
+        os.replace(self.path, copy)
+        return copy
+
+    # ----- undo ---------------------------------------------------------------------------
     def undo_last(self) -> str:
-        """Revert the last operation; photos it created go to the trash, never away."""
-        entries = self.entries()
+        """Revert the last operation; photos it created go to the trash, never away.
+
+        An entry that cannot be undone (damaged, or naming a path that is now a symbolic link)
+        is taken off the list with a sentence, so the next undo reverts the change before it.
+        """
+        self.recover()
+        entries, problem = self.load()
+        if problem:
+            copy = self.set_aside()
+            raise NothingToUndoError(
+                f"The undo history could not be read ({problem}), so nothing was undone: it is "
+                f"kept as {self.rel(copy)} and a new history starts with your next change."
+            )
         if not entries:
             raise NothingToUndoError("There is nothing to undo.")
         entry = entries[-1]
-        trash = None
-        for made in entry.get("removed_dirs", []):
-            resolve_inside(self.root, made).mkdir(parents=True, exist_ok=True)
-        for source, destination in reversed(entry.get("moves", [])):
-            current = resolve_inside(self.root, destination)
-            if not current.exists():
-                continue  # changed by hand since; nothing to put back
-            if source is None:  # created by an import: the undo moves it to the trash
-                trash = trash or self.new_trash_dir()
-                back = trash / destination
-            else:
-                back = resolve_inside(self.root, source)
-                if back.exists():
-                    back = free_name(back.parent, back.name)
-            back.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(current, back)
-        for made in reversed(entry.get("made_dirs", [])):
-            rmdir_if_empty(resolve_inside(self.root, made))
-        atomic.write_text(self.path, json.dumps(entries[:-1]))
-        return str(entry.get("summary"))
+        reason = entry_problem(entry) or self._path_problem(entry)
+        if reason:
+            atomic.write_text(self.path, json.dumps(entries[:-1]))
+            summary = entry.get("summary") if isinstance(entry, dict) else None
+            name = f"The last change ({str(summary)[:80]})" if summary else "The last change"
+            raise UndoSkippedError(
+                f"{name} cannot be undone ({reason}): it was taken off the undo list, and "
+                "`duetml undo` now reverts the change before it."
+            )
+        if not isinstance(entry.get("id"), str):  # the commit of the undo names it by its id
+            entry["id"] = uuid.uuid4().hex[:12]
+            atomic.write_text(self.path, json.dumps(entries))
+        returned: list[tuple[Path, Path]] = []
+        summary = str(entry["summary"])
+        with self.operation("undo", f"the undo of {summary}", undoes=entry) as operation:
+            for made in entry["removed_dirs"]:
+                folder = resolve_inside(self.root, made)
+                if not folder.exists():
+                    operation.make_dir(folder)
+            trash = None
+            for source, destination in reversed(entry["moves"]):
+                current = resolve_inside(self.root, destination)
+                if not _exists(current):
+                    continue  # changed by hand since; nothing to put back
+                if source is None:  # created by an import: the undo moves it to the trash
+                    trash = trash or self.new_trash_dir()
+                    back = trash / destination
+                    origin = self._verified_origin(entry, destination)
+                    if origin is not None:
+                        returned.append((back, origin))
+                else:
+                    back = resolve_inside(self.root, source)
+                    if _exists(back):
+                        back = free_name(back.parent, back.name)
+                operation.move(current, back)
+            for made in reversed(entry["made_dirs"]):
+                folder = resolve_inside(self.root, made)
+                if folder.is_dir() and not folder.is_symlink():
+                    operation.remove_dir_if_empty(folder)
+        # Only now, with the undo committed, do photos leave the project for where `add --move`
+        # took them from; if that fails (or the place is taken) they stay in the trash.
+        for in_trash, origin in returned:
+            _return_to_origin(in_trash, origin)
+        return summary
 
-    def apply_moves(self, moves: list[tuple[str, str]]) -> None:
-        for source, destination in moves:
-            target = self.root / destination
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.root / source, target)
+    def _path_problem(self, entry: dict[str, Any]) -> str | None:
+        try:
+            for source, destination in entry["moves"]:
+                resolve_inside(self.root, destination)
+                if source is not None:
+                    resolve_inside(self.root, source)
+            for folder in [*entry["made_dirs"], *entry["removed_dirs"]]:
+                resolve_inside(self.root, folder)
+        except DuetmlError as exc:
+            return str(exc).rstrip(".")
+        return None
+
+    # ----- where `add --move` took photos from ----------------------------------------------
+    def sign_origin(self, rel: str, origin: str) -> str:
+        message = f"{self.root}\0{rel}\0{origin}".encode()
+        return hmac.new(_origin_key(), message, hashlib.sha256).hexdigest()
+
+    def _verified_origin(self, entry: dict[str, Any], rel: str) -> Path | None:
+        origins = entry.get("origins")
+        record = origins.get(rel) if isinstance(origins, dict) else None
+        if not (isinstance(record, list) and len(record) == 2):
+            return None
+        if not all(isinstance(part, str) for part in record):
+            return None
+        origin, signature = record
+        if not hmac.compare_digest(self.sign_origin(rel, origin), signature):
+            return None  # not written by this user's duetml (a project from elsewhere)
+        return Path(origin)
 
     def new_trash_dir(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder = self.state_dir / "trash" / f"{stamp}-{uuid.uuid4().hex[:6]}"
         folder.mkdir(parents=True)
         return folder
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a journal entry cannot be undone as it stands, or None."""
+    if not isinstance(entry, dict):
+        return "its record is damaged"
+    if not isinstance(entry.get("summary"), str):
+        return "its record has no description"
+    moves = entry.get("moves")
+    if not isinstance(moves, list) or not all(
+        isinstance(m, list)
+        and len(m) == 2
+        and (m[0] is None or isinstance(m[0], str))
+        and isinstance(m[1], str)
+        for m in moves
+    ):
+        return "its list of moved files is damaged"
+    for key in ("made_dirs", "removed_dirs"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return "its list of folders is damaged"
+    entry.setdefault("made_dirs", [])
+    entry.setdefault("removed_dirs", [])
+    return None
+
+
+def _step_is_valid(step: dict[str, Any]) -> bool:
+    op = step.get("op")
+    if op == "move":
+        return isinstance(step.get("from"), str) and isinstance(step.get("to"), str)
+    if op == "create":
+        return isinstance(step.get("to"), str)
+    if op in ("mkdir", "rmdir"):
+        return isinstance(step.get("path"), str)
+    return False
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _origin_key() -> bytes:
+    """A per-user secret: entries signed with it were written by this user's duetml."""
+    path = user_home() / ORIGIN_KEY_FILE
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+def _return_to_origin(in_trash: Path, origin: Path) -> None:
+    if _exists(origin) or not origin.parent.is_dir() or not in_trash.is_file():
+        return  # the place is taken or gone: the photo stays in the trash, never overwrites
+    try:
+        os.link(in_trash, origin)  # fails if the place was taken meanwhile, never overwrites
+        in_trash.unlink()
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            return
+        # Another file system: copy, then drop the trash copy only once the copy is whole.
+        with contextlib.suppress(OSError):
+            partial = origin.with_name(f".{origin.name}.duetml-undo")
+            shutil.copy2(in_trash, partial)
+            os.link(partial, origin)
+            partial.unlink()
+            in_trash.unlink()
 
 
 def free_name(folder: Path, name: str) -> Path:

@@ -23,6 +23,10 @@ _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
 # Path separators and characters no common file system accepts in a name. `<` and `>` are
 # kept: they are legal on POSIX and a name like "<img src=x>" must display safely as text.
 _FORBIDDEN_CHARS = set('/\\:*?"|\x00')
+# Bidirectional controls reorder how text is displayed: "photo\u202egpj.exe" shows as
+# "photoexe.jpg", so a name could look like another one. They are refused like control
+# characters (they are format characters, Cf, which Cc does not cover).
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
 
 def validate_category_name(raw: str) -> str:
@@ -31,7 +35,13 @@ def validate_category_name(raw: str) -> str:
         raise InvalidNameError("A category name must be text.")
     # Control characters are refused, not trimmed: Python's strip() would silently drop some
     # (U+001C..U+001F count as white space), so check before trimming ordinary spaces.
-    bad = sorted({c for c in raw if c in _FORBIDDEN_CHARS or unicodedata.category(c) == "Cc"})
+    bad = sorted(
+        {
+            c
+            for c in raw
+            if c in _FORBIDDEN_CHARS or c in _BIDI_CONTROLS or unicodedata.category(c) == "Cc"
+        }
+    )
     if bad:
         shown = ", ".join(repr(c) for c in bad[:5])
         raise InvalidNameError(

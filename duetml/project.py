@@ -13,6 +13,7 @@ ever deleted: removed photos and categories go to `.duetml/trash/`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -28,9 +29,11 @@ from duetml.errors import (
     InvalidNameError,
     NotAProjectError,
     NotFoundError,
+    SymlinkError,
+    UndoSkippedError,
 )
 from duetml.events import InteractionLog
-from duetml.journal import UndoJournal, free_name, rmdir_if_empty
+from duetml.journal import UndoJournal, free_name
 from duetml.names import resolve_inside, validate_category_name
 from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
 
@@ -75,9 +78,28 @@ class AddReport:
 class Project:
     def __init__(self, root: Path, source: str = "cli") -> None:
         self.root = Path(root).resolve()
+        refuse_links(self.root)
         self.settings = read_settings(self.root)
         self.log = InteractionLog(self.state_dir, source=source)
         self.journal = UndoJournal(self.root, self.state_dir)
+        self.recovered = self._recover_on_open()
+
+    def _recover_on_open(self) -> str | None:
+        """Reverse a change that a killed duetml left half done (the journal is written ahead).
+
+        Only when the data lock is free at once: a pending change under a held lock belongs to
+        a duetml still at work, and every change recovers first anyway. Returns its summary.
+        """
+        if not self.journal.pending_path.exists():
+            return None
+        try:
+            with locks.hold(self.state_dir / "data.lock", 0, "busy"):
+                summary = self.journal.recover()
+        except (DuetmlError, OSError):
+            return None  # busy, or a read-only project: nothing can be half-written there
+        if summary:
+            self.log.record("recovered", undone=summary)
+        return summary
 
     # ----- opening and creating -------------------------------------------------------
     @classmethod
@@ -104,8 +126,8 @@ class Project:
                 f"{root} is not empty: choose an empty or new folder, "
                 "or use `--from FOLDER` to import a dataset."
             )
-        for split in SPLITS[:1]:
-            (root / split).mkdir(parents=True, exist_ok=True)
+        # Only train/: test/ is made with the first test photo (`duetml add --test`).
+        (root / "train").mkdir(parents=True, exist_ok=True)
         (root / STATE_DIR).mkdir(exist_ok=True)
         write_settings(root, default_settings(goal))
         project = cls(root, source=source)
@@ -135,7 +157,7 @@ class Project:
         with self.data_lock():
             write_settings(self.root, self.settings)
 
-    def data_lock(self):
+    def data_lock(self) -> contextlib.AbstractContextManager[None]:
         return locks.hold(
             self.state_dir / "data.lock",
             DATA_LOCK_TIMEOUT,
@@ -181,8 +203,9 @@ class Project:
         name = validate_category_name(name)
         folder = self.split_dir(split) / name
         if folder.is_symlink():
-            raise InvalidNameError(
-                f"Category {name!r} is a symbolic link, which duetml never follows."
+            raise SymlinkError(
+                f"{split}/{name} is a symbolic link, which duetml never follows (it could lead "
+                "outside the project): replace it with a real folder, or delete the link."
             )
         if must_exist and not folder.is_dir():
             raise NotFoundError(
@@ -201,17 +224,26 @@ class Project:
 
     # ----- changing categories ---------------------------------------------------------
     def add_category(self, name: str, split: str = "train") -> str:
-        name = validate_category_name(name)
+        return self.add_categories([name], split)[0]
+
+    def add_categories(self, names: Iterable[str], split: str = "train") -> list[str]:
+        """Add empty categories, all in one undoable change."""
+        names = list(dict.fromkeys(validate_category_name(n) for n in names))
+        if not names:
+            raise DuetmlError("Name at least one category to add.")
         with self.data_lock():
-            folder = self.split_dir(split) / name
-            if folder.exists() or folder.is_symlink():
-                raise AlreadyExistsError(f"Category {name!r} already exists.")
-            folder.mkdir(parents=True)
-            self._journal_push(
-                "add_category", f"add category {name!r}", [], made=[_rel(self, folder)]
-            )
-        self.log.record("add_category", category=name, split=split)
-        return name
+            folders = [self.category_dir(n, split, must_exist=False) for n in names]
+            for name, folder in zip(names, folders, strict=True):
+                if folder.exists():
+                    raise AlreadyExistsError(f"Category {name!r} already exists.")
+            noun = "category" if len(names) == 1 else "categories"
+            summary = f"add {noun} {', '.join(map(repr, names))}"
+            with self.journal.operation("add_category", summary) as change:
+                for folder in folders:
+                    change.make_dir(folder)
+        for name in names:
+            self.log.record("add_category", category=name, split=split)
+        return names
 
     def rename_category(self, old: str, new: str) -> str:
         new = validate_category_name(new)
@@ -221,7 +253,7 @@ class Project:
                 source = self.split_dir(split) / validate_category_name(old)
                 if not source.is_dir() or source.is_symlink():
                     continue
-                target = self.split_dir(split) / new
+                target = self.category_dir(new, split, must_exist=False)
                 if target.exists() and _normcase(target) != _normcase(source):
                     raise AlreadyExistsError(
                         f"Category {new!r} already exists: "
@@ -230,8 +262,9 @@ class Project:
                 moves.append((_rel(self, source), _rel(self, target)))
             if not moves:
                 raise NotFoundError(f"There is no category {old!r}.")
-            self._apply_moves(moves)
-            self._journal_push("rename", f"rename {old!r} to {new!r}", moves)
+            with self.journal.operation("rename", f"rename {old!r} to {new!r}") as change:
+                for source_rel, target_rel in moves:
+                    change.move(self.root / source_rel, self.root / target_rel)
         self.log.record("rename_category", old=old, new=new)
         return new
 
@@ -245,87 +278,74 @@ class Project:
             raise DuetmlError("Name at least one category to merge into the target.")
         for name in names:
             self.category_dir(name)
-        with self.data_lock():
-            moves: list[tuple[str, str]] = []
-            made: list[str] = []
-            removed: list[str] = []
+        summary = f"merge {', '.join(map(repr, names))} into {target!r}"
+        moved = 0
+        with self.data_lock(), self.journal.operation("merge", summary) as change:
             for split in SPLITS:
                 split_sources = [self.split_dir(split) / n for n in names]
                 split_sources = [s for s in split_sources if s.is_dir() and not s.is_symlink()]
                 if not split_sources:
                     continue
-                target_dir = self.split_dir(split) / target
+                # A target that is a symbolic link would carry the photos out of the project.
+                target_dir = self.category_dir(target, split, must_exist=False)
                 if not target_dir.exists():
-                    target_dir.mkdir(parents=True)
-                    made.append(_rel(self, target_dir))
+                    change.make_dir(target_dir)
                 for source_dir in split_sources:
                     for entry in sorted(os.scandir(source_dir), key=lambda e: e.name):
                         if entry.is_symlink() or not entry.is_file():
                             continue
-                        destination = free_name(target_dir, entry.name)
-                        moves.append((_rel(self, Path(entry.path)), _rel(self, destination)))
-                        os.replace(entry.path, destination)
-                    removed.append(_rel(self, source_dir))
-            # Leftovers (symlinks, sub-folders) keep a source folder alive rather than be lost.
-            removed = [r for r in removed if rmdir_if_empty(self.root / r)]
-            self._journal_push(
-                "merge",
-                f"merge {', '.join(map(repr, names))} into {target!r}",
-                moves,
-                made,
-                removed,
-            )
-        self.log.record("merge_categories", sources=names, target=target, images=len(moves))
-        return len(moves)
+                        change.move(Path(entry.path), free_name(target_dir, entry.name))
+                        moved += 1
+                    # Leftovers (symlinks, sub-folders) keep a source folder alive.
+                    change.remove_dir_if_empty(source_dir)
+        self.log.record("merge_categories", sources=names, target=target, images=moved)
+        return moved
 
     def remove_category(self, name: str) -> int:
         name = validate_category_name(name)
         self.category_dir(name)
+        removed = 0
         with self.data_lock():
-            trash = self._new_trash_dir()
-            moves = []
-            for split in SPLITS:
-                folder = self.split_dir(split) / name
-                if folder.is_dir() and not folder.is_symlink():
-                    destination = trash / split / name
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    moves.append((_rel(self, folder), _rel(self, destination)))
-            self._apply_moves(moves)
-            self._journal_push("remove_category", f"remove category {name!r}", moves)
+            trash = self.journal.new_trash_dir()
+            with self.journal.operation("remove_category", f"remove category {name!r}") as change:
+                for split in SPLITS:
+                    folder = self.split_dir(split) / name
+                    if folder.is_dir() and not folder.is_symlink():
+                        change.move(folder, trash / split / name)
+                        removed += 1
         self.log.record("remove_category", category=name)
-        return len(moves)
+        return removed
 
     # ----- changing images -------------------------------------------------------------
     def move_images(self, rels: Iterable[str], category: str) -> list[str]:
         category = validate_category_name(category)
         records = [self.image(r) for r in rels]
+        moves = []
         with self.data_lock():
-            moves = []
-            for record in records:
-                target_dir = self.category_dir(category, record.split, must_exist=False)
-                target_dir.mkdir(parents=True, exist_ok=True)
-                if record.category == category:
-                    continue
-                destination = free_name(target_dir, record.path.name)
-                os.replace(record.path, destination)
-                moves.append((record.rel, _rel(self, destination)))
-            self._journal_push("move", f"move {len(moves)} image(s) to {category!r}", moves)
+            with self.journal.operation("move", f"move image(s) to {category!r}") as change:
+                for record in records:
+                    target_dir = self.category_dir(category, record.split, must_exist=False)
+                    if not target_dir.exists():
+                        change.make_dir(target_dir)
+                    if record.category == category:
+                        continue
+                    destination = free_name(target_dir, record.path.name)
+                    change.move(record.path, destination)
+                    moves.append((record.rel, _rel(self, destination)))
+                change.summary = f"move {len(moves)} image(s) to {category!r}"
         self.log.record("move_images", images=[m[0] for m in moves], to=category)
         return [m[1] for m in moves]
 
     def remove_images(self, rels: Iterable[str]) -> int:
         records = [self.image(r) for r in rels]
         with self.data_lock():
-            trash = self._new_trash_dir()
-            moves = []
-            for record in records:
-                destination = trash / record.rel
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(record.path, destination)
-                moves.append((record.rel, _rel(self, destination)))
-            self._journal_push("remove_images", f"remove {len(moves)} image(s)", moves)
+            trash = self.journal.new_trash_dir()
+            summary = f"remove {len(records)} image(s)"
+            with self.journal.operation("remove_images", summary) as change:
+                for record in records:
+                    change.move(record.path, trash / record.rel)
         self.log.record("remove_images", images=[r.rel for r in records])
-        return len(moves)
+        return len(records)
 
     def add_images(
         self,
@@ -360,40 +380,48 @@ class Project:
         target_dir = self.category_dir(category, split, must_exist=False)
         if not target_dir.is_dir() and not create:
             raise NotFoundError(f"There is no category {category!r}: add it first.")
-        known = self.known_hashes()
+        taken_from: list[Path] = []
         with self.data_lock():
-            made = []
-            if not target_dir.is_dir():
-                target_dir.mkdir(parents=True)
-                made.append(_rel(self, target_dir))
-            moves: list[tuple[str | None, str]] = []
-            for item, label in items:
-                try:
-                    data = item if isinstance(item, bytes) else Path(item).read_bytes()
-                    facts = images.check_image(data)
-                except BadImageError as exc:
-                    report.rejected.append((str(label), str(exc)))
-                    continue
-                except OSError as exc:
-                    report.rejected.append((str(label), f"cannot be read ({exc.strerror})."))
-                    continue
-                digest = images.content_hash(data)
-                if digest in known:
-                    report.duplicates.append((str(label), known[digest]))
-                    continue
-                # The stored name comes from the content, never from the user (security.md 4).
-                destination = target_dir / f"{digest[:20]}{facts.extension}"
-                atomic.write_bytes(destination, data)
-                rel = _rel(self, destination)
-                known[digest] = rel
-                moves.append((None, rel))
-                report.added.append(rel)
-                if move and not isinstance(item, bytes):
-                    os.unlink(item)
-            if moves or made:
-                self._journal_push(
-                    "add_images", f"add {len(moves)} image(s) to {category!r}", moves, made
-                )
+            # Under the lock, so two imports of the same photos never both add them.
+            known = self.known_hashes()
+            summary = f"add image(s) to {category!r}"
+            with self.journal.operation("add_images", summary) as change:
+                if not target_dir.is_dir():
+                    change.make_dir(target_dir)
+                for item, label in items:
+                    try:
+                        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+                        facts = images.check_image(data)
+                    except BadImageError as exc:
+                        report.rejected.append((str(label), str(exc)))
+                        continue
+                    except OSError as exc:
+                        report.rejected.append((str(label), f"cannot be read ({exc.strerror})."))
+                        continue
+                    digest = images.content_hash(data)
+                    if digest in known:
+                        report.duplicates.append((str(label), known[digest]))
+                        continue
+                    # The stored name comes from the content, never from the user (security.md 4).
+                    destination = target_dir / f"{digest[:20]}{facts.extension}"
+                    if destination.exists() or destination.is_symlink():
+                        # Same content already there (a stale hash index): never overwrite.
+                        report.duplicates.append((str(label), _rel(self, destination)))
+                        continue
+                    origin = None
+                    if move and not isinstance(item, bytes):
+                        origin = Path(item).absolute()
+                        taken_from.append(origin)
+                    change.create(destination, data, origin)
+                    rel = _rel(self, destination)
+                    known[digest] = rel
+                    report.added.append(rel)
+                change.summary = f"add {len(report.added)} image(s) to {category!r}"
+        # `--move` removes the originals only once the import is committed: a failure before
+        # that leaves them where they were.
+        for original in taken_from:
+            with contextlib.suppress(OSError):
+                os.unlink(original)
         self.log.record(
             "add_images",
             category=category,
@@ -465,7 +493,9 @@ class Project:
             result[record.rel] = digest
             changed = True
         if changed:
-            atomic.write_text(index_path, json.dumps(index))
+            # A read-only project still answers; the hashes are simply computed again.
+            with contextlib.suppress(OSError):
+                atomic.write_text(index_path, json.dumps(index))
         return result
 
     def known_hashes(self) -> dict[str, str]:
@@ -479,31 +509,20 @@ class Project:
         return fingerprint_of(records, self.hashes(records))
 
     # ----- undo ------------------------------------------------------------------------
-    def _journal_push(
-        self,
-        kind: str,
-        summary: str,
-        moves: list[Any],
-        made: list[str] | None = None,
-        removed: list[str] | None = None,
-    ) -> None:
-        self.journal.push(kind, summary, moves, made, removed)
-
     def undo_history(self) -> list[str]:
         return self.journal.history()
 
     def undo(self) -> str:
-        """Revert the last operation; photos it created go to the trash, never away."""
-        with self.data_lock():
-            summary = self.journal.undo_last()
+        """Revert the last change; photos it created go to the trash, never away (or back to
+        where `add --move` took them from)."""
+        try:
+            with self.data_lock():
+                summary = self.journal.undo_last()
+        except UndoSkippedError as exc:
+            self.log.record("undo_skipped", reason=str(exc))
+            raise
         self.log.record("undo", undone=summary)
         return summary
-
-    def _apply_moves(self, moves: list[tuple[str, str]]) -> None:
-        self.journal.apply_moves(moves)
-
-    def _new_trash_dir(self) -> Path:
-        return self.journal.new_trash_dir()
 
 
 # ----- helpers --------------------------------------------------------------------------
@@ -520,12 +539,31 @@ def _is_valid_name(name: str) -> bool:
         return False
 
 
-def _is_image_entry(entry: os.DirEntry) -> bool:
+def _is_image_entry(entry: os.DirEntry[str]) -> bool:
     return (
         not entry.name.startswith(".")
         and entry.is_file(follow_symlinks=False)
         and os.path.splitext(entry.name)[1].lower() in images.IMAGE_EXTENSIONS
     )
+
+
+def refuse_links(root: Path) -> None:
+    """Refuse a project whose own folders or files are symbolic links (security.md): duetml
+    would otherwise read or write wherever they point, outside the project."""
+    state = root / STATE_DIR
+    candidates = [root / SETTINGS_FILE, state, *(root / split for split in SPLITS)]
+    for folder in (state, state / "cache"):
+        if folder.is_dir() and not folder.is_symlink():
+            candidates += sorted(folder.iterdir())
+    for path in candidates:
+        if path.is_symlink():
+            rel = path.relative_to(root).as_posix()
+            kind = "file" if path.suffix in (".json", ".jsonl", ".toml", ".lock") else "folder"
+            raise SymlinkError(
+                f"{rel} in the project {root.name!r} is a symbolic link, which duetml never "
+                f"follows (it could lead outside the project): replace it with a real {kind}, "
+                "or delete the link."
+            )
 
 
 def _rel(project: Project, path: Path) -> str:

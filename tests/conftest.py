@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+# The shared test helpers assert too: pytest rewrites their asserts only if told before import.
+pytest.register_assert_rewrite("agent_fakes", "llm_fakes", "web_helpers")
+
 # CI explores the same examples every run, so a submission lands or fails on its own merits;
 # on a developer's machine Hypothesis keeps searching afresh and finds new cases.
 settings.register_profile("ci", derandomize=True, print_blob=True)

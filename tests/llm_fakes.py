@@ -27,6 +27,8 @@ Replies are consumed in order by the chat endpoint; with none queued it answers
     queue_truncated(text, after_chunks=2)      end the body cleanly but without the final marker
     queue_malformed(after_chunks=0)            a line that is not JSON / not valid SSE
     queue_stream_error(message, after_chunks)  the server's in-band error object
+    queue_tool_calls([(name, args)], text="")  text (if any), then the model's tool calls in
+                                               the provider's own wire format
 
 `queue_status`, `queue_hang` and `queue_malformed` also take `endpoint="models"` (the model
 list) or, for Ollama, `endpoint="show"`. `server.requests` records every request
@@ -46,6 +48,8 @@ Fixtures `ollama_server` and `openai_server` can be imported into a test module.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import socket
@@ -81,6 +85,7 @@ class _Plan:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     message: str = ""
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def tokens(text: str) -> list[str]:
@@ -270,6 +275,11 @@ class _FakeServer:
             "chat", _Plan("stream_error", tokens(text), after=after_chunks, message=message)
         )
 
+    def queue_tool_calls(
+        self, calls: Sequence[tuple[str, dict[str, Any]]], *, text: str = ""
+    ) -> None:
+        self._queue("chat", _Plan("tool", tokens(text) if text else [], calls=list(calls)))
+
     # --- inspection ------------------------------------------------------------------------
 
     @property
@@ -314,13 +324,17 @@ class _FakeServer:
         handler.start_chunked(self.stream_content_type)
         for event in self.first_events(model):
             handler.write_chunk(event)
-        stop_at = len(plan.chunks) if plan.kind == "reply" else plan.after
+        stop_at = len(plan.chunks) if plan.kind in ("reply", "tool") else plan.after
         for index, chunk in enumerate(plan.chunks):
             if stop_at is not None and index >= stop_at:
                 break
             handler.write_chunk(self.token_event(model, chunk))
         if plan.kind == "reply":
             for event in self.final_events(model):
+                handler.write_chunk(event)
+            handler.end_chunked()
+        elif plan.kind == "tool":
+            for event in self.tool_events(model, plan.calls):
                 handler.write_chunk(event)
             handler.end_chunked()
         elif plan.kind == "cut":
@@ -356,6 +370,9 @@ class _FakeServer:
     def malformed_event(self) -> bytes:
         raise NotImplementedError
 
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        raise NotImplementedError
+
     def error_event(self, message: str) -> bytes:
         raise NotImplementedError
 
@@ -368,8 +385,23 @@ def _latest(name: str) -> str:
     return name if ":" in name else f"{name}:latest"
 
 
+def prompt_tokens(text: str) -> list[str]:
+    """A simple tokenizer for the fake's context: words and punctuation marks."""
+    return re.findall(r"\w+|[^\w\s]", text)
+
+
 class FakeOllamaServer(_FakeServer):
-    """Speaks Ollama's /api/chat (NDJSON stream), /api/tags and /api/show."""
+    """Speaks Ollama's /api/chat (NDJSON stream), /api/tags, /api/show and /api/ps.
+
+    Like a real Ollama, it fits the prompt into a context window: `options.num_ctx` when the
+    request sets it (and `honour_num_ctx`), else `default_num_ctx` (2,048). A longer prompt
+    loses its FRONT: only the last N tokens are kept (words and punctuation count as tokens,
+    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model, 256
+    for Gemma and 576 for others, like LLaVA's base view), and
+    `prompt_eval_count` reports what was kept.
+    `server.seen_prompts` holds, per chat request, the text the "model" really saw.
+    `context_length` is what /api/show reports as `<architecture>.context_length`.
+    """
 
     chat_path = "/api/chat"
     stream_content_type = "application/x-ndjson"
@@ -379,12 +411,18 @@ class FakeOllamaServer(_FakeServer):
         "llava:latest": ["completion", "vision"],
         "llama3.2:latest": ["completion", "tools"],
     }
+    ARCHITECTURES: ClassVar[dict[str, str]] = {"qwen2.5vl:latest": "qwen25vl"}
 
     def __init__(
         self,
         models: Mapping[str, Sequence[str] | None] | None = None,
         *,
         vision_family: bool = True,
+        default_num_ctx: int = 2048,
+        honour_num_ctx: bool = True,
+        context_length: int = 32768,
+        image_tokens: int | None = None,
+        model_size: int = 6_000_000_000,
     ) -> None:
         super().__init__()
         source = self.DEFAULT_MODELS if models is None else models
@@ -393,6 +431,44 @@ class FakeOllamaServer(_FakeServer):
             for name, caps in source.items()
         }
         self.vision_family = vision_family
+        self.default_num_ctx = default_num_ctx
+        self.honour_num_ctx = honour_num_ctx
+        self.context_length = context_length
+        self.image_tokens = image_tokens
+        self.model_size = model_size
+        self.seen_prompts: list[str] = []
+        self.loaded: dict[str, int] = {}  # model -> num_ctx it was loaded with
+        self._evaluated = threading.local()
+
+    def _image_cost(self, model: str, image: str) -> int:
+        if self.image_tokens is not None:
+            return self.image_tokens
+        if "gemma" in model:
+            return 256  # Gemma 3: every image becomes 256 tokens
+        if "qwen" not in model:
+            return 576  # a fixed-size encoder, like LLaVA's 336 px view
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(image))) as opened:
+            width, height = opened.size
+        return max(round(width / 28), 1) * max(round(height / 28), 1)
+
+    def evaluate(self, body: Mapping[str, Any]) -> int:
+        """Fit the request's prompt into the window like Ollama: keep the last N tokens."""
+        options = body.get("options") or {}
+        asked = options.get("num_ctx") if self.honour_num_ctx else None
+        window = int(asked) if asked else self.default_num_ctx
+        prompt: list[str] = []
+        for message in body.get("messages") or []:
+            prompt.append(f"<{message.get('role')}>")
+            for image in message.get("images") or []:
+                prompt += ["<image>"] * self._image_cost(str(body.get("model", "")), image)
+            prompt += prompt_tokens(str(message.get("content", "")))
+        kept = prompt[-window:]
+        with self._lock:
+            self.seen_prompts.append(" ".join(t for t in kept if t != "<image>"))
+            self.loaded[_latest(str(body.get("model", "")))] = window
+        return len(kept)
 
     def _details(self, name: str) -> dict[str, Any]:
         caps = self.models.get(name)
@@ -417,7 +493,7 @@ class FakeOllamaServer(_FakeServer):
                         "name": name,
                         "model": name,
                         "modified_at": "2025-05-01T10:00:00.000000000Z",
-                        "size": 4_700_000_000,
+                        "size": self.model_size,
                         "digest": "0" * 64,
                         "details": self._details(name),
                     }
@@ -437,7 +513,12 @@ class FakeOllamaServer(_FakeServer):
                 "parameters": "",
                 "template": "{{ .Prompt }}",
                 "details": self._details(name),
-                "model_info": {"general.architecture": "llama"},
+                "model_info": {
+                    "general.architecture": self.ARCHITECTURES.get(name, "llama"),
+                    f"{self.ARCHITECTURES.get(name, 'llama')}.context_length": (
+                        self.context_length
+                    ),
+                },
                 "modified_at": "2025-05-01T10:00:00.000000000Z",
             }
             caps = self.models.get(name)
@@ -452,7 +533,28 @@ class FakeOllamaServer(_FakeServer):
                     404, {"error": f'model "{model}" not found, try pulling it first'}
                 )
                 return
+            if plan.kind != "status":
+                self._evaluated.count = self.evaluate(request.json or {})
             self._serve_chat(handler, plan, model)
+        elif path == "/api/ps" and request.method == "GET":
+            with self._lock:
+                loaded = dict(self.loaded)
+            running = {
+                "models": [
+                    {
+                        "name": name,
+                        "model": name,
+                        "size": self.model_size + 60_000 * num_ctx,
+                        "digest": "0" * 64,
+                        "details": self._details(name),
+                        "expires_at": "2099-01-01T00:00:00Z",
+                        "size_vram": 0,
+                        "context_length": num_ctx,
+                    }
+                    for name, num_ctx in loaded.items()
+                ]
+            }
+            self._serve_simple(handler, None, running)
         else:
             handler.send_raw(404, b"404 page not found", "text/plain")
 
@@ -483,7 +585,7 @@ class FakeOllamaServer(_FakeServer):
             "done": True,
             "total_duration": 1_234_567_890,
             "load_duration": 12_345_678,
-            "prompt_eval_count": 42,
+            "prompt_eval_count": getattr(self._evaluated, "count", 42),
             "prompt_eval_duration": 123_456_789,
             "eval_count": 7,
             "eval_duration": 987_654_321,
@@ -492,6 +594,22 @@ class FakeOllamaServer(_FakeServer):
 
     def malformed_event(self) -> bytes:
         return b'{"model": "x", "message": {"role": "assistant", "content": "unterminated\n'
+
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        # Ollama sends all calls whole in one message (arguments as an object), then "done".
+        line = {
+            "model": model,
+            "created_at": _now_iso(),
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"function": {"name": name, "arguments": args}} for name, args in calls
+                ],
+            },
+            "done": False,
+        }
+        return [json.dumps(line).encode() + b"\n", *self.final_events(model)]
 
     def error_event(self, message: str) -> bytes:
         return json.dumps({"error": message}).encode() + b"\n"
@@ -509,9 +627,11 @@ class FakeOpenAIServer(_FakeServer):
         *,
         api_key: str | None = None,
         echo_key_in_errors: bool = False,
+        max_model_len: int | None = None,
     ) -> None:
         super().__init__()
         self.models = list(models)
+        self.max_model_len = max_model_len  # listed per model, like vLLM
         self.api_key = api_key
         self.echo_key_in_errors = echo_key_in_errors
         self._counter = 0
@@ -552,7 +672,13 @@ class FakeOpenAIServer(_FakeServer):
             payload = {
                 "object": "list",
                 "data": [
-                    {"id": name, "object": "model", "created": 1715367049, "owned_by": "system"}
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": 1715367049,
+                        "owned_by": "system",
+                        **({"max_model_len": self.max_model_len} if self.max_model_len else {}),
+                    }
                     for name in self.models
                 ],
             }
@@ -630,6 +756,26 @@ class FakeOpenAIServer(_FakeServer):
 
     def malformed_event(self) -> bytes:
         return b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
+
+    def tool_events(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        # OpenAI streams each call as fragments: id and name first, then the JSON arguments
+        # as a string cut into pieces; the finish_reason is "tool_calls".
+        events = []
+        for index, (name, args) in enumerate(calls):
+            head = {
+                "index": index,
+                "id": f"call_fake{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            events.append(self._chunk(model, {"tool_calls": [head]}, None))
+            text = json.dumps(args)
+            for start in range(0, len(text), 16):
+                piece = {"index": index, "function": {"arguments": text[start : start + 16]}}
+                events.append(self._chunk(model, {"tool_calls": [piece]}, None))
+        events.append(self._chunk(model, {}, "tool_calls"))
+        events.append(b"data: [DONE]\n\n")
+        return events
 
     def error_event(self, message: str) -> bytes:
         payload = {

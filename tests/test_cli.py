@@ -36,7 +36,8 @@ def invoke(*args: str):
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = (
         "import sys; import duetml.cli; "
-        "heavy = [m for m in ('torch','torchvision','sklearn','onnxruntime','numpy','openai','ollama','PIL') if m in sys.modules]; "
+        "heavy = [m for m in ('torch','torchvision','sklearn','onnxruntime','numpy','openai',"
+        "'ollama','PIL') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,9 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-pytest.register_assert_rewrite("agent_fakes", "llm_fakes")
-
 from agent_fakes import make_project
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer, free_port
 from PIL import Image
@@ -309,8 +306,10 @@ def test_not_a_project(tmp_path):
 
 def test_cli_import_stays_light():
     code = (
-        "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, duetml.agents;"
-        "heavy = [m for m in ('ollama', 'openai', 'numpy', 'PIL', 'torch', 'httpx') if m in sys.modules];"
+        "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, "
+        "duetml.agents;"
+        "heavy = [m for m in ('ollama', 'openai', 'numpy', 'PIL', 'torch', 'httpx') "
+        "if m in sys.modules];"
         "print(heavy)"
     )
     done = subprocess.run(

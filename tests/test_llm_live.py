@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import demo_photos
 
 from duetml.llm import ChatMessage, ImageInput, get_provider
-
-from conftest import demo_photos
 
 pytestmark = pytest.mark.live_llm
 

@@ -43,6 +43,27 @@ def test_bad_category_names_are_rejected_with_a_reason(name: str) -> None:
     assert str(info.value).endswith(".") and len(str(info.value)) < 200
 
 
+BIDI_CONTROLS = [
+    *(chr(c) for c in range(0x202A, 0x202F)),
+    *(chr(c) for c in range(0x2066, 0x206A)),
+    "\u200e",
+    "\u200f",
+    "\u061c",
+]
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS)
+def test_bidi_controls_are_refused_like_control_characters(control: str) -> None:
+    # "hat\u202egpj.exe" would show as "hatexe.jpg": a name must look like what it is.
+    with pytest.raises(InvalidNameError) as info:
+        validate_category_name(f"hat{control}gpj.exe")
+    assert repr(control) in str(info.value) and "use letters" in str(info.value)
+
+
+def test_right_to_left_letters_are_still_fine() -> None:
+    assert validate_category_name("قطة") == "قطة" and validate_category_name("חתול") == "חתול"
+
+
 @pytest.mark.parametrize(
     "name", ["edible", "not edible", "t-shirt", "Straße", "猫", "<img src=x onerror=alert(1)>"]
 )

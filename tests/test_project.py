@@ -18,7 +18,7 @@ from duetml.errors import (
     NothingToUndoError,
     ProjectTooNewError,
 )
-from duetml.health import project_status
+from duetml.health import project_health
 from duetml.project import Project
 
 
@@ -203,7 +203,7 @@ def test_symlinked_categories_and_photos_are_ignored(new_project: Project, tmp_p
     (new_project.root / "train" / "real" / "link.jpg").symlink_to(outside / "secret.jpg")
     assert [c.name for c in new_project.categories()] == ["real"]
     assert [r.path.name for r in new_project.images()] == [Path(new_project.images()[0].rel).name]
-    kinds = {w.kind for w in project_status(new_project).warnings}
+    kinds = {w.kind for w in project_health(new_project).warnings}
     assert "symlink" in kinds
 
 
@@ -225,7 +225,7 @@ def test_status_warns_about_what_hurts_a_model(new_project: Project, tmp_path: P
     shutil.copy(demo_photos("hat")[0], p.root / "train" / "small" / "copy.jpg")
     (p.root / "train" / "small" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (p.root / "train" / "notes.txt").write_text("x")
-    warnings = {w.kind: w.message for w in project_status(p).warnings}
+    warnings = {w.kind: w.message for w in project_health(p).warnings}
     assert "'nothing' has no photos" in warnings["empty"]
     assert "'small' has only 4" in warnings["tiny"]
     assert "imbalanced" in warnings["imbalance"]
@@ -236,9 +236,9 @@ def test_status_warns_about_what_hurts_a_model(new_project: Project, tmp_path: P
 
 def test_status_says_when_the_model_is_older_than_the_data(trained_demo: Path) -> None:
     project = Project.open(trained_demo)
-    assert not any(w.kind == "stale_model" for w in project_status(project).warnings)
+    assert not any(w.kind == "stale_model" for w in project_health(project).warnings)
     project.remove_images([project.images("train", "hat")[0].rel])
-    assert any(w.kind == "stale_model" for w in project_status(project).warnings)
+    assert any(w.kind == "stale_model" for w in project_health(project).warnings)
 
 
 def test_operations_are_logged(new_project: Project) -> None:

@@ -129,7 +129,8 @@ def drop_files(page: Any, selector: str, files: list[tuple[str, bytes, str]]) ->
                 dt.items.add(new File([bytes], f.name, { type: f.type }));
             }
             for (const type of ["dragenter", "dragover", "drop"]) {
-                target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+                target.dispatchEvent(
+                    new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
             }
         }""",
         payload,
@@ -182,7 +183,8 @@ def test_a_whole_session(browser: Any, watch: Watch, tmp_path: Path) -> None:
             "Each category has a few photos; shoes look clearly different from the rest."
         )
         ollama.queue_reply(
-            "You have hat, pants, shoes and t-shirt. Would 'tops' and 'bottoms' serve your goal better?"
+            "You have hat, pants, shoes and t-shirt. "
+            "Would 'tops' and 'bottoms' serve your goal better?"
         )
         with serving(project.root) as server:
             context, page = open_page(browser, server.url, watch)
@@ -481,8 +483,8 @@ def test_keyboard_only_add_and_move(browser: Any, watch: Watch, tmp_path: Path) 
         unnamed = page.evaluate(
             """() => [...document.querySelectorAll('button, input, select, textarea')]
                 .filter((el) => el.offsetParent !== null)
-                .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim()
-                                  || el.getAttribute('title')))
+                .filter((el) => !(el.getAttribute('aria-label') || el.labels?.length
+                                  || el.textContent.trim() || el.getAttribute('title')))
                 .map((el) => el.outerHTML.slice(0, 80))"""
         )
         assert unnamed == []

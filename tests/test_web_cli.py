@@ -184,7 +184,9 @@ def test_a_real_serve_stops_cleanly_on_ctrl_c_with_pages_open(tmp_path: Path) ->
 
 
 # The schema's patterns must say exactly what the core accepts.
-NAME_ALPHABET = st.sampled_from(list(' .aZé0nNuLlcCoO1¹$/\\:*?"|<>\t\x00\x7f\u00a0-_'))
+NAME_ALPHABET = st.sampled_from(
+    list(' .aZé0nNuLlcCoO1¹$/\\:*?"|<>\t\x00\x7f\u00a0-_') + ["\u202e", "\u2067", "\u200f"]
+)
 
 
 def _core_accepts(name: str) -> bool:

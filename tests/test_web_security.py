@@ -84,7 +84,7 @@ def test_default_allowed_hosts_do_not_include_other_names(project: Project) -> N
     assert asgi_request(app, "GET", "/", [("host", "127.0.0.1:9999")]).status == 200
 
 
-# ----- 2. Cross-site writes ------------------------------------------------------------------------
+# ----- 2. Cross-site writes -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -255,7 +255,7 @@ def test_symlinks_inside_the_project_are_never_followed(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["outside.jpg", "proj"])
 
 
-# ----- 4./5. Names and uploads ----------------------------------------------------------------------
+# ----- 4./5. Names and uploads --------------------------------------------------------------------
 
 
 def test_413_comes_from_content_length_before_the_body_is_read(app, project: Project) -> None:
@@ -379,7 +379,7 @@ def test_errors_carry_no_trace_and_no_absolute_path(
                 headers={"content-type": "application/json"},
             ),
             client.post("/api/predict", files=[("files", ("a.jpg", b"x", "image/jpeg"))]),
-            client.get("/api/evaluation"),
+            client.post("/api/evaluation"),
             client.get("/api/thumb"),
         ]
         assert responses[0].status_code == 500
@@ -397,7 +397,10 @@ def test_scrub_removes_paths_but_keeps_urls_and_ids() -> None:
         == "the project folder is not a duetml project"
     )
     assert "/tmp/x/y" not in scrub("cannot read /tmp/x/y.jpg now", ())
-    kept = "Ollama is not running at http://127.0.0.1:11434: start it; see train/hat/ab.jpg (12 images/s)"
+    kept = (
+        "Ollama is not running at http://127.0.0.1:11434: start it; "
+        "see train/hat/ab.jpg (12 images/s)"
+    )
     assert scrub(kept, ()) == kept
 
 

@@ -114,3 +114,24 @@ EMPTY_ASK_TEXT: dict[str, str] = {
     "ask_results": '(The user pressed "ask about my results".)',
 }
 PROACTIVE_PREFIX = "(Advice the proactive assistant gave on its own:) "
+
+# How an agent offers a concrete change. Either way the user sees a button and decides.
+_PROPOSALS_COMMON = (
+    "If a concrete change to the data would clearly help (move or remove specific photos, "
+    "rename or merge categories, add a category), you may propose it; duetml shows each "
+    "proposal to the user as a button and applies it only if they click. Propose only changes "
+    "you can justify from the facts or the photos, refer to photos by their #number, and "
+    "still explain in words why."
+)
+PROPOSALS_BY_TOOL = (
+    _PROPOSALS_COMMON + " To propose a change, call the propose_change tool, once per change."
+)
+PROPOSALS_BY_JSON = (
+    _PROPOSALS_COMMON
+    + " To propose a change, add at the end of your answer a fenced block like this one, one "
+    'object per change:\n```json\n{"proposals": [{"action": "move", "photos": ["#3", "#5"], '
+    '"to": "shoes", "reason": "they show shoes"}]}\n```\nactions: move (photos, to), remove '
+    "(photos), rename (categories: [old], to: new), merge (categories, to), add_category (to)."
+)
+# How an assistant turn that carried proposals appears in the dialogue history.
+PROPOSED_PREFIX = "(Proposed as buttons for the user:"

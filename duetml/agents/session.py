@@ -12,23 +12,50 @@ operation is also written to the project's interaction log as an `agent_*` event
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from duetml.agents import choice, prompts
-from duetml.agents.context import DEFAULT_BUDGET, Budget, ContextBuilder
-from duetml.agents.conversation import ConversationStore
+from duetml.agents import choice, fitting, prompts
+from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
+from duetml.agents.conversation import ConversationStore, Message
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
-from duetml.agents.proactive import LOCK_FILE, ProactiveAgent, is_nothing_to_add, state_signature
-from duetml.errors import DuetmlError
-from duetml.llm import AgentLLMConfig, Provider, clean_text
+from duetml.agents.proactive import (
+    LOCK_FILE,
+    ProactiveAgent,
+    is_nothing_to_add,
+    is_repeat,
+    state_signature,
+)
+from duetml.agents.proposals import PROPOSAL_TOOL
+from duetml.errors import DuetmlError, NotFoundError
+from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
+from duetml.llm import window as llm_window
+from duetml.llm.base import ContextOverflowError, PreemptedError
 
 if TYPE_CHECKING:
     from duetml.project import Project
 
 MAX_GOAL_CHARS = 500
 MAX_ADVICE_CHARS = 4_000
+# The proactive agent keeps quiet while a reply is written and this long after (the user is
+# reading it), and waits this long for an answer to the opening question before it speaks.
+QUIET_AFTER_REPLY = 3.0
+GREETING_PATIENCE = 120.0
+# Shown between a reply written without its instructions (the server cut the request) and the
+# retry; only the retry is saved.
+RETRY_SEPARATOR = (
+    "\n\n(The model server cut the start of that request, so the answer above was written "
+    "without the assistant's instructions. Asking again with a smaller request:)\n\n"
+)
+# Agent state keys (`.duetml/agents.json`).
+LAST_REQUEST_KEY = "last_request"
+LEARNED_KEY = "learned_windows"
+CONTEXT_NOTIFIED_KEY = "context_notified"
+
+Build = Callable[[ContextBuilder], tuple[list[ChatMessage], Any]]
 
 
 class AgentSession:
@@ -62,7 +89,18 @@ class AgentSession:
         self._config_errors: dict[str, DuetmlError] = {}
         self._configs: dict[str, AgentLLMConfig] = {}
         self._vision: dict[str, bool] = {}
+        self._tools: dict[str, bool] = {}
+        self._replies_running = 0
+        self._reply_ended: float | None = None
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
+        try:
+            self._cap = llm_window.user_cap(
+                {**choice.load_user_settings(), **self.project.settings}, os.environ
+            )
+        except DuetmlError as exc:
+            self._cap = None
+            for agent in providers:
+                self._config_errors.setdefault(agent, exc)
         self.passive_provider: Provider = providers["passive"]
         self.proactive_provider: Provider = providers["proactive"]
         self.passive = PassiveAgent(self.passive_provider, self.builder)
@@ -125,6 +163,17 @@ class AgentSession:
             self._tell_text_only(agent, provider)
         return vision
 
+    def _uses_tools(self, agent: str) -> bool:
+        """Whether proposals go by tool call (asked once per session) or by fenced JSON."""
+        with self._lock:
+            known = self._tools.get(agent)
+        if known is not None:
+            return known
+        tools = self._provider(agent).supports_tools()
+        with self._lock:
+            self._tools[agent] = tools
+        return tools
+
     def _tell_text_only(self, agent: str, provider: Provider) -> None:
         spec = f"{provider.name}:{provider.model}"
         key = f"{agent}={spec}"
@@ -179,9 +228,70 @@ class AgentSession:
 
     # --- the conversation ------------------------------------------------------------------
 
-    def conversation(self) -> list[dict[str, Any]]:
-        """Saved messages, oldest first; the greeting is the first one of a new project."""
-        return self.store.messages()
+    def conversation(self) -> list[Message]:
+        """Saved messages, oldest first; the greeting is the first one of a new project.
+
+        Proposals carry their number in the conversation (`/apply 1`), and whether the user
+        applied them.
+        """
+        messages = self.store.messages()
+        applied = self.store.state().get("proposals_applied") or {}
+        number = 0
+        for message in messages:
+            for proposal in message.get("proposals") or ():
+                number += 1
+                proposal["number"] = number
+                proposal["applied"] = proposal.get("id") in applied
+        return messages
+
+    # --- proposals -------------------------------------------------------------------------
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """Every proposal of the conversation, numbered from 1, oldest first."""
+        return [p for m in self.conversation() for p in m.get("proposals") or ()]
+
+    def apply_proposal(self, which: str | int) -> str:
+        """Apply a proposal (by id or number) as one undoable operation, on the user's click.
+
+        Checked against the project as it is now; applying the same proposal twice is refused
+        (Undo reverts it). Returns the sentence to show.
+        """
+        from duetml.agents import proposals
+
+        found = [
+            p
+            for p in self.proposals()
+            if p.get("id") == which or str(p.get("number")) == str(which).lstrip("#")
+        ]
+        if not found:
+            raise NotFoundError("There is no such proposal: reload the conversation.")
+        proposal = found[-1]
+        if proposal["applied"]:
+            raise DuetmlError("That change was applied already; Undo reverts it.")
+        result = proposals.apply(self.project, proposal)
+
+        def remember(state: dict[str, Any]) -> None:
+            applied = dict(state.get("proposals_applied") or {})
+            applied[proposal["id"]] = {"ts": time.time(), "result": result}
+            state["proposals_applied"] = applied
+
+        self.store.update_state(remember)
+        return result
+
+    def _with_proposals(
+        self, reply: str, calls: list[ToolCall], context: AgentContext
+    ) -> tuple[str, dict[str, Any]]:
+        """The reply to save and show, and its validated proposals as extra message fields."""
+        from duetml.agents import proposals
+
+        text, valid, problems = proposals.from_reply(self.project, reply, calls, context.photos)
+        if problems:
+            self.project.log.record("agent_proposal_refused", problems=problems[:5])
+        if not valid:
+            return text, {}
+        if not text:
+            text = "I suggest a change you can apply with one click:"
+        return text, {"proposals": [p.stored() for p in valid]}
 
     # --- the passive agent -----------------------------------------------------------------
 
@@ -204,12 +314,28 @@ class AgentSession:
         provider = self.passive_provider
         user_text = clean_text(message, max_chars=8_000).strip()
         pieces: list[str] = []
+        sent: dict[str, Any] = {}
+        with self._lock:
+            self._replies_running += 1
         try:
             conversation = self.conversation()
             self._capture_goal(user_text, about, conversation)
             vision = self._sees_images("passive")
-            messages, context = self.passive.request(user_text, about, conversation, vision=vision)
-            for piece in self.passive.stream(messages):
+            tools = self._uses_tools("passive")
+
+            def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
+                agent = PassiveAgent(provider, builder)
+                return agent.request(user_text, about, conversation, vision=vision, tools=tools)
+
+            replies = self._send(
+                "passive",
+                build,
+                sent,
+                separator=RETRY_SEPARATOR,
+                on_restart=pieces.clear,
+                tools=tools,
+            )
+            for piece in replies:
                 pieces.append(piece)
                 yield piece
         except DuetmlError as exc:
@@ -220,8 +346,13 @@ class AgentSession:
             self._save_broken_turn(kind, user_text, pieces, None)
             self._log_ask(about, provider, ok=False, error="interrupted")
             raise
-        reply = "".join(pieces).strip()
-        self.store.append(("user", kind, user_text), ("assistant", kind, reply))
+        finally:
+            with self._lock:
+                self._replies_running -= 1
+                self._reply_ended = time.monotonic()
+        context = sent["extra"]
+        reply, extra = self._with_proposals("".join(pieces).strip(), sent["calls"], context)
+        self.store.append(("user", kind, user_text), ("assistant", kind, reply, extra))
         self._log_ask(
             about,
             provider,
@@ -229,7 +360,206 @@ class AgentSession:
             images=len(context.images),
             image_bytes=context.image_bytes,
             reply_chars=len(reply),
+            tokens=sent["size"].tokens,
         )
+
+    # --- fitting requests into the model's context ------------------------------------------
+
+    def _send(
+        self,
+        agent: str,
+        build: Build,
+        sent: dict[str, Any],
+        *,
+        separator: str | None,
+        on_restart: Callable[[], None],
+        tools: bool = False,
+    ) -> Iterator[str]:
+        """Fit the request, send it, and retry once smaller if the server cut or refused it.
+
+        `sent` gets the request's size and what `build` returned with it (for the log), and
+        the proposal tool calls the model made (`calls`; offered only with `tools`).
+        """
+        calls: list[ToolCall] = []
+        sent["calls"] = calls
+        offer: dict[str, Any] = {"tools": [PROPOSAL_TOOL], "tool_calls": calls} if tools else {}
+        provider = self._provider(agent)
+        urgent = agent == "passive"
+        fitted = self._fit(agent, provider, build)
+        exchange = llm_window.Exchange()
+        try:
+            yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
+        except ContextOverflowError as exc:
+            # Nothing reached the reader yet: the server refused before answering.
+            asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
+            retry_window = min(exc.limit or asked // 2, asked * 3 // 4)
+            self._tell_overflow(agent, provider, exc.limit, asked)
+        else:
+            if not exchange.cut or exchange.prompt_eval_count is None:
+                self._remember_request(agent, provider, fitted, exchange)
+                sent.update(extra=fitted.extra, size=fitted.size)
+                return
+            retry_window = exchange.prompt_eval_count
+            self._tell_cut(agent, provider, fitted, exchange)
+            if separator:
+                yield separator
+            on_restart()
+        calls.clear()
+        self._learn_window(provider, retry_window)
+        fitted = self._fit(agent, provider, build, window=retry_window)
+        exchange = llm_window.Exchange()
+        yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
+        self._remember_request(agent, provider, fitted, exchange)
+        sent.update(extra=fitted.extra, size=fitted.size)
+
+    def _fit(
+        self, agent: str, provider: Provider, build: Build, window: int | None = None
+    ) -> fitting.Fitted:
+        """The request within `window`, else within the model's, the user's or a learned one."""
+        learned = self._learned_window(provider)
+        limits = [n for n in (self._cap, learned) if n]
+        provider.max_context = min(limits) if limits else None
+        profile = provider.model_profile()
+        retry = window is not None
+        if window is None:
+            window = provider.context_window()
+        spec = f"{provider.name}:{provider.model}"
+        fitted = fitting.fit(
+            build, self.builder, profile.family, window, who=f"The {agent} agent's model {spec}"
+        )
+        if fitted.shrunk and window is not None and not retry:  # a retry says so itself
+            if self._cap == window:
+                why = f"your setting [agents] {llm_window.CAP_SETTING} ({window:,} tokens)"
+                todo = "raise that setting or choose a model with a larger context"
+            elif learned == window:
+                why = f"what {self._server(provider)} was seen to keep ({window:,} tokens)"
+                todo = "let the server use the context duetml asks for"
+            else:
+                why = f"the context of {spec} ({window:,} tokens)"
+                todo = "choose a model with a larger context"
+            key = f"shrunk {agent} {spec} {window}"
+            if learned == window:
+                key = f"learned {self._window_key(provider)} {window}"
+            self._tell_once(
+                key,
+                f"The {agent} agent's request does not fit {why}, so it sees "
+                f"{fitted.description(self.builder.budget)}: for the full picture, {todo}.",
+            )
+        return fitted
+
+    def _server(self, provider: Provider) -> str:
+        kind = "Ollama" if provider.name == "ollama" else "The server"
+        return f"{kind} at {display_url(provider.base_url)}"
+
+    def _tell_cut(
+        self,
+        agent: str,
+        provider: Provider,
+        fitted: fitting.Fitted,
+        exchange: llm_window.Exchange,
+    ) -> None:
+        kept = exchange.prompt_eval_count or 0
+        asked = exchange.num_ctx or fitted.size.tokens + llm_window.reply_room(fitted.window)
+        self._tell_once(
+            f"cut {display_url(provider.base_url)} {provider.model} {kept}",
+            f"{self._server(provider)} kept only {kept:,} tokens of the {agent} agent's request "
+            f"(estimated at {fitted.size.tokens:,}) and dropped its start, the assistant's "
+            f"instructions, although duetml asked for a context of {asked:,}: set "
+            f"OLLAMA_CONTEXT_LENGTH={asked} where Ollama runs (or let the proxy in front of it "
+            f"pass `options.num_ctx`); until then duetml sends requests that fit {kept:,} tokens.",
+            always=True,
+        )
+
+    def _tell_overflow(self, agent: str, provider: Provider, limit: int | None, asked: int) -> None:
+        size = f" ({limit:,} tokens)" if limit else ""
+        if limit and limit >= asked:  # the server counts more than duetml estimated
+            asked = 2 * limit
+        self._tell_once(
+            f"overflow {display_url(provider.base_url)} {provider.model} {limit}",
+            f"{self._server(provider)} refused the {agent} agent's request as longer than the "
+            f"model's context{size}, so duetml sent a smaller one: for the full request, load "
+            f"the model with a larger context, {asked:,} tokens or more (`-c` for llama.cpp, the "
+            "context length in LM Studio, `--max-model-len` for vLLM).",
+            always=True,
+        )
+
+    def _tell_once(self, key: str, notice: str, *, always: bool = False) -> None:
+        """Add a notice for the user, once per project for `key` unless `always`."""
+        told: list[bool] = []
+
+        def remember(state: dict[str, Any]) -> None:
+            seen = list(state.get(CONTEXT_NOTIFIED_KEY) or [])
+            told.append(key in seen)
+            if key not in seen:
+                state[CONTEXT_NOTIFIED_KEY] = [*seen, key][-50:]
+
+        if not always:
+            self.store.update_state(remember)
+            if told and told[0]:
+                return
+        with self._lock:
+            self._notices.append(notice)
+        self.project.log.record("agent_context_notice", notice=notice)
+
+    @staticmethod
+    def _window_key(provider: Provider) -> str:
+        return f"{provider.name} {display_url(provider.base_url)} {provider.model}"
+
+    def _learned_window(self, provider: Provider) -> int | None:
+        """What a server was seen to keep (a cut prompt) within the last hour, if anything."""
+        learned = (self.store.state().get(LEARNED_KEY) or {}).get(self._window_key(provider))
+        if not isinstance(learned, dict):
+            return None
+        age = time.time() - float(learned.get("ts") or 0)
+        tokens = learned.get("tokens")
+        if age > llm_window.LEARNED_WINDOW_SECONDS or not isinstance(tokens, int):
+            return None
+        return tokens
+
+    def _learn_window(self, provider: Provider, tokens: int) -> None:
+        key = self._window_key(provider)
+
+        def change(state: dict[str, Any]) -> None:
+            learned = dict(state.get(LEARNED_KEY) or {})
+            learned[key] = {"tokens": int(tokens), "ts": time.time()}
+            state[LEARNED_KEY] = learned
+            # The notice about the cut already said that requests get smaller.
+            told = list(state.get(CONTEXT_NOTIFIED_KEY) or [])
+            state[CONTEXT_NOTIFIED_KEY] = [*told, f"learned {key} {int(tokens)}"][-50:]
+
+        self.store.update_state(change)
+
+    def _remember_request(
+        self,
+        agent: str,
+        provider: Provider,
+        fitted: fitting.Fitted,
+        exchange: llm_window.Exchange,
+    ) -> None:
+        """The last request's size, for `duetml llm status`."""
+        size = fitted.size
+        record = {
+            "model": f"{provider.name}:{provider.model}",
+            "tokens": size.tokens,
+            "text_tokens": size.text_tokens,
+            "image_tokens": size.image_tokens,
+            "images": size.images,
+            "full_tokens": fitted.full_size.tokens,
+            "full_images": fitted.full_size.images,
+            "num_ctx": exchange.num_ctx,
+            "window": fitted.window,
+            "prompt_eval_count": exchange.prompt_eval_count,
+            "fitted": not exchange.cut,
+            "shrunk": fitted.description(self.builder.budget) if fitted.shrunk else None,
+            "ts": time.time(),
+        }
+
+        def change(state: dict[str, Any]) -> None:
+            last = dict(state.get(LAST_REQUEST_KEY) or {})
+            last[agent] = record
+            state[LAST_REQUEST_KEY] = last
+
+        self.store.update_state(change)
 
     def _save_broken_turn(self, kind: str, text: str, pieces: list[str], error: str | None) -> None:
         entries = [("user", kind, text)]
@@ -239,7 +569,7 @@ class AgentSession:
             entries.append(("assistant", "error", error))
         self.store.append(*entries)
 
-    def _capture_goal(self, text: str, about: str, conversation: list[dict[str, Any]]) -> None:
+    def _capture_goal(self, text: str, about: str, conversation: list[Message]) -> None:
         """The first chat answer (to "What kind of AI do you want to make?") is the goal."""
         if about != "chat" or not text or self.project.goal.strip():
             return
@@ -282,6 +612,30 @@ class AgentSession:
         """Seconds between looks: the user's own setting, else the project's (at least 30 s)."""
         return choice.proactive_interval(self.project.settings)
 
+    def waiting_reason(self, *, patient: bool = True) -> str | None:
+        """Why an unprompted look should wait a little, or None: a reply is being written or
+        was just written (the user is reading it), or, when `patient`, the opening question
+        is unanswered (for at most GREETING_PATIENCE seconds)."""
+        with self._lock:
+            if self._replies_running:
+                return "a reply is being written"
+            ended = self._reply_ended
+        if ended is not None and time.monotonic() - ended < QUIET_AFTER_REPLY:
+            return "a reply was just written"
+        conversation = self.conversation()
+        replies = [
+            float(m.get("ts") or 0)
+            for m in conversation
+            if m["role"] == "assistant" and m["kind"] in KIND_OF_ASK.values()
+        ]
+        if replies and 0 <= time.time() - max(replies) < QUIET_AFTER_REPLY:
+            return "a reply was just written"  # by another process (the CLI beside the page)
+        answered = self.project.goal.strip() or any(m["role"] == "user" for m in conversation)
+        greeted = min((float(m.get("ts") or 0) for m in conversation), default=0.0)
+        if patient and not answered and time.time() - greeted < GREETING_PATIENCE:
+            return "the opening question is not answered yet"
+        return None
+
     def proactive_pass(self, force: bool = False) -> str | None:
         """One look; the advice (saved and logged), or None: unchanged, nothing new, off, busy."""
         from filelock import FileLock, Timeout
@@ -296,6 +650,9 @@ class AgentSession:
             # The timer never contacts an endpoint the user has not approved; the page and
             # `duetml llm status` show what waits for approval, `advise` raises the sentence.
             return None
+        gate = self.proactive_provider.server_gate()
+        if gate is not None and (gate.busy or gate.urgent_waiting):
+            return None  # the server is answering someone; look at the next tick
         if not self._proactive_running.acquire(blocking=False):
             return None
         try:
@@ -318,18 +675,46 @@ class AgentSession:
         if self.store.state().get("proactive_last_look") == signature:
             return None
         self._check_ready("proactive")
+        collected: list[str] = []
+        since = self.store.state().get("proactive_last_look_ts")
+        looked_at = time.time()
         try:
             vision = self._sees_images("proactive")
-            reply = provider.chat(self.proactive.request(conversation, vision=vision)).strip()
+            tools = self._uses_tools("proactive")
+
+            def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
+                agent = ProactiveAgent(provider, builder)
+                return agent.request(conversation, vision=vision, tools=tools, since=since)
+
+            sent: dict[str, Any] = {}
+            for piece in self._send(
+                "proactive", build, sent, separator=None, on_restart=collected.clear, tools=tools
+            ):
+                collected.append(piece)
+            reply, extra = self._with_proposals(
+                "".join(collected).strip(), sent["calls"], sent["extra"]
+            )
+        except PreemptedError:
+            self._log_pass(provider, "preempted")
+            return None  # a question came first; the next tick looks again
         except DuetmlError as exc:
             self._log_pass(provider, "error", error=str(exc))
             raise
-        self.store.update_state(lambda state: state.__setitem__("proactive_last_look", signature))
-        if is_nothing_to_add(reply):
+
+        def remember(state: dict[str, Any]) -> None:
+            state["proactive_last_look"] = signature
+            state["proactive_last_look_ts"] = looked_at
+
+        self.store.update_state(remember)
+        if not extra and is_nothing_to_add(reply):
             self._log_pass(provider, "nothing_to_add")
             return None
         advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
-        self.store.append(("assistant", "proactive", advice))
+        shown = [m["content"] for m in conversation if m["kind"] == "proactive"]
+        if not extra and is_repeat(advice, shown):
+            self._log_pass(provider, "repeat")  # nearly what the user was already told
+            return None
+        self.store.append(("assistant", "proactive", advice, extra))
         self._log_pass(provider, "advice", advice_chars=len(advice))
         return advice
 

@@ -1,4 +1,6 @@
-"""What `duetml llm status` shows: providers, reachability, models, vision, where data goes.
+"""What `duetml llm status` shows: providers, reachability, models, vision, where data goes,
+each model's context and the size of the agent's last request, and a warning when two
+different local models would both stay in memory.
 
 Plain data, so the web UI can show the same. Probes use short timeouts and no retries: a
 status page must answer in seconds even when a server hangs.
@@ -11,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from duetml.agents import choice
 from duetml.errors import DuetmlError
 from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
+from duetml.llm import window as llm_window
+from duetml.llm.config import AGENTS
 
 if TYPE_CHECKING:
     from duetml.project import Project
-
-AGENTS = ("passive", "proactive")
 
 
 def _probe(provider: Provider) -> dict[str, Any]:
@@ -45,6 +47,8 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         "max_retries": 0,
     }
     agents: dict[str, Any] = {}
+    in_use: dict[str, Provider] = {}
+    last_requests = _last_requests(project)
     servers: dict[tuple[str, str | None], dict[str, Any]] = {}
     probed_by: dict[tuple[str, str | None], str] = {}
     for agent in AGENTS:
@@ -95,6 +99,10 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             try:
                 info = provider.model_info()
                 entry["model_installed"], entry["vision"] = info.installed, info.vision
+                profile = provider.model_profile()
+                entry["context_length"] = profile.context_length
+                entry["image_family"] = profile.family.name
+                in_use[agent] = provider
             except DuetmlError as exc:
                 entry["error"] = str(exc)
         elif provider.enabled:
@@ -102,6 +110,8 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             # not probe asks once more (a refused connection costs nothing).
             same_agent = probed_by.get(key) == agent
             entry["error"] = servers[key]["error"] if same_agent else _probe(provider)["error"]
+        if provider.enabled:
+            entry["last_request"] = last_requests.get(agent)
         agents[agent] = entry
     # Always say whether a local Ollama is there: it is the private choice.
     ollama = get_provider("ollama", **quick)
@@ -115,4 +125,66 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         "proactive_enabled": bool(agents_settings.get("proactive_enabled", True)),
         "proactive_interval": choice.proactive_interval(settings),
         "servers": list(servers.values()),
+        "max_context": _cap(settings),
+        "memory_warning": _two_models_warning(in_use),
     }
+
+
+def _last_requests(project: Project | None) -> dict[str, Any]:
+    """Each agent's last request as the session saved it (size, images, whether it fitted)."""
+    if project is None:
+        return {}
+    from duetml.agents.conversation import ConversationStore
+    from duetml.agents.session import LAST_REQUEST_KEY
+
+    saved = ConversationStore(project.state_dir).state().get(LAST_REQUEST_KEY)
+    return saved if isinstance(saved, dict) else {}
+
+
+def _cap(settings: dict[str, Any]) -> int | None:
+    import os
+
+    try:
+        return llm_window.user_cap({**choice.load_user_settings(), **settings}, os.environ)
+    except DuetmlError:
+        return None  # the agents report the broken setting themselves
+
+
+def _model_name(model: str) -> str:
+    return model if ":" in model else f"{model}:latest"
+
+
+def _gigabytes(size: int | None) -> str:
+    return "size unknown" if not size else f"{size / 1e9:.1f} GB"
+
+
+def _two_models_warning(in_use: dict[str, Provider]) -> str | None:
+    """Two different models on this machine both stay loaded: say so, with their sizes."""
+    if len(in_use) < 2:
+        return None
+    passive, proactive = in_use["passive"], in_use["proactive"]
+    if not (passive.is_local() and proactive.is_local()):
+        return None
+    same_server = choice.endpoint_of(passive) == choice.endpoint_of(proactive)
+    if same_server and _model_name(passive.model) == _model_name(proactive.model):
+        return None
+    sizes: list[str] = []
+    total = 0
+    for provider in (passive, proactive):
+        memory_use = getattr(provider, "memory_use", None)
+        used: dict[str, Any] = {}
+        if callable(memory_use):
+            try:
+                used = memory_use()
+            except DuetmlError:
+                used = {}
+        size = used.get("bytes")
+        total += size or 0
+        where = "loaded" if used.get("loaded") else "on disk"
+        sizes.append(f"{provider.model} ({_gigabytes(size)} {where})" if size else provider.model)
+    together = f", about {total / 1e9:.1f} GB together" if total else ""
+    return (
+        f"The two agents use different local models, {sizes[0]} and {sizes[1]}: both stay in "
+        f"memory{together}; to load only one, give both the same model with "
+        f"`duetml llm use both {passive.name}:{passive.model}`."
+    )

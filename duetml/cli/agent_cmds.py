@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +37,7 @@ AllowCloudOption = Annotated[
 ]
 
 
-class About(str, Enum):
+class About(StrEnum):
     chat = "chat"
     data = "data"
     results = "results"

@@ -7,13 +7,17 @@ sklearn, onnxruntime and the LLM clients are imported inside the commands that n
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from duetml.errors import DuetmlError
+
+if TYPE_CHECKING:  # the CLI starts fast: the core is imported only by the commands that use it
+    from duetml.project import Project
 
 EXIT_PARTIAL = 8  # some inputs could not be used; results for the rest were printed
 
@@ -39,24 +43,55 @@ ProjectOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def open_project(path: Path):
+def open_project(path: Path) -> Project:
     from duetml.project import Project
 
-    return Project.open(path, source="cli")
+    project = Project.open(path, source="cli")
+    _opened.append(project)
+    if project.recovered:
+        typer.echo(
+            f"Note: an earlier duetml was stopped in the middle of {project.recovered}; "
+            "that change was reversed, so the project is as it was before it.",
+            err=True,
+        )
+    return project
 
 
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
 
 
+_opened: list[Project] = []
+
+
+def _note_unwritten_logs() -> None:
+    for project in _opened:
+        if project.log.unwritten:
+            typer.echo(
+                f"Note: the interaction log was not written ({project.log.unwritten.lower()}), "
+                "so this command is missing from the project's history; the command worked.",
+                err=True,
+            )
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM (`kill`, a closing terminal, a service manager) stops duetml as Ctrl-C does: the
+    # change in progress is reversed before exit instead of being cut off mid-way.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        try:
+            app()
+        finally:
+            _note_unwritten_logs()
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

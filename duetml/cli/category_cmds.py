@@ -45,10 +45,9 @@ def add_category(
     names: Annotated[list[str], typer.Argument(help="One or more category names.")],
     project: ProjectOption = Path("."),
 ) -> None:
-    """Add empty categories."""
-    proj = open_project(project)
-    for name in names:
-        typer.echo(f"Added category {proj.add_category(name)!r}.")
+    """Add empty categories (one change: a single `duetml undo` takes them all back)."""
+    for name in open_project(project).add_categories(names):
+        typer.echo(f"Added category {name!r}.")
 
 
 @categories_app.command("rename")

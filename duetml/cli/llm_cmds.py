@@ -15,6 +15,9 @@ llm_app = typer.Typer(
 )
 app.add_typer(llm_app, name="llm")
 
+# What a model's "vision" field (True, False or None: not known) adds to its name in a listing.
+_VISION_NOTE = {True: " (images)", False: " (text only)", None: ""}
+
 
 # --- llm status / use / proactive ---------------------------------------------------------------
 
@@ -49,7 +52,8 @@ def _print_status(status: dict[str, Any]) -> None:
             continue
         switch = ""
         if agent == "proactive":
-            switch = f" [{'on' if status['proactive_enabled'] else 'off'}, every {status['proactive_interval']:g} s]"
+            on_off = "on" if status["proactive_enabled"] else "off"
+            switch = f" [{on_off}, every {status['proactive_interval']:g} s]"
         typer.echo(f"{agent} agent: {entry['spec']} (from {entry['source']} settings){switch}")
         if entry["provider"] == "none":
             typer.echo("  off: nothing is sent anywhere")
@@ -68,8 +72,9 @@ def _print_status(status: dict[str, Any]) -> None:
                     else "CHOSEN BY THIS PROJECT'S duetml.toml and not approved by you: nothing "
                     "is sent there until you run `duetml llm approve`"
                 )
+            sent = "are SENT" if entry.get("consent") else "would be sent"
             typer.echo(
-                f"  endpoint {entry['endpoint']}: photos and text are SENT to this server; {consent}"
+                f"  endpoint {entry['endpoint']}: photos and text {sent} to this server; {consent}"
             )
         if entry["key"]:
             typer.echo(f"  API key: {entry['key']}")
@@ -83,19 +88,46 @@ def _print_status(status: dict[str, Any]) -> None:
                 None: "unknown",
             }[entry["vision"]]
             typer.echo(f"  model installed: {installed}; sees images: {vision}")
+        _print_context(entry, status.get("max_context"))
     typer.echo("Servers:")
     for server in status["servers"]:
         head = f"  {server['provider']} at {server['endpoint']}"
         if not server["reachable"]:
             typer.echo(f"{head}: not reachable ({server['error']})")
             continue
-        models = ", ".join(
-            f"{m['name']}{' (images)' if m['vision'] else ' (text only)' if m['vision'] is False else ''}"
-            for m in server["models"]
-        )
+        models = ", ".join(m["name"] + _VISION_NOTE[m["vision"]] for m in server["models"])
         typer.echo(f"{head}: reachable; {len(server['models'])} model(s): {models or '-'}")
+    if status.get("memory_warning"):
+        typer.echo(f"Warning: {status['memory_warning']}")
     typer.echo(
-        f"Providers: {', '.join(status['providers'])}. Choose with `duetml llm use AGENT PROVIDER:MODEL`."
+        f"Providers: {', '.join(status['providers'])}. "
+        "Choose with `duetml llm use AGENT PROVIDER:MODEL`."
+    )
+
+
+def _print_context(entry: dict[str, Any], cap: int | None) -> None:
+    """The model's context, and the size of the agent's last request and whether it fitted."""
+    length = entry.get("context_length")
+    if length or cap:
+        model = f"model {length:,} tokens" if length else "model's own size unknown"
+        capped = f" (capped by your setting at {cap:,})" if cap else ""
+        typer.echo(f"  context: {model}{capped}")
+    last = entry.get("last_request")
+    if not last:
+        return
+    images = (
+        f", {last['images']} image(s) ({last['image_tokens']:,} tokens)" if last["images"] else ""
+    )
+    asked = f" in a context of {last['num_ctx']:,}" if last.get("num_ctx") else ""
+    if not last.get("fitted"):
+        verdict = "CUT by the server (duetml retried smaller)"
+    elif last.get("shrunk"):
+        verdict = f"fitted after shrinking: the assistant saw {last['shrunk']}"
+    else:
+        verdict = "fitted whole"
+    typer.echo(
+        f"  last request ({last['model']}): about {last['tokens']:,} tokens{images}{asked}; "
+        f"{verdict}"
     )
 
 

@@ -5,40 +5,50 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from duetml.cli.app import EXIT_PARTIAL, JsonOption, ProjectOption, app, emit_json, open_project
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def run_training(proj, wait: bool = False, quiet: bool = False):
+    from duetml.features import Progress as ExtractionProgress
+    from duetml.project import Project
+    from duetml.training import EvalReport, TrainReport
+
+
+def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> TrainReport:
     """Train with a progress bar (images/s and ETA) on stderr; print the result."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeRemainingColumn,
     )
 
-    from duetml.training import train_project
+    from duetml.training import PHASE_LABELS, train_project
 
     columns = (
-        TextColumn("Extracting features"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f} images/s"),
+        TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
-        task = None
+        tasks: dict[str, TaskID] = {}
 
-        def on_progress(p) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task("extract", total=p.total, rate=0.0)
-            bar.update(task, completed=p.done, rate=p.rate)
+        def on_progress(p: ExtractionProgress) -> None:
+            # One line per phase that takes a while: features, then the classifier's steps.
+            if p.phase not in tasks:
+                label = PHASE_LABELS.get(p.phase, p.phase)
+                tasks[p.phase] = bar.add_task(label, total=p.total, detail="")
+            detail = f"{p.rate:.0f} images/s" if p.phase == "features" else ""
+            bar.update(tasks[p.phase], completed=p.done, total=p.total, detail=detail)
 
         report = train_project(proj, progress=on_progress, wait=wait)
     if not quiet:
@@ -47,17 +57,21 @@ def run_training(proj, wait: bool = False, quiet: bool = False):
             f"({report.extracted} new feature vectors, {report.seconds:.1f} s)."
         )
         if report.cv_accuracy is not None:
+            how = " kept from the last selection" if report.reused_choice else ""
             typer.echo(
-                f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, SVM {report.kernel} C={report.C:g})."
+                f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, "
+                f"SVM {report.kernel} C={report.C:g}{how})."
             )
         else:
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")
+        for notice in report.notices:
+            typer.echo(notice)
         for rel, reason in report.skipped:
             typer.echo(f"  skipped {rel}: {reason}")
     return report
 
 
-def _stderr_console():
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -72,31 +86,33 @@ def train(
     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Extract features (cached by photo content) and fit the SVM; reports cross-validated accuracy."""
+    """Extract features (cached by photo content), fit the SVM, report cross-validated accuracy."""
     report = run_training(open_project(project), wait=wait, quiet=json_)
     if json_:
         emit_json(report.as_dict())
 
 
-def print_eval(report, limit: int = 20) -> None:
+def print_eval(report: EvalReport, limit: int = 20) -> None:
     typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
     if report.stale:
         typer.echo(
-            "Note: the data changed since the model was trained; run `duetml train` for current figures."
+            "Note: the data changed since the model was trained; "
+            "run `duetml train` for current figures."
         )
     width = max(len(c) for c in report.categories)
     typer.echo(f"\n{'category':<{width}}  precision  recall     f1  photos")
     for row in report.per_category:
         typer.echo(
-            f"{row['category']:<{width}}  {row['precision']:>9.2f}  {row['recall']:>6.2f}  {row['f1']:>5.2f}  {row['support']:>6}"
+            f"{row['category']:<{width}}  {row['precision']:>9.2f}  {row['recall']:>6.2f}  "
+            f"{row['f1']:>5.2f}  {row['support']:>6}"
         )
     n = len(report.categories)
     if n <= 12:
         short = [c[:8] for c in report.categories]
         typer.echo("\nConfusion matrix (rows: true category, columns: predicted):")
         typer.echo(" " * (width + 2) + " ".join(f"{s:>8}" for s in short))
-        for name, row in zip(report.categories, report.confusion):
-            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in row))
+        for name, counts in zip(report.categories, report.confusion, strict=True):
+            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in counts))
     else:
         typer.echo("\nMost confused (true -> predicted):")
         for true, pred, count, share in report.confused_pairs(10):

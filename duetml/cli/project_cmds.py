@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
 
+if TYPE_CHECKING:
+    from duetml.project import AddReport
 
-def print_add_report(report, verbose_added: bool = False) -> None:
+
+def print_add_report(report: AddReport, verbose_added: bool = False) -> None:
     typer.echo(f"Added {len(report.added)} photo(s).")
     for source, existing in report.duplicates:
         typer.echo(f"  duplicate, skipped: {source} (the copy kept is {existing})")
@@ -80,10 +83,10 @@ def add(
 @app.command()
 def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
     """Categories with photo counts, and warnings about what would hurt a model."""
-    from duetml.health import project_status
+    from duetml.health import project_health
 
     proj = open_project(project)
-    state = project_status(proj)
+    state = project_health(proj)
     if json_:
         emit_json({"project": str(proj.root), "goal": proj.goal, **state.as_dict()})
         return

@@ -1,8 +1,9 @@
-"""serve: the web page, on this machine only."""
+"""serve: the web page, on this machine only unless --host says otherwise (then with a token)."""
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import threading
 import webbrowser
 from pathlib import Path
@@ -34,7 +35,9 @@ def serve(
     host: Annotated[
         str,
         typer.Option(
-            "--host", help="Address to listen on. Keep 127.0.0.1 unless you know why not."
+            "--host",
+            help="Address to listen on. Keep 127.0.0.1 unless you know why not: on any other "
+            "address the page asks for the token in the printed link.",
         ),
     ] = "127.0.0.1",
     open_browser: Annotated[
@@ -47,7 +50,7 @@ def serve(
 ) -> None:
     """Open the web page: sort photos, train, try the model, talk to the assistant."""
     from duetml.web import create_app
-    from duetml.web.server import DuetmlServer, free_port, port_is_free
+    from duetml.web.server import DuetmlServer
 
     host = host.strip()
     if _is_wildcard(host):
@@ -58,20 +61,24 @@ def serve(
     opened = open_project(project)  # a clear "not a project" before anything starts
     if not baseline:
         _say_what_waits_for_approval(opened)
-    if port is None:
-        chosen = free_port(host, DEFAULT_PORT)
-        if chosen is None:
-            fail(f"No free port near {DEFAULT_PORT}: choose one with --port N.")
-    else:
-        chosen = port
-        if not port_is_free(host, port):
-            fail(
-                f"Port {port} on {host} is in use (another duetml serve?): choose another with --port N."
-            )
-    extra_hosts = [] if host in ("127.0.0.1", "localhost", "::1") else [host]
-    web_app = create_app(project, baseline=baseline, allowed_hosts=extra_hosts, port=chosen)
+    chosen = _choose_port(host, port)
+    on_network = not _is_loopback(host)
+    # Off loopback, anyone on the network could connect: every request must carry a token
+    # that only this terminal has seen, as Jupyter does.
+    token = secrets.token_urlsafe(24) if on_network else None
+    extra_hosts = [host] if host not in ("127.0.0.1", "localhost", "::1") else []
+    web_app = create_app(
+        project, baseline=baseline, allowed_hosts=extra_hosts, port=chosen, token=token
+    )
     shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{chosen}/"
+    url = f"http://{shown_host}:{chosen}/" + (f"?token={token}" if token else "")
+    if on_network:
+        typer.echo(
+            f"Warning: --host {host} makes duetml reachable from other machines on the network; "
+            "anyone who has the link below can see, change and delete this project's photos. "
+            "Share it only with people you trust, and stop duetml (Ctrl-C) when you are done.",
+            err=True,
+        )
     typer.echo(
         f"duetml is serving {Path(project).resolve().name} at {url}"
         + (" (baseline: no assistant)" if baseline else "")
@@ -110,6 +117,32 @@ def _say_what_waits_for_approval(project: Project) -> None:
             "`duetml llm approve`.",
             err=True,
         )
+
+
+def _choose_port(host: str, port: int | None) -> int:
+    from duetml.web.server import free_port, port_is_free
+
+    if port is None:
+        chosen = free_port(host, DEFAULT_PORT)
+        if chosen is None:
+            fail(f"No free port near {DEFAULT_PORT}: choose one with --port N.")
+        return chosen
+    if not port_is_free(host, port):
+        fail(
+            f"Port {port} on {host} is in use (another duetml serve?): "
+            "choose another with --port N."
+        )
+    return port
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can connect: 127.0.0.0/8, ::1 or localhost (never DNS)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_wildcard(host: str) -> bool:

@@ -20,7 +20,7 @@ from duetml.llm.registry import (
     parse_spec,
     provider_for,
 )
-from duetml.llm.types import ChatMessage, ImageInput, ModelInfo
+from duetml.llm.types import ChatMessage, ImageInput, ModelInfo, ToolCall, ToolSpec
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -31,6 +31,8 @@ __all__ = [
     "ModelInfo",
     "Provider",
     "Timeouts",
+    "ToolCall",
+    "ToolSpec",
     "clean_text",
     "display_url",
     "fence_data",

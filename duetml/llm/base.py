@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from duetml.errors import LLMError
+from duetml.llm import window
 from duetml.llm.fencing import clean_text
 from duetml.llm.privacy import Secret, display_url, is_local_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
 
@@ -52,6 +54,30 @@ class Failure:
     message: str
     retryable: bool = False
     retry_after: float | None = None
+    # The server refused the request as longer than its context (`limit` tokens, if it said).
+    overflow: bool = False
+    limit: int | None = None
+
+
+class ContextOverflowError(LLMError):
+    """The server refused the request as too long for its context; `limit` when it said."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class PreemptedError(LLMError):
+    """A proactive request stopped early because a passive reply waits for the same server."""
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What sizing a request needs to know about the model: its window and image costs."""
+
+    context_length: int | None
+    family: window.ImageFamily
+    architecture: str | None = None
 
 
 class IncompleteAnswer(Exception):
@@ -80,8 +106,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return None
-    if when is None:
         return None
     return max(when.timestamp() - time.time(), 0.0)
 
@@ -125,6 +149,11 @@ class Provider(ABC):
         key = api_key or (environ.get(self.key_env_var) if self.key_env_var else None)
         self._key: Secret | None = Secret(key) if key else None
         self.base_url: str | None = self._resolve_base_url(base_url, environ)
+        # The user's limit on the context asked of the server (small machines); the session
+        # sets it from the settings.
+        self.max_context: int | None = None
+        self._profile: ModelProfile | None = None
+        self._request = threading.local()
 
     # --- hooks for subclasses -------------------------------------------------------------
 
@@ -136,6 +165,20 @@ class Provider(ABC):
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
         """One attempt: yield text pieces; raise the client's own exceptions untouched."""
 
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        """One attempt offering `tools`: text pieces and whole tool calls, in order.
+
+        Providers whose API has no tool calling keep this default: the tools are not sent and
+        the model answers in text (the agents then ask for a fenced JSON block instead).
+        """
+        yield from self._open_stream(messages)
+
+    def supports_tools(self) -> bool:
+        """Whether `stream_chat(..., tools=...)` really offers the tools to this model."""
+        return False
+
     @abstractmethod
     def _list_models_once(self) -> list[ModelInfo]: ...
 
@@ -146,15 +189,57 @@ class Provider(ABC):
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         """Turn an exception from one attempt into the user's sentence and a retry decision."""
 
+    def _profile_once(self) -> ModelProfile:
+        """The model's context length and image family; servers that say more override it."""
+        return ModelProfile(None, window.family_for(self.model))
+
+    def current_exchange(self) -> window.Exchange | None:
+        """The `Exchange` of the request this thread is sending, for `_open_stream`."""
+        exchange: window.Exchange | None = getattr(self._request, "exchange", None)
+        return exchange
+
     # --- public API ------------------------------------------------------------------------
 
-    def stream_chat(self, messages: Iterable[ChatMessage]) -> Iterator[str]:
+    def stream_chat(
+        self,
+        messages: Iterable[ChatMessage],
+        exchange: window.Exchange | None = None,
+        *,
+        urgent: bool | None = None,
+        tools: list[ToolSpec] | None = None,
+        tool_calls: list[ToolCall] | None = None,
+    ) -> Iterator[str]:
         """Yield the answer piece by piece; raise `LLMError` with one sentence on failure.
 
         Pieces already yielded stay yielded: after the first one, a failure is raised at once
-        rather than retried, so the caller never sees the same text twice.
+        rather than retried, so the caller never sees the same text twice. `exchange`, when
+        given, is filled with the request's size, the context asked and the server's count.
+        A local server gets one request at a time from this process (`window.ServerGate`);
+        `urgent` ones (default: all but the proactive agent's) go first, and a waiting urgent
+        request stops a running non-urgent one at its next piece (`PreemptedError`). With
+        `tools`, the calls the model makes are appended to `tool_calls` once the answer is
+        complete (a failed attempt's calls are dropped with it).
         """
         conversation = list(messages)
+        gate = self.server_gate()
+        if gate is None:
+            yield from self._stream_attempts(conversation, exchange, tools, tool_calls)
+            return
+        if urgent is None:
+            urgent = self.agent != "proactive"
+        with gate.hold(urgent=urgent, timeout=self.timeout.read):
+            for piece in self._stream_attempts(conversation, exchange, tools, tool_calls):
+                yield piece
+                if not urgent and gate.urgent_waiting:
+                    raise PreemptedError("A question to the assistant goes first.")
+
+    def _stream_attempts(
+        self,
+        conversation: list[ChatMessage],
+        exchange: window.Exchange | None,
+        tools: list[ToolSpec] | None = None,
+        tool_calls: list[ToolCall] | None = None,
+    ) -> Iterator[str]:
         log.debug(
             "%s chat: model=%s endpoint=%s messages=%d images=%d",
             self.name,
@@ -163,15 +248,25 @@ class Provider(ABC):
             len(conversation),
             sum(len(m.images) for m in conversation),
         )
+        self._request.exchange = exchange
         attempt = 0
         while True:
             yielded = False
-            pieces = self._open_stream(conversation)
+            calls: list[ToolCall] = []
+            pieces: Iterator[str | ToolCall] = (
+                self._open_tool_stream(conversation, tools)
+                if tools
+                else self._open_stream(conversation)
+            )
             try:
                 for piece in pieces:
-                    if piece:
+                    if isinstance(piece, ToolCall):
+                        calls.append(piece)
+                    elif piece:
                         yielded = True
                         yield piece
+                if tool_calls is not None:
+                    tool_calls.extend(calls)
                 return
             except LLMError as exc:
                 raise self._redacted(exc) from None
@@ -185,8 +280,37 @@ class Provider(ABC):
             finally:
                 close_iterator(pieces)
 
-    def chat(self, messages: Iterable[ChatMessage]) -> str:
-        return "".join(self.stream_chat(messages))
+    def chat(
+        self,
+        messages: Iterable[ChatMessage],
+        exchange: window.Exchange | None = None,
+        *,
+        urgent: bool | None = None,
+    ) -> str:
+        return "".join(self.stream_chat(messages, exchange, urgent=urgent))
+
+    def server_gate(self) -> window.ServerGate | None:
+        """The one-at-a-time gate of this provider's server, when it runs on our side."""
+        if not self.enabled or not (self.name == "ollama" or self.is_local()):
+            return None
+        return window.gate_for(display_url(self.base_url) or self.name)
+
+    def model_profile(self) -> ModelProfile:
+        """The model's context length and image costs, asked of the server once."""
+        if self._profile is None:
+            self._profile = self._with_retries(self._profile_once)
+        return self._profile
+
+    def context_window(self) -> int | None:
+        """The context a request may use: the model's, capped by the user's setting.
+
+        None when neither is known (a cloud API, most OpenAI-compatible servers): then only
+        the server's refusal of an over-long request makes duetml shrink it.
+        """
+        length = self.model_profile().context_length
+        if length and self.max_context:
+            return min(length, self.max_context)
+        return length or self.max_context
 
     def list_models(self) -> list[ModelInfo]:
         return self._with_retries(self._list_models_once)
@@ -226,8 +350,11 @@ class Provider(ABC):
 
     def detail(self, text: object) -> str:
         """Server-supplied text made safe to show: one line, short, key masked, no final dot."""
-        cleaned = clean_text(str(text), max_chars=MAX_DETAIL_CHARS, one_line=True)
-        return self._redact(cleaned).rstrip(". ")
+        # Redacted before it is cut (a cut key would show its first part) and after control
+        # characters are gone (they could split the key so the first pass misses it).
+        raw = self._redact(str(text))
+        whole = self._redact(clean_text(raw, max_chars=len(raw) + 1, one_line=True))
+        return clean_text(whole, max_chars=MAX_DETAIL_CHARS, one_line=True).rstrip(". ")
 
     def timeout_failure(self, server: str, *, connect: bool, mid_stream: bool) -> Failure:
         if connect:
@@ -305,6 +432,8 @@ class Provider(ABC):
 
     def _give_up(self, exc: Exception, failure: Failure, attempt: int) -> LLMError:
         message = self._redact(failure.message)
+        if failure.overflow:
+            return ContextOverflowError(message, failure.limit)
         # INFO, not WARNING: the caller shows the same sentence to the user already.
         log.info(
             "%s failed after %d attempt(s) (%s): %s",

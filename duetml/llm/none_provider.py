@@ -24,11 +24,12 @@ class NoneProvider(Provider):
         return True  # nothing is sent anywhere
 
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        # A generator like every other provider's, so the error comes on the first piece.
+        yield from ()
         raise LLMError(
             "The assistant is switched off for this agent: choose a provider with "
             f"{self.use_hint('ollama:qwen2.5vl')}."
         )
-        yield ""  # pragma: no cover - makes this a generator like every other provider
 
     def _list_models_once(self) -> list[ModelInfo]:
         return []

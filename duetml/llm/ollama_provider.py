@@ -11,16 +11,18 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from duetml.llm import window
 from duetml.llm.base import (
     ConnectionDropped,
     Failure,
     IncompleteAnswer,
+    ModelProfile,
     Provider,
     close_iterator,
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec, parse_tool_arguments
 from duetml.llm.vision import guess_vision
 
 if TYPE_CHECKING:
@@ -124,25 +126,78 @@ class OllamaProvider(Provider):
 
     # --- hooks -----------------------------------------------------------------------------
 
+    def _sizing(self, messages: list[ChatMessage]) -> window.Exchange:
+        """The request's size and the num_ctx to ask: without it Ollama cuts the front.
+
+        num_ctx only grows within a process for one server and model (Ollama reloads the
+        model whenever it changes, and both agents usually share one model).
+        """
+        exchange = self.current_exchange() or window.Exchange()
+        profile = self.model_profile()
+        size = window.estimate(messages, profile.family)
+        memory = window.memory_for(display_url(self.base_url) or "", self.model)
+        limit = self.context_window() or window.UNKNOWN_CONTEXT_LENGTH
+        num_ctx = window.num_ctx_for(size, limit, at_least=min(memory.num_ctx, limit))
+        memory.num_ctx = max(memory.num_ctx, num_ctx)
+        same_ctx = memory.last_ctx == num_ctx
+        exchange.size = size
+        exchange.num_ctx = num_ctx
+        exchange.context_length = profile.context_length
+        exchange.expected_floor = window.uncached_floor(
+            messages, memory.last_messages if same_ctx else None, profile.family
+        )
+        memory.last_messages, memory.last_ctx = list(messages), num_ctx
+        return exchange
+
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        for piece in self._stream(messages, None):
+            if isinstance(piece, str):
+                yield piece
+
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        return self._stream(messages, tools)
+
+    def supports_tools(self) -> bool:
+        """Ollama refuses tools for a model without the "tools" capability (HTTP 400)."""
+        return self.model_info().tools is True
+
+    def _stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec] | None
+    ) -> Iterator[str | ToolCall]:
         client = self._client()
         self._seen.retry_after = None
+        exchange = self._sizing(messages)
+        extra: Any = {"tools": [t.as_openai() for t in tools]} if tools else {}
         parts = client.chat(
-            model=self.model, messages=[self._encode(m) for m in messages], stream=True
+            model=self.model,
+            messages=[self._encode(m) for m in messages],
+            stream=True,
+            options={"num_ctx": exchange.num_ctx},
+            **extra,
         )
         finished = False
+        calls: list[ToolCall] = []
         try:
             for part in parts:
-                text = part.message.content if part.message is not None else None
+                message = part.message
+                text = message.content if message is not None else None
                 if text:
                     yield text
+                for call in (message.tool_calls if message is not None else None) or ():
+                    calls.append(
+                        ToolCall(call.function.name, parse_tool_arguments(call.function.arguments))
+                    )
                 if part.done:
                     # Not `break`: reading the body to its end lets httpx reuse the connection.
                     finished = True
+                    exchange.prompt_eval_count = part.prompt_eval_count
         finally:
             close_iterator(parts)
         if not finished:
             raise IncompleteAnswer()
+        yield from calls
 
     def _list_models_once(self) -> list[ModelInfo]:
         listed = self._client().list()
@@ -163,7 +218,46 @@ class OllamaProvider(Provider):
             if exc.status_code == 404:
                 return ModelInfo(self.model, installed=False, vision=guess_vision(self.model))
             raise
-        return ModelInfo(self.model, installed=True, vision=_vision_from_show(shown))
+        capabilities = getattr(shown, "capabilities", None)
+        tools = None if capabilities is None else "tools" in capabilities
+        return ModelInfo(self.model, installed=True, vision=_vision_from_show(shown), tools=tools)
+
+    def _profile_once(self) -> ModelProfile:
+        """From `/api/show`: `<architecture>.context_length` and the image-cost family."""
+        import ollama
+
+        try:
+            shown = self._client().show(self.model)
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                return ModelProfile(window.UNKNOWN_CONTEXT_LENGTH, window.family_for(self.model))
+            raise
+        info = getattr(shown, "modelinfo", None) or {}
+        architecture = info.get("general.architecture")
+        length = info.get(f"{architecture}.context_length") if architecture else None
+        known = int(length) if isinstance(length, (int, float)) and length > 0 else None
+        return ModelProfile(
+            # Ollama always has some window; one it does not report is assumed modest.
+            known or window.UNKNOWN_CONTEXT_LENGTH,
+            window.family_for(self.model, architecture),
+            architecture,
+        )
+
+    def memory_use(self) -> dict[str, Any]:
+        """Bytes the model takes: `/api/ps` when loaded (with its context), else its file size."""
+        client = self._client()
+        wanted = {self.model, f"{self.model}:latest"}
+        for running in self._with_retries(client.ps).models:
+            if running.model in wanted or running.name in wanted:
+                return {
+                    "bytes": running.size,
+                    "loaded": True,
+                    "context_length": getattr(running, "context_length", None),
+                }
+        for listed in self._with_retries(client.list).models:
+            if listed.model in wanted:
+                return {"bytes": listed.size, "loaded": False, "context_length": None}
+        return {"bytes": None, "loaded": False, "context_length": None}
 
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import httpx
@@ -206,6 +300,14 @@ class OllamaProvider(Provider):
             return Failure(
                 f"Ollama reported an error while answering ({detail}): try again, or check "
                 "the Ollama log."
+            )
+        overflow, limit = window.overflow_limit(str(exc.error))
+        if overflow and status in (400, 413, 500):
+            return Failure(
+                f"{server} refused the request as longer than the model's context ({detail}): "
+                "choose a model with a larger context.",
+                overflow=True,
+                limit=limit,
             )
         if status == 404 and "model" in detail.lower():
             return Failure(

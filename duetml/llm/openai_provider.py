@@ -11,15 +11,17 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from duetml.errors import LLMError
+from duetml.llm import window
 from duetml.llm.base import (
     ConnectionDropped,
     Failure,
     IncompleteAnswer,
+    ModelProfile,
     Provider,
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
-from duetml.llm.types import ChatMessage, ModelInfo
+from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec, parse_tool_arguments
 from duetml.llm.vision import guess_vision
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ def _cause_name(exc: BaseException) -> str:
 def _error_detail(exc: Any) -> str:
     """The server's own error message from an OpenAI-style body, else the status text."""
     body = getattr(exc, "body", None)
+    if isinstance(body, str) and body:  # the client unwraps {"error": "..."} (LM Studio)
+        return body
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
@@ -115,21 +119,49 @@ class OpenAIProvider(Provider):
     # --- hooks -----------------------------------------------------------------------------
 
     def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        for piece in self._stream(messages, None):
+            if isinstance(piece, str):
+                yield piece
+
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        return self._stream(messages, tools)
+
+    def supports_tools(self) -> bool:
+        # The chat-completions API has tools; a local server without them answers in text.
+        return True
+
+    def _stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec] | None
+    ) -> Iterator[str | ToolCall]:
         import openai
 
         client = self._client()
         # The client's TypedDict message types add nothing over `_encode`'s tested shape.
         payload: Any = [self._encode(m) for m in messages]
-        stream = client.chat.completions.create(model=self.model, messages=payload, stream=True)
+        extra: Any = {"tools": [t.as_openai() for t in tools]} if tools else {}
+        stream = client.chat.completions.create(
+            model=self.model, messages=payload, stream=True, **extra
+        )
         finished = False
+        # Tool calls arrive in fragments keyed by index: the name first, the JSON arguments
+        # in pieces; they are whole only when the stream finishes.
+        partial: dict[int, list[str]] = {}
         try:
             for chunk in stream:
                 for choice in chunk.choices or ():
                     if choice.index != 0:
                         continue
-                    text = choice.delta.content if choice.delta is not None else None
+                    delta = choice.delta
+                    text = delta.content if delta is not None else None
                     if text:
                         yield text
+                    for call in (delta.tool_calls if delta is not None else None) or ():
+                        name_args = partial.setdefault(call.index, ["", ""])
+                        if call.function is not None:
+                            name_args[0] += call.function.name or ""
+                            name_args[1] += call.function.arguments or ""
                     if choice.finish_reason:
                         finished = True
         except openai.APITimeoutError:
@@ -143,6 +175,8 @@ class OpenAIProvider(Provider):
         # off by a proxy or a crash, even if the HTTP body ended cleanly.
         if not finished:
             raise IncompleteAnswer()
+        for _, (name, arguments) in sorted(partial.items()):
+            yield ToolCall(name, parse_tool_arguments(arguments))
 
     def _list_models_once(self) -> list[ModelInfo]:
         page = self._client().models.list()
@@ -154,6 +188,22 @@ class OpenAIProvider(Provider):
         # Ollama's OpenAI-compatible endpoint lists "llava:latest" for a model asked as "llava".
         installed = self.model in names or f"{self.model}:latest" in names
         return ModelInfo(self.model, installed=installed, vision=guess_vision(self.model))
+
+    def _profile_once(self) -> ModelProfile:
+        """vLLM lists each model's `max_model_len`; other servers say nothing until refused."""
+        family = window.family_for(self.model)
+        if not self.is_local():
+            return ModelProfile(None, family)
+        try:
+            models = self._client().models.list().data
+        except Exception:  # noqa: BLE001 - a server without /models still answers chats
+            return ModelProfile(None, family)
+        for model in models:
+            if model.id == self.model:
+                length = (model.model_extra or {}).get("max_model_len")
+                if isinstance(length, int) and length > 0:
+                    return ModelProfile(length, family)
+        return ModelProfile(None, family)
 
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import openai
@@ -228,6 +278,17 @@ class OpenAIProvider(Provider):
                 retryable=True,
                 retry_after=retry_after,
             )
+        if status in (400, 413):
+            body = exc.body if isinstance(exc.body, Mapping) else None
+            overflow, limit = window.overflow_limit(_error_detail(exc), body)
+            if overflow:
+                return Failure(
+                    f"{server} refused the request as longer than the model's context "
+                    f"({detail}): load the model with a larger context, or choose one with a "
+                    "larger context.",
+                    overflow=True,
+                    limit=limit,
+                )
         return Failure(
             f"{server} refused the request (HTTP {status}: {detail}): check the model name "
             "and whether it accepts images."

@@ -8,6 +8,7 @@ warn about a local server, never to call a remote one local.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from typing import Any
@@ -82,6 +83,30 @@ def mask_key(key: str | None) -> str | None:
     return f"{key[:3]}…{key[-4:]}"
 
 
+# Base64 runs shorter than this could occur by chance in ordinary text; keys are far longer.
+_MIN_BASE64_RUN = 12
+
+
+def _base64_forms(key: str) -> list[str]:
+    """The parts of base64(anything + key + anything) that depend only on the key.
+
+    Base64 turns 3 bytes into 4 characters, so what the key becomes depends on how many bytes
+    precede it (0, 1 or 2 modulo 3); for each case the characters made only of key bits are
+    the same whatever surrounds the key.
+    """
+    data = key.encode("utf-8")
+    forms: list[str] = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data + b"\0\0").decode("ascii")
+        start = -(-8 * offset // 6)  # the first character made only of key bits
+        end = 8 * (offset + len(data)) // 6  # one past the last such character
+        core = encoded[start:end]
+        if len(core) >= _MIN_BASE64_RUN:
+            forms.append(core)
+            forms.append(core.replace("+", "-").replace("/", "_"))
+    return list(dict.fromkeys(forms))
+
+
 class Secret:
     """Holds an API key so that repr, str, f-strings and tracebacks with locals show it masked.
 
@@ -102,8 +127,18 @@ class Secret:
         return mask_key(self._value) or "…"
 
     def redact(self, text: str) -> str:
-        """`text` with every occurrence of the key replaced by its masked form."""
-        return text.replace(self._value, self.masked) if self._value else text
+        """`text` with every occurrence of the key replaced by its masked form.
+
+        Also the key in another case ("SK-PROJ-…", as some servers normalise what they echo)
+        and base64-encoded (an echoed `Authorization: Basic` header, or a body that wraps the
+        request), at any alignment and in the URL-safe alphabet too.
+        """
+        if not self._value:
+            return text
+        text = re.sub(re.escape(self._value), self.masked, text, flags=re.IGNORECASE)
+        for encoded in _base64_forms(self._value):
+            text = text.replace(encoded, self.masked)
+        return text
 
     def __repr__(self) -> str:
         return f"Secret({self.masked!r})"

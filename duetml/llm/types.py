@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from duetml.llm.fencing import clean_text, fence_data
 
@@ -93,8 +93,53 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What duetml knows about a model; `vision` is None when the server cannot tell."""
+    """What duetml knows about a model; `vision`/`tools` are None when the server cannot tell."""
 
     name: str
     installed: bool
     vision: bool | None
+    tools: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: a name, a sentence for the model, a JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def as_openai(self) -> dict[str, Any]:
+        """The `tools` entry both the OpenAI and the Ollama chat APIs take."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for. Untrusted: the caller validates the arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+def parse_tool_arguments(raw: object) -> dict[str, Any]:
+    """A tool call's arguments as a dict: OpenAI sends a JSON string, Ollama an object.
+
+    Anything unreadable becomes {} (the caller's validation then says what is missing), so a
+    model's broken JSON never fails the whole answer.
+    """
+    import json
+
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return {}
+    return dict(raw) if isinstance(raw, dict) else {}

@@ -7,11 +7,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from duetml.errors import DuetmlError
 
@@ -80,7 +82,9 @@ def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
     return _ABSOLUTE_PATH.sub("<path>", message)
 
 
-def error_response(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    message: str, status: int, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
     return Response(
         {"error": message},
         status_code=status,
@@ -88,8 +92,8 @@ def error_response(message: str, status: int, headers: dict[str, str] | None = N
     )
 
 
-def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
-    def duetml_error(_: Request, exc: DuetmlError) -> Response:
+def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
+    def duetml_error(_: Request[Any, Any, Any], exc: DuetmlError) -> Response[dict[str, Any]]:
         response = error_response(scrub(str(exc), roots), exc.http_status)
         endpoint = getattr(exc, "endpoint", None)
         if isinstance(endpoint, str):  # CloudConsentRequired: the page asks, then retries
@@ -99,7 +103,7 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
             }
         return response
 
-    def http_error(_: Request, exc: HTTPException) -> Response:
+    def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
         status = exc.status_code
         if status >= 500:
             return error_response(GENERIC_500, status)
@@ -114,11 +118,24 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> dict:
         }
         return error_response(scrub(sentence, roots), status, kept)
 
-    def anything_else(request: Request, exc: Exception) -> Response:
+    def anything_else(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(GENERIC_500, HTTP_500_INTERNAL_SERVER_ERROR)
 
-    return {DuetmlError: duetml_error, HTTPException: http_error, Exception: anything_else}
+    def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+        # msgspec gives up on JSON nested thousands of levels deep (`[[[[...`): the request is
+        # bad, not the server.
+        log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)
+        return error_response(
+            "The request is not valid: its JSON is nested too deeply; send plain JSON.", 400
+        )
+
+    return {
+        DuetmlError: duetml_error,
+        HTTPException: http_error,
+        RecursionError: too_deep,
+        Exception: anything_else,
+    }
 
 
 def _validation_detail(exc: HTTPException) -> str:

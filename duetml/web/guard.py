@@ -7,10 +7,13 @@ must be refused too, and every response (404s included) must carry the same head
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qs, urlsplit
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -33,6 +36,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 _HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
 # Whatever a handler set, these never leave: no CORS grant to anyone (security.md item 2).
 _DROPPED = {b"access-control-allow-origin", b"access-control-allow-credentials"}
+# Off loopback every request must prove it holds the token `duetml serve` printed (as Jupyter
+# does): `?token=` in the link opened first, then this cookie, which that answer sets.
+TOKEN_COOKIE = "duetml_token"
+TOKEN_PARAM = "token"
 
 
 def allowed_host_values(port: int, extra_hosts: Iterable[str] = ()) -> frozenset[str]:
@@ -52,11 +59,18 @@ def allowed_host_values(port: int, extra_hosts: Iterable[str] = ()) -> frozenset
 
 
 class RequestGuard:
-    """Host check, cross-site write check and security headers around an ASGI app."""
+    """Host check, token check, cross-site write check and security headers around an app.
 
-    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str]) -> None:
+    `token` is None on loopback (the machine's own user is the only one who can connect) and
+    required for every request when the server listens on a network address.
+    """
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: frozenset[str], token: str | None = None
+    ) -> None:
         self.app = app
         self.allowed_hosts = allowed_hosts
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -72,8 +86,25 @@ class RequestGuard:
                 "This address is not allowed: open duetml at http://127.0.0.1 with its port.",
             )
             return
+        set_cookie: list[tuple[bytes, bytes]] = []
+        if self.token is not None:
+            presented = _token_from(scope, headers)
+            if presented is None or not hmac.compare_digest(
+                presented.encode("utf-8", "replace"), self.token.encode()
+            ):
+                await _refuse(
+                    scope,
+                    send,
+                    "This duetml needs its token: open the link with ?token=... that "
+                    "`duetml serve` printed.",
+                )
+                return
+            if _cookie(headers, TOKEN_COOKIE) != self.token:
+                # HttpOnly: the page's scripts never need it; Strict: no other site sends it.
+                cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                set_cookie.append((b"set-cookie", cookie.encode()))
         method = scope.get("method", "GET")
-        if scope["type"] == "http" and method not in SAFE_METHODS:
+        if scope["type"] == ScopeType.HTTP and method not in SAFE_METHODS:
             reason = self._cross_site_reason(headers)
             if reason:
                 await _refuse(scope, send, reason)
@@ -86,7 +117,7 @@ class RequestGuard:
                     for k, v in message.get("headers", [])
                     if k.lower() not in _HEADER_NAMES and k.lower() not in _DROPPED
                 ]
-                message = {**message, "headers": kept + SECURITY_HEADERS}
+                message = {**message, "headers": kept + SECURITY_HEADERS + set_cookie}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -112,6 +143,28 @@ class RequestGuard:
         return None
 
 
+def _cookie(headers: dict[str, str], name: str) -> str | None:
+    raw = headers.get("cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def _token_from(scope: Scope, headers: dict[str, str]) -> str | None:
+    """The token the request presents: in the query (a link), else in the cookie."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query).get(TOKEN_PARAM)
+    if values:
+        return values[0]
+    return _cookie(headers, TOKEN_COOKIE)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     found: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", []):
@@ -124,8 +177,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _refuse(scope: Scope, send: Send, message: str) -> None:
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
+    if scope["type"] == ScopeType.WEBSOCKET:
+        await send({"type": "websocket.close", "code": 1008, "reason": None})
         return
     body = json.dumps({"error": message}).encode()
     await send(
@@ -140,4 +193,4 @@ async def _refuse(scope: Scope, send: Send, message: str) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

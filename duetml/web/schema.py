@@ -17,6 +17,8 @@ from litestar.params import KwargDefinition, QueryParameter
 from duetml.names import MAX_NAME_LENGTH
 
 _FORBIDDEN = r'/\\:*?"|\x00-\x1f\x7f-\x9f'
+# Category names also refuse bidirectional controls (see duetml.names).
+_NAME_FORBIDDEN = _FORBIDDEN + r"\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
 _DEVICE = (
     r"(?:[Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|[Cc][Oo][Mm][0-9¹²³]"
     r"|[Ll][Pp][Tt][0-9¹²³]|[Cc][Oo][Nn][Ii][Nn]\$|[Cc][Oo][Nn][Oo][Uu][Tt]\$)"
@@ -24,8 +26,8 @@ _DEVICE = (
 # A stored name: no dot or space at either end, no separators or control characters, not a
 # Windows device name ("CON", "nul.txt"), 1 to MAX_NAME_LENGTH (60) characters.
 _NAME = (
-    rf"(?!{_DEVICE}\s*(?:\.|/|$))[^.\s{_FORBIDDEN}]"
-    rf"(?:[^{_FORBIDDEN}]{{0,{MAX_NAME_LENGTH - 2}}}[^.\s{_FORBIDDEN}])?"
+    rf"(?!{_DEVICE}\s*(?:\.|/|$))[^.\s{_NAME_FORBIDDEN}]"
+    rf"(?:[^{_NAME_FORBIDDEN}]{{0,{MAX_NAME_LENGTH - 2}}}[^.\s{_NAME_FORBIDDEN}])?"
 )
 # What a person may type: the same, with spaces around it (they are trimmed). Control
 # characters count as white space for some regex engines; the core refuses them, so "space"
@@ -33,15 +35,18 @@ _NAME = (
 _SPACE = r"[^\S\x00-\x1f\x7f-\x9f]"
 CATEGORY_PATTERN = rf"^{_SPACE}*{_NAME}{_SPACE}*$"
 STORED_NAME_PATTERN = rf"^{_NAME}$"
-IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^{_FORBIDDEN}]{{1,200}}$"
+# The file part is any name a person may give a photo in a file manager (`:`, `?`, `"`, a
+# tab, up to 255 characters): only a slash, a backslash and NUL cannot reach Project.image.
+IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^/\\\x00]{{1,255}}$"
 MAX_IDS = 10_000
 
 CategoryName = Annotated[
     str,
     KwargDefinition(
         pattern=CATEGORY_PATTERN,
-        description=f'A category name: 1-{MAX_NAME_LENGTH} characters, no / \\ : * ? " | or control '
-        "characters, no dot at either end, not a Windows device name; spaces around it are trimmed.",
+        description=f'A category name: 1-{MAX_NAME_LENGTH} characters, no / \\ : * ? " | or '
+        "control characters, no dot at either end, not a Windows device name; spaces around it "
+        "are trimmed.",
     ),
 ]
 ImageId = Annotated[

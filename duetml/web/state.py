@@ -15,13 +15,18 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from litestar.di import NamedDependency
 
 from duetml.project import SPLITS, ImageRecord, Project
 from duetml.settings import SETTINGS_FILE, read_settings
 from duetml.web.hub import Hub
 from duetml.web.jobs import TrainJob
 from duetml.web.thumbs import ThumbnailCache
+
+if TYPE_CHECKING:
+    from duetml.agents import AgentSession, ProactiveTimer
 
 log = logging.getLogger("duetml.web")
 
@@ -30,7 +35,9 @@ HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and brow
 
 
 class WebState:
-    def __init__(self, project: Project, agents: Any | None, baseline: bool) -> None:
+    """One server's state; route handlers receive it as ``web: InjectedWebState``."""
+
+    def __init__(self, project: Project, agents: AgentSession | None, baseline: bool) -> None:
         self.project = project
         self.baseline = baseline
         self.agents = agents  # an AgentSession, or None (baseline, or agents unavailable)
@@ -45,7 +52,7 @@ class WebState:
         self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
         self._eval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
-        self._timer: Any = None
+        self._timer: ProactiveTimer | None = None
         self.refresh_versions()
 
     # ----- content hashes, remembered between requests -------------------------------------
@@ -138,7 +145,7 @@ class WebState:
         """duetml.toml changed (`duetml llm use`, an editor, the page's own switch): re-read it."""
         try:
             self.project.settings = read_settings(self.project.root)
-            if self.agents is not None and hasattr(self.agents, "refresh"):
+            if self.agents is not None:
                 self.agents.refresh()
         except Exception:
             log.warning("could not re-read the project settings", exc_info=True)
@@ -152,7 +159,7 @@ class WebState:
             self._watcher = threading.Thread(target=self._watch, name="duetml-watch", daemon=True)
             self._watcher.start()
         if self.agents is not None and self._timer is None:
-            self._timer = _start_proactive_timer(self)
+            self._timer = _start_proactive_timer(self, self.agents)
 
     def stop(self) -> None:
         self.hub.stop()
@@ -204,7 +211,7 @@ def _mtime(path: Path) -> int:
         return 0
 
 
-def _start_proactive_timer(web: WebState) -> Any:
+def _start_proactive_timer(web: WebState, session: AgentSession) -> ProactiveTimer | None:
     """Run the agents package's ProactiveTimer; new advice and failures reach the pages."""
     from duetml.agents import ProactiveTimer
 
@@ -217,7 +224,12 @@ def _start_proactive_timer(web: WebState) -> Any:
         web.changed()
 
     try:
-        return ProactiveTimer(web.agents, on_advice=on_advice, on_error=on_error).start()
+        return ProactiveTimer(session, on_advice=on_advice, on_error=on_error).start()
     except Exception:
         log.exception("the proactive agent could not start")
         return None
+
+
+# A route handler's `web` parameter: create_app provides the server's WebState under that name
+# (Litestar's dependency injection, `Provide`).
+InjectedWebState = NamedDependency[WebState]

@@ -8,41 +8,54 @@ export class ApiError extends Error {
   }
 }
 
+// The server's one sentence for a failed request, or a general one if it sent none.
+function errorFrom(body, status) {
+  if (body && typeof body.error === "string") return new ApiError(body.error, status);
+  return new ApiError(`The server answered ${status}: try again.`, status);
+}
+
 async function errorOf(response) {
+  let body = null;
   try {
-    const body = await response.json();
-    if (body && typeof body.error === "string") return new ApiError(body.error, response.status);
-  } catch (_) { /* not JSON */ }
-  return new ApiError(`The server answered ${response.status}: try again.`, response.status);
+    body = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  return errorFrom(body, response.status);
 }
 
 function offline() {
   return new ApiError("duetml serve is not answering: is it still running?", 0);
 }
 
-export async function getJSON(url) {
+// Every fetch goes through here: no answer at all, or an answer that is not 2xx, becomes an
+// ApiError; a caller's own abort stays an AbortError.
+async function request(url, options) {
   let response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
-  } catch (_) {
+    response = await fetch(url, options);
+  } catch (exc) {
+    if (exc.name === "AbortError") throw exc;
     throw offline();
   }
   if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
+export async function getJSON(url) {
+  const response = await request(url, {
+    headers: { Accept: "application/json" },
+    cache: "no-store",
+  });
   return response.json();
 }
 
 export async function postJSON(url, body = {}) {
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-  } catch (_) {
-    throw offline();
-  }
-  if (!response.ok) throw await errorOf(response);
+  const response = await request(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
   return response.json();
 }
 
@@ -58,9 +71,13 @@ export function postFiles(url, files, onProgress = () => {}) {
     xhr.onerror = () => reject(offline());
     xhr.onload = () => {
       let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        /* not JSON */
+      }
       if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
-      else reject(new ApiError(body && body.error ? body.error : `The server answered ${xhr.status}: try again.`, xhr.status));
+      else reject(errorFrom(body, xhr.status));
     };
     xhr.send(form);
   });
@@ -68,19 +85,12 @@ export function postFiles(url, files, onProgress = () => {}) {
 
 // POST JSON and read a stream of JSON lines, calling onLine(object) for each.
 export async function postStream(url, body, onLine, signal) {
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
-      body: JSON.stringify(body),
-      signal,
-    });
-  } catch (exc) {
-    if (exc.name === "AbortError") throw exc;
-    throw offline();
-  }
-  if (!response.ok) throw await errorOf(response);
+  const response = await request(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
+    body: JSON.stringify(body),
+    signal,
+  });
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

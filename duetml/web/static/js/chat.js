@@ -3,13 +3,19 @@
 
 import { getJSON, postJSON, postStream } from "./api.js";
 import { $, $$, h, replace, toast } from "./dom.js";
+import { emit } from "./store.js";
 
-const ASKED_FROM = { ask_data: "Asked from Training data", ask_results: "Asked from Try the model" };
-const ASK_QUESTION = { data: "What do you think of my training data so far?", results: "What do you make of my model's results?" };
+const ASKED_FROM = {
+  ask_data: "Asked from Training data",
+  ask_results: "Asked from Try the model",
+};
+const ASK_QUESTION = {
+  data: "What do you think of my training data so far?",
+  results: "What do you make of my model's results?",
+};
 const ROLE_NAMES = { passive: "Assistant", proactive: "Proactive" };
 
 let streaming = false;
-let reloadWanted = false;
 let localError = null; // {text, after: message id}: an error the server's conversation lacks
 
 export function chatPresent() {
@@ -44,7 +50,11 @@ export function wireChat() {
     toggle.disabled = true;
     try {
       renderAgents(await postJSON("/api/agents/proactive", { enabled: toggle.checked }));
-      toast(toggle.checked ? "Proactive advice is on: the assistant will speak up when it notices something." : "Proactive advice is off.");
+      toast(
+        toggle.checked
+          ? "Proactive advice is on: the assistant will speak up when it notices something."
+          : "Proactive advice is off.",
+      );
     } catch (exc) {
       toggle.checked = !toggle.checked;
       toast(exc.message, { kind: "error" });
@@ -70,21 +80,49 @@ function renderAgents(info) {
     const agent = agents[key];
     if (!agent || typeof agent !== "object") continue;
     const off = agent.provider === "none";
-    const where = off ? "no LLM: choose one with `duetml llm use`" : agent.is_local === false ? `sends data to ${agent.endpoint || "a remote server"}` : "runs on this machine";
-    const model = off ? "off" : [agent.provider, agent.model].filter(Boolean).join(" · ") || "not configured";
-    rows.push(h("div", { class: `agent-row ${agent.is_local === false ? "agent-remote" : "agent-local"}` },
-      h("dt", { text: ROLE_NAMES[key] }),
-      h("dd", {}, h("span", { class: "agent-model", text: model }), h("span", { class: "agent-where", text: where }),
-        agent.error ? h("span", { class: "error-text agent-error", text: agent.error }) : null)));
+    const waiting = (info.consent_needed || []).some((need) => need.agent === key);
+    const where = off
+      ? "no LLM: choose one with `duetml llm use`"
+      : waiting
+        ? `sends data to ${agent.endpoint || "its server"} only once you allow it`
+        : agent.is_local === false
+          ? `sends data to ${agent.endpoint || "a remote server"}`
+          : "runs on this machine";
+    const model = off
+      ? "off"
+      : [agent.provider, agent.model].filter(Boolean).join(" · ") || "not configured";
+    rows.push(
+      h(
+        "div",
+        { class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}` },
+        h("dt", { text: ROLE_NAMES[key] }),
+        h(
+          "dd",
+          {},
+          h("span", { class: "agent-model", text: model }),
+          h("span", { class: "agent-where", text: where }),
+          agent.error ? h("span", { class: "error-text agent-error", text: agent.error }) : null,
+        ),
+      ),
+    );
   }
-  if (!info.available) rows.push(h("div", { class: "agent-row" }, h("dt", { text: "Assistant" }), h("dd", { class: "error-text", text: info.problem || "not available" })));
+  if (!info.available)
+    rows.push(
+      h(
+        "div",
+        { class: "agent-row" },
+        h("dt", { text: "Assistant" }),
+        h("dd", { class: "error-text", text: info.problem || "not available" }),
+      ),
+    );
   replace(list, ...rows);
   renderNotices(info);
   const toggle = $("#proactive-toggle");
   toggle.checked = Boolean(info.proactive_enabled);
   toggle.disabled = !info.available;
   const every = info.proactive_interval ? ` (every ${Math.round(info.proactive_interval)} s)` : "";
-  toggle.closest("label").title = `The proactive agent looks at your project and volunteers advice${every}.`;
+  toggle.closest("label").title =
+    `The proactive agent looks at your project and volunteers advice${every}.`;
   $("#chat-send").disabled = !info.available;
   for (const button of $$("[data-ask]")) button.disabled = !info.available;
 }
@@ -93,10 +131,20 @@ function renderNotices(info) {
   const box = $("#agent-notices");
   const items = [];
   if (info.proactive_error && info.proactive_enabled) {
-    items.push(h("p", { class: "notice notice-error", role: "status", text: `Proactive agent: ${info.proactive_error}` }));
+    items.push(
+      h("p", {
+        class: "notice notice-error",
+        role: "status",
+        text: `Proactive agent: ${info.proactive_error}`,
+      }),
+    );
   }
   for (const need of info.consent_needed || []) {
-    const button = h("button", { type: "button", class: "btn btn-small", text: "Allow for this project" });
+    const button = h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Allow for this project",
+    });
     button.addEventListener("click", async () => {
       button.disabled = true;
       try {
@@ -107,23 +155,21 @@ function renderNotices(info) {
         toast(exc.message, { kind: "error" });
       }
     });
-    const why = need.reason === "project"
-      ? `This project's settings file sends the ${need.agent} agent to ${need.endpoint}, which you have not approved: it would receive this project's photos and your API key. Nothing is sent there until you allow it.`
-      : `The ${need.agent} agent would send this project's photos and descriptions to ${need.endpoint}, which is not on this machine.`;
+    const why =
+      need.reason === "project"
+        ? `This project's settings file sends the ${need.agent} agent to ${need.endpoint}, which you have not approved: it would receive this project's photos and your API key. Nothing is sent there until you allow it.`
+        : `The ${need.agent} agent would send this project's photos and descriptions to ${need.endpoint}, which is not on this machine.`;
     items.push(h("div", { class: "notice notice-consent" }, h("p", { text: why }), button));
   }
   replace(box, ...items);
 }
 
 export async function loadConversation() {
-  if (streaming) {
-    reloadWanted = true;
-    return;
-  }
+  if (streaming) return; // the stream's end reloads it
   let data;
   try {
     data = await getJSON("/api/conversation");
-  } catch (exc) {
+  } catch {
     return null;
   }
   renderMessages(data.messages);
@@ -150,15 +196,68 @@ function messageNode(message) {
   if (message.kind === "greeting") classes.push("msg-greeting");
   const meta = [];
   if (proactive) meta.push(h("span", { class: "badge", text: "Unprompted advice" }));
-  if (ASKED_FROM[message.kind] && message.role === "user") meta.push(h("span", { class: "badge badge-quiet", text: ASKED_FROM[message.kind] }));
-  if (message.ts) meta.push(h("time", { text: new Date(message.ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }));
-  return h("li", { class: classes.join(" "), dataset: { kind: message.kind || "chat" } },
-    h("div", { class: "msg-meta" }, h("span", { class: "msg-who", text: message.role === "user" ? "You" : proactive ? "Proactive agent" : "Assistant" }), meta),
-    h("p", { class: "msg-text", text: message.content }));
+  if (ASKED_FROM[message.kind] && message.role === "user")
+    meta.push(h("span", { class: "badge badge-quiet", text: ASKED_FROM[message.kind] }));
+  if (message.ts)
+    meta.push(
+      h("time", {
+        text: new Date(message.ts * 1000).toLocaleTimeString([], {
+          hour: "2-digit",
+          minute: "2-digit",
+        }),
+      }),
+    );
+  return h(
+    "li",
+    { class: classes.join(" "), dataset: { kind: message.kind || "chat" } },
+    h(
+      "div",
+      { class: "msg-meta" },
+      h("span", {
+        class: "msg-who",
+        text: message.role === "user" ? "You" : proactive ? "Proactive agent" : "Assistant",
+      }),
+      meta,
+    ),
+    h("p", { class: "msg-text", text: message.content }),
+    proposalsNode(message.proposals),
+  );
+}
+
+// Changes an agent proposed: one button each; nothing happens until the user clicks.
+function proposalsNode(proposals) {
+  if (!Array.isArray(proposals) || proposals.length === 0) return null;
+  const buttons = proposals.map((proposal) => {
+    const button = h("button", {
+      type: "button",
+      class: "btn btn-small proposal",
+      text: proposal.applied ? `✓ ${proposal.label}` : proposal.label,
+      title: proposal.reason || "Apply this change (Undo reverts it)",
+      dataset: { proposal: proposal.id },
+    });
+    button.disabled = Boolean(proposal.applied);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const result = await postJSON("/api/proposals/apply", { proposal: proposal.id });
+        toast(result.message, { action: { label: "Undo", run: () => emit("undo") } });
+        button.textContent = `✓ ${proposal.label}`;
+      } catch (exc) {
+        button.disabled = false;
+        toast(exc.message, { kind: "error" });
+      }
+    });
+    return button;
+  });
+  return h("div", { class: "proposals", role: "group", "aria-label": "Proposed changes" }, buttons);
 }
 
 function errorNode(text) {
-  return h("li", { class: "msg msg-error", role: "alert", dataset: { kind: "error" } }, h("p", { class: "msg-text", text: `⚠ ${text}` }));
+  return h(
+    "li",
+    { class: "msg msg-error", role: "alert", dataset: { kind: "error" } },
+    h("p", { class: "msg-text", text: `⚠ ${text}` }),
+  );
 }
 
 async function ask(text, about) {
@@ -170,9 +269,17 @@ async function ask(text, about) {
   const kind = about === "data" ? "ask_data" : about === "results" ? "ask_results" : "chat";
   list.append(messageNode({ role: "user", kind, content: text }));
   const replyText = h("p", { class: "msg-text" });
-  const reply = h("li", { class: "msg msg-assistant streaming", "aria-busy": "true" },
-    h("div", { class: "msg-meta" }, h("span", { class: "msg-who", text: "Assistant" }), h("span", { class: "typing", text: "thinking…" })),
-    replyText);
+  const reply = h(
+    "li",
+    { class: "msg msg-assistant streaming", "aria-busy": "true" },
+    h(
+      "div",
+      { class: "msg-meta" },
+      h("span", { class: "msg-who", text: "Assistant" }),
+      h("span", { class: "typing", text: "thinking…" }),
+    ),
+    replyText,
+  );
   list.append(reply);
   list.scrollTop = list.scrollHeight;
   try {
@@ -189,7 +296,6 @@ async function ask(text, about) {
     if (exc.status === 428) loadAgents(); // consent needed: the notice with its button appears
   } finally {
     streaming = false;
-    reloadWanted = false;
     setBusy(false);
     const messages = await loadConversation();
     const last = messages && messages[messages.length - 1];
@@ -208,6 +314,5 @@ function setBusy(busy) {
 }
 
 export function conversationChanged() {
-  if (streaming) reloadWanted = true;
-  else loadConversation();
+  if (!streaming) loadConversation(); // else the stream's end reloads it
 }

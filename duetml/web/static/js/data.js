@@ -31,12 +31,23 @@ export async function loadStatus() {
 
 export function renderCategories() {
   const box = $("#categories");
-  const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
+  const focusKey =
+    document.activeElement && document.activeElement.dataset
+      ? document.activeElement.dataset.key
+      : null;
   if (!store.categories.length) {
     panels.clear();
-    replace(box, h("div", { class: "empty-state" },
-      h("p", { class: "empty-title", text: "No categories yet: add one above." }),
-      h("p", { text: "For example `edible` and `not edible`. Then drop photos (or whole folders) onto each category. Dropping a folder of folders here makes one category per folder." })));
+    replace(
+      box,
+      h(
+        "div",
+        { class: "empty-state" },
+        h("p", { class: "empty-title", text: "No categories yet: add one above." }),
+        h("p", {
+          text: "For example `edible` and `not edible`. Then drop photos (or whole folders) onto each category. Dropping a folder of folders here makes one category per folder.",
+        }),
+      ),
+    );
     renderSelection();
     return;
   }
@@ -84,28 +95,97 @@ function panelFor(category) {
 }
 
 function buildPanel(name) {
-  const filesInput = h("input", { type: "file", accept: "image/*", multiple: true, class: "visually-hidden", tabindex: "-1", "aria-label": `Photos to add to ${name}` });
-  const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, class: "visually-hidden", tabindex: "-1", "aria-label": `A folder of photos to add to ${name}` });
-  filesInput.addEventListener("change", () => { uploadFiles(name, Array.from(filesInput.files)); filesInput.value = ""; });
-  folderInput.addEventListener("change", () => { uploadFiles(name, Array.from(folderInput.files)); folderInput.value = ""; });
-  const panel = h("article", { class: "category", dataset: { category: name }, "aria-label": `Category ${name}` },
-    h("header", { class: "category-head" },
+  const filesInput = h("input", {
+    type: "file",
+    accept: "image/*",
+    multiple: true,
+    class: "visually-hidden",
+    tabindex: "-1",
+    "aria-label": `Photos to add to ${name}`,
+  });
+  const folderInput = h("input", {
+    type: "file",
+    multiple: true,
+    webkitdirectory: true,
+    class: "visually-hidden",
+    tabindex: "-1",
+    "aria-label": `A folder of photos to add to ${name}`,
+  });
+  filesInput.addEventListener("change", () => {
+    uploadFiles(name, Array.from(filesInput.files));
+    filesInput.value = "";
+  });
+  folderInput.addEventListener("change", () => {
+    uploadFiles(name, Array.from(folderInput.files));
+    folderInput.value = "";
+  });
+  const panel = h(
+    "article",
+    { class: "category", dataset: { category: name }, "aria-label": `Category ${name}` },
+    h(
+      "header",
+      { class: "category-head" },
       h("h3", { class: "category-name", text: name, title: name }),
       h("span", { class: "count" }),
-      h("div", { class: "category-actions" },
-        h("button", { type: "button", class: "btn btn-small", text: "Add photos…", dataset: { key: `add:${name}` }, onclick: () => filesInput.click() }),
-        h("button", { type: "button", class: "btn btn-small", text: "Add folder…", dataset: { key: `folder:${name}` }, onclick: () => folderInput.click() }),
-        h("button", { type: "button", class: "btn btn-small", text: "Rename", dataset: { key: `rename:${name}` }, onclick: () => renameCategory(name) }),
-        h("button", { type: "button", class: "btn btn-small", text: "Merge…", dataset: { key: `merge:${name}` }, onclick: () => mergeCategory(name) }),
-        h("button", { type: "button", class: "btn btn-small btn-danger", text: "Remove", "aria-label": `Remove category ${name}`, onclick: () => removeCategory(name) }),
-        filesInput, folderInput)),
-    h("div", { class: "panel-empty", hidden: true },
-      h("p", { text: "No photos yet: drop photos or a folder here, or use Add photos." })),
+      h(
+        "div",
+        { class: "category-actions" },
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Add photos…",
+          dataset: { key: `add:${name}` },
+          onclick: () => filesInput.click(),
+        }),
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Add folder…",
+          dataset: { key: `folder:${name}` },
+          onclick: () => folderInput.click(),
+        }),
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Rename",
+          dataset: { key: `rename:${name}` },
+          onclick: () => renameCategory(name),
+        }),
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Merge…",
+          dataset: { key: `merge:${name}` },
+          onclick: () => mergeCategory(name),
+        }),
+        h("button", {
+          type: "button",
+          class: "btn btn-small btn-danger",
+          text: "Remove",
+          "aria-label": `Remove category ${name}`,
+          onclick: () => removeCategory(name),
+        }),
+        filesInput,
+        folderInput,
+      ),
+    ),
+    h(
+      "div",
+      { class: "panel-empty", hidden: true },
+      h("p", { text: "No photos yet: drop photos or a folder here, or use Add photos." }),
+    ),
     h("div", { class: "grid", role: "list" }),
-    h("button", { type: "button", class: "btn btn-quiet more", hidden: true, onclick: () => {
-      if (store.expanded.has(name)) store.expanded.delete(name); else store.expanded.add(name);
-      renderCategories();
-    } }));
+    h("button", {
+      type: "button",
+      class: "btn btn-quiet more",
+      hidden: true,
+      onclick: () => {
+        if (store.expanded.has(name)) store.expanded.delete(name);
+        else store.expanded.add(name);
+        renderCategories();
+      },
+    }),
+  );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
   makeDropTarget(panel, name);
   return panel;
@@ -116,17 +196,51 @@ function thumbFor(image, category, index) {
   let node = thumbs.get(key);
   const label = `Photo ${index + 1} of ${category}`;
   if (!node) {
-    const img = h("img", { src: thumbUrl(image.id, image.v), alt: "", loading: "lazy", decoding: "async", draggable: "false" });
+    const img = h("img", {
+      src: thumbUrl(image.id, image.v),
+      alt: "",
+      loading: "lazy",
+      decoding: "async",
+      draggable: "false",
+    });
     img.addEventListener("error", () => img.classList.add("broken"), { once: true });
-    const box = h("input", { type: "checkbox", class: "thumb-check", dataset: { key: `sel:${image.id}` } });
+    const box = h("input", {
+      type: "checkbox",
+      class: "thumb-check",
+      dataset: { key: `sel:${image.id}` },
+    });
     box.addEventListener("change", () => {
-      if (box.checked) store.selected.add(image.id); else store.selected.delete(image.id);
+      if (box.checked) store.selected.add(image.id);
+      else store.selected.delete(image.id);
       renderSelection();
     });
-    node = h("div", { class: "thumb", role: "listitem", draggable: "true", dataset: { id: image.id } },
-      h("button", { type: "button", class: "thumb-open", dataset: { key: `open:${image.id}` }, onclick: () => showPhoto(image.id, node.dataset.label) }, img),
-      h("label", { class: "thumb-select" }, box, h("span", { class: "visually-hidden", text: "Select" })),
-      h("button", { type: "button", class: "thumb-remove", text: "×", dataset: { key: `rm:${image.id}` }, onclick: () => removePhotos([image.id]) }));
+    node = h(
+      "div",
+      { class: "thumb", role: "listitem", draggable: "true", dataset: { id: image.id } },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "thumb-open",
+          dataset: { key: `open:${image.id}` },
+          onclick: () => showPhoto(image.id, node.dataset.label),
+        },
+        img,
+      ),
+      h(
+        "label",
+        { class: "thumb-select" },
+        box,
+        h("span", { class: "visually-hidden", text: "Select" }),
+      ),
+      h("button", {
+        type: "button",
+        class: "thumb-remove",
+        text: "×",
+        dataset: { key: `rm:${image.id}` },
+        onclick: () => removePhotos([image.id]),
+      }),
+    );
     node.addEventListener("dragstart", (event) => {
       const ids = store.selected.has(image.id) ? [...store.selected] : [image.id];
       event.dataTransfer.setData(PHOTO_TYPE, JSON.stringify(ids));
@@ -147,16 +261,26 @@ function thumbFor(image, category, index) {
 }
 
 function cssId(name) {
-  return Array.from(name).map((c) => (/[A-Za-z0-9_-]/.test(c) ? c : `_${c.codePointAt(0).toString(16)}`)).join("");
+  return Array.from(name)
+    .map((c) => (/[A-Za-z0-9_-]/.test(c) ? c : `_${c.codePointAt(0).toString(16)}`))
+    .join("");
 }
 
 function renderWarnings() {
   const list = $("#warnings");
   const warnings = (store.status && store.status.warnings) || [];
   const shown = warnings.filter((w) => w.kind !== "stale_model").slice(0, 6);
-  replace(list, shown.map((w) => h("li", { class: `warning warning-${w.kind}`, text: w.message })));
+  replace(
+    list,
+    shown.map((w) => h("li", { class: `warning warning-${w.kind}`, text: w.message })),
+  );
   if (warnings.length > shown.length + warnings.filter((w) => w.kind === "stale_model").length) {
-    list.append(h("li", { class: "warning", text: `…and ${warnings.length - shown.length} more (see \`duetml status\`).` }));
+    list.append(
+      h("li", {
+        class: "warning",
+        text: `…and ${warnings.length - shown.length} more (see \`duetml status\`).`,
+      }),
+    );
   }
 }
 
@@ -177,14 +301,22 @@ export function renderSelection() {
   replace($("#selection-count"), `${plural(count, "photo")} selected`);
   const select = $("#move-target");
   const current = select.value;
-  replace(select, store.categories.map((c) => h("option", { value: c.name, text: c.name })));
+  replace(
+    select,
+    store.categories.map((c) => h("option", { value: c.name, text: c.name })),
+  );
   if (current && store.categories.some((c) => c.name === current)) select.value = current;
 }
 
 export function wireSelectionBar() {
-  $("#move-selected").addEventListener("click", () => movePhotos([...store.selected], $("#move-target").value));
+  $("#move-selected").addEventListener("click", () =>
+    movePhotos([...store.selected], $("#move-target").value),
+  );
   $("#remove-selected").addEventListener("click", () => removePhotos([...store.selected]));
-  $("#clear-selection").addEventListener("click", () => { store.selected.clear(); renderSelection(); });
+  $("#clear-selection").addEventListener("click", () => {
+    store.selected.clear();
+    renderSelection();
+  });
 }
 
 // ----- operations ---------------------------------------------------------------------------
@@ -223,7 +355,12 @@ async function renameCategory(name) {
     title: `Rename “${name}”`,
     okLabel: "Rename",
     build: (body) => {
-      const input = h("input", { id: "rename-input", value: name, maxlength: "100", required: true });
+      const input = h("input", {
+        id: "rename-input",
+        value: name,
+        maxlength: "100",
+        required: true,
+      });
       body.append(h("label", { for: "rename-input", text: "New name" }), input);
       return () => {
         const value = input.value.trim();
@@ -251,19 +388,55 @@ async function mergeCategory(name) {
     title: `Merge “${name}” with other categories`,
     okLabel: "Merge",
     build: (body) => {
-      const boxes = others.map((other, i) => h("label", { class: "check-row" },
-        h("input", { type: "checkbox", value: other, id: `merge-${i}` }), ` ${other}`));
-      const datalist = h("datalist", { id: "merge-names" }, store.categories.map((c) => h("option", { value: c.name })));
-      const target = h("input", { id: "merge-target", value: name, maxlength: "100", list: "merge-names", required: true });
+      const boxes = others.map((other, i) =>
+        h(
+          "label",
+          { class: "check-row" },
+          h("input", { type: "checkbox", value: other, id: `merge-${i}` }),
+          ` ${other}`,
+        ),
+      );
+      const datalist = h(
+        "datalist",
+        { id: "merge-names" },
+        store.categories.map((c) => h("option", { value: c.name })),
+      );
+      const target = h("input", {
+        id: "merge-target",
+        value: name,
+        maxlength: "100",
+        list: "merge-names",
+        required: true,
+      });
       body.append(
-        h("fieldset", { class: "merge-list" }, h("legend", { text: `Merge “${name}” with:` }), boxes),
-        h("label", { for: "merge-target", text: "Name of the merged category (an existing or a new one)" }),
-        target, datalist,
-        h("p", { class: "hint", text: "Broader categories (e.g. `edible plant` instead of `carrot` and `tomato`) often make a better model." }));
+        h(
+          "fieldset",
+          { class: "merge-list" },
+          h("legend", { text: `Merge “${name}” with:` }),
+          boxes,
+        ),
+        h("label", {
+          for: "merge-target",
+          text: "Name of the merged category (an existing or a new one)",
+        }),
+        target,
+        datalist,
+        h("p", {
+          class: "hint",
+          text: "Broader categories (e.g. `edible plant` instead of `carrot` and `tomato`) often make a better model.",
+        }),
+      );
       return () => {
-        const sources = [name, ...boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => b.value)];
+        const sources = [
+          name,
+          ...boxes
+            .map((b) => b.querySelector("input"))
+            .filter((b) => b.checked)
+            .map((b) => b.value),
+        ];
         const value = target.value.trim();
-        if (sources.length < 2 && value === name) throw new Error("Tick at least one category to merge with.");
+        if (sources.length < 2 && value === name)
+          throw new Error("Tick at least one category to merge with.");
         if (!value) throw new Error("Type the name of the merged category.");
         return { sources, target: value };
       };
@@ -271,21 +444,29 @@ async function mergeCategory(name) {
     submit: async ({ sources, target }) => {
       const result = await postJSON("/api/categories/merge", { sources, target });
       emit("changed");
-      toast(`Merged ${sources.map((s) => `“${s}”`).join(", ")} into “${target}” (${plural(result.moved, "photo")}).`, { action: undoAction });
+      toast(
+        `Merged ${sources.map((s) => `“${s}”`).join(", ")} into “${target}” (${plural(result.moved, "photo")}).`,
+        { action: undoAction },
+      );
     },
   });
 }
 
 async function removeCategory(name) {
   await act(postJSON("/api/categories/remove", { name }), () =>
-    toast(`Removed category “${name}”. Its photos are in the project's trash.`, { action: undoAction }));
+    toast(`Removed category “${name}”. Its photos are in the project's trash.`, {
+      action: undoAction,
+    }),
+  );
 }
 
 export async function movePhotos(ids, category) {
   if (!ids.length || !category) return;
   await act(postJSON("/api/images/move", { images: ids, category }), (result) => {
     for (const id of ids) store.selected.delete(id);
-    toast(`Moved ${plural(result.moved.length, "photo")} to “${category}”.`, { action: undoAction });
+    toast(`Moved ${plural(result.moved.length, "photo")} to “${category}”.`, {
+      action: undoAction,
+    });
   });
 }
 
@@ -323,14 +504,30 @@ function makeDropTarget(node, category) {
     depth = 0;
     node.classList.remove("drop-over");
     if (hasType(event, PHOTO_TYPE)) {
-      let ids = [];
-      try { ids = JSON.parse(event.dataTransfer.getData(PHOTO_TYPE)); } catch (_) { return; }
-      const here = new Set((store.categories.find((c) => c.name === category) || { images: [] }).images.map((i) => i.id));
-      movePhotos(ids.filter((id) => !here.has(id)), category);
+      let ids;
+      try {
+        ids = JSON.parse(event.dataTransfer.getData(PHOTO_TYPE));
+      } catch {
+        return;
+      }
+      const here = new Set(
+        (store.categories.find((c) => c.name === category) || { images: [] }).images.map(
+          (i) => i.id,
+        ),
+      );
+      movePhotos(
+        ids.filter((id) => !here.has(id)),
+        category,
+      );
       return;
     }
     const pending = droppedEntries(event.dataTransfer);
-    pending.then((found) => uploadFiles(category, found.map((f) => f.file)));
+    pending.then((found) =>
+      uploadFiles(
+        category,
+        found.map((f) => f.file),
+      ),
+    );
   });
 }
 
@@ -346,7 +543,10 @@ function accepts(event) {
 export function wireSectionDrop() {
   const box = $("#categories");
   box.addEventListener("dragover", (event) => {
-    if (hasType(event, "Files")) { event.preventDefault(); event.dataTransfer.dropEffect = "copy"; }
+    if (hasType(event, "Files")) {
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    }
   });
   box.addEventListener("drop", async (event) => {
     if (!hasType(event, "Files")) return;
@@ -358,11 +558,17 @@ export function wireSectionDrop() {
       const parts = path.split("/").filter(Boolean);
       // "/animals/cat/1.jpg": a dropped folder holding category folders; "/cat/1.jpg": a category.
       const name = parts.length >= 3 ? parts[1] : parts.length === 2 ? parts[0] : null;
-      if (!name) { loose += 1; continue; }
+      if (!name) {
+        loose += 1;
+        continue;
+      }
       if (!groups.has(name)) groups.set(name, []);
       groups.get(name).push(file);
     }
-    if (loose) toast(`${plural(loose, "file")} not added: drop photos onto a category, or drop folders here to make categories.`);
+    if (loose)
+      toast(
+        `${plural(loose, "file")} not added: drop photos onto a category, or drop folders here to make categories.`,
+      );
     for (const [name, files] of groups) {
       if (!store.categories.some((c) => c.name === name)) {
         try {
@@ -392,7 +598,9 @@ function droppedEntries(dataTransfer) {
       if (file) plain.push({ file, path: `/${file.name}` });
     }
   }
-  if (!items.length) for (const file of Array.from(dataTransfer.files || [])) plain.push({ file, path: `/${file.name}` });
+  if (!items.length)
+    for (const file of Array.from(dataTransfer.files || []))
+      plain.push({ file, path: `/${file.name}` });
   return Promise.all(roots.map(walkEntry)).then((lists) => plain.concat(lists.flat()));
 }
 
@@ -418,7 +626,8 @@ async function walkEntry(entry) {
 
 export async function uploadFiles(category, files) {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
-  const hidden = (f) => (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
+  const hidden = (f) =>
+    (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
   const wanted = files.filter((f) => !hidden(f));
   const tooBig = wanted.filter((f) => f.size > limit);
   const queue = wanted.filter((f) => f.size <= limit);
@@ -427,11 +636,31 @@ export async function uploadFiles(category, files) {
     return;
   }
   const totalBytes = queue.reduce((sum, f) => sum + f.size, 0) || 1;
-  const report = { added: [], duplicates: [], rejected: tooBig.map((f) => ({ source: f.name, reason: `It is larger than ${bytes(limit)}.` })) };
-  const bar = h("progress", { max: String(totalBytes), value: "0", "aria-label": `Upload to ${category}` });
+  const report = {
+    added: [],
+    duplicates: [],
+    rejected: tooBig.map((f) => ({ source: f.name, reason: `It is larger than ${bytes(limit)}.` })),
+  };
+  const bar = h("progress", {
+    max: String(totalBytes),
+    value: "0",
+    "aria-label": `Upload to ${category}`,
+  });
   const text = h("span", { class: "upload-text" });
-  const box = h("div", { class: "upload", role: "status" },
-    h("div", { class: "upload-head" }, h("p", { class: "upload-title", text: `Adding ${plural(wanted.length, "file")} to “${category}”…` }), text), bar);
+  const box = h(
+    "div",
+    { class: "upload", role: "status" },
+    h(
+      "div",
+      { class: "upload-head" },
+      h("p", {
+        class: "upload-title",
+        text: `Adding ${plural(wanted.length, "file")} to “${category}”…`,
+      }),
+      text,
+    ),
+    bar,
+  );
   $("#uploads").append(box);
   let sentBefore = 0;
   let sentFiles = 0;
@@ -440,9 +669,13 @@ export async function uploadFiles(category, files) {
     const batchBytes = batch.reduce((sum, f) => sum + f.size, 0);
     text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
     try {
-      const result = await postFiles(`/api/upload?category=${encodeURIComponent(category)}`, batch, (loaded) => {
-        bar.value = sentBefore + Math.min(loaded, batchBytes);
-      });
+      const result = await postFiles(
+        `/api/upload?category=${encodeURIComponent(category)}`,
+        batch,
+        (loaded) => {
+          bar.value = sentBefore + Math.min(loaded, batchBytes);
+        },
+      );
       report.added.push(...result.added);
       report.duplicates.push(...result.duplicates);
       report.rejected.push(...result.rejected);
@@ -475,16 +708,48 @@ function* batches(files) {
 }
 
 function finishUpload(box, category, report, failure) {
-  const dismiss = h("button", { type: "button", class: "btn btn-small btn-quiet", text: "Dismiss", onclick: () => box.remove() });
-  const lines = [h("div", { class: "upload-head" }, h("p", { class: "upload-title", text: `Added ${plural(report.added.length, "photo")} to “${category}”.` }), dismiss)];
+  const dismiss = h("button", {
+    type: "button",
+    class: "btn btn-small btn-quiet",
+    text: "Dismiss",
+    onclick: () => box.remove(),
+  });
+  const lines = [
+    h(
+      "div",
+      { class: "upload-head" },
+      h("p", {
+        class: "upload-title",
+        text: `Added ${plural(report.added.length, "photo")} to “${category}”.`,
+      }),
+      dismiss,
+    ),
+  ];
   if (report.duplicates.length) {
-    lines.push(h("details", {},
-      h("summary", { text: `${plural(report.duplicates.length, "photo")} already in the project, skipped` }),
-      h("ul", {}, report.duplicates.map((d) => h("li", { text: `${d.source} (same as ${d.existing})` })))));
+    lines.push(
+      h(
+        "details",
+        {},
+        h("summary", {
+          text: `${plural(report.duplicates.length, "photo")} already in the project, skipped`,
+        }),
+        h(
+          "ul",
+          {},
+          report.duplicates.map((d) => h("li", { text: `${d.source} (same as ${d.existing})` })),
+        ),
+      ),
+    );
   }
   if (report.rejected.length) {
-    lines.push(h("p", { class: "error-text", text: `${plural(report.rejected.length, "file")} not added:` }),
-      h("ul", { class: "rejected" }, report.rejected.map((r) => h("li", {}, h("b", { text: r.source }), ` — ${r.reason}`))));
+    lines.push(
+      h("p", { class: "error-text", text: `${plural(report.rejected.length, "file")} not added:` }),
+      h(
+        "ul",
+        { class: "rejected" },
+        report.rejected.map((r) => h("li", {}, h("b", { text: r.source }), ` — ${r.reason}`)),
+      ),
+    );
   }
   box.classList.toggle("upload-problem", Boolean(report.rejected.length || failure));
   box.classList.add("upload-done");

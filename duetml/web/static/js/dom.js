@@ -12,11 +12,15 @@ export function h(tag, attrs = {}, ...children) {
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = String(value);
     else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (key.startsWith("on") && typeof value === "function")
+      node.addEventListener(key.slice(2), value);
     else if (key === "style" && typeof value === "object") {
-      for (const [prop, v] of Object.entries(value)) node.style.setProperty(prop.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v);
-    }
-    else if (value === true) node.setAttribute(key, "");
+      for (const [prop, v] of Object.entries(value))
+        node.style.setProperty(
+          prop.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+          v,
+        );
+    } else if (value === true) node.setAttribute(key, "");
     else node.setAttribute(key, String(value));
   }
   append(node, children);
@@ -60,11 +64,33 @@ export function bytes(n) {
 // A short message at the bottom of the screen; `action` adds a button (e.g. Undo).
 export function toast(text, { kind = "info", action = null, timeout = 6000 } = {}) {
   const box = $("#toasts");
-  const item = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" }, h("span", { text }));
+  const item = h(
+    "div",
+    { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("span", { text }),
+  );
   if (action) {
-    item.append(h("button", { class: "btn btn-small", type: "button", text: action.label, onclick: () => { item.remove(); action.run(); } }));
+    item.append(
+      h("button", {
+        class: "btn btn-small",
+        type: "button",
+        text: action.label,
+        onclick: () => {
+          item.remove();
+          action.run();
+        },
+      }),
+    );
   }
-  item.append(h("button", { class: "toast-close", type: "button", "aria-label": "Dismiss", text: "×", onclick: () => item.remove() }));
+  item.append(
+    h("button", {
+      class: "toast-close",
+      type: "button",
+      "aria-label": "Dismiss",
+      text: "×",
+      onclick: () => item.remove(),
+    }),
+  );
   box.append(item);
   while (box.children.length > 4) box.firstElementChild.remove();
   if (timeout) setTimeout(() => item.remove(), timeout);
@@ -93,7 +119,10 @@ export function formDialog({ title, okLabel = "OK", build, submit }) {
       if (dialog.open) dialog.close();
       resolve(value);
     };
-    const onCancel = (event) => { event.preventDefault(); done(null); };
+    const onCancel = (event) => {
+      event.preventDefault();
+      done(null);
+    };
     const onSubmit = async (event) => {
       event.preventDefault();
       error.textContent = "";
@@ -112,7 +141,10 @@ export function formDialog({ title, okLabel = "OK", build, submit }) {
     dialog.addEventListener("cancel", onCancel);
     dialog.showModal();
     const first = body.querySelector("input, select, textarea");
-    if (first) { first.focus(); if (first.select) first.select(); }
+    if (first) {
+      first.focus();
+      if (first.select) first.select();
+    }
   });
 }
 

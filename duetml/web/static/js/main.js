@@ -1,10 +1,24 @@
 // Start-up, the event stream that keeps every tab current, undo and keyboard shortcuts.
 
 import { getJSON, postJSON } from "./api.js";
-import { chatPresent, conversationChanged, loadAgents, loadConversation, wireChat } from "./chat.js";
-import { loadCategories, loadStatus, wireAddCategory, wireSectionDrop, wireSelectionBar } from "./data.js";
+import {
+  chatPresent,
+  conversationChanged,
+  loadAgents,
+  loadConversation,
+  wireChat,
+} from "./chat.js";
+import {
+  loadCategories,
+  loadStatus,
+  wireAddCategory,
+  wireSectionDrop,
+  wireSelectionBar,
+} from "./data.js";
 import { $, replace, toast } from "./dom.js";
+import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import { loadReview } from "./review.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null };
@@ -17,7 +31,7 @@ function refreshData() {
     dataAgain = true;
     return dataRefresh;
   }
-  dataRefresh = Promise.all([loadCategories(), loadStatus()])
+  dataRefresh = Promise.all([loadCategories(), loadStatus(), loadReview(), loadMap()])
     .catch((exc) => toast(exc.message, { kind: "error" }))
     .finally(() => {
       dataRefresh = null;
@@ -35,7 +49,7 @@ async function refreshModel() {
   } catch (exc) {
     toast(exc.message, { kind: "error" });
   }
-  await loadEvaluation();
+  await Promise.all([loadEvaluation(), loadReview(), loadMap()]);
 }
 
 function renderUndo() {
@@ -44,7 +58,10 @@ function renderUndo() {
   button.disabled = history.length === 0;
   button.textContent = "Undo";
   button.title = history.length ? `Undo: ${history[0]} (Ctrl+Z)` : "Nothing to undo";
-  button.setAttribute("aria-label", history.length ? `Undo ${history[0]}` : "Undo (nothing to undo)");
+  button.setAttribute(
+    "aria-label",
+    history.length ? `Undo ${history[0]}` : "Undo (nothing to undo)",
+  );
 }
 
 async function undo() {
@@ -99,7 +116,10 @@ function connect() {
       wasDown = false;
       refreshData();
       refreshModel();
-      if (chatPresent()) { loadConversation(); loadAgents(); }
+      if (chatPresent()) {
+        loadConversation();
+        loadAgents();
+      }
     }
   });
   source.addEventListener("error", () => {
@@ -123,13 +143,22 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireMap();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
   on("undo", undo);
-  on("status", () => { renderUndo(); renderModel(); });
+  on("status", () => {
+    renderUndo();
+    renderModel();
+  });
   document.addEventListener("keydown", (event) => {
     const typing = event.target.closest("input, textarea, select, [contenteditable]");
-    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z" && !typing) {
+    if (
+      (event.ctrlKey || event.metaKey) &&
+      !event.shiftKey &&
+      event.key.toLowerCase() === "z" &&
+      !typing
+    ) {
       event.preventDefault();
       if (!$("#undo-btn").disabled) undo();
     }

@@ -1,6 +1,6 @@
 // (B) training with live progress, (C) trying photos and the evaluation report.
 
-import { getJSON, postFiles, postJSON } from "./api.js";
+import { postFiles, postJSON } from "./api.js";
 import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
 import { uploadFiles } from "./data.js";
 import { emit, store } from "./store.js";
@@ -46,11 +46,19 @@ export function renderTrain(job) {
       bar.value = job.done;
       const parts = [`Extracting features: ${job.done} of ${job.total} photos`];
       if (job.rate) parts.push(`${job.rate.toFixed(1)} images/s`);
-      if (job.eta !== null && job.eta !== undefined) parts.push(`about ${Math.max(1, Math.round(job.eta))} s left`);
+      if (job.eta !== null && job.eta !== undefined)
+        parts.push(`about ${Math.max(1, Math.round(job.eta))} s left`);
       text.textContent = parts.join(" · ");
-    } else if (job.phase === "fitting") {
-      bar.removeAttribute("value");
-      text.textContent = `Features ready (${plural(job.total, "photo")}); fitting the classifier and cross-validating…`;
+    } else if (job.phase && job.label) {
+      // The classifier's phases: a bar where there are steps to count (the fold fits).
+      if (job.total > 1) {
+        bar.max = job.total;
+        bar.value = job.done;
+      } else {
+        bar.removeAttribute("value");
+      }
+      const steps = job.total > 1 ? `: ${job.done} of ${job.total} fits` : "…";
+      text.textContent = `${job.label}${steps}`;
     } else {
       bar.removeAttribute("value");
       text.textContent = "Starting: reading the photos…";
@@ -59,9 +67,22 @@ export function renderTrain(job) {
   } else if (job.run && job.run !== lastRun) {
     if (job.state === "done" && job.result) {
       const r = job.result;
-      const accuracy = r.cv_accuracy === null ? ` No accuracy estimate: ${r.why_no_cv}` : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
-      showTrainMessage(`Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`, "success");
-      if (r.skipped && r.skipped.length) toast(`${plural(r.skipped.length, "photo")} could not be used: ${r.skipped.map((s) => `${s.image} (${s.reason})`).slice(0, 3).join("; ")}`, { kind: "error", timeout: 0 });
+      const accuracy =
+        r.cv_accuracy === null
+          ? ` No accuracy estimate: ${r.why_no_cv}`
+          : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
+      showTrainMessage(
+        `Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`,
+        "success",
+      );
+      if (r.skipped && r.skipped.length)
+        toast(
+          `${plural(r.skipped.length, "photo")} could not be used: ${r.skipped
+            .map((s) => `${s.image} (${s.reason})`)
+            .slice(0, 3)
+            .join("; ")}`,
+          { kind: "error", timeout: 0 },
+        );
     } else if (job.state === "failed") {
       showTrainMessage(job.error, "error");
     }
@@ -73,15 +94,42 @@ export function renderModel() {
   const box = $("#model-summary");
   const model = store.status && store.status.model;
   if (!model) {
-    replace(box, h("p", { class: "empty-state-inline", text: "No model yet: make at least two categories with a few photos each, then press Train." }));
+    replace(
+      box,
+      h("p", {
+        class: "empty-state-inline",
+        text: "No model yet: make at least two categories with a few photos each, then press Train.",
+      }),
+    );
     return;
   }
   const parts = [
-    h("span", { class: "model-accuracy", text: model.cv_accuracy === null || model.cv_accuracy === undefined ? "—" : pct(model.cv_accuracy) }),
-    h("span", { class: "model-caption", text: model.cv_accuracy === null || model.cv_accuracy === undefined ? "no accuracy estimate" : "cross-validated accuracy" }),
-    h("span", { class: "model-meta", text: `Model trained ${ago(model.trained_at)} on ${model.categories.join(", ")} (${model.backbone}).` }),
+    h("span", {
+      class: "model-accuracy",
+      text:
+        model.cv_accuracy === null || model.cv_accuracy === undefined
+          ? "—"
+          : pct(model.cv_accuracy),
+    }),
+    h("span", {
+      class: "model-caption",
+      text:
+        model.cv_accuracy === null || model.cv_accuracy === undefined
+          ? "no accuracy estimate"
+          : "cross-validated accuracy",
+    }),
+    h("span", {
+      class: "model-meta",
+      text: `Model trained ${ago(model.trained_at)} on ${model.categories.join(", ")} (${model.backbone}).`,
+    }),
   ];
-  if (model.older_than_data) parts.push(h("span", { class: "stale", text: "The photos changed since: train again to include the changes." }));
+  if (model.older_than_data)
+    parts.push(
+      h("span", {
+        class: "stale",
+        text: "The photos changed since: train again to include the changes.",
+      }),
+    );
   replace(box, ...parts);
 }
 
@@ -90,7 +138,10 @@ export function renderModel() {
 export function wirePredict() {
   const zone = $("#predict-drop");
   const input = $("#predict-input");
-  input.addEventListener("change", () => { predictFiles(Array.from(input.files)); input.value = ""; });
+  input.addEventListener("change", () => {
+    predictFiles(Array.from(input.files));
+    input.value = "";
+  });
   zone.addEventListener("dragover", (event) => {
     if (!Array.from(event.dataTransfer.types).includes("Files")) return;
     event.preventDefault();
@@ -110,9 +161,17 @@ export async function predictFiles(files) {
   if (!photos.length) return;
   const list = $("#predictions");
   const cards = photos.map((file) => {
-    const card = h("figure", { class: "prediction pending" },
+    const card = h(
+      "figure",
+      { class: "prediction pending" },
       h("img", { src: URL.createObjectURL(file), alt: `Your photo ${file.name}` }),
-      h("figcaption", {}, h("p", { class: "prediction-name", text: file.name }), h("p", { class: "muted", text: "Asking the model…" })));
+      h(
+        "figcaption",
+        {},
+        h("p", { class: "prediction-name", text: file.name }),
+        h("p", { class: "muted", text: "Asking the model…" }),
+      ),
+    );
     card.file = file;
     list.prepend(card);
     return card;
@@ -127,7 +186,11 @@ export async function predictFiles(files) {
     const result = await postFiles("/api/predict", photos);
     result.predictions.forEach((p, i) => fillPrediction(cards[i], p));
   } catch (exc) {
-    for (const card of cards) fillPrediction(card, { image: card.querySelector(".prediction-name").textContent, error: exc.message });
+    for (const card of cards)
+      fillPrediction(card, {
+        image: card.querySelector(".prediction-name").textContent,
+        error: exc.message,
+      });
   }
 }
 
@@ -136,24 +199,57 @@ function fillPrediction(card, prediction) {
   const caption = card.querySelector("figcaption");
   if (prediction.error) {
     card.classList.add("prediction-error");
-    replace(caption, h("p", { class: "prediction-name", text: prediction.image }), h("p", { class: "error-text", text: prediction.error }));
+    replace(
+      caption,
+      h("p", { class: "prediction-name", text: prediction.image }),
+      h("p", { class: "error-text", text: prediction.error }),
+    );
     return;
   }
-  replace(caption,
+  replace(
+    caption,
     h("p", { class: "prediction-name", text: prediction.image }),
-    h("p", { class: "prediction-label" }, h("span", { class: "muted", text: "Looks like " }), h("b", { class: "predicted", text: prediction.category })),
-    h("ul", { class: "bars", "aria-label": "Confidence per category" }, prediction.top.map((t) => h("li", {},
-      h("span", { class: "bar-label", text: t.category, title: t.category }),
-      h("span", { class: "bar", "aria-hidden": "true" }, h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } })),
-      h("span", { class: "bar-value", text: pct(t.probability) })))),
-    card.file ? addToTraining(card.file, prediction.category) : null);
+    h(
+      "p",
+      { class: "prediction-label" },
+      h("span", { class: "muted", text: "Looks like " }),
+      h("b", { class: "predicted", text: prediction.category }),
+    ),
+    h(
+      "ul",
+      { class: "bars", "aria-label": "Confidence per category" },
+      prediction.top.map((t) =>
+        h(
+          "li",
+          {},
+          h("span", { class: "bar-label", text: t.category, title: t.category }),
+          h(
+            "span",
+            { class: "bar", "aria-hidden": "true" },
+            h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } }),
+          ),
+          h("span", { class: "bar-value", text: pct(t.probability) }),
+        ),
+      ),
+    ),
+    card.file ? addToTraining(card.file, prediction.category) : null,
+  );
 }
 
 // A tried photo can join the training data, under the right category.
 function addToTraining(file, predicted) {
-  const select = h("select", { "aria-label": `Category to add ${file.name} to` },
-    store.categories.map((c) => h("option", { value: c.name, text: c.name, selected: c.name === predicted })));
-  const button = h("button", { type: "button", class: "btn btn-small", text: "Add to training data" });
+  const select = h(
+    "select",
+    { "aria-label": `Category to add ${file.name} to` },
+    store.categories.map((c) =>
+      h("option", { value: c.name, text: c.name, selected: c.name === predicted }),
+    ),
+  );
+  const button = h("button", {
+    type: "button",
+    class: "btn btn-small",
+    text: "Add to training data",
+  });
   button.addEventListener("click", async () => {
     button.disabled = true;
     await uploadFiles(select.value, [file]);
@@ -167,12 +263,18 @@ function addToTraining(file, predicted) {
 export async function loadEvaluation() {
   const box = $("#evaluation");
   if (!store.status || !store.status.model) {
-    replace(box, h("p", { class: "empty-state-inline", text: "The evaluation appears here after training: per-category precision and recall, and which categories the model confuses." }));
+    replace(
+      box,
+      h("p", {
+        class: "empty-state-inline",
+        text: "The evaluation appears here after training: per-category precision and recall, and which categories the model confuses.",
+      }),
+    );
     return;
   }
   let report;
   try {
-    report = await getJSON("/api/evaluation");
+    report = await postJSON("/api/evaluation");
   } catch (exc) {
     replace(box, h("p", { class: "message message-info", text: exc.message }));
     return;
@@ -183,58 +285,139 @@ export async function loadEvaluation() {
 function renderEvaluation(report) {
   const box = $("#evaluation");
   const total = report.confusion.flat().reduce((a, b) => a + b, 0);
-  const header = h("p", { class: "eval-summary" },
+  const header = h(
+    "p",
+    { class: "eval-summary" },
     h("b", { text: `Accuracy ${pct(report.accuracy)}` }),
     ` on ${plural(total, "photo")}, measured by ${report.source}.`,
-    report.model_older_than_data ? h("span", { class: "stale", text: " The photos changed since training." }) : null);
-  const perCategory = h("table", { class: "per-category" },
+    report.model_older_than_data
+      ? h("span", { class: "stale", text: " The photos changed since training." })
+      : null,
+  );
+  const perCategory = h(
+    "table",
+    { class: "per-category" },
     h("caption", { text: "Per category" }),
-    h("thead", {}, h("tr", {}, ["Category", "Precision", "Recall", "Photos"].map((t) => h("th", { scope: "col", text: t })))),
-    h("tbody", {}, report.per_category.map((row) => h("tr", {},
-      h("th", { scope: "row", text: row.category }),
-      h("td", { text: pct(row.precision) }),
-      h("td", { text: pct(row.recall) }),
-      h("td", { text: String(row.support) })))));
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Category", "Precision", "Recall", "Photos"].map((t) =>
+          h("th", { scope: "col", text: t }),
+        ),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      report.per_category.map((row) =>
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row", text: row.category }),
+          h("td", { text: pct(row.precision) }),
+          h("td", { text: pct(row.recall) }),
+          h("td", { text: String(row.support) }),
+        ),
+      ),
+    ),
+  );
   const cells = new Map(report.cells.map((c) => [`${c.true}\t${c.predicted}`, c.images]));
   const detail = h("div", { class: "cell-photos", "aria-live": "polite" });
-  const matrix = h("table", { class: "confusion" },
-    h("caption", { text: "Confusion matrix: rows are the true category, columns what the model said. Click a number to see its photos." }),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "corner", text: "true \\ predicted" }),
-      report.categories.map((c) => h("th", { scope: "col", text: c, title: c })))),
-    h("tbody", {}, report.categories.map((trueName, i) => {
-      const rowTotal = report.confusion[i].reduce((a, b) => a + b, 0) || 1;
-      return h("tr", {}, h("th", { scope: "row", text: trueName, title: trueName }),
-        report.categories.map((predicted, j) => {
-          const count = report.confusion[i][j];
-          const share = count / rowTotal;
-          const kind = i === j ? "hit" : count ? "miss" : "zero";
-          const button = h("button", {
-            type: "button",
-            class: `cell cell-${kind}`,
-            text: String(count),
-            disabled: count === 0,
-            "aria-label": `${count} ${trueName} photo(s) predicted as ${predicted}`,
-            style: { "--share": share.toFixed(3) },
-            onclick: () => showCell(detail, trueName, predicted, cells.get(`${trueName}\t${predicted}`) || [], matrix, button),
-          });
-          return h("td", {}, button);
-        }));
-    })));
-  replace(box, header, h("div", { class: "eval-tables" }, perCategory, h("div", { class: "matrix-wrap" }, matrix)), detail);
+  const matrix = h(
+    "table",
+    { class: "confusion" },
+    h("caption", {
+      text: "Confusion matrix: rows are the true category, columns what the model said. Click a number to see its photos.",
+    }),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col", class: "corner", text: "true \\ predicted" }),
+        report.categories.map((c) => h("th", { scope: "col", text: c, title: c })),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      report.categories.map((trueName, i) => {
+        const rowTotal = report.confusion[i].reduce((a, b) => a + b, 0) || 1;
+        return h(
+          "tr",
+          {},
+          h("th", { scope: "row", text: trueName, title: trueName }),
+          report.categories.map((predicted, j) => {
+            const count = report.confusion[i][j];
+            const share = count / rowTotal;
+            const kind = i === j ? "hit" : count ? "miss" : "zero";
+            const button = h("button", {
+              type: "button",
+              class: `cell cell-${kind}`,
+              text: String(count),
+              disabled: count === 0,
+              "aria-label": `${count} ${trueName} photo(s) predicted as ${predicted}`,
+              style: { "--share": share.toFixed(3) },
+              onclick: () =>
+                showCell(
+                  detail,
+                  trueName,
+                  predicted,
+                  cells.get(`${trueName}\t${predicted}`) || [],
+                  matrix,
+                  button,
+                ),
+            });
+            return h("td", {}, button);
+          }),
+        );
+      }),
+    ),
+  );
+  replace(
+    box,
+    header,
+    h("div", { class: "eval-tables" }, perCategory, h("div", { class: "matrix-wrap" }, matrix)),
+    detail,
+  );
 }
 
 function showCell(detail, trueName, predicted, ids, matrix, button) {
   for (const b of matrix.querySelectorAll(".cell.active")) b.classList.remove("active");
   button.classList.add("active");
-  const title = trueName === predicted
-    ? `${plural(ids.length, "photo")} of “${trueName}” recognised correctly`
-    : `${plural(ids.length, "photo")} of “${trueName}” taken for “${predicted}”`;
-  replace(detail,
+  const title =
+    trueName === predicted
+      ? `${plural(ids.length, "photo")} of “${trueName}” recognised correctly`
+      : `${plural(ids.length, "photo")} of “${trueName}” taken for “${predicted}”`;
+  replace(
+    detail,
     h("h4", { text: title }),
     ids.length
-      ? h("div", { class: "grid grid-small" }, ids.map((id, i) => h("button", { type: "button", class: "thumb-open", "aria-label": `Open photo ${i + 1}: ${id}`, onclick: () => showPhoto(id, id) },
-          h("img", { src: thumbUrl(id), alt: "", loading: "lazy" }))))
-      : h("p", { class: "muted", text: "The photos behind this number are no longer listed (retrain to refresh)." }));
+      ? h(
+          "div",
+          { class: "grid grid-small" },
+          ids.map((id, i) =>
+            h(
+              "button",
+              {
+                type: "button",
+                class: "thumb-open",
+                "aria-label": `Open photo ${i + 1}: ${id}`,
+                onclick: () => showPhoto(id, id),
+              },
+              h("img", { src: thumbUrl(id), alt: "", loading: "lazy" }),
+            ),
+          ),
+        )
+      : h("p", {
+          class: "muted",
+          text: "The photos behind this number are no longer listed (retrain to refresh).",
+        }),
+  );
 }
 
 export { emit };
