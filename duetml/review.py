@@ -253,7 +253,7 @@ def review_project(
     key = _cache_key(records, hashes, trained_at, dismissed, extract)
     cached = _read_cache(project, key)
     if cached is None:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_limits
 
         # Mostly small per-category matrices: one BLAS thread avoids the thread start-up
         # and spinning that made them several times slower on a busy 2-core machine.
