@@ -149,7 +149,10 @@ class Fitted:
         if images < full_images:
             said.append(f"{images} of {full_images} sheets")
         if self.image_scale < 1.0 and images:
-            said.append(f"its sheets at {self.image_scale:.0%} of their size")
+            scale = {0.5: "half", 0.75: "three quarters"}.get(self.image_scale)
+            said.append(
+                f"at {scale} their size" if scale else f"at {self.image_scale:.0%} of their size"
+            )
         budget = self.budget or base
         dropped = len(self.full_messages) - len(self.messages)  # earlier turns, as messages
         if dropped == 1 and self.full_messages[1].content == GREETING:
