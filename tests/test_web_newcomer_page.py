@@ -130,3 +130,53 @@ def test_undo_says_what_it_will_undo(browser: Any, watch: Watch, tmp_path: Path)
         panel(page, "bags").wait_for(state="detached")
         context.close()
     assert not watch.dialogs, watch.dialogs
+
+
+def test_a_big_project_has_an_overview_a_filter_and_short_panels(
+    browser: Any, watch: Watch, tmp_path: Path
+) -> None:
+    from web_helpers import demo_photos
+
+    from duetml.project import Project
+
+    project, _ = Project.init(tmp_path / "big")
+    # Ten categories: one with all 25 hats, one with a single photo (a warning), the rest 3.
+    project.add_images("hat", demo_photos("hat"))
+    project.add_images("lonely", demo_photos("shoes", 1))
+    for index in range(8):
+        project.add_images(f"kind-{index}", demo_photos("pants", 3, skip=index * 3))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(390, 800))
+        overview = page.locator("#overview")
+        overview.wait_for()
+        assert "10 categories, 50 photos" in page.locator("#overview-count").inner_text()
+        items = page.locator(".overview-item")
+        assert items.count() == 10
+        assert "25" in items.filter(has_text="hat").inner_text()
+        assert page.locator(".overview-warn").filter(has_text="lonely").count() == 1
+        # A panel starts with a first screenful; "Show all" opens the rest.
+        hat = panel(page, "hat")
+        assert 0 < hat.locator(".thumb").count() < 25
+        hat.locator(".more", has_text="Show all 25 photos").click()
+        page.wait_for_function(
+            "document.querySelectorAll('[data-category=hat] .thumb').length === 25"
+        )
+        # The filter narrows the overview and the panels; Enter jumps to the first match.
+        page.fill("#category-filter", "LONE")
+        page.wait_for_function("document.querySelectorAll('article.category').length === 1")
+        assert items.count() == 1
+        assert "1 of 10 categories" in page.locator("#overview-count").inner_text()
+        page.fill("#category-filter", "")
+        page.wait_for_function("document.querySelectorAll('article.category').length === 10")
+        page.locator(".overview-item", has_text="kind-7").click()
+        target = panel(page, "kind-7")
+        page.wait_for_function(
+            """() => { const p = document.querySelector('[data-category="kind-7"]');
+                       const r = p.getBoundingClientRect();
+                       const shown = r.top >= 0 && r.top < innerHeight;
+                       return document.activeElement === p && shown; }"""
+        )
+        assert target.is_visible()
+        assert sideways_overflow(page) == 0
+        context.close()
+    assert not watch.dialogs, watch.dialogs
