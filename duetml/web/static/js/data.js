@@ -742,7 +742,11 @@ export async function uploadFiles(category, files) {
     ),
     bar,
   );
-  $("#uploads").append(box);
+  // The progress and its report appear in the panel the photos were dropped on, where the
+  // user is looking (the top of the data area may be far up a long page).
+  const home = panels.get(category);
+  if (home && home.isConnected) home.querySelector(".category-head").after(box);
+  else $("#uploads").append(box);
   let sentBefore = 0;
   let sentFiles = 0;
   let failure = null;
