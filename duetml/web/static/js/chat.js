@@ -94,7 +94,9 @@ function renderAgents(info) {
     rows.push(
       h(
         "div",
-        { class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}` },
+        {
+          class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}`,
+        },
         h("dt", { text: ROLE_NAMES[key] }),
         h(
           "dd",
@@ -287,6 +289,8 @@ async function ask(text, about) {
       if (line.delta) {
         replyText.textContent += line.delta;
         list.scrollTop = list.scrollHeight;
+      } else if (line.notice) {
+        toast(line.notice, { timeout: 15000 }); // e.g. the model's context is small
       } else if (line.error) {
         failure = line.error;
       }
