@@ -429,21 +429,22 @@ class AgentSession:
         )
         if fitted.shrunk and window is not None and not retry:  # a retry says so itself
             if self._cap == window:
-                why = f"your setting [agents] {llm_window.CAP_SETTING} ({window:,} tokens)"
+                why = f"your setting [agents] {llm_window.CAP_SETTING} is small ({window:,} tokens)"
                 todo = "raise that setting or choose a model with a larger context"
             elif learned == window:
-                why = f"what {self._server(provider)} was seen to keep ({window:,} tokens)"
+                why = f"{self._server(provider)} keeps only {window:,} tokens"
                 todo = "let the server use the context duetml asks for"
             else:
-                why = f"the context of {spec} ({window:,} tokens)"
+                why = f"your model's context is small ({spec}: {window:,} tokens)"
                 todo = "choose a model with a larger context"
+            who = "the assistant" if agent == "passive" else "the proactive agent"
             key = f"shrunk {agent} {spec} {window}"
             if learned == window:
                 key = f"learned {self._window_key(provider)} {window}"
             self._tell_once(
                 key,
-                f"The {agent} agent's request does not fit {why}, so it sees "
-                f"{fitted.description(self.builder.budget)}: for the full picture, {todo}.",
+                f"{why[0].upper()}{why[1:]}: {who} sees "
+                f"{fitted.description(self.builder.budget)}; for the full picture, {todo}.",
             )
         return fitted
 

@@ -289,6 +289,8 @@ async function ask(text, about) {
       if (line.delta) {
         replyText.textContent += line.delta;
         list.scrollTop = list.scrollHeight;
+      } else if (line.notice) {
+        toast(line.notice, { timeout: 15000 }); // e.g. the model's context is small
       } else if (line.error) {
         failure = line.error;
       }
