@@ -221,7 +221,7 @@ def llm_proactive(
 
     if state not in ("on", "off"):
         typer.echo("Error: say `on` or `off`.", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(1)
     with one_line_errors():
         session = AgentSession(open_project(project))
         session.set_proactive_enabled(state == "on")

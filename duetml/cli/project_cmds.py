@@ -52,7 +52,12 @@ def init(
             + ", ".join(f"{c.name} ({c.count})" for c in cats[:20])
             + (" ..." if len(cats) > 20 else "")
         )
-    typer.echo(f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}")
+    if report is not None and report.added:
+        typer.echo(f"Next: duetml train -p {folder}")
+    else:
+        typer.echo(
+            f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}"
+        )
 
 
 @app.command()
@@ -136,10 +141,16 @@ def demo(
 ) -> None:
     """Make a demo project from real photos that ship with duetml, train it and evaluate it."""
     from duetml.cli.model_cmds import print_eval, run_training
-    from duetml.demo import create_demo_project
+    from duetml.demo import open_or_create_demo_project
 
-    typer.echo(f"Creating a demo project in {folder} (4 kinds of clothing, 25 photos each)...")
-    proj = create_demo_project(folder)
+    proj, reused = open_or_create_demo_project(folder)
+    if reused:
+        typer.echo(
+            f"Using the demo project already in {folder} "
+            "(`duetml demo OTHER_DIR` makes a new one)..."
+        )
+    else:
+        typer.echo(f"Created a demo project in {folder} (4 kinds of clothing, 25 photos each).")
     run_training(proj)
     from duetml.training import evaluate_project
 
