@@ -128,8 +128,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
 def test_serve_on_a_network_address_warns_and_prints_a_token_link(
     tmp_path: Path, served: list
 ) -> None:
-    from typer.testing import CliRunner
     from helpers import make_project
+    from typer.testing import CliRunner
 
     from duetml.cli import app
 
