@@ -104,6 +104,12 @@ _opened: list[Project] = []
 
 def _note_unwritten_logs() -> None:
     for project in _opened:
+        if project.journal.interrupted:
+            typer.echo(
+                f"Interrupted: {project.journal.interrupted} was reversed, so the project is "
+                "as it was before it.",
+                err=True,
+            )
         if project.log.unwritten:
             typer.echo(
                 f"Note: the interaction log was not written ({project.log.unwritten.lower()}), "
