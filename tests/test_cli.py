@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos
 from typer.testing import CliRunner
 
 from duetml.cli import app

@@ -117,3 +117,106 @@ def test_init_from_suggests_training_next(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "notes.txt: is a file outside any category folder" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == f"Next: duetml train -p {tmp_path / 'p'}"
+
+
+def _project_with(tmp_path: Path, *categories: str) -> Path:
+    folder = tmp_path / "p"
+    run("init", str(folder))
+    for category in categories:
+        photos = [str(p) for p in sorted((DEMO_DATA / category).glob("*.jpg"))[:3]]
+        added = runner.invoke(app, ["add", category, *photos, "-p", str(folder)])
+        assert added.exit_code == 0, added.output
+    return folder
+
+
+def test_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    folder = _project_with(tmp_path, "hat", "shoes")
+    runner.invoke(app, ["categories", "rename", "shoes", "upper body", "-p", str(folder)])
+    for command in (
+        ["categories", "add", "Upper Body"],
+        ["categories", "rename", "hat", "UPPER BODY"],
+        ["categories", "merge", "hat", "--into", "Upper body", "--new"],
+    ):
+        result = run(*command, "-p", str(folder))
+        assert result.returncode == 1 and "only in case" in result.stderr, command
+    assert sorted(p.name for p in (folder / "train").iterdir()) == ["hat", "upper body"]
+    # A change of case of the category itself is a rename like any other.
+    assert run("categories", "rename", "hat", "Hat", "-p", str(folder)).returncode == 0
+    assert sorted(p.name for p in (folder / "train").iterdir()) == ["Hat", "upper body"]
+
+
+def test_a_typo_does_not_make_a_category(tmp_path: Path) -> None:
+    folder = _project_with(tmp_path, "t-shirt")
+    photo = str(next((DEMO_DATA / "hat").glob("*.jpg")))
+    typo = run("add", "tshirt", photo, "-p", str(folder))
+    assert typo.returncode == 1 and "did you mean 't-shirt'?" in typo.stderr
+    assert "--new" in typo.stderr and not (folder / "train" / "tshirt").exists()
+    missing = run("categories", "show", "t-shrit", "-p", str(folder))
+    assert missing.returncode == 1 and "did you mean 't-shirt'?" in missing.stderr
+    meant = run("add", "tshirt", photo, "--new", "-p", str(folder))
+    assert meant.returncode == 0 and (folder / "train" / "tshirt").is_dir()
+    other = str(sorted((DEMO_DATA / "pants").glob("*.jpg"))[0])
+    unrelated = run("add", "scarf", other, "-p", str(folder))  # close to nothing: no question
+    assert unrelated.returncode == 0 and (folder / "train" / "scarf").is_dir()
+
+
+def test_move_takes_a_path_or_a_bare_name_and_undo_removes_the_new_category(
+    tmp_path: Path,
+) -> None:
+    folder = _project_with(tmp_path, "hat", "shoes")
+    first, second = sorted((folder / "train" / "hat").iterdir())[:2]
+    by_path = subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", "categories", "move",
+         first.name, "--to", "shoes", "-p", str(folder)],
+        capture_output=True, text=True, cwd=first.parent, timeout=300,
+    )  # fmt: skip
+    assert by_path.returncode == 0, by_path.stderr
+    assert (folder / "train" / "shoes" / first.name).exists()
+    by_stem = run("categories", "move", second.stem, "--to", "caps", "--new", "-p", str(folder))
+    assert by_stem.returncode == 0, by_stem.stderr
+    assert (folder / "train" / "caps" / second.name).exists()
+    assert run("undo", "-p", str(folder)).returncode == 0
+    assert (folder / "train" / "hat" / second.name).exists()
+    assert not (folder / "train" / "caps").exists()  # the category the move made is gone too
+    unknown = run("categories", "move", "nothing-like-it", "--to", "hat", "-p", str(folder))
+    assert unknown.returncode == 1 and "There is no photo 'nothing-like-it'" in unknown.stderr
+
+
+def test_iphone_heic_photos_are_added_and_classified(tmp_path: Path, trained_demo: Path) -> None:
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    heic = tmp_path / "IMG_0001.HEIC"
+    with Image.open(next((DEMO_DATA / "shoes").glob("*.jpg"))) as photo:
+        photo.save(heic, format="HEIF", quality=90)
+    assert heic.read_bytes()[4:12] == b"ftypheic"
+    added = run("add", "shoes", str(heic), "-p", str(trained_demo))
+    assert added.returncode == 0 and "Added 1 photo(s)." in added.stdout, added.stderr
+    stored = [p for p in (trained_demo / "train" / "shoes").iterdir() if p.stat().st_size]
+    newest = max(stored, key=lambda p: p.stat().st_mtime)
+    assert newest.suffix == ".jpg" and newest.read_bytes()[:3] == b"\xff\xd8\xff"
+    predicted = json.loads(run("predict", str(heic), "--json", "-p", str(trained_demo)).stdout)
+    assert predicted[0]["category"] == "shoes"
+    ppm = tmp_path / "scan.ppm"
+    Image.new("RGB", (32, 32)).save(ppm)
+    refused = run("add", "shoes", str(ppm), "-p", str(trained_demo))
+    assert "This is a PPM file, which duetml cannot read" in refused.stdout
+
+
+def test_llm_status_says_a_stopped_ollama_is_unreachable(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    run("init", str(tmp_path / "p"))
+    env = {**os.environ, "OLLAMA_HOST": f"http://127.0.0.1:{port}"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", "llm", "status",
+         "-p", str(tmp_path / "p")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    endpoint_lines = [line for line in result.stdout.splitlines() if "endpoint" in line]
+    assert endpoint_lines and all("NOT REACHABLE" in line for line in endpoint_lines)
+    assert "data stays on this machine" not in result.stdout

@@ -13,15 +13,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from agent_fakes import make_project
-from llm_fakes import FakeOllamaServer, FakeOpenAIServer, free_port
+from helpers import free_port, make_project
+from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
 from typer.testing import CliRunner
 
 from duetml.agents import choice
 from duetml.cli import app
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 
 from duetml import journal as journal_module
 from duetml.errors import (

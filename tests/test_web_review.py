@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import demo_photos, make_project
 from litestar.testing import TestClient
 from PIL import Image
-from web_helpers import asgi_request, demo_photos, make_project
+from web_helpers import asgi_request
 
 from duetml.datamap import layout_path, place_among, project_to_2d
 from duetml.project import Project

@@ -58,6 +58,38 @@ def open_project(path: Path) -> Project:
     return project
 
 
+NewOption = Annotated[
+    bool,
+    typer.Option(
+        "--new", help="Make the category if it does not exist, even if its name is close to one."
+    ),
+]
+
+
+def check_new_category(project: Project, name: str, new: bool) -> None:
+    """A typo must not make a category silently: a new name close to an existing one
+    ("tshirt" beside "t-shirt") is asked about at a terminal, and needs --new in a script."""
+    from duetml.names import close_names, validate_category_name
+
+    name = validate_category_name(name)
+    existing = project.all_category_names()
+    if new or name in existing:
+        return
+    close = close_names(name, existing)
+    if not close:
+        return
+    meant = " or ".join(repr(c) for c in close)
+    if sys.stdin.isatty() and typer.confirm(
+        f"There is no category {name!r} yet (did you mean {meant}?). Make {name!r}?",
+        default=False,
+    ):
+        return
+    fail(
+        f"There is no category {name!r}: did you mean {meant}? "
+        f"To make {name!r} as a new category, add --new."
+    )
+
+
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.cli.app import (
+    JsonOption,
+    NewOption,
+    ProjectOption,
+    app,
+    check_new_category,
+    emit_json,
+    open_project,
+)
 
 if TYPE_CHECKING:
     from duetml.project import AddReport
@@ -70,13 +78,14 @@ def add(
         bool, typer.Option("--move", help="Move the files in instead of copying them.")
     ] = False,
     test: Annotated[bool, typer.Option("--test", help="Add to the held-out test set.")] = False,
+    new: NewOption = False,
     project: ProjectOption = Path("."),
     json_: JsonOption = False,
 ) -> None:
     """Import photos into a category. Every file is decoded first; duplicates are skipped."""
-    report = open_project(project).add_images(
-        category, paths, move=move, split="test" if test else "train"
-    )
+    proj = open_project(project)
+    check_new_category(proj, category, new)
+    report = proj.add_images(category, paths, move=move, split="test" if test else "train")
     if json_:
         emit_json(report.as_dict())
     else:
