@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import test_web_browser
+from helpers import make_project
 from test_web_browser import Watch, open_page, panel, serving, wait_count
-from web_helpers import fake_agents, make_project
+from web_helpers import fake_agents
 
 pytestmark = pytest.mark.browser
 
@@ -137,7 +138,7 @@ def test_undo_says_what_it_will_undo(browser: Any, watch: Watch, tmp_path: Path)
 def test_a_big_project_has_an_overview_a_filter_and_short_panels(
     browser: Any, watch: Watch, tmp_path: Path
 ) -> None:
-    from web_helpers import demo_photos
+    from helpers import demo_photos
 
     from duetml.project import Project
 
