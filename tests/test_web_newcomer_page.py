@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import test_web_browser
+from helpers import make_project
 from test_web_browser import Watch, open_page, panel, serving, wait_count
-from web_helpers import fake_agents, make_project
+from web_helpers import fake_agents
 
 pytestmark = pytest.mark.browser
 
