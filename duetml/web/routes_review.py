@@ -10,14 +10,39 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from litestar import Response, get
+from litestar import Response, get, post
+from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
 from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.state import WebState
+
+FINDING_ID_PATTERN = r"^[0-9a-f]{6,64}$"
+FindingId = Annotated[
+    str,
+    KwargDefinition(
+        pattern=FINDING_ID_PATTERN,
+        description="A finding's id, as listed by GET /api/review.",
+    ),
+]
+
+
+@dataclass
+class ApplyFinding:
+    id: FindingId
+    # "suggested": what the finding suggests (its button text is the suggestion's label);
+    # "remove": remove the finding's photos instead (to the trash; undoable).
+    action: Literal["suggested", "remove"] = "suggested"
+
+
+@dataclass
+class DismissFindings:
+    ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=1000)]
+
 
 log = logging.getLogger("duetml.web")
 
@@ -108,9 +133,82 @@ def review_routes(web: WebState) -> list[Any]:
         log.debug("map answered in %.2f s", time.perf_counter() - started)
         return Response(result, headers={"Cache-Control": "no-store"})
 
-    return [photo_map]
+    @get(
+        "/api/review",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="The data review: findings about the photos, most important first",
+        description="Read-only: photos whose features are not cached yet are left out "
+        "(`unreviewed`), never extracted here.",
+    )
+    def review() -> Response[dict[str, Any]]:
+        from duetml.review import review_project
+
+        return Response(
+            review_project(project, extract=False).as_dict(),
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @post(
+        "/api/review/apply",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
+    )
+    def apply(data: JSONBody[ApplyFinding]) -> dict[str, str]:
+        from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
+
+        if data.action == "suggested":
+            message = apply_finding(project, data.id)
+        else:
+            finding = review_project(project, extract=False).get(data.id)
+            if not finding.photos:
+                raise DuetmlError("This finding is about categories, not photos: none to remove.")
+            count = len(finding.photos)
+            label = f"Remove {count} photo{'s' if count != 1 else ''}"
+            removal = Suggestion(action="remove", photos=finding.photos, label=label)
+            message = apply_suggestion(project, removal, "review", finding_id=finding.id)
+        web.changed()
+        return {"message": message}
+
+    @post(
+        "/api/review/dismiss",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Keep findings as they are: they are not raised again, by anyone",
+    )
+    def dismiss(data: JSONBody[DismissFindings]) -> dict[str, Any]:
+        from duetml.review import dismiss_findings
+
+        count = dismiss_findings(project, data.ids)
+        web.changed()
+        message = (
+            "Kept as it is: this will not be raised again."
+            if len(data.ids) == 1
+            else f"Kept {count} findings as they are: they will not be raised again."
+        )
+        return {"dismissed": count, "message": message}
+
+    return [photo_map, review, apply, dismiss]
 
 
 def _flags(project: Project) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """The review's findings (id, kind, message) and, per photo, the index of its first one."""
-    return [], {}
+    """The review's findings that point at photos (id, kind, message) and, per photo, the
+    index of its most important one: the map rings those photos and says why on hover."""
+    from duetml.review import review_project
+
+    try:
+        findings = review_project(project, extract=False).findings
+    except DuetmlError:
+        return [], {}
+    listed: list[dict[str, str]] = []
+    flags: dict[str, int] = {}
+    for finding in findings:  # most important first
+        if not finding.photos:
+            continue
+        listed.append({"id": finding.id, "kind": finding.kind, "message": finding.message})
+        for rel in finding.photos:
+            flags.setdefault(rel, len(listed) - 1)
+    return listed, flags
