@@ -22,6 +22,7 @@ from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.state import WebState
 
 FINDING_ID_PATTERN = r"^[0-9a-f]{6,64}$"
+MAX_FINDINGS = 1000
 FindingId = Annotated[
     str,
     KwargDefinition(
@@ -41,7 +42,7 @@ class ApplyFinding:
 
 @dataclass
 class DismissFindings:
-    ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=1000)]
+    ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=MAX_FINDINGS)]
 
 
 log = logging.getLogger("duetml.web")
@@ -182,6 +183,8 @@ def review_routes(web: WebState) -> list[Any]:
     def dismiss(data: JSONBody[DismissFindings]) -> dict[str, Any]:
         from duetml.review import dismiss_findings
 
+        if not 1 <= len(data.ids) <= MAX_FINDINGS:
+            raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
         count = dismiss_findings(project, data.ids)
         web.changed()
         message = (
