@@ -32,9 +32,13 @@ SAVE_EVERY = 500  # photos; an interrupted run keeps what it computed
 
 @dataclass
 class Progress:
+    """Where a training is: `phase` is "features" (done/total photos), then the classifier's
+    "kernel", "selection" (done/total fold fits), "calibration", "final fit", and "saving"."""
+
     done: int
     total: int
     elapsed: float
+    phase: str = "features"
 
     @property
     def rate(self) -> float:

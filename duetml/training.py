@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +13,27 @@ import numpy as np
 
 from duetml import __version__, locks
 from duetml.backbones import INPUT_SIZE, get_backbone
-from duetml.classifier import TrainedModel, train
+from duetml.classifier import PreviousChoice, TrainedModel, train
 from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError
-from duetml.features import FeatureCache, ProgressCallback, features_for_sources, fill_cache
+from duetml.features import (
+    FeatureCache,
+    Progress,
+    ProgressCallback,
+    features_for_sources,
+    fill_cache,
+)
 from duetml.project import ImageRecord, Project, fingerprint_of
 
 MODEL_FILE = "model/model.npz"
+# What each training phase is called on the page and in the terminal (Progress.phase).
+PHASE_LABELS = {
+    "features": "Extracting features",
+    "kernel": "Comparing every photo with every other",
+    "selection": "Cross-validating the SVM",
+    "calibration": "Calibrating the probabilities",
+    "final fit": "Fitting the final SVM",
+    "saving": "Saving the model",
+}
 
 
 @dataclass
@@ -31,6 +47,7 @@ class TrainReport:
     why_no_cv: str | None
     kernel: str
     C: float
+    reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,7 +59,7 @@ class TrainReport:
             "cv_accuracy": self.cv_accuracy,
             "cv_folds": self.cv_folds,
             "why_no_cv": self.why_no_cv,
-            "svm": {"kernel": self.kernel, "C": self.C},
+            "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
             "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
         }
 
@@ -72,11 +89,31 @@ def project_features(
     return cache.matrix([hashes[r.rel] for r in usable]), usable, skipped, hashes
 
 
+def previous_choice(project: Project) -> PreviousChoice | None:
+    """The (kernel, C) the current model was selected with, and the data it was selected on."""
+    try:
+        model = load_model(project)
+    except DuetmlError:
+        return None
+    meta = model.meta
+    counts = meta.get("selection_counts") or meta.get("counts")
+    if not meta.get("cv_candidates") or not isinstance(counts, dict):
+        return None  # never cross-validated: nothing was selected
+    return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
+
+
 def train_project(
-    project: Project, progress: ProgressCallback | None = None, wait: bool = False
+    project: Project,
+    progress: ProgressCallback | None = None,
+    wait: bool = False,
+    reuse_choice: bool = True,
 ) -> TrainReport:
     """Extract what is missing, fit the SVM, save the model. The old model stays valid until
-    the new one replaces it in one `os.replace`, so Ctrl-C or a crash never breaks it."""
+    the new one replaces it in one `os.replace`, so Ctrl-C or a crash never breaks it.
+
+    After a small change (at most 5% of the photos since the last full selection) the
+    previous (kernel, C) is cross-validated alone instead of all candidates; `reuse_choice=
+    False` selects among all of them again."""
     started = time.perf_counter()
     busy = "Another training of this project is running: wait for it to finish."
     with locks.hold(project.state_dir / "train.lock", 3600.0 if wait else 0.05, busy):
@@ -92,7 +129,22 @@ def train_project(
         fingerprint = fingerprint_of(records, hashes)
         categories = sorted({r.category for r in usable}, key=str.lower)
         empty = [c for c in project.category_names("train") if c not in categories]
-        model, cv, why_no_cv = train(x, [r.category for r in usable], categories, project.backbone)
+        clock = time.perf_counter()
+
+        def step(phase: str, done: int, total: int) -> None:
+            if progress:
+                progress(Progress(done, total, time.perf_counter() - clock, phase))
+
+        previous = previous_choice(project) if reuse_choice else None
+        model, cv, why_no_cv = train(
+            x,
+            [r.category for r in usable],
+            categories,
+            project.backbone,
+            previous=previous,
+            step=step,
+        )
+        counts = dict(Counter(r.category for r in usable))
         backbone = get_backbone(project.backbone)
         model.meta.update(
             {
@@ -108,11 +160,17 @@ def train_project(
                 "trained_at": time.time(),
                 "duetml_version": __version__,
                 "images": len(usable),
-                "counts": {c: sum(r.category == c for r in usable) for c in categories},
+                "counts": {c: counts[c] for c in categories},
+                # The data the (kernel, C) was last selected on: later small changes reuse
+                # that choice; a change of more than 5% from it selects again.
+                "selection_counts": previous.counts
+                if previous is not None and cv is not None and cv.reused_choice
+                else {c: counts[c] for c in categories},
                 "ignored_empty_categories": empty,
                 "cv_accuracy": cv.accuracy if cv else None,
                 "cv_folds": cv.folds if cv else None,
                 "cv_candidates": cv.candidate_scores if cv else None,
+                "cv_reused_choice": bool(cv and cv.reused_choice),
                 "why_no_cv": why_no_cv,
                 # Out-of-fold results, so `eval` can report without refitting anything.
                 "cv_results": [
@@ -127,8 +185,10 @@ def train_project(
             # The full out-of-fold matrix, for the data review (confident learning).
             model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
             model.extras["oof_rels"] = np.array([r.rel for r in usable], dtype=str)
+        step("saving", 0, 1)
         with project.data_lock():
             model.save(model_path(project))
+        step("saving", 1, 1)
         extracted = len(cache) - cache_before
         report = TrainReport(
             images=len(usable),
@@ -140,6 +200,7 @@ def train_project(
             why_no_cv=why_no_cv,
             kernel=model.kernel,
             C=model.C,
+            reused_choice=bool(cv and cv.reused_choice),
             skipped=skipped,
         )
     project.log.record(

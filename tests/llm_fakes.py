@@ -396,8 +396,8 @@ class FakeOllamaServer(_FakeServer):
     Like a real Ollama, it fits the prompt into a context window: `options.num_ctx` when the
     request sets it (and `honour_num_ctx`), else `default_num_ctx` (2,048). A longer prompt
     loses its FRONT: only the last N tokens are kept (words and punctuation count as tokens,
-    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model and 576
-    for others, like LLaVA), and
+    each image as `image_tokens`, or by default one per 28 x 28 pixels for a Qwen model, 256
+    for Gemma and 576 for others, like LLaVA's base view), and
     `prompt_eval_count` reports what was kept.
     `server.seen_prompts` holds, per chat request, the text the "model" really saw.
     `context_length` is what /api/show reports as `<architecture>.context_length`.
@@ -443,6 +443,8 @@ class FakeOllamaServer(_FakeServer):
     def _image_cost(self, model: str, image: str) -> int:
         if self.image_tokens is not None:
             return self.image_tokens
+        if "gemma" in model:
+            return 256  # Gemma 3: every image becomes 256 tokens
         if "qwen" not in model:
             return 576  # a fixed-size encoder, like LLaVA's 336 px view
         from PIL import Image
@@ -625,9 +627,11 @@ class FakeOpenAIServer(_FakeServer):
         *,
         api_key: str | None = None,
         echo_key_in_errors: bool = False,
+        max_model_len: int | None = None,
     ) -> None:
         super().__init__()
         self.models = list(models)
+        self.max_model_len = max_model_len  # listed per model, like vLLM
         self.api_key = api_key
         self.echo_key_in_errors = echo_key_in_errors
         self._counter = 0
@@ -668,7 +672,13 @@ class FakeOpenAIServer(_FakeServer):
             payload = {
                 "object": "list",
                 "data": [
-                    {"id": name, "object": "model", "created": 1715367049, "owned_by": "system"}
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": 1715367049,
+                        "owned_by": "system",
+                        **({"max_model_len": self.max_model_len} if self.max_model_len else {}),
+                    }
                     for name in self.models
                 ],
             }

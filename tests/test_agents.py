@@ -375,7 +375,14 @@ def test_a_pass_in_another_process_makes_this_one_skip(demo_project):
     assert session.proactive_pass() == "Advice."
 
 
+def answered(project) -> None:
+    """The user has answered the opening question: the timer's looks need not wait for it."""
+    project.settings["goal"] = "Sort my clothes by type."
+    project.save_settings()
+
+
 def test_timer_calls_passes_until_stopped(demo_project):
+    answered(demo_project)
     proactive = FakeProvider().enqueue("First advice.", "Second advice.")
     session = session_for(demo_project, proactive=proactive)
     heard: list[str] = []
@@ -394,6 +401,7 @@ def test_timer_calls_passes_until_stopped(demo_project):
 
 
 def test_timer_reports_an_error_once(demo_project):
+    answered(demo_project)
     proactive = FakeProvider().enqueue(
         LLMError("Ollama is not running."), LLMError("Ollama is not running.")
     )

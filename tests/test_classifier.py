@@ -115,3 +115,97 @@ def test_a_truncated_model_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError):
         TrainedModel.load(tmp_path / "m.npz")
+
+
+def _loop_votes_and_margins(pair_scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The definition, one pair at a time (libsvm's order (0,1), (0,2), ..., (1,2), ...)."""
+    votes, confidence = np.zeros((len(pair_scores), k)), np.zeros((len(pair_scores), k))
+    pair = 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            s = pair_scores[:, pair]
+            confidence[:, i] += s
+            confidence[:, j] -= s
+            votes[s >= 0, i] += 1
+            votes[s < 0, j] += 1
+            pair += 1
+    return votes, confidence
+
+
+@pytest.mark.parametrize("k", [2, 3, 7, 30])
+def test_vectorised_one_vs_one_scores_equal_the_pair_by_pair_definition(k: int) -> None:
+    rng = np.random.default_rng(k)
+    pairs = rng.normal(size=(50, k * (k - 1) // 2))
+    pairs[0, 0] = 0.0  # a tie counts for the first class, as in libsvm
+    votes, confidence = _loop_votes_and_margins(pairs, k)
+    expected = votes + confidence / (3 * (np.abs(confidence) + 1))
+    assert np.allclose(classifier.ovr_scores(pairs, k), expected, atol=1e-12)
+    assert np.allclose(classifier.pair_margins(pairs, k), confidence / (k - 1), atol=1e-12)
+    assert np.allclose(
+        classifier.class_scores(pairs, k, 2.0), expected + 2.0 * confidence / (k - 1), atol=1e-12
+    )
+
+
+def test_pair_scores_from_support_vectors_equal_sklearn_in_blocks() -> None:
+    x, y, _ = _blobs(5, 25, spread=2.5)
+    xn = classifier.normalise(x)
+    gram = classifier.kernel("rbf", xn @ xn.T)
+    svc = SVC(kernel="precomputed", C=3.0, decision_function_shape="ovo").fit(gram, y)
+    k_sv = gram[:, svc.support_]
+    # rows_per_block smaller than n: the row blocks must stitch together exactly.
+    mine = classifier.svm_pair_scores(
+        k_sv, svc.dual_coef_, svc.intercept_, svc.n_support_, rows_per_block=7
+    )
+    assert np.allclose(mine, svc.decision_function(gram), atol=1e-10)
+
+
+def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
+    x, y, _ = _blobs(4, 30, spread=3.0)
+    names = list("abcd")
+    steps = []
+    monkeypatch.setattr(classifier, "HALVING_ABOVE", 50)
+    model, cv, _ = classifier.train(
+        x, [names[i] for i in y], names, "t", step=lambda *s: steps.append(s)
+    )
+    fits = [s for s in steps if s[0] == "selection"]
+    n = len(classifier.CANDIDATES)
+    assert fits[-1] == ("selection", n + 2 * 4, n + 2 * 4)
+    # Two finalists with 5-fold scores; the others are labelled as one-fold screens.
+    assert sum("first fold only" not in name for name in cv.candidate_scores) == 2
+    assert len(cv.candidate_scores) == n
+    assert [s[0] for s in steps if s[1] == s[2] and s[0] != "selection"] == [
+        "kernel",
+        "calibration",
+        "final fit",
+    ]
+
+
+def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 100)
+    x, y, _ = _blobs(3, 40, spread=2.0)
+    names = ["a", "b", "c"]
+    labels = [names[i] for i in y]
+    full, full_cv, _ = classifier.train(x, labels, names, "t")
+    counts = {c: labels.count(c) for c in names}
+    previous = classifier.PreviousChoice(full.kernel, full.C, counts)
+    # Two more photos (< 5% of 120): only the previous candidate is cross-validated, and the
+    # model is the one a full selection would give when it picks the same candidate.
+    more_x = np.concatenate([x, x[:2] + 0.05])
+    more_labels = labels + labels[:2]
+    fast, fast_cv, _ = classifier.train(more_x, more_labels, names, "t", previous=previous)
+    assert fast_cv.reused_choice and list(fast_cv.candidate_scores) == [
+        f"{full.kernel} C={full.C:g}"
+    ]
+    slow, slow_cv, _ = classifier.train(more_x, more_labels, names, "t")
+    assert not slow_cv.reused_choice and len(slow_cv.candidate_scores) == 5
+    if (slow.kernel, slow.C) == (fast.kernel, fast.C):
+        assert np.allclose(fast.predict_proba(x), slow.predict_proba(x))
+        assert fast_cv.predicted == slow_cv.predicted
+    # A new category, or many more photos, selects again.
+    assert not previous.still_fits({**counts, "d": 5})
+    assert not previous.still_fits({c: n + 10 for c, n in counts.items()})
+    assert previous.still_fits({c: n + 1 for c, n in counts.items()})
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 2000)
+    assert not previous.still_fits({c: n + 1 for c, n in counts.items()})  # small: select

@@ -401,3 +401,21 @@ def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_proj
         monkeypatch.setenv("DUETML_PROACTIVE_LLM", "ollama:qwen2.5vl")
         same = CliRunner().invoke(app, ["llm", "status", "-p", root])
         assert "Warning" not in same.stdout  # one model, loaded once
+
+
+def test_a_broken_cap_setting_is_one_sentence(goal_project, monkeypatch):
+    monkeypatch.setenv(w.CAP_ENV_VAR, "lots")
+    session = AgentSession(goal_project, passive=FakeProvider(), proactive=FakeProvider())
+    with pytest.raises(LLMError, match="not a number of tokens: write one like 8192"):
+        "".join(session.ask_stream("hello"))
+
+
+def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(goal_project):
+    with FakeOpenAIServer(models=["qwen2.5-vl-7b"], max_model_len=3072) as server:
+        provider = get_provider("openai", "qwen2.5-vl-7b", base_url=server.url, max_retries=0)
+        assert provider.model_profile().context_length == 3072
+        session = AgentSession(goal_project, passive=provider, proactive=FakeProvider())
+        assert "".join(session.ask_stream("", about="data")) == "ok"
+        assert len(server.chat_requests) == 1  # no refusal needed
+        last = session.store.state()["last_request"]["passive"]
+        assert last["tokens"] + w.reply_room(3072) <= 3072 and last["shrunk"]

@@ -183,3 +183,25 @@ def test_rename_merge_add_proposals_apply_as_one_operation_each(demo_project):
 def test_a_fenced_block_that_is_no_proposal_stays_in_the_text():
     text = 'Here is how:\n```json\n{"name": "value"}\n```'
     assert raw_proposals(text) == (text, [])
+
+
+def test_duetml_chat_numbers_proposals_and_applies_one(demo_project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from duetml.cli import app
+
+    rels = hats(demo_project)
+    models = {"qwen2.5vl:latest": ["completion", "vision", "tools"]}
+    with FakeOllamaServer(models) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        server.queue_tool_calls([("propose_change", move_args(rels))], text="Two are shoes.")
+        typed = "Anything misfiled?\n/apply 1\n/apply 1\n/undo\nexit\n"
+        args = ["chat", "--interval", "600", "-p", str(demo_project.root)]
+        result = CliRunner().invoke(app, args, input=typed)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "assistant> Two are shoes.\n  [1] Move 2 photos from hat to shoes   /apply 1" in out
+    assert "Moved 2 photos to 'shoes'. (/undo reverts it)" in out
+    assert "applied already" in result.output  # the second /apply 1 is refused
+    assert "Undone: move 2 image(s) to 'shoes'." in out
+    assert set(rels) <= {r.rel for r in demo_project.images("train", "hat")}

@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
-pytest.register_assert_rewrite("llm_fakes")
-
 from llm_fakes import FakeOpenAIServer
 
 from duetml.errors import LLMError

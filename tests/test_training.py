@@ -172,3 +172,33 @@ def test_corrupt_model_file_is_a_clear_error(trained_demo: Path) -> None:
 
     with pytest.raises(ModelFileError, match="duetml train"):
         load_model(project)
+
+
+def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
+    trained_demo: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from duetml import classifier
+
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    staging = tmp_path / "new"
+    staging.mkdir()
+    for path in demo_photos("pants")[:3]:  # mirrored: real photos with new content
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(staging / path.name)
+    Project.open(trained_demo).add_images("pants", sorted(staging.iterdir()))
+    shutil.copytree(trained_demo, tmp_path / "full")
+    phases: list[str] = []
+    fast = train_project(
+        Project.open(trained_demo),
+        progress=lambda p: phases.append(p.phase) if p.phase not in phases else None,
+    )
+    assert fast.reused_choice
+    assert phases == ["features", "kernel", "selection", "calibration", "final fit", "saving"]
+    # The shortcut only narrows which candidates are tried: a full training that tries the
+    # same candidate gives the same model, so the same predictions on every demo photo.
+    monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))
+    full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
+    assert not full.reused_choice and full.cv_accuracy == fast.cv_accuracy
+    photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]
+    fast_predictions = predict_sources(Project.open(trained_demo), photos, [""] * len(photos))
+    full_predictions = predict_sources(Project.open(tmp_path / "full"), photos, [""] * len(photos))
+    assert [p.ranking for p in fast_predictions] == [p.ranking for p in full_predictions]

@@ -22,6 +22,7 @@ from web_helpers import (
 
 from duetml import locks
 from duetml.project import Project
+from duetml.training import PHASE_LABELS
 from duetml.web import create_app
 
 PORT = 8765
@@ -671,5 +672,8 @@ def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
     assert seen[-1]["state"] == "done" and seen[-1]["result"]["images"] == 24
     running = [s for s in seen if s["state"] == "running" and s.get("total")]
     assert running, seen
-    assert running[-1]["total"] == 24 and running[-1]["rate"] > 0
-    assert all(s["phase"] in ("features", "fitting") for s in running)
+    features = [s for s in running if s["phase"] == "features"]
+    assert features and features[-1]["total"] == 24 and features[-1]["rate"] > 0
+    # Then the classifier's phases, each named for the page.
+    assert {s["phase"] for s in running} <= set(PHASE_LABELS)
+    assert all(s["label"] == PHASE_LABELS[s["phase"]] for s in running)

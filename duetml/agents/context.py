@@ -44,11 +44,13 @@ from duetml.agents.attachments import (
     photos_of,
 )
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
-from duetml.agents.facts import FactGatherer, number_photos, render_facts, short
+from duetml.agents.facts import FactGatherer, ago, number_photos, render_facts, short
 from duetml.agents.history import (
+    collapse_events,
     history_messages,
     is_agent_event,
     render_transcript,
+    split_events,
     summarize_events,
 )
 from duetml.llm import ImageInput, fence_data
@@ -100,7 +102,10 @@ class ContextBuilder:
         conversation: Sequence[dict[str, Any]] = (),
         *,
         vision: bool = True,
+        since: float | None = None,
     ) -> AgentContext:
+        """The context for `about`; for the proactive agent, `since` is the time of its last
+        look: the operations after it are listed, the older ones collapsed."""
         if about not in ABOUTS:
             raise ValueError(f"about must be one of {ABOUTS}, not {about!r}")
         budget = self.budget
@@ -117,15 +122,18 @@ class ContextBuilder:
             else "The user has not stated a goal yet."
         )
         facts_at = len(parts)  # the facts go here once the attached images are known
-        log_text = summarize_events(events, budget)
-        if log_text:
-            parts.append(
-                fence_data(
-                    log_text,
-                    title="the user's recent operations, oldest first",
-                    max_chars=budget.log_chars,
+        if about == "proactive":
+            parts += _changes_parts(self.project, events, since, budget)
+        else:
+            log_text = summarize_events(events, budget)
+            if log_text:
+                parts.append(
+                    fence_data(
+                        log_text,
+                        title="the user's recent operations, oldest first",
+                        max_chars=budget.log_chars,
+                    )
                 )
-            )
         if about == "proactive":
             transcript = render_transcript(conversation, budget)
             parts.append(
@@ -191,6 +199,36 @@ class ContextBuilder:
         return AgentContext(
             text="\n\n".join(parts), images=images, facts=facts, photos=numbers.as_dict()
         )
+
+
+def _changes_parts(
+    project: Project, recent: Sequence[dict[str, Any]], since: float | None, budget: Budget
+) -> list[str]:
+    """What changed since the proactive agent's last look, and before it in one line."""
+    if since is None:
+        older: list[dict[str, Any]] = []
+        new = [e for e in recent if not is_agent_event(e)]
+        head = "This is your first look at this project. The user's operations so far"
+    else:
+        # The whole log, not only the recent tail: the collapsed line covers everything.
+        older, new = split_events(project.log.recent(limit=100_000), since)
+        head = f"What the user did since your last look ({ago(since)})"
+    parts = []
+    if older:
+        parts.append(
+            fence_data(
+                collapse_events(older),
+                title="the user's earlier operations, collapsed",
+                max_chars=600,
+            )
+        )
+    text = summarize_events(new, budget)
+    parts.append(
+        fence_data(text, title=f"{head}, oldest first", max_chars=budget.log_chars)
+        if text
+        else f"{head}: nothing (the data and the model are as they were)."
+    )
+    return parts
 
 
 # How much each signal makes a category worth a look; the ranking decides which categories

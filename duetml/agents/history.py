@@ -45,6 +45,51 @@ def summarize_events(events: Sequence[dict[str, Any]], budget: Budget = DEFAULT_
     return text
 
 
+def collapse_events(events: Sequence[dict[str, Any]]) -> str:
+    """Older user operations in one line per kind: "init; add_images x100: 5,233 photos into
+    100 categories; train x2 (last: 93.1% cross-validated)"."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if not is_agent_event(event):
+            kinds.setdefault(str(event.get("event", "?")), []).append(event)
+    parts = []
+    for kind, group in kinds.items():
+        head = kind if len(group) == 1 else f"{kind} x{len(group)}"
+        parts.append(head + _collapsed_detail(kind, group))
+    return "; ".join(parts)
+
+
+def _collapsed_detail(kind: str, group: list[dict[str, Any]]) -> str:
+    def number(value: object) -> int:
+        return value if isinstance(value, int) else len(value) if isinstance(value, list) else 0
+
+    if kind == "add_images":
+        added = sum(number(e.get("added")) for e in group)
+        into = {str(e.get("category")) for e in group if e.get("category")}
+        return f": {added:,} photos into {len(into):,} categories"
+    if kind in ("move_images", "remove_images"):
+        return f": {sum(number(e.get('images')) for e in group):,} photos"
+    if kind == "train":
+        accuracy = group[-1].get("cv_accuracy")
+        if isinstance(accuracy, (int, float)):
+            return f" (last: {accuracy:.1%} cross-validated)"
+    if kind in ("rename_category", "add_category", "remove_category", "merge_categories"):
+        names = [str(e.get("new") or e.get("category") or e.get("target") or "") for e in group]
+        return ": " + ", ".join(short(n, 40) for n in names[-5:] if n)
+    return ""
+
+
+def split_events(
+    events: Sequence[dict[str, Any]], since: float | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(older, new): the user's operations before and after `since` (a time stamp)."""
+    mine = [e for e in events if not is_agent_event(e)]
+    if since is None:
+        return [], mine
+    older = [e for e in mine if float(e.get("ts") or 0) <= since]
+    return older, [e for e in mine if float(e.get("ts") or 0) > since]
+
+
 # --- the dialogue ---------------------------------------------------------------------------
 
 

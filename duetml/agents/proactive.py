@@ -6,6 +6,11 @@ the one of the last look before anything is sent. When it did change, the model 
 may answer `NOTHING_TO_ADD`, which is never shown. Passes never overlap: a thread lock within a
 process, a lock file (`.duetml/proactive.lock`) across processes, and a busy pass is skipped,
 not queued.
+
+It is situated: its request lists what the user did since its last look, with the older
+operations collapsed into one line; the timer holds it back while a reply is being written and
+for a few seconds after, and (for a while) until the opening question is answered; advice
+whose words mostly repeat advice already shown is dropped (`is_repeat`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("duetml.agents")
 
 LOCK_FILE = "proactive.lock"
+RECHECK_SECONDS = 1.0  # how soon a look that had to wait is tried again
 # Kinds the proactive agent's own speech adds: they must not count as the user doing something.
 _NOT_USER_ACTIVITY = {"proactive", "error"}
 _SENTINEL = re.compile(r"NOTHING[\s_-]*TO[\s_-]*ADD", re.IGNORECASE)
@@ -60,6 +66,27 @@ def state_signature(project: Project, conversation: Sequence[dict[str, Any]]) ->
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+# Advice at least this similar to advice already shown is not shown again.
+REPEAT_SIMILARITY = 0.6
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def similarity(a: str, b: str) -> float:
+    """How much two pieces of advice say the same, in [0, 1]: the overlap of their sets of
+    words (Jaccard), which ignores order and punctuation and so catches a rephrasing; short
+    function words are left out. (difflib's character ratio rates "First advice." and
+    "Second advice." as alike, so it is not used.)"""
+    words_a = {w for w in _WORD.findall(a.lower()) if len(w) > 2}
+    words_b = {w for w in _WORD.findall(b.lower()) if len(w) > 2}
+    union = words_a | words_b
+    return len(words_a & words_b) / len(union) if union else 1.0
+
+
+def is_repeat(advice: str, shown: Sequence[str]) -> bool:
+    """True when `advice` says nearly what one of the pieces of advice in `shown` said."""
+    return any(similarity(advice, old) >= REPEAT_SIMILARITY for old in shown)
+
+
 def is_nothing_to_add(reply: str) -> bool:
     """True for the sentinel, however the model decorated it, and for an empty reply."""
     return not reply.strip() or bool(_SENTINEL.search(reply))
@@ -71,9 +98,15 @@ class ProactiveAgent:
         self.builder = builder
 
     def request(
-        self, conversation: Sequence[dict[str, Any]], *, vision: bool, tools: bool = False
+        self,
+        conversation: Sequence[dict[str, Any]],
+        *,
+        vision: bool,
+        tools: bool = False,
+        since: float | None = None,
     ) -> tuple[list[ChatMessage], AgentContext]:
-        context = self.builder.build("proactive", conversation, vision=vision)
+        """The request; `since` (its last look) splits the log into new and collapsed."""
+        context = self.builder.build("proactive", conversation, vision=vision, since=since)
         how = prompts.PROPOSALS_BY_TOOL if tools else prompts.PROPOSALS_BY_JSON
         text = f"{context.text}\n\n{prompts.PROACTIVE_INSTRUCTION}\n\n{how}"
         messages = [
@@ -109,6 +142,8 @@ class ProactiveTimer:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self._soon = False  # the last tick was told to wait: look again shortly
+        self._woken = False
 
     def start(self) -> Self:
         if self._thread is None:
@@ -125,6 +160,7 @@ class ProactiveTimer:
 
     def wake(self) -> None:
         """Look now instead of at the next tick (e.g. right after the user changed something)."""
+        self._woken = True
         self._wake.set()
 
     @property
@@ -141,6 +177,8 @@ class ProactiveTimer:
         if first and self.first_delay is not None:
             return max(self.first_delay, 0.0)
         interval = self.interval if self.interval is not None else self.session.proactive_interval
+        if self._soon:
+            return min(max(float(interval), 0.01), RECHECK_SECONDS)
         return max(float(interval), 0.01)
 
     def _run(self) -> None:
@@ -154,8 +192,19 @@ class ProactiveTimer:
             self.tick()
 
     def tick(self) -> str | None:
-        """One pass with the timer's error handling; also usable without the thread."""
+        """One pass with the timer's error handling; also usable without the thread.
+
+        When the session says to wait (a reply being written or just written, the opening
+        question unanswered), the pass is skipped and the timer looks again in a second.
+        """
         try:
+            # A wake-up (the user switched the agent on) asks for a look now: only a reply
+            # being read makes it wait, not the unanswered opening question.
+            patient, self._woken = not self._woken, False
+            if self.session.waiting_reason(patient=patient) is not None:
+                self._soon = True
+                return None
+            self._soon = False
             advice = self.session.proactive_pass()
         except DuetmlError as exc:
             if str(exc) != self._last_error:

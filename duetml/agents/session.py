@@ -22,7 +22,13 @@ from duetml.agents import choice, fitting, prompts
 from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
 from duetml.agents.conversation import ConversationStore
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
-from duetml.agents.proactive import LOCK_FILE, ProactiveAgent, is_nothing_to_add, state_signature
+from duetml.agents.proactive import (
+    LOCK_FILE,
+    ProactiveAgent,
+    is_nothing_to_add,
+    is_repeat,
+    state_signature,
+)
 from duetml.agents.proposals import PROPOSAL_TOOL
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
@@ -34,6 +40,10 @@ if TYPE_CHECKING:
 
 MAX_GOAL_CHARS = 500
 MAX_ADVICE_CHARS = 4_000
+# The proactive agent keeps quiet while a reply is written and this long after (the user is
+# reading it), and waits this long for an answer to the opening question before it speaks.
+QUIET_AFTER_REPLY = 3.0
+GREETING_PATIENCE = 120.0
 # Shown between a reply written without its instructions (the server cut the request) and the
 # retry; only the retry is saved.
 RETRY_SEPARATOR = (
@@ -80,6 +90,8 @@ class AgentSession:
         self._configs: dict[str, AgentLLMConfig] = {}
         self._vision: dict[str, bool] = {}
         self._tools: dict[str, bool] = {}
+        self._replies_running = 0
+        self._reply_ended: float | None = None
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
         try:
             self._cap = llm_window.user_cap(
@@ -303,6 +315,8 @@ class AgentSession:
         user_text = clean_text(message, max_chars=8_000).strip()
         pieces: list[str] = []
         sent: dict[str, Any] = {}
+        with self._lock:
+            self._replies_running += 1
         try:
             conversation = self.conversation()
             self._capture_goal(user_text, about, conversation)
@@ -332,6 +346,10 @@ class AgentSession:
             self._save_broken_turn(kind, user_text, pieces, None)
             self._log_ask(about, provider, ok=False, error="interrupted")
             raise
+        finally:
+            with self._lock:
+                self._replies_running -= 1
+                self._reply_ended = time.monotonic()
         context = sent["extra"]
         reply, extra = self._with_proposals("".join(pieces).strip(), sent["calls"], context)
         self.store.append(("user", kind, user_text), ("assistant", kind, reply, extra))
@@ -594,6 +612,30 @@ class AgentSession:
         """Seconds between looks: the user's own setting, else the project's (at least 30 s)."""
         return choice.proactive_interval(self.project.settings)
 
+    def waiting_reason(self, *, patient: bool = True) -> str | None:
+        """Why an unprompted look should wait a little, or None: a reply is being written or
+        was just written (the user is reading it), or, when `patient`, the opening question
+        is unanswered (for at most GREETING_PATIENCE seconds)."""
+        with self._lock:
+            if self._replies_running:
+                return "a reply is being written"
+            ended = self._reply_ended
+        if ended is not None and time.monotonic() - ended < QUIET_AFTER_REPLY:
+            return "a reply was just written"
+        conversation = self.conversation()
+        replies = [
+            float(m.get("ts") or 0)
+            for m in conversation
+            if m["role"] == "assistant" and m["kind"] in KIND_OF_ASK.values()
+        ]
+        if replies and 0 <= time.time() - max(replies) < QUIET_AFTER_REPLY:
+            return "a reply was just written"  # by another process (the CLI beside the page)
+        answered = self.project.goal.strip() or any(m["role"] == "user" for m in conversation)
+        greeted = min((float(m.get("ts") or 0) for m in conversation), default=0.0)
+        if patient and not answered and time.time() - greeted < GREETING_PATIENCE:
+            return "the opening question is not answered yet"
+        return None
+
     def proactive_pass(self, force: bool = False) -> str | None:
         """One look; the advice (saved and logged), or None: unchanged, nothing new, off, busy."""
         from filelock import FileLock, Timeout
@@ -634,13 +676,15 @@ class AgentSession:
             return None
         self._check_ready("proactive")
         collected: list[str] = []
+        since = self.store.state().get("proactive_last_look_ts")
+        looked_at = time.time()
         try:
             vision = self._sees_images("proactive")
             tools = self._uses_tools("proactive")
 
             def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
                 agent = ProactiveAgent(provider, builder)
-                return agent.request(conversation, vision=vision, tools=tools)
+                return agent.request(conversation, vision=vision, tools=tools, since=since)
 
             sent: dict[str, Any] = {}
             for piece in self._send(
@@ -656,11 +700,20 @@ class AgentSession:
         except DuetmlError as exc:
             self._log_pass(provider, "error", error=str(exc))
             raise
-        self.store.update_state(lambda state: state.__setitem__("proactive_last_look", signature))
+
+        def remember(state: dict[str, Any]) -> None:
+            state["proactive_last_look"] = signature
+            state["proactive_last_look_ts"] = looked_at
+
+        self.store.update_state(remember)
         if not extra and is_nothing_to_add(reply):
             self._log_pass(provider, "nothing_to_add")
             return None
         advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
+        shown = [m["content"] for m in conversation if m["kind"] == "proactive"]
+        if not extra and is_repeat(advice, shown):
+            self._log_pass(provider, "repeat")  # nearly what the user was already told
+            return None
         self.store.append(("assistant", "proactive", advice, extra))
         self._log_pass(provider, "advice", advice_chars=len(advice))
         return advice

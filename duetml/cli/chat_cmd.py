@@ -130,21 +130,32 @@ def _show_start(session: AgentSession, proactive_on: bool, interval: float) -> N
         typer.echo(_render(message))
 
 
+def _proposal_lines(message: dict[str, Any]) -> str:
+    """The changes an agent proposed, numbered for `/apply N`; applied ones are marked."""
+    lines = []
+    for proposal in message.get("proposals") or ():
+        mark = " (applied)" if proposal.get("applied") else f"   /apply {proposal['number']}"
+        lines.append(f"  [{proposal['number']}] {proposal['label']}{mark}")
+    return "".join(f"\n{line}" for line in lines)
+
+
 def _render(message: dict[str, Any]) -> str:
     if message["kind"] == "proactive":
-        return _advice_text(message["content"])
+        return _advice_text(message["content"]) + _proposal_lines(message)
     if message["role"] == "user":
         labels = {"ask_data": "/data", "ask_results": "/results"}
         text = " ".join(filter(None, [labels.get(message["kind"]), message["content"]]))
         return f"{_ChatScreen.PROMPT}{text}"
     prefix = "error" if message["kind"] == "error" else "assistant"
-    return f"{prefix}> {message['content']}"
+    return f"{prefix}> {message['content']}" + _proposal_lines(message)
 
 
 CHAT_HELP = """\
 /data [question]      ask about your training data
 /results [question]   ask about your results
 /advise               let the proactive agent look now
+/apply N              apply the change an agent proposed as [N] (one undoable step)
+/undo                 undo the last change to the data
 /proactive on|off     switch the proactive agent (remembered)
 exit                  leave (Ctrl-D too)"""
 
@@ -170,7 +181,11 @@ def chat(
     every = interval if interval is not None else session.proactive_interval
     proactive_on = proactive_ok and session.proactive_enabled and session.proactive_provider.enabled
     _show_start(session, proactive_on, every)
-    timer = ProactiveTimer(session, every, on_advice=screen.advice, on_error=screen.error)
+
+    def advice(text: str) -> None:
+        screen.advice(text + _latest_proposals(session, "proactive"))
+
+    timer = ProactiveTimer(session, every, on_advice=advice, on_error=screen.error)
     if proactive_ok and session.proactive_provider.enabled:
         timer.start()  # each tick checks the switch, so /proactive on works at once
     try:
@@ -199,6 +214,12 @@ def _chat_loop(session: AgentSession, screen: _ChatScreen) -> None:
             elif command == "/advise":
                 _advise_now(session, screen)
                 continue
+            elif command == "/apply" and rest.strip():
+                _apply(session, rest.strip())
+                continue
+            elif command == "/undo":
+                _undo(session)
+                continue
             elif command == "/proactive" and rest.strip() in ("on", "off"):
                 session.set_proactive_enabled(rest.strip() == "on")
                 typer.echo(f"Proactive advice is {rest.strip()} (remembered for this project).")
@@ -217,7 +238,7 @@ def _reply(session: AgentSession, question: str, about: str) -> None:
         for piece in stream:
             print_notices(session)
             typer.echo(piece, nl=False)
-        typer.echo()
+        typer.echo(_latest_proposals(session, "assistant"))
     except DuetmlError as exc:
         typer.echo()
         typer.echo(f"Error: {exc}", err=True)
@@ -234,4 +255,31 @@ def _advise_now(session: AgentSession, screen: _ChatScreen) -> None:
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)
         return
-    typer.echo(_advice_text(advice) if advice else "(the proactive agent has nothing new to add)")
+    if not advice:
+        typer.echo("(the proactive agent has nothing new to add)")
+        return
+    typer.echo(_advice_text(advice) + _latest_proposals(session, "proactive"))
+
+
+def _latest_proposals(session: AgentSession, role: str) -> str:
+    """The proposal lines of the newest message from `role` ("assistant" or "proactive")."""
+    for message in reversed(session.conversation()):
+        if message["role"] == "assistant" and (message["kind"] == "proactive") == (
+            role == "proactive"
+        ):
+            return _proposal_lines(message)
+    return ""
+
+
+def _apply(session: AgentSession, which: str) -> None:
+    try:
+        typer.echo(session.apply_proposal(which.lstrip("[").rstrip("]")) + " (/undo reverts it)")
+    except DuetmlError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+
+
+def _undo(session: AgentSession) -> None:
+    try:
+        typer.echo(f"Undone: {session.project.undo()}.")
+    except DuetmlError as exc:
+        typer.echo(f"Error: {exc}", err=True)

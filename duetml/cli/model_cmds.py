@@ -25,27 +25,30 @@ def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> Trai
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeRemainingColumn,
     )
 
-    from duetml.training import train_project
+    from duetml.training import PHASE_LABELS, train_project
 
     columns = (
-        TextColumn("Extracting features"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f} images/s"),
+        TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
-        task = None
+        tasks: dict[str, TaskID] = {}
 
         def on_progress(p: ExtractionProgress) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task("extract", total=p.total, rate=0.0)
-            bar.update(task, completed=p.done, rate=p.rate)
+            # One line per phase that takes a while: features, then the classifier's steps.
+            if p.phase not in tasks:
+                label = PHASE_LABELS.get(p.phase, p.phase)
+                tasks[p.phase] = bar.add_task(label, total=p.total, detail="")
+            detail = f"{p.rate:.0f} images/s" if p.phase == "features" else ""
+            bar.update(tasks[p.phase], completed=p.done, total=p.total, detail=detail)
 
         report = train_project(proj, progress=on_progress, wait=wait)
     if not quiet:
@@ -54,9 +57,10 @@ def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> Trai
             f"({report.extracted} new feature vectors, {report.seconds:.1f} s)."
         )
         if report.cv_accuracy is not None:
+            how = " kept from the last selection" if report.reused_choice else ""
             typer.echo(
-                f"Cross-validated accuracy: {report.cv_accuracy:.1%} "
-                f"({report.cv_folds}-fold, SVM {report.kernel} C={report.C:g})."
+                f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, "
+                f"SVM {report.kernel} C={report.C:g}{how})."
             )
         else:
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")

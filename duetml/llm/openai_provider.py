@@ -16,6 +16,7 @@ from duetml.llm.base import (
     ConnectionDropped,
     Failure,
     IncompleteAnswer,
+    ModelProfile,
     Provider,
     parse_retry_after,
 )
@@ -187,6 +188,22 @@ class OpenAIProvider(Provider):
         # Ollama's OpenAI-compatible endpoint lists "llava:latest" for a model asked as "llava".
         installed = self.model in names or f"{self.model}:latest" in names
         return ModelInfo(self.model, installed=installed, vision=guess_vision(self.model))
+
+    def _profile_once(self) -> ModelProfile:
+        """vLLM lists each model's `max_model_len`; other servers say nothing until refused."""
+        family = window.family_for(self.model)
+        if not self.is_local():
+            return ModelProfile(None, family)
+        try:
+            models = self._client().models.list().data
+        except Exception:  # noqa: BLE001 - a server without /models still answers chats
+            return ModelProfile(None, family)
+        for model in models:
+            if model.id == self.model:
+                length = (model.model_extra or {}).get("max_model_len")
+                if isinstance(length, int) and length > 0:
+                    return ModelProfile(length, family)
+        return ModelProfile(None, family)
 
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import openai

@@ -6,11 +6,12 @@ import json
 import logging
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Response, get
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.params import FromPath
@@ -21,11 +22,14 @@ from duetml.errors import NotFoundError
 from duetml.project import Project
 from duetml.web.errors import ERROR_RESPONSES, make_exception_handlers, scrub
 from duetml.web.guard import RequestGuard, allowed_host_values
-from duetml.web.routes_agents import agent_routes
-from duetml.web.routes_data import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, data_routes
-from duetml.web.routes_model import model_routes
+from duetml.web.routes_agents import AGENT_ROUTES
+from duetml.web.routes_data import DATA_ROUTES, UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES
+from duetml.web.routes_model import MODEL_ROUTES
 from duetml.web.routes_review import review_routes
-from duetml.web.state import WebState
+from duetml.web.state import InjectedWebState, WebState
+
+if TYPE_CHECKING:
+    from duetml.agents import AgentSession
 
 log = logging.getLogger("duetml.web")
 
@@ -39,7 +43,7 @@ _TEXT_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+
 def create_app(
     project_root: Path | str,
     baseline: bool = False,
-    agents: Any = None,
+    agents: AgentSession | Callable[[Project], AgentSession] | None = None,
     allowed_hosts: Iterable[str] | None = None,
     port: int = DEFAULT_PORT,
     token: str | None = None,
@@ -73,57 +77,13 @@ def create_app(
             raise NotFoundError("There is no such file.")
         return Response(found[0], media_type=found[1], headers={"Cache-Control": "no-cache"})
 
-    @get(
-        "/api/project",
-        responses=ERROR_RESPONSES,
-        summary="The project and what the page can do",
-        sync_to_thread=False,
-    )
-    def project_info() -> dict[str, Any]:
-        return {
-            "name": project.root.name,
-            "goal": project.goal,
-            "baseline": baseline,
-            "agents": session is not None,
-            "version": __version__,
-            "upload_max_bytes": UPLOAD_MAX_BYTES,
-            "upload_max_files": UPLOAD_MAX_FILES,
-        }
-
-    @get(
-        "/api/log",
-        responses=ERROR_RESPONSES,
-        summary="The interaction log (JSON lines), as a download",
-        media_type="application/x-ndjson",
-        sync_to_thread=True,
-    )
-    def download_log() -> Response[bytes]:
-        path = project.log.path
-        data = path.read_bytes() if path.is_file() else b""
-        return Response(
-            data,
-            media_type="application/x-ndjson",
-            headers={
-                "Content-Disposition": (
-                    f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"'
-                ),
-                "Cache-Control": "no-store",
-            },
-        )
-
-    @get(
-        "/api/events",
-        responses=ERROR_RESPONSES,
-        summary="Server-sent events: a state snapshot whenever something changes",
-        media_type="text/event-stream",
-    )
-    async def events() -> ServerSentEvent:
-        return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
-
-    handlers: list[Any] = [page, static, project_info, download_log, events]
-    handlers += data_routes(web) + model_routes(web) + review_routes(web)
+    handlers: list[Any] = [page, static, *APP_ROUTES, *DATA_ROUTES, *MODEL_ROUTES]
+    handlers += review_routes(web)
     if not baseline:
-        handlers += agent_routes(web)
+        handlers += AGENT_ROUTES
+
+    def the_web_state() -> WebState:
+        return web
 
     roots = tuple({project.root, Path(project_root).absolute()})
     app = Litestar(
@@ -136,6 +96,8 @@ def create_app(
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
+        # Every handler that takes `web: InjectedWebState` gets this server's state.
+        dependencies={"web": Provide(the_web_state, sync_to_thread=False)},
         request_max_body_size=JSON_MAX_BYTES,
         on_startup=[lambda: web.start()],
         on_shutdown=[lambda: web.stop()],
@@ -148,16 +110,71 @@ def create_app(
     return app
 
 
-def _agent_session(project: Project, agents: Any) -> tuple[Any, str | None]:
+@get(
+    "/api/project",
+    responses=ERROR_RESPONSES,
+    summary="The project and what the page can do",
+    sync_to_thread=False,
+)
+def project_info(web: InjectedWebState) -> dict[str, Any]:
+    return {
+        "name": web.project.root.name,
+        "goal": web.project.goal,
+        "baseline": web.baseline,
+        "agents": web.agents is not None,
+        "version": __version__,
+        "upload_max_bytes": UPLOAD_MAX_BYTES,
+        "upload_max_files": UPLOAD_MAX_FILES,
+    }
+
+
+@get(
+    "/api/log",
+    responses=ERROR_RESPONSES,
+    summary="The interaction log (JSON lines), as a download",
+    media_type="application/x-ndjson",
+    sync_to_thread=True,
+)
+def download_log(web: InjectedWebState) -> Response[bytes]:
+    project = web.project
+    path = project.log.path
+    data = path.read_bytes() if path.is_file() else b""
+    return Response(
+        data,
+        media_type="application/x-ndjson",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="{_safe_filename(project.root.name)}-events.jsonl"'
+            ),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@get(
+    "/api/events",
+    responses=ERROR_RESPONSES,
+    summary="Server-sent events: a state snapshot whenever something changes",
+    media_type="text/event-stream",
+)
+async def events(web: InjectedWebState) -> ServerSentEvent:
+    return ServerSentEvent(_event_stream(web), headers={"Cache-Control": "no-store"})
+
+
+# The handlers above take the server's WebState as `web`, injected by create_app.
+APP_ROUTES = [project_info, download_log, events]
+
+
+def _agent_session(
+    project: Project, agents: AgentSession | Callable[[Project], AgentSession] | None
+) -> tuple[AgentSession | None, str | None]:
     """The AgentSession given, or made by the callable given, or made from the settings."""
-    if agents is not None and hasattr(agents, "ask_stream"):
-        return agents, None
     try:
-        if agents is not None:
-            return agents(project), None
         from duetml.agents import AgentSession
 
-        return AgentSession(project), None
+        if isinstance(agents, AgentSession):
+            return agents, None
+        return (AgentSession(project) if agents is None else agents(project)), None
     except Exception as exc:  # noqa: BLE001 - the page must work without the assistant
         from duetml.errors import DuetmlError
 

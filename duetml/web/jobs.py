@@ -81,9 +81,14 @@ class TrainJob:
             thread.join(timeout)
 
     def _progress(self, progress: Any) -> None:
+        from duetml.training import PHASE_LABELS
+
         with self._lock:
             self.state.update(
-                phase="features" if progress.done < progress.total else "fitting",
+                # features, then the classifier's phases (kernel, selection, ...), each with
+                # its own done/total, so the page shows what the seconds are spent on.
+                phase=progress.phase,
+                label=PHASE_LABELS.get(progress.phase, progress.phase),
                 done=progress.done,
                 total=progress.total,
                 rate=round(progress.rate, 2),

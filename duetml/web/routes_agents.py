@@ -20,7 +20,7 @@ from litestar.response import Stream
 
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, scrub
-from duetml.web.state import WebState
+from duetml.web.state import InjectedWebState, WebState
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession
@@ -53,6 +53,19 @@ class ProactiveSwitch:
 
 
 @dataclass
+class ProposalChoice:
+    proposal: Annotated[
+        str,
+        KwargDefinition(
+            min_length=1,
+            max_length=40,
+            pattern=r"^#?[0-9a-f]+$",
+            description="The id (or number) of a proposal in the conversation.",
+        ),
+    ]
+
+
+@dataclass
 class CloudConsent:
     endpoint: Annotated[str, KwargDefinition(min_length=1, max_length=500)]
 
@@ -70,128 +83,153 @@ def public_description(value: Any) -> Any:
     return value
 
 
-def agent_routes(web: WebState) -> list[Any]:
+def _session(web: WebState) -> AgentSession:
+    """The agent session, or the sentence saying why there is none."""
+    if web.agents is None:
+        raise DuetmlError(web.agents_problem or "The assistant is not available.")
+    return web.agents
+
+
+def describe(web: WebState) -> dict[str, Any]:
     session = web.agents
+    info = public_description(session.describe()) if session is not None else {}
+    return {
+        "available": session is not None,
+        "problem": web.agents_problem,
+        "agents": info,
+        "proactive_enabled": bool(session.proactive_enabled) if session else False,
+        "proactive_interval": float(session.proactive_interval) if session else None,
+        "proactive_error": web.proactive_error,
+        "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
+    }
+
+
+@get(
+    "/api/agents",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="Which provider and model each agent uses",
+)
+def agents_info(web: InjectedWebState) -> dict[str, Any]:
+    return describe(web)
+
+
+@get(
+    "/api/conversation",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="The conversation so far",
+)
+def conversation(web: InjectedWebState) -> Response[dict[str, Any]]:
+    messages = web.agents.conversation() if web.agents is not None else []
+    return Response({"messages": messages}, headers={"Cache-Control": "no-store"})
+
+
+@post(
+    "/api/chat",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Ask the passive agent; the reply streams as NDJSON lines",
+    media_type="application/x-ndjson",
+)
+def chat(web: InjectedWebState, data: JSONBody[ChatRequest]) -> Stream:
+    session = _session(web)
+    message = data.message.strip()
+    if not message:
+        raise DuetmlError("Type a message for the assistant first.")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise DuetmlError(f"The message is too long: keep it under {MAX_MESSAGE_CHARS} characters.")
+
+    # Argument, settings and consent problems are raised here, as a plain error response;
+    # failures of the LLM itself arrive while streaming, as the last line.
+    pieces = session.ask_stream(message, about=data.about)
     roots = (web.project.root,)
 
-    def describe() -> dict[str, Any]:
-        info = public_description(session.describe()) if session is not None else {}
-        return {
-            "available": session is not None,
-            "problem": web.agents_problem,
-            "agents": info,
-            "proactive_enabled": bool(session.proactive_enabled) if session else False,
-            "proactive_interval": float(session.proactive_interval) if session else None,
-            "proactive_error": web.proactive_error,
-            "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
-        }
+    def lines() -> Iterator[str]:
+        try:
+            for piece in pieces:
+                yield json.dumps({"delta": piece}) + "\n"
+            yield json.dumps({"done": True}) + "\n"
+        except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
+            yield json.dumps({"error": scrub(str(exc), roots)}) + "\n"
+        except Exception:
+            log.exception("the assistant failed")
+            yield json.dumps({"error": GENERIC_500}) + "\n"
+        finally:
+            web.changed()
 
-    @get(
-        "/api/agents",
-        responses=AGENT_ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="Which provider and model each agent uses",
-    )
-    def agents_info() -> dict[str, Any]:
-        return describe()
-
-    @get(
-        "/api/conversation",
-        responses=AGENT_ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="The conversation so far",
-    )
-    def conversation() -> Response[dict[str, Any]]:
-        messages = session.conversation() if session is not None else []
-        return Response({"messages": messages}, headers={"Cache-Control": "no-store"})
-
-    @post(
-        "/api/chat",
-        responses=AGENT_ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=200,
-        summary="Ask the passive agent; the reply streams as NDJSON lines",
+    return Stream(
+        lines(),
         media_type="application/x-ndjson",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-    def chat(data: JSONBody[ChatRequest]) -> Stream:
-        if session is None:
-            raise DuetmlError(web.agents_problem or "The assistant is not available.")
-        message = data.message.strip()
-        if not message:
-            raise DuetmlError("Type a message for the assistant first.")
-        if len(message) > MAX_MESSAGE_CHARS:
-            raise DuetmlError(
-                f"The message is too long: keep it under {MAX_MESSAGE_CHARS} characters."
-            )
 
-        # Argument, settings and consent problems are raised here, as a plain error response;
-        # failures of the LLM itself arrive while streaming, as the last line.
-        pieces = session.ask_stream(message, about=data.about)
 
-        def lines() -> Iterator[str]:
-            try:
-                for piece in pieces:
-                    yield json.dumps({"delta": piece}) + "\n"
-                yield json.dumps({"done": True}) + "\n"
-            except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
-                yield json.dumps({"error": scrub(str(exc), roots)}) + "\n"
-            except Exception:
-                log.exception("the assistant failed")
-                yield json.dumps({"error": GENERIC_500}) + "\n"
-            finally:
-                web.changed()
+@post(
+    "/api/agents/proactive",
+    responses=AGENT_ERROR_RESPONSES,
+    status_code=200,
+    summary="Turn the proactive agent on or off",
+)
+async def switch_proactive(
+    web: InjectedWebState, request: Request[Any, Any, Any], data: JSONBody[ProactiveSwitch]
+) -> dict[str, Any]:
+    # Litestar would take 0 or "" for false; a switch is true or false, nothing else.
+    raw = await request.json()
+    if not isinstance(raw, dict) or not isinstance(raw.get("enabled"), bool):
+        raise DuetmlError('Send {"enabled": true} or {"enabled": false}.')
+    return await sync_to_thread(_switch, web, data.enabled)
 
-        return Stream(
-            lines(),
-            media_type="application/x-ndjson",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
 
-    @post(
-        "/api/agents/proactive",
-        responses=AGENT_ERROR_RESPONSES,
-        status_code=200,
-        summary="Turn the proactive agent on or off",
-    )
-    async def switch_proactive(
-        request: Request[Any, Any, Any], data: JSONBody[ProactiveSwitch]
-    ) -> dict[str, Any]:
-        # Litestar would take 0 or "" for false; a switch is true or false, nothing else.
-        raw = await request.json()
-        if not isinstance(raw, dict) or not isinstance(raw.get("enabled"), bool):
-            raise DuetmlError('Send {"enabled": true} or {"enabled": false}.')
-        return await sync_to_thread(_switch, data.enabled)
+def _switch(web: WebState, enabled: bool) -> dict[str, Any]:
+    session = _session(web)
+    session.set_proactive_enabled(enabled)
+    if enabled and not web.wake_proactive():
+        # No timer running (tests without a lifespan): look once now, in the background.
+        threading.Thread(target=_proactive_now, args=(web, session), daemon=True).start()
+    web.changed()
+    return describe(web)
 
-    def _switch(enabled: bool) -> dict[str, Any]:
-        if session is None:
-            raise DuetmlError(web.agents_problem or "The assistant is not available.")
-        session.set_proactive_enabled(enabled)
-        if enabled and not web.wake_proactive():
-            # No timer running (tests without a lifespan): look once now, in the background.
-            threading.Thread(target=_proactive_now, args=(web, session), daemon=True).start()
+
+@post(
+    "/api/agents/consent",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Approve an endpoint the agents wait for (off this machine, or chosen by the "
+    "project's file), for this project and this user",
+)
+def allow_cloud(web: InjectedWebState, data: JSONBody[CloudConsent]) -> dict[str, Any]:
+    session = _session(web)
+    needed = [n.get("endpoint") for n in session.consent_needed()]
+    if data.endpoint not in needed:
+        raise NotFoundError("That endpoint is not waiting for your consent: reload the page.")
+    session.allow_cloud(data.endpoint)  # kept in the user's own settings, not the project
+    web.changed()
+    web.wake_proactive()  # it waited for this approval; it may look now
+    return describe(web)
+
+
+@post(
+    "/api/proposals/apply",
+    responses=AGENT_ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Apply a change an agent proposed, as one undoable operation",
+)
+def apply_proposal(web: InjectedWebState, data: JSONBody[ProposalChoice]) -> dict[str, Any]:
+    # Only on the user's click: the page posts here from the proposal's button.
+    session = _session(web)
+    try:
+        result = session.apply_proposal(data.proposal)
+    finally:
         web.changed()
-        return describe()
+    return {"message": scrub(result, (web.project.root,))}
 
-    @post(
-        "/api/agents/consent",
-        responses=AGENT_ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=200,
-        summary="Approve an endpoint the agents wait for (off this machine, or chosen by the "
-        "project's file), for this project and this user",
-    )
-    def allow_cloud(data: JSONBody[CloudConsent]) -> dict[str, Any]:
-        if session is None:
-            raise DuetmlError(web.agents_problem or "The assistant is not available.")
-        needed = [n.get("endpoint") for n in session.consent_needed()]
-        if data.endpoint not in needed:
-            raise NotFoundError("That endpoint is not waiting for your consent: reload the page.")
-        session.allow_cloud(data.endpoint)  # kept in the user's own settings, not the project
-        web.changed()
-        web.wake_proactive()  # it waited for this approval; it may look now
-        return describe()
 
-    return [agents_info, conversation, chat, switch_proactive, allow_cloud]
+# The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).
+AGENT_ROUTES = [agents_info, conversation, chat, switch_proactive, allow_cloud, apply_proposal]
 
 
 def _proactive_now(web: WebState, session: AgentSession) -> None:

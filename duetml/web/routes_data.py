@@ -23,7 +23,7 @@ from duetml.web.schema import (
     ImageIds,
     StoredCategoryQuery,
 )
-from duetml.web.state import WebState
+from duetml.web.state import InjectedWebState
 
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
 UPLOAD_MAX_FILES = 200  # per request
@@ -89,175 +89,188 @@ async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tupl
     return items
 
 
-def data_routes(web: WebState) -> list[Any]:
+@get(
+    "/api/categories",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="Categories with their photos",
+)
+def list_categories(web: InjectedWebState) -> dict[str, Any]:
+    records = web.project.images("train")
+    hashes = web.digests(records)
+    by_category: dict[str, list[dict[str, str]]] = {}
+    for record in records:
+        if record.rel in hashes:  # else it vanished while we listed
+            by_category.setdefault(record.category, []).append(
+                {"id": record.rel, "v": hashes[record.rel][:16]}
+            )
+    return {
+        "version": web.data_version(),
+        "categories": [
+            {
+                "name": info.name,
+                "count": info.count,
+                "test_count": info.test_count,
+                "images": by_category.get(info.name, []),
+            }
+            for info in web.project.categories()
+        ],
+    }
+
+
+@get(
+    "/api/status",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="Counts, warnings, model and undo",
+)
+def status(web: InjectedWebState) -> dict[str, Any]:
+    from duetml.health import project_health
+
     project = web.project
+    state = project_health(project, check_files=False).as_dict()
+    state["undo"] = project.undo_history()[:5]
+    state["goal"] = project.goal
+    return state
 
-    @get(
-        "/api/categories",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="Categories with their photos",
-    )
-    def list_categories() -> dict[str, Any]:
-        records = project.images("train")
-        hashes = web.digests(records)
-        by_category: dict[str, list[dict[str, str]]] = {}
-        for record in records:
-            if record.rel in hashes:  # else it vanished while we listed
-                by_category.setdefault(record.category, []).append(
-                    {"id": record.rel, "v": hashes[record.rel][:16]}
-                )
-        return {
-            "version": web.data_version(),
-            "categories": [
-                {
-                    "name": info.name,
-                    "count": info.count,
-                    "test_count": info.test_count,
-                    "images": by_category.get(info.name, []),
-                }
-                for info in project.categories()
-            ],
-        }
 
-    @get(
-        "/api/status",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="Counts, warnings, model and undo",
-    )
-    def status() -> dict[str, Any]:
-        from duetml.health import project_health
+@post(
+    "/api/categories/add",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=HTTP_201_CREATED,
+)
+def add_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> dict[str, str]:
+    name = web.project.add_category(data.name)
+    web.changed()
+    return {"name": name}
 
-        state = project_health(project, check_files=False).as_dict()
-        state["undo"] = project.undo_history()[:5]
-        state["goal"] = project.goal
-        return state
 
-    @post(
-        "/api/categories/add",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=HTTP_201_CREATED,
-    )
-    def add_category(data: JSONBody[NewCategory]) -> dict[str, str]:
-        name = project.add_category(data.name)
-        web.changed()
-        return {"name": name}
+@post("/api/categories/rename", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def rename_category(web: InjectedWebState, data: JSONBody[Rename]) -> dict[str, str]:
+    name = web.project.rename_category(data.old, data.new)
+    web.changed()
+    return {"name": name}
 
-    @post("/api/categories/rename", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def rename_category(data: JSONBody[Rename]) -> dict[str, str]:
-        name = project.rename_category(data.old, data.new)
-        web.changed()
-        return {"name": name}
 
-    @post("/api/categories/merge", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def merge_categories(data: JSONBody[Merge]) -> dict[str, Any]:
-        if not data.sources or len(data.sources) > 1000:
-            raise DuetmlError("Name between 1 and 1000 categories to merge into the target.")
-        target = validate_category_name(data.target)
-        if {validate_category_name(s) for s in data.sources} <= {target}:
-            project.category_dir(target)  # 404 if it does not exist; else nothing to do
-            return {"target": target, "moved": 0}
-        moved = project.merge_categories(data.sources, target)
-        web.changed()
-        return {"target": target, "moved": moved}
+@post("/api/categories/merge", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def merge_categories(web: InjectedWebState, data: JSONBody[Merge]) -> dict[str, Any]:
+    if not data.sources or len(data.sources) > 1000:
+        raise DuetmlError("Name between 1 and 1000 categories to merge into the target.")
+    target = validate_category_name(data.target)
+    if {validate_category_name(s) for s in data.sources} <= {target}:
+        web.project.category_dir(target)  # 404 if it does not exist; else nothing to do
+        return {"target": target, "moved": 0}
+    moved = web.project.merge_categories(data.sources, target)
+    web.changed()
+    return {"target": target, "moved": moved}
 
-    @post("/api/categories/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def remove_category(data: JSONBody[NewCategory]) -> dict[str, str]:
-        project.remove_category(data.name)
-        web.changed()
-        return {"removed": data.name}
 
-    @post("/api/images/move", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def move_images(data: JSONBody[MoveImages]) -> dict[str, Any]:
-        try:
-            moved = project.move_images(_ids(data.images), data.category)
-        except OSError:
-            raise NotFoundError("There is no such image in this project.") from None
-        web.changed()
-        return {"moved": moved}
+@post("/api/categories/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def remove_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> dict[str, str]:
+    web.project.remove_category(data.name)
+    web.changed()
+    return {"removed": data.name}
 
-    @post("/api/images/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def remove_images(data: JSONBody[PhotoList]) -> dict[str, int]:
-        try:
-            removed = project.remove_images(_ids(data.images))
-        except OSError:
-            raise NotFoundError("There is no such image in this project.") from None
-        web.changed()
-        return {"removed": removed}
 
-    @post(
-        "/api/upload",
-        responses=ERROR_RESPONSES,
-        status_code=200,
-        request_max_body_size=UPLOAD_MAX_BYTES,
-        summary="Add photos to a category",
-        description=f"At most {UPLOAD_MAX_FILES} files and {UPLOAD_MAX_BYTES} bytes per request.",
-    )
-    async def upload(
-        category: StoredCategoryQuery,
-        data: MultipartBody[UploadForm],
-    ) -> dict[str, Any]:
-        items = await read_uploads(data.files)
-        report = await sync_to_thread(project.add_image_bytes, category, items)
-        web.changed()
-        return report.as_dict()
+@post("/api/images/move", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def move_images(web: InjectedWebState, data: JSONBody[MoveImages]) -> dict[str, Any]:
+    try:
+        moved = web.project.move_images(_ids(data.images), data.category)
+    except OSError:
+        raise NotFoundError("There is no such image in this project.") from None
+    web.changed()
+    return {"moved": moved}
 
-    @post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-    def undo() -> dict[str, str]:
-        undone = project.undo()
-        web.changed()
-        return {"undone": undone}
 
-    @get(
-        "/api/thumb",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="A photo's thumbnail (JPEG)",
+@post("/api/images/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def remove_images(web: InjectedWebState, data: JSONBody[PhotoList]) -> dict[str, int]:
+    try:
+        removed = web.project.remove_images(_ids(data.images))
+    except OSError:
+        raise NotFoundError("There is no such image in this project.") from None
+    web.changed()
+    return {"removed": removed}
+
+
+@post(
+    "/api/upload",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    request_max_body_size=UPLOAD_MAX_BYTES,
+    summary="Add photos to a category",
+    description=f"At most {UPLOAD_MAX_FILES} files and {UPLOAD_MAX_BYTES} bytes per request.",
+)
+async def upload(
+    web: InjectedWebState,
+    category: StoredCategoryQuery,
+    data: MultipartBody[UploadForm],
+) -> dict[str, Any]:
+    items = await read_uploads(data.files)
+    report = await sync_to_thread(web.project.add_image_bytes, category, items)
+    web.changed()
+    return report.as_dict()
+
+
+@post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def undo(web: InjectedWebState) -> dict[str, str]:
+    undone = web.project.undo()
+    web.changed()
+    return {"undone": undone}
+
+
+@get(
+    "/api/thumb",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="A photo's thumbnail (JPEG)",
+    media_type="image/jpeg",
+)
+def thumbnail(
+    web: InjectedWebState,
+    image: ImageIdQuery,
+    v: Annotated[str | None, QueryParameter(max_length=64)] = None,
+) -> Response[bytes]:
+    record = web.project.image(image)
+    digest = web.digests([record]).get(record.rel)
+    if digest is None:
+        raise NotFoundError("There is no such image in this project.")
+    data = web.thumbs.get(digest, record.path)
+    # A URL that names the content can be cached for ever; others are revalidated.
+    cache = IMMUTABLE if v and digest.startswith(v) and len(v) >= 8 else "no-cache"
+    return Response(
+        data,
         media_type="image/jpeg",
+        headers={"Cache-Control": cache, "ETag": f'"{digest[:32]}"'},
     )
-    def thumbnail(
-        image: ImageIdQuery,
-        v: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    ) -> Response[bytes]:
-        record = project.image(image)
-        digest = web.digests([record]).get(record.rel)
-        if digest is None:
-            raise NotFoundError("There is no such image in this project.")
-        data = web.thumbs.get(digest, record.path)
-        # A URL that names the content can be cached for ever; others are revalidated.
-        cache = IMMUTABLE if v and digest.startswith(v) and len(v) >= 8 else "no-cache"
-        return Response(
-            data,
-            media_type="image/jpeg",
-            headers={"Cache-Control": cache, "ETag": f'"{digest[:32]}"'},
-        )
 
-    @get(
-        "/api/image",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="A photo as stored, with its real type",
-        media_type="image/*",
-    )
-    def original(image: ImageIdQuery) -> Response[bytes]:
-        record = project.image(image)
-        data = record.path.read_bytes()
-        facts = images.check_image(data)  # served only if it decodes, typed by its real format
-        return Response(data, media_type=facts.mime, headers={"Cache-Control": "no-cache"})
 
-    return [
-        list_categories,
-        status,
-        add_category,
-        rename_category,
-        merge_categories,
-        remove_category,
-        move_images,
-        remove_images,
-        upload,
-        undo,
-        thumbnail,
-        original,
-    ]
+@get(
+    "/api/image",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="A photo as stored, with its real type",
+    media_type="image/*",
+)
+def original(web: InjectedWebState, image: ImageIdQuery) -> Response[bytes]:
+    record = web.project.image(image)
+    data = record.path.read_bytes()
+    facts = images.check_image(data)  # served only if it decodes, typed by its real format
+    return Response(data, media_type=facts.mime, headers={"Cache-Control": "no-cache"})
+
+
+# The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).
+DATA_ROUTES = [
+    list_categories,
+    status,
+    add_category,
+    rename_category,
+    merge_categories,
+    remove_category,
+    move_images,
+    remove_images,
+    upload,
+    undo,
+    thumbnail,
+    original,
+]

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.routes_data import read_uploads
-from duetml.web.state import WebState
+from duetml.web.state import InjectedWebState, WebState
 
 PREDICT_MAX_BYTES = 64 * 1024 * 1024
 PREDICT_MAX_FILES = 50
@@ -24,64 +24,67 @@ class PredictForm:
     files: Annotated[list[UploadFile], KwargDefinition(min_items=1, max_items=PREDICT_MAX_FILES)]
 
 
-def model_routes(web: WebState) -> list[Any]:
-    project = web.project
+@post(
+    "/api/train",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=HTTP_202_ACCEPTED,
+    summary="Start training in the background; progress arrives on /api/events",
+)
+def start_training(web: InjectedWebState) -> dict[str, Any]:
+    return web.train.start()
 
-    @post(
-        "/api/train",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=HTTP_202_ACCEPTED,
-        summary="Start training in the background; progress arrives on /api/events",
+
+@get(
+    "/api/train/state",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=False,
+    summary="The trainer's state",
+)
+def training_state(web: InjectedWebState) -> dict[str, Any]:
+    return web.train.snapshot()
+
+
+@post(
+    "/api/predict",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    request_max_body_size=PREDICT_MAX_BYTES,
+    summary="Classify new photos with the trained model",
+)
+async def predict(
+    web: InjectedWebState,
+    data: MultipartBody[PredictForm],
+) -> dict[str, Any]:
+    from duetml.errors import DuetmlError
+    from duetml.training import predict_sources
+
+    items = await read_uploads(data.files)
+    if len(items) > PREDICT_MAX_FILES:
+        raise DuetmlError(f"Try at most {PREDICT_MAX_FILES} photos at a time.")
+    names = [name for name, _ in items]
+    predictions = await sync_to_thread(
+        predict_sources, web.project, [content for _, content in items], names
     )
-    def start_training() -> dict[str, Any]:
-        return web.train.start()
+    return {"predictions": [p.as_dict() for p in predictions]}
 
-    @get(
-        "/api/train/state",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=False,
-        summary="The trainer's state",
-    )
-    def training_state() -> dict[str, Any]:
-        return web.train.snapshot()
 
-    @post(
-        "/api/predict",
-        responses=ERROR_RESPONSES,
-        status_code=200,
-        request_max_body_size=PREDICT_MAX_BYTES,
-        summary="Classify new photos with the trained model",
-    )
-    async def predict(
-        data: MultipartBody[PredictForm],
-    ) -> dict[str, Any]:
-        from duetml.errors import DuetmlError
-        from duetml.training import predict_sources
+# A POST, not a GET: evaluating computes features, fills the cache and logs an event, and
+# a GET is what any other site can make the browser send (an <img>, a link) unchecked.
+@post(
+    "/api/evaluation",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Evaluate the model: precision, recall, confusion matrix",
+)
+def evaluation(web: InjectedWebState) -> Response[dict[str, Any]]:
+    report = web.evaluation(lambda: _evaluate(web))
+    return Response(report, headers={"Cache-Control": "no-store"})
 
-        items = await read_uploads(data.files)
-        if len(items) > PREDICT_MAX_FILES:
-            raise DuetmlError(f"Try at most {PREDICT_MAX_FILES} photos at a time.")
-        names = [name for name, _ in items]
-        predictions = await sync_to_thread(
-            predict_sources, project, [content for _, content in items], names
-        )
-        return {"predictions": [p.as_dict() for p in predictions]}
 
-    # A POST, not a GET: evaluating computes features, fills the cache and logs an event, and
-    # a GET is what any other site can make the browser send (an <img>, a link) unchecked.
-    @post(
-        "/api/evaluation",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=200,
-        summary="Evaluate the model: precision, recall, confusion matrix",
-    )
-    def evaluation() -> Response[dict[str, Any]]:
-        report = web.evaluation(lambda: _evaluate(web))
-        return Response(report, headers={"Cache-Control": "no-store"})
-
-    return [start_training, training_state, predict, evaluation]
+# The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).
+MODEL_ROUTES = [start_training, training_state, predict, evaluation]
 
 
 def _evaluate(web: WebState) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from litestar.di import NamedDependency
+
 from duetml.project import SPLITS, ImageRecord, Project
 from duetml.review import DISMISSED_FILE
 from duetml.settings import SETTINGS_FILE, read_settings
@@ -34,6 +36,8 @@ HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and brow
 
 
 class WebState:
+    """One server's state; route handlers receive it as ``web: InjectedWebState``."""
+
     def __init__(self, project: Project, agents: AgentSession | None, baseline: bool) -> None:
         self.project = project
         self.baseline = baseline
@@ -227,3 +231,8 @@ def _start_proactive_timer(web: WebState, session: AgentSession) -> ProactiveTim
     except Exception:
         log.exception("the proactive agent could not start")
         return None
+
+
+# A route handler's `web` parameter: create_app provides the server's WebState under that name
+# (Litestar's dependency injection, `Provide`).
+InjectedWebState = NamedDependency[WebState]

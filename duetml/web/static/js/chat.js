@@ -3,6 +3,7 @@
 
 import { getJSON, postJSON, postStream } from "./api.js";
 import { $, $$, h, replace, toast } from "./dom.js";
+import { emit } from "./store.js";
 
 const ASKED_FROM = {
   ask_data: "Asked from Training data",
@@ -216,7 +217,36 @@ function messageNode(message) {
       meta,
     ),
     h("p", { class: "msg-text", text: message.content }),
+    proposalsNode(message.proposals),
   );
+}
+
+// Changes an agent proposed: one button each; nothing happens until the user clicks.
+function proposalsNode(proposals) {
+  if (!Array.isArray(proposals) || proposals.length === 0) return null;
+  const buttons = proposals.map((proposal) => {
+    const button = h("button", {
+      type: "button",
+      class: "btn btn-small proposal",
+      text: proposal.applied ? `✓ ${proposal.label}` : proposal.label,
+      title: proposal.reason || "Apply this change (Undo reverts it)",
+      dataset: { proposal: proposal.id },
+    });
+    button.disabled = Boolean(proposal.applied);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const result = await postJSON("/api/proposals/apply", { proposal: proposal.id });
+        toast(result.message, { action: { label: "Undo", run: () => emit("undo") } });
+        button.textContent = `✓ ${proposal.label}`;
+      } catch (exc) {
+        button.disabled = false;
+        toast(exc.message, { kind: "error" });
+      }
+    });
+    return button;
+  });
+  return h("div", { class: "proposals", role: "group", "aria-label": "Proposed changes" }, buttons);
 }
 
 function errorNode(text) {

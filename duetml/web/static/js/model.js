@@ -49,9 +49,16 @@ export function renderTrain(job) {
       if (job.eta !== null && job.eta !== undefined)
         parts.push(`about ${Math.max(1, Math.round(job.eta))} s left`);
       text.textContent = parts.join(" · ");
-    } else if (job.phase === "fitting") {
-      bar.removeAttribute("value");
-      text.textContent = `Features ready (${plural(job.total, "photo")}); fitting the classifier and cross-validating…`;
+    } else if (job.phase && job.label) {
+      // The classifier's phases: a bar where there are steps to count (the fold fits).
+      if (job.total > 1) {
+        bar.max = job.total;
+        bar.value = job.done;
+      } else {
+        bar.removeAttribute("value");
+      }
+      const steps = job.total > 1 ? `: ${job.done} of ${job.total} fits` : "…";
+      text.textContent = `${job.label}${steps}`;
     } else {
       bar.removeAttribute("value");
       text.textContent = "Starting: reading the photos…";
