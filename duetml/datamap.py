@@ -252,7 +252,10 @@ def _start_from(
 
 
 def photo_map(
-    project: Project, compute: bool = True, flags: dict[str, int] | None = None
+    project: Project,
+    compute: bool = True,
+    flags: dict[str, int] | None = None,
+    inputs: MapInputs | None = None,
 ) -> dict[str, Any]:
     """Every photo's place on the map, in columns (one entry per photo in each list).
 
@@ -262,9 +265,10 @@ def photo_map(
     added since the layout: those with features are placed among their most alike photos,
     the others are left out and counted in ``missing``, until it is computed again) or
     "none" (no layout yet). With ``compute`` the layout is brought up to date first (seconds
-    at thousands of photos); without it, this only reads.
+    at thousands of photos); without it, this only reads. ``inputs`` are the photos and
+    their hashes, when the caller has listed them already.
     """
-    inputs = map_inputs(project)
+    inputs = inputs or map_inputs(project)
     layout = load_layout(project)
     if compute and needs_layout(layout, inputs):
         layout = compute_layout(project)

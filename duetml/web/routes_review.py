@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from litestar import Response, get, post
@@ -104,6 +105,8 @@ class MapJob:
 def review_routes(web: WebState) -> list[Any]:
     project = web.project
     maps = MapJob(project, web.hub.bump)
+    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
+    memo_lock = threading.Lock()
 
     @get(
         "/api/map",
@@ -115,13 +118,30 @@ def review_routes(web: WebState) -> list[Any]:
         "none). `computing` is true while the layout is being computed: ask again shortly.",
     )
     def photo_map() -> Response[dict[str, Any]]:
-        from duetml.datamap import photo_map
+        from duetml.datamap import layout_path, map_inputs, photo_map
         from duetml.training import model_path
 
         started = time.perf_counter()
-        findings, flags = _flags(project)
-        result = photo_map(project, compute=False, flags=flags)
-        result["findings"] = findings
+        # Unchanged photos, model, dismissals and layout: the answer is the one before.
+        key = (
+            web.data_version(),
+            web.model_version(),
+            web.versions.get("review"),
+            _mtime(layout_path(project)),
+            _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+        )
+        with memo_lock:
+            known = memo.get(key)
+        if known is not None:
+            result = dict(known)
+        else:
+            inputs = map_inputs(project)  # listed and hashed once for the review and the map
+            findings, flags = _flags(project, inputs.hashes)
+            result = photo_map(project, compute=False, flags=flags, inputs=inputs)
+            result["findings"] = findings
+            with memo_lock:
+                memo.clear()
+                memo[key] = result
         # After the first training, and never beside it: both would extract features at once.
         computing = (
             bool(result["needs_layout"])
@@ -197,14 +217,23 @@ def review_routes(web: WebState) -> list[Any]:
     return [photo_map, review, apply, dismiss]
 
 
-def _flags(project: Project) -> tuple[list[dict[str, str]], dict[str, int]]:
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _flags(
+    project: Project, hashes: dict[str, str] | None = None
+) -> tuple[list[dict[str, str]], dict[str, int]]:
     """The review's findings that point at photos (id, kind, message) and, per photo, the
     index of its most important one: the map rings those photos and says why on hover."""
     from duetml.review import review_project
 
     try:
-        findings = review_project(project, extract=False).findings
-    except DuetmlError:
+        findings = review_project(project, extract=False, hashes=hashes).findings
+    except (DuetmlError, KeyError):  # KeyError: a photo came while we listed; next time
         return [], {}
     listed: list[dict[str, str]] = []
     flags: dict[str, int] = {}
