@@ -1,7 +1,32 @@
 """The error tree. Every message is one sentence that tells the user what to do next.
 
-The CLI turns any DuetmlError into that sentence and a non-zero exit code; the web layer
-turns it into a JSON error body. Nothing else should reach a user as a traceback.
+The CLI turns any DuetmlError into that sentence and its exit code; the web layer turns it
+into `{"error": sentence}` with its HTTP status. Nothing else reaches a user as a traceback.
+
+    error                           exit  HTTP
+    DuetmlError                       1   400   anything a user may see
+    |-- NotAProjectError              2   404   not a duetml project folder
+    |-- ProjectTooNewError            2   400   made by a newer duetml
+    |-- InvalidNameError              1   400   a name that must not reach the file system
+    |   `-- SymlinkError              1   400   a symbolic link, never followed
+    |-- NotFoundError                 1   404
+    |-- AlreadyExistsError            1   409
+    |-- BadImageError                 1   415   not a decodable raster image
+    |-- BusyError                     5   409   another process holds the project's lock
+    |-- NoModelError                  3   409
+    |-- ModelFileError                3   409   damaged or foreign model file
+    |-- NotEnoughDataError            4   409
+    |-- BackboneUnavailableError      6   503   weights missing and not downloadable
+    |-- NothingToUndoError            1   409
+    |-- UndoSkippedError              1   409   the last change could not be undone
+    |-- DiskFullError                 1   507   the change was reversed
+    `-- LLMError                      7   502   an LLM provider failed
+        |-- ContextOverflowError      7   502   too long for the model's window (llm.base)
+        |-- PreemptedError            7   502   a passive reply took the server (llm.base)
+        `-- CloudConsentRequired      7   428   an endpoint awaits approval (agents.choice)
+
+Outside the tree: the CLI exits 8 (EXIT_PARTIAL) when some inputs could not be used but the
+rest were done, 130 on Ctrl-C; the web answers any other exception with a generic 500.
 """
 
 from __future__ import annotations

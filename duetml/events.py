@@ -20,16 +20,25 @@ class InteractionLog:
     def __init__(self, state_dir: Path, source: str = "cli") -> None:
         self.path = state_dir / LOG_FILE
         self.source = source
+        # Why events could not be written (a read-only project), so the CLI can say so.
+        self.unwritten: str | None = None
 
     def record(self, event: str, **details: Any) -> dict[str, Any]:
+        """Append one event. A log that cannot be written (a read-only project, a full disk)
+        never fails what the user asked for: reading must work read-only."""
         entry = {"ts": time.time(), "source": self.source, "event": event, **details}
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Never through a symbolic link planted where the log should be.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.unwritten = exc.strerror or str(exc)
         return entry
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -37,8 +37,16 @@ MIME_OF_FORMAT = {
     "TIFF": "image/tiff",
 }
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-# Pillow's own default (about 89 megapixels), enforced as an error, not a warning.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# A format that must be decoded at full size is refused above Pillow's own default (about 89
+# megapixels, at most 4 bytes each once decoded). A JPEG is decoded at 1/2, 1/4 or 1/8 scale
+# (DCT scaling) whenever a smaller result is wanted, so modern phone photos (200 megapixels)
+# cost a few megabytes; only a size no camera makes is refused.
+MAX_PIXELS = 89_478_485
+MAX_JPEG_PIXELS = 300_000_000
+# Pillow refuses at open above twice its own limit, before duetml can see the format; the
+# check per format in `_open` replaces it.
+Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
 @dataclass(frozen=True)
@@ -86,15 +94,21 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
         ) from None
     except Image.DecompressionBombError:
         raise BadImageError(
-            "The image is too large to decode safely (a decompression bomb?)."
+            "The image claims far more pixels than any camera makes, too many to decode safely "
+            "(a decompression bomb?): if it is a real photo, save a smaller copy (at most 8000 "
+            "pixels on the long side) and add that instead."
         ) from None
     except OSError as exc:
         raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
-    if image.width * image.height > MAX_PIXELS:
+    limit = MAX_JPEG_PIXELS if image.format == "JPEG" else MAX_PIXELS
+    if image.width * image.height > limit:
+        megapixels = image.width * image.height / 1e6
         image.close()
         raise BadImageError(
-            f"The image is {image.width}x{image.height} pixels, more than duetml decodes safely "
-            f"({MAX_PIXELS:,} pixels): downscale it first."
+            f"The image is {image.width}x{image.height} pixels ({megapixels:,.0f} megapixels), "
+            f"more than duetml decodes safely ({limit / 1e6:.0f} megapixels for this format): "
+            "save a smaller copy (a JPEG of at most 8000 pixels on the long side is plenty) "
+            "and add that instead."
         )
     return image
 
@@ -121,12 +135,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
     if image.mode == "RGB":
         return image
-    if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        gray = ((array - low) * scale).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode in {"I", "F"}:
+        return Image.fromarray(_stretch_to_8bit(image), "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
@@ -137,12 +147,61 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _stretch_to_8bit(image: Image.Image) -> np.ndarray:
+    """A 16-bit or 32-bit grey image stretched to 0..255, without a float copy at full size:
+    16-bit values go through a 65,536-entry lookup table, one byte per pixel out."""
+    array = np.asarray(image)
+    low, high = array.min(), array.max()
+    if array.dtype.itemsize <= 2 and array.dtype.kind in "ui":
+        values = np.arange(65536, dtype=np.float32)
+        scale = 255.0 / float(high - low) if high > low else 0.0
+        table = ((values - float(low)) * scale).clip(0, 255).astype(np.uint8)
+        return table[array.astype(np.uint16, copy=False)]
+    scale = 255.0 / float(high - low) if high > low else 0.0
+    out = np.empty(array.shape, np.uint8)
+    for top in range(0, array.shape[0], 256):  # in strips: float32, never float64, never whole
+        strip = array[top : top + 256].astype(np.float32)
+        out[top : top + 256] = ((strip - float(low)) * scale).clip(0, 255)
+    return out
+
+
+def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+    """Box-average a big decoded image down to about ``max_side`` on its short side (never
+    below), before any conversion multiplies its bytes per pixel."""
+    factor = min(image.size) // max_side
+    if factor < 2:
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # Pillow cannot reduce 16-bit images: average blocks a strip of rows at a time, so no
+        # copy of the whole image is ever made beside the decoded one.
+        height, width = image.height // factor, image.width // factor
+        out = np.empty((height, width), np.float32)
+        rows = max(1, 1024 // factor)
+        for top in range(0, height, rows):
+            count = min(rows, height - top)
+            box = (0, top * factor, width * factor, (top + count) * factor)
+            block = np.asarray(image.crop(box))
+            shaped = block.reshape(count, factor, width, factor)
+            out[top : top + count] = shaped.mean(axis=(1, 3), dtype=np.float32)
+        return Image.fromarray(out, "F")
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return image.reduce(factor)
+
+
 def load_rgb(source: Path | BinaryIO | bytes, max_side: int | None = None) -> Image.Image:
-    """Decode to an upright RGB image; with ``max_side`` JPEGs decode at reduced scale."""
+    """Decode to an upright RGB image. With ``max_side`` the memory it takes is bounded by the
+    output, not the input: JPEGs decode at reduced scale (DCT scaling), other formats are
+    box-averaged down before their mode is converted, and the short side stays at least
+    ``max_side``."""
     with _open(source) as image:
         try:
             if max_side:
                 image.draft("RGB", (max_side, max_side))
+                image.load()
+                image = _shrink(image, max_side)
             upright = ImageOps.exif_transpose(image)
             return to_rgb(upright)
         except Image.DecompressionBombError:
@@ -168,7 +227,8 @@ def load_square(source: Path | BinaryIO | bytes, size: int) -> np.ndarray:
     if side != size:
         # Draft decoding already shrank big JPEGs by up to 8x; area averaging covers the rest.
         interpolation = cv2.INTER_AREA if side > 2 * size else cv2.INTER_LINEAR
-        square = cv2.resize(square, (size, size), interpolation=interpolation)
+        resized = cv2.resize(square, (size, size), interpolation=interpolation)
+        return np.ascontiguousarray(resized, dtype=np.uint8)
     return np.ascontiguousarray(square)
 
 

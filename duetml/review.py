@@ -66,16 +66,22 @@ DISMISSED_FILE = "review-dismissed.json"
 CACHE_FILE = "cache/review.json"
 
 # Thresholds, measured with bench/bench_review.py (see README "Reviewing your data").
-MISLABEL_MIN_CONFIDENCE = 0.5  # the suggested category must be at least this likely
-MISLABEL_CLEAR = 0.6  # ... or this likely, with the given category at most MISLABEL_MAX_GIVEN,
-MISLABEL_MAX_GIVEN = 0.3  # even below confident learning's per-category threshold
-DUPLICATE_SIMILARITY = 0.95  # cosine similarity of features above which photos are copies
+MISLABEL_MIN_CONFIDENCE = 0.5  # the suggested category must be at least this likely,
+MISLABEL_MAX_GIVEN = 1.5  # and the given one at most 1.5 / k (k categories): near chance
+MISLABEL_CLEAR = 0.6  # flagged even below confident learning's per-category threshold
+DUPLICATE_SIMILARITY = 0.92  # cosine similarity of features above which photos are copies
+DUPLICATE_CANDIDATE = 0.84  # ... above which the pictures themselves are compared
+THUMBNAIL_MATCH = 0.9  # correlation of 16x16 grey thumbnails of a copy (resized, re-encoded)
 NEIGHBOURS = 10  # neighbours per photo searched in the whole project
 OUTLIER_NEIGHBOURS = 5
-OFF_DOMAIN_Z = 4.0  # robust z-score of the distance to the nearest photos of any category
+OFF_DOMAIN_Z = 1.5  # robust z-score of the distance to the nearest category centre,
+OFF_DOMAIN_Z_CATEGORY = 2.0  # ... and to its own category's centre,
+OFF_DOMAIN_MAX_SHARE = 0.01  # at most 1% of the photos (at least OFF_DOMAIN_MIN_CAP) raised
+OFF_DOMAIN_MIN_CAP = 10
 OUTLIER_Z = 4.0  # robust z-score of the distance to the nearest photos of its own category
-MIXED_SILHOUETTE = 0.25  # separation of the two groups of a category that mixes two things
+MIXED_CONNECTIVITY = 0.03  # algebraic connectivity below which a category is two groups
 MIXED_MIN_PHOTOS = 12
+MIXED_MAX_PHOTOS = 300
 MIXED_MIN_SHARE = 0.2  # the smaller group holds at least this share of the category
 OVERLAP_MIN_SHARE = 0.1  # each of the pair sends at least this share to the other
 OVERLAP_MIN_COUNT = 2
@@ -247,7 +253,14 @@ def review_project(
     key = _cache_key(records, hashes, trained_at, dismissed, extract)
     cached = _read_cache(project, key)
     if cached is None:
-        findings, unreviewed, hidden = _compute(project, records, hashes, model, dismissed, extract)
+        from threadpoolctl import threadpool_limits
+
+        # Mostly small per-category matrices: one BLAS thread avoids the thread start-up
+        # and spinning that made them several times slower on a busy 2-core machine.
+        with threadpool_limits(limits=1, user_api="blas"):
+            findings, unreviewed, hidden = _compute(
+                project, records, hashes, model, dismissed, extract
+            )
         _write_cache(project, key, findings, unreviewed, hidden)
     else:
         findings, unreviewed, hidden = cached
@@ -289,14 +302,15 @@ def _compute(
     x = cache.matrix([hashes[r.rel] for r in usable]).astype(np.float32)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     data = _Data(usable, x, hashes, dismissed)
+    off_domain = _off_domain(data)
     flagged_mislabel: set[str] = set()
     if model is not None:
-        found = _mislabels(data, model)
+        found = _mislabels(data, model, set(off_domain))
         flagged_mislabel = {p for f in found for p in f.photos}
         findings += found
         findings += _overlaps(data, model)
     findings += _duplicates(data, model)
-    findings += _outliers(data, flagged_mislabel)
+    findings += _outliers(data, off_domain, flagged_mislabel)
     findings += _mixed(data)
     findings.sort(key=lambda f: (-f.score, f.kind, f.photos, f.categories))
     return findings, unreviewed, len(data.hidden_groups)
@@ -319,31 +333,67 @@ class _Data:
         return False
 
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine similarities, indices) of every photo's nearest photos, itself excluded."""
+        """(cosine similarities, indices) of every photo's nearest photos, itself excluded,
+        best first. The search runs on a PCA projection to SEARCH_DIM values (ten times less
+        work than on the full vectors; copies stay each other's neighbours), in chunks of
+        bounded memory; the similarities of the neighbours found are then exact."""
         if self._neighbours is None:
             import numpy as np
+            from sklearn import config_context
             from sklearn.neighbors import NearestNeighbors
 
-            k = min(NEIGHBOURS + 1, len(self.x))
-            search = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(self.x)
-            distances, indices = search.kneighbors(self.x)
-            similarities = 1.0 - distances.astype(np.float64) ** 2 / 2.0
-            # Drop each photo itself (exact copies may sort either way, so by index).
             n = len(self.x)
-            keep = indices != np.arange(n)[:, None]
-            rows_sim = np.full((n, k - 1), -1.0)
+            k = min(NEIGHBOURS + 1, n)
+            space = _projection(self.x)
+            search = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(space)
+            with config_context(working_memory=64):  # MB per chunk: bounded at any size
+                _, indices = search.kneighbors(space)
+            # Drop each photo itself (exact copies may sort either way, so by index).
             rows_idx = np.full((n, k - 1), -1, dtype=np.int64)
             for i in range(n):
-                s, j = similarities[i][keep[i]][: k - 1], indices[i][keep[i]][: k - 1]
-                rows_sim[i, : len(s)] = s
-                rows_idx[i, : len(j)] = j
+                others = indices[i][indices[i] != i][: k - 1]
+                rows_idx[i, : len(others)] = others
+            rows_sim = np.full((n, k - 1), -1.0)
+            for start in range(0, n, 512):  # 512 x 10 neighbours x 1,280 floats: 26 MB
+                block = slice(start, start + 512)
+                found = rows_idx[block]
+                exact = np.einsum("nd,nkd->nk", self.x[block], self.x[np.maximum(found, 0)])
+                rows_sim[block] = np.where(found >= 0, exact, -1.0)
+            order = np.argsort(-rows_sim, axis=1)
+            rows_sim = np.take_along_axis(rows_sim, order, axis=1)
+            rows_idx = np.take_along_axis(rows_idx, order, axis=1)
             self._neighbours = (rows_sim, rows_idx)
         return self._neighbours
 
 
+SEARCH_DIM = 128
+
+
+def _projection(x: np.ndarray) -> np.ndarray:
+    """The features projected on their SEARCH_DIM main directions (PCA fitted on an even
+    sample of at most 2,000 photos), as float32; unchanged when they are already small."""
+    import numpy as np
+
+    n, dim = x.shape
+    if dim <= SEARCH_DIM or n <= SEARCH_DIM:
+        return x
+    from sklearn.utils.extmath import randomized_svd
+
+    sample = x[np.linspace(0, n - 1, min(n, 2000)).astype(np.int64)]
+    mean = sample.mean(0)
+    _, _, directions = randomized_svd(sample - mean, SEARCH_DIM, n_iter=2, random_state=0)
+    basis = directions.T.astype(np.float32)
+    projected = np.empty((n, SEARCH_DIM), dtype=np.float32)
+    for start in range(0, n, 4096):
+        block = slice(start, start + 4096)
+        projected[block] = (x[block] - mean.astype(np.float32)) @ basis
+    return projected
+
+
 # ----- photo-level findings -------------------------------------------------------------------
-def _mislabels(data: _Data, model: TrainedModel) -> list[Finding]:
-    """Confident learning on the out-of-fold probabilities of the last training."""
+def _mislabels(data: _Data, model: TrainedModel, off_domain: set[str]) -> list[Finding]:
+    """Confident learning on the out-of-fold probabilities of the last training. Photos
+    unlike every category are left to the outlier finding: moving them would not help."""
     import numpy as np
 
     categories = model.categories
@@ -359,7 +409,13 @@ def _mislabels(data: _Data, model: TrainedModel) -> list[Finding]:
     labels = np.array([index[rel.split("/")[1]] for rel, _ in rows])
     pred_probs = np.stack([p for _, p in rows]).astype(np.float64)
     thresholds = _class_thresholds(labels, pred_probs)
+    # Measured on Caltech (bench/bench_review.py): confident learning alone flags 7.5% of the
+    # photos, mostly honest confusions between similar categories; a misfiled photo is one
+    # whose given category the model finds no likelier than chance.
+    near_chance = MISLABEL_MAX_GIVEN / len(categories)
+    given_p = pred_probs[np.arange(len(labels)), labels]
     issues = _label_issues(labels, pred_probs) | _clearly_other(labels, pred_probs)
+    issues &= given_p <= near_chance
     flagged: list[tuple[str, str, float, float]] = []  # rel, suggested, confidence, given p
     for i in np.flatnonzero(issues):
         rel = rows[i][0]
@@ -380,7 +436,7 @@ def _mislabels(data: _Data, model: TrainedModel) -> list[Finding]:
         for (_, record), p, label, hit in zip(
             test, test_probs, test_labels, confident, strict=True
         ):
-            if not hit:
+            if not hit or p[label] > near_chance:
                 continue
             other = np.where(np.arange(len(p)) == label, -1.0, p)
             best = int(other.argmax())
@@ -388,7 +444,9 @@ def _mislabels(data: _Data, model: TrainedModel) -> list[Finding]:
                 flagged.append((record.rel, categories[best], float(other[best]), float(p[label])))
     groups: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
     for rel, suggested, confidence, given_p in flagged:
-        if data.photo_dismissed("mislabel", rel, (rel.split("/")[1], suggested)):
+        if rel in off_domain or data.photo_dismissed(
+            "mislabel", rel, (rel.split("/")[1], suggested)
+        ):
             continue
         groups.setdefault((rel.split("/")[1], suggested), []).append((rel, confidence, given_p))
     findings = []
@@ -462,15 +520,14 @@ def _label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
 def _clearly_other(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """Photos the model gives mostly to one other category: confident learning's thresholds
     are the category's mean probability, which a well-separated project pushes so high that
-    a shoe 78% "shoes" and 20% "hat" would pass unflagged under `hat`."""
+    a shoe 78% "shoes" and 20% "hat" would pass unflagged under `hat`. (The caller also
+    requires the given category to be near chance.)"""
     import numpy as np
 
     rows = np.arange(len(labels))
     other = pred_probs.copy()
     other[rows, labels] = -1.0
-    clear: np.ndarray = (other.max(1) >= MISLABEL_CLEAR) & (
-        pred_probs[rows, labels] <= MISLABEL_MAX_GIVEN
-    )
+    clear: np.ndarray = other.max(1) >= MISLABEL_CLEAR
     return clear
 
 
@@ -518,11 +575,17 @@ def _duplicates(data: _Data, model: TrainedModel | None) -> list[Finding]:
         return i
 
     best_pair: dict[int, float] = {}
-    for i, j in zip(*np.nonzero(similarities >= DUPLICATE_SIMILARITY), strict=True):
-        a, b = root(i), root(int(indices[i, j]))
+    thumbnails: dict[int, np.ndarray | None] = {}
+    for i, j in zip(*np.nonzero(similarities >= DUPLICATE_CANDIDATE), strict=True):
+        other = int(indices[i, j])
+        similarity = float(similarities[i, j])
+        if similarity < DUPLICATE_SIMILARITY and not _same_picture(data, i, other, thumbnails):
+            continue
+        a, b = root(int(i)), root(other)
         if a != b:
             parent[a] = b
-        best_pair[i] = max(best_pair.get(i, 0.0), float(similarities[i, j]))
+        for member in (int(i), other):
+            best_pair[member] = max(best_pair.get(member, 0.0), similarity)
     groups: dict[int, list[int]] = {}
     for i in best_pair:
         groups.setdefault(root(i), []).append(i)
@@ -559,6 +622,44 @@ def _duplicates(data: _Data, model: TrainedModel | None) -> list[Finding]:
             if len(split_records) >= 2:
                 findings.append(_duplicate_finding(split_records, similarity, agreement))
     return findings
+
+
+def _same_picture(data: _Data, i: int, j: int, thumbnails: dict[int, np.ndarray | None]) -> bool:
+    """Whether two photos with close features are the same picture: their small grey
+    thumbnails match (also mirrored). Resizing and re-encoding move the features of a copy
+    more than a 5% crop does (measured: down to 0.86), while distinct photos of one object
+    reach 0.9 too; the pixels tell them apart. Only these few candidates are decoded."""
+
+    for k in (i, j):
+        if k not in thumbnails:
+            thumbnails[k] = _thumbnail(data.records[k].path)
+    a, b = thumbnails[i], thumbnails[j]
+    if a is None or b is None:
+        return False
+    mirrored = b.reshape(THUMBNAIL_SIZE, THUMBNAIL_SIZE)[:, ::-1].ravel()
+    return max(float(a @ b), float(a @ mirrored)) >= THUMBNAIL_MATCH
+
+
+THUMBNAIL_SIZE = 16
+
+
+def _thumbnail(path: Path) -> np.ndarray | None:
+    """A unit-norm, zero-mean 16x16 grey thumbnail (JPEG draft mode decodes at 1/8 size)."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.draft("L", (THUMBNAIL_SIZE * 4, THUMBNAIL_SIZE * 4))
+            small = image.convert("L").resize(
+                (THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR
+            )
+    except (OSError, ValueError):
+        return None
+    vector = np.asarray(small, dtype=np.float64).ravel()
+    vector -= vector.mean()
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 1e-9 else None
 
 
 def _duplicate_finding(
@@ -626,26 +727,62 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return cast("np.ndarray", (values - median) / spread)
 
 
-def _outliers(data: _Data, skip: set[str]) -> list[Finding]:
-    """Photos far from their nearest neighbours: in the whole project (off-domain), or in
+def _off_domain(data: _Data) -> dict[str, float]:
+    """rel -> score of training photos unlike every category: a low cosine similarity to the
+    nearest category centre (its own centre without the photo itself), both for the whole
+    project and for its own category. Centres are barely moved by a few strange photos, so
+    a handful of similar off-domain photos (five churches among t-shirts) do not hide each
+    other the way nearest neighbours would. Measured (bench/bench_review.py): in a narrow
+    project (clothing) Caltech photos stand out on both scores; in a broad one (Caltech)
+    a few percent of honest photos do too, hence the cap on how many are raised."""
+    import numpy as np
+
+    train_rows = np.array([i for i, r in enumerate(data.records) if r.split == "train"])
+    if len(train_rows) < 10:
+        return {}
+    names = sorted({data.records[i].category for i in train_rows})
+    column = {c: j for j, c in enumerate(names)}
+    labels = np.array([column[data.records[i].category] for i in train_rows])
+    sums = np.zeros((len(names), data.x.shape[1]), dtype=np.float64)
+    for j in range(len(names)):
+        sums[j] = data.x[train_rows[labels == j]].sum(0, dtype=np.float64)
+    counts = np.bincount(labels, minlength=len(names))
+    sum_norms = np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
+    best = np.empty(len(train_rows))
+    own_sim = np.empty(len(train_rows))
+    for start in range(0, len(train_rows), 4096):
+        rows = slice(start, start + 4096)
+        dots = data.x[train_rows[rows]] @ sums.T.astype(np.float32)
+        sims = dots / sum_norms[None, :]
+        own = labels[rows]
+        own_dot = dots[np.arange(len(own)), own]
+        leave_one_out = np.sqrt(np.maximum(sum_norms[own] ** 2 - 2 * own_dot + 1.0, 1e-12))
+        own_sim[rows] = np.where(counts[own] > 1, (own_dot - 1.0) / leave_one_out, -1.0)
+        sims[np.arange(len(own)), own] = own_sim[rows]
+        best[rows] = sims.max(1)
+    z_project = _robust_z(-best)
+    z_category = np.zeros(len(train_rows))
+    for j in range(len(names)):
+        members = labels == j
+        if members.sum() >= 5:
+            z_category[members] = _robust_z(-own_sim[members])
+    candidates = np.flatnonzero((z_project >= OFF_DOMAIN_Z) & (z_category >= OFF_DOMAIN_Z_CATEGORY))
+    cap = max(OFF_DOMAIN_MIN_CAP, int(OFF_DOMAIN_MAX_SHARE * len(train_rows)))
+    ranked = sorted(candidates, key=lambda i: -(z_project[i] + z_category[i]))[:cap]
+    return {data.records[train_rows[i]].rel: float(z_project[i]) for i in ranked}
+
+
+def _outliers(data: _Data, off_domain_z: dict[str, float], skip: set[str]) -> list[Finding]:
+    """Off-domain photos (already scored), and photos far from their nearest neighbours in
     their own category (unusual for it). Mislabelled photos are reported as such instead."""
     import numpy as np
 
-    similarities, _ = data.neighbours()
     train_rows = [i for i, r in enumerate(data.records) if r.split == "train"]
-    if len(train_rows) < 10:
-        return []
-    k = min(OUTLIER_NEIGHBOURS, similarities.shape[1])
-    distance_all = 1.0 - similarities[:, :k].mean(1)
-    z_all = _robust_z(distance_all[train_rows])
-    z_of = dict(zip(train_rows, z_all, strict=True))
     off_domain: dict[str, list[tuple[str, float]]] = {}
     unusual: dict[str, list[tuple[str, float]]] = {}
-    for i, z in z_of.items():
-        record = data.records[i]
-        if z >= OFF_DOMAIN_Z and record.rel not in skip:
-            off_domain.setdefault(record.category, []).append((record.rel, float(z)))
-    flagged = {rel for items in off_domain.values() for rel, _ in items}
+    for rel, z in off_domain_z.items():
+        off_domain.setdefault(rel.split("/")[1], []).append((rel, z))
+    flagged = set(off_domain_z)
     by_category: dict[str, list[int]] = {}
     for i in train_rows:
         by_category.setdefault(data.records[i].category, []).append(i)
@@ -756,7 +893,11 @@ def _overlaps(data: _Data, model: TrainedModel) -> list[Finding]:
 
 
 def _mixed(data: _Data) -> list[Finding]:
-    """Categories whose photos fall into two clearly separate groups (2-means + silhouette)."""
+    """Categories whose photos fall into two clearly separate groups: the graph of each
+    photo's nearest neighbours in its category nearly falls apart in two (a small second
+    eigenvalue of its normalised Laplacian; the split is the sweep cut of the Fiedler
+    vector with the lowest conductance). Measured on Caltech: two classes filed as one give
+    0.015-0.02, a single class 0.04-0.3; 2-means with a silhouette did not separate them."""
     import numpy as np
 
     by_category: dict[str, list[int]] = {}
@@ -767,25 +908,22 @@ def _mixed(data: _Data) -> list[Finding]:
     for category, rows in by_category.items():
         if len(rows) < MIXED_MIN_PHOTOS:
             continue
-        rows = rows[:MAX_GROUP]
-        xc = data.x[rows].astype(np.float64)
-        groups = _two_means(xc)
-        sizes = np.bincount(groups, minlength=2)
-        if sizes.min() < max(4, MIXED_MIN_SHARE * len(rows)):
+        if len(rows) > MIXED_MAX_PHOTOS:  # an even sample keeps this O(sample^2)
+            rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, MIXED_MAX_PHOTOS)]
+        connectivity, side = _two_groups(data.x[rows].astype(np.float64))
+        if connectivity >= MIXED_CONNECTIVITY:
             continue
-        silhouette = _silhouette(xc, groups)
-        if silhouette < MIXED_SILHOUETTE:
-            continue
-        smaller = int(sizes.argmin())
-        photos = tuple(data.records[rows[i]].rel for i in np.flatnonzero(groups == smaller))
+        smaller = side if side.sum() <= (~side).sum() else ~side
+        photos = tuple(data.records[rows[i]].rel for i in np.flatnonzero(smaller))
+        rest = len(rows) - len(photos)
         findings.append(
             make_finding(
                 "mixed",
                 photos,
                 (category,),
-                0.5 + min(silhouette, 0.5) * 0.4,
-                f"The photos of {category!r} fall into two separate groups ({sizes[1 - smaller]} "
-                f"and {sizes[smaller]} photos): it may mix two different things.",
+                0.5 + 0.3 * (1.0 - connectivity / MIXED_CONNECTIVITY),
+                f"The photos of {category!r} fall into two separate groups ({rest} and "
+                f"{len(photos)} photos): it may mix two different things.",
                 Suggestion(
                     "split",
                     photos,
@@ -793,49 +931,47 @@ def _mixed(data: _Data) -> list[Finding]:
                     categories=(category,),
                     label=f"Split {_photos_text(len(photos))} into a new category",
                 ),
-                {"silhouette": round(float(silhouette), 4)},
+                {"connectivity": round(float(connectivity), 4)},
             )
         )
     return findings
 
 
-def _two_means(x: np.ndarray, iterations: int = 15) -> np.ndarray:
-    """Deterministic 2-means: seeded by the two photos farthest apart (approximately)."""
+def _two_groups(x: np.ndarray, neighbours: int = 7) -> tuple[float, np.ndarray]:
+    """(algebraic connectivity of the normalised k-NN graph, the better side of its cut)."""
     import numpy as np
 
-    centre = x.mean(0)
-    a = int(np.argmax(((x - centre) ** 2).sum(1)))
-    b = int(np.argmax(((x - x[a]) ** 2).sum(1)))
-    centres = np.stack([x[a], x[b]])
-    groups = np.zeros(len(x), dtype=np.int64)
-    for _ in range(iterations):
-        distances = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(2)
-        new = distances.argmin(1)
-        if (new == groups).all() and _ > 0:
-            break
-        groups = new
-        for g in (0, 1):
-            if (groups == g).any():
-                centres[g] = x[groups == g].mean(0)
-    return groups
-
-
-def _silhouette(x: np.ndarray, groups: np.ndarray) -> float:
-    import numpy as np
-
-    squared = np.maximum((x * x).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2 * x @ x.T, 0.0)
-    distances = np.sqrt(squared)
-    scores = np.zeros(len(x))
-    for g in (0, 1):
-        own = groups == g
-        other = ~own
-        n_own = own.sum()
-        if n_own < 2 or not other.any():
-            return 0.0
-        a = distances[np.ix_(own, own)].sum(1) / (n_own - 1)
-        b = distances[np.ix_(own, other)].mean(1)
-        scores[own] = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
-    return float(scores.mean())
+    n = len(x)
+    k = min(neighbours, n - 1)
+    gram = x @ x.T
+    np.fill_diagonal(gram, -np.inf)
+    nearest = np.argpartition(-gram, k - 1, axis=1)[:, :k]
+    adjacency = np.zeros((n, n))
+    adjacency[np.repeat(np.arange(n), k), nearest.ravel()] = 1.0
+    adjacency = np.maximum(adjacency, adjacency.T)
+    degree = adjacency.sum(1)
+    scale = 1.0 / np.sqrt(degree)
+    laplacian = np.eye(n) - scale[:, None] * adjacency * scale[None, :]
+    values, vectors = np.linalg.eigh(laplacian)
+    order = np.argsort(vectors[:, 1] * scale)
+    # Sweep cut: the prefix of the Fiedler order with the lowest conductance, each side
+    # holding at least MIXED_MIN_SHARE of the photos.
+    smallest = max(4, int(np.ceil(MIXED_MIN_SHARE * n)))
+    inside = np.zeros(n, dtype=bool)
+    between, volume, total = 0.0, 0.0, float(degree.sum())
+    best = (np.inf, 0)
+    for count, vertex in enumerate(order[:-1], start=1):
+        between += degree[vertex] - 2.0 * adjacency[vertex, inside].sum()
+        volume += degree[vertex]
+        inside[vertex] = True
+        if smallest <= count <= n - smallest:
+            conductance = between / max(min(volume, total - volume), 1e-12)
+            best = min(best, (conductance, count))
+    side = np.zeros(n, dtype=bool)
+    side[order[: best[1]]] = True
+    if best[1] == 0:
+        return 1.0, side
+    return float(values[1]), side
 
 
 def _small_categories(project: Project, train: list[ImageRecord]) -> list[Finding]:
@@ -1040,11 +1176,18 @@ def _thresholds() -> str:
             MISLABEL_CLEAR,
             MISLABEL_MAX_GIVEN,
             DUPLICATE_SIMILARITY,
+            DUPLICATE_CANDIDATE,
+            THUMBNAIL_MATCH,
             NEIGHBOURS,
+            SEARCH_DIM,
             OUTLIER_NEIGHBOURS,
             OFF_DOMAIN_Z,
+            OFF_DOMAIN_Z_CATEGORY,
+            OFF_DOMAIN_MAX_SHARE,
+            OFF_DOMAIN_MIN_CAP,
             OUTLIER_Z,
-            MIXED_SILHOUETTE,
+            MIXED_CONNECTIVITY,
+            MIXED_MAX_PHOTOS,
             MIXED_MIN_PHOTOS,
             MIXED_MIN_SHARE,
             OVERLAP_MIN_SHARE,

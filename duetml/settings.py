@@ -39,7 +39,13 @@ def read_settings(root: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise DuetmlError(f"{SETTINGS_FILE} is not UTF-8 text: fix or delete it.") from None
     version = data.get("format", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        shown = repr(version)[:40]
+        raise DuetmlError(
+            f"{SETTINGS_FILE} has a malformed setting: format = {shown} should be a whole "
+            f"number (format = {FORMAT_VERSION}, without quotes): fix that line."
+        )
+    if version > FORMAT_VERSION:
         raise ProjectTooNewError(
             f"This project was written by a newer duetml (format {version}): "
             "upgrade with `pip install -U duetml`."

@@ -49,6 +49,7 @@ class TrainReport:
     C: float
     reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    notices: list[str] = field(default_factory=list)  # e.g. a damaged cache part set aside
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class TrainReport:
             "why_no_cv": self.why_no_cv,
             "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
             "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
+            "notices": self.notices,
         }
 
 
@@ -201,6 +203,7 @@ def train_project(
             kernel=model.kernel,
             C=model.C,
             reused_choice=bool(cv and cv.reused_choice),
+            notices=list(cache.notices),
             skipped=skipped,
         )
     project.log.record(

@@ -13,7 +13,7 @@ from agent_fakes import DEMO_DATA, FakeProvider
 
 from duetml.agents import AgentSession, attachments, sheets
 from duetml.agents.context import ContextBuilder, rank_categories
-from duetml.agents.facts import render_facts
+from duetml.agents.facts import Evaluation, render_facts
 from duetml.project import Project
 
 pytest_plugins = ["agent_fakes"]
@@ -104,7 +104,9 @@ def test_ranking_is_by_relevance_not_by_name():
             {"name": "date", "images": 40},
             {"name": "elder", "images": 40},
         ],
-        "evaluation": {"confused_pairs": [("date", "elder", 4, 0.1)], "mistakes": []},
+        "evaluation": Evaluation(
+            "cross-validation", 0.9, confused_pairs=[("date", "elder", 4, 0.1)]
+        ),
         "findings": [
             {"kind": "mislabel", "photos": ["train/banana/x.jpg"], "categories": ["banana"]}
         ],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +101,88 @@ def test_real_photo_facts() -> None:
     facts = images.check_image(demo_photos("shoes")[0])
     assert facts.format == "JPEG" and facts.extension == ".jpg" and facts.mime == "image/jpeg"
     assert facts.width > 100 and facts.height > 100
+
+
+# ----- memory bounded by the output, not the input (issue 7, item 4) ------------------------
+MAKE_IMAGE = """
+import sys
+import numpy as np
+from PIL import Image
+kind, width, height, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ramp = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+if kind == "png16":
+    rows = (np.linspace(0, 1, height, dtype=np.float32)[:, None] * 20000).astype(np.uint16)
+    pixels = (ramp * 40000).astype(np.uint16) + rows
+    Image.fromarray(pixels).save(path, "PNG")
+else:
+    pixels = np.empty((height, width, 3), np.uint8)
+    pixels[..., 0] = (ramp * 255).astype(np.uint8)
+    pixels[..., 1] = 90
+    pixels[..., 2] = (np.linspace(0, 255, height, dtype=np.float32)[:, None]).astype(np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=80)
+"""
+
+PEAK_MEMORY = """
+import resource, sys
+from pathlib import Path
+from duetml import images
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if sys.argv[1] == "thumbnail":
+    assert images.thumbnail_jpeg(Path(sys.argv[2]), 192)[:2] == b"\\xff\\xd8"
+else:
+    images.check_image(Path(sys.argv[2]))
+    assert images.load_square(Path(sys.argv[2]), 224).shape == (224, 224, 3)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def _make(tmp_path: Path, kind: str, width: int, height: int) -> Path:
+    path = tmp_path / f"{kind}-{width}x{height}.{'png' if kind == 'png16' else 'jpg'}"
+    subprocess.run(
+        [sys.executable, "-c", MAKE_IMAGE, kind, str(width), str(height), str(path)], check=True
+    )
+    return path
+
+
+def _peak_mb(operation: str, path: Path) -> int:
+    """Peak memory (MB) of ``operation`` on ``path`` in a fresh process, above its imports."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, operation, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def test_a_16_bit_grey_png_near_the_limit_costs_hundreds_of_mb_not_gigabytes(
+    tmp_path: Path,
+) -> None:
+    # The issue's 9400x9400 16-bit PNG: 177 MB of pixels once decoded, 3.8 GB per thumbnail
+    # when converted through float64. Now: the decoded pixels plus one 16-bit copy at most.
+    path = _make(tmp_path, "png16", 9400, 9400)
+    assert path.stat().st_size < 20_000_000
+    for operation in ("thumbnail", "features"):
+        assert _peak_mb(operation, path) < 600, operation
+
+
+def test_a_108_megapixel_phone_jpeg_imports_at_the_cost_of_a_small_one(tmp_path: Path) -> None:
+    path = _make(tmp_path, "jpeg", 12000, 9000)
+    facts = images.check_image(path)
+    assert (facts.width, facts.height) == (12000, 9000)
+    for operation in ("thumbnail", "features"):
+        # 324 MB if decoded at full size; DCT scaling decodes 1/8 of each side.
+        assert _peak_mb(operation, path) < 120, operation
+
+
+def test_only_truly_abusive_sizes_are_refused_with_what_to_do() -> None:
+    small = _encode(Image.new("RGB", (16, 16), (1, 2, 3)), "JPEG")
+    marker = small.index(b"\xff\xc0")  # start of frame: precision, height, width follow
+    huge = bytearray(small)
+    huge[marker + 5 : marker + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")
+    with pytest.raises(BadImageError, match="save a smaller copy"):
+        images.check_image(bytes(huge))
+    huge[marker + 5 : marker + 9] = (20000).to_bytes(2, "big") + (16000).to_bytes(2, "big")
+    with pytest.raises(BadImageError, match="320 megapixels.*save a smaller copy"):
+        images.check_image(bytes(huge))

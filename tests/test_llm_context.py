@@ -419,3 +419,16 @@ def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(goal_proje
         assert len(server.chat_requests) == 1  # no refusal needed
         last = session.store.state()["last_request"]["passive"]
         assert last["tokens"] + w.reply_room(3072) <= 3072 and last["shrunk"]
+
+
+def test_llm_status_shows_no_context_for_a_model_that_is_not_installed(goal_project, monkeypatch):
+    from duetml.agents.status import llm_status
+
+    with FakeOllamaServer() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        monkeypatch.setenv("DUETML_PASSIVE_LLM", "ollama:moondream")
+        status = llm_status(goal_project)
+        passive = status["agents"]["passive"]
+        assert passive["model_installed"] is False and "context_length" not in passive
+        assert status["agents"]["proactive"]["context_length"] == 32768
+        assert status["memory_warning"] is None  # the other model is not there to load

@@ -224,3 +224,53 @@ def test_serve_waits_for_approval_on_the_page(hostile, attacker, tmp_path) -> No
         output, _ = process.communicate(timeout=20)
     assert "duetml llm approve" in output and attacker.url in output
     assert saw_key_or_photo(attacker)
+
+
+def _ask_at_a_terminal(root: Path, answer: str) -> subprocess.CompletedProcess[str]:
+    """`duetml ask` with a terminal on stdin, as a person runs it, answering the question."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from duetml.cli import main; main()", "ask", "hello"]
+            + ["-p", str(root)],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(controller, answer.encode() + b"\n")
+        out, err = process.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
+    refused = _ask_at_a_terminal(hostile.root, "no")
+    assert refused.returncode == 7, refused.stderr
+    assert "not approved" in refused.stderr and attacker.url in refused.stderr
+    assert "Allow it for this project?" in refused.stdout
+    assert attacker.requests == []
+    attacker.queue_reply("Approved and answered.")
+    allowed = _ask_at_a_terminal(hostile.root, "yes")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.endswith("Approved and answered.\n")
+    assert attacker.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
+    assert choice.approved_endpoints(hostile.root) == {attacker.url}
+
+
+def test_an_unwritable_home_is_one_sentence_and_approves_nothing(
+    hostile, attacker, tmp_path, monkeypatch
+) -> None:
+    # A DUETML_HOME below a regular file cannot be created, whoever runs the test (root too).
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("DUETML_HOME", str(blocker / "home"))
+    result = run("llm", "approve", "-p", str(hostile.root))
+    assert result.exit_code == 1 and "Could not save your approval" in result.stderr
+    assert "Traceback" not in result.output and attacker.requests == []
+    assert run("ask", "hello", "-p", str(hostile.root)).exit_code == 7
+    assert attacker.requests == []

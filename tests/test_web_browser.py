@@ -522,3 +522,25 @@ def test_cloud_consent_is_asked_on_the_page(browser: Any, watch: Watch, tmp_path
     assert choice.approved_endpoints(project.root) == {"http://192.0.2.10:9/v1"}
     assert "cloud_consent" not in Project.open(project.root).settings["agents"]
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_a_small_model_context_shows_as_a_notice(
+    browser: Any, watch: Watch, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "small", per_category=6)
+    with FakeOllamaServer(context_length=3072) as ollama:
+        ollama_settings(project, ollama.url)
+        ollama.queue_reply("Both categories look distinct.")
+        with serving(project.root) as server:
+            context, page = open_page(browser, server.url, watch)
+            page.fill("#chat-input", "Are my photos good?")
+            page.press("#chat-input", "Enter")
+            notice = page.locator(".toast", has_text=re.compile("context is small"))
+            notice.wait_for()
+            assert "3,072 tokens" in notice.inner_text()
+            page.locator(".msg", has_text="Both categories look distinct.").wait_for()
+            if os.environ.get("DUETML_SHOT"):
+                page.screenshot(path=os.environ["DUETML_SHOT"])
+            context.close()
+        assert ollama.chat_requests[-1].json["options"]["num_ctx"] == 3072
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)

@@ -677,3 +677,20 @@ def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
     # Then the classifier's phases, each named for the page.
     assert {s["phase"] for s in running} <= set(PHASE_LABELS)
     assert all(s["label"] == PHASE_LABELS[s["phase"]] for s in running)
+
+
+def test_a_small_model_context_is_told_once_in_the_stream(client: TestClient) -> None:
+    from duetml.llm import window
+    from duetml.llm.base import ModelProfile
+
+    client.passive._profile = ModelProfile(3500, window.family_for("qwen2.5vl"))
+    client.passive.enqueue("Fine.", "Still fine.")
+    lines = [
+        json.loads(line)
+        for line in client.post("/api/chat", json={"message": "hi"}).text.splitlines()
+    ]
+    notices = [line["notice"] for line in lines if "notice" in line]
+    assert len(notices) == 1 and "Your model's context is small" in notices[0], lines
+    assert lines[-1] == {"done": True}
+    again = client.post("/api/chat", json={"message": "and?"}).text
+    assert '"notice"' not in again  # told once

@@ -67,7 +67,7 @@ def load_user_settings() -> dict[str, Any]:
     path = user_config_file()
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DuetmlError(f"{path} is not valid TOML ({exc}): fix or delete it.") from None
@@ -138,9 +138,9 @@ def _read_approvals() -> list[dict[str, Any]]:
     path = approvals_file()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    except (ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError):
         # Unreadable means nothing is approved: the user is asked again, which is safe.
         return []
     entries = data.get("approvals") if isinstance(data, dict) else None
@@ -166,14 +166,20 @@ def _change_approvals(change: Callable[[list[dict[str, Any]]], list[dict[str, An
     from duetml.locks import hold
 
     path = approvals_file()
-    with hold(
-        path.with_name(f".{APPROVALS_FILE}.lock"),
-        timeout=10,
-        busy_message="Another duetml is saving approvals: try again in a moment.",
-    ):
-        entries = change(_read_approvals())
-        payload = {"format": APPROVALS_FORMAT, "approvals": entries}
-        atomic.write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    try:
+        with hold(
+            path.with_name(f".{APPROVALS_FILE}.lock"),
+            timeout=10,
+            busy_message="Another duetml is saving approvals: try again in a moment.",
+        ):
+            entries = change(_read_approvals())
+            payload = {"format": APPROVALS_FORMAT, "approvals": entries}
+            atomic.write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise DuetmlError(
+            f"Could not save your approval in {path} ({exc.strerror or exc}): make that "
+            "folder writable, or set DUETML_HOME to one that is."
+        ) from None
 
 
 def approve(root: Path, endpoint: str) -> None:

@@ -44,7 +44,15 @@ from duetml.agents.attachments import (
     photos_of,
 )
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
-from duetml.agents.facts import FactGatherer, ago, number_photos, render_facts, short
+from duetml.agents.conversation import Message
+from duetml.agents.facts import (
+    Evaluation,
+    FactGatherer,
+    ago,
+    number_photos,
+    render_facts,
+    short,
+)
 from duetml.agents.history import (
     collapse_events,
     history_messages,
@@ -99,7 +107,7 @@ class ContextBuilder:
     def build(
         self,
         about: str,
-        conversation: Sequence[dict[str, Any]] = (),
+        conversation: Sequence[Message] = (),
         *,
         vision: bool = True,
         since: float | None = None,
@@ -253,8 +261,8 @@ def rank_categories(
             score[name] += weight
 
     evaluation = facts.get("evaluation")
-    if evaluation and "unavailable" not in evaluation:
-        for rank, (true, predicted, _, _) in enumerate(evaluation["confused_pairs"]):
+    if isinstance(evaluation, Evaluation):
+        for rank, (true, predicted, _, _) in enumerate(evaluation.confused_pairs):
             add(true, _CONFUSED / (1 + rank * 0.1))
             add(predicted, _CONFUSED / (1 + rank * 0.1))
     for rank, finding in enumerate(facts.get("findings") or []):

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from duetml import atomic, locks
 
@@ -33,8 +33,19 @@ MAX_MESSAGE_CHARS = 20_000
 LOCK_TIMEOUT = 10.0
 
 
+class Message(TypedDict):
+    """One saved message, as it is stored (one JSON line) and as the page receives it."""
+
+    id: str
+    ts: float
+    role: str  # one of ROLES
+    kind: str  # one of KINDS
+    content: str
+    proposals: NotRequired[list[dict[str, Any]]]  # changes an assistant message proposes
+
+
 class ConversationStore:
-    """Messages oldest first: {"id", "ts", "role", "kind", "content"}."""
+    """Messages oldest first."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
@@ -45,12 +56,12 @@ class ConversationStore:
 
     # --- messages --------------------------------------------------------------------------
 
-    def messages(self) -> list[dict[str, Any]]:
+    def messages(self) -> list[Message]:
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
-        found = []
+        found: list[Message] = []
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
@@ -60,15 +71,15 @@ class ConversationStore:
                 found.append(entry)
         return found
 
-    def append(self, *entries: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def append(self, *entries: tuple[Any, ...]) -> list[Message]:
         """Save (role, kind, content[, extra fields]) messages in one write; returns them with
         id and ts. Extra fields: "proposals" on an assistant message."""
-        made = []
+        made: list[Message] = []
         for role, kind, content, *extra in entries:
-            message = new_message(role, kind, content)
+            message: dict[str, Any] = dict(new_message(role, kind, content))
             for fields in extra:
                 message.update({k: v for k, v in fields.items() if k not in message})
-            made.append(message)
+            made.append(cast(Message, message))
         with self._locked():
             lines = [json.dumps(m, ensure_ascii=False) for m in self.messages() + made]
             atomic.write_text(self.path, "\n".join(lines) + "\n")
@@ -118,7 +129,7 @@ class ConversationStore:
                     self._depth = 0
 
 
-def new_message(role: str, kind: str, content: str) -> dict[str, Any]:
+def new_message(role: str, kind: str, content: str) -> Message:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if kind not in KINDS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
@@ -18,6 +19,25 @@ from duetml.llm import clean_text
 
 if TYPE_CHECKING:
     from duetml.project import Project
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model's results as the agents are told them (a digest of training.EvalReport)."""
+
+    source: str  # "test set" or "cross-validation"
+    accuracy: float
+    stale: bool = False
+    confused_pairs: list[tuple[str, str, int, float]] = field(default_factory=list)
+    mistakes: list[dict[str, Any]] = field(default_factory=list)  # EvalReport.mistakes rows
+    least_sure: list[dict[str, Any]] = field(default_factory=list)  # image, true, confidence
+
+
+@dataclass(frozen=True)
+class EvaluationUnavailable:
+    """Why a trained model has no results to tell (e.g. too few photos to cross-validate)."""
+
+    reason: str
 
 
 class _AgentTaggedLog:
@@ -60,7 +80,7 @@ class FactGatherer:
         self.project = project
         self._lock = threading.Lock()
         self._eval_key: tuple[Any, ...] | None = None
-        self._eval: dict[str, Any] | None = None
+        self._eval: Evaluation | EvaluationUnavailable | None = None
 
     def gather(self, budget: Budget = DEFAULT_BUDGET) -> dict[str, Any]:
         from duetml.health import duplicate_groups, project_health
@@ -102,7 +122,7 @@ class FactGatherer:
         quiet.log = _AgentTaggedLog(quiet.log)  # type: ignore[assignment]
         return quiet
 
-    def _evaluation(self, budget: Budget) -> dict[str, Any] | None:
+    def _evaluation(self, budget: Budget) -> Evaluation | EvaluationUnavailable | None:
         from duetml.training import evaluate_project, load_model
 
         project = self.project
@@ -119,16 +139,16 @@ class FactGatherer:
                 model = load_model(quiet)
                 report = evaluate_project(quiet)
             except DuetmlError as exc:  # e.g. too few photos for cross-validation
-                result: dict[str, Any] | None = {"unavailable": str(exc)}
+                result: Evaluation | EvaluationUnavailable = EvaluationUnavailable(str(exc))
             else:
-                result = {
-                    "source": report.source,
-                    "accuracy": report.accuracy,
-                    "stale": report.stale,
-                    "confused_pairs": report.confused_pairs(5),
-                    "mistakes": report.mistakes[: budget.results_photos],
-                    "least_sure": _least_sure(model.meta.get("cv_results") or [], 4),
-                }
+                result = Evaluation(
+                    source=report.source,
+                    accuracy=report.accuracy,
+                    stale=report.stale,
+                    confused_pairs=report.confused_pairs(5),
+                    mistakes=report.mistakes[: budget.results_photos],
+                    least_sure=_least_sure(model.meta.get("cv_results") or [], 4),
+                )
             self._eval_key, self._eval = key, result
             return result
 
@@ -185,8 +205,8 @@ def number_photos(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> Pho
         for rel in finding["photos"][: budget.photos_per_finding]:
             numbers.number(rel)
     evaluation = facts.get("evaluation")
-    if evaluation and "unavailable" not in evaluation:
-        for item in list(evaluation["mistakes"]) + list(evaluation["least_sure"]):
+    if isinstance(evaluation, Evaluation):
+        for item in evaluation.mistakes + evaluation.least_sure:
             numbers.number(str(item["image"]))
     return numbers
 
@@ -280,29 +300,31 @@ def _finding_lines(
 
 
 def _evaluation_lines(
-    evaluation: dict[str, Any] | None, name: Any, photo: Callable[[object], str]
+    evaluation: Evaluation | EvaluationUnavailable | None,
+    name: Any,
+    photo: Callable[[object], str],
 ) -> list[str]:
-    if not evaluation:
+    if evaluation is None:
         return []
-    if "unavailable" in evaluation:
-        return [f"Evaluation: not available ({short(evaluation['unavailable'], 200)})."]
-    lines = [f"Evaluation on the {evaluation['source']}: accuracy {evaluation['accuracy']:.1%}."]
-    if evaluation["confused_pairs"]:
+    if isinstance(evaluation, EvaluationUnavailable):
+        return [f"Evaluation: not available ({short(evaluation.reason, 200)})."]
+    lines = [f"Evaluation on the {evaluation.source}: accuracy {evaluation.accuracy:.1%}."]
+    if evaluation.confused_pairs:
         lines.append("Most confused (true category -> predicted as: photos, share of true):")
         lines += [
             f"- {name(t)} -> {name(p)}: {count} ({share:.0%})"
-            for t, p, count, share in evaluation["confused_pairs"]
+            for t, p, count, share in evaluation.confused_pairs
         ]
-    if evaluation["mistakes"]:
+    if evaluation.mistakes:
         lines.append("Photos the model gets wrong, most confident first:")
-        for mistake in evaluation["mistakes"]:
+        for mistake in evaluation.mistakes:
             lines.append(
                 f"- {photo(mistake['image'])}: is {name(mistake['true'])}, "
                 f"predicted {name(mistake['predicted'])} ({mistake['confidence']:.0%} sure)"
             )
-    if evaluation["least_sure"]:
+    if evaluation.least_sure:
         lines.append("Correct, but the model is least sure of (cross-validation):")
-        for item in evaluation["least_sure"]:
+        for item in evaluation.least_sure:
             lines.append(
                 f"- {photo(item['image'])}: {name(item['true'])} ({item['confidence']:.0%} sure)"
             )

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from duetml.agents.budget import Budget
 from duetml.agents.context import ContextBuilder
+from duetml.agents.prompts import GREETING
 from duetml.errors import LLMError
 from duetml.llm import ChatMessage, ImageInput
 from duetml.llm.window import ImageFamily, RequestSize, estimate, fits, reply_room
@@ -148,9 +149,14 @@ class Fitted:
         if images < full_images:
             said.append(f"{images} of {full_images} sheets")
         if self.image_scale < 1.0 and images:
-            said.append(f"its sheets at {self.image_scale:.0%} of their size")
+            scale = {0.5: "half", 0.75: "three quarters"}.get(self.image_scale)
+            said.append(
+                f"at {scale} their size" if scale else f"at {self.image_scale:.0%} of their size"
+            )
         budget = self.budget or base
         dropped = len(self.full_messages) - len(self.messages)  # earlier turns, as messages
+        if dropped == 1 and self.full_messages[1].content == GREETING:
+            dropped = 0  # only the opening question: not worth a word
         if dropped > 0:
             kept = len(self.messages) - 2  # without the system prompt and the question
             said.append(

@@ -11,6 +11,7 @@ from typing import Any
 
 from duetml.agents import prompts
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
+from duetml.agents.conversation import Message
 from duetml.agents.facts import ago, short
 from duetml.llm import ChatMessage, clean_text
 
@@ -93,7 +94,7 @@ def split_events(
 # --- the dialogue ---------------------------------------------------------------------------
 
 
-def _turn_text(message: dict[str, Any], budget: Budget) -> str | None:
+def _turn_text(message: Message, budget: Budget) -> str | None:
     kind, content = (
         message.get("kind"),
         clean_text(str(message.get("content", "")), max_chars=budget.message_chars),
@@ -109,7 +110,7 @@ def _turn_text(message: dict[str, Any], budget: Budget) -> str | None:
     return content + proposed
 
 
-def _proposed(message: dict[str, Any]) -> str:
+def _proposed(message: Message) -> str:
     """The proposals an assistant turn carried, and which the user applied."""
     proposals = message.get("proposals")
     if not isinstance(proposals, list) or not proposals:
@@ -122,7 +123,7 @@ def _proposed(message: dict[str, Any]) -> str:
     return f"\n{prompts.PROPOSED_PREFIX} {'; '.join(items)})"
 
 
-def _bounded_tail(messages: Sequence[dict[str, Any]], budget: Budget) -> list[tuple[str, str]]:
+def _bounded_tail(messages: Sequence[Message], budget: Budget) -> list[tuple[str, str]]:
     turns = [(m["role"], t) for m in messages if (t := _turn_text(m, budget))]
     turns = turns[-budget.history_messages :]
     while turns and sum(len(t) for _, t in turns) > budget.history_chars:
@@ -131,15 +132,13 @@ def _bounded_tail(messages: Sequence[dict[str, Any]], budget: Budget) -> list[tu
 
 
 def history_messages(
-    conversation: Sequence[dict[str, Any]], budget: Budget = DEFAULT_BUDGET
+    conversation: Sequence[Message], budget: Budget = DEFAULT_BUDGET
 ) -> list[ChatMessage]:
     """The saved dialogue as chat turns for the passive agent, newest kept when cut."""
     return [ChatMessage(role, text) for role, text in _bounded_tail(conversation, budget)]  # type: ignore[arg-type]
 
 
-def render_transcript(
-    conversation: Sequence[dict[str, Any]], budget: Budget = DEFAULT_BUDGET
-) -> str:
+def render_transcript(conversation: Sequence[Message], budget: Budget = DEFAULT_BUDGET) -> str:
     """The dialogue as text, for the proactive agent, which reads it as data."""
     names = {"user": "User", "assistant": "Assistant"}
     return "\n\n".join(

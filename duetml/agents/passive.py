@@ -8,10 +8,10 @@ Only the last turn carries images, so a long dialogue does not multiply the requ
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from duetml.agents import prompts
 from duetml.agents.context import AgentContext, ContextBuilder, history_messages
+from duetml.agents.conversation import Message
 from duetml.agents.proposals import PROPOSAL_TOOL
 from duetml.llm import ChatMessage, Provider, ToolCall, clean_text
 
@@ -29,7 +29,7 @@ class PassiveAgent:
         self,
         question: str,
         about: str,
-        conversation: Sequence[dict[str, Any]],
+        conversation: Sequence[Message],
         *,
         vision: bool,
         tools: bool = False,

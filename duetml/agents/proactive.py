@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from duetml.agents import prompts
 from duetml.agents.context import AgentContext, ContextBuilder, is_agent_event
+from duetml.agents.conversation import Message
 from duetml.errors import DuetmlError
 from duetml.llm import ChatMessage, Provider
 
@@ -41,7 +42,7 @@ _NOT_USER_ACTIVITY = {"proactive", "error"}
 _SENTINEL = re.compile(r"NOTHING[\s_-]*TO[\s_-]*ADD", re.IGNORECASE)
 
 
-def state_signature(project: Project, conversation: Sequence[dict[str, Any]]) -> str:
+def state_signature(project: Project, conversation: Sequence[Message]) -> str:
     """Changes when anything the proactive agent should look at again changes."""
     from duetml.training import model_path
 
@@ -99,7 +100,7 @@ class ProactiveAgent:
 
     def request(
         self,
-        conversation: Sequence[dict[str, Any]],
+        conversation: Sequence[Message],
         *,
         vision: bool,
         tools: bool = False,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, fitting, prompts
 from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
-from duetml.agents.conversation import ConversationStore
+from duetml.agents.conversation import ConversationStore, Message
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
 from duetml.agents.proactive import (
     LOCK_FILE,
@@ -228,7 +228,7 @@ class AgentSession:
 
     # --- the conversation ------------------------------------------------------------------
 
-    def conversation(self) -> list[dict[str, Any]]:
+    def conversation(self) -> list[Message]:
         """Saved messages, oldest first; the greeting is the first one of a new project.
 
         Proposals carry their number in the conversation (`/apply 1`), and whether the user
@@ -429,21 +429,22 @@ class AgentSession:
         )
         if fitted.shrunk and window is not None and not retry:  # a retry says so itself
             if self._cap == window:
-                why = f"your setting [agents] {llm_window.CAP_SETTING} ({window:,} tokens)"
+                why = f"your setting [agents] {llm_window.CAP_SETTING} is small ({window:,} tokens)"
                 todo = "raise that setting or choose a model with a larger context"
             elif learned == window:
-                why = f"what {self._server(provider)} was seen to keep ({window:,} tokens)"
+                why = f"{self._server(provider)} keeps only {window:,} tokens"
                 todo = "let the server use the context duetml asks for"
             else:
-                why = f"the context of {spec} ({window:,} tokens)"
+                why = f"your model's context is small ({spec}: {window:,} tokens)"
                 todo = "choose a model with a larger context"
+            who = "the assistant" if agent == "passive" else "the proactive agent"
             key = f"shrunk {agent} {spec} {window}"
             if learned == window:
                 key = f"learned {self._window_key(provider)} {window}"
             self._tell_once(
                 key,
-                f"The {agent} agent's request does not fit {why}, so it sees "
-                f"{fitted.description(self.builder.budget)}: for the full picture, {todo}.",
+                f"{why[0].upper()}{why[1:]}: {who} sees "
+                f"{fitted.description(self.builder.budget)}; for the full picture, {todo}.",
             )
         return fitted
 
@@ -569,7 +570,7 @@ class AgentSession:
             entries.append(("assistant", "error", error))
         self.store.append(*entries)
 
-    def _capture_goal(self, text: str, about: str, conversation: list[dict[str, Any]]) -> None:
+    def _capture_goal(self, text: str, about: str, conversation: list[Message]) -> None:
         """The first chat answer (to "What kind of AI do you want to make?") is the goal."""
         if about != "chat" or not text or self.project.goal.strip():
             return

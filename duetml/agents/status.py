@@ -99,10 +99,11 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             try:
                 info = provider.model_info()
                 entry["model_installed"], entry["vision"] = info.installed, info.vision
-                profile = provider.model_profile()
-                entry["context_length"] = profile.context_length
-                entry["image_family"] = profile.family.name
-                in_use[agent] = provider
+                if info.installed:  # a model that is not there has no context to show
+                    profile = provider.model_profile()
+                    entry["context_length"] = profile.context_length
+                    entry["image_family"] = profile.family.name
+                    in_use[agent] = provider
             except DuetmlError as exc:
                 entry["error"] = str(exc)
         elif provider.enabled:

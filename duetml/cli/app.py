@@ -47,6 +47,7 @@ def open_project(path: Path) -> Project:
     from duetml.project import Project
 
     project = Project.open(path, source="cli")
+    _opened.append(project)
     if project.recovered:
         typer.echo(
             f"Note: an earlier duetml was stopped in the middle of {project.recovered}; "
@@ -65,6 +66,19 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+_opened: list[Project] = []
+
+
+def _note_unwritten_logs() -> None:
+    for project in _opened:
+        if project.log.unwritten:
+            typer.echo(
+                f"Note: the interaction log was not written ({project.log.unwritten.lower()}), "
+                "so this command is missing from the project's history; the command worked.",
+                err=True,
+            )
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -74,7 +88,10 @@ def main() -> None:
     # change in progress is reversed before exit instead of being cut off mid-way.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        try:
+            app()
+        finally:
+            _note_unwritten_logs()
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,7 @@ from duetml.errors import DuetmlError
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession
+    from duetml.agents.conversation import Message
 
 from duetml.cli.agent_cmds import (
     AllowCloudOption,
@@ -130,7 +131,7 @@ def _show_start(session: AgentSession, proactive_on: bool, interval: float) -> N
         typer.echo(_render(message))
 
 
-def _proposal_lines(message: dict[str, Any]) -> str:
+def _proposal_lines(message: Message) -> str:
     """The changes an agent proposed, numbered for `/apply N`; applied ones are marked."""
     lines = []
     for proposal in message.get("proposals") or ():
@@ -139,7 +140,7 @@ def _proposal_lines(message: dict[str, Any]) -> str:
     return "".join(f"\n{line}" for line in lines)
 
 
-def _render(message: dict[str, Any]) -> str:
+def _render(message: Message) -> str:
     if message["kind"] == "proactive":
         return _advice_text(message["content"]) + _proposal_lines(message)
     if message["role"] == "user":

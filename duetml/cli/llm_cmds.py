@@ -72,9 +72,9 @@ def _print_status(status: dict[str, Any]) -> None:
                     else "CHOSEN BY THIS PROJECT'S duetml.toml and not approved by you: nothing "
                     "is sent there until you run `duetml llm approve`"
                 )
+            sent = "are SENT" if entry.get("consent") else "would be sent"
             typer.echo(
-                f"  endpoint {entry['endpoint']}: photos and text are SENT to this server; "
-                f"{consent}"
+                f"  endpoint {entry['endpoint']}: photos and text {sent} to this server; {consent}"
             )
         if entry["key"]:
             typer.echo(f"  API key: {entry['key']}")

@@ -64,6 +64,8 @@ def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> Trai
             )
         else:
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")
+        for notice in report.notices:
+            typer.echo(notice)
         for rel, reason in report.skipped:
             typer.echo(f"  skipped {rel}: {reason}")
     return report

@@ -122,7 +122,20 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(GENERIC_500, HTTP_500_INTERNAL_SERVER_ERROR)
 
-    return {DuetmlError: duetml_error, HTTPException: http_error, Exception: anything_else}
+    def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+        # msgspec gives up on JSON nested thousands of levels deep (`[[[[...`): the request is
+        # bad, not the server.
+        log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)
+        return error_response(
+            "The request is not valid: its JSON is nested too deeply; send plain JSON.", 400
+        )
+
+    return {
+        DuetmlError: duetml_error,
+        HTTPException: http_error,
+        RecursionError: too_deep,
+        Exception: anything_else,
+    }
 
 
 def _validation_detail(exc: HTTPException) -> str:

@@ -1,7 +1,8 @@
 """(D)-(G) the chat region, around `duetml.agents.AgentSession`. Absent in baseline mode.
 
 Replies stream as NDJSON lines (`{"delta": ...}` ... then `{"done": true}` or `{"error": ...}`)
-so a failure half-way through still reaches the page as one sentence, after a 200 has gone out.
+so a failure half-way through still reaches the page as one sentence, after a 200 has gone out;
+`{"notice": ...}` lines carry one-time notes (e.g. the model's context is small).
 """
 
 from __future__ import annotations
@@ -146,12 +147,20 @@ def chat(web: InjectedWebState, data: JSONBody[ChatRequest]) -> Stream:
     pieces = session.ask_stream(message, about=data.about)
     roots = (web.project.root,)
 
+    def notices() -> Iterator[str]:
+        # One-time notes, e.g. the model's context is small, or a server cut the request.
+        for notice in session.pop_notices():
+            yield json.dumps({"notice": scrub(notice, roots)}) + "\n"
+
     def lines() -> Iterator[str]:
         try:
             for piece in pieces:
+                yield from notices()
                 yield json.dumps({"delta": piece}) + "\n"
+            yield from notices()
             yield json.dumps({"done": True}) + "\n"
         except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
+            yield from notices()
             yield json.dumps({"error": scrub(str(exc), roots)}) + "\n"
         except Exception:
             log.exception("the assistant failed")

@@ -35,7 +35,9 @@ _NAME = (
 _SPACE = r"[^\S\x00-\x1f\x7f-\x9f]"
 CATEGORY_PATTERN = rf"^{_SPACE}*{_NAME}{_SPACE}*$"
 STORED_NAME_PATTERN = rf"^{_NAME}$"
-IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^{_FORBIDDEN}]{{1,200}}$"
+# The file part is any name a person may give a photo in a file manager (`:`, `?`, `"`, a
+# tab, up to 255 characters): only a slash, a backslash and NUL cannot reach Project.image.
+IMAGE_ID_PATTERN = rf"^(?:train|test)/{_NAME}/(?!\.)[^/\\\x00]{{1,255}}$"
 MAX_IDS = 10_000
 
 CategoryName = Annotated[

@@ -6,28 +6,61 @@ thumbnail again, and a project of thousands of photos sends the page a few KB pe
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from duetml import atomic, images
+from duetml.errors import InvalidNameError
+from duetml.names import resolve_inside
 
 THUMB_SIZE = 192  # pixels on the long side: sharp at the grid's 96 CSS px on a HiDPI screen
+# The page asks for dozens of thumbnails at once; decoding is bounded per image (by the
+# output size, plus the decoded pixels of formats that cannot be decoded at reduced scale),
+# and this bounds how many images are decoded at the same time. Decoding runs on these few
+# threads of its own, not on the server's many: the C allocator keeps memory per thread, so
+# a big PNG decoded on each of forty threads would stay resident forty times
+# (bench/bench_image_memory.py).
+MAX_CONCURRENT_DECODES = 2
 
 
 class ThumbnailCache:
     def __init__(self, state_dir: Path, size: int = THUMB_SIZE) -> None:
+        self.state_dir = state_dir
         self.folder = state_dir / "cache" / "thumbs"
         self.size = size
+        self._decoders = ThreadPoolExecutor(MAX_CONCURRENT_DECODES, "duetml-thumbnail")
 
     def path_for(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}-{self.size}.jpg"
 
     def get(self, digest: str, source: Path) -> bytes:
-        """The JPEG thumbnail of ``source`` (whose content hash is ``digest``)."""
-        cached = self.path_for(digest)
+        """The JPEG thumbnail of ``source`` (whose content hash is ``digest``).
+
+        The cache is read and written only through real folders: a symbolic link planted in
+        it (security.md) is refused, never followed. A read-only project still gets its
+        thumbnails, made afresh each time.
+        """
+        # Raises InvalidNameError if any part of the way is a symbolic link.
+        cached = resolve_inside(
+            self.state_dir, self.path_for(digest).relative_to(self.state_dir).as_posix()
+        )
         try:
-            return cached.read_bytes()
+            fd = os.open(cached, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             pass
-        data = images.thumbnail_jpeg(source, self.size)  # raises BadImageError if undecodable
-        atomic.write_bytes(cached, data)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a link after the check above
+                raise InvalidNameError(
+                    "That thumbnail is a symbolic link, which duetml never follows."
+                ) from None
+        else:
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
+        # BadImageError (undecodable) comes back through result().
+        data = self._decoders.submit(images.thumbnail_jpeg, source, self.size).result()
+        with contextlib.suppress(OSError):  # read-only project: serve it uncached
+            atomic.write_bytes(cached, data)
         return data

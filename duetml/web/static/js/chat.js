@@ -80,18 +80,23 @@ function renderAgents(info) {
     const agent = agents[key];
     if (!agent || typeof agent !== "object") continue;
     const off = agent.provider === "none";
+    const waiting = (info.consent_needed || []).some((need) => need.agent === key);
     const where = off
       ? "no LLM: choose one with `duetml llm use`"
-      : agent.is_local === false
-        ? `sends data to ${agent.endpoint || "a remote server"}`
-        : "runs on this machine";
+      : waiting
+        ? `sends data to ${agent.endpoint || "its server"} only once you allow it`
+        : agent.is_local === false
+          ? `sends data to ${agent.endpoint || "a remote server"}`
+          : "runs on this machine";
     const model = off
       ? "off"
       : [agent.provider, agent.model].filter(Boolean).join(" · ") || "not configured";
     rows.push(
       h(
         "div",
-        { class: `agent-row ${agent.is_local === false ? "agent-remote" : "agent-local"}` },
+        {
+          class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}`,
+        },
         h("dt", { text: ROLE_NAMES[key] }),
         h(
           "dd",
@@ -284,6 +289,8 @@ async function ask(text, about) {
       if (line.delta) {
         replyText.textContent += line.delta;
         list.scrollTop = list.scrollHeight;
+      } else if (line.notice) {
+        toast(line.notice, { timeout: 15000 }); // e.g. the model's context is small
       } else if (line.error) {
         failure = line.error;
       }

@@ -1,0 +1,123 @@
+"""Peak memory of decoding big photos: thumbnails (the page) and feature decoding (training).
+
+    python bench/bench_image_memory.py [--skip-200mp]
+
+The images are made at run time in a temp folder: a normal 1 MP phone photo (the reference),
+a 108 MP and a 200 MP JPEG (modern phone cameras), and the 9400x9400 16-bit grey PNG of issue 7
+(172 KB on disk, 177 MB of pixels). Each operation runs in a fresh process and reports its
+peak resident memory above what the process held after its imports, so the figures do not
+depend on each other; the last rows ask the web server's thumbnail cache for six thumbnails of
+the 16-bit PNG at once, as the page does. Memory should follow the output size (a 192 px
+thumbnail, a 224 px network input), not the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MAKE = """
+import sys
+import numpy as np
+from PIL import Image
+kind, width, height, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ramp = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+if kind == "png16":
+    rows = (np.linspace(0, 1, height, dtype=np.float32)[:, None] * 20000).astype(np.uint16)
+    Image.fromarray((ramp * 40000).astype(np.uint16) + rows).save(path, "PNG")
+else:
+    pixels = np.empty((height, width, 3), np.uint8)
+    pixels[..., 0] = (ramp * 255).astype(np.uint8)
+    pixels[..., 1] = 90
+    pixels[..., 2] = np.linspace(0, 255, height, dtype=np.float32)[:, None].astype(np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=85)
+"""
+
+MEASURE = """
+import resource, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from duetml import images
+from duetml.web.thumbs import ThumbnailCache
+operation, path = sys.argv[1], Path(sys.argv[2])
+import numpy, PIL.JpegImagePlugin, PIL.PngImagePlugin, cv2  # imports before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+if operation == "thumbnail":
+    images.thumbnail_jpeg(path, 192)
+elif operation == "features":
+    images.check_image(path)
+    images.load_square(path, 224)
+else:  # six thumbnails requested at once through the server's cache (semaphore inside)
+    import tempfile
+    state = Path(tempfile.mkdtemp())
+    cache = ThumbnailCache(state)
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda i: cache.get(f"{i:064x}", path), range(6)))
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{(peak - before) / 1024:.0f} {elapsed:.2f}")
+"""
+
+
+def make(folder: Path, kind: str, width: int, height: int) -> Path:
+    path = folder / f"{kind}-{width}x{height}.{'png' if kind == 'png16' else 'jpg'}"
+    subprocess.run(
+        [sys.executable, "-c", MAKE, kind, str(width), str(height), str(path)], check=True
+    )
+    return path
+
+
+def measure(operation: str, path: Path) -> tuple[float, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, operation, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{operation} on {path.name} failed:\n{result.stderr}")
+    peak, seconds = result.stdout.split()
+    return float(peak), float(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-200mp", action="store_true", help="Leave out the 200 MP JPEG.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="duetml-bench-memory-") as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        cases = [
+            ("1 MP JPEG (reference)", make(folder, "jpeg", 1200, 900)),
+            ("108 MP JPEG (12000x9000)", make(folder, "jpeg", 12000, 9000)),
+        ]
+        if not args.skip_200mp:
+            cases.append(("200 MP JPEG (16320x12240)", make(folder, "jpeg", 16320, 12240)))
+        cases.append(("16-bit PNG (9400x9400)", make(folder, "png16", 9400, 9400)))
+        print(f"made {len(cases)} images in {time.perf_counter() - started:.0f} s")
+        print(
+            f"{'image':<28} {'on disk':>9} {'operation':<22} {'peak MB':>8} {'x ref':>6} {'s':>6}"
+        )
+        reference: dict[str, float] = {}
+        rows = [(label, path, op) for label, path in cases for op in ("thumbnail", "features")]
+        rows.append((cases[-1][0], cases[-1][1], "6 thumbnails at once"))
+        for label, path, operation in rows:
+            peak, seconds = measure(
+                {"6 thumbnails at once": "concurrent"}.get(operation, operation), path
+            )
+            reference.setdefault(operation, peak)
+            base = reference.get(operation.replace("6 thumbnails at once", "thumbnail"), peak)
+            ratio = peak / base if base > 0 else float("nan")
+            size = f"{path.stat().st_size / 1e6:.1f} MB"
+            print(
+                f"{label:<28} {size:>9} {operation:<22} {peak:>8.0f} {ratio:>6.1f} {seconds:>6.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
