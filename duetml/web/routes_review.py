@@ -181,7 +181,7 @@ def review_routes(web: WebState) -> list[Any]:
         from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
 
         if data.action == "suggested":
-            message = apply_finding(project, data.id)
+            message = apply_finding(project, data.id, extract=False)
         else:
             finding = review_project(project, extract=False).get(data.id)
             if not finding.photos:
@@ -205,7 +205,7 @@ def review_routes(web: WebState) -> list[Any]:
 
         if not 1 <= len(data.ids) <= MAX_FINDINGS:
             raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
-        count = dismiss_findings(project, data.ids)
+        count = dismiss_findings(project, data.ids, extract=False)
         web.changed()
         message = (
             "Kept as it is: this will not be raised again."
