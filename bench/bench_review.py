@@ -87,15 +87,14 @@ def photos_of(folder: Path) -> list[Path]:
 
 
 def place(source: Path, folder: Path) -> str:
-    """Hard-link (or copy) a photo into a project folder; returns the project id. Caltech
-    names repeat across classes (image_0001.jpg), so the class prefixes the name."""
+    """Copy a photo into a project folder; returns the project id. Caltech names repeat
+    across classes (image_0001.jpg), so the class prefixes the name. A copy, never a hard
+    link: a write through a link would change the shared data set itself."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{source.parent.name}-{source.name}"
-    assert not target.exists(), target
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy(source, target)
+    if target.exists():
+        raise FileExistsError(f"{target} exists: the bench never overwrites a photo.")
+    shutil.copyfile(source, target)
     return f"{folder.parent.name}/{folder.name}/{target.name}"
 
 
@@ -288,7 +287,7 @@ def keep_cache(project: Project) -> None:
 
 
 def run(name: str, root: Path, truth: Truth) -> tuple[dict[str, Tally], dict[str, float]]:
-    # The photos were placed by hand (hard links, fast); make the folder a project in place.
+    # The photos were placed by hand; make the folder a project in place.
     write_settings(root, default_settings(f"bench: {name}"))
     project = Project.open(root)
     seed_cache(project)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from duetml.errors import AlreadyExistsError
 from duetml.project import Project
+from duetml.settings import SETTINGS_FILE
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 DEMO_GOAL = "Sort photos of my clothes by type so I can catalogue my wardrobe."
@@ -20,3 +22,17 @@ def create_demo_project(folder: Path) -> Project:
         project.add_images(category_dir.name, photos[:TEST_PER_CATEGORY], split="test")
     (project.root / "CREDITS.txt").write_text((DEMO_DATA / "CREDITS.txt").read_text())
     return project
+
+
+def open_or_create_demo_project(folder: Path) -> tuple[Project, bool]:
+    """The demo project in `folder`: made there, or the one an earlier `duetml demo` made
+    (then True: running the demo twice trains and evaluates it again instead of failing)."""
+    if (Path(folder) / SETTINGS_FILE).exists():
+        project = Project.open(folder)
+        if project.goal != DEMO_GOAL:
+            raise AlreadyExistsError(
+                f"{folder} is already a duetml project, not a demo: run `duetml demo OTHER_DIR` "
+                "to make the demo in another folder."
+            )
+        return project, True
+    return create_demo_project(folder), False

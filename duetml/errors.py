@@ -40,12 +40,12 @@ class DuetmlError(Exception):
 
 
 class NotAProjectError(DuetmlError):
-    exit_code = 2
+    exit_code = 9
     http_status = 404
 
 
 class ProjectTooNewError(DuetmlError):
-    exit_code = 2
+    exit_code = 9
 
 
 class InvalidNameError(DuetmlError):
@@ -76,6 +76,10 @@ class BusyError(DuetmlError):
 class NoModelError(DuetmlError):
     exit_code = 3
     http_status = 409
+
+
+class StaleModelError(NoModelError):
+    """The model names categories the project no longer has: train again before using it."""
 
 
 class ModelFileError(DuetmlError):
@@ -120,3 +124,35 @@ class LLMError(DuetmlError):
 
     exit_code = 7
     http_status = 502
+
+
+class LLMSettingsError(LLMError):
+    """An agent's LLM setting is wrong (unknown provider, bad model name or URL): the
+    request was bad, nothing failed at a server, so it exits like any bad request."""
+
+    exit_code = 1
+    http_status = 400
+
+
+class NothingNewError(DuetmlError):
+    """`duetml advise` looked and had nothing new to say: not a failure, but a script must
+    tell it from advice printed (0) and from a bad request (1)."""
+
+    exit_code = 10
+    http_status = 200
+
+
+# The exit codes scripts can rely on (the README lists the same table).
+EXIT_CODES = {
+    0: "success",
+    1: "a bad request (a rejected name, an unknown category, a wrong setting)",
+    2: "the command line was wrong (unknown command or option)",
+    3: "no model yet, or a damaged model file",
+    4: "not enough data",
+    5: "busy: another duetml holds the project",
+    6: "backbone weights missing",
+    7: "the LLM could not be used (unreachable, refused, no key)",
+    8: "some inputs could not be used (results for the rest were printed)",
+    9: "not a duetml project, or one from a newer duetml",
+    10: "nothing new (`duetml advise` had no advice)",
+}

@@ -76,6 +76,52 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+# HEIC/HEIF, the iPhone's default: the ISO box `ftyp` with one of these brands.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1"}
+
+
+def is_heif(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _register_heif() -> None:
+    # pillow-heif takes 0.2 s to import: only when a HEIF file is actually met.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def heif_to_jpeg(data: bytes) -> bytes:
+    """An iPhone photo (HEIC) as the JPEG duetml stores: browsers, the page's viewer and every
+    other tool read JPEG, few read HEIC. libheif applies the file's rotation while decoding;
+    metadata (location included) is not carried over."""
+    with _open(data) as image:
+        out = io.BytesIO()
+        to_rgb(image).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def _head(source: Path | BinaryIO | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source[:12]
+    if isinstance(source, Path):
+        with open(source, "rb") as handle:
+            return handle.read(12)
+    position = source.tell()
+    head = source.read(12)
+    source.seek(position)
+    return head
+
+
+def _unreadable_format(source: Path | BinaryIO | bytes) -> str:
+    """Name the format of a file duetml cannot read, when Pillow knows it."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as other:
+            return other.format or ""
+    except Exception:  # only used to word the message: any failure means "unknown"
+        return ""
+
+
 def _open(source: Path | BinaryIO | bytes) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
@@ -83,14 +129,23 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
         source = io.BytesIO(source)
     elif isinstance(source, Path) and source.stat().st_size == 0:
         raise BadImageError("The file is empty (0 bytes): choose a real photo.")
+    formats: tuple[str, ...] = DECODABLE_FORMATS
+    if is_heif(_head(source)):
+        _register_heif()
+        formats = (*DECODABLE_FORMATS, "HEIF")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; duetml refuses (checked below).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source, formats=DECODABLE_FORMATS)
+            image = Image.open(source, formats=formats)
     except UnidentifiedImageError:
+        if not isinstance(source, Path):
+            source.seek(0)
+        named = _unreadable_format(source)
+        what = f"This is a {named} file, which" if named else "This is not an image"
         raise BadImageError(
-            "This is not an image duetml can read (JPEG, PNG, WebP, BMP, GIF or TIFF)."
+            f"{what} duetml cannot read: save it as JPEG or PNG (duetml reads JPEG, PNG, WebP, "
+            "BMP, GIF, TIFF and HEIC)."
         ) from None
     except Image.DecompressionBombError:
         raise BadImageError(

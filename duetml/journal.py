@@ -124,6 +124,8 @@ class UndoJournal:
     def __init__(self, root: Path, state_dir: Path) -> None:
         self.root = root
         self.state_dir = state_dir
+        # The change that Ctrl-C or SIGTERM stopped (and that was reversed), for the CLI to say.
+        self.interrupted: str | None = None
 
     @property
     def path(self) -> Path:
@@ -210,6 +212,8 @@ class UndoJournal:
             self._rollback(operation.steps, own_files=True)
             with contextlib.suppress(FileNotFoundError):
                 self.pending_path.unlink()
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM in the CLI
+                self.interrupted = operation.summary
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(
                     f"The disk is full, so {summary} was not done and the project is as it "

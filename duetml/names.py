@@ -6,9 +6,11 @@ checked here once, and anything else that touches a path goes through `resolve_i
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 from duetml.errors import InvalidNameError
@@ -91,3 +93,25 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if real != root_real and root_real not in real.parents:
         raise InvalidNameError("That path is not allowed: it must be inside the project.")
     return candidate
+
+
+def name_key(name: str) -> str:
+    """What two category names share when macOS and Windows would see one folder: the same
+    letters after Unicode normalisation, whatever their case ("Upper Body" = "upper body")."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def close_names(name: str, existing: Iterable[str], limit: int = 3) -> list[str]:
+    """Existing names a typo of `name` may have meant ("t-shrit" -> "t-shirt", "tshirt" ->
+    "t-shirt"): the same letters and digits, or a close spelling (difflib)."""
+    existing = list(existing)
+
+    def skeleton(text: str) -> str:
+        return "".join(c for c in name_key(text) if c.isalnum())
+
+    same_letters = [e for e in existing if skeleton(e) == skeleton(name) and e != name]
+    by_key = {name_key(e): e for e in existing}
+    spelled = [
+        by_key[k] for k in difflib.get_close_matches(name_key(name), by_key, n=limit, cutoff=0.75)
+    ]
+    return list(dict.fromkeys(same_letters + spelled))[:limit]

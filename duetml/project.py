@@ -34,7 +34,7 @@ from duetml.errors import (
 )
 from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
-from duetml.names import resolve_inside, validate_category_name
+from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
 
 STATE_DIR = ".duetml"
@@ -199,7 +199,15 @@ class Project:
         infos += [CategoryInfo(n, 0, c) for n, c in test_counts.items()]
         return infos
 
-    def category_dir(self, name: str, split: str = "train", must_exist: bool = True) -> Path:
+    def all_category_names(self) -> list[str]:
+        return list(dict.fromkeys(n for split in SPLITS for n in self.category_names(split)))
+
+    def category_dir(
+        self, name: str, split: str = "train", must_exist: bool = True, renaming: str | None = None
+    ) -> Path:
+        """The folder of category `name`. A new one (`must_exist=False`) may not differ from an
+        existing category only in case: on macOS and Windows both would be one folder.
+        `renaming`: the category being renamed to `name`, which may differ from it in case."""
         name = validate_category_name(name)
         folder = self.split_dir(split) / name
         if folder.is_symlink():
@@ -208,10 +216,57 @@ class Project:
                 "outside the project): replace it with a real folder, or delete the link."
             )
         if must_exist and not folder.is_dir():
-            raise NotFoundError(
-                f"There is no category {name!r}: see `duetml categories` for the list."
+            close = close_names(name, self.all_category_names())
+            hint = (
+                f"did you mean {' or '.join(map(repr, close))}?"
+                if close
+                else "see `duetml categories` for the list."
             )
+            raise NotFoundError(f"There is no category {name!r}: {hint}")
+        if not must_exist and not folder.exists():
+            twins = [
+                n
+                for n in self.all_category_names()
+                if name_key(n) == name_key(name) and n not in (name, renaming)
+            ]
+            if twins:
+                raise AlreadyExistsError(
+                    f"Category {name!r} differs from the existing {twins[0]!r} only in case, and "
+                    f"on macOS and Windows they would be one folder: use {twins[0]!r}, or "
+                    "rename it."
+                )
         return folder
+
+    def find_image(self, text: str, cwd: Path | None = None) -> str:
+        """The project id (train/hat/ab12.jpg) of a photo named the way a person would: its
+        id, a path to it from the current folder (or absolute), or its file name alone."""
+        parts = text.replace("\\", "/").split("/")
+        if len(parts) == 3 and parts[0] in SPLITS:
+            return text
+        candidate = Path(cwd or Path.cwd()) / text
+        if len(parts) > 1 or candidate.exists():
+            try:
+                rel = candidate.resolve().relative_to(self.root).as_posix()
+            except (ValueError, OSError):
+                raise InvalidNameError(
+                    f"{text!r} is not a photo of this project: name one under {self.root}."
+                ) from None
+            return rel
+        matches = [
+            r.rel
+            for split in SPLITS
+            for r in self.images(split)
+            if text in (r.path.name, r.path.stem)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(
+                f"There is no photo {text!r} in this project: see `duetml categories show NAME`."
+            )
+        raise InvalidNameError(
+            f"{len(matches)} photos are called {text!r}: name one by its id, e.g. {matches[0]}."
+        )
 
     def image(self, rel: str) -> ImageRecord:
         path = resolve_inside(self.root, rel)
@@ -253,7 +308,7 @@ class Project:
                 source = self.split_dir(split) / validate_category_name(old)
                 if not source.is_dir() or source.is_symlink():
                     continue
-                target = self.category_dir(new, split, must_exist=False)
+                target = self.category_dir(new, split, must_exist=False, renaming=old)
                 if target.exists() and _normcase(target) != _normcase(source):
                     raise AlreadyExistsError(
                         f"Category {new!r} already exists: "
@@ -391,6 +446,8 @@ class Project:
                 for item, label in items:
                     try:
                         data = item if isinstance(item, bytes) else Path(item).read_bytes()
+                        if images.is_heif(data[:12]):
+                            data = images.heif_to_jpeg(data)
                         facts = images.check_image(data)
                     except BadImageError as exc:
                         report.rejected.append((str(label), str(exc)))

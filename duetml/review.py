@@ -69,6 +69,7 @@ CACHE_FILE = "cache/review.json"
 MISLABEL_MIN_CONFIDENCE = 0.5  # the suggested category must be at least this likely,
 MISLABEL_MAX_GIVEN = 1.5  # and the given one at most 1.5 / k (k categories): near chance
 MISLABEL_CLEAR = 0.6  # flagged even below confident learning's per-category threshold
+MISLABEL_OVER_OFF_DOMAIN = 0.8  # this sure, an off-domain-looking photo is a mislabel
 DUPLICATE_SIMILARITY = 0.92  # cosine similarity of features above which photos are copies
 DUPLICATE_CANDIDATE = 0.84  # ... above which the pictures themselves are compared
 THUMBNAIL_MATCH = 0.9  # correlation of 16x16 grey thumbnails of a copy (resized, re-encoded)
@@ -444,9 +445,9 @@ def _mislabels(data: _Data, model: TrainedModel, off_domain: set[str]) -> list[F
                 flagged.append((record.rel, categories[best], float(other[best]), float(p[label])))
     groups: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
     for rel, suggested, confidence, given_p in flagged:
-        if rel in off_domain or data.photo_dismissed(
-            "mislabel", rel, (rel.split("/")[1], suggested)
-        ):
+        # Unlike every category, and the model is not sure where it belongs: an outlier.
+        off = rel in off_domain and confidence < MISLABEL_OVER_OFF_DOMAIN
+        if off or data.photo_dismissed("mislabel", rel, (rel.split("/")[1], suggested)):
             continue
         groups.setdefault((rel.split("/")[1], suggested), []).append((rel, confidence, given_p))
     findings = []
@@ -781,7 +782,8 @@ def _outliers(data: _Data, off_domain_z: dict[str, float], skip: set[str]) -> li
     off_domain: dict[str, list[tuple[str, float]]] = {}
     unusual: dict[str, list[tuple[str, float]]] = {}
     for rel, z in off_domain_z.items():
-        off_domain.setdefault(rel.split("/")[1], []).append((rel, z))
+        if rel not in skip:
+            off_domain.setdefault(rel.split("/")[1], []).append((rel, z))
     flagged = set(off_domain_z)
     by_category: dict[str, list[int]] = {}
     for i in train_rows:
@@ -1174,6 +1176,7 @@ def _thresholds() -> str:
         [
             MISLABEL_MIN_CONFIDENCE,
             MISLABEL_CLEAR,
+            MISLABEL_OVER_OFF_DOMAIN,
             MISLABEL_MAX_GIVEN,
             DUPLICATE_SIMILARITY,
             DUPLICATE_CANDIDATE,

@@ -14,7 +14,7 @@ import numpy as np
 from duetml import __version__, locks
 from duetml.backbones import INPUT_SIZE, get_backbone
 from duetml.classifier import PreviousChoice, TrainedModel, train
-from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError
+from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError, StaleModelError
 from duetml.features import (
     FeatureCache,
     Progress,
@@ -49,6 +49,7 @@ class TrainReport:
     C: float
     reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    empty_categories: list[str] = field(default_factory=list)  # left out: no usable photos
     notices: list[str] = field(default_factory=list)  # e.g. a damaged cache part set aside
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class TrainReport:
             "why_no_cv": self.why_no_cv,
             "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
             "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
+            "empty_categories": self.empty_categories,
             "notices": self.notices,
         }
 
@@ -205,6 +207,7 @@ def train_project(
             reused_choice=bool(cv and cv.reused_choice),
             notices=list(cache.notices),
             skipped=skipped,
+            empty_categories=empty,
         )
     project.log.record(
         "train",
@@ -236,6 +239,20 @@ def model_is_stale(project: Project, model: TrainedModel) -> bool:
     return model.meta.get("fingerprint") != project.fingerprint()
 
 
+def vanished_categories(project: Project, model: TrainedModel) -> list[str]:
+    """The model's categories that the project no longer has (renamed, merged, removed)."""
+    current = set(project.category_names("train"))
+    return [c for c in model.categories if c not in current]
+
+
+def vanished_warning(vanished: Sequence[str], purpose: str = "predictions") -> str:
+    names = ", ".join(repr(c) for c in vanished[:5]) + (" ..." if len(vanished) > 5 else "")
+    return (
+        f"The model still knows {names}, which the project no longer has (renamed, merged or "
+        f"removed): run `duetml train` for {purpose} with the current categories."
+    )
+
+
 @dataclass
 class Prediction:
     source: str
@@ -254,9 +271,13 @@ class Prediction:
 
 
 def predict_sources(
-    project: Project, sources: Sequence[Path | bytes], labels: Sequence[str], top: int = 3
+    project: Project,
+    sources: Sequence[Path | bytes],
+    labels: Sequence[str],
+    top: int = 3,
+    model: TrainedModel | None = None,
 ) -> list[Prediction]:
-    model = load_model(project)
+    model = model if model is not None else load_model(project)
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
     predictions = []
@@ -310,6 +331,10 @@ def evaluate_project(project: Project) -> EvalReport:
     """On the test set when the project has one, else the out-of-fold cross-validation."""
     model = load_model(project)
     categories = model.categories
+    vanished = vanished_categories(project, model)
+    if vanished and project.images("test"):
+        # Falling back to the old cross-validation would list photos that moved or vanished.
+        raise StaleModelError(vanished_warning(vanished, "an evaluation"))
     test_records = [r for r in project.images("test") if r.category in categories]
     if test_records:
         x, usable, _, _ = project_features(project, test_records)

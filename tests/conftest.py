@@ -13,7 +13,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import make_project
 from hypothesis import settings
+
+from duetml.project import Project
 
 # The shared test helpers assert too: pytest rewrites their asserts only if told before import.
 pytest.register_assert_rewrite("agent_fakes", "llm_fakes", "web_helpers")
@@ -36,14 +39,6 @@ for _var in (
     "DUETML_PROJECT",
 ):
     os.environ.pop(_var, None)
-
-DEMO_DATA = Path(__file__).resolve().parent.parent / "duetml" / "demo_data"
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-CALTECH = SHARED_DATA / "caltech101-subset"
-
-
-def demo_photos(category: str) -> list[Path]:
-    return sorted((DEMO_DATA / category).glob("*.jpg"))
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +66,38 @@ def trained_demo(_trained_demo_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def new_project(tmp_path: Path):  # noqa: ANN201
-    from duetml.project import Project
+def new_project(tmp_path: Path) -> Project:
+    return make_project(tmp_path / "proj", goal="tell hats from shoes")
 
-    project, _ = Project.init(tmp_path / "proj", goal="tell hats from shoes")
-    return project
+
+# Settings a developer's shell may hold; the agent tests must not see them.
+LLM_ENV_VARS = (
+    "DUETML_PASSIVE_LLM",
+    "DUETML_PROACTIVE_LLM",
+    "OLLAMA_HOST",
+    "OLLAMA_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DUETML_PROJECT",
+    "DUETML_MAX_CONTEXT",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, duetml_home: Path) -> None:
+    """No LLM settings from the shell (use it with `pytest.mark.usefixtures("clean_env")`)."""
+    for name in LLM_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DUETML_HOME", str(duetml_home))
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Project:
+    """4 categories x 6 real photos, no model."""
+    return make_project(tmp_path / "proj", per_category=6)
+
+
+@pytest.fixture
+def trained_project(trained_demo: Path, clean_env: None) -> Project:
+    """The trained demo project (a private copy), opened."""
+    return Project.open(trained_demo)

@@ -784,14 +784,6 @@ class FakeOpenAIServer(_FakeServer):
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 with nothing listening (for "connection refused" tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def ollama_server() -> Iterator[FakeOllamaServer]:
     with FakeOllamaServer() as server:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from agent_fakes import DEMO_DATA, FakeProvider
+from agent_fakes import FakeProvider
+from helpers import DEMO_DATA
 
 from duetml.agents import AgentSession, attachments, sheets
 from duetml.agents.context import ContextBuilder, rank_categories
 from duetml.agents.facts import Evaluation, render_facts
 from duetml.project import Project
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 DEMO_PHOTOS = sorted(DEMO_DATA.glob("*/*.jpg"))

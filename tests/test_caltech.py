@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CALTECH
+from helpers import CALTECH
 from typer.testing import CliRunner
 
 from duetml.cli import app

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos
 from typer.testing import CliRunner
 
 from duetml.cli import app
@@ -96,7 +96,7 @@ def test_categories_commands_and_undo(tmp_path: Path) -> None:
 
 def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     result = duetml("status", "-p", str(tmp_path))
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == 9 and result.stdout == ""
     assert result.stderr.strip().count("\n") == 0 and "not a duetml project" in result.stderr
     duetml("init", str(tmp_path / "p"))
     result = duetml("predict", str(demo_photos("hat")[0]), "-p", str(tmp_path / "p"))

@@ -13,15 +13,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from agent_fakes import make_project
-from llm_fakes import FakeOllamaServer, FakeOpenAIServer, free_port
+from helpers import free_port, make_project
+from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
 from typer.testing import CliRunner
 
 from duetml.agents import choice
 from duetml.cli import app
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 runner = CliRunner()
@@ -84,11 +83,11 @@ def test_advise_exit_codes(ollama, project):
     first = run("advise", "-p", str(project.root))
     assert first.exit_code == 0 and first.stdout.startswith("Your hats are all caps")
     again = run("advise", "-p", str(project.root))  # nothing changed since the last look
-    assert again.exit_code == 1 and again.stdout == "" and len(ollama.chat_requests) == 1
+    assert again.exit_code == 10 and again.stdout == "" and len(ollama.chat_requests) == 1
     project.rename_category("shoes", "footwear")
     ollama.queue_reply("NOTHING_TO_ADD")
     quiet = run("advise", "--json", "-p", str(project.root))
-    assert quiet.exit_code == 1 and json.loads(quiet.stdout) == {"advice": None}
+    assert quiet.exit_code == 10 and json.loads(quiet.stdout) == {"advice": None}
     assert len(ollama.chat_requests) == 2
 
 
@@ -281,11 +280,11 @@ def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
 
 
 def test_llm_use_rejects_bad_input(project):
-    assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 7
+    assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
     bad_url = run(
         "llm", "use", "passive", "ollama:llava", "--base-url", "ftp://x", "-p", str(project.root)
     )
-    assert bad_url.exit_code == 7 and "not an http(s) URL" in bad_url.stderr
+    assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.stderr
     assert "passive" not in settings(project)["agents"]
     assert run("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
 
@@ -301,7 +300,7 @@ def test_llm_proactive_on_off(project):
 
 def test_not_a_project(tmp_path):
     result = run("ask", "hi", "-p", str(tmp_path))
-    assert result.exit_code == 2 and "not a duetml project" in result.stderr
+    assert result.exit_code == 9 and "not a duetml project" in result.stderr
 
 
 def test_cli_import_stays_light():

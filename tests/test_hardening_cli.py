@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 
 from duetml.errors import DuetmlError, ProjectTooNewError
 from duetml.project import Project

@@ -13,8 +13,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from helpers import demo_photos, free_port, make_project
 from litestar.testing import TestClient
-from web_helpers import LiveServer, demo_photos, fake_agents, free_port, make_project
+from web_helpers import LiveServer, fake_agents
 
 from duetml.project import Project
 from duetml.web import create_app

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 from PIL import Image
 
 from duetml import images

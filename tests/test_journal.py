@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 
 from duetml import journal as journal_module
 from duetml.errors import (
@@ -290,6 +290,7 @@ def test_sigterm_during_add_reverses_it_like_ctrl_c(new_project: Project) -> Non
     _, stderr = adder.communicate(timeout=60)
     assert adder.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert "Interrupted: add image(s) to 'mixed' was reversed" in stderr
     assert _photos(new_project) == set()
     assert not new_project.journal.pending_path.exists()
     with pytest.raises(NothingToUndoError):

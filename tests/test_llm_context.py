@@ -9,7 +9,8 @@ import time
 
 import ollama
 import pytest
-from agent_fakes import FakeProvider, make_project
+from agent_fakes import FakeProvider
+from helpers import make_project
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 
 from duetml.agents import AgentSession, prompts
@@ -21,7 +22,6 @@ from duetml.llm import ChatMessage, ImageInput, get_provider
 from duetml.llm import window as w
 from duetml.llm.base import PreemptedError
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 GOAL = "Sort my clothes photos into tops, trousers, shoes and bags for a resale shop"
@@ -43,7 +43,7 @@ def spaced(text: str) -> str:
 
 @pytest.fixture
 def goal_project(tmp_path):
-    return make_project(tmp_path / "proj", goal=GOAL)
+    return make_project(tmp_path / "proj", per_category=6, goal=GOAL)
 
 
 # --- the truncating Ollama ------------------------------------------------------------------

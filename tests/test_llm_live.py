@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 
 from duetml.llm import ChatMessage, ImageInput, get_provider
 

@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from llm_fakes import FakeOllamaServer, free_port
+from helpers import free_port
+from llm_fakes import FakeOllamaServer
 from PIL import Image
 
 from duetml.errors import LLMError
@@ -173,84 +174,12 @@ def test_unauthorized(server: FakeOllamaServer, status: int) -> None:
     assert f"(HTTP {status})" in str(error) and "OLLAMA_API_KEY" in str(error)
 
 
-def test_429_is_retried_honouring_retry_after_then_explained(server: FakeOllamaServer) -> None:
-    server.queue_status(429, retry_after=0, times=3)
-    _, error = failure(make(server, max_retries=2))
-    assert len(server.chat_requests) == 3
-    assert "HTTP 429" in str(error)
-
-
-def test_retry_after_seconds_are_waited(server: FakeOllamaServer) -> None:
-    server.queue_status(503, retry_after=1)
-    server.queue_reply("back again")
-    started = time.monotonic()
-    assert make(server, retry_backoff=0.0).chat(hello()) == "back again"
-    assert time.monotonic() - started >= 0.95
-    assert len(server.chat_requests) == 2
-
-
 def test_retry_after_beyond_the_cap_is_not_waited(server: FakeOllamaServer) -> None:
     server.queue_status(429, retry_after=3600)
     started = time.monotonic()
     _, error = failure(make(server))
     assert time.monotonic() - started < 2
     assert len(server.chat_requests) == 1 and "asking to wait 3600 seconds" in str(error)
-
-
-def test_5xx_is_retried_then_explained_with_ollamas_reason(server: FakeOllamaServer) -> None:
-    server.queue_status(500, times=3)
-    _, error = failure(make(server, max_retries=2))
-    assert len(server.chat_requests) == 3
-    assert "HTTP 500: llama runner process has terminated" in str(error)
-
-
-def test_5xx_then_success_returns_the_answer_once(server: FakeOllamaServer) -> None:
-    server.queue_status(502)
-    server.queue_reply("fine now")
-    assert make(server).chat(hello()) == "fine now"
-
-
-def test_hang_before_answer_times_out_fast(server: FakeOllamaServer) -> None:
-    server.queue_hang()
-    started = time.monotonic()
-    _, error = failure(make(server, timeout=QUICK))
-    assert time.monotonic() - started < 3
-    assert str(error) == (
-        f"Ollama at {server.url} did not answer within 0.5 seconds: try again, or choose a "
-        "smaller model."
-    )
-    assert len(server.chat_requests) == 1  # a timeout is not multiplied by retries
-
-
-def test_hang_mid_stream_keeps_what_arrived(server: FakeOllamaServer) -> None:
-    server.queue_hang(after_chunks=2)
-    started = time.monotonic()
-    received, error = failure(make(server, timeout=QUICK))
-    assert time.monotonic() - started < 3
-    assert received == ["one", " two"]
-    assert "stopped answering for more than 0.5 seconds" in str(error)
-
-
-def test_stream_cut_mid_answer_keeps_chunks_and_is_not_retried(server: FakeOllamaServer) -> None:
-    server.queue_cut("one two three four", after_chunks=2)
-    received, error = failure(make(server))
-    assert received == ["one", " two"]
-    assert "dropped in the middle of the answer" in str(error)
-    assert len(server.chat_requests) == 1  # retrying would repeat "one two"
-
-
-def test_stream_cut_before_any_text_is_retried(server: FakeOllamaServer) -> None:
-    server.queue_cut(after_chunks=0)
-    server.queue_reply("second try")
-    assert make(server).chat(hello()) == "second try"
-    assert len(server.chat_requests) == 2
-
-
-def test_clean_end_without_done_is_incomplete(server: FakeOllamaServer) -> None:
-    server.queue_truncated(after_chunks=3)
-    received, error = failure(make(server))
-    assert received == ["one", " two", " three"]
-    assert "stopped before the answer was complete" in str(error)
 
 
 @pytest.mark.parametrize("after", [0, 2])

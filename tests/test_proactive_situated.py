@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
-from agent_fakes import DEMO_DATA, FakeProvider, all_text
+from agent_fakes import FakeProvider, all_text
+from helpers import DEMO_DATA
 
 from duetml.agents import AgentSession, ProactiveTimer
 from duetml.agents import session as session_module
 from duetml.agents.proactive import is_repeat, similarity
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import demo_photos
+from helpers import demo_photos
 from PIL import Image
 
 from duetml.errors import (

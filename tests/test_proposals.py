@@ -16,7 +16,6 @@ from duetml.errors import DuetmlError
 from duetml.llm.ollama_provider import OllamaProvider
 from duetml.llm.openai_provider import OpenAIProvider
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 

@@ -251,3 +251,44 @@ def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
     assert leak["id"] not in listing.stdout
     bad = _cli("review", "apply", "nosuchid", "-p", where)
     assert bad.returncode != 0 and "no finding" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_empty_and_tiny_categories_are_small_findings_and_a_dismissal_hides_them(
+    planted, tmp_path: Path
+) -> None:
+    project, _ = planted
+    project.add_category("scarf")
+    belts = []
+    for i, record in enumerate(project.images("test", "pants")[:2]):
+        belts.append(tmp_path / f"belt{i}.png")
+        Image.open(record.path).convert("RGB").rotate(90, expand=True).save(belts[-1])
+    project.add_images("belt", belts)
+    review = review_project(project)
+    small = {f.categories[0]: f for f in review.findings if f.kind == "small"}
+    assert small["scarf"].details["reason"] == "empty"
+    assert small["belt"].details["reason"] == "tiny"
+    assert small["belt"].suggestion is not None
+    assert small["belt"].suggestion.action == "add_photos"
+    with pytest.raises(DuetmlError, match="needs you"):
+        apply_finding(project, small["belt"].id)
+    dismiss_findings(project, [small["scarf"].id])
+    assert "scarf" not in {f.categories[0] for f in review_project(project).findings}
+
+
+def test_init_from_a_dataset_with_a_copy_says_where_the_kept_copy_is(tmp_path: Path) -> None:
+    dataset = tmp_path / "dataset"
+    hats = sorted((Path(__file__).parent.parent / "duetml" / "demo_data" / "hat").glob("*.jpg"))
+    for category, photos in (("hat", hats[:3]), ("sun-hat", hats[:1])):
+        (dataset / category).mkdir(parents=True)
+        for photo in photos:
+            shutil.copy(photo, dataset / category / photo.name)
+    result = _cli("init", str(tmp_path / "proj"), "--from", str(dataset))
+    assert result.returncode == 0, result.stderr
+    assert "the copy kept is train/hat/" in result.stdout
+    project = Project.open(tmp_path / "proj")
+    events = [e for e in project.log.recent(20) if e["event"] == "add_images"]
+    skipped = [d for e in events for d in e.get("skipped_duplicates", [])]
+    assert len(skipped) == 1
+    assert skipped[0]["source"].endswith(f"sun-hat/{hats[0].name}")
+    assert skipped[0]["kept"].startswith("train/hat/")
+    assert (project.root / skipped[0]["kept"]).is_file()

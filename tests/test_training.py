@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos
 from PIL import Image
 
 from duetml import atomic

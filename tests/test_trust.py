@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from agent_fakes import make_project
-from llm_fakes import FakeOpenAIServer, free_port
+from helpers import free_port, make_project
+from llm_fakes import FakeOpenAIServer
 from typer.testing import CliRunner
 
 from duetml.agents import AgentSession, choice
@@ -27,7 +27,6 @@ from duetml.agents.choice import CloudConsentRequired
 from duetml.cli import app
 from duetml.project import Project
 
-pytest_plugins = ["agent_fakes"]
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 KEY = "sk-user-own-key-0123456789abcdefXYZ"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import demo_photos, free_port, make_project
 from llm_fakes import FakeOllamaServer
-from llm_fakes import free_port as dead_port
-from web_helpers import LiveServer, demo_photos, fake_agents, free_port, make_project
+from web_helpers import LiveServer, fake_agents
 
 from duetml.agents import choice
 from duetml.llm import get_provider
@@ -391,7 +391,7 @@ def test_a_dead_llm_is_one_line_and_the_rest_works(
     browser: Any, watch: Watch, tmp_path: Path
 ) -> None:
     project = make_project(tmp_path / "offline", per_category=3, categories=("hat", "shoes"))
-    ollama_settings(project, f"http://127.0.0.1:{dead_port()}")
+    ollama_settings(project, f"http://127.0.0.1:{free_port()}")
     with serving(project.root) as server:
         context, page = open_page(browser, server.url, watch)
         page.fill("#chat-input", "hello?")

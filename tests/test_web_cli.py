@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port, make_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
-from web_helpers import free_port, make_project
 
 from duetml.cli import app
 from duetml.errors import InvalidNameError

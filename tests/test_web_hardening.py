@@ -78,7 +78,7 @@ LAN = "192.0.2.2"
 
 @pytest.fixture
 def lan_client(tmp_path: Path):
-    from web_helpers import make_project
+    from helpers import make_project
 
     project = make_project(tmp_path / "proj", per_category=1, categories=("hat",))
     web_app = create_app(project.root, baseline=True, allowed_hosts=[LAN], port=PORT, token=TOKEN)
@@ -128,8 +128,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
 def test_serve_on_a_network_address_warns_and_prints_a_token_link(
     tmp_path: Path, served: list
 ) -> None:
+    from helpers import make_project
     from typer.testing import CliRunner
-    from web_helpers import make_project
 
     from duetml.cli import app
 

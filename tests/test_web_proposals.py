@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_project
 from llm_fakes import FakeOllamaServer
 from test_web_browser import (  # noqa: F401 - browser and watch are fixtures
     Watch,
@@ -18,7 +19,6 @@ from test_web_browser import (  # noqa: F401 - browser and watch are fixtures
     wait_count,
     watch,
 )
-from web_helpers import make_project
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,11 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 import test_web_browser
+from helpers import demo_photos, make_project
 from litestar.testing import TestClient
 from PIL import Image
 from test_web_browser import Watch, open_page, serving
-from web_helpers import asgi_request, demo_photos, make_project
+from web_helpers import asgi_request
 
 from duetml.datamap import layout_path, place_among, project_to_2d
 from duetml.project import Project

@@ -8,17 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import CATEGORIES, demo_photos, free_port, make_project
 from litestar.testing import TestClient
-from web_helpers import (
-    CATEGORIES,
-    LiveServer,
-    client_for,
-    dead_llm_error,
-    demo_photos,
-    fake_agents,
-    free_port,
-    make_project,
-)
+from web_helpers import LiveServer, client_for, dead_llm_error, fake_agents
 
 from duetml import locks
 from duetml.project import Project

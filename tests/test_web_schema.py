@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from helpers import make_project
 from hypothesis import HealthCheck, settings
-from web_helpers import fake_agents, make_project
+from web_helpers import fake_agents
 
 from duetml.web import create_app
 

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import demo_photos, make_project
 from litestar.testing import TestClient
-from web_helpers import asgi_request, demo_photos, fake_agents, make_project
+from web_helpers import asgi_request, fake_agents
 
 from duetml.project import Project
 from duetml.web import create_app

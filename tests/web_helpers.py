@@ -1,43 +1,18 @@
-"""Shared pieces of the web tests: projects with real photos, a live server, raw ASGI calls,
-and the real AgentSession over fake providers (tests/agent_fakes.py)."""
+"""Shared pieces of the web tests: a live server, raw ASGI calls, and the real AgentSession
+over fake providers (tests/agent_fakes.py). Projects and photos come from tests/helpers.py."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
 from duetml.errors import LLMError
 from duetml.project import Project
-
-DEMO = Path(__file__).resolve().parent.parent / "duetml" / "demo_data"
-CATEGORIES = ("hat", "pants", "shoes", "t-shirt")
-
-
-def demo_photos(category: str, count: int | None = None, skip: int = 0) -> list[Path]:
-    photos = sorted((DEMO / category).glob("*.jpg"))[skip:]
-    return photos if count is None else photos[:count]
-
-
-def make_project(
-    root: Path, per_category: int = 0, categories=CATEGORIES, goal: str = ""
-) -> Project:
-    project, _ = Project.init(root, goal=goal)
-    for name in categories if per_category else ():
-        project.add_images(name, demo_photos(name, per_category))
-    return project
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LiveServer:

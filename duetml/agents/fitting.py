@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -222,7 +222,3 @@ def _cap_hint() -> str:
     from duetml.llm.window import CAP_SETTING
 
     return f"[agents] {CAP_SETTING}"
-
-
-def count_images(messages: Sequence[ChatMessage]) -> int:
-    return sum(len(m.images) for m in messages)

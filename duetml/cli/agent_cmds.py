@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from duetml.agents import AgentSession
 
 
-LLM_ERROR = 7
-NOTHING_TO_SAY = 1
+# `duetml advise` had nothing new to say: its own code, apart from a bad request (1).
+NOTHING_TO_SAY = 10
 
 AllowCloudOption = Annotated[
     bool,
@@ -44,20 +44,13 @@ class About(StrEnum):
 
 
 @contextlib.contextmanager
-def one_line_errors(keep_one_free: bool = False) -> Iterator[None]:
-    """A DuetmlError becomes `Error: sentence` and its exit code.
-
-    `keep_one_free`: exit code 1 means "nothing to add" for `advise`, so generic errors (1)
-    exit 7 there instead.
-    """
+def one_line_errors() -> Iterator[None]:
+    """A DuetmlError becomes `Error: sentence` and its exit code."""
     try:
         yield
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)
-        code = exc.exit_code
-        if keep_one_free and code in (0, NOTHING_TO_SAY):
-            code = LLM_ERROR
-        raise typer.Exit(code) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 def agent_session(project: Path, allow_cloud: bool, agents: tuple[str, ...]) -> AgentSession:
@@ -155,7 +148,7 @@ def advise(
     its last look), 7 when the LLM could not be used. Runs even when the proactive agent is
     switched off for `duetml chat`: asking for advice is asking.
     """
-    with one_line_errors(keep_one_free=True):
+    with one_line_errors():
         session = agent_session(project, allow_cloud, ("proactive",))
         problem = session.settings_error("proactive")
         if problem is not None:

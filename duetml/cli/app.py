@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.core
 
 from duetml.errors import DuetmlError
 
@@ -57,6 +58,38 @@ def open_project(path: Path) -> Project:
     return project
 
 
+NewOption = Annotated[
+    bool,
+    typer.Option(
+        "--new", help="Make the category if it does not exist, even if its name is close to one."
+    ),
+]
+
+
+def check_new_category(project: Project, name: str, new: bool) -> None:
+    """A typo must not make a category silently: a new name close to an existing one
+    ("tshirt" beside "t-shirt") is asked about at a terminal, and needs --new in a script."""
+    from duetml.names import close_names, validate_category_name
+
+    name = validate_category_name(name)
+    existing = project.all_category_names()
+    if new or name in existing:
+        return
+    close = close_names(name, existing)
+    if not close:
+        return
+    meant = " or ".join(repr(c) for c in close)
+    if sys.stdin.isatty() and typer.confirm(
+        f"There is no category {name!r} yet (did you mean {meant}?). Make {name!r}?",
+        default=False,
+    ):
+        return
+    fail(
+        f"There is no category {name!r}: did you mean {meant}? "
+        f"To make {name!r} as a new category, add --new."
+    )
+
+
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -71,12 +104,80 @@ _opened: list[Project] = []
 
 def _note_unwritten_logs() -> None:
     for project in _opened:
+        if project.journal.interrupted:
+            typer.echo(
+                f"Interrupted: {project.journal.interrupted} was reversed, so the project is "
+                "as it was before it.",
+                err=True,
+            )
         if project.log.unwritten:
             typer.echo(
                 f"Note: the interaction log was not written ({project.log.unwritten.lower()}), "
                 "so this command is missing from the project's history; the command worked.",
                 err=True,
             )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from duetml import __version__
+
+        typer.echo(f"duetml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print duetml's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Build an image classifier from your own photos, with an AI partner beside you."""
+
+
+# What a person reads in --help for a value of each type, instead of Typer's `<bool>`,
+# `<list[str]>` and `{images}`.
+_VALUE_NAMES = {"Path": "PATH", "int": "N", "float": "NUMBER", "str": "TEXT"}
+
+
+def readable_help(command: Any) -> Any:
+    """Give every parameter of the command tree a plain metavar: flags show none, values show
+    PATH / N / TEXT, arguments show their name in capitals (`PHOTOS...`, `[FOLDER]`).
+
+    Typer renders types itself (`<list[Path]>`) and wraps required arguments in braces; it
+    offers no setting for either, so the two methods are replaced on each argument object.
+    """
+    for param in command.params:
+        if isinstance(param, typer.core.TyperArgument):
+            label = (param.name or "value").upper() + ("..." if param.nargs != 1 else "")
+            usage = label if param.required else f"[{label}]"
+            param.metavar = label
+            # Instance attributes win over the class's methods of the same name.
+            vars(param).update(
+                _usage_display_name=lambda usage=usage: usage,
+                display_type_rich=lambda ctx: None,
+            )
+        elif isinstance(param, typer.core.TyperOption):
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.metavar is None:
+                kind = param.bare_type()
+                param.metavar = _VALUE_NAMES.get(kind, "VALUE")
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # -h/--help is made per call, not kept in params
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        readable_help(sub)
+    return command
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -89,7 +190,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
-            app()
+            readable_help(typer.main.get_command(app))(prog_name="duetml")
         finally:
             _note_unwritten_logs()
     except DuetmlError as exc:

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.cli.app import (
+    JsonOption,
+    NewOption,
+    ProjectOption,
+    app,
+    check_new_category,
+    emit_json,
+    open_project,
+)
 
 categories_app = typer.Typer(
     help="List and change categories (every change can be undone with `duetml undo`).",
@@ -65,10 +73,13 @@ def rename_category(
 def merge_categories(
     sources: Annotated[list[str], typer.Argument(help="The categories to merge.")],
     into: Annotated[str, typer.Option("--into", help="The category they become (made if new).")],
+    new: NewOption = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Merge several categories into one, e.g. carrot + tomato -> edible."""
-    moved = open_project(project).merge_categories(sources, into)
+    proj = open_project(project)
+    check_new_category(proj, into, new)
+    moved = proj.merge_categories(sources, into)
     typer.echo(f"Merged {', '.join(sources)} into {into!r} ({moved} photo(s) moved).")
 
 
@@ -87,14 +98,18 @@ def move_images(
     images: Annotated[
         list[str],
         typer.Argument(
-            help="Photos as shown by `duetml categories show`, e.g. train/hat/ab12.jpg."
+            help="Photos: as `duetml categories show` lists them (train/hat/ab12.jpg), a path "
+            "to the file, or its name alone (ab12.jpg)."
         ),
     ],
     to: Annotated[str, typer.Option("--to", help="The category to move them to.")],
+    new: NewOption = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Move photos to another category."""
-    moved = open_project(project).move_images(images, to)
+    proj = open_project(project)
+    check_new_category(proj, to, new)
+    moved = proj.move_images([proj.find_image(i) for i in images], to)
     typer.echo(f"Moved {len(moved)} photo(s) to {to!r}.")
 
 
@@ -115,5 +130,6 @@ def remove_images(
     project: ProjectOption = Path("."),
 ) -> None:
     """Remove photos; they go to the project's trash."""
-    count = open_project(project).remove_images(images)
+    proj = open_project(project)
+    count = proj.remove_images([proj.find_image(i) for i in images])
     typer.echo(f"Removed {count} photo(s) (kept in the trash: `duetml undo` brings them back).")

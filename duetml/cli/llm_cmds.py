@@ -60,7 +60,17 @@ def _print_status(status: dict[str, Any]) -> None:
             continue
         where = entry["data_goes_to"]
         if where == "this machine":
-            typer.echo(f"  endpoint {entry['endpoint']}: data stays on this machine")
+            down = any(
+                server["endpoint"] == entry["endpoint"] and not server["reachable"]
+                for server in status["servers"]
+            )
+            if down:
+                typer.echo(
+                    f"  endpoint {entry['endpoint']}: NOT REACHABLE (on this machine: data "
+                    "would stay here once it runs)"
+                )
+            else:
+                typer.echo(f"  endpoint {entry['endpoint']}: data stays on this machine")
         else:
             consent = (
                 "confirmed" if entry.get("consent") else "not confirmed yet (you will be asked)"
@@ -221,7 +231,7 @@ def llm_proactive(
 
     if state not in ("on", "off"):
         typer.echo("Error: say `on` or `off`.", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(1)
     with one_line_errors():
         session = AgentSession(open_project(project))
         session.set_proactive_enabled(state == "on")

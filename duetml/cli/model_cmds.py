@@ -68,6 +68,12 @@ def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> Trai
             typer.echo(notice)
         for rel, reason in report.skipped:
             typer.echo(f"  skipped {rel}: {reason}")
+        if report.empty_categories:
+            names = ", ".join(repr(c) for c in report.empty_categories)
+            typer.echo(
+                f"Left out (no photos): {names}; the model cannot predict "
+                f"{'it' if len(report.empty_categories) == 1 else 'them'} until you add photos."
+            )
     return report
 
 
@@ -108,11 +114,9 @@ def print_eval(report: EvalReport, limit: int = 20) -> None:
         )
     n = len(report.categories)
     if n <= 12:
-        short = [c[:8] for c in report.categories]
         typer.echo("\nConfusion matrix (rows: true category, columns: predicted):")
-        typer.echo(" " * (width + 2) + " ".join(f"{s:>8}" for s in short))
-        for name, counts in zip(report.categories, report.confusion, strict=True):
-            typer.echo(f"{name:<{width}}  " + " ".join(f"{v:>8}" for v in counts))
+        for line in confusion_lines(report.categories, report.confusion):
+            typer.echo(line)
     else:
         typer.echo("\nMost confused (true -> predicted):")
         for true, pred, count, share in report.confused_pairs(10):
@@ -125,6 +129,39 @@ def print_eval(report: EvalReport, limit: int = 20) -> None:
             )
         if len(report.mistakes) > limit:
             typer.echo(f"  ... and {len(report.mistakes) - limit} more (use --json for all).")
+
+
+def confusion_lines(
+    categories: list[str], confusion: list[list[int]], max_width: int = 100
+) -> list[str]:
+    """The matrix with whole names as column heads; when they do not fit in `max_width`,
+    the columns are numbered and each row starts with its number (never cut names)."""
+    width = max(len(c) for c in categories)
+    cell = max(len(str(v)) for row in confusion for v in row)
+    columns = [max(len(c), cell) for c in categories]
+    if width + 2 + sum(w + 2 for w in columns) <= max_width:
+        head = " " * width + "".join(
+            f"  {c:>{w}}" for c, w in zip(categories, columns, strict=True)
+        )
+        rows = [
+            f"{name:<{width}}"
+            + "".join(f"  {v:>{w}}" for v, w in zip(counts, columns, strict=True))
+            for name, counts in zip(categories, confusion, strict=True)
+        ]
+        return [head, *rows]
+    number = len(str(len(categories)))
+    columns = [max(number, cell)] * len(categories)
+    label = [f"{i + 1:>{number}} {name}" for i, name in enumerate(categories)]
+    label_width = max(len(x) for x in label)
+    head = " " * label_width + "".join(
+        f"  {i + 1:>{w}}" for i, w in zip(range(len(categories)), columns, strict=True)
+    )
+    rows = [
+        f"{lab:<{label_width}}"
+        + "".join(f"  {v:>{w}}" for v, w in zip(counts, columns, strict=True))
+        for lab, counts in zip(label, confusion, strict=True)
+    ]
+    return [head, *rows, "(columns are numbered as the rows)"]
 
 
 @app.command("eval")
@@ -154,14 +191,27 @@ def predict(
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
     from duetml.project import _expand_sources
-    from duetml.training import predict_sources
+    from duetml.training import (
+        load_model,
+        predict_sources,
+        vanished_categories,
+        vanished_warning,
+    )
 
     proj = open_project(project)
+    model = load_model(proj)
+    vanished = vanished_categories(proj, model)
+    warning = vanished_warning(vanished) if vanished else None
+    if warning:
+        typer.echo(f"Warning: {warning}", err=True)
     files, expand = _expand_sources(paths)
-    predictions = predict_sources(proj, files, [str(f) for f in files], top=top) if files else []
+    predictions = (
+        predict_sources(proj, files, [str(f) for f in files], top=top, model=model) if files else []
+    )
     problems = [{"image": s, "error": r} for s, r in expand.rejected]
     if json_:
-        emit_json([p.as_dict() for p in predictions] + problems)
+        rows = [p.as_dict() for p in predictions] + problems
+        emit_json([{**row, "model_warning": warning} for row in rows] if warning else rows)
     elif csv_:
         writer = csv.writer(sys.stdout)
         writer.writerow(["image", "category", "confidence", "error"])

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.cli.app import (
+    JsonOption,
+    NewOption,
+    ProjectOption,
+    app,
+    check_new_category,
+    emit_json,
+    open_project,
+)
 
 if TYPE_CHECKING:
     from duetml.project import AddReport
@@ -52,7 +60,12 @@ def init(
             + ", ".join(f"{c.name} ({c.count})" for c in cats[:20])
             + (" ..." if len(cats) > 20 else "")
         )
-    typer.echo(f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}")
+    if report is not None and report.added:
+        typer.echo(f"Next: duetml train -p {folder}")
+    else:
+        typer.echo(
+            f"Next: duetml add CATEGORY PHOTOS... -p {folder}   then   duetml train -p {folder}"
+        )
 
 
 @app.command()
@@ -65,13 +78,14 @@ def add(
         bool, typer.Option("--move", help="Move the files in instead of copying them.")
     ] = False,
     test: Annotated[bool, typer.Option("--test", help="Add to the held-out test set.")] = False,
+    new: NewOption = False,
     project: ProjectOption = Path("."),
     json_: JsonOption = False,
 ) -> None:
     """Import photos into a category. Every file is decoded first; duplicates are skipped."""
-    report = open_project(project).add_images(
-        category, paths, move=move, split="test" if test else "train"
-    )
+    proj = open_project(project)
+    check_new_category(proj, category, new)
+    report = proj.add_images(category, paths, move=move, split="test" if test else "train")
     if json_:
         emit_json(report.as_dict())
     else:
@@ -136,10 +150,16 @@ def demo(
 ) -> None:
     """Make a demo project from real photos that ship with duetml, train it and evaluate it."""
     from duetml.cli.model_cmds import print_eval, run_training
-    from duetml.demo import create_demo_project
+    from duetml.demo import open_or_create_demo_project
 
-    typer.echo(f"Creating a demo project in {folder} (4 kinds of clothing, 25 photos each)...")
-    proj = create_demo_project(folder)
+    proj, reused = open_or_create_demo_project(folder)
+    if reused:
+        typer.echo(
+            f"Using the demo project already in {folder} "
+            "(`duetml demo OTHER_DIR` makes a new one)..."
+        )
+    else:
+        typer.echo(f"Created a demo project in {folder} (4 kinds of clothing, 25 photos each).")
     run_training(proj)
     from duetml.training import evaluate_project
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from duetml.errors import LLMError
+from duetml.errors import LLMSettingsError
 from duetml.llm.registry import (
     DEFAULT_MODELS,
     DEFAULT_PROVIDER,
@@ -65,7 +65,7 @@ def _agent_section(settings: Mapping[str, Any], agent: str, where: str) -> Mappi
         return {}
     leaked = sorted(k for k in section if str(k).lower() in _SECRET_KEYS)
     if leaked:
-        raise LLMError(
+        raise LLMSettingsError(
             f"The {where} settings store '{leaked[0]}' for the {agent} agent: remove it from the "
             "file and set the key in the environment (e.g. OPENAI_API_KEY) instead."
         )
@@ -81,12 +81,12 @@ def _check_base_url(value: object, where: str) -> str | None:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LLMError(
+        raise LLMSettingsError(
             f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL: write "
             "one like http://127.0.0.1:11434."
         )
     if parts.username or parts.password:
-        raise LLMError(
+        raise LLMSettingsError(
             f"The base_url in the {where} settings contains a user or password: remove it "
             "from the file, credentials belong in the environment."
         )

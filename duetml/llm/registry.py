@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from duetml.errors import LLMError
+from duetml.errors import LLMSettingsError
 from duetml.llm.base import Provider
 from duetml.llm.none_provider import NoneProvider
 from duetml.llm.ollama_provider import OllamaProvider
@@ -42,13 +42,15 @@ def check_provider_name(name: str) -> str:
     """The canonical provider name, or an LLMError listing the known ones."""
     canonical = name.strip().lower()
     if canonical not in PROVIDERS:
-        raise LLMError(f"Unknown LLM provider '{name.strip()[:40]}': choose one of {_choices()}.")
+        raise LLMSettingsError(
+            f"Unknown LLM provider '{name.strip()[:40]}': choose one of {_choices()}."
+        )
     return canonical
 
 
 def check_model_name(model: str) -> str:
     if not _MODEL_NAME.fullmatch(model):
-        raise LLMError(
+        raise LLMSettingsError(
             f"'{model[:60]}' is not a valid model name: use letters, digits and . _ - : / @ "
             "only, like `qwen2.5vl` or `gpt-4o`."
         )
@@ -64,7 +66,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     provider = check_provider_name(provider_part)
     if provider == "none":
         if model_part:
-            raise LLMError("The 'none' provider takes no model: write just `none`.")
+            raise LLMSettingsError("The 'none' provider takes no model: write just `none`.")
         return provider, None
     if not model_part:
         return provider, DEFAULT_MODELS[provider]

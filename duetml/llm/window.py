@@ -31,7 +31,6 @@ import io
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,10 +251,12 @@ def estimate(messages: Sequence[ChatMessage], family: ImageFamily) -> RequestSiz
 def uncached_floor(
     messages: Sequence[ChatMessage], previous: Sequence[ChatMessage] | None, family: ImageFamily
 ) -> int:
-    """What the server must evaluate at least, if it kept the previous request in its cache.
+    """What the server must count at least, even if it kept the previous request cached.
 
-    Ollama counts only the tokens it did not reuse from the last request's cache, so a
-    follow-up that shares a prefix reports a smaller `prompt_eval_count` without any cut.
+    Ollama reports the whole prompt in `prompt_eval_count`, cached tokens included (ollama
+    PR 16428 restored that after 0.30 briefly counted only new ones); allowing for a cached
+    prefix keeps the cut check free of false alarms on such versions too, at the price of
+    noticing only clear cuts on follow-ups within one process.
     """
     previous = list(previous or [])
     floor = 0
@@ -442,8 +443,6 @@ class ServerMemory:
     num_ctx: int = 0
     last_messages: list[ChatMessage] = field(default_factory=list)
     last_ctx: int = 0
-    learned_window: int | None = None
-    learned_at: float = 0.0
 
 
 _MEMORY: dict[tuple[str, str], ServerMemory] = {}
@@ -456,15 +455,3 @@ LEARNED_WINDOW_SECONDS = 3600.0
 def memory_for(server: str, model: str) -> ServerMemory:
     with _MEMORY_LOCK:
         return _MEMORY.setdefault((server, model), ServerMemory())
-
-
-def learned_window(server: str, model: str) -> int | None:
-    memory = memory_for(server, model)
-    if memory.learned_window and time.time() - memory.learned_at < LEARNED_WINDOW_SECONDS:
-        return memory.learned_window
-    return None
-
-
-def learn_window(server: str, model: str, window: int) -> None:
-    memory = memory_for(server, model)
-    memory.learned_window, memory.learned_at = window, time.time()

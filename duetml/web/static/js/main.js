@@ -56,7 +56,8 @@ function renderUndo() {
   const button = $("#undo-btn");
   const history = (store.status && store.status.undo) || [];
   button.disabled = history.length === 0;
-  button.textContent = "Undo";
+  // Say what Undo will undo before it does ("Undo: move 1 photo to hat").
+  button.textContent = history.length ? `Undo: ${history[0]}` : "Undo";
   button.title = history.length ? `Undo: ${history[0]} (Ctrl+Z)` : "Nothing to undo";
   button.setAttribute(
     "aria-label",
