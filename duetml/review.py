@@ -239,8 +239,10 @@ def review_project(
     from duetml.training import load_model
 
     records = project.images("train") + project.images("test")
-    if hashes is None:
-        hashes = project.hashes(records)
+    # The caller's hashes were taken a moment ago: a photo added since (the page polls status
+    # while uploads land) is hashed now instead of failing the whole review.
+    missing = [r for r in records if hashes is None or r.rel not in hashes]
+    hashes = {**(hashes or {}), **(project.hashes(missing) if missing else {})}
     model: TrainedModel | None
     try:
         model = load_model(project)

@@ -292,3 +292,14 @@ def test_init_from_a_dataset_with_a_copy_says_where_the_kept_copy_is(tmp_path: P
     assert skipped[0]["source"].endswith(f"sun-hat/{hats[0].name}")
     assert skipped[0]["kept"].startswith("train/hat/")
     assert (project.root / skipped[0]["kept"]).is_file()
+
+
+def test_a_photo_added_after_the_callers_hashes_does_not_break_the_review(planted) -> None:
+    """The page polls status while uploads land: the hashes status took a moment earlier
+    lack the new photo, and the review must hash it rather than fail (a KeyError once)."""
+    project, _ = planted
+    before = project.hashes(project.images("train") + project.images("test"))
+    late = project.images("train", "shoes")[-1].path
+    shutil.copy(late, project.root / "train" / "pants" / "late.jpg")
+    review = review_project(project, extract=False, hashes=before)
+    assert review.stale  # the new photo is counted: the model is now older than the data

@@ -289,6 +289,10 @@ def test_a_whole_session(browser: Any, watch: Watch, tmp_path: Path) -> None:
             page.click("#undo-btn")
             wait_count(page, "pants", 8)
             wait_count(page, "shoes", 8)
+            # The review panel and the map made the data area taller: on a 900 px screen the
+            # two panels are a screen apart, and a synthetic drag does not dwell at the edge
+            # to scroll. A person's drag does; a tall window keeps both in view here.
+            page.set_viewport_size({"width": 1440, "height": 1800})
             panel(page, "hat").locator(".thumb").first.drag_to(panel(page, "tops").locator(".grid"))
             wait_count(page, "tops", 9)
             wait_count(page, "hat", 7)
