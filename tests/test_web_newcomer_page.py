@@ -305,3 +305,14 @@ def test_axe_finds_no_violation(browser: Any, watch: Watch, tmp_path: Path, widt
         page.locator("#evaluation table").first.wait_for(timeout=240_000)
         assert axe_violations(page) == []
         context.close()
+
+
+def test_no_raw_markdown_backticks_on_the_page(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    from duetml.project import Project
+
+    project, _ = Project.init(tmp_path / "empty")
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(390, 800))
+        page.locator("#categories code", has_text="edible").first.wait_for()
+        assert "`" not in page.locator("main").inner_text()
+        context.close()
