@@ -41,6 +41,7 @@ LAYOUT_FORMAT = 1  # bump when the projection changes, so older cached layouts a
 PCA_DIMENSIONS = 50
 NEIGHBOURS = 15  # UMAP's n_neighbors: local enough to keep small categories apart
 MIN_DIST = 0.15
+EPOCHS = 200  # UMAP's own choice above 10,000 photos; below it picks 500 for no visible gain
 SMALL = 30  # below this many photos UMAP has too little to work with: PCA alone
 PLACE_NEIGHBOURS = 5  # photos added since the layout sit among their 5 most alike photos
 PLACE_CHUNK = 256  # rows per similarity block: memory stays bounded at any project size
@@ -107,7 +108,7 @@ def save_layout(project: Project, layout: MapLayout) -> None:
 
 
 def project_to_2d(features: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, str]:
-    """(n, 2) coordinates in [0, 1] and the method's name, deterministic for the same input.
+    """(n, 2) coordinates in [0, 1] and the method's name.
 
     ``start`` (n, 2) is where to begin (the previous layout), so the map stays recognisable.
     """
@@ -130,12 +131,10 @@ def project_to_2d(features: np.ndarray, start: np.ndarray | None = None) -> tupl
         # UMAP rescales the start itself; a little jitter keeps identical photos apart.
         jitter = np.random.default_rng(0).normal(0, 1e-4, start.shape)
         init = (start + jitter).astype(np.float32)
+    # No random_state: with one, UMAP runs single-threaded and took 7x longer here (bench).
+    # The map still stays put: a layout is cached, and a new one starts from the old.
     reducer = umap.UMAP(
-        n_neighbors=min(NEIGHBOURS, n - 1),
-        min_dist=MIN_DIST,
-        init=init,
-        random_state=0,  # the same photos give the same map (and one thread: 2 cores shared)
-        n_epochs=None,
+        n_neighbors=min(NEIGHBOURS, n - 1), min_dist=MIN_DIST, init=init, n_epochs=EPOCHS
     )
     return _scaled(reducer.fit_transform(reduced)), "UMAP"
 
@@ -253,7 +252,10 @@ def _start_from(
 
 
 def photo_map(
-    project: Project, compute: bool = True, flags: dict[str, int] | None = None
+    project: Project,
+    compute: bool = True,
+    flags: dict[str, int] | None = None,
+    inputs: MapInputs | None = None,
 ) -> dict[str, Any]:
     """Every photo's place on the map, in columns (one entry per photo in each list).
 
@@ -263,9 +265,10 @@ def photo_map(
     added since the layout: those with features are placed among their most alike photos,
     the others are left out and counted in ``missing``, until it is computed again) or
     "none" (no layout yet). With ``compute`` the layout is brought up to date first (seconds
-    at thousands of photos); without it, this only reads.
+    at thousands of photos); without it, this only reads. ``inputs`` are the photos and
+    their hashes, when the caller has listed them already.
     """
-    inputs = map_inputs(project)
+    inputs = inputs or map_inputs(project)
     layout = load_layout(project)
     if compute and needs_layout(layout, inputs):
         layout = compute_layout(project)

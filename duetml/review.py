@@ -1025,11 +1025,11 @@ def _photos_text(n: int, one: str = "photo", many: str = "photos") -> str:
 
 
 # ----- acting on findings ---------------------------------------------------------------------
-def apply_finding(project: Project, finding_id: str) -> str:
+def apply_finding(project: Project, finding_id: str, extract: bool = True) -> str:
     """Apply a finding's suggestion as one undoable operation; "keep" dismisses it."""
-    finding = review_project(project).get(finding_id)
+    finding = review_project(project, extract=extract).get(finding_id)
     if finding.suggestion is None or finding.suggestion.action == "keep":
-        dismiss_findings(project, [finding_id])
+        dismiss_findings(project, [finding_id], extract=extract)
         return "Kept as it is; this finding will not be raised again."
     return apply_suggestion(project, finding.suggestion, "review", finding_id=finding_id)
 
@@ -1103,9 +1103,9 @@ def apply_suggestion(
 PHOTO_KINDS = ("mislabel", "outlier")  # dismissed per photo: "this one is right"
 
 
-def dismiss_findings(project: Project, ids: Sequence[str]) -> int:
+def dismiss_findings(project: Project, ids: Sequence[str], extract: bool = True) -> int:
     """Hide findings for good (remembered in .duetml/); returns how many were newly hidden."""
-    review = review_project(project)
+    review = review_project(project, extract=extract)
     hashes = project.hashes(project.images("train") + project.images("test"))
     busy = "Another duetml is dismissing findings of this project: try again in a moment."
     with locks.hold(project.state_dir / "review.lock", 15.0, busy):

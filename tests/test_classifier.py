@@ -209,3 +209,34 @@ def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     assert previous.still_fits({c: n + 1 for c, n in counts.items()})
     monkeypatch.setattr(classifier, "REUSE_ABOVE", 2000)
     assert not previous.still_fits({c: n + 1 for c, n in counts.items()})  # small: select
+
+
+def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(classifier, "LINEAR_ABOVE", 100)
+    x, y, _ = _blobs(4, 40, spread=2.0)
+    names = list("abcd")
+    model, cv, why = classifier.train(x, [names[i] for i in y], names, "t")
+    assert model.kernel == "ridge" and why is None and cv is not None
+    assert cv.accuracy > 0.9 and cv.probabilities.shape == (160, 4)
+    assert cv.predicted == [int(i) for i in cv.probabilities.argmax(1)]
+    assert set(cv.candidate_scores) == {"ridge penalty=0.1", "ridge penalty=0.3", "ridge penalty=1"}
+    model.save(tmp_path / "m.npz")
+    loaded = TrainedModel.load(tmp_path / "m.npz")
+    probabilities = loaded.predict_proba(x)
+    assert np.allclose(probabilities, model.predict_proba(x), atol=1e-5)
+    assert np.allclose(probabilities.sum(1), 1.0) and np.mean(probabilities.argmax(1) == y) > 0.9
+    # The out-of-fold scores agree with a fit that never saw the fold (the X^T X shortcut).
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import StratifiedKFold
+
+    xn = classifier.normalise(x)
+    targets = -np.ones((160, 4))
+    targets[np.arange(160), y] = 1
+    train_idx, test_idx = next(StratifiedKFold(5, shuffle=True, random_state=0).split(xn, y))
+    penalty = model.C
+    augmented = np.hstack([xn, np.ones((160, 1))])
+    reference = Ridge(alpha=penalty, fit_intercept=False).fit(
+        augmented[train_idx], targets[train_idx]
+    )
+    oof = cv.probabilities[test_idx].argmax(1)
+    assert np.mean(reference.predict(augmented[test_idx]).argmax(1) == oof) == 1.0

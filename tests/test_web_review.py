@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
+import test_web_browser
 from helpers import demo_photos, make_project
 from litestar.testing import TestClient
 from PIL import Image
+from test_web_browser import Watch, open_page, serving
 from web_helpers import asgi_request
 
 from duetml.datamap import layout_path, place_among, project_to_2d
@@ -54,15 +58,14 @@ def test_place_among_puts_a_photo_beside_its_most_alike() -> None:
     assert np.allclose(placed, [[0, 1], [1, 0]], atol=0.05)
 
 
-def test_projection_is_scaled_deterministic_and_keeps_groups_apart() -> None:
+def test_projection_is_scaled_and_keeps_groups_apart() -> None:
     rng = np.random.default_rng(0)
     groups = rng.normal(0, 1, (3, 64))
     features = np.concatenate([g + rng.normal(0, 0.05, (40, 64)) for g in groups])
     features = (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32)
     coords, method = project_to_2d(features)
-    again, _ = project_to_2d(features)
     assert method == "UMAP" and coords.shape == (120, 2)
-    assert coords.min() >= 0 and coords.max() <= 1 and np.allclose(coords, again)
+    assert coords.min() >= 0 and coords.max() <= 1
     # Each photo's nearest photo on the map is one of its own group.
     labels = np.repeat(np.arange(3), 40)
     distances = np.linalg.norm(coords[:, None] - coords[None], axis=2) + np.eye(120) * 9
@@ -149,3 +152,276 @@ def test_map_is_read_only_and_guarded(client: TestClient) -> None:
     assert refused.status == 403 and "not allowed" in refused.json()["error"]
     ok = asgi_request(app, "GET", "/api/map", [("host", OK_HOST)])
     assert ok.status == 200 and ok.headers["content-security-policy"].startswith("default-src")
+
+
+# ----- the review routes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _planted_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The demo project with 5 shoe photos filed under hat (a user's slip), trained once."""
+    from duetml.demo import create_demo_project
+    from duetml.training import train_project
+
+    project = create_demo_project(tmp_path_factory.mktemp("planted") / "demo")
+    shoes = [r.rel for r in project.images("train", "shoes")][:5]
+    planted = project.move_images(shoes, "hat")
+    train_project(project)
+    return project.root, planted
+
+
+@pytest.fixture
+def planted(_planted_template: tuple[Path, list[str]], tmp_path: Path):
+    import shutil
+
+    root = tmp_path / "planted"
+    shutil.copytree(_planted_template[0], root, symlinks=True)
+    app = create_app(root, baseline=True, port=PORT)
+    with TestClient(app, base_url=BASE) as test_client:
+        test_client.project = Project.open(root)
+        test_client.planted = _planted_template[1]
+        yield test_client
+
+
+def files_of(project: Project) -> list[str]:
+    return sorted(r.rel for r in project.images("train") + project.images("test"))
+
+
+def mislabel(body: dict[str, Any], planted: list[str]) -> dict[str, Any]:
+    return next(
+        f for f in body["findings"] if f["kind"] == "mislabel" and set(f["photos"]) <= set(planted)
+    )
+
+
+def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -> None:
+    project: Project = planted.project
+    before = (files_of(project), project.undo_history())
+    response = planted.get("/api/review")
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    body = response.json()
+    found = mislabel(body, planted.planted)
+    assert len(found["photos"]) >= 4 and found["suggestion"]["to"] == "shoes"
+    assert found["suggestion"]["label"].startswith("Move") and found["message"].endswith(".")
+    assert body["counts"]["mislabel"] >= 1 and body["stale"] is False
+    assert (files_of(project), project.undo_history()) == before  # a GET changes nothing
+
+
+def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> None:
+    project: Project = planted.project
+    before = files_of(project)
+    found = mislabel(planted.get("/api/review").json(), planted.planted)
+    response = planted.post("/api/review/apply", json={"id": found["id"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["message"].startswith(f"Moved {len(found['photos'])} photos")
+    names = {p.split("/")[-1] for p in found["photos"]}
+    assert names <= {r.path.name for r in project.images("train", "shoes")}
+    assert not names & {r.path.name for r in project.images("train", "hat")}
+    assert planted.post("/api/undo").status_code == 200
+    assert files_of(project) == before
+    events = (project.state_dir / "events.jsonl").read_text()
+    assert '"apply_suggestion"' in events and '"origin": "review"' in events
+
+
+def test_remove_instead_and_keep_as_is(planted: TestClient) -> None:
+    project: Project = planted.project
+    before = files_of(project)
+    body = planted.get("/api/review").json()
+    found = mislabel(body, planted.planted)
+    removed = planted.post("/api/review/apply", json={"id": found["id"], "action": "remove"})
+    assert removed.status_code == 200 and "Removed" in removed.json()["message"]
+    assert not set(found["photos"]) & set(files_of(project))
+    planted.post("/api/undo")
+    assert files_of(project) == before
+
+    version = planted.app.state.duetml.versions["review"]
+    kept = planted.post("/api/review/dismiss", json={"ids": [found["id"]]})
+    assert kept.status_code == 200 and kept.json()["dismissed"] == 1
+    after = planted.get("/api/review").json()
+    assert found["id"] not in {f["id"] for f in after["findings"]} and after["dismissed"] >= 1
+    assert planted.app.state.duetml.versions["review"] != version  # other tabs hear of it
+    assert files_of(project) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/api/review/apply", {"id": "not a finding"}, 404),
+        ("/api/review/apply", {"id": "0123456789"}, 404),
+        ("/api/review/apply", {"id": "0123456789", "action": "burn"}, 400),
+        ("/api/review/apply", {}, 400),
+        ("/api/review/dismiss", {"ids": []}, 400),
+        ("/api/review/dismiss", {"ids": ["0123456789"]}, 404),
+    ],
+)
+def test_bad_review_requests_get_one_sentence(
+    planted: TestClient, path: str, body: dict[str, Any], status: int
+) -> None:
+    before = files_of(planted.project)
+    response = planted.post(path, json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error.endswith(".") and "Traceback" not in error and "/" not in error.split(":")[0]
+    assert files_of(planted.project) == before
+
+
+def test_cross_site_review_writes_are_refused(planted: TestClient) -> None:
+    found = mislabel(planted.get("/api/review").json(), planted.planted)
+    before = files_of(planted.project)
+    for extra in ([("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]):
+        response = asgi_request(
+            planted.app,
+            "POST",
+            "/api/review/apply",
+            [("host", OK_HOST), ("content-type", "application/json"), *extra],
+            [f'{{"id": "{found["id"]}"}}'.encode()],
+        )
+        assert response.status == 403
+    assert files_of(planted.project) == before
+
+
+# ----- the page, in headless Chromium -------------------------------------------------------------
+
+chromium = test_web_browser.browser  # the same fixtures: Debian's Chromium, errors watched
+watch = test_web_browser.watch
+
+
+def until(condition: Any, timeout: float = 60.0, what: str = "the page") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} did not happen in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def planted_root(_planted_template: tuple[Path, list[str]], tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "planted"
+    shutil.copytree(_planted_template[0], root, symlinks=True)
+    return root
+
+
+@pytest.mark.browser
+def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
+    chromium: Any, watch: Watch, planted_root: Path
+) -> None:
+    project = Project.open(planted_root)
+    before = files_of(project)
+    with serving(planted_root, baseline=True) as server:
+        context, page = open_page(chromium, server.url, watch)
+        finding = page.locator("#findings li[data-kind=mislabel]").filter(
+            has_text="look like 'shoes'"
+        )
+        finding.wait_for()
+        assert finding.locator(".finding-photo img").count() >= 4
+        button = finding.get_by_role("button", name=re.compile(r"^Move \d+ photos to shoes$"))
+        count = int(button.inner_text().split()[1])
+        shoes = len(project.images("train", "shoes"))
+        button.click()
+        page.locator(".toast", has_text=f"Moved {count} photos to 'shoes'").wait_for()
+        until(lambda: len(project.images("train", "shoes")) == shoes + count, what="the move")
+        finding.wait_for(state="detached")
+        page.click("#undo-btn")
+        page.locator(".toast", has_text="Undone").wait_for()
+        until(lambda: files_of(project) == before, what="the undo")
+        page.locator("#findings li[data-kind=mislabel]").filter(
+            has_text="look like 'shoes'"
+        ).wait_for()
+        context.close()
+    assert not watch.errors and not watch.dialogs
+
+
+@pytest.mark.browser
+def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
+    chromium: Any, watch: Watch, planted_root: Path
+) -> None:
+    project = Project.open(planted_root)
+    every = files_of(project)
+    with serving(planted_root, baseline=True) as server:
+        context, page = open_page(chromium, server.url, watch)
+        canvas = page.locator("#map-canvas")
+        until(
+            lambda: (
+                canvas.get_attribute("data-points") == str(len(every))
+                and not page.evaluate("window.duetmlMap.data.computing")
+            ),
+            timeout=900,
+            what="the map",
+        )
+        ids = page.evaluate("window.duetmlMap.data.ids")
+        assert sorted(ids) == every
+        # Something was really drawn: the canvas has coloured pixels.
+        inked = page.evaluate(
+            "(() => { const c = document.querySelector('#map-canvas');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()"
+        )
+        assert inked > len(every) * 10
+        # The flagged photos are ringed and listed by the legend.
+        flagged = page.evaluate("window.duetmlMap.data.flag.filter((f) => f >= 0).length")
+        assert flagged >= 4 and "flagged" in page.locator("#map-legend").inner_text()
+
+        box = canvas.bounding_box()
+        screen = page.evaluate(
+            "Array.from(window.duetmlMap.sx).map((x, i) => [x, window.duetmlMap.sy[i]])"
+        )
+        target = next(i for i, rel in enumerate(ids) if rel.startswith("train/pants/"))
+        x, y = screen[target]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        tip = page.locator("#map-tip")
+        tip.wait_for()
+        src = tip.locator("img").get_attribute("src")
+        hovered = page.evaluate("window.duetmlMap.data.ids[window.duetmlMap.hover]")
+        assert f"image={quote(hovered, safe='')}" in src
+        until(lambda: tip.locator("img").evaluate("(img) => img.naturalWidth") > 0)
+        assert "pants" in tip.inner_text()
+
+        # A click opens the photo.
+        page.mouse.click(box["x"] + x, box["y"] + y)
+        page.locator("#viewer[open]").wait_for()
+        assert quote(hovered, safe="") in page.locator("#viewer-img").get_attribute("src")
+        page.keyboard.press("Escape")
+
+        # Draw a rectangle around the training photos nearest to it; move them to "shoes".
+        near = sorted(
+            (i for i, rel in enumerate(ids) if rel.startswith("train/")),
+            key=lambda i: (screen[i][0] - x) ** 2 + (screen[i][1] - y) ** 2,
+        )[:3]
+        left = min(screen[i][0] for i in near) - 3
+        right = max(screen[i][0] for i in near) + 3
+        top = min(screen[i][1] for i in near) - 3
+        bottom = max(screen[i][1] for i in near) + 3
+        inside = [
+            ids[i]
+            for i, (px, py) in enumerate(screen)
+            if left <= px <= right and top <= py <= bottom
+        ]
+        corners = [(left, top), (right, top), (right, bottom), (left, bottom)]
+        page.mouse.move(box["x"] + left, box["y"] + top)
+        page.mouse.down()
+        for cx, cy in corners[1:] + corners[:1]:
+            page.mouse.move(box["x"] + cx, box["y"] + cy, steps=8)
+        page.mouse.up()
+        bar = page.locator("#map-selection")
+        bar.wait_for()
+        word = "photo" if len(inside) == 1 else "photos"
+        assert bar.inner_text().startswith(f"{len(inside)} {word} selected")
+        page.select_option("#map-move-target", "shoes")
+        page.click("#map-move")
+        page.locator(".toast", has_text="to “shoes”").wait_for()
+        names = {rel.split("/")[-1] for rel in inside}
+        until(
+            lambda: (
+                names
+                <= {r.path.name for r in project.images("train", "shoes")}
+                | {r.path.name for r in project.images("test", "shoes")}
+            ),
+            what="the move",
+        )
+        page.click("#undo-btn")
+        until(lambda: files_of(project) == every, what="the undo")
+        context.close()
+    assert not watch.errors and not watch.dialogs

@@ -58,9 +58,14 @@ def run_training(proj: Project, wait: bool = False, quiet: bool = False) -> Trai
         )
         if report.cv_accuracy is not None:
             how = " kept from the last selection" if report.reused_choice else ""
+            fitted = (
+                f"ridge classifier, penalty {report.C:g}, used from 10,000 photos"
+                if report.kernel == "ridge"
+                else f"SVM {report.kernel} C={report.C:g}{how}"
+            )
             typer.echo(
-                f"Cross-validated accuracy: {report.cv_accuracy:.1%} ({report.cv_folds}-fold, "
-                f"SVM {report.kernel} C={report.C:g}{how})."
+                f"Cross-validated accuracy: {report.cv_accuracy:.1%} "
+                f"({report.cv_folds}-fold, {fitted})."
             )
         else:
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")

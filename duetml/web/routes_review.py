@@ -10,14 +10,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from litestar import Response, get
+from litestar import Response, get, post
+from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
 from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.state import WebState
+
+FINDING_ID_PATTERN = r"^[0-9a-f]{6,64}$"
+MAX_FINDINGS = 1000
+FindingId = Annotated[
+    str,
+    KwargDefinition(
+        pattern=FINDING_ID_PATTERN,
+        description="A finding's id, as listed by GET /api/review.",
+    ),
+]
+
+
+@dataclass
+class ApplyFinding:
+    id: FindingId
+    # "suggested": what the finding suggests (its button text is the suggestion's label);
+    # "remove": remove the finding's photos instead (to the trash; undoable).
+    action: Literal["suggested", "remove"] = "suggested"
+
+
+@dataclass
+class DismissFindings:
+    ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=MAX_FINDINGS)]
+
 
 log = logging.getLogger("duetml.web")
 
@@ -78,6 +105,8 @@ class MapJob:
 def review_routes(web: WebState) -> list[Any]:
     project = web.project
     maps = MapJob(project, web.hub.bump)
+    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
+    memo_lock = threading.Lock()
 
     @get(
         "/api/map",
@@ -89,13 +118,30 @@ def review_routes(web: WebState) -> list[Any]:
         "none). `computing` is true while the layout is being computed: ask again shortly.",
     )
     def photo_map() -> Response[dict[str, Any]]:
-        from duetml.datamap import photo_map
+        from duetml.datamap import layout_path, map_inputs, photo_map
         from duetml.training import model_path
 
         started = time.perf_counter()
-        findings, flags = _flags(project)
-        result = photo_map(project, compute=False, flags=flags)
-        result["findings"] = findings
+        # Unchanged photos, model, dismissals and layout: the answer is the one before.
+        key = (
+            web.data_version(),
+            web.model_version(),
+            web.versions.get("review"),
+            _mtime(layout_path(project)),
+            _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+        )
+        with memo_lock:
+            known = memo.get(key)
+        if known is not None:
+            result = dict(known)
+        else:
+            inputs = map_inputs(project)  # listed and hashed once for the review and the map
+            findings, flags = _flags(project, inputs.hashes)
+            result = photo_map(project, compute=False, flags=flags, inputs=inputs)
+            result["findings"] = findings
+            with memo_lock:
+                memo.clear()
+                memo[key] = result
         # After the first training, and never beside it: both would extract features at once.
         computing = (
             bool(result["needs_layout"])
@@ -108,9 +154,93 @@ def review_routes(web: WebState) -> list[Any]:
         log.debug("map answered in %.2f s", time.perf_counter() - started)
         return Response(result, headers={"Cache-Control": "no-store"})
 
-    return [photo_map]
+    @get(
+        "/api/review",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        summary="The data review: findings about the photos, most important first",
+        description="Read-only: photos whose features are not cached yet are left out "
+        "(`unreviewed`), never extracted here.",
+    )
+    def review() -> Response[dict[str, Any]]:
+        from duetml.review import review_project
+
+        return Response(
+            review_project(project, extract=False).as_dict(),
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @post(
+        "/api/review/apply",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
+    )
+    def apply(data: JSONBody[ApplyFinding]) -> dict[str, str]:
+        from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
+
+        if data.action == "suggested":
+            message = apply_finding(project, data.id, extract=False)
+        else:
+            finding = review_project(project, extract=False).get(data.id)
+            if not finding.photos:
+                raise DuetmlError("This finding is about categories, not photos: none to remove.")
+            count = len(finding.photos)
+            label = f"Remove {count} photo{'s' if count != 1 else ''}"
+            removal = Suggestion(action="remove", photos=finding.photos, label=label)
+            message = apply_suggestion(project, removal, "review", finding_id=finding.id)
+        web.changed()
+        return {"message": message}
+
+    @post(
+        "/api/review/dismiss",
+        responses=ERROR_RESPONSES,
+        sync_to_thread=True,
+        status_code=200,
+        summary="Keep findings as they are: they are not raised again, by anyone",
+    )
+    def dismiss(data: JSONBody[DismissFindings]) -> dict[str, Any]:
+        from duetml.review import dismiss_findings
+
+        if not 1 <= len(data.ids) <= MAX_FINDINGS:
+            raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
+        count = dismiss_findings(project, data.ids, extract=False)
+        web.changed()
+        message = (
+            "Kept as it is: this will not be raised again."
+            if len(data.ids) == 1
+            else f"Kept {count} findings as they are: they will not be raised again."
+        )
+        return {"dismissed": count, "message": message}
+
+    return [photo_map, review, apply, dismiss]
 
 
-def _flags(project: Project) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """The review's findings (id, kind, message) and, per photo, the index of its first one."""
-    return [], {}
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _flags(
+    project: Project, hashes: dict[str, str] | None = None
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """The review's findings that point at photos (id, kind, message) and, per photo, the
+    index of its most important one: the map rings those photos and says why on hover."""
+    from duetml.review import review_project
+
+    try:
+        findings = review_project(project, extract=False, hashes=hashes).findings
+    except (DuetmlError, KeyError):  # KeyError: a photo came while we listed; next time
+        return [], {}
+    listed: list[dict[str, str]] = []
+    flags: dict[str, int] = {}
+    for finding in findings:  # most important first
+        if not finding.photos:
+            continue
+        listed.append({"id": finding.id, "kind": finding.kind, "message": finding.message})
+        for rel in finding.photos:
+            flags.setdefault(rel, len(listed) - 1)
+    return listed, flags

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.di import NamedDependency
 
 from duetml.project import SPLITS, ImageRecord, Project
+from duetml.review import DISMISSED_FILE
 from duetml.settings import SETTINGS_FILE, read_settings
 from duetml.web.hub import Hub
 from duetml.web.jobs import TrainJob
@@ -134,6 +135,8 @@ class WebState:
             "model": self.model_version(),
             "settings": self.settings_version(),
             "chat": self.chat_version(),
+            # Findings kept as they are (here, in another tab, or with `duetml review dismiss`).
+            "review": str(_mtime(self.project.state_dir / DISMISSED_FILE)),
         }
         if self.versions and versions["settings"] != self.versions.get("settings"):
             self._reload_settings()

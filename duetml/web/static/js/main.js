@@ -21,7 +21,7 @@ import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } f
 import { loadReview } from "./review.js";
 import { on, store } from "./store.js";
 
-const seen = { data: null, model: null, chat: null, settings: null };
+const seen = { data: null, model: null, chat: null, settings: null, review: null };
 let dataRefresh = null;
 let dataAgain = false;
 
@@ -81,6 +81,11 @@ function onState(snapshot) {
     const first = seen.data === null;
     seen.data = snapshot.data;
     if (!first) refreshData();
+  }
+  if (snapshot.review !== seen.review) {
+    const first = seen.review === null;
+    seen.review = snapshot.review;
+    if (!first) Promise.all([loadReview(), loadMap()]);
   }
   if (snapshot.model !== seen.model) {
     const first = seen.model === null;

@@ -86,6 +86,7 @@ function setData(data) {
   map.selected = new Set();
   map.highlight = null;
   map.hover = -1;
+  $("#map-tip").hidden = true;
   const index = new Map(data.ids.map((id, i) => [id, i]));
   for (const id of keep) if (index.has(id)) map.selected.add(index.get(id));
   if (highlighted)
@@ -169,15 +170,19 @@ function renderLegend() {
 
 // ----- geometry ----------------------------------------------------------------------------
 
+// The canvas size and place, read only when the layout may have changed (resize, scroll):
+// reading them while handling a pointer move would force the browser to lay out the page.
 function size() {
-  const canvas = $("#map-canvas");
-  return { w: canvas.clientWidth, h: canvas.clientHeight };
+  return { w: map.w, h: map.h };
 }
 
 function layout() {
   const box = $("#map-box");
   if (!map.data || box.hidden) return;
   const ratio = window.devicePixelRatio || 1;
+  map.w = $("#map-canvas").clientWidth;
+  map.h = $("#map-canvas").clientHeight;
+  map.rect = null;
   for (const canvas of [$("#map-canvas"), $("#map-overlay")]) {
     const w = Math.round(canvas.clientWidth * ratio);
     const hgt = Math.round(canvas.clientHeight * ratio);
@@ -194,16 +199,16 @@ function project() {
   const { w, h: hgt } = size();
   const { x, y, category, ids } = map.data;
   const n = ids.length;
-  const side = Math.min(w, hgt) - 2 * PAD;
-  const ox = (w - side) / 2;
-  const oy = (hgt - side) / 2;
+  // The layout's axes mean nothing on their own: stretching it to the box wastes no room.
+  const width = w - 2 * PAD;
+  const height = hgt - 2 * PAD;
   const { scale, x: vx, y: vy } = map.view;
   map.sx = new Float32Array(n);
   map.sy = new Float32Array(n);
   map.grid = new Map();
   for (let i = 0; i < n; i += 1) {
-    const px = (ox + x[i] * side - w / 2) * scale + w / 2 + vx;
-    const py = (oy + (1 - y[i]) * side - hgt / 2) * scale + hgt / 2 + vy;
+    const px = (PAD + x[i] * width - w / 2) * scale + w / 2 + vx;
+    const py = (PAD + (1 - y[i]) * height - hgt / 2) * scale + hgt / 2 + vy;
     map.sx[i] = px;
     map.sy[i] = py;
     if (px < -HOVER_PX || py < -HOVER_PX || px > w + HOVER_PX || py > hgt + HOVER_PX) continue;
@@ -236,9 +241,9 @@ function draw() {
   const started = performance.now();
   const canvas = $("#map-canvas");
   const ctx = canvas.getContext("2d");
-  const ratio = canvas.width / Math.max(1, canvas.clientWidth);
+  const ratio = canvas.width / Math.max(1, map.w);
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  ctx.clearRect(0, 0, map.w, map.h);
   const { category, test, flag } = map.data;
   const n = map.data.ids.length;
   const r = radius();
@@ -295,9 +300,9 @@ function draw() {
 function drawOverlay() {
   const canvas = $("#map-overlay");
   const ctx = canvas.getContext("2d");
-  const ratio = canvas.width / Math.max(1, canvas.clientWidth);
+  const ratio = canvas.width / Math.max(1, map.w);
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  ctx.clearRect(0, 0, map.w, map.h);
   const r = radius();
   if (map.selected.size) {
     const path = new Path2D();
@@ -338,7 +343,8 @@ function drawOverlay() {
 // ----- pointer -----------------------------------------------------------------------------
 
 function pointer(event) {
-  const rect = $("#map-overlay").getBoundingClientRect();
+  if (!map.rect) map.rect = $("#map-overlay").getBoundingClientRect();
+  const rect = map.rect;
   return [event.clientX - rect.left, event.clientY - rect.top];
 }
 
@@ -373,7 +379,7 @@ function findingOf(i) {
   return f >= 0 && map.data.findings ? map.data.findings[f] : null;
 }
 
-function showTip(i, px, py) {
+function showTip(i) {
   const tip = $("#map-tip");
   if (i < 0) {
     tip.hidden = true;
@@ -391,20 +397,22 @@ function showTip(i, px, py) {
     h("b", { text: caption(i) }),
     finding ? h("span", { class: "map-tip-finding", text: finding.message }) : null,
   );
-  tip.hidden = false;
+  // Beside the dot, on the side with more room: placed by its corner, so nothing is measured.
   const { w, h: hgt } = size();
-  const tw = tip.offsetWidth;
-  const th = tip.offsetHeight;
-  tip.style.left = `${Math.min(w - tw - 4, Math.max(4, px + 14))}px`;
-  tip.style.top = `${py + 14 + th > hgt ? Math.max(4, py - th - 10) : py + 14}px`;
+  const x = map.sx[i];
+  const y = map.sy[i];
+  tip.style.left = x < w / 2 ? `${x + 12}px` : "";
+  tip.style.right = x < w / 2 ? "" : `${w - x + 12}px`;
+  tip.style.top = y < hgt / 2 ? `${y + 12}px` : "";
+  tip.style.bottom = y < hgt / 2 ? "" : `${hgt - y + 12}px`;
+  tip.hidden = false;
 }
 
-function setHover(i, px, py) {
-  if (i !== map.hover) {
-    map.hover = i;
-    drawOverlay();
-  }
-  showTip(i, px, py);
+function setHover(i) {
+  if (i === map.hover) return;
+  map.hover = i;
+  drawOverlay();
+  showTip(i);
   $("#map-overlay").style.cursor = map.mode === "pan" ? "grab" : i >= 0 ? "pointer" : "crosshair";
 }
 
@@ -437,6 +445,16 @@ function finishLasso(additive) {
 
 function wirePointer() {
   const overlay = $("#map-overlay");
+  overlay.addEventListener("pointerenter", () => {
+    map.rect = null;
+  });
+  window.addEventListener(
+    "scroll",
+    () => {
+      map.rect = null;
+    },
+    { passive: true, capture: true },
+  );
   overlay.addEventListener("pointerdown", (event) => {
     if (!map.data || event.button !== 0) return;
     overlay.setPointerCapture(event.pointerId);
@@ -465,7 +483,7 @@ function wirePointer() {
       }
       return;
     }
-    setHover(nearest(px, py), px, py);
+    setHover(nearest(px, py));
   });
   const end = (event) => {
     if (!map.data) return;

@@ -204,7 +204,7 @@ async function dismiss(item, finding) {
   item.classList.add("busy");
   try {
     const result = await postJSON("/api/review/dismiss", { ids: [finding.id] });
-    toast(result.message, { action: undoAction });
+    toast(result.message);
     emit("changed");
   } catch (exc) {
     toast(exc.message, { kind: "error" });
