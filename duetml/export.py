@@ -55,12 +55,13 @@ def svm_graph(
     model: TrainedModel, feature_dim: int, opset: int, ir_version: int
 ) -> onnx.ModelProto:
     """`model.predict_proba` as ONNX: input "features" (n, d) float32, output "probabilities"."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     k = len(model.categories)
     if k < 2:
         raise DuetmlError("The model knows only one category: add another and train again.")
+    if model.kernel == "ridge":
+        return _graph(_ridge_nodes(model), model, feature_dim, opset, ir_version)
     first, second = class_pairs(k)
     n_pairs = len(first)
     # Pair p = (i, j) scores K[:, SV_i] . coef[j-1, SV_i] + K[:, SV_j] . coef[i, SV_j] + b_p
@@ -88,23 +89,16 @@ def svm_graph(
         const("svm_intercept", model.intercept),
         const("svm_signs", signs),
         const("svm_second_counts", second_counts),
-        const("svm_eps", 1e-12),
         const("svm_zero", 0.0),
         const("svm_one", 1.0),
         const("svm_three", 3.0),
         const("svm_margin_factor", model.margin_weight / max(k - 1, 1)),
         const("svm_temperature", model.temperature),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "svm_axis1"),
+        *_normalise_constants(),
     ]
     node = helper.make_node
     nodes = [
-        node("Cast", ["features"], ["svm_x64"], to=TensorProto.DOUBLE),
-        # normalise(): x / max(|x|, 1e-12)
-        node("Mul", ["svm_x64", "svm_x64"], ["svm_sq"]),
-        node("ReduceSum", ["svm_sq", "svm_axis1"], ["svm_sqsum"], keepdims=1),
-        node("Sqrt", ["svm_sqsum"], ["svm_norm"]),
-        node("Max", ["svm_norm", "svm_eps"], ["svm_norm_safe"]),
-        node("Div", ["svm_x64", "svm_norm_safe"], ["svm_x"]),
+        *_normalise_nodes(),
         node("MatMul", ["svm_x", "svm_sv_t"], ["svm_gram"]),
     ]
     if model.kernel == "linear":
@@ -121,7 +115,7 @@ def svm_graph(
     else:
         raise DuetmlError(
             f"Models with a {model.kernel!r} kernel cannot be exported yet: "
-            "only linear and RBF SVMs can."
+            "only the linear and RBF SVMs and the ridge model can."
         )
     nodes += [
         node("MatMul", ["svm_kernel", "svm_pair_weights"], ["svm_pairs_raw"]),
@@ -142,17 +136,79 @@ def svm_graph(
         node("Div", ["svm_scores", "svm_temperature"], ["svm_tempered"]),
         node("Softmax", ["svm_tempered"], ["probabilities"], axis=1),
     ]
+    return _graph((nodes, initializers), model, feature_dim, opset, ir_version)
+
+
+_Parts = tuple[list["onnx.NodeProto"], list["onnx.TensorProto"]]
+
+
+def _normalise_nodes() -> list[onnx.NodeProto]:
+    """normalise(): float64, x / max(|x|, 1e-12); reads "features", writes "svm_x"."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node
+    return [
+        node("Cast", ["features"], ["svm_x64"], to=TensorProto.DOUBLE),
+        node("Mul", ["svm_x64", "svm_x64"], ["svm_sq"]),
+        node("ReduceSum", ["svm_sq", "svm_axis1"], ["svm_sqsum"], keepdims=1),
+        node("Sqrt", ["svm_sqsum"], ["svm_norm"]),
+        node("Max", ["svm_norm", "svm_eps"], ["svm_norm_safe"]),
+        node("Div", ["svm_x64", "svm_norm_safe"], ["svm_x"]),
+    ]
+
+
+def _normalise_constants() -> list[onnx.TensorProto]:
+    from onnx import numpy_helper
+
+    return [
+        numpy_helper.from_array(np.array(1e-12), "svm_eps"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "svm_axis1"),
+    ]
+
+
+def _ridge_nodes(model: TrainedModel) -> _Parts:
+    """The large-project linear model: softmax((normalise(x) W^T + b) / T)."""
+    from onnx import helper, numpy_helper
+
+    node = helper.make_node
+    constants = [
+        *_normalise_constants(),
+        numpy_helper.from_array(model.dual_coef.astype(np.float64).T.copy(), "ridge_w_t"),
+        numpy_helper.from_array(model.intercept.astype(np.float64), "ridge_b"),
+        numpy_helper.from_array(np.array(model.temperature, dtype=np.float64), "ridge_t"),
+    ]
+    nodes = [
+        *_normalise_nodes(),
+        node("MatMul", ["svm_x", "ridge_w_t"], ["ridge_raw"]),
+        node("Add", ["ridge_raw", "ridge_b"], ["ridge_scores"]),
+        node("Div", ["ridge_scores", "ridge_t"], ["ridge_tempered"]),
+        node("Softmax", ["ridge_tempered"], ["probabilities"], axis=1),
+    ]
+    return nodes, constants
+
+
+def _graph(
+    parts: _Parts, model: TrainedModel, feature_dim: int, opset: int, ir_version: int
+) -> onnx.ModelProto:
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, initializers = parts
     graph = helper.make_graph(
         nodes,
-        "duetml_svm",
+        "duetml_classifier",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", feature_dim])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, ["n", k])],
+        [
+            helper.make_tensor_value_info(
+                "probabilities", TensorProto.DOUBLE, ["n", len(model.categories)]
+            )
+        ],
         initializers,
     )
-    svm = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    svm.ir_version = ir_version
-    onnx.checker.check_model(svm)
-    return svm
+    classifier = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    classifier.ir_version = ir_version
+    onnx.checker.check_model(classifier)
+    return classifier
 
 
 def build_onnx(model: TrainedModel) -> onnx.ModelProto:

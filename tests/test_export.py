@@ -143,3 +143,40 @@ def test_export_without_a_model_says_what_to_do(tmp_path: Path, new_project: Pro
     assert result.returncode != 0
     assert "duetml train" in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
+    """The other model kinds duetml trains (RBF SVM; ridge for large projects) give the same
+    probabilities in ONNX as `predict_proba`, on the demo's real features."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from duetml.backbones import get_backbone
+    from duetml.classifier import train
+    from duetml.export import svm_graph
+    from duetml.features import features_for_sources
+    from duetml.training import load_model
+
+    model = load_model(Project.open(trained_demo))
+    photos = _test_photos(trained_demo)
+    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    labels = [p.parent.name for p in photos]
+    rng = np.random.default_rng(0)
+    k, d = len(model.categories), features.shape[1]
+    ridge = dataclasses.replace(
+        model,
+        kernel="ridge",
+        dual_coef=rng.normal(size=(k, d)),
+        intercept=rng.normal(size=k),
+        temperature=0.3,
+    )
+    rbf, _, _ = train(features, labels, model.categories, model.backbone)
+    rbf = dataclasses.replace(rbf, kernel="rbf", margin_weight=2.0, temperature=0.7)
+    for candidate in (ridge, rbf):
+        graph = svm_graph(candidate, d, 17, 8)
+        session = ort.InferenceSession(
+            graph.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        (got,) = session.run(["probabilities"], {"features": features.astype(np.float32)})
+        np.testing.assert_allclose(got, candidate.predict_proba(features), atol=1e-9, rtol=0)
