@@ -1,6 +1,12 @@
 """The web page with a 2,000-photo project, in headless Chromium.
 
     python bench/bench_web_load.py [DATASET_FOLDER]     (default: Caltech-101 subset)
+    python bench/bench_web_load.py --scale [DATASET_FOLDER]
+
+--scale: the page with the whole dataset (Caltech subset: 5,233 photos, 100 categories) and
+with each photo five times (26,165 photos), built in a temp folder by hard links (copies where
+links fail), never in the repository: DOM nodes and time to usable, beside the same figures
+for the 100-photo demo project measured in the same run.
 
 1. First page load: time until the page is usable (categories listed, controls wired, every
    thumbnail in the first screen decoded) and the bytes that crossed the wire, cold (no
@@ -139,6 +145,7 @@ def first_load(browser, url: str) -> dict:
         / 1000
     )
     page.wait_for_load_state("networkidle")
+    nodes = page.evaluate("document.getElementsByTagName('*').length")
     shown = page.evaluate("document.querySelectorAll('.thumb img').length")
     visible_ids = page.evaluate(
         """() => [...document.querySelectorAll('.thumb')]
@@ -149,6 +156,7 @@ def first_load(browser, url: str) -> dict:
         "ready": ready,
         "usable": usable,
         "shown": shown,
+        "nodes": nodes,
         "visible_ids": visible_ids,
         **transferred,
     }
@@ -189,8 +197,67 @@ def drop_to_prediction(browser, url: str, photo: Path, runs: int = 7) -> list[fl
     return times
 
 
+def linked_project(source: Path, target: Path, copies: int) -> None:
+    """A project folder holding every photo of `source` `copies` times (hard links)."""
+    from duetml.images import IMAGE_EXTENSIONS
+    from duetml.project import Project
+
+    Project.init(target)
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        category = target / "train" / folder.name
+        category.mkdir(parents=True, exist_ok=True)
+        for photo in folder.iterdir():
+            if photo.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            for k in range(copies):
+                name = photo.name if k == 0 else f"{photo.stem}-copy{k}{photo.suffix}"
+                try:
+                    os.link(photo, category / name)
+                except OSError:
+                    shutil.copy(photo, category / name)
+
+
+def scale(source: Path) -> None:
+    """DOM nodes and time to usable at 5,233 and 26,165 photos; the demo as reference."""
+    from playwright.sync_api import sync_playwright
+
+    from duetml.web.server import free_port
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        os.environ.setdefault("DUETML_HOME", str(Path(tmp) / "home"))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for label, data, copies in (
+            ("demo (reference)", DEMO, 1),
+            ("dataset", source, 1),
+            ("dataset x5", source, 5),
+        ):
+            root = Path(tmp) / label.split()[0] / str(copies)
+            linked_project(data, root, copies)
+            photos = sum(1 for _ in root.glob("train/*/*"))
+            with Server(root, free_port("127.0.0.1", 18765)) as server:
+                result = first_load(browser, server.url)  # cold: thumbnails made on request
+                result = first_load(browser, server.url)  # warm
+            line = (
+                f"{label:>17}: {photos:6,} photos: {result['nodes']:6,} DOM nodes, "
+                f"{result['shown']:5,} thumbnails in the page, ready {result['ready']:.2f} s, "
+                f"usable {result['usable']:.2f} s"
+            )
+            print(line, flush=True)
+            lines.append(line)
+        browser.close()
+    OUT.with_name("web_bench_scale.txt").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
+
+    if len(sys.argv) > 1 and sys.argv[1] == "--scale":
+        source = Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT
+        if not source.is_dir():
+            sys.exit(f"{source} is missing: give a folder of category folders.")
+        scale(source)
+        return
 
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     if not Path(CHROMIUM).exists():

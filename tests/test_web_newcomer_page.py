@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import test_web_browser
+from helpers import make_project
 from test_web_browser import Watch, open_page, panel, serving, wait_count
-from web_helpers import fake_agents, make_project
+from web_helpers import fake_agents
 
 pytestmark = pytest.mark.browser
 
@@ -121,7 +122,9 @@ def test_undo_says_what_it_will_undo(browser: Any, watch: Watch, tmp_path: Path)
         page.press("#new-category", "Enter")
         panel(page, "bags").wait_for()
         undo = page.locator("#undo-btn")
-        page.wait_for_function("document.querySelector('#undo-btn').textContent.includes('bags')")
+        page.wait_for_function(
+            "() => document.querySelector('#undo-btn').textContent.includes('bags')"
+        )
         assert undo.inner_text().startswith("Undo: ")
         assert "bags" in (undo.get_attribute("aria-label") or "")
         # No letters from the paper's figure in front of the section titles.
@@ -130,3 +133,133 @@ def test_undo_says_what_it_will_undo(browser: Any, watch: Watch, tmp_path: Path)
         panel(page, "bags").wait_for(state="detached")
         context.close()
     assert not watch.dialogs, watch.dialogs
+
+
+def test_a_big_project_has_an_overview_a_filter_and_short_panels(
+    browser: Any, watch: Watch, tmp_path: Path
+) -> None:
+    from helpers import demo_photos
+
+    from duetml.project import Project
+
+    project, _ = Project.init(tmp_path / "big")
+    # Ten categories: one with all 25 hats, one with a single photo (a warning), the rest 3.
+    project.add_images("hat", demo_photos("hat"))
+    project.add_images("lonely", demo_photos("shoes", 1))
+    for index in range(8):
+        project.add_images(f"kind-{index}", demo_photos("pants", 3, skip=index * 3))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(390, 800))
+        overview = page.locator("#overview")
+        overview.wait_for()
+        assert "10 categories, 50 photos" in page.locator("#overview-count").inner_text()
+        items = page.locator(".overview-item")
+        assert items.count() == 10
+        assert "25" in items.filter(has_text="hat").inner_text()
+        assert page.locator(".overview-warn").filter(has_text="lonely").count() == 1
+        # A panel starts with a first screenful; "Show all" opens the rest.
+        hat = panel(page, "hat")
+        assert 0 < hat.locator(".thumb").count() < 25
+        hat.locator(".more", has_text="Show all 25 photos").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-category=hat] .thumb').length === 25"
+        )
+        # The filter narrows the overview and the panels; Enter jumps to the first match.
+        page.fill("#category-filter", "LONE")
+        page.wait_for_function("() => document.querySelectorAll('article.category').length === 1")
+        assert items.count() == 1
+        assert "1 of 10 categories" in page.locator("#overview-count").inner_text()
+        page.fill("#category-filter", "")
+        page.wait_for_function("() => document.querySelectorAll('article.category').length === 10")
+        page.locator(".overview-item", has_text="kind-7").click()
+        target = panel(page, "kind-7")
+        page.wait_for_function(
+            """() => { const p = document.querySelector('[data-category="kind-7"]');
+                       const r = p.getBoundingClientRect();
+                       const shown = r.top >= 0 && r.top < innerHeight;
+                       return document.activeElement === p && shown; }"""
+        )
+        assert target.is_visible()
+        assert sideways_overflow(page) == 0
+        context.close()
+    assert not watch.dialogs, watch.dialogs
+
+
+def test_where_reports_and_notices_appear(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    from test_web_browser import drop_files, jpegs
+
+    project = make_project(tmp_path / "p", per_category=6)
+    factory, _, _ = fake_agents("Hello")
+    with serving(project.root, agents=factory) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(1440, 900))
+        wait_count(page, "t-shirt", 6)
+        # The upload report appears in the panel the files were dropped on.
+        selector = 'article.category[data-category="t-shirt"]'
+        drop_files(
+            page, selector, jpegs("t-shirt", 2, skip=6) + [("notes.txt", b"socks", "text/plain")]
+        )
+        report = panel(page, "t-shirt").locator(".upload-problem")
+        report.locator(".rejected li", has_text="notes.txt").wait_for()
+        assert page.locator("#uploads .upload").count() == 0
+        # Notices (toasts) never cover a thumbnail.
+        page.fill("#new-category", "bags")
+        page.press("#new-category", "Enter")
+        toast = page.locator(".toast", has_text="bags")
+        toast.wait_for()
+        box = toast.bounding_box()
+        for thumb in page.locator(".thumb").all():
+            t = thumb.bounding_box()
+            if not t:
+                continue
+            apart = (
+                t["x"] + t["width"] <= box["x"]
+                or box["x"] + box["width"] <= t["x"]
+                or t["y"] + t["height"] <= box["y"]
+                or box["y"] + box["height"] <= t["y"]
+            )
+            assert apart, "a notice covers a thumbnail"
+        # A file that is not an image, dropped on "Try the model": a sentence, no broken picture.
+        drop_files(
+            page, "#predict-drop", [("recipe.pdf", b"%PDF-1.4 not a photo", "application/pdf")]
+        )
+        card = page.locator(".prediction", has_text="recipe.pdf")
+        card.locator(".error-text").wait_for()
+        sentence = card.locator(".error-text").inner_text()
+        assert sentence.endswith(".") and len(sentence.split()) > 3, sentence
+        page.wait_for_function(
+            "() => !document.querySelector('.prediction img') || "
+            "[...document.querySelectorAll('.prediction img')].every((i) => i.naturalWidth > 0)"
+        )
+        assert card.locator(".prediction-nopreview").count() == 1
+        context.close()
+
+
+def test_no_model_yet_is_hidden_while_training(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", per_category=6, categories=("hat", "shoes"))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch)
+        page.locator("#model-summary", has_text="No model yet").wait_for()
+        # Watch every change of the progress area: while it shows, "No model yet" must not.
+        page.evaluate(
+            """() => {
+                window.seenTogether = false;
+                window.sawProgress = false;
+                const check = () => {
+                    const progress = !document.querySelector('#train-progress').hidden;
+                    const summary = document.querySelector('#model-summary');
+                    const noModel =
+                        summary.checkVisibility() && /No model yet/.test(summary.textContent);
+                    if (progress) window.sawProgress = true;
+                    if (progress && noModel) window.seenTogether = true;
+                };
+                new MutationObserver(check).observe(document.body,
+                    { subtree: true, attributes: true, childList: true, characterData: true });
+            }"""
+        )
+        page.click("#train-btn")
+        page.wait_for_function("() => window.sawProgress")
+        page.wait_for_function(
+            "() => document.querySelector('#train-progress').hidden", timeout=240_000
+        )
+        assert page.evaluate("window.sawProgress") and not page.evaluate("window.seenTogether")
+        context.close()

@@ -7,6 +7,11 @@ import { emit, store } from "./store.js";
 
 const PHOTO_TYPE = "application/x-duetml-photos";
 const FIRST_ROWS = 60; // photos shown per category before "Show all"
+// With many categories each panel starts with about a screenful (two or three rows), so a
+// 100-category project is a page of panels, not 5,000 thumbnails; "Show all" opens one.
+const MANY_CATEGORIES = 8;
+const FIRST_ROWS_WHEN_MANY = 12;
+const TINY_CATEGORY = 5; // as duetml/health.py: fewer photos and the model barely learns it
 const BATCH_FILES = 40;
 const BATCH_BYTES = 16 * 1024 * 1024;
 
@@ -52,10 +57,14 @@ export function renderCategories() {
     return;
   }
   const seen = new Set();
-  const nodes = store.categories.map((category) => {
-    seen.add(category.name);
-    return panelFor(category);
-  });
+  renderOverview();
+  const wanted = filterText();
+  const nodes = store.categories
+    .filter((category) => !wanted || category.name.toLowerCase().includes(wanted))
+    .map((category) => {
+      seen.add(category.name);
+      return panelFor(category);
+    });
   for (const name of [...panels.keys()]) if (!seen.has(name)) panels.delete(name);
   box.replaceChildren(...nodes);
   const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
@@ -87,9 +96,10 @@ function panelFor(category) {
   panel.querySelector(".panel-empty").hidden = true;
   grid.hidden = false;
   const showAll = store.expanded.has(category.name);
-  const shown = showAll ? category.images : category.images.slice(0, FIRST_ROWS);
+  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
+  const shown = showAll ? category.images : category.images.slice(0, first);
   grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
-  more.hidden = category.images.length <= FIRST_ROWS;
+  more.hidden = category.images.length <= first;
   more.textContent = showAll ? "Show fewer" : `Show all ${category.images.length} photos`;
   return panel;
 }
@@ -121,7 +131,12 @@ function buildPanel(name) {
   });
   const panel = h(
     "article",
-    { class: "category", dataset: { category: name }, "aria-label": `Category ${name}` },
+    {
+      class: "category",
+      dataset: { category: name },
+      "aria-label": `Category ${name}`,
+      tabindex: "-1",
+    },
     h(
       "header",
       { class: "category-head" },
@@ -266,6 +281,63 @@ function cssId(name) {
     .join("");
 }
 
+// ----- the overview: every category with its count and warnings, a filter, jump to one -----
+
+function filterText() {
+  const input = $("#category-filter");
+  return input ? input.value.trim().toLowerCase() : "";
+}
+
+function categoryWarnings(category) {
+  if (category.count === 0) return ["no photos"];
+  if (category.count < TINY_CATEGORY) return ["too few photos"];
+  return [];
+}
+
+function renderOverview() {
+  const nav = $("#overview");
+  if (!nav) return;
+  nav.hidden = store.categories.length <= MANY_CATEGORIES;
+  if (nav.hidden) return;
+  const wanted = filterText();
+  const matching = store.categories.filter((c) => !wanted || c.name.toLowerCase().includes(wanted));
+  const photos = store.categories.reduce((sum, c) => sum + c.count, 0);
+  $("#overview-count").textContent = wanted
+    ? `${matching.length} of ${plural(store.categories.length, "category", "categories")} shown`
+    : `${plural(store.categories.length, "category", "categories")}, ${plural(photos, "photo")}`;
+  replace(
+    $("#overview-list"),
+    matching.map((category) => {
+      const problems = categoryWarnings(category);
+      return h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: `overview-item${problems.length ? " overview-warn" : ""}`,
+            title: problems.length ? `${category.name}: ${problems.join(", ")}` : category.name,
+            onclick: () => jumpTo(category.name),
+          },
+          h("span", { class: "overview-name", text: category.name }),
+          h("span", { class: "overview-n", text: String(category.count) }),
+          problems.length
+            ? h("span", { class: "visually-hidden", text: `, ${problems.join(", ")}` })
+            : null,
+        ),
+      );
+    }),
+  );
+}
+
+function jumpTo(name) {
+  const panel = panels.get(name);
+  if (!panel || !panel.isConnected) return;
+  panel.scrollIntoView({ block: "start" });
+  panel.focus({ preventScroll: true });
+}
+
 function renderWarnings() {
   const list = $("#warnings");
   const warnings = (store.status && store.status.warnings) || [];
@@ -278,7 +350,7 @@ function renderWarnings() {
     list.append(
       h("li", {
         class: "warning",
-        text: `…and ${warnings.length - shown.length} more (see \`duetml status\`).`,
+        text: `…and ${warnings.length - shown.length} more.`,
       }),
     );
   }
@@ -336,6 +408,15 @@ async function act(promise, success) {
 const undoAction = { label: "Undo", run: () => emit("undo") };
 
 export function wireAddCategory() {
+  const filter = $("#category-filter");
+  filter.addEventListener("input", () => renderCategories());
+  filter.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    const wanted = filterText();
+    const first = store.categories.find((c) => c.name.toLowerCase().includes(wanted));
+    if (first) jumpTo(first.name);
+  });
   const form = $("#add-category-form");
   const input = $("#new-category");
   form.addEventListener("submit", async (event) => {
@@ -661,7 +742,11 @@ export async function uploadFiles(category, files) {
     ),
     bar,
   );
-  $("#uploads").append(box);
+  // The progress and its report appear in the panel the photos were dropped on, where the
+  // user is looking (the top of the data area may be far up a long page).
+  const home = panels.get(category);
+  if (home && home.isConnected) home.querySelector(".category-head").after(box);
+  else $("#uploads").append(box);
   let sentBefore = 0;
   let sentFiles = 0;
   let failure = null;

@@ -38,6 +38,8 @@ export function renderTrain(job) {
   button.textContent = running ? "Training…" : "Train";
   button.setAttribute("aria-busy", running ? "true" : "false");
   $("#train-progress").hidden = !running;
+  // "No model yet" under a running progress bar contradicts it: hidden while training.
+  $("#model-summary").hidden = running && !(store.status && store.status.model);
   if (running) {
     const bar = $("#train-bar");
     const text = $("#train-text");
@@ -161,10 +163,18 @@ export async function predictFiles(files) {
   if (!photos.length) return;
   const list = $("#predictions");
   const cards = photos.map((file) => {
+    const preview = h("img", { src: URL.createObjectURL(file), alt: `Your photo ${file.name}` });
+    // A file the browser cannot show (not an image) gets a plain box, not a broken picture;
+    // the caption says why once the server has looked at it.
+    preview.addEventListener(
+      "error",
+      () => preview.replaceWith(h("div", { class: "prediction-nopreview", text: "No picture" })),
+      { once: true },
+    );
     const card = h(
       "figure",
       { class: "prediction pending" },
-      h("img", { src: URL.createObjectURL(file), alt: `Your photo ${file.name}` }),
+      preview,
       h(
         "figcaption",
         {},
