@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from web_helpers import LiveServer, free_port  # noqa: E402
+from helpers import free_port  # noqa: E402
+from web_helpers import LiveServer  # noqa: E402
 
 from duetml.web import create_app  # noqa: E402
 

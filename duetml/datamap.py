@@ -5,10 +5,11 @@ category split in two, two categories mixed into one cloud, or a lone photo far 
 kind, and pick photos straight from the picture (the 2-D views the paper's related work cites).
 
 The layout is PCA to 50 dimensions, then UMAP (umap-learn). Measured on the 5,233 Caltech
-photos on 2 cores (bench/bench_map.py): UMAP keeps categories as separate, tight clusters
-and, once loaded, takes about as long as openTSNE's t-SNE and a fraction of scikit-learn's;
-PCA alone is instant but piles the 100 categories on top of each other. A new layout starts
-from the previous one, so adding a few photos does not rearrange the whole map.
+photos on 2 cores at load 10 (bench/bench_map.py, two runs): UMAP multi-threaded 51 s, openTSNE
+158 s, scikit-learn's t-SNE 314 s, all keeping categories equally apart; PCA alone (2.6 s)
+piles the 100 categories on top of each other. UMAP's first use in a process also pays for
+numba compiling it. A new layout starts from the previous one, so adding a few photos does
+not rearrange the whole map.
 
 Features come from the training's cache; the few it lacks (test photos, photos added since)
 are extracted while the layout is computed, in the background for the page. Until then,

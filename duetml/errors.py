@@ -38,6 +38,12 @@ class DuetmlError(Exception):
     exit_code = 1
     http_status = 400
 
+    def __init__(self, *args: object, web: str | None = None) -> None:
+        # The message is shared with the CLI and may name a shell command; `web` says the
+        # same for the page, in terms of what to click (the web layer sends it instead).
+        super().__init__(*args)
+        self.web = web
+
 
 class NotAProjectError(DuetmlError):
     exit_code = 9

@@ -312,7 +312,8 @@ class Project:
                 if target.exists() and _normcase(target) != _normcase(source):
                     raise AlreadyExistsError(
                         f"Category {new!r} already exists: "
-                        "use `duetml categories merge` to join them."
+                        "use `duetml categories merge` to join them.",
+                        web=f"Category {new!r} already exists: use Merge… on {old!r} to join them.",
                     )
                 moves.append((_rel(self, source), _rel(self, target)))
             if not moves:

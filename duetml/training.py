@@ -124,7 +124,8 @@ def train_project(
         records = project.images("train")
         if not records:
             raise NotEnoughDataError(
-                "The project has no photos yet: add some with `duetml add CATEGORY PHOTOS...`."
+                "The project has no photos yet: add some with `duetml add CATEGORY PHOTOS...`.",
+                web="The project has no photos yet: drop photos on a category, or use Add photos…",
             )
         cache = feature_cache(project)
         cache_before = len(cache)

@@ -5,6 +5,7 @@ Real Chromium (Debian's) at phone and desktop widths, against a live server with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -262,4 +263,56 @@ def test_no_model_yet_is_hidden_while_training(browser: Any, watch: Watch, tmp_p
             "() => document.querySelector('#train-progress').hidden", timeout=240_000
         )
         assert page.evaluate("window.sawProgress") and not page.evaluate("window.seenTogether")
+        context.close()
+
+
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Any) -> list[str]:
+    """axe-core run over the page as it is; its script is loaded from node_modules here (the
+    test's browser context bypasses the page's CSP for that; the app never serves it)."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, { resultTypes: ["violations"] });
+            return result.violations.map((v) =>
+                `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).slice(0, 3)})`);
+        }"""
+    )
+    return list(found)
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_axe_finds_no_violation(browser: Any, watch: Watch, tmp_path: Path, width: int) -> None:
+    if not AXE.exists():
+        message = "axe-core is missing: run `npm ci` in the repository to check accessibility"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    project = make_project(tmp_path / "p", per_category=6, categories=("hat", "shoes"))
+    factory, _, _ = fake_agents("Hello")
+    with serving(project.root, agents=factory) as server:
+        context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+        page = watch.attach(context.new_page())
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready=true]")
+        wait_count(page, "hat", 6)
+        page.locator(".agent-where").first.wait_for()
+        assert axe_violations(page) == []
+        # With a trained model and its evaluation shown.
+        page.click("#train-btn")
+        page.locator("#evaluation table").first.wait_for(timeout=240_000)
+        assert axe_violations(page) == []
+        context.close()
+
+
+def test_no_raw_markdown_backticks_on_the_page(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    from duetml.project import Project
+
+    project, _ = Project.init(tmp_path / "empty")
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(390, 800))
+        page.locator("#categories code", has_text="edible").first.wait_for()
+        assert "`" not in page.locator("main").inner_text()
         context.close()

@@ -170,7 +170,7 @@ def test_add_rename_merge_remove_categories(client: TestClient, project: Project
         == 404
     )
     clash = client.post("/api/categories/rename", json={"old": "hat", "new": "pants"})
-    assert clash.status_code == 409 and "merge" in clash.json()["error"]
+    assert clash.status_code == 409 and "Merge…" in clash.json()["error"]
     merged = client.post(
         "/api/categories/merge", json={"sources": ["hat", "shoes"], "target": "accessories"}
     )

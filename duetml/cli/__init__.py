@@ -9,6 +9,7 @@ from duetml.cli.app import app, main
 from duetml.cli import project_cmds  # init, add, status, undo, demo
 from duetml.cli import category_cmds  # categories ...
 from duetml.cli import model_cmds  # train, eval, predict, backbones
+from duetml.cli import export_cmd  # export
 from duetml.cli import review_cmds  # review, review apply|dismiss
 from duetml.cli import chat_cmd  # chat
 from duetml.cli import agent_cmds  # ask, advise

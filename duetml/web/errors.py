@@ -94,7 +94,9 @@ def error_response(
 
 def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
     def duetml_error(_: Request[Any, Any, Any], exc: DuetmlError) -> Response[dict[str, Any]]:
-        response = error_response(scrub(str(exc), roots), exc.http_status)
+        response = error_response(
+            scrub(getattr(exc, "web", None) or str(exc), roots), exc.http_status
+        )
         endpoint = getattr(exc, "endpoint", None)
         if isinstance(endpoint, str):  # CloudConsentRequired: the page asks, then retries
             response.content["consent"] = {

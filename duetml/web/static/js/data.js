@@ -2,7 +2,18 @@
 // photos by drag-and-drop or selection, renaming, merging, removing.
 
 import { getJSON, postFiles, postJSON } from "./api.js";
-import { $, bytes, formDialog, h, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
+import {
+  $,
+  bytes,
+  formDialog,
+  h,
+  plural,
+  replace,
+  showPhoto,
+  thumbUrl,
+  toast,
+  withCode,
+} from "./dom.js";
 import { emit, store } from "./store.js";
 
 const PHOTO_TYPE = "application/x-duetml-photos";
@@ -48,9 +59,13 @@ export function renderCategories() {
         "div",
         { class: "empty-state" },
         h("p", { class: "empty-title", text: "No categories yet: add one above." }),
-        h("p", {
-          text: "For example `edible` and `not edible`. Then drop photos (or whole folders) onto each category. Dropping a folder of folders here makes one category per folder.",
-        }),
+        h(
+          "p",
+          {},
+          withCode(
+            "For example `edible` and `not edible`. Then drop photos (or whole folders) onto each category. Dropping a folder of folders here makes one category per folder.",
+          ),
+        ),
       ),
     );
     renderSelection();
@@ -344,7 +359,7 @@ function renderWarnings() {
   const shown = warnings.filter((w) => w.kind !== "stale_model").slice(0, 6);
   replace(
     list,
-    shown.map((w) => h("li", { class: `warning warning-${w.kind}`, text: w.message })),
+    shown.map((w) => h("li", { class: `warning warning-${w.kind}` }, withCode(w.message))),
   );
   if (warnings.length > shown.length + warnings.filter((w) => w.kind === "stale_model").length) {
     list.append(

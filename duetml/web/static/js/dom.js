@@ -61,13 +61,22 @@ export function bytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
+// Text whose `name` spans (Markdown code, as the core writes names and commands) show as
+// <code>, never as raw backticks; still text nodes only.
+export function withCode(text) {
+  return String(text)
+    .split(/`([^`\n]+)`/)
+    .map((piece, i) => (i % 2 ? h("code", { text: piece }) : piece))
+    .filter((piece) => piece !== "");
+}
+
 // A short message at the bottom of the screen; `action` adds a button (e.g. Undo).
 export function toast(text, { kind = "info", action = null, timeout = 6000 } = {}) {
   const box = $("#toasts");
   const item = h(
     "div",
     { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" },
-    h("span", { text }),
+    h("span", {}, withCode(text)),
   );
   if (action) {
     item.append(

@@ -1,0 +1,182 @@
+"""`duetml export`: the exported folder runs without duetml and agrees with `duetml predict`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from duetml.project import Project
+
+# Runs in `python -I` (no PYTHONPATH, no user site): plain onnxruntime on the given pixels.
+RUN_MODEL = """
+import json, sys
+import numpy as np, onnxruntime as ort
+photos = np.load(sys.argv[2])
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+(probabilities,) = session.run(["probabilities"], {"photos": photos})
+assert "duetml" not in sys.modules, "the exported model must not need duetml"
+print(json.dumps(probabilities.tolist()))
+"""
+
+# predict.py's own decoding and printing, also isolated from duetml.
+RUN_SCRIPT = """
+import runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    assert "duetml" not in sys.modules, "predict.py must not import duetml"
+"""
+
+
+def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def exported(trained_demo: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "exported"
+    result = _duetml("export", "-p", str(trained_demo), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _test_photos(project: Path) -> list[Path]:
+    photos = sorted((project / "test").glob("*/*.jpg"))
+    assert len(photos) >= 10
+    return photos
+
+
+def _duetml_predictions(project: Path, photos: list[Path]) -> dict[str, dict[str, object]]:
+    result = _duetml("predict", "--json", "--top", "10", "-p", str(project), *map(str, photos))
+    assert result.returncode == 0, result.stderr
+    return {row["image"]: row for row in json.loads(result.stdout)}
+
+
+def test_export_writes_the_files_and_labels(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == sorted(
+        ["model.onnx", "labels.json", "predict.py", "README.md"]
+    )
+    labels = json.loads((exported / "labels.json").read_text())
+    assert labels["categories"] == ["hat", "pants", "shoes", "t-shirt"]
+    assert labels["backbone"] == "efficientnet-lite0"
+    assert 0.5 < labels["cv_accuracy"] <= 1.0
+    assert labels["trained_at"].startswith("20")
+    assert "mean" in labels["preprocessing"]
+    assert b"pickle" not in (exported / "predict.py").read_bytes()
+
+
+def test_exported_model_matches_duetml_on_the_same_pixels(
+    trained_demo: Path, exported: Path, tmp_path: Path
+) -> None:
+    from duetml.backbones import INPUT_SIZE, get_backbone
+    from duetml.features import features_for_sources
+    from duetml.images import load_square
+    from duetml.training import load_model
+
+    photos = _test_photos(trained_demo)
+    model = load_model(Project.open(trained_demo))
+    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    expected = model.predict_proba(features)
+    pixels = tmp_path / "pixels.npy"
+    np.save(pixels, np.stack([load_square(p, INPUT_SIZE) for p in photos]))
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", RUN_MODEL, str(exported / "model.onnx"), str(pixels)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    got = np.array(json.loads(result.stdout))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    cli = _duetml_predictions(trained_demo, photos)
+    for photo, row in zip(photos, got, strict=True):
+        assert model.categories[int(row.argmax())] == cli[str(photo)]["category"], photo
+
+
+def test_predict_script_agrees_with_duetml_predict(trained_demo: Path, exported: Path) -> None:
+    photos = _test_photos(trained_demo)
+    cli = _duetml_predictions(trained_demo, photos)
+    script = exported / "predict.py"
+    run = [sys.executable, "-I", "-c", RUN_SCRIPT, str(script)]
+    result = subprocess.run(
+        [*run, "--json", "--top", "10", *map(str, photos)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    worst = 0.0
+    for row in rows:
+        ours = cli[row["image"]]
+        assert row["category"] == ours["category"], row["image"]
+        theirs = {t["category"]: t["probability"] for t in ours["top"]}  # type: ignore[attr-defined]
+        for t in row["top"]:
+            worst = max(worst, abs(t["probability"] - theirs[t["category"]]))
+    # predict.py resizes with NumPy, duetml with OpenCV: pixels differ by at most one level,
+    # which moves the probabilities far less than a rounding of the printed percentages.
+    assert worst < 0.005, worst
+    text = subprocess.run(
+        [*run, str(photos[0])], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    line = _duetml("predict", "-p", str(trained_demo), str(photos[0])).stdout
+    assert text.split(": ", 1)[0] == str(photos[0])
+    assert text.split(": ", 1)[1].split(" ")[0] == line.split(": ", 1)[1].split(" ")[0]
+
+
+def test_export_without_a_model_says_what_to_do(tmp_path: Path, new_project: Project) -> None:
+    result = _duetml("export", "-p", str(new_project.root), "-o", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "duetml train" in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
+    """The other model kinds duetml trains (RBF SVM; ridge for large projects) give the same
+    probabilities in ONNX as `predict_proba`, on the demo's real features."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from duetml.backbones import get_backbone
+    from duetml.classifier import train
+    from duetml.export import svm_graph
+    from duetml.features import features_for_sources
+    from duetml.training import load_model
+
+    model = load_model(Project.open(trained_demo))
+    photos = _test_photos(trained_demo)
+    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    labels = [p.parent.name for p in photos]
+    rng = np.random.default_rng(0)
+    k, d = len(model.categories), features.shape[1]
+    ridge = dataclasses.replace(
+        model,
+        kernel="ridge",
+        dual_coef=rng.normal(size=(k, d)),
+        intercept=rng.normal(size=k),
+        temperature=0.3,
+    )
+    rbf, _, _ = train(features, labels, model.categories, model.backbone)
+    rbf = dataclasses.replace(rbf, kernel="rbf", margin_weight=2.0, temperature=0.7)
+    for candidate in (ridge, rbf):
+        graph = svm_graph(candidate, d, 17, 8)
+        session = ort.InferenceSession(
+            graph.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        (got,) = session.run(["probabilities"], {"features": features.astype(np.float32)})
+        np.testing.assert_allclose(got, candidate.predict_proba(features), atol=1e-9, rtol=0)
