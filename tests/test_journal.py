@@ -239,14 +239,25 @@ def test_sigkill_during_add_never_breaks_undo(new_project: Project) -> None:
     sources = [str(p) for c in ("pants", "shoes", "t-shirt") for p in demo_photos(c)]
     rng = random.Random(11)
     outcomes = {"killed": 0, "finished": 0}
-    for _ in range(8):
+
+    def start_adder() -> subprocess.Popen[str]:
         adder = subprocess.Popen(
             [sys.executable, "-c", ADDER, str(new_project.root), *sources],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert adder.stdout is not None and adder.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.02, 0.8))
+        return adder
+
+    # How long a whole add takes on this machine (an idle one adds the 75 photos in a few
+    # tenths of a second, a loaded one in seconds): the kills land within that span.
+    began = time.perf_counter()
+    start_adder().wait(120)
+    whole = time.perf_counter() - began
+    Project.open(new_project.root).undo()
+    for _ in range(8):
+        adder = start_adder()
+        time.sleep(rng.uniform(0.05, 0.9) * whole)
         adder.send_signal(signal.SIGKILL)
         adder.wait(10)
         reopened = Project.open(new_project.root)
