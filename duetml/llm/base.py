@@ -449,3 +449,24 @@ class Provider(ABC):
 
     def _redacted(self, exc: LLMError) -> LLMError:
         return LLMError(self._redact(str(exc)))
+
+
+class ToolStreamingProvider(Provider):
+    """A provider whose API streams text and tool calls from one request (Ollama, OpenAI):
+    both hooks are that one stream, with or without tools."""
+
+    @abstractmethod
+    def _stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec] | None
+    ) -> Iterator[str | ToolCall]:
+        """One attempt: text pieces and whole tool calls, in order."""
+
+    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
+        for piece in self._stream(messages, None):
+            if isinstance(piece, str):
+                yield piece
+
+    def _open_tool_stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec]
+    ) -> Iterator[str | ToolCall]:
+        return self._stream(messages, tools)

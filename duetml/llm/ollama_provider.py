@@ -17,7 +17,7 @@ from duetml.llm.base import (
     Failure,
     IncompleteAnswer,
     ModelProfile,
-    Provider,
+    ToolStreamingProvider,
     close_iterator,
     parse_retry_after,
 )
@@ -74,7 +74,7 @@ def _vision_from_show(shown: Any) -> bool | None:
     return None
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(ToolStreamingProvider):
     name: ClassVar[str] = "ollama"
     needs_key: ClassVar[bool] = False
     # Only for Ollama behind an authenticating proxy or ollama.com; a local one needs none.
@@ -148,16 +148,6 @@ class OllamaProvider(Provider):
         )
         memory.last_messages, memory.last_ctx = list(messages), num_ctx
         return exchange
-
-    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
-        for piece in self._stream(messages, None):
-            if isinstance(piece, str):
-                yield piece
-
-    def _open_tool_stream(
-        self, messages: list[ChatMessage], tools: list[ToolSpec]
-    ) -> Iterator[str | ToolCall]:
-        return self._stream(messages, tools)
 
     def supports_tools(self) -> bool:
         """Ollama refuses tools for a model without the "tools" capability (HTTP 400)."""

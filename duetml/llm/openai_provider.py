@@ -17,7 +17,7 @@ from duetml.llm.base import (
     Failure,
     IncompleteAnswer,
     ModelProfile,
-    Provider,
+    ToolStreamingProvider,
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
@@ -61,7 +61,7 @@ def _error_code(exc: Any) -> str:
     return ""
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(ToolStreamingProvider):
     name: ClassVar[str] = "openai"
     # Needed for api.openai.com and other remote endpoints; a local server works without one.
     needs_key: ClassVar[bool] = True
@@ -117,16 +117,6 @@ class OpenAIProvider(Provider):
         return {"role": message.role, "content": parts}
 
     # --- hooks -----------------------------------------------------------------------------
-
-    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[str]:
-        for piece in self._stream(messages, None):
-            if isinstance(piece, str):
-                yield piece
-
-    def _open_tool_stream(
-        self, messages: list[ChatMessage], tools: list[ToolSpec]
-    ) -> Iterator[str | ToolCall]:
-        return self._stream(messages, tools)
 
     def supports_tools(self) -> bool:
         # The chat-completions API has tools; a local server without them answers in text.
