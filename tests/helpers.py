@@ -3,8 +3,12 @@ that ship with duetml, projects made from them, the shared data folder, a free p
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import socket
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from duetml.project import Project
@@ -37,3 +41,22 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def read_only_view(root: Path, scratch: Path) -> Iterator[Path]:
+    """``root`` seen through a read-only bind mount under ``scratch`` (root may write anything
+    otherwise); the calling test is skipped where a bind mount cannot be made."""
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only view of the project needs root (mount --bind, remount ro)")
+    view = scratch / "read-only-view"
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", str(root), str(view)], check=False).returncode != 0:
+        pytest.skip("bind mounts are not available here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)

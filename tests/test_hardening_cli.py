@@ -3,15 +3,13 @@ project on which reading commands still work and say the log was not written."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, read_only_view
 
 from duetml.errors import DuetmlError, ProjectTooNewError
 from duetml.project import Project
@@ -49,17 +47,8 @@ def test_a_newer_format_is_still_a_newer_duetml(new_project: Project) -> None:
 @pytest.fixture
 def read_only_demo(trained_demo: Path, tmp_path: Path) -> Iterator[Path]:
     """The trained demo project through a read-only bind mount (root writes anything else)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a read-only view of the project needs root (mount --bind, remount ro)")
-    view = tmp_path / "read-only-view"
-    view.mkdir()
-    if subprocess.run(["mount", "--bind", str(trained_demo), str(view)]).returncode != 0:
-        pytest.skip("bind mounts are not available here")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+    with read_only_view(trained_demo, tmp_path) as view:
         yield view
-    finally:
-        subprocess.run(["umount", "-l", str(view)], check=False)
 
 
 def test_predict_and_eval_work_on_a_read_only_project(read_only_demo: Path) -> None:

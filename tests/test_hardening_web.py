@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from helpers import demo_photos, free_port, make_project
+from helpers import demo_photos, free_port, make_project, read_only_view
 from litestar.testing import TestClient
 from web_helpers import LiveServer, fake_agents
 
@@ -87,18 +86,8 @@ def test_json_nested_200000_levels_deep_is_a_400(project: Project) -> None:
 @pytest.fixture
 def read_only(project: Project, tmp_path: Path) -> Iterator[Path]:
     """The project seen through a read-only bind mount (root can write anything otherwise)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a read-only view of the project needs root (mount --bind, remount ro)")
-    view = tmp_path / "read-only-view"
-    view.mkdir()
-    mounted = subprocess.run(["mount", "--bind", str(project.root), str(view)], check=False)
-    if mounted.returncode != 0:
-        pytest.skip("bind mounts are not available here")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+    with read_only_view(project.root, tmp_path) as view:
         yield view
-    finally:
-        subprocess.run(["umount", "-l", str(view)], check=False)
 
 
 def test_a_read_only_project_still_shows_thumbnails(read_only: Path) -> None:
