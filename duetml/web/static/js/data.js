@@ -156,25 +156,15 @@ function buildPanel(name) {
     tabindex: "-1",
     "aria-label": `A folder of photos to add to ${name}`,
   });
+  // One picker for both sets: "Add test photos…" opens it with `split` set to "test".
   filesInput.addEventListener("change", () => {
-    uploadFiles(name, Array.from(filesInput.files));
+    uploadFiles(name, Array.from(filesInput.files), filesInput.dataset.split || "train");
     filesInput.value = "";
+    filesInput.dataset.split = "train";
   });
   folderInput.addEventListener("change", () => {
     uploadFiles(name, Array.from(folderInput.files));
     folderInput.value = "";
-  });
-  const testInput = h("input", {
-    type: "file",
-    accept: "image/*",
-    multiple: true,
-    class: "visually-hidden",
-    tabindex: "-1",
-    "aria-label": `Test photos to add to ${name}`,
-  });
-  testInput.addEventListener("change", () => {
-    uploadFiles(name, Array.from(testInput.files), "test");
-    testInput.value = "";
   });
   const testSet = h(
     "section",
@@ -189,7 +179,7 @@ function buildPanel(name) {
         text: " kept apart: never trained on, they measure the model",
       }),
     ),
-    h("div", { class: "grid test-grid", role: "list" }),
+    h("div", { class: "test-grid", role: "list" }),
   );
   makeTestDropTarget(testSet, name);
   const panel = h(
@@ -213,7 +203,10 @@ function buildPanel(name) {
           class: "btn btn-small",
           text: "Add photos…",
           dataset: { key: `add:${name}` },
-          onclick: () => filesInput.click(),
+          onclick: () => {
+            filesInput.dataset.split = "train";
+            filesInput.click();
+          },
         }),
         h("button", {
           type: "button",
@@ -228,7 +221,10 @@ function buildPanel(name) {
           text: "Add test photos…",
           title: "Photos kept apart to measure the model: it never trains on them",
           dataset: { key: `addtest:${name}` },
-          onclick: () => testInput.click(),
+          onclick: () => {
+            filesInput.dataset.split = "test";
+            filesInput.click();
+          },
         }),
         h("button", {
           type: "button",
@@ -253,7 +249,6 @@ function buildPanel(name) {
         }),
         filesInput,
         folderInput,
-        testInput,
       ),
     ),
     h(
