@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ from duetml.errors import (
 from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
-from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
+from duetml.settings import (
+    SETTINGS_FILE,
+    Settings,
+    default_settings,
+    read_settings,
+    write_settings,
+)
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
@@ -142,20 +148,24 @@ class Project:
 
     @property
     def goal(self) -> str:
-        return str(self.settings.get("goal", ""))
+        return self.settings.goal
 
     @property
     def backbone(self) -> str:
-        return str(self.settings.get("backbone"))
+        return self.settings.backbone
 
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
             raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
         return self.root / split
 
-    def save_settings(self) -> None:
+    def update_settings(self, change: Callable[[Settings], Settings]) -> Settings:
+        """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
         with self.data_lock():
-            write_settings(self.root, self.settings)
+            settings = change(read_settings(self.root))
+            write_settings(self.root, settings)
+        self.settings = settings
+        return settings
 
     def data_lock(self) -> contextlib.AbstractContextManager[None]:
         return locks.hold(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from web_helpers import LiveServer, client_for, dead_llm_error, fake_agents
 
 from duetml import locks
 from duetml.project import Project
+from duetml.settings import AgentLLMChoice
 from duetml.training import PHASE_LABELS
 from duetml.web import create_app
 
@@ -548,7 +550,7 @@ def test_proactive_switch_is_saved_and_turning_on_looks_now(
 ) -> None:
     off = client.post("/api/agents/proactive", json={"enabled": False}).json()
     assert off["proactive_enabled"] is False
-    assert Project.open(project.root).settings["agents"]["proactive_enabled"] is False
+    assert Project.open(project.root).settings.agents.proactive_enabled is False
     client.proactive.enqueue("You have four concrete categories; is that what you want?")
     on = client.post("/api/agents/proactive", json={"enabled": True})
     assert on.json()["proactive_enabled"] is True
@@ -575,12 +577,8 @@ def test_cloud_provider_asks_for_consent_before_sending(
     project = make_project(tmp_path / "cloud", per_category=2)
     with FakeOpenAIServer(api_key="sk-test-SECRET-1234567890") as server:
         # A LAN address counts as "off this machine"; the fake listens on loopback, so route it.
-        project.settings["agents"]["passive"] = {
-            "provider": "openai",
-            "model": "gpt-4o",
-            "base_url": "http://192.0.2.10:9/v1",
-        }
-        project.save_settings()
+        lan = AgentLLMChoice(provider="openai", model="gpt-4o", base_url="http://192.0.2.10:9/v1")
+        project.update_settings(lambda s: s.with_agents(lambda a: replace(a, passive=lan)))
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-1234567890")
         app = create_app(project.root, port=PORT)
         with TestClient(app, base_url=BASE) as client:
