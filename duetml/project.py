@@ -392,6 +392,30 @@ class Project:
         self.log.record("move_images", images=[m[0] for m in moves], to=category)
         return [m[1] for m in moves]
 
+    def move_to_split(self, rels: Iterable[str], split: str) -> list[str]:
+        """Move photos between the training and the test set, each keeping its category, in
+        one undoable change. Photos already in ``split`` stay; returns the new ids."""
+        target_split = self.split_dir(split).name
+        records = [self.image(r) for r in rels]
+        where = "the test set" if target_split == "test" else "the training set"
+        moves = []
+        with self.data_lock():
+            with self.journal.operation("move_split", f"move image(s) to {where}") as change:
+                for record in records:
+                    if record.split == target_split:
+                        continue
+                    # A test folder is made on the first test photo, as `duetml add --test` does.
+                    target_dir = self.category_dir(record.category, target_split, must_exist=False)
+                    if not target_dir.exists():
+                        change.make_dir(target_dir)
+                    destination = free_name(target_dir, record.path.name)
+                    change.move(record.path, destination)
+                    moves.append((record.rel, _rel(self, destination)))
+                noun = "photo" if len(moves) == 1 else "photos"
+                change.summary = f"move {len(moves)} {noun} to {where}"
+        self.log.record("move_split", images=[m[0] for m in moves], to=target_split)
+        return [m[1] for m in moves]
+
     def remove_images(self, rels: Iterable[str]) -> int:
         records = [self.image(r) for r in rels]
         with self.data_lock():
@@ -419,10 +443,12 @@ class Project:
     def add_image_bytes(
         self, category: str, items: Iterable[tuple[str, bytes]], split: str = "train"
     ) -> AddReport:
-        """Import uploaded files (name, content) from the web UI; names are only for reports."""
+        """Import uploaded files (name, content) from the web UI; names are only for reports.
+        The category must exist; its test folder is made with its first test photo."""
         category = validate_category_name(category)
         uploads = [(data, name) for name, data in items]
-        return self._import(category, uploads, split, False, False, AddReport())
+        create = split == "test" and self.split_dir("train").joinpath(category).is_dir()
+        return self._import(category, uploads, split, False, create, AddReport())
 
     def _import(
         self,
