@@ -606,6 +606,10 @@ class Project:
     def undo_history(self) -> list[str]:
         return self.journal.history()
 
+    def redo_history(self) -> list[str]:
+        """What redo would do again, newest first (empty once a new change is made)."""
+        return self.journal.history(redo=True)
+
     def undo(self) -> str:
         """Revert the last change; photos it created go to the trash, never away (or back to
         where `add --move` took them from)."""
@@ -616,6 +620,17 @@ class Project:
             self.log.record("undo_skipped", reason=str(exc))
             raise
         self.log.record("undo", undone=summary)
+        return summary
+
+    def redo(self) -> str:
+        """Do again the change undone last; photos come back from the trash."""
+        try:
+            with self.data_lock():
+                summary = self.journal.redo_last()
+        except UndoSkippedError as exc:
+            self.log.record("redo_skipped", reason=str(exc))
+            raise
+        self.log.record("redo", redone=summary)
         return summary
 
 

@@ -276,6 +276,19 @@ def test_move_and_remove_photos_then_undo(client: TestClient, project: Project) 
     )
 
 
+def test_redo_after_undo_and_the_status_names_it(client: TestClient, project: Project) -> None:
+    image = first_image(client)
+    moved = client.post("/api/images/move", json={"images": [image], "category": "shoes"}).json()
+    client.post("/api/undo")
+    assert client.get("/api/status").json()["redo"] == ["move 1 image(s) to 'shoes'"]
+    assert client.post("/api/redo").json() == {"redone": "move 1 image(s) to 'shoes'"}
+    assert (project.root / moved["moved"][0]).is_file() and not (project.root / image).exists()
+    status = client.get("/api/status").json()
+    assert status["redo"] == [] and status["undo"][0] == "move 1 image(s) to 'shoes'"
+    response = client.post("/api/redo")
+    assert response.status_code == 409 and "nothing to redo" in response.json()["error"]
+
+
 def test_undo_with_nothing_to_undo_is_409(tmp_path: Path) -> None:
     project = make_project(tmp_path / "empty")
     (project.state_dir / "journal.json").unlink(missing_ok=True)

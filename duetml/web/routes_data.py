@@ -143,6 +143,7 @@ def status(web: InjectedWebState) -> dict[str, Any]:
     project = web.project
     state = project_health(project, check_files=False).as_dict()
     state["undo"] = project.undo_history()[:5]
+    state["redo"] = project.redo_history()[:5]
     state["goal"] = project.goal
     return state
 
@@ -269,6 +270,13 @@ def undo(web: InjectedWebState) -> dict[str, str]:
     return {"undone": undone}
 
 
+@post("/api/redo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def redo(web: InjectedWebState) -> dict[str, str]:
+    redone = web.project.redo()
+    web.changed()
+    return {"redone": redone}
+
+
 @get(
     "/api/thumb",
     responses=ERROR_RESPONSES,
@@ -323,6 +331,7 @@ DATA_ROUTES = [
     remove_images,
     upload,
     undo,
+    redo,
     thumbnail,
     original,
 ]
