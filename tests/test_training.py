@@ -193,7 +193,15 @@ def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
         progress=lambda p: phases.append(p.phase) if p.phase not in phases else None,
     )
     assert fast.reused_choice
-    assert phases == ["features", "kernel", "selection", "calibration", "final fit", "saving"]
+    assert phases == [
+        "features",
+        "kernel",
+        "selection",
+        "calibration",
+        "final fit",
+        "not sure",
+        "saving",
+    ]
     # The shortcut only narrows which candidates are tried: a full training that tries the
     # same candidate gives the same model, so the same predictions on every demo photo.
     monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))

@@ -189,13 +189,24 @@ def predict(
     top: Annotated[int, typer.Option(min=1, help="How many categories to show per photo.")] = 3,
     json_: JsonOption = False,
     csv_: Annotated[
-        bool, typer.Option("--csv", help="Print CSV: image,category,confidence.")
+        bool, typer.Option("--csv", help="Print CSV: image,category,confidence,error,not_sure.")
+    ] = False,
+    no_abstain: Annotated[
+        bool,
+        typer.Option(
+            "--no-abstain",
+            help='Always name the most likely category, never answer "not sure".',
+        ),
     ] = False,
 ) -> None:
     """Classify photos with the trained model: top categories with calibrated probabilities.
 
+    A photo unlike the training photos of every category, or too close to call, gets "not
+    sure (closest: CATEGORY NN%)"; --json has `not_sure` and `reason`.
+
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
+    from duetml.abstention import REASON_TEXT
     from duetml.project import _expand_sources
     from duetml.training import (
         load_model,
@@ -212,7 +223,11 @@ def predict(
         typer.echo(f"Warning: {warning}", err=True)
     files, expand = _expand_sources(paths)
     predictions = (
-        predict_sources(proj, files, [str(f) for f in files], top=top, model=model) if files else []
+        predict_sources(
+            proj, files, [str(f) for f in files], top=top, model=model, abstain=not no_abstain
+        )
+        if files
+        else []
     )
     problems = [{"image": s, "error": r} for s, r in expand.rejected]
     if json_:
@@ -220,7 +235,7 @@ def predict(
         emit_json([{**row, "model_warning": warning} for row in rows] if warning else rows)
     elif csv_:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["image", "category", "confidence", "error"])
+        writer.writerow(["image", "category", "confidence", "error", "not_sure"])
         for p in predictions:
             writer.writerow(
                 [
@@ -228,14 +243,18 @@ def predict(
                     p.ranking[0][0] if p.ranking else "",
                     f"{p.ranking[0][1]:.4f}" if p.ranking else "",
                     p.error or "",
+                    ("true" if p.not_sure else "false") if p.ranking else "",
                 ]
             )
         for pr in problems:
-            writer.writerow([pr["image"], "", "", pr["error"]])
+            writer.writerow([pr["image"], "", "", pr["error"], ""])
     else:
         for p in predictions:
             if p.error:
                 typer.echo(f"{p.source}: cannot classify: {p.error}")
+            elif p.reason:
+                why = REASON_TEXT.get(p.reason, p.reason)
+                typer.echo(f"{p.source}: {p.summary()}: {why}")
             else:
                 ranked = ", ".join(f"{c} {prob:.0%}" for c, prob in p.ranking)
                 typer.echo(f"{p.source}: {ranked}")
