@@ -69,10 +69,13 @@ export function renderTrain(job) {
   } else if (job.run && job.run !== lastRun) {
     if (job.state === "done" && job.result) {
       const r = job.result;
+      // After a small change the last cross-validation is extended, not redone: say so.
       const accuracy =
         r.cv_accuracy === null
           ? ` No accuracy estimate: ${r.why_no_cv}`
-          : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
+          : r.cv_added_since
+            ? ` Held-out accuracy ${pct(r.cv_accuracy, 1)}: the ${r.cv_folds}-fold cross-validation of the last full training (${plural(r.cv_fresh_photos, "photo")}), with the ${plural(r.cv_added_since, "photo")} added since predicted by the model trained before them.`
+            : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
       showTrainMessage(
         `Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`,
         "success",
@@ -118,7 +121,9 @@ export function renderModel() {
       text:
         model.cv_accuracy === null || model.cv_accuracy === undefined
           ? "no accuracy estimate"
-          : "cross-validated accuracy",
+          : model.cv_added_since
+            ? `held-out accuracy: the last full cross-validation, and ${plural(model.cv_added_since, "photo")} added since, predicted by the model before them`
+            : "cross-validated accuracy",
     }),
     h("span", {
       class: "model-meta",
