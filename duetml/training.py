@@ -11,9 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from duetml import __version__, locks
+from duetml import __version__, abstention, locks
 from duetml.backbones import INPUT_SIZE, get_backbone
-from duetml.classifier import EarlierCrossValidation, PreviousChoice, TrainedModel, train
+from duetml.classifier import (
+    EarlierCrossValidation,
+    PreviousChoice,
+    TrainedModel,
+    normalise,
+    train,
+)
 from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError, StaleModelError
 from duetml.features import (
     FeatureCache,
@@ -31,6 +37,7 @@ PHASE_LABELS = {
     "kernel": "Comparing every photo with every other",
     "selection": "Cross-validating the SVM",
     "calibration": "Calibrating the probabilities",
+    "not sure": "Measuring how far photos sit from the training photos",
     "final fit": "Fitting the final SVM",
     "saving": "Saving the model",
 }
@@ -237,6 +244,18 @@ def train_project(
                 else [],
             }
         )
+        step("not sure", 0, 1)
+        index = {c: i for i, c in enumerate(categories)}
+        fitted = abstention.fit_rule(
+            x,
+            np.array([index[r.category] for r in usable]),
+            cv.probabilities if cv else None,
+        )
+        if fitted is not None:
+            rule, reference = fitted
+            model.meta["not_sure"] = rule.as_dict()
+            model.extras[abstention.REFERENCE_EXTRA] = reference
+        step("not sure", 1, 1)
         if cv:
             # The full out-of-fold matrix, for the data review (confident learning).
             model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
@@ -316,6 +335,13 @@ class Prediction:
     source: str
     ranking: list[tuple[str, float]]  # (category, probability), best first
     error: str | None = None
+    # Why the model is not sure (abstention.UNLIKE or TOO_CLOSE), None when it is; the
+    # ranking's first entry is then only the closest guess.
+    reason: str | None = None
+
+    @property
+    def not_sure(self) -> bool:
+        return self.reason is not None
 
     def as_dict(self) -> dict[str, Any]:
         if self.error:
@@ -324,8 +350,30 @@ class Prediction:
             "image": self.source,
             "category": self.ranking[0][0],
             "confidence": round(self.ranking[0][1], 4),
+            "not_sure": self.not_sure,
+            "reason": self.reason,
             "top": [{"category": c, "probability": round(p, 4)} for c, p in self.ranking],
         }
+
+    def summary(self) -> str:
+        """ "skirt 95%" or "not sure (closest: skirt 41%)": how the CLI and the log say it."""
+        if self.error or not self.ranking:
+            return "cannot classify"
+        category, probability = self.ranking[0]
+        if self.not_sure:
+            return f"not sure (closest: {category} {probability:.0%})"
+        return f"{category} {probability:.0%}"
+
+
+def abstention_rule(
+    model: TrainedModel,
+) -> tuple[abstention.AbstentionRule | None, np.ndarray | None]:
+    """The model's "not sure" rule and reference features (None, None for older models)."""
+    rule = abstention.AbstentionRule.from_dict(model.meta.get("not_sure"))
+    reference = model.extras.get(abstention.REFERENCE_EXTRA)
+    if rule is None or reference is None or reference.ndim != 2:
+        return None, None
+    return rule, reference
 
 
 def predict_sources(
@@ -334,21 +382,29 @@ def predict_sources(
     labels: Sequence[str],
     top: int = 3,
     model: TrainedModel | None = None,
+    abstain: bool = True,
 ) -> list[Prediction]:
+    """Classify photos; with `abstain` (the default) a photo unlike every category or too
+    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
     model = model if model is not None else load_model(project)
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
+    rule, reference = abstention_rule(model) if abstain else (None, None)
+    doubts = abstention.reasons(rule, reference, normalise(matrix), probabilities)
     predictions = []
-    for label, reason, row in zip(labels, reasons, probabilities, strict=True):
+    for label, reason, row, doubt in zip(labels, reasons, probabilities, doubts, strict=True):
         if reason:
             predictions.append(Prediction(label, [], reason))
             continue
         order = np.argsort(-row)[:top]
-        predictions.append(Prediction(label, [(model.categories[i], float(row[i])) for i in order]))
+        ranking = [(model.categories[i], float(row[i])) for i in order]
+        predictions.append(Prediction(label, ranking, reason=doubt))
     project.log.record(
         "predict",
         images=len(predictions),
-        results=[p.ranking[0][0] if p.ranking else None for p in predictions][:50],
+        # "skirt 95%" or "not sure (closest: skirt 41%)": the agents read these, and must not
+        # take a not-sure answer for a confident one.
+        results=[p.summary() if p.ranking else None for p in predictions][:50],
     )
     return predictions
 

@@ -65,7 +65,7 @@ def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     rows = json.loads(result.output)
     assert rows[0]["category"] == "shoes" and rows[0]["top"][0]["probability"] > 0.5
     result = invoke("predict", str(demo_photos("hat")[0]), "-p", proj, "--csv")
-    assert result.output.splitlines()[0] == "image,category,confidence,error"
+    assert result.output.splitlines()[0] == "image,category,confidence,error,not_sure"
     assert ",hat," in result.output.splitlines()[1]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -211,13 +212,24 @@ def predict(
     top: Annotated[int, typer.Option(min=1, help="How many categories to show per photo.")] = 3,
     json_: JsonOption = False,
     csv_: Annotated[
-        bool, typer.Option("--csv", help="Print CSV: image,category,confidence.")
+        bool, typer.Option("--csv", help="Print CSV: image,category,confidence,error,not_sure.")
+    ] = False,
+    no_abstain: Annotated[
+        bool,
+        typer.Option(
+            "--no-abstain",
+            help='Always name the most likely category, never answer "not sure".',
+        ),
     ] = False,
 ) -> None:
     """Classify photos with the trained model: top categories with calibrated probabilities.
 
+    A photo unlike the training photos of every category, or too close to call, gets "not
+    sure (closest: CATEGORY NN%)"; --json has `not_sure` and `reason`.
+
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
+    from duetml.abstention import REASON_TEXT
     from duetml.project import _expand_sources
     from duetml.training import (
         load_model,
@@ -234,7 +246,11 @@ def predict(
         typer.echo(f"Warning: {warning}", err=True)
     files, expand = _expand_sources(paths)
     predictions = (
-        predict_sources(proj, files, [str(f) for f in files], top=top, model=model) if files else []
+        predict_sources(
+            proj, files, [str(f) for f in files], top=top, model=model, abstain=not no_abstain
+        )
+        if files
+        else []
     )
     problems = [{"image": s, "error": r} for s, r in expand.rejected]
     if json_:
@@ -242,7 +258,7 @@ def predict(
         emit_json([{**row, "model_warning": warning} for row in rows] if warning else rows)
     elif csv_:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["image", "category", "confidence", "error"])
+        writer.writerow(["image", "category", "confidence", "error", "not_sure"])
         for p in predictions:
             writer.writerow(
                 [
@@ -250,14 +266,18 @@ def predict(
                     p.ranking[0][0] if p.ranking else "",
                     f"{p.ranking[0][1]:.4f}" if p.ranking else "",
                     p.error or "",
+                    ("true" if p.not_sure else "false") if p.ranking else "",
                 ]
             )
         for pr in problems:
-            writer.writerow([pr["image"], "", "", pr["error"]])
+            writer.writerow([pr["image"], "", "", pr["error"], ""])
     else:
         for p in predictions:
             if p.error:
                 typer.echo(f"{p.source}: cannot classify: {p.error}")
+            elif p.reason:
+                why = REASON_TEXT.get(p.reason, p.reason)
+                typer.echo(f"{p.source}: {p.summary()}: {why}")
             else:
                 ranked = ", ".join(f"{c} {prob:.0%}" for c, prob in p.ranking)
                 typer.echo(f"{p.source}: {ranked}")
@@ -365,7 +385,6 @@ def use(
     backbone = get_backbone(name)
     require_weights(backbone)
     proj = open_project(project)
-    proj.settings["backbone"] = backbone.name
-    proj.save_settings()
+    proj.update_settings(lambda settings: replace(settings, backbone=backbone.name))
     proj.log.record("set_backbone", backbone=backbone.name)
     typer.echo(f"The project now uses {backbone.name}: run `duetml train`.")
