@@ -242,7 +242,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     )
     # No selection, no cross-validation: the last one is extended with the 3 new photos,
     # and the report says so (the CLI and the page name it a held-out accuracy).
-    assert phases == ["features", "kernel", "final fit", "saving"]
+    assert phases == ["features", "kernel", "final fit", "not sure", "saving"]
     assert fast.cv_added_since == 3 and fast.cv_fresh_photos == before.meta["images"]
     assert fast.as_dict()["cv_fresh"] is False
     model = load_model(Project.open(trained_demo))
