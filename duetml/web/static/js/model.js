@@ -224,12 +224,7 @@ function fillPrediction(card, prediction) {
   replace(
     caption,
     h("p", { class: "prediction-name", text: prediction.image }),
-    h(
-      "p",
-      { class: "prediction-label" },
-      h("span", { class: "muted", text: "Looks like " }),
-      h("b", { class: "predicted", text: prediction.category }),
-    ),
+    ...predictionVerdict(prediction),
     h(
       "ul",
       { class: "bars", "aria-label": "Confidence per category" },
@@ -249,6 +244,38 @@ function fillPrediction(card, prediction) {
     ),
     card.file ? addToTraining(card.file, prediction.category) : null,
   );
+}
+
+// "Looks like hat", or "Not sure" with the closest guess second and one sentence saying why
+// (the camera's live view shows the same). `not_sure` and `reason` come from /api/predict.
+export function predictionVerdict(prediction) {
+  if (!prediction.not_sure) {
+    return [
+      h(
+        "p",
+        { class: "prediction-label" },
+        h("span", { class: "muted", text: "Looks like " }),
+        h("b", { class: "predicted", text: prediction.category }),
+      ),
+    ];
+  }
+  return [
+    h("p", { class: "prediction-label" }, h("b", { class: "predicted not-sure", text: "Not sure" })),
+    h("p", {
+      class: "prediction-closest muted",
+      text: `Closest: ${prediction.category} (${pct(prediction.confidence)})`,
+    }),
+    h("p", { class: "prediction-why", text: notSureWhy(prediction) }),
+  ];
+}
+
+function notSureWhy(prediction) {
+  if (prediction.reason === "unlike_every_category")
+    return "This photo is unlike the training photos of every category.";
+  const [first, second] = prediction.top;
+  return second
+    ? `Too close to call between ${first.category} and ${second.category}.`
+    : "Too close to call.";
 }
 
 // A tried photo can join the training data, under the right category.
