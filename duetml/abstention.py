@@ -122,6 +122,16 @@ def probability_floor(probabilities: np.ndarray, y: np.ndarray) -> float:
     return float(confidence[order][wrong_mostly[-1]])
 
 
+def conformal_quantile(scores: np.ndarray, quantile: float) -> float:
+    """The ceil((m + 1) q)-th smallest of m held-out scores (the largest when that exceeds m):
+    a new photo like these lies above it with probability at most 1 - q (split conformal
+    prediction). With few photos the plain quantile flagged far more than 5% of a project's
+    own new photos (8 per category: 5 of 20); this one is the maximum until m reaches 19."""
+    m = len(scores)
+    rank = min(m, int(np.ceil((m + 1) * quantile)))
+    return float(np.sort(scores)[rank - 1])
+
+
 def fit_rule(
     features: np.ndarray,
     y: np.ndarray,
@@ -148,7 +158,7 @@ def fit_rule(
     floor = probability_floor(oof_probabilities, y) if oof_probabilities is not None else 0.0
     rule = AbstentionRule(
         neighbours=neighbours,
-        distance_threshold=float(np.quantile(held_out, QUANTILE)),
+        distance_threshold=conformal_quantile(held_out, QUANTILE),
         probability_floor=floor,
         quantile=QUANTILE,
         reference_photos=m,

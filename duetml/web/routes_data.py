@@ -25,7 +25,7 @@ from duetml.web.schema import (
     ImageIds,
     StoredCategoryQuery,
 )
-from duetml.web.state import InjectedWebState
+from duetml.web.state import InjectedWebState, WebState
 
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
 UPLOAD_MAX_FILES = 200  # per request
@@ -117,8 +117,11 @@ async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tupl
     summary="Categories with their photos",
 )
 def list_categories(web: InjectedWebState) -> dict[str, Any]:
-    records = web.project.images("train") + web.project.images("test")
-    hashes = web.digests(records)
+    return web.once_per_state("categories", lambda: _categories(web))
+
+
+def _categories(web: WebState) -> dict[str, Any]:
+    records, hashes = web.listing()
     by_category: dict[tuple[str, str], list[dict[str, str]]] = {}
     for record in records:
         if record.rel in hashes:  # else it vanished while we listed
@@ -135,7 +138,7 @@ def list_categories(web: InjectedWebState) -> dict[str, Any]:
                 "images": by_category.get(("train", info.name), []),
                 "test_images": by_category.get(("test", info.name), []),
             }
-            for info in web.project.categories()
+            for info in web.project.categories(records)
         ],
     }
 
@@ -146,12 +149,16 @@ def list_categories(web: InjectedWebState) -> dict[str, Any]:
     sync_to_thread=True,
     summary="Counts, warnings, model and undo",
 )
-def status(web: InjectedWebState) -> StatusPayload:
+def status(web: InjectedWebState) -> dict[str, Any]:
+    return web.once_per_state("status", lambda: dict(_status(web)), model=True)
+
+
+def _status(web: WebState) -> StatusPayload:
     from duetml.health import project_health
 
     project = web.project
     return {
-        **project_health(project, check_files=False).as_dict(),
+        **project_health(project, check_files=False, listing=web.listing()).as_dict(),
         "undo": project.undo_history()[:5],
         "redo": project.redo_history()[:5],
         "goal": project.goal,
