@@ -51,15 +51,26 @@ class HealthReport:
         }
 
 
-def project_health(project: Project, check_files: bool = True) -> HealthReport:
-    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones."""
+def project_health(
+    project: Project,
+    check_files: bool = True,
+    listing: tuple[list[ImageRecord], dict[str, str]] | None = None,
+) -> HealthReport:
+    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones.
+
+    ``listing``: every photo of the project and its content hash, when the caller keeps them
+    current already (the web server does, per folder), so a big project is not re-read.
+    """
     from duetml.training import load_model  # keeps `status` free of numpy work
 
     # One scan and one hash lookup serve every check below.
-    records = project.images("train") + project.images("test")
-    hashes = project.hashes(records)
+    if listing is None:
+        records = project.images("train") + project.images("test")
+        hashes = project.hashes(records)
+    else:
+        records, hashes = listing
 
-    infos = project.categories()
+    infos = project.categories(records)
     warnings: list[DataWarning] = []
     counts = {i.name: i.count for i in infos if i.count or not i.test_count}
     for name, count in counts.items():
