@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -167,8 +167,12 @@ class TrainedModel:
         atomic.write_with(path, lambda handle: np.savez(handle, **cast("dict[str, Any]", arrays)))
 
     @classmethod
-    def load(cls, path: Path) -> TrainedModel:
-        """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed."""
+    def load(cls, path: Path, extras: Collection[str] | None = None) -> TrainedModel:
+        """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed.
+
+        `extras` names the extra arrays to read (default: all). Prediction needs few of them,
+        and the others (out-of-fold results, one row per training photo) are megabytes at
+        5,000 photos, read for nothing on every cold `duetml predict`."""
         broken = ModelFileError(
             f"The model file {path.name} is damaged or not a duetml model: "
             "run `duetml train` again."
@@ -181,7 +185,11 @@ class TrainedModel:
                 arrays = {
                     k: data[k] for k in ("support_vectors", "dual_coef", "intercept", "n_support")
                 }
-                extras = {k[6:]: data[k] for k in data.files if k.startswith("extra_")}
+                extras = {
+                    k[6:]: data[k]
+                    for k in data.files
+                    if k.startswith("extra_") and (extras is None or k[6:] in extras)
+                }
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
@@ -717,8 +725,10 @@ def train(
         candidates = [fallback]
     kinds = {k for k, _ in candidates}
     for kind in kinds - {"linear"}:
-        # Overwrite the Gram matrix when no linear candidate needs it: one n x n less.
-        kernels[kind] = kernel(kind, gram, out=gram if "linear" not in kinds else None)
+        # The Gram matrix is float32 (half the bytes to compute and move); the RBF kernel is
+        # written as float64 from it in its first pass, as libsvm takes it, so no fold block
+        # and no final fit is converted again (and `_refit` computes the very same values).
+        kernels[kind] = kernel(kind, gram, out=np.empty(gram.shape))
     if "linear" not in kinds:
         del kernels["linear"]
     del gram
@@ -814,7 +824,8 @@ def train(
         why_no_cv = _why_no_cv(categories, counts)
     report("final fit", 0, 1)
     if kind not in kernels:
-        kernels[kind] = kernel(kind, x @ x.T)
+        gram = x @ x.T
+        kernels[kind] = gram if kind == "linear" else kernel(kind, gram, out=np.empty(gram.shape))
     svc = _fit_svc(kernels[kind], y, C)
     report("final fit", 1, 1)
     model = _svm_model(svc, x, categories, backbone, kind, C, temperature, margin_weight)
@@ -870,8 +881,13 @@ def _refit(
         )
         return model
     report("kernel", 0, 1)
-    gram = x @ x.T
-    k = kernel(earlier.kernel, gram, out=gram)
+    gram = x @ x.T  # float32
+    # libsvm takes float64: the kernel's last pass writes float64 directly, instead of a
+    # float32 kernel that scikit-learn would then copy (a second n x n pass).
+    k = gram.astype(np.float64) if earlier.kernel == "linear" else np.empty(gram.shape)
+    if earlier.kernel != "linear":
+        kernel(earlier.kernel, gram, out=k)
+    del gram
     report("kernel", 1, 1)
     report("final fit", 0, 1)
     svc = _fit_svc(k, y, earlier.C)

@@ -232,6 +232,7 @@ def predict(
     from duetml.abstention import REASON_TEXT
     from duetml.project import _expand_sources
     from duetml.training import (
+        PREDICTION_EXTRAS,
         load_model,
         predict_sources,
         vanished_categories,
@@ -239,7 +240,7 @@ def predict(
     )
 
     proj = open_project(project)
-    model = load_model(proj)
+    model = load_model(proj, PREDICTION_EXTRAS)
     vanished = vanished_categories(proj, model)
     warning = vanished_warning(vanished) if vanished else None
     if warning:
