@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -579,6 +580,7 @@ def _train_ridge(
     report: StepCallback,
     penalty: float = RIDGE_PENALTIES[1],
     temperature: float = 1.0,
+    sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[TrainedModel, CrossValidation | None]:
     """A one-vs-rest ridge (least-squares) classifier: memory O(n d + d^2), never n x n.
 
@@ -596,10 +598,15 @@ def _train_ridge(
     report("kernel", 0, 1)
     # The sums per fold's test photos, added up for the totals: X^T X is computed once, not
     # once for the totals and again for the folds (at 25,000 photos, 40 GFLOP each).
-    parts = [test_idx for _, test_idx in folds] if folds is not None else [np.arange(len(x))]
-    fold_sums = [(x1[p].T @ x1[p], x1[p].T @ targets[p]) for p in parts]
-    gram: np.ndarray = np.sum([g for g, _ in fold_sums], axis=0)
-    cross: np.ndarray = np.sum([b for _, b in fold_sums], axis=0)
+    # `sums`: the totals, already known (the last training's, updated with the new photos).
+    fold_sums = [(x1[p].T @ x1[p], x1[p].T @ targets[p]) for _, p in folds or []]
+    if sums is not None:
+        gram, cross = sums
+    elif fold_sums:
+        gram = np.sum([g for g, _ in fold_sums], axis=0)
+        cross = np.sum([b for _, b in fold_sums], axis=0)
+    else:
+        gram, cross = x1.T @ x1, x1.T @ targets
     report("kernel", 1, 1)
     dim = x1.shape[1]
 
@@ -650,8 +657,45 @@ def _train_ridge(
         dual_coef=weights[:-1].T.copy(),
         intercept=weights[-1].copy(),
         n_support=np.zeros(n_classes, dtype=np.int64),
+        # Kept with the model (13 MB): the next re-train after photos were only added
+        # updates them with those photos instead of recomputing them from all photos.
+        extras={RIDGE_GRAM: gram, RIDGE_CROSS: cross},
     )
     return model, cv
+
+
+RIDGE_GRAM, RIDGE_CROSS = "ridge_gram", "ridge_cross"  # X^T X and X^T targets, with the bias
+
+
+def _updated_ridge_sums(
+    x: np.ndarray,
+    y: np.ndarray,
+    keys: Sequence[str],
+    labels: Sequence[str],
+    earlier: EarlierCrossValidation,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The last training's X^T X and X^T targets plus the photos added since; None when a
+    photo was removed (its features are gone) or the sums were not kept."""
+    gram = earlier.model.extras.get(RIDGE_GRAM)
+    cross = earlier.model.extras.get(RIDGE_CROSS)
+    n_classes = len(earlier.model.categories)
+    dim = x.shape[1] + 1
+    if gram is None or cross is None or gram.shape != (dim, dim) or cross.shape != (dim, n_classes):
+        return None
+    remaining = Counter(zip(earlier.keys, earlier.labels, strict=True))
+    new = np.zeros(len(keys), dtype=bool)
+    for i, pair in enumerate(zip(keys, labels, strict=True)):
+        if remaining[pair]:
+            remaining[pair] -= 1
+        else:
+            new[i] = True
+    if any(remaining.values()):
+        return None
+    x1 = np.hstack([x[new], np.ones((int(new.sum()), 1))])
+    targets = -np.ones((len(x1), n_classes))
+    targets[np.arange(len(x1)), y[new]] = 1.0
+    updated: tuple[np.ndarray, np.ndarray] = (gram + x1.T @ x1, cross + x1.T @ targets)
+    return updated
 
 
 def train(
@@ -696,7 +740,13 @@ def train(
     ):
         extended = extend_cross_validation(earlier, x, labels, keys, categories)
         if extended is not None:
-            return _refit(x, y, categories, backbone, earlier.model, report), extended, None
+            sums = (
+                _updated_ridge_sums(x, y, keys, labels, earlier)
+                if earlier.model.kernel == "ridge"
+                else None
+            )
+            model = _refit(x, y, categories, backbone, earlier.model, report, sums)
+            return model, extended, None
     if len(x) >= LINEAR_ABOVE:
         from sklearn.model_selection import StratifiedKFold
 
@@ -865,6 +915,7 @@ def _refit(
     backbone: str,
     earlier: TrainedModel,
     report: StepCallback,
+    ridge_sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainedModel:
     """The final model only, with the earlier model's hyper-parameters and calibration: the
     same model a full training gives when it selects the same (kernel, C)."""
@@ -878,6 +929,7 @@ def _refit(
             report,
             penalty=earlier.C,
             temperature=earlier.temperature,
+            sums=ridge_sums,
         )
         return model
     report("kernel", 0, 1)

@@ -121,7 +121,9 @@ def previous_choice(project: Project, model: TrainedModel | None = None) -> Prev
     return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
 
 
-EARLIER_CV_EXTRAS = ("oof_probabilities", "oof_keys", "oof_from_folds")
+# What a re-train reads of the current model: its held-out results, and the ridge model's
+# sums (classifier.RIDGE_GRAM, RIDGE_CROSS) to update with new photos.
+EARLIER_CV_EXTRAS = ("oof_probabilities", "oof_keys", "oof_from_folds", "ridge_gram", "ridge_cross")
 
 
 def earlier_cross_validation(model: TrainedModel) -> EarlierCrossValidation | None:
