@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.names import validate_category_name
-from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.schema import (
     MAX_IDS,
     CategoryName,
@@ -149,6 +149,8 @@ def _status(web: WebState) -> dict[str, Any]:
 
     project = web.project
     state = project_health(project, check_files=False, listing=web.listing()).as_dict()
+    for warning in state["warnings"]:  # written for the shell too: say what to click
+        warning["message"] = scrub(warning["message"], (project.root,))
     state["undo"] = project.undo_history()[:5]
     state["redo"] = project.redo_history()[:5]
     state["goal"] = project.goal

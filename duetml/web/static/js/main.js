@@ -19,6 +19,7 @@ import { $, replace, toast } from "./dom.js";
 import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
 import { loadReview } from "./review.js";
+import { wireSettings } from "./settings.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
@@ -192,6 +193,7 @@ async function start() {
   const loads = [refreshData().then(loadEvaluation), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
+    wireSettings();
     loads.push(loadAgents(), loadConversation());
   }
   await Promise.all(loads);
