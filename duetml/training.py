@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -409,14 +409,29 @@ def predict_sources(
     return predictions
 
 
+class CategoryScores(TypedDict):
+    category: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # photos of this category evaluated
+
+
+class Mistake(TypedDict):
+    image: str  # project-relative path
+    true: str
+    predicted: str
+    confidence: float  # of the wrong prediction, 0-1
+
+
 @dataclass
 class EvalReport:
     source: str  # "test set" or "cross-validation"
     categories: list[str]
     accuracy: float
     confusion: list[list[int]]  # rows: true, columns: predicted
-    per_category: list[dict[str, Any]]
-    mistakes: list[dict[str, Any]]
+    per_category: list[CategoryScores]
+    mistakes: list[Mistake]
     stale: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -471,7 +486,7 @@ def evaluate_project(project: Project) -> EvalReport:
     for _, true, predicted, _ in rows:
         if true in index and predicted in index:
             confusion[index[true], index[predicted]] += 1
-    per_category = []
+    per_category: list[CategoryScores] = []
     for i, name in enumerate(categories):
         tp = int(confusion[i, i])
         support = int(confusion[i].sum())
@@ -488,7 +503,7 @@ def evaluate_project(project: Project) -> EvalReport:
                 "support": support,
             }
         )
-    mistakes: list[dict[str, Any]] = [
+    mistakes: list[Mistake] = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
         for rel, true, predicted, conf in rows
         if true != predicted

@@ -39,7 +39,8 @@ def test_the_rule_comes_from_the_project_and_is_stored_with_the_model(trained_de
     rule = abstention.AbstentionRule.from_dict(model.meta["not_sure"])
     assert rule is not None and rule.reference_photos == 80 and rule.neighbours == 5
     reference = model.extras[abstention.REFERENCE_EXTRA]
-    assert reference.shape == (80, 1280) and reference.dtype == np.float16
+    assert reference.shape == (80, 1280) and reference.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-5)
     # Unit vectors, so the distances lie in [0, 2]; the threshold is one of the training
     # photos' own leave-one-out distances (the 95% quantile), not a constant.
     assert 0.0 < rule.distance_threshold < 2.0

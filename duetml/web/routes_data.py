@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
+from duetml.health import HealthDict
 from duetml.names import validate_category_name
 from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.schema import (
@@ -29,6 +30,14 @@ from duetml.web.state import InjectedWebState, WebState
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
 UPLOAD_MAX_FILES = 200  # per request
 IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+class StatusPayload(HealthDict):
+    """GET /api/status: `duetml status --json`, with what undo and redo would do and the goal."""
+
+    undo: list[str]
+    redo: list[str]
+    goal: str
 
 
 @dataclass
@@ -141,20 +150,22 @@ def _categories(web: WebState) -> dict[str, Any]:
     summary="Counts, warnings, model and undo",
 )
 def status(web: InjectedWebState) -> dict[str, Any]:
-    return web.once_per_state("status", lambda: _status(web), model=True)
+    return web.once_per_state("status", lambda: dict(_status(web)), model=True)
 
 
-def _status(web: WebState) -> dict[str, Any]:
+def _status(web: WebState) -> StatusPayload:
     from duetml.health import project_health
 
     project = web.project
-    state = project_health(project, check_files=False, listing=web.listing()).as_dict()
-    for warning in state["warnings"]:  # written for the shell too: say what to click
+    health = project_health(project, check_files=False, listing=web.listing()).as_dict()
+    for warning in health["warnings"]:  # written for the shell too: say what to click
         warning["message"] = scrub(warning["message"], (project.root,))
-    state["undo"] = project.undo_history()[:5]
-    state["redo"] = project.redo_history()[:5]
-    state["goal"] = project.goal
-    return state
+    return {
+        **health,
+        "undo": project.undo_history()[:5],
+        "redo": project.redo_history()[:5],
+        "goal": project.goal,
+    }
 
 
 @post(

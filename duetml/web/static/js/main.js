@@ -18,6 +18,7 @@ import {
 import { $, replace, toast } from "./dom.js";
 import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
 import { wireSettings } from "./settings.js";
 import { on, store } from "./store.js";
@@ -168,6 +169,7 @@ async function start() {
   wireTraining();
   wirePredict();
   wireMap();
+  wireViewer();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
   on("undo", undo);
