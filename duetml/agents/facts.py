@@ -20,6 +20,7 @@ from duetml.llm import clean_text
 if TYPE_CHECKING:
     from duetml.health import CategoryCount, ModelSummary
     from duetml.project import Project
+    from duetml.review import FindingDict
     from duetml.training import Mistake
 
 
@@ -66,7 +67,7 @@ class Facts(TypedDict):
     duplicates: DuplicateSummary
     model: ModelSummary | None
     evaluation: Evaluation | EvaluationUnavailable | None
-    findings: list[dict[str, Any]]  # review.Finding.as_dict(), most important first
+    findings: list[FindingDict]  # most important first
 
 
 class _AgentTaggedLog:
@@ -132,7 +133,7 @@ class FactGatherer:
         }
         return facts
 
-    def _findings(self, budget: Budget) -> list[dict[str, Any]]:
+    def _findings(self, budget: Budget) -> list[FindingDict]:
         """The data review's findings, most important first (dismissed ones never appear)."""
         from duetml.review import review_project
 
@@ -315,7 +316,7 @@ def render_facts(
 
 
 def _finding_lines(
-    findings: Sequence[dict[str, Any]] | None, photo: Callable[[object], str], budget: Budget
+    findings: Sequence[FindingDict] | None, photo: Callable[[object], str], budget: Budget
 ) -> list[str]:
     if not findings:
         return []
@@ -325,8 +326,9 @@ def _finding_lines(
         refs = ", ".join(photo(rel) for rel in photos[: budget.photos_per_finding])
         more = len(photos) - budget.photos_per_finding
         refs += f" and {more} more" if more > 0 else ""
-        suggestion = finding.get("suggestion") or {}
-        todo = f" Suggested: {short(suggestion['label'], 120)}." if suggestion.get("label") else ""
+        suggestion = finding.get("suggestion")
+        label = suggestion["label"] if suggestion else ""
+        todo = f" Suggested: {short(label, 120)}." if label else ""
         lines.append(
             f"- {finding['kind']}: {short(finding['message'], 300)}"
             + (f" Photos: {refs}." if refs else "")
