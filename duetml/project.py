@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duetml import atomic, images, locks
 from duetml.errors import (
@@ -36,6 +36,9 @@ from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
+
+if TYPE_CHECKING:
+    from duetml.backbones import Backbone
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
@@ -148,10 +151,35 @@ class Project:
     def backbone(self) -> str:
         return str(self.settings.get("backbone"))
 
+    @property
+    def precision(self) -> str:
+        """ "int8" or "fp32": the precision the backbone extracts features at."""
+        return str(self.settings.get("precision"))
+
+    @property
+    def feature_backbone(self) -> Backbone:
+        """The backbone at the project's precision: what computes its features."""
+        from duetml.backbones import get_backbone
+
+        return get_backbone(self.backbone, self.precision)
+
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
             raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
         return self.root / split
+
+    def set_precision(self, precision: str) -> bool:
+        """Extract at ``precision`` ("int8" or "fp32") from the next training on; True if
+        that is a change. The features of the other precision stay cached for a way back."""
+        from duetml.backbones import check_precision
+
+        precision = check_precision(precision)
+        if precision == self.precision:
+            return False
+        self.settings["precision"] = precision
+        self.save_settings()
+        self.log.record("set_precision", precision=precision)
+        return True
 
     def save_settings(self) -> None:
         with self.data_lock():

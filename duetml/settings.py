@@ -19,6 +19,11 @@ from duetml.errors import DuetmlError, ProjectTooNewError
 SETTINGS_FILE = "duetml.toml"
 FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "efficientnet-lite0"
+# New projects extract with the quantized backbone (bench/bench_int8.py: as accurate, faster).
+# A project whose duetml.toml has no `precision` was made before int8 existed: it keeps fp32,
+# the precision its cached features and model were computed with.
+DEFAULT_PRECISION = "int8"
+LEGACY_PRECISION = "fp32"
 
 
 def default_settings(goal: str = "") -> dict[str, Any]:
@@ -26,6 +31,7 @@ def default_settings(goal: str = "") -> dict[str, Any]:
         "format": FORMAT_VERSION,
         "goal": goal,
         "backbone": DEFAULT_BACKBONE,
+        "precision": DEFAULT_PRECISION,
         "agents": {"proactive_enabled": True, "proactive_interval_seconds": 60},
     }
 
@@ -51,6 +57,7 @@ def read_settings(root: Path) -> dict[str, Any]:
             "upgrade with `pip install -U duetml`."
         )
     merged = default_settings()
+    merged["precision"] = LEGACY_PRECISION
     for key, value in data.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

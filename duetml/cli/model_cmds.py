@@ -95,10 +95,20 @@ def train(
         bool,
         typer.Option("--wait", help="If another training runs, wait for it instead of stopping."),
     ] = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="int8 (the default for new projects, faster) or fp32 (the unquantized "
+            "backbone); the project keeps this choice for later trainings."
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Extract features (cached by photo content), fit the SVM, report cross-validated accuracy."""
-    report = run_training(open_project(project), wait=wait, quiet=json_)
+    proj = open_project(project)
+    if precision is not None:
+        proj.set_precision(precision)
+    report = run_training(proj, wait=wait, quiet=json_)
     if json_:
         emit_json(report.as_dict())
 
@@ -335,14 +345,22 @@ def import_(
 def use(
     name: Annotated[str, typer.Argument(help="The backbone for this project.")],
     project: ProjectOption = Path("."),
+    precision: Annotated[
+        str | None,
+        typer.Option(help="int8 (faster; the default for new projects) or fp32."),
+    ] = None,
 ) -> None:
     """Switch the project's backbone (the next `duetml train` uses it)."""
-    from duetml.backbones import get_backbone, require_weights
+    from duetml.backbones import check_precision, get_backbone, require_weights
 
     backbone = get_backbone(name)
+    if precision is not None:
+        check_precision(precision)
     require_weights(backbone)
     proj = open_project(project)
     proj.settings["backbone"] = backbone.name
     proj.save_settings()
     proj.log.record("set_backbone", backbone=backbone.name)
-    typer.echo(f"The project now uses {backbone.name}: run `duetml train`.")
+    if precision is not None:
+        proj.set_precision(precision)
+    typer.echo(f"The project now uses {backbone.name} ({proj.precision}): run `duetml train`.")

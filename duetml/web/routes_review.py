@@ -128,7 +128,7 @@ def review_routes(web: WebState) -> list[Any]:
             web.model_version(),
             web.versions.get("review"),
             _mtime(layout_path(project)),
-            _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+            _mtime(project.state_dir / "cache" / f"features-{project.feature_backbone.key}.npz"),
         )
         with memo_lock:
             known = memo.get(key)
