@@ -100,9 +100,7 @@ def main() -> None:
         "fp32 forward only, duetml's session": lambda: forward_only(
             extractors["fp32"].session, decoded, len(photos)
         ),
-        "int8 forward only": lambda: forward_only(
-            extractors["int8"].session, decoded, len(photos)
-        ),
+        "int8 forward only": lambda: forward_only(extractors["int8"].session, decoded, len(photos)),
         f"decode + resize alone ({threads} threads)": lambda: decode_only(photos, threads),
         "fp32 end to end": lambda: end_to_end(extractors["fp32"], photos),
         "int8 end to end": lambda: end_to_end(extractors["int8"], photos),
@@ -139,10 +137,7 @@ def main() -> None:
     print(f"reference (fp32 forward only, the faster):  {reference:7.1f} images/s")
     ratio = best["int8 end to end"] / reference
     print(f"int8 end to end / reference:                {ratio:7.2f}  (target >= 1.3)")
-    print(
-        f"fp32 end to end / reference:                "
-        f"{best['fp32 end to end'] / reference:7.2f}"
-    )
+    print(f"fp32 end to end / reference:                {best['fp32 end to end'] / reference:7.2f}")
     print(
         "decoding alone / int8 network alone:        "
         f"{best[f'decode + resize alone ({threads} threads)'] / best['int8 forward only']:7.2f}"

@@ -22,15 +22,15 @@ import sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from duetml.project import Project
-from duetml.training import load_model
-from duetml.backbones import get_backbone, INPUT_SIZE
+from duetml.training import load_model, model_backbone
+from duetml.backbones import INPUT_SIZE
 from duetml.images import load_square
 from duetml.features import extractor_for
 t1 = time.perf_counter()
 project = Project.open(Path(sys.argv[1]))
 model = load_model(project)
 t2 = time.perf_counter()
-extractor = extractor_for(get_backbone(model.backbone))
+extractor = extractor_for(model_backbone(model))
 t3 = time.perf_counter()
 square = load_square(Path(sys.argv[2]), INPUT_SIZE)
 t4 = time.perf_counter()

@@ -106,6 +106,8 @@ def project_health(project: Project, check_files: bool = True) -> HealthReport:
         model_info = {
             "trained_at": model.meta.get("trained_at"),
             "cv_accuracy": model.meta.get("cv_accuracy"),
+            # >0: the accuracy extends the last full cross-validation with photos added since
+            "cv_added_since": model.meta.get("cv_added_since") or 0,
             "categories": model.categories,
             "backbone": model.backbone,
             "older_than_data": stale,

@@ -266,8 +266,14 @@ def render_facts(
         lines.append("Model: not trained yet.")
     else:
         acc = model.get("cv_accuracy")
+        added = model.get("cv_added_since") or 0
         acc_text = (
-            f"cross-validated accuracy {acc:.1%}" if acc is not None else "no accuracy estimate"
+            "no accuracy estimate"
+            if acc is None
+            else f"cross-validated accuracy {acc:.1%}"
+            if not added
+            else f"held-out accuracy {acc:.1%} (the last full cross-validation, and {added} "
+            "photo(s) added since predicted by the model before them)"
         )
         when = ago(model.get("trained_at"))
         stale = (

@@ -1,4 +1,4 @@
-"""init, add, status, undo, demo: making a project and filling it."""
+"""init, add, status, undo, redo, demo: making a project and filling it."""
 
 from __future__ import annotations
 
@@ -116,7 +116,10 @@ def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> Non
     typer.echo(f"{state.images} photo(s) in {len(state.categories)} categories.")
     if state.model:
         acc = state.model["cv_accuracy"]
-        acc_text = f", cross-validated accuracy {acc:.1%}" if acc is not None else ""
+        added = state.model.get("cv_added_since") or 0
+        kind = "held-out" if added else "cross-validated"
+        since = f" ({added} photo(s) added since the last full cross-validation)" if added else ""
+        acc_text = f", {kind} accuracy {acc:.1%}{since}" if acc is not None else ""
         typer.echo(f"Model: {state.model['backbone']}{acc_text}.")
     else:
         typer.echo("Model: none yet (run `duetml train`).")
@@ -139,7 +142,25 @@ def undo(
         for line in proj.undo_history() or ["(nothing to undo)"]:
             typer.echo(line)
         return
-    typer.echo(f"Undone: {proj.undo()}")
+    undone = proj.undo()
+    typer.echo(f"Undone: {undone}")
+    typer.echo(f"(`duetml redo` would {undone} again.)")
+
+
+@app.command()
+def redo(
+    project: ProjectOption = Path("."),
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show what can be redone, newest first.")
+    ] = False,
+) -> None:
+    """Do again the change you undid last (until you make a new change)."""
+    proj = open_project(project)
+    if list_:
+        for line in proj.redo_history() or ["(nothing to redo)"]:
+            typer.echo(line)
+        return
+    typer.echo(f"Redone: {proj.redo()}")
 
 
 @app.command()

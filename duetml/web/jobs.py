@@ -1,4 +1,5 @@
-"""Training from the page: one background thread at a time, its progress for every open tab."""
+"""The page's background jobs, one thread each at a time: training (its progress for every open
+tab) and the layout of the map of all photos."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from duetml import locks
 from duetml.errors import BusyError, DuetmlError
 from duetml.project import Project
+from duetml.web.errors import scrub
 
 log = logging.getLogger("duetml.web")
 
@@ -118,4 +120,70 @@ class TrainJob:
                 "finished_at": time.time(),
                 **outcome,
             }
+        self._on_change()
+
+
+MAP_FAILURE = (
+    "The map could not be computed: the details are in the terminal running `duetml serve`."
+)
+
+
+class MapJob:
+    """Computes the map's layout in a thread, one at a time, so no request waits for it; and
+    remembers the last answer of GET /api/map with the versions it was made for."""
+
+    def __init__(self, project: Project, on_change: Callable[[], None]) -> None:
+        self.project = project
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._answer: tuple[tuple[object, ...], dict[str, Any]] | None = None
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+        self._failed_for: str | None = None  # the photos a failure was for: not retried
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def ensure(self, key: str) -> bool:
+        """Start computing unless running, or already failed for these very photos."""
+        with self._lock:
+            if self.running:
+                return True
+            if self._failed_for == key:
+                return False
+            self.error = None
+            self._thread = threading.Thread(
+                target=self._compute, args=(key,), name="duetml-map", daemon=True
+            )
+            self._thread.start()
+            return True
+
+    def answer(self, key: tuple[object, ...]) -> dict[str, Any] | None:
+        """A copy of the last answer if it was made for `key` (the same photos, model...)."""
+        with self._lock:
+            answer = self._answer
+        return dict(answer[1]) if answer is not None and answer[0] == key else None
+
+    def remember(self, key: tuple[object, ...], answer: dict[str, Any]) -> None:
+        with self._lock:
+            self._answer = (key, answer)
+
+    def wait(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _compute(self, key: str) -> None:
+        from duetml.datamap import compute_layout
+
+        try:
+            compute_layout(self.project)
+            self._failed_for = None
+        except DuetmlError as exc:
+            self.error, self._failed_for = scrub(str(exc), (self.project.root,)), key
+        except Exception:
+            log.exception("computing the map failed")
+            self.error, self._failed_for = MAP_FAILURE, key
         self._on_change()

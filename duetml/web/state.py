@@ -23,7 +23,7 @@ from duetml.project import SPLITS, ImageRecord, Project
 from duetml.review import DISMISSED_FILE
 from duetml.settings import SETTINGS_FILE, read_settings
 from duetml.web.hub import Hub
-from duetml.web.jobs import TrainJob
+from duetml.web.jobs import MapJob, TrainJob
 from duetml.web.thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class WebState:
         self.hub = Hub()
         self.thumbs = ThumbnailCache(project.state_dir)
         self.train = TrainJob(project, self.hub.bump)
+        self.map = MapJob(project, self.hub.bump)
         self.versions: dict[str, Any] = {}
         self.heartbeat_seconds = HEARTBEAT_SECONDS
         self._digests: dict[str, tuple[int, int, str]] = {}

@@ -69,10 +69,13 @@ export function renderTrain(job) {
   } else if (job.run && job.run !== lastRun) {
     if (job.state === "done" && job.result) {
       const r = job.result;
+      // After a small change the last cross-validation is extended, not redone: say so.
       const accuracy =
         r.cv_accuracy === null
           ? ` No accuracy estimate: ${r.why_no_cv}`
-          : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
+          : r.cv_added_since
+            ? ` Held-out accuracy ${pct(r.cv_accuracy, 1)}: the ${r.cv_folds}-fold cross-validation of the last full training (${plural(r.cv_fresh_photos, "photo")}), with the ${plural(r.cv_added_since, "photo")} added since predicted by the model trained before them.`
+            : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
       showTrainMessage(
         `Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`,
         "success",
@@ -118,7 +121,9 @@ export function renderModel() {
       text:
         model.cv_accuracy === null || model.cv_accuracy === undefined
           ? "no accuracy estimate"
-          : "cross-validated accuracy",
+          : model.cv_added_since
+            ? `held-out accuracy: the last full cross-validation, and ${plural(model.cv_added_since, "photo")} added since, predicted by the model before them`
+            : "cross-validated accuracy",
     }),
     h("span", {
       class: "model-meta",
@@ -219,12 +224,7 @@ function fillPrediction(card, prediction) {
   replace(
     caption,
     h("p", { class: "prediction-name", text: prediction.image }),
-    h(
-      "p",
-      { class: "prediction-label" },
-      h("span", { class: "muted", text: "Looks like " }),
-      h("b", { class: "predicted", text: prediction.category }),
-    ),
+    ...predictionVerdict(prediction),
     h(
       "ul",
       { class: "bars", "aria-label": "Confidence per category" },
@@ -244,6 +244,38 @@ function fillPrediction(card, prediction) {
     ),
     card.file ? addToTraining(card.file, prediction.category) : null,
   );
+}
+
+// "Looks like hat", or "Not sure" with the closest guess second and one sentence saying why
+// (the camera's live view shows the same). `not_sure` and `reason` come from /api/predict.
+export function predictionVerdict(prediction) {
+  if (!prediction.not_sure) {
+    return [
+      h(
+        "p",
+        { class: "prediction-label" },
+        h("span", { class: "muted", text: "Looks like " }),
+        h("b", { class: "predicted", text: prediction.category }),
+      ),
+    ];
+  }
+  return [
+    h("p", { class: "prediction-label" }, h("b", { class: "predicted not-sure", text: "Not sure" })),
+    h("p", {
+      class: "prediction-closest muted",
+      text: `Closest: ${prediction.category} (${pct(prediction.confidence)})`,
+    }),
+    h("p", { class: "prediction-why", text: notSureWhy(prediction) }),
+  ];
+}
+
+function notSureWhy(prediction) {
+  if (prediction.reason === "unlike_every_category")
+    return "This photo is unlike the training photos of every category.";
+  const [first, second] = prediction.top;
+  return second
+    ? `Too close to call between ${first.category} and ${second.category}.`
+    : "Too close to call.";
 }
 
 // A tried photo can join the training data, under the right category.
