@@ -7,12 +7,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from duetml import locks
 from duetml.errors import BusyError, DuetmlError
 from duetml.project import Project
 from duetml.web.errors import scrub
+
+if TYPE_CHECKING:
+    from duetml.features import Progress  # numpy: not imported at startup
 
 log = logging.getLogger("duetml.web")
 
@@ -20,6 +23,23 @@ PROGRESS_EVERY_SECONDS = 0.25  # progress reaches the pages at most this often
 GENERIC_FAILURE = (
     "Training failed unexpectedly: the details are in the terminal running `duetml serve`."
 )
+
+
+class TrainState(TypedDict, total=False):
+    """The trainer's state as GET /api/train/state and the event stream carry it."""
+
+    state: Literal["idle", "running", "done", "failed"]
+    run: int  # how many trainings this server started
+    phase: str  # while running: "features", then the classifier's phases
+    label: str  # the phase in words
+    done: int
+    total: int
+    rate: float | None  # items a second
+    eta: float | None  # seconds left
+    started_at: float | None
+    finished_at: float
+    result: dict[str, Any]  # done: TrainReport.as_dict()
+    error: str  # failed: one sentence
 
 
 class TrainJob:
@@ -31,17 +51,17 @@ class TrainJob:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._last_notice = 0.0
-        self.state: dict[str, Any] = {"state": "idle", "run": 0}
+        self.state: TrainState = {"state": "idle", "run": 0}
 
     @property
     def running(self) -> bool:
         return bool(self.state["state"] == "running")
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> TrainState:
         with self._lock:
-            return dict(self.state)
+            return self.state.copy()
 
-    def start(self) -> dict[str, Any]:
+    def start(self) -> TrainState:
         """Start training in a thread; BusyError if this server or another duetml is training."""
         with self._lock:
             if self.state["state"] == "running":
@@ -58,7 +78,7 @@ class TrainJob:
                 "wait for it to finish.",
             ):
                 pass
-            run = int(self.state["run"]) + 1
+            run = self.state.get("run", 0) + 1
             self.state = {
                 "state": "running",
                 "run": run,
@@ -73,7 +93,7 @@ class TrainJob:
                 target=self._train, name=f"duetml-train-{run}", daemon=True
             )
             self._thread.start()
-            snapshot = dict(self.state)
+            snapshot = self.state.copy()
         self._on_change()
         return snapshot
 
@@ -82,19 +102,21 @@ class TrainJob:
         if thread is not None:
             thread.join(timeout)
 
-    def _progress(self, progress: Any) -> None:
+    def _progress(self, progress: Progress) -> None:
         from duetml.training import PHASE_LABELS
 
         with self._lock:
             self.state.update(
-                # features, then the classifier's phases (kernel, selection, ...), each with
-                # its own done/total, so the page shows what the seconds are spent on.
-                phase=progress.phase,
-                label=PHASE_LABELS.get(progress.phase, progress.phase),
-                done=progress.done,
-                total=progress.total,
-                rate=round(progress.rate, 2),
-                eta=round(progress.eta, 1) if progress.eta is not None else None,
+                {
+                    # features, then the classifier's phases (kernel, selection, ...), each
+                    # with its own done/total, so the page shows what the seconds go to.
+                    "phase": progress.phase,
+                    "label": PHASE_LABELS.get(progress.phase, progress.phase),
+                    "done": progress.done,
+                    "total": progress.total,
+                    "rate": round(progress.rate, 2),
+                    "eta": round(progress.eta, 1) if progress.eta is not None else None,
+                }
             )
         now = time.monotonic()
         if now - self._last_notice >= PROGRESS_EVERY_SECONDS or progress.done >= progress.total:
@@ -104,7 +126,7 @@ class TrainJob:
     def _train(self) -> None:
         from duetml.training import train_project
 
-        outcome: dict[str, Any]
+        outcome: TrainState
         try:
             report = train_project(self.project, progress=self._progress)
             outcome = {"state": "done", "result": report.as_dict()}
@@ -115,7 +137,7 @@ class TrainJob:
             outcome = {"state": "failed", "error": GENERIC_FAILURE}
         with self._lock:
             self.state = {
-                "run": self.state["run"],
+                "run": self.state.get("run", 0),
                 "started_at": self.state.get("started_at"),
                 "finished_at": time.time(),
                 **outcome,
