@@ -1,8 +1,9 @@
 """int8 extraction: the quantized backbone agrees with fp32, is made the same way twice, is
-cached apart from fp32, and fp32 stays one flag away."""
+cached apart from fp32, and is one flag away (`duetml train --precision int8`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -35,8 +36,10 @@ def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_new_projects_extract_at_int8_and_older_ones_stay_fp32(tmp_path: Path) -> None:
-    assert make_project(tmp_path / "new").precision == "int8"
+def test_new_projects_record_their_precision_and_older_ones_are_fp32(tmp_path: Path) -> None:
+    new = make_project(tmp_path / "new")
+    assert new.precision == "fp32"
+    assert tomllib.loads((new.root / SETTINGS_FILE).read_text())["precision"] == "fp32"
     old = tmp_path / "old"
     old.mkdir()
     # duetml.toml as duetml wrote it before int8 existed: no `precision` line.
@@ -51,18 +54,18 @@ def test_int8_and_fp32_predictions_agree_on_the_demo_photos(
 ) -> None:
     """Trained at each precision on the same photos, the two models give the same top
     category for at least 98% of the demo photos (out of fold for the training photos)."""
-    int8_project = Project.open(trained_demo)
+    fp32_project = Project.open(trained_demo)
+    fp32_model = load_model(fp32_project)
+    assert fp32_model.meta["precision"] == "fp32"
+    int8_root = tmp_path / "int8"
+    shutil.copytree(trained_demo, int8_root, symlinks=True)
+    int8_project = Project.open(int8_root)
+    assert int8_project.set_precision("int8")
+    report = train_project(int8_project)
+    assert report.extracted == report.images  # nothing was taken from the fp32 cache
     int8_model = load_model(int8_project)
     assert int8_model.meta["precision"] == "int8"
     assert model_backbone(int8_model).precision == "int8"
-    fp32_root = tmp_path / "fp32"
-    shutil.copytree(trained_demo, fp32_root, symlinks=True)
-    fp32_project = Project.open(fp32_root)
-    assert fp32_project.set_precision("fp32")
-    report = train_project(fp32_project)
-    assert report.extracted == report.images  # nothing was taken from the int8 cache
-    fp32_model = load_model(fp32_project)
-    assert fp32_model.meta["precision"] == "fp32"
 
     out_of_fold = {
         precision: {row[0]: row[2] for row in model.meta["cv_results"]}
@@ -128,27 +131,35 @@ def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> Non
         assert got is not None and np.array_equal(got, vectors[backbone.precision][0])
 
 
-def test_train_precision_fp32_from_the_shell(tmp_path: Path) -> None:
+def test_train_precision_int8_from_the_shell_and_back_to_fp32(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", per_category=6)
     root = str(project.root)
+    settings = project.root / SETTINGS_FILE
     bad = _duetml("train", "--precision", "int4", "-p", root)
     assert bad.returncode != 0 and "int8" in bad.stderr and "fp32" in bad.stderr
     assert "Traceback" not in bad.stderr
-    assert tomllib.loads((project.root / SETTINGS_FILE).read_text())["precision"] == "int8"
+    assert tomllib.loads(settings.read_text())["precision"] == "fp32"
 
-    result = _duetml("train", "--precision", "fp32", "-p", root)
+    result = _duetml("train", "--precision", "int8", "-p", root)
     assert result.returncode == 0, result.stderr
-    assert tomllib.loads((project.root / SETTINGS_FILE).read_text())["precision"] == "fp32"
-    reopened = Project.open(project.root)
-    assert load_model(reopened).meta["precision"] == "fp32"
-    cache = sorted(p.name for p in (project.root / ".duetml" / "cache").glob("features-*"))
-    assert cache and not [name for name in cache if "int8" in name]
-    # The choice stays: a plain `duetml train` later keeps fp32.
-    again = _duetml("train", "-p", root)
+    assert tomllib.loads(settings.read_text())["precision"] == "int8"
+    assert load_model(Project.open(project.root)).meta["precision"] == "int8"
+    cache = project.root / ".duetml" / "cache"
+    assert list(cache.glob(f"features-{NAME}-int8.*")) and not list(
+        cache.glob(f"features-{NAME}.*")
+    )
+    # The choice stays: a plain `duetml train` later keeps int8, extracting nothing again.
+    again = _duetml("train", "--json", "-p", root)
     assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["extracted"] == 0
+    assert load_model(Project.open(project.root)).meta["precision"] == "int8"
+    # And fp32 is one flag away; its features are cached beside the int8 ones.
+    back = _duetml("train", "--precision", "fp32", "-p", root)
+    assert back.returncode == 0, back.stderr
     assert load_model(Project.open(project.root)).meta["precision"] == "fp32"
+    assert list(cache.glob(f"features-{NAME}-int8.*")) and list(cache.glob(f"features-{NAME}.*"))
 
 
 def test_an_unknown_precision_is_one_clear_sentence() -> None:
-    with pytest.raises(DuetmlError, match="choose int8 .* or fp32"):
+    with pytest.raises(DuetmlError, match="choose fp32 .* or int8"):
         get_backbone(NAME, "fp16")
