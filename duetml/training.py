@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -120,6 +120,11 @@ def previous_choice(project: Project, model: TrainedModel | None = None) -> Prev
     return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
 
 
+# What a re-train reads of the current model: its held-out results, and the ridge model's
+# sums (classifier.RIDGE_GRAM, RIDGE_CROSS) to update with new photos.
+EARLIER_CV_EXTRAS = ("oof_probabilities", "oof_keys", "oof_from_folds", "ridge_gram", "ridge_cross")
+
+
 def earlier_cross_validation(model: TrainedModel) -> EarlierCrossValidation | None:
     """The current model's held-out results, to extend after a small change; None for a model
     saved without them (older duetml, or no cross-validation)."""
@@ -185,7 +190,7 @@ def train_project(
         previous, earlier = None, None
         if reuse_choice:
             try:
-                current = load_model(project)
+                current = load_model(project, EARLIER_CV_EXTRAS)
             except DuetmlError:
                 pass
             else:
@@ -303,12 +308,17 @@ def model_backbone(model: TrainedModel) -> Backbone:
     return get_backbone(model.backbone, str(model.meta.get("precision", "fp32")))
 
 
-def load_model(project: Project) -> TrainedModel:
+# The extra arrays prediction reads (see TrainedModel.load): the "not sure" reference.
+PREDICTION_EXTRAS = (abstention.REFERENCE_EXTRA,)
+
+
+def load_model(project: Project, extras: Collection[str] | None = None) -> TrainedModel:
+    """The project's model; `extras` limits which extra arrays are read (default: all)."""
     path = model_path(project)
     if not path.is_file():
         raise NoModelError("There is no trained model yet: run `duetml train` first.")
     try:
-        model = TrainedModel.load(path)
+        model = TrainedModel.load(path, extras)
     except FileNotFoundError:
         raise NoModelError("There is no trained model yet: run `duetml train` first.") from None
     if model.backbone != project.backbone:
@@ -393,7 +403,7 @@ def predict_sources(
 ) -> list[Prediction]:
     """Classify photos; with `abstain` (the default) a photo unlike every category or too
     close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
-    model = model if model is not None else load_model(project)
+    model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
     matrix, reasons = features_for_sources(sources, model_backbone(model))
     probabilities = model.predict_proba(matrix)
     rule, reference = abstention_rule(model) if abstain else (None, None)
@@ -416,14 +426,29 @@ def predict_sources(
     return predictions
 
 
+class CategoryScores(TypedDict):
+    category: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # photos of this category evaluated
+
+
+class Mistake(TypedDict):
+    image: str  # project-relative path
+    true: str
+    predicted: str
+    confidence: float  # of the wrong prediction, 0-1
+
+
 @dataclass
 class EvalReport:
     source: str  # "test set" or "cross-validation"
     categories: list[str]
     accuracy: float
     confusion: list[list[int]]  # rows: true, columns: predicted
-    per_category: list[dict[str, Any]]
-    mistakes: list[dict[str, Any]]
+    per_category: list[CategoryScores]
+    mistakes: list[Mistake]
     stale: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -478,7 +503,7 @@ def evaluate_project(project: Project) -> EvalReport:
     for _, true, predicted, _ in rows:
         if true in index and predicted in index:
             confusion[index[true], index[predicted]] += 1
-    per_category = []
+    per_category: list[CategoryScores] = []
     for i, name in enumerate(categories):
         tp = int(confusion[i, i])
         support = int(confusion[i].sum())
@@ -495,7 +520,7 @@ def evaluate_project(project: Project) -> EvalReport:
                 "support": support,
             }
         )
-    mistakes: list[dict[str, Any]] = [
+    mistakes: list[Mistake] = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
         for rel, true, predicted, conf in rows
         if true != predicted

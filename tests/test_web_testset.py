@@ -112,6 +112,29 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
     assert moved_facts["prediction"]["category"] == test_facts["prediction"]["category"]
 
 
+def test_the_cli_moves_photos_between_the_sets(project: Project) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "from duetml.cli import main; main()", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    record = project.images("train", "hat")[0]
+    done = run("categories", "move-set", record.path.name, "--to", "test", "-p", str(project.root))
+    assert done.returncode == 0 and "Moved 1 photo(s) to the test set." in done.stdout, done.stderr
+    assert (project.root / "test" / "hat" / record.path.name).is_file()
+    shown = run("categories", "show", "hat", "--test", "-p", str(project.root))
+    assert shown.stdout.split() == [f"test/hat/{record.path.name}"]
+    wrong = run(
+        "categories", "move-set", record.path.name, "--to", "tests", "-p", str(project.root)
+    )
+    assert wrong.returncode == 1 and "use `train` or `test`" in wrong.stderr
+    undone = run("undo", "-p", str(project.root))
+    assert "Undone: move 1 photo to the test set" in undone.stdout, undone.stderr
+    assert (project.root / record.rel).is_file()
+
+
 # ----- the routes -------------------------------------------------------------------------------
 
 
@@ -170,3 +193,26 @@ def test_facts_route(client: TestClient, project: Project) -> None:
     assert client.post("/api/images/facts", json={"image": "/etc/passwd"}).status_code == 400
     # A GET (which another site could make the browser send) is not how facts are asked for.
     assert client.get("/api/images/facts", params={"image": rel}).status_code == 405
+
+
+def test_cross_site_set_moves_and_test_uploads_are_refused(project: Project) -> None:
+    from web_helpers import asgi_request
+
+    app = create_app(project.root, baseline=True, port=PORT)
+    rel = project.images("train", "hat")[0].rel
+    before = sorted(p.relative_to(project.root).as_posix() for p in project.root.rglob("*.jpg"))
+    for extra in ([("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]):
+        for path, body in [
+            ("/api/images/split", f'{{"images": ["{rel}"], "split": "test"}}'),
+            ("/api/images/facts", f'{{"image": "{rel}"}}'),
+        ]:
+            response = asgi_request(
+                app,
+                "POST",
+                path,
+                [("host", f"127.0.0.1:{PORT}"), ("content-type", "application/json"), *extra],
+                [body.encode()],
+            )
+            assert response.status == 403, (path, extra)
+    after = sorted(p.relative_to(project.root).as_posix() for p in project.root.rglob("*.jpg"))
+    assert after == before

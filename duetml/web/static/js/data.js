@@ -32,9 +32,12 @@ const thumbs = new Map(); // photo id -> thumbnail element (its <img> stays load
 export async function loadCategories() {
   const listing = await getJSON("/api/categories");
   store.categories = listing.categories;
-  const known = new Set(listing.categories.flatMap((c) => c.images.map((i) => i.id)));
+  const known = new Set(
+    listing.categories.flatMap((c) => [...c.images, ...(c.test_images || [])].map((i) => i.id)),
+  );
   for (const id of [...store.selected]) if (!known.has(id)) store.selected.delete(id);
   renderCategories();
+  emit("categories");
 }
 
 export async function loadStatus() {
@@ -82,7 +85,11 @@ export function renderCategories() {
     });
   for (const name of [...panels.keys()]) if (!seen.has(name)) panels.delete(name);
   box.replaceChildren(...nodes);
-  const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
+  const ids = new Set(
+    store.categories.flatMap((c) =>
+      [...c.images, ...(c.test_images || [])].map((i) => `${i.id}#${i.v}`),
+    ),
+  );
   for (const key of [...thumbs.keys()]) if (!ids.has(key)) thumbs.delete(key);
   renderSelection();
   if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
@@ -102,20 +109,33 @@ function panelFor(category) {
   replace(panel.querySelector(".count"), counts.join(" · "));
   const grid = panel.querySelector(".grid");
   const more = panel.querySelector(".more");
+  const showAll = store.expanded.has(category.name);
+  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
+  const tests = category.test_images || [];
+  // The test photos, apart and labelled: the model never trains on them.
+  const testSet = panel.querySelector(".test-set");
+  testSet.hidden = !tests.length;
+  replace(testSet.querySelector(".test-count"), tests.length ? `(${tests.length})` : "");
+  testSet
+    .querySelector(".test-grid")
+    .replaceChildren(
+      ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
+        thumbFor(image, category.name, index, "test"),
+      ),
+    );
+  more.hidden = category.images.length <= first && tests.length <= first;
+  more.textContent = showAll
+    ? "Show fewer"
+    : `Show all ${category.images.length + tests.length} photos`;
   if (!category.images.length) {
     grid.hidden = true;
-    more.hidden = true;
     panel.querySelector(".panel-empty").hidden = false;
     return panel;
   }
   panel.querySelector(".panel-empty").hidden = true;
   grid.hidden = false;
-  const showAll = store.expanded.has(category.name);
-  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
   const shown = showAll ? category.images : category.images.slice(0, first);
   grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
-  more.hidden = category.images.length <= first;
-  more.textContent = showAll ? "Show fewer" : `Show all ${category.images.length} photos`;
   return panel;
 }
 
@@ -136,14 +156,32 @@ function buildPanel(name) {
     tabindex: "-1",
     "aria-label": `A folder of photos to add to ${name}`,
   });
+  // One picker for both sets: "Add test photos…" opens it with `split` set to "test".
   filesInput.addEventListener("change", () => {
-    uploadFiles(name, Array.from(filesInput.files));
+    uploadFiles(name, Array.from(filesInput.files), filesInput.dataset.split || "train");
     filesInput.value = "";
+    filesInput.dataset.split = "train";
   });
   folderInput.addEventListener("change", () => {
     uploadFiles(name, Array.from(folderInput.files));
     folderInput.value = "";
   });
+  const testSet = h(
+    "section",
+    { class: "test-set", hidden: true, "aria-label": `Test photos of ${name}` },
+    h(
+      "h4",
+      { class: "test-set-title" },
+      "Test photos ",
+      h("span", { class: "test-count" }),
+      h("span", {
+        class: "test-set-hint",
+        text: " kept apart: never trained on, they measure the model",
+      }),
+    ),
+    h("div", { class: "test-grid", role: "list" }),
+  );
+  makeTestDropTarget(testSet, name);
   const panel = h(
     "article",
     {
@@ -165,7 +203,10 @@ function buildPanel(name) {
           class: "btn btn-small",
           text: "Add photos…",
           dataset: { key: `add:${name}` },
-          onclick: () => filesInput.click(),
+          onclick: () => {
+            filesInput.dataset.split = "train";
+            filesInput.click();
+          },
         }),
         h("button", {
           type: "button",
@@ -173,6 +214,17 @@ function buildPanel(name) {
           text: "Add folder…",
           dataset: { key: `folder:${name}` },
           onclick: () => folderInput.click(),
+        }),
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Add test photos…",
+          title: "Photos kept apart to measure the model: it never trains on them",
+          dataset: { key: `addtest:${name}` },
+          onclick: () => {
+            filesInput.dataset.split = "test";
+            filesInput.click();
+          },
         }),
         h("button", {
           type: "button",
@@ -215,16 +267,17 @@ function buildPanel(name) {
         renderCategories();
       },
     }),
+    testSet,
   );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
   makeDropTarget(panel, name);
   return panel;
 }
 
-function thumbFor(image, category, index) {
+function thumbFor(image, category, index, split = "train") {
   const key = `${image.id}#${image.v}`;
   let node = thumbs.get(key);
-  const label = `Photo ${index + 1} of ${category}`;
+  const label = `${split === "test" ? "Test photo" : "Photo"} ${index + 1} of ${category}`;
   if (!node) {
     const img = h("img", {
       src: thumbUrl(image.id, image.v),
@@ -386,6 +439,9 @@ export function renderSelection() {
   }
   if (!count) return;
   replace($("#selection-count"), `${plural(count, "photo")} selected`);
+  const splits = new Set([...store.selected].map((id) => id.split("/")[0]));
+  $("#to-test-selected").hidden = !splits.has("train");
+  $("#to-train-selected").hidden = !splits.has("test");
   const select = $("#move-target");
   const current = select.value;
   replace(
@@ -400,6 +456,10 @@ export function wireSelectionBar() {
     movePhotos([...store.selected], $("#move-target").value),
   );
   $("#remove-selected").addEventListener("click", () => removePhotos([...store.selected]));
+  $("#to-test-selected").addEventListener("click", () => moveToSplit([...store.selected], "test"));
+  $("#to-train-selected").addEventListener("click", () =>
+    moveToSplit([...store.selected], "train"),
+  );
   $("#clear-selection").addEventListener("click", () => {
     store.selected.clear();
     renderSelection();
@@ -566,11 +626,21 @@ export async function movePhotos(ids, category) {
   });
 }
 
-async function removePhotos(ids) {
+export async function removePhotos(ids) {
   if (!ids.length) return;
   await act(postJSON("/api/images/remove", { images: ids }), (result) => {
     for (const id of ids) store.selected.delete(id);
     toast(`Removed ${plural(result.removed, "photo")}.`, { action: undoAction });
+  });
+}
+
+// Between the training and the test set; each photo keeps its category.
+export async function moveToSplit(ids, split) {
+  if (!ids.length) return;
+  await act(postJSON("/api/images/split", { images: ids, split }), (result) => {
+    for (const id of ids) store.selected.delete(id);
+    const where = split === "test" ? "the test set" : "the training set";
+    toast(`Moved ${plural(result.moved.length, "photo")} to ${where}.`, { action: undoAction });
   });
 }
 
@@ -611,8 +681,11 @@ function makeDropTarget(node, category) {
           (i) => i.id,
         ),
       );
+      // Its own test photos dropped on the panel go back to the training set.
+      const ownTests = ids.filter((id) => id.startsWith(`test/${category}/`));
+      if (ownTests.length) moveToSplit(ownTests, "train");
       movePhotos(
-        ids.filter((id) => !here.has(id)),
+        ids.filter((id) => !here.has(id) && !ownTests.includes(id)),
         category,
       );
       return;
@@ -622,6 +695,44 @@ function makeDropTarget(node, category) {
       uploadFiles(
         category,
         found.map((f) => f.file),
+      ),
+    );
+  });
+}
+
+// The test set of a panel takes dropped files as test photos, and the category's own training
+// photos (moved to the test set); drops it does not take fall through to the panel.
+function makeTestDropTarget(node, category) {
+  node.addEventListener("dragover", (event) => {
+    if (!accepts(event)) return;
+    event.preventDefault();
+    node.classList.add("drop-over");
+  });
+  node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+  node.addEventListener("drop", (event) => {
+    node.classList.remove("drop-over");
+    if (hasType(event, PHOTO_TYPE)) {
+      let ids;
+      try {
+        ids = JSON.parse(event.dataTransfer.getData(PHOTO_TYPE));
+      } catch {
+        return;
+      }
+      const own = ids.filter((id) => id.startsWith(`train/${category}/`));
+      if (own.length !== ids.length) return; // another category's photos: the panel moves them
+      event.preventDefault();
+      event.stopPropagation();
+      moveToSplit(own, "test");
+      return;
+    }
+    if (!hasType(event, "Files")) return;
+    event.preventDefault();
+    event.stopPropagation();
+    droppedEntries(event.dataTransfer).then((found) =>
+      uploadFiles(
+        category,
+        found.map((f) => f.file),
+        "test",
       ),
     );
   });
@@ -720,7 +831,7 @@ async function walkEntry(entry) {
 
 // ----- uploads ------------------------------------------------------------------------------
 
-export async function uploadFiles(category, files) {
+export async function uploadFiles(category, files, split = "train") {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
   const hidden = (f) =>
     (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
@@ -729,8 +840,9 @@ export async function uploadFiles(category, files) {
   const queue = wanted.filter((f) => f.size <= limit);
   if (!wanted.length) {
     toast("There were no files to add in what was dropped.");
-    return;
+    return null;
   }
+  const where = split === "test" ? `the test set of “${category}”` : `“${category}”`;
   const totalBytes = queue.reduce((sum, f) => sum + f.size, 0) || 1;
   const report = {
     added: [],
@@ -751,7 +863,7 @@ export async function uploadFiles(category, files) {
       { class: "upload-head" },
       h("p", {
         class: "upload-title",
-        text: `Adding ${plural(wanted.length, "file")} to “${category}”…`,
+        text: `Adding ${plural(wanted.length, "file")} to ${where}…`,
       }),
       text,
     ),
@@ -770,7 +882,7 @@ export async function uploadFiles(category, files) {
     text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
     try {
       const result = await postFiles(
-        `/api/upload?category=${encodeURIComponent(category)}`,
+        `/api/upload?category=${encodeURIComponent(category)}&split=${split}`,
         batch,
         (loaded) => {
           bar.value = sentBefore + Math.min(loaded, batchBytes);
@@ -789,7 +901,8 @@ export async function uploadFiles(category, files) {
     bar.value = sentBefore;
     emit("changed");
   }
-  finishUpload(box, category, report, failure);
+  finishUpload(box, where, report, failure);
+  return report;
 }
 
 function* batches(files) {
@@ -807,7 +920,7 @@ function* batches(files) {
   if (batch.length) yield batch;
 }
 
-function finishUpload(box, category, report, failure) {
+function finishUpload(box, where, report, failure) {
   const dismiss = h("button", {
     type: "button",
     class: "btn btn-small btn-quiet",
@@ -820,7 +933,7 @@ function finishUpload(box, category, report, failure) {
       { class: "upload-head" },
       h("p", {
         class: "upload-title",
-        text: `Added ${plural(report.added.length, "photo")} to “${category}”.`,
+        text: `Added ${plural(report.added.length, "photo")} to ${where}.`,
       }),
       dismiss,
     ),

@@ -2,8 +2,9 @@
 
 import { postFiles, postJSON } from "./api.js";
 import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
-import { uploadFiles } from "./data.js";
-import { emit, store } from "./store.js";
+import { movePhotos, removePhotos, uploadFiles } from "./data.js";
+import { locate } from "./photo.js";
+import { emit, on, store } from "./store.js";
 
 const MAX_PREDICTIONS = 12;
 let lastRun = null;
@@ -260,7 +261,11 @@ export function predictionVerdict(prediction) {
     ];
   }
   return [
-    h("p", { class: "prediction-label" }, h("b", { class: "predicted not-sure", text: "Not sure" })),
+    h(
+      "p",
+      { class: "prediction-label" },
+      h("b", { class: "predicted not-sure", text: "Not sure" }),
+    ),
     h("p", {
       class: "prediction-closest muted",
       text: `Closest: ${prediction.category} (${pct(prediction.confidence)})`,
@@ -278,7 +283,8 @@ function notSureWhy(prediction) {
     : "Too close to call.";
 }
 
-// A tried photo can join the training data, under the right category.
+// A tried photo can join the project under the right category (the predicted one is chosen
+// first, so a right answer is one click), as a training or a test photo; Undo takes it back.
 function addToTraining(file, predicted) {
   const select = h(
     "select",
@@ -287,18 +293,55 @@ function addToTraining(file, predicted) {
       h("option", { value: c.name, text: c.name, selected: c.name === predicted }),
     ),
   );
-  const button = h("button", {
+  const toTraining = h("button", {
     type: "button",
-    class: "btn btn-small",
+    class: "btn btn-small add-train",
     text: "Add to training data",
   });
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    await uploadFiles(select.value, [file]);
-    button.textContent = "Added";
+  const toTest = h("button", {
+    type: "button",
+    class: "btn btn-small add-test",
+    text: "Add as test photo",
+    title: "Kept apart to measure the model: it never trains on it",
   });
-  return h("div", { class: "add-to-training" }, select, button);
+  const result = h("p", { class: "add-result", role: "status" });
+  const add = async (split) => {
+    const category = select.value;
+    for (const control of [select, toTraining, toTest]) control.disabled = true;
+    const report = await uploadFiles(category, [file], split);
+    const where = split === "test" ? `the test set of “${category}”` : `“${category}”`;
+    if (report && report.added.length) {
+      replace(result, `Added to ${where}.`);
+      card.added = report.added[0];
+      toast(`Added ${file.name} to ${where}.`, {
+        action: { label: "Undo", run: () => emit("undo") },
+      });
+    } else {
+      const why =
+        report && report.duplicates.length
+          ? "Already in the project."
+          : (report && report.rejected[0] && report.rejected[0].reason) || "Not added.";
+      replace(result, why);
+      for (const control of [select, toTraining, toTest]) control.disabled = false;
+    }
+  };
+  toTraining.addEventListener("click", () => add("train"));
+  toTest.addEventListener("click", () => add("test"));
+  const card = h("div", { class: "add-to-training" }, select, toTraining, toTest, result);
+  // Undone (here or anywhere): the photo is no longer in the project, so it can be added again.
+  card.refresh = () => {
+    if (!card.added || locate(card.added)) return;
+    card.added = null;
+    replace(result);
+    for (const control of [select, toTraining, toTest]) control.disabled = false;
+  };
+  return card;
 }
+
+on("categories", () => {
+  for (const card of document.querySelectorAll(".add-to-training"))
+    if (card.refresh) card.refresh();
+});
 
 // ----- (C) evaluation -------------------------------------------------------------------------
 
@@ -428,9 +471,23 @@ function renderEvaluation(report) {
   );
 }
 
+// The open cell of the confusion matrix: its photos, each with its fixes, kept current as the
+// photos move (a moved photo says where it went; Undo brings it back into the cell).
+let openCell = null;
+on("categories", () => {
+  if (openCell && openCell.detail.isConnected) renderCell();
+});
+
 function showCell(detail, trueName, predicted, ids, matrix, button) {
   for (const b of matrix.querySelectorAll(".cell.active")) b.classList.remove("active");
   button.classList.add("active");
+  openCell = { detail, trueName, predicted, ids };
+  renderCell();
+}
+
+function renderCell() {
+  const { detail, trueName, predicted, ids } = openCell;
+  const names = new Set(store.categories.map((c) => c.name));
   const title =
     trueName === predicted
       ? `${plural(ids.length, "photo")} of “${trueName}” recognised correctly`
@@ -440,20 +497,56 @@ function showCell(detail, trueName, predicted, ids, matrix, button) {
     h("h4", { text: title }),
     ids.length
       ? h(
-          "div",
-          { class: "grid grid-small" },
-          ids.map((id, i) =>
-            h(
-              "button",
-              {
-                type: "button",
-                class: "thumb-open",
-                "aria-label": `Open photo ${i + 1}: ${id}`,
-                onclick: () => showPhoto(id, id),
-              },
-              h("img", { src: thumbUrl(id), alt: "", loading: "lazy" }),
-            ),
-          ),
+          "ul",
+          { class: "cell-list" },
+          ids.map((id, i) => {
+            const now = locate(id);
+            const state = !now
+              ? "Removed (in the project's trash)"
+              : now.category !== trueName
+                ? `Now in “${now.category}”`
+                : null;
+            const fixes = [];
+            if (now && !state) {
+              if (predicted !== trueName && names.has(predicted))
+                fixes.push(
+                  h("button", {
+                    type: "button",
+                    class: "btn btn-small cell-move",
+                    text: `Move to “${predicted}”`,
+                    "aria-label": `Move to “${predicted}”: photo ${i + 1}`,
+                    onclick: () => movePhotos([now.id], predicted),
+                  }),
+                );
+              fixes.push(
+                h("button", {
+                  type: "button",
+                  class: "btn btn-small btn-danger cell-remove",
+                  text: "Remove",
+                  "aria-label": `Remove photo ${i + 1}`,
+                  onclick: () => removePhotos([now.id]),
+                }),
+              );
+            }
+            return h(
+              "li",
+              { class: `cell-photo${state ? " cell-photo-done" : ""}`, dataset: { id } },
+              now
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "thumb-open",
+                      "aria-label": `Open photo ${i + 1}: ${now.id}`,
+                      onclick: () => showPhoto(now.id, now.id),
+                    },
+                    h("img", { src: thumbUrl(now.id), alt: "", loading: "lazy" }),
+                  )
+                : h("div", { class: "cell-photo-gone", "aria-hidden": "true" }),
+              state ? h("p", { class: "cell-photo-state", text: state }) : null,
+              fixes.length ? h("div", { class: "cell-photo-actions" }, fixes) : null,
+            );
+          }),
         )
       : h("p", {
           class: "muted",
