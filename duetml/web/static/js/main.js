@@ -20,6 +20,7 @@ import { loadMap, wireMap } from "./map.js";
 import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
 import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
+import { wireSettings } from "./settings.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
@@ -194,6 +195,7 @@ async function start() {
   const loads = [refreshData().then(loadEvaluation), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
+    wireSettings();
     loads.push(loadAgents(), loadConversation());
   }
   await Promise.all(loads);
