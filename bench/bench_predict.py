@@ -23,8 +23,8 @@ t0 = time.perf_counter()
 from pathlib import Path
 from duetml.cli import guard, predict_quick
 from duetml.project import Project
-from duetml.training import PREDICTION_EXTRAS, load_model, abstention_rule
-from duetml.backbones import get_backbone, INPUT_SIZE
+from duetml.training import PREDICTION_EXTRAS, load_model, abstention_rule, model_backbone
+from duetml.backbones import INPUT_SIZE
 from duetml.images import load_square
 from duetml.features import extractor_for
 from duetml import abstention
@@ -33,7 +33,7 @@ t1 = time.perf_counter()
 project = Project.open(Path(sys.argv[1]))
 model = load_model(project, PREDICTION_EXTRAS)
 t2 = time.perf_counter()
-extractor = extractor_for(get_backbone(model.backbone))
+extractor = extractor_for(model_backbone(model))
 t3 = time.perf_counter()
 square = load_square(Path(sys.argv[2]), INPUT_SIZE)
 t4 = time.perf_counter()
