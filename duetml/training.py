@@ -277,7 +277,10 @@ def predict_sources(
     labels: Sequence[str],
     top: int = 3,
     model: TrainedModel | None = None,
+    record: bool = True,
 ) -> list[Prediction]:
+    """Top-``top`` predictions for each source; ``record=False`` leaves the log to the caller
+    (the page's live camera sends several frames a second and logs them in summary)."""
     model = model if model is not None else load_model(project)
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
@@ -288,6 +291,8 @@ def predict_sources(
             continue
         order = np.argsort(-row)[:top]
         predictions.append(Prediction(label, [(model.categories[i], float(row[i])) for i in order]))
+    if not record:
+        return predictions
     project.log.record(
         "predict",
         images=len(predictions),

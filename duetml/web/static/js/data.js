@@ -2,6 +2,7 @@
 // photos by drag-and-drop or selection, renaming, merging, removing.
 
 import { getJSON, postFiles, postJSON } from "./api.js";
+import { categoryCamera } from "./camera.js";
 import {
   $,
   bytes,
@@ -80,7 +81,11 @@ export function renderCategories() {
       seen.add(category.name);
       return panelFor(category);
     });
-  for (const name of [...panels.keys()]) if (!seen.has(name)) panels.delete(name);
+  for (const [name, gone] of [...panels]) {
+    if (seen.has(name)) continue;
+    if (gone.camera) gone.camera.dispose();
+    panels.delete(name);
+  }
   box.replaceChildren(...nodes);
   const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
   for (const key of [...thumbs.keys()]) if (!ids.has(key)) thumbs.delete(key);
@@ -144,6 +149,7 @@ function buildPanel(name) {
     uploadFiles(name, Array.from(folderInput.files));
     folderInput.value = "";
   });
+  const camera = categoryCamera(name, (files, options) => uploadFiles(name, files, options));
   const panel = h(
     "article",
     {
@@ -174,6 +180,7 @@ function buildPanel(name) {
           dataset: { key: `folder:${name}` },
           onclick: () => folderInput.click(),
         }),
+        camera.button,
         h("button", {
           type: "button",
           class: "btn btn-small",
@@ -199,6 +206,7 @@ function buildPanel(name) {
         folderInput,
       ),
     ),
+    camera.block,
     h(
       "div",
       { class: "panel-empty", hidden: true },
@@ -217,6 +225,7 @@ function buildPanel(name) {
     }),
   );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
+  panel.camera = camera;
   makeDropTarget(panel, name);
   return panel;
 }
@@ -720,7 +729,9 @@ async function walkEntry(entry) {
 
 // ----- uploads ------------------------------------------------------------------------------
 
-export async function uploadFiles(category, files) {
+// Returns the report (added, duplicates, rejected). `oneRequest` sends everything in one
+// request, up to the server's limits (a camera burst: one entry in the history, one undo).
+export async function uploadFiles(category, files, { oneRequest = false } = {}) {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
   const hidden = (f) =>
     (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
@@ -765,7 +776,10 @@ export async function uploadFiles(category, files) {
   let sentBefore = 0;
   let sentFiles = 0;
   let failure = null;
-  for (const batch of batches(queue)) {
+  const perRequest = oneRequest
+    ? [store.project ? store.project.upload_max_files : BATCH_FILES, limit]
+    : [BATCH_FILES, BATCH_BYTES];
+  for (const batch of batches(queue, ...perRequest)) {
     const batchBytes = batch.reduce((sum, f) => sum + f.size, 0);
     text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
     try {
@@ -790,13 +804,14 @@ export async function uploadFiles(category, files) {
     emit("changed");
   }
   finishUpload(box, category, report, failure);
+  return report;
 }
 
-function* batches(files) {
+function* batches(files, maxFiles, maxBytes) {
   let batch = [];
   let size = 0;
   for (const file of files) {
-    if (batch.length && (batch.length >= BATCH_FILES || size + file.size > BATCH_BYTES)) {
+    if (batch.length && (batch.length >= maxFiles || size + file.size > maxBytes)) {
       yield batch;
       batch = [];
       size = 0;

@@ -8,9 +8,11 @@ import {
   loadConversation,
   wireChat,
 } from "./chat.js";
+import { wireCamera, wireLiveCamera } from "./camera.js";
 import {
   loadCategories,
   loadStatus,
+  uploadFiles,
   wireAddCategory,
   wireSectionDrop,
   wireSelectionBar,
@@ -149,6 +151,8 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireCamera();
+  wireLiveCamera(uploadFiles);
   wireMap();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
