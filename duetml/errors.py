@@ -18,6 +18,7 @@ into `{"error": sentence}` with its HTTP status. Nothing else reaches a user as 
     |-- NotEnoughDataError            4   409
     |-- BackboneUnavailableError      6   503   weights missing and not downloadable
     |-- NothingToUndoError            1   409
+    |-- NothingToRedoError            1   409
     |-- UndoSkippedError              1   409   the last change could not be undone
     |-- DiskFullError                 1   507   the change was reversed
     `-- LLMError                      7   502   an LLM provider failed
@@ -106,6 +107,10 @@ class BackboneUnavailableError(DuetmlError):
 
 
 class NothingToUndoError(DuetmlError):
+    http_status = 409
+
+
+class NothingToRedoError(DuetmlError):
     http_status = 409
 
 

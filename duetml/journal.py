@@ -15,6 +15,13 @@ one of two ways:
   data lock. So a change is either whole and undoable, or not there at all, and `undo` always
   reverts the change the user made last.
 
+Redo: an undo is itself recorded, as an entry marked ``"redo": true`` that holds the moves the
+undo made (photos it took away are in the trash, so nothing is needed from elsewhere); `redo`
+reverts that entry exactly as `undo` reverts a change, and commits by swapping it for the
+entry of what it did, which `undo` can take back again. Redo entries stay in journal.json
+after the changes (one atomic write moves an entry between the two lists, so a redo is as
+crash-safe as an undo); recording any new change drops them, as in every editor.
+
 The caller (duetml.project.Project) holds the project's data lock around every operation.
 Every path read from these files goes through `resolve_inside`, because a project folder may
 come from someone else: a journal can never make duetml touch anything outside the project.
@@ -40,7 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from duetml import atomic
-from duetml.errors import DiskFullError, DuetmlError, NothingToUndoError, UndoSkippedError
+from duetml.errors import (
+    DiskFullError,
+    DuetmlError,
+    NothingToRedoError,
+    NothingToUndoError,
+    UndoSkippedError,
+)
 from duetml.names import resolve_inside
 from duetml.paths import user_home
 
@@ -61,6 +74,9 @@ class Operation:
     steps: list[dict[str, Any]] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     origins: dict[str, list[str]] = field(default_factory=dict)
+    # For an undo: photos going back to where `add --move` took them from, by their place in
+    # the trash, with the content's hash, so a redo can take them again (and only them).
+    returned: dict[str, list[str]] = field(default_factory=dict)
     handle: Any = None
 
     def _write_ahead(self, step: dict[str, Any]) -> None:
@@ -83,6 +99,11 @@ class Operation:
         atomic.write_bytes(destination, data)
         if origin is not None:
             self.origins[rel] = [str(origin), self.journal.sign_origin(rel, str(origin))]
+
+    def note_return(self, photo: Path, in_trash: Path, origin: Path) -> None:
+        rel = self.journal.rel(in_trash)
+        digest = images_hash(photo.read_bytes())
+        self.returned[rel] = [str(origin), self.journal.sign_origin(rel, str(origin)), digest]
 
     def make_dir(self, folder: Path) -> None:
         self._write_ahead({"op": "mkdir", "path": self.journal.rel(folder)})
@@ -156,19 +177,23 @@ class UndoJournal:
         return entries, None
 
     def entries(self) -> list[dict[str, Any]]:
-        """The entries that can be undone (damaged ones are left out)."""
-        return [e for e in self.load()[0] if entry_problem(e) is None]
+        """The entries that can be undone (damaged ones and redo entries are left out)."""
+        return [e for e in self.load()[0] if entry_problem(e) is None and not is_redo(e)]
 
-    def history(self) -> list[str]:
+    def history(self, redo: bool = False) -> list[str]:
+        """What undo (or redo) would do, newest first."""
         entries, problem = self.load()
         if problem:
             return [f"(the undo history cannot be read: {problem}; `duetml undo` keeps a copy)"]
         lines = []
+        verb = "redo" if redo else "undo"
         for entry in reversed(entries):
+            if is_redo(entry) != redo:
+                continue
             if entry_problem(entry) is None:
                 lines.append(str(entry["summary"]))
             else:
-                lines.append("(a damaged change that cannot be undone; undo skips it)")
+                lines.append(f"(a damaged change that cannot be {verb}ne; {verb} skips it)")
         return lines
 
     def damaged_copies(self) -> list[Path]:
@@ -177,14 +202,19 @@ class UndoJournal:
     # ----- operations (the caller holds the data lock) ---------------------------------------
     @contextlib.contextmanager
     def operation(
-        self, kind: str, summary: str, undoes: dict[str, Any] | None = None
+        self,
+        kind: str,
+        summary: str,
+        undoes: dict[str, Any] | None = None,
+        redoes: dict[str, Any] | None = None,
     ) -> Iterator[Operation]:
         """Run one operation write-ahead; on any failure its steps are reversed, then re-raised.
 
-        The commit is one atomic write of journal.json: the operation's entry is added (or, for
-        an undo, the entry ``undoes`` is taken off). The pending file names that entry, so the
-        next start can tell a committed operation (keep) from an interrupted one (reverse).
-        A full disk becomes a DiskFullError saying the project is as before.
+        The commit is one atomic write of journal.json: the operation's entry is added (for an
+        undo or a redo, the entry ``undoes``/``redoes`` is swapped for the operation's own,
+        which redo or undo can revert in turn). The pending file names the entry that goes,
+        so the next start can tell a committed operation (keep) from an interrupted one
+        (reverse). A full disk becomes a DiskFullError saying the project is as before.
         """
         self.recover()
         operation = Operation(self, kind, summary)
@@ -194,8 +224,9 @@ class UndoJournal:
             "kind": kind,
             "summary": summary,
         }
-        if undoes is not None:
-            begin["undoes"] = undoes.get("id")
+        reverted = undoes if undoes is not None else redoes
+        if reverted is not None:
+            begin["undoes"] = reverted.get("id")
         try:
             with open(self.pending_path, "x", encoding="utf-8") as handle:
                 operation.handle = handle
@@ -204,8 +235,8 @@ class UndoJournal:
                 os.fsync(handle.fileno())
                 yield operation
                 operation.handle = None
-            if undoes is not None:
-                self._remove(undoes)
+            if reverted is not None:
+                self._swap(reverted, operation, as_redo=undoes is not None)
             elif operation.changed:
                 self._append(operation.entry())
         except BaseException as exc:
@@ -289,13 +320,26 @@ class UndoJournal:
         if problem:
             self.set_aside()
             entries = []
+        # A new change ends what could be redone (what it would redo may no longer fit).
+        entries = [e for e in entries if not is_redo(e)]
         entries.append(entry)
         atomic.write_text(self.path, json.dumps(entries[-JOURNAL_LIMIT:]))
 
-    def _remove(self, entry: dict[str, Any]) -> None:
+    def _swap(self, reverted: dict[str, Any], operation: Operation, as_redo: bool) -> None:
+        """Take ``reverted`` off the journal and record what reverting it did, in the same
+        write: an undo's moves become a redo entry, a redo's a change that undo takes back."""
         entries = [
-            e for e in self.load()[0] if not (isinstance(e, dict) and e.get("id") == entry["id"])
+            e for e in self.load()[0] if not (isinstance(e, dict) and e.get("id") == reverted["id"])
         ]
+        if operation.changed or operation.returned:
+            record = operation.entry()
+            record["kind"] = reverted.get("kind", operation.kind)
+            record["summary"] = reverted["summary"]
+            if as_redo:
+                record["redo"] = True
+                if operation.returned:
+                    record["returned"] = operation.returned
+            entries.append(record)
         atomic.write_text(self.path, json.dumps(entries))
 
     def set_aside(self) -> Path:
@@ -311,33 +355,55 @@ class UndoJournal:
 
         An entry that cannot be undone (damaged, or naming a path that is now a symbolic link)
         is taken off the list with a sentence, so the next undo reverts the change before it.
+        What the undo did is recorded, so `redo` can do the change again.
         """
+        return self._revert_last(redo=False)
+
+    def redo_last(self) -> str:
+        """Do again the change undone last (until a new change is recorded)."""
+        return self._revert_last(redo=True)
+
+    def _revert_last(self, redo: bool) -> str:
         self.recover()
         entries, problem = self.load()
+        verb = "redo" if redo else "undo"
         if problem:
             copy = self.set_aside()
-            raise NothingToUndoError(
-                f"The undo history could not be read ({problem}), so nothing was undone: it is "
-                f"kept as {self.rel(copy)} and a new history starts with your next change."
+            error = NothingToRedoError if redo else NothingToUndoError
+            raise error(
+                f"The undo history could not be read ({problem}), so nothing was {verb}ne: it "
+                f"is kept as {self.rel(copy)} and a new history starts with your next change."
             )
-        if not entries:
+        places = [i for i, e in enumerate(entries) if is_redo(e) == redo]
+        if not places:
+            if redo:
+                raise NothingToRedoError(
+                    "There is nothing to redo: redo does again what undo took back, until "
+                    "the next change."
+                )
             raise NothingToUndoError("There is nothing to undo.")
-        entry = entries[-1]
+        place = places[-1]
+        entry = entries[place]
         reason = entry_problem(entry) or self._path_problem(entry)
         if reason:
-            atomic.write_text(self.path, json.dumps(entries[:-1]))
+            atomic.write_text(self.path, json.dumps(entries[:place] + entries[place + 1 :]))
             summary = entry.get("summary") if isinstance(entry, dict) else None
             name = f"The last change ({str(summary)[:80]})" if summary else "The last change"
+            which = "undone change" if redo else "change"
             raise UndoSkippedError(
-                f"{name} cannot be undone ({reason}): it was taken off the undo list, and "
-                "`duetml undo` now reverts the change before it."
+                f"{name} cannot be {verb}ne ({reason}): it was taken off the {verb} list, and "
+                f"`duetml {verb}` now takes the {which} before it.",
+                web=f"{name} cannot be {verb}ne ({reason}): it was taken off the {verb} list, "
+                f"and {verb.capitalize()} now takes the {which} before it.",
             )
         if not isinstance(entry.get("id"), str):  # the commit of the undo names it by its id
             entry["id"] = uuid.uuid4().hex[:12]
             atomic.write_text(self.path, json.dumps(entries))
         returned: list[tuple[Path, Path]] = []
+        taken: list[tuple[Path, str]] = []
         summary = str(entry["summary"])
-        with self.operation("undo", f"the undo of {summary}", undoes=entry) as operation:
+        reverting = {"redoes": entry} if redo else {"undoes": entry}
+        with self.operation(verb, f"the {verb} of {summary}", **reverting) as operation:
             for made in entry["removed_dirs"]:
                 folder = resolve_inside(self.root, made)
                 if not folder.exists():
@@ -346,13 +412,23 @@ class UndoJournal:
             for source, destination in reversed(entry["moves"]):
                 current = resolve_inside(self.root, destination)
                 if not _exists(current):
-                    continue  # changed by hand since; nothing to put back
+                    # Changed by hand since, nothing to put back; or, for a redo, a photo the
+                    # undo sent back to where `add --move` took it from: take it again.
+                    again = self._verified_return(entry, destination) if redo else None
+                    if again is not None and source is not None:
+                        target = resolve_inside(self.root, source)
+                        if _exists(target):
+                            target = free_name(target.parent, target.name)
+                        operation.create(target, again[1], origin=again[0])
+                        taken.append((again[0], images_hash(again[1])))
+                    continue
                 if source is None:  # created by an import: the undo moves it to the trash
                     trash = trash or self.new_trash_dir()
                     back = trash / destination
                     origin = self._verified_origin(entry, destination)
                     if origin is not None:
                         returned.append((back, origin))
+                        operation.note_return(current, back, origin)
                 else:
                     back = resolve_inside(self.root, source)
                     if _exists(back):
@@ -366,7 +442,30 @@ class UndoJournal:
         # took them from; if that fails (or the place is taken) they stay in the trash.
         for in_trash, origin in returned:
             _return_to_origin(in_trash, origin)
+        # A redo of `add --move` takes them from there again, as the add did (same content only).
+        for origin, digest in taken:
+            with contextlib.suppress(OSError):
+                if origin.is_file() and images_hash(origin.read_bytes()) == digest:
+                    origin.unlink()
         return summary
+
+    def _verified_return(self, entry: dict[str, Any], rel: str) -> tuple[Path, bytes] | None:
+        """A photo an undo sent back to where `add --move` took it from, still unchanged there:
+        (its place, its content). Only for records this user's duetml signed."""
+        record = entry.get("returned")
+        record = record.get(rel) if isinstance(record, dict) else None
+        if not (isinstance(record, list) and len(record) == 3):
+            return None
+        if not all(isinstance(part, str) for part in record):
+            return None
+        origin, signature, digest = record
+        if not hmac.compare_digest(self.sign_origin(rel, origin), signature):
+            return None
+        try:
+            data = Path(origin).read_bytes()
+        except OSError:
+            return None
+        return (Path(origin), data) if images_hash(data) == digest else None
 
     def _path_problem(self, entry: dict[str, Any]) -> str | None:
         try:
@@ -402,6 +501,15 @@ class UndoJournal:
         folder = self.state_dir / "trash" / f"{stamp}-{uuid.uuid4().hex[:6]}"
         folder.mkdir(parents=True)
         return folder
+
+
+def is_redo(entry: Any) -> bool:
+    """An entry recording an undo, which redo reverts (it is not on the undo list)."""
+    return isinstance(entry, dict) and entry.get("redo") is True
+
+
+def images_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def entry_problem(entry: Any) -> str | None:

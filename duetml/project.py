@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ from duetml.errors import (
 from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
-from duetml.settings import SETTINGS_FILE, default_settings, read_settings, write_settings
+from duetml.settings import (
+    SETTINGS_FILE,
+    Settings,
+    default_settings,
+    read_settings,
+    write_settings,
+)
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
@@ -142,20 +148,24 @@ class Project:
 
     @property
     def goal(self) -> str:
-        return str(self.settings.get("goal", ""))
+        return self.settings.goal
 
     @property
     def backbone(self) -> str:
-        return str(self.settings.get("backbone"))
+        return self.settings.backbone
 
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
             raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
         return self.root / split
 
-    def save_settings(self) -> None:
+    def update_settings(self, change: Callable[[Settings], Settings]) -> Settings:
+        """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
         with self.data_lock():
-            write_settings(self.root, self.settings)
+            settings = change(read_settings(self.root))
+            write_settings(self.root, settings)
+        self.settings = settings
+        return settings
 
     def data_lock(self) -> contextlib.AbstractContextManager[None]:
         return locks.hold(
@@ -392,6 +402,30 @@ class Project:
         self.log.record("move_images", images=[m[0] for m in moves], to=category)
         return [m[1] for m in moves]
 
+    def move_to_split(self, rels: Iterable[str], split: str) -> list[str]:
+        """Move photos between the training and the test set, each keeping its category, in
+        one undoable change. Photos already in ``split`` stay; returns the new ids."""
+        target_split = self.split_dir(split).name
+        records = [self.image(r) for r in rels]
+        where = "the test set" if target_split == "test" else "the training set"
+        moves = []
+        with self.data_lock():
+            with self.journal.operation("move_split", f"move image(s) to {where}") as change:
+                for record in records:
+                    if record.split == target_split:
+                        continue
+                    # A test folder is made on the first test photo, as `duetml add --test` does.
+                    target_dir = self.category_dir(record.category, target_split, must_exist=False)
+                    if not target_dir.exists():
+                        change.make_dir(target_dir)
+                    destination = free_name(target_dir, record.path.name)
+                    change.move(record.path, destination)
+                    moves.append((record.rel, _rel(self, destination)))
+                noun = "photo" if len(moves) == 1 else "photos"
+                change.summary = f"move {len(moves)} {noun} to {where}"
+        self.log.record("move_split", images=[m[0] for m in moves], to=target_split)
+        return [m[1] for m in moves]
+
     def remove_images(self, rels: Iterable[str]) -> int:
         records = [self.image(r) for r in rels]
         with self.data_lock():
@@ -419,10 +453,12 @@ class Project:
     def add_image_bytes(
         self, category: str, items: Iterable[tuple[str, bytes]], split: str = "train"
     ) -> AddReport:
-        """Import uploaded files (name, content) from the web UI; names are only for reports."""
+        """Import uploaded files (name, content) from the web UI; names are only for reports.
+        The category must exist; its test folder is made with its first test photo."""
         category = validate_category_name(category)
         uploads = [(data, name) for name, data in items]
-        return self._import(category, uploads, split, False, False, AddReport())
+        create = split == "test" and self.split_dir("train").joinpath(category).is_dir()
+        return self._import(category, uploads, split, False, create, AddReport())
 
     def _import(
         self,
@@ -570,6 +606,10 @@ class Project:
     def undo_history(self) -> list[str]:
         return self.journal.history()
 
+    def redo_history(self) -> list[str]:
+        """What redo would do again, newest first (empty once a new change is made)."""
+        return self.journal.history(redo=True)
+
     def undo(self) -> str:
         """Revert the last change; photos it created go to the trash, never away (or back to
         where `add --move` took them from)."""
@@ -580,6 +620,17 @@ class Project:
             self.log.record("undo_skipped", reason=str(exc))
             raise
         self.log.record("undo", undone=summary)
+        return summary
+
+    def redo(self) -> str:
+        """Do again the change undone last; photos come back from the trash."""
+        try:
+            with self.data_lock():
+                summary = self.journal.redo_last()
+        except UndoSkippedError as exc:
+            self.log.record("redo_skipped", reason=str(exc))
+            raise
+        self.log.record("redo", redone=summary)
         return summary
 
 

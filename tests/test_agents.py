@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import tomllib
+from dataclasses import replace
 
 import pytest
 from agent_fakes import FakeProvider, all_text
@@ -25,6 +26,7 @@ from duetml.agents import (
 from duetml.agents.context import DEFAULT_BUDGET, summarize_events
 from duetml.errors import DuetmlError, LLMError
 from duetml.project import Project
+from duetml.settings import AgentLLMChoice
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -280,8 +282,9 @@ def test_describe_follows_the_contract(demo_project):
 
 
 def test_broken_settings_do_not_break_the_session(demo_project):
-    demo_project.settings["agents"]["passive"] = {"provider": "skynet"}
-    demo_project.save_settings()
+    demo_project.update_settings(
+        lambda s: s.with_agents(lambda a: a.with_llm("passive", AgentLLMChoice("skynet")))
+    )
     session = AgentSession(Project.open(demo_project.root))
     assert "skynet" in session.describe()["passive"]["error"]
     with pytest.raises(LLMError, match="Unknown LLM provider"):
@@ -339,7 +342,7 @@ def test_toggle_is_persisted_and_force_overrides_it(demo_project):
     assert session.proactive_pass() is None and proactive.calls == 0
     assert session.proactive_pass(force=True) == "Advice."
     session.set_proactive_enabled(True)
-    assert Project.open(demo_project.root).settings["agents"]["proactive_enabled"] is True
+    assert Project.open(demo_project.root).settings.agents.proactive_enabled is True
 
 
 def test_two_passes_never_overlap(demo_project):
@@ -377,8 +380,7 @@ def test_a_pass_in_another_process_makes_this_one_skip(demo_project):
 
 def answered(project) -> None:
     """The user has answered the opening question: the timer's looks need not wait for it."""
-    project.settings["goal"] = "Sort my clothes by type."
-    project.save_settings()
+    project.update_settings(lambda s: replace(s, goal="Sort my clothes by type."))
 
 
 def test_timer_calls_passes_until_stopped(demo_project):

@@ -16,6 +16,7 @@ from duetml.training import model_path
 
 WRITER = """
 import sys
+from dataclasses import replace
 from pathlib import Path
 from duetml.classifier import TrainedModel
 from duetml.project import Project
@@ -30,8 +31,7 @@ while True:
     i += 1
     model.meta["generation"] = i
     model.save(model_file)
-    settings["goal"] = f"generation {i} " + "x" * (i % 500)
-    write_settings(root, settings)
+    write_settings(root, replace(settings, goal=f"generation {i} " + "x" * (i % 500)))
 """
 
 
@@ -50,7 +50,7 @@ def test_sigkill_during_writes_never_leaves_a_broken_model_or_settings(trained_d
             writer.wait(10)
         model = TrainedModel.load(model_path_of(trained_demo))
         generations.append(model.meta.get("generation", 0))
-        assert read_settings(trained_demo)["goal"].startswith("generation")
+        assert read_settings(trained_demo).goal.startswith("generation")
     assert max(generations) > 0  # the writer really was writing when it was killed
 
 

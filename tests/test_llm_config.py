@@ -15,10 +15,14 @@ from duetml.llm.none_provider import NoneProvider
 from duetml.llm.ollama_provider import OllamaProvider
 from duetml.llm.openai_provider import OpenAIProvider
 from duetml.llm.types import ChatMessage
+from duetml.settings import Settings, parse_settings
 
 
-def settings(**agents: dict[str, Any]) -> dict[str, Any]:
-    return {"agents": agents}
+def settings(**agents: dict[str, Any]) -> Settings:
+    return parse_settings({"agents": agents})
+
+
+NO_SETTINGS = Settings()
 
 
 # --- registry ------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ def test_env_supplies_endpoints_and_keys() -> None:
 
 
 def test_default_is_local_ollama() -> None:
-    config = resolve_agent_config("passive", {}, {}, {})
+    config = resolve_agent_config("passive", NO_SETTINGS, NO_SETTINGS, {})
     assert (config.provider, config.model, config.base_url, config.source) == (
         "ollama",
         "qwen2.5vl",
@@ -119,7 +123,7 @@ def test_precedence_env_over_project_over_user() -> None:
     project = settings(
         passive={"provider": "ollama", "model": "llava:13b", "base_url": "http://192.168.1.5:11434"}
     )
-    assert resolve_agent_config("passive", {}, user, {}).spec == "openai:gpt-4o-mini"
+    assert resolve_agent_config("passive", NO_SETTINGS, user, {}).spec == "openai:gpt-4o-mini"
     from_project = resolve_agent_config("passive", project, user, {})
     assert from_project.spec == "ollama:llava:13b" and from_project.source == "project"
     assert from_project.base_url == "http://192.168.1.5:11434"
@@ -130,9 +134,9 @@ def test_precedence_env_over_project_over_user() -> None:
 def test_agents_are_resolved_independently() -> None:
     project = settings(passive={"provider": "none"}, proactive={"provider": "openai"})
     env = {"DUETML_PROACTIVE_LLM": "ollama:gemma3"}
-    assert resolve_agent_config("passive", project, {}, env).spec == "none"
-    assert resolve_agent_config("proactive", project, {}, env).spec == "ollama:gemma3"
-    assert resolve_agent_config("proactive", project, {}, {}).spec == "openai:gpt-4o"
+    assert resolve_agent_config("passive", project, NO_SETTINGS, env).spec == "none"
+    assert resolve_agent_config("proactive", project, NO_SETTINGS, env).spec == "ollama:gemma3"
+    assert resolve_agent_config("proactive", project, NO_SETTINGS, {}).spec == "openai:gpt-4o"
 
 
 def test_env_keeps_the_base_url_configured_for_the_same_provider() -> None:
@@ -144,9 +148,11 @@ def test_env_keeps_the_base_url_configured_for_the_same_provider() -> None:
             "base_url": "http://127.0.0.1:1234/v1",
         }
     )
-    same = resolve_agent_config("passive", project, {}, {"DUETML_PASSIVE_LLM": "openai:llava"})
+    same = resolve_agent_config(
+        "passive", project, NO_SETTINGS, {"DUETML_PASSIVE_LLM": "openai:llava"}
+    )
     assert same.base_url == "http://127.0.0.1:1234/v1" and same.model == "llava"
-    other = resolve_agent_config("passive", project, {}, {"DUETML_PASSIVE_LLM": "ollama"})
+    other = resolve_agent_config("passive", project, NO_SETTINGS, {"DUETML_PASSIVE_LLM": "ollama"})
     assert other.base_url is None and other.model == "qwen2.5vl"
 
 
@@ -162,7 +168,7 @@ def test_levels_are_not_mixed() -> None:
 def test_keys_in_settings_are_refused(field: str) -> None:
     project = settings(passive={"provider": "openai", field: "sk-should-not-be-here-1234"})
     with pytest.raises(LLMError) as info:
-        resolve_agent_config("passive", project, {}, {})
+        resolve_agent_config("passive", project, NO_SETTINGS, {})
     assert "sk-should-not-be-here" not in str(info.value)
     assert "environment" in str(info.value)
 
@@ -173,20 +179,22 @@ def test_keys_in_settings_are_refused(field: str) -> None:
 def test_bad_base_urls_are_refused(base_url: str) -> None:
     project = settings(passive={"provider": "openai", "base_url": base_url})
     with pytest.raises(LLMError) as info:
-        resolve_agent_config("passive", project, {}, {})
+        resolve_agent_config("passive", project, NO_SETTINGS, {})
     assert "user:pw" not in str(info.value) and str(info.value).endswith(".")
 
 
 def test_unknown_provider_in_env_is_one_sentence() -> None:
     with pytest.raises(LLMError, match=r"^Unknown LLM provider 'gemini': choose one of"):
-        resolve_agent_config("passive", {}, {}, {"DUETML_PASSIVE_LLM": "gemini:pro"})
+        resolve_agent_config(
+            "passive", NO_SETTINGS, NO_SETTINGS, {"DUETML_PASSIVE_LLM": "gemini:pro"}
+        )
 
 
 def test_provider_for_builds_the_configured_provider() -> None:
     project = settings(
         proactive={"provider": "openai", "model": "llava", "base_url": "http://127.0.0.1:1234/v1"}
     )
-    config = resolve_agent_config("proactive", project, {}, {})
+    config = resolve_agent_config("proactive", project, NO_SETTINGS, {})
     provider = provider_for(config, env={})
     assert isinstance(provider, OpenAIProvider)
     assert provider.model == "llava" and provider.base_url == "http://127.0.0.1:1234/v1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from agent_fakes import FakeProvider, all_text
@@ -71,8 +72,7 @@ def test_similarity_tells_rephrasing_from_new_advice():
 
 def test_it_waits_while_a_reply_is_written_and_a_moment_after(demo_project, monkeypatch):
     monkeypatch.setattr(session_module, "QUIET_AFTER_REPLY", 0.5)
-    demo_project.settings["goal"] = "Sort my clothes"
-    demo_project.save_settings()
+    demo_project.update_settings(lambda s: replace(s, goal="Sort my clothes"))
     gate = threading.Event()
     passive = FakeProvider(gate=gate).enqueue("A slow reply.")
     proactive = FakeProvider().enqueue("Advice.")

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,7 @@ def test_two_trainings_at_once_the_second_is_told_busy(trained_demo: Path, tmp_p
 
 def test_model_from_another_backbone_is_reported(trained_demo: Path) -> None:
     project = Project.open(trained_demo)
-    project.settings["backbone"] = "mobilenet-v3-small"
+    project.settings = replace(project.settings, backbone="mobilenet-v3-small")
     with pytest.raises(NoModelError, match="trained with efficientnet-lite0"):
         load_model(project)
 

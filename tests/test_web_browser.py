@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from web_helpers import LiveServer, fake_agents
 from duetml.agents import choice
 from duetml.llm import get_provider
 from duetml.project import Project
+from duetml.settings import AgentLLMChoice
 from duetml.web import create_app
 
 pytestmark = pytest.mark.browser
@@ -148,11 +149,14 @@ def wait_count(page: Any, name: str, count: int) -> None:
 
 
 def ollama_settings(project: Project, url: str, interval: int = 600) -> None:
-    agents = project.settings.setdefault("agents", {})
-    for agent in ("passive", "proactive"):
-        agents[agent] = {"provider": "ollama", "model": "qwen2.5vl", "base_url": url}
-    agents["proactive_interval_seconds"] = interval
-    project.save_settings()
+    ollama = AgentLLMChoice(provider="ollama", model="qwen2.5vl", base_url=url)
+    project.update_settings(
+        lambda s: s.with_agents(
+            lambda a: replace(
+                a, passive=ollama, proactive=ollama, proactive_interval_seconds=interval
+            )
+        )
+    )
     # The test is the user here: it approves the endpoint its own project file chose.
     choice.approve(project.root, choice.endpoint_of(get_provider("ollama", base_url=url)) or url)
 
@@ -502,13 +506,10 @@ def test_cloud_consent_is_asked_on_the_page(browser: Any, watch: Watch, tmp_path
     project = make_project(tmp_path / "cloud", per_category=2, categories=("hat", "shoes"))
     # An address off this machine (TEST-NET, never reached: consent comes first).
     endpoint = "http://192.0.2.10:9/v1"
-    for agent in ("passive", "proactive"):
-        project.settings["agents"][agent] = {
-            "provider": "openai",
-            "model": "gpt-4o",
-            "base_url": endpoint,
-        }
-    project.save_settings()
+    cloud = AgentLLMChoice(provider="openai", model="gpt-4o", base_url=endpoint)
+    project.update_settings(
+        lambda s: s.with_agents(lambda a: replace(a, passive=cloud, proactive=cloud))
+    )
     with serving(project.root) as server:
         context, page = open_page(browser, server.url, watch)
         assert "sends data to" in page.locator("#agent-info").inner_text()
@@ -526,7 +527,7 @@ def test_cloud_consent_is_asked_on_the_page(browser: Any, watch: Watch, tmp_path
         context.close()
     # The yes is kept in the user's own settings, never in the project's file.
     assert choice.approved_endpoints(project.root) == {"http://192.0.2.10:9/v1"}
-    assert "cloud_consent" not in Project.open(project.root).settings["agents"]
+    assert "cloud_consent" not in Project.open(project.root).settings.agents.other
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import test_web_browser
 from helpers import make_project
+from playwright.sync_api import expect
 from test_web_browser import Watch, open_page, panel, serving, wait_count
 from web_helpers import fake_agents
 
@@ -133,6 +134,47 @@ def test_undo_says_what_it_will_undo(browser: Any, watch: Watch, tmp_path: Path)
         undo.click()
         panel(page, "bags").wait_for(state="detached")
         context.close()
+    assert not watch.dialogs, watch.dialogs
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_redo_says_what_it_will_redo_and_answers_its_keys(
+    browser: Any, watch: Watch, tmp_path: Path, width: int
+) -> None:
+    project = make_project(tmp_path / "p", per_category=3, categories=("hat", "shoes"))
+    with serving(project.root, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch, viewport=(width, 800))
+        wait_count(page, "hat", 3)
+        redo = page.locator("#redo-btn")
+        assert redo.is_hidden()  # nothing undone yet
+        page.fill("#new-category", "bags")
+        page.press("#new-category", "Enter")
+        panel(page, "bags").wait_for()
+        page.locator("#undo-btn", has_text="bags").wait_for()
+        page.click("#undo-btn")
+        panel(page, "bags").wait_for(state="detached")
+        expect(redo).to_be_visible()
+        expect(redo).to_have_text("Redo: add category 'bags'")
+        assert "bags" in (redo.get_attribute("aria-label") or "")
+        assert sideways_overflow(page) <= 0
+        assert fully_in_view_horizontally(page, "#redo-btn")
+        assert not covered(page, "#project-name") and not covered(page, "#redo-btn")
+        page.keyboard.press("Control+Shift+Z")
+        panel(page, "bags").wait_for()
+        expect(redo).to_be_hidden()
+        page.keyboard.press("Control+Z")
+        panel(page, "bags").wait_for(state="detached")
+        page.keyboard.press("Control+Y")
+        panel(page, "bags").wait_for()
+        # A new change ends redo.
+        page.keyboard.press("Control+Z")
+        expect(redo).to_be_visible()
+        page.fill("#new-category", "belts")
+        page.press("#new-category", "Enter")
+        panel(page, "belts").wait_for()
+        expect(redo).to_be_hidden()
+        context.close()
+    assert sorted(c.name for c in project.categories()) == ["belts", "hat", "shoes"]
     assert not watch.dialogs, watch.dialogs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from web_helpers import LiveServer, client_for, dead_llm_error, fake_agents
 
 from duetml import locks
 from duetml.project import Project
+from duetml.settings import AgentLLMChoice
 from duetml.training import PHASE_LABELS
 from duetml.web import create_app
 
@@ -272,6 +274,19 @@ def test_move_and_remove_photos_then_undo(client: TestClient, project: Project) 
         client.post("/api/images/move", json={"images": [image], "category": "../x"}).status_code
         == 400
     )
+
+
+def test_redo_after_undo_and_the_status_names_it(client: TestClient, project: Project) -> None:
+    image = first_image(client)
+    moved = client.post("/api/images/move", json={"images": [image], "category": "shoes"}).json()
+    client.post("/api/undo")
+    assert client.get("/api/status").json()["redo"] == ["move 1 image(s) to 'shoes'"]
+    assert client.post("/api/redo").json() == {"redone": "move 1 image(s) to 'shoes'"}
+    assert (project.root / moved["moved"][0]).is_file() and not (project.root / image).exists()
+    status = client.get("/api/status").json()
+    assert status["redo"] == [] and status["undo"][0] == "move 1 image(s) to 'shoes'"
+    response = client.post("/api/redo")
+    assert response.status_code == 409 and "nothing to redo" in response.json()["error"]
 
 
 def test_undo_with_nothing_to_undo_is_409(tmp_path: Path) -> None:
@@ -548,7 +563,7 @@ def test_proactive_switch_is_saved_and_turning_on_looks_now(
 ) -> None:
     off = client.post("/api/agents/proactive", json={"enabled": False}).json()
     assert off["proactive_enabled"] is False
-    assert Project.open(project.root).settings["agents"]["proactive_enabled"] is False
+    assert Project.open(project.root).settings.agents.proactive_enabled is False
     client.proactive.enqueue("You have four concrete categories; is that what you want?")
     on = client.post("/api/agents/proactive", json={"enabled": True})
     assert on.json()["proactive_enabled"] is True
@@ -575,12 +590,8 @@ def test_cloud_provider_asks_for_consent_before_sending(
     project = make_project(tmp_path / "cloud", per_category=2)
     with FakeOpenAIServer(api_key="sk-test-SECRET-1234567890") as server:
         # A LAN address counts as "off this machine"; the fake listens on loopback, so route it.
-        project.settings["agents"]["passive"] = {
-            "provider": "openai",
-            "model": "gpt-4o",
-            "base_url": "http://192.0.2.10:9/v1",
-        }
-        project.save_settings()
+        lan = AgentLLMChoice(provider="openai", model="gpt-4o", base_url="http://192.0.2.10:9/v1")
+        project.update_settings(lambda s: s.with_agents(lambda a: replace(a, passive=lan)))
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-1234567890")
         app = create_app(project.root, port=PORT)
         with TestClient(app, base_url=BASE) as client:

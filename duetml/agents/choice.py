@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duetml.errors import DuetmlError, LLMError
 from duetml.llm import AgentLLMConfig, Provider, display_url, provider_for, resolve_agent_config
-from duetml.llm.config import AGENTS
+from duetml.settings import AGENTS, AgentLLMChoice, Settings, load_toml, parse_settings
 
 if TYPE_CHECKING:
     from duetml.project import Project
@@ -60,21 +60,19 @@ class CloudConsentRequired(LLMError):
         self.reason = reason
 
 
-def load_user_settings() -> dict[str, Any]:
-    """The user-level defaults file, or {} when there is none."""
+def load_user_settings() -> Settings:
+    """The user-level defaults file (same shape as duetml.toml), or empty when there is none."""
     from duetml.paths import user_config_file
 
     path = user_config_file()
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_settings(load_toml(path, str(path)))
     except (FileNotFoundError, NotADirectoryError):
-        return {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DuetmlError(f"{path} is not valid TOML ({exc}): fix or delete it.") from None
+        return Settings()
 
 
 def resolve(
-    agent: str, project_settings: Mapping[str, Any], env: Mapping[str, str] | None = None
+    agent: str, project_settings: Settings, env: Mapping[str, str] | None = None
 ) -> AgentLLMConfig:
     return resolve_agent_config(
         agent, project_settings, load_user_settings(), os.environ if env is None else env
@@ -94,30 +92,17 @@ def sends_off_machine(provider: Provider) -> bool:
     return provider.enabled and not provider.is_local()
 
 
-def proactive_interval(project_settings: Mapping[str, Any]) -> float:
+def proactive_interval(project_settings: Settings) -> float:
     """Seconds between the proactive agent's looks: the user's own setting, else the project's
     (never under MIN_PROJECT_INTERVAL), else the default."""
     try:
-        user_agents = load_user_settings().get("agents") or {}
+        mine = load_user_settings().agents.proactive_interval_seconds
     except DuetmlError:
-        user_agents = {}
-    mine = _seconds(user_agents.get("proactive_interval_seconds"))
+        mine = None
     if mine is not None:
-        return max(mine, MIN_INTERVAL)
-    agents = project_settings.get("agents") or {}
-    value = _seconds(agents.get("proactive_interval_seconds", DEFAULT_INTERVAL))
-    return max(DEFAULT_INTERVAL if value is None else value, MIN_PROJECT_INTERVAL)
-
-
-def _seconds(value: Any) -> float | None:
-    """A positive finite number of seconds from a settings value, else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if 0 < seconds < float("inf") else None
+        return max(float(mine), MIN_INTERVAL)
+    value = project_settings.agents.proactive_interval_seconds
+    return max(DEFAULT_INTERVAL if value is None else float(value), MIN_PROJECT_INTERVAL)
 
 
 # --- approvals, in the user's own data folder ------------------------------------------------
@@ -298,17 +283,6 @@ def pending_approvals(project: Project) -> list[dict[str, str]]:
     return needs
 
 
-def update_project_settings(project: Project, change: Callable[[dict[str, Any]], None]) -> None:
-    """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
-    from duetml.settings import read_settings, write_settings
-
-    with project.data_lock():
-        settings = read_settings(project.root)
-        change(settings)
-        write_settings(project.root, settings)
-    project.settings = settings
-
-
 def grant_consent(project: Project, endpoint: str) -> None:
     """This user approves `endpoint` for this project (stored in their data folder)."""
     approve(project.root, endpoint)
@@ -325,21 +299,22 @@ def choose(
     if agent != "both" and agent not in AGENTS:
         raise DuetmlError(f"Unknown agent '{agent[:30]}': choose passive, proactive or both.")
     provider, model = parse_spec(spec)
-    section: dict[str, Any] = {"provider": provider, "model": model, "base_url": base_url or None}
-    # Validate before writing: a bad URL must not reach the file.
-    trial = {"agents": {name: section for name in targets}}
-    for name in targets:
-        resolve_agent_config(name, trial, {}, {})
+    section = AgentLLMChoice(provider=provider, model=model, base_url=base_url or None)
 
-    def change(settings: dict[str, Any]) -> None:
-        agents = settings.setdefault("agents", {})
+    def change(settings: Settings) -> Settings:
+        agents = settings.agents
         for name in targets:
-            agents[name] = dict(section)
+            agents = agents.with_llm(name, section)
+        return replace(settings, agents=agents)
 
-    update_project_settings(project, change)
+    # Validate before writing: a bad URL must not reach the file.
+    trial = change(Settings())
+    for name in targets:
+        resolve_agent_config(name, trial, Settings(), {})
+    project.update_settings(change)
     if base_url:
         for name in targets:
-            chosen = make_provider(resolve_agent_config(name, trial, {}, {}))
+            chosen = make_provider(resolve_agent_config(name, trial, Settings(), {}))
             endpoint = endpoint_of(chosen)
             # The user chose this server on this machine just now; one off the machine still
             # asks once, as the default cloud endpoint does, because photos would leave it.

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice, fitting, prompts
@@ -34,6 +35,7 @@ from duetml.errors import DuetmlError, NotFoundError
 from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
 from duetml.llm import window as llm_window
 from duetml.llm.base import ContextOverflowError, PreemptedError
+from duetml.settings import Settings, read_settings
 
 if TYPE_CHECKING:
     from duetml.project import Project
@@ -94,9 +96,8 @@ class AgentSession:
         self._reply_ended: float | None = None
         providers = {name: given or self._resolve(name) for name, given in self._given.items()}
         try:
-            self._cap = llm_window.user_cap(
-                {**choice.load_user_settings(), **self.project.settings}, os.environ
-            )
+            # The project's [agents] table, always present, hides the user's (as it always did).
+            self._cap = llm_window.user_cap(self.project.settings, os.environ)
         except DuetmlError as exc:
             self._cap = None
             for agent in providers:
@@ -121,8 +122,6 @@ class AgentSession:
 
     def refresh(self) -> None:
         """Re-read the settings (after `duetml llm use` or an edit of duetml.toml)."""
-        from duetml.settings import read_settings
-
         self.project.settings = read_settings(self.project.root)
         with self._lock:
             self._setup_providers()
@@ -578,11 +577,10 @@ class AgentSession:
             return
         goal = clean_text(text, max_chars=MAX_GOAL_CHARS, one_line=True)
 
-        def change(settings: dict[str, Any]) -> None:
-            if not str(settings.get("goal", "")).strip():
-                settings["goal"] = goal
+        def change(settings: Settings) -> Settings:
+            return settings if settings.goal.strip() else replace(settings, goal=goal)
 
-        choice.update_project_settings(self.project, change)
+        self.project.update_settings(change)
         self.project.log.record("set_goal", goal=goal)
 
     def _log_ask(self, about: str, provider: Provider, **details: Any) -> None:
@@ -598,14 +596,12 @@ class AgentSession:
 
     @property
     def proactive_enabled(self) -> bool:
-        agents = self.project.settings.get("agents") or {}
-        return bool(agents.get("proactive_enabled", True))
+        return self.project.settings.agents.proactive_enabled
 
     def set_proactive_enabled(self, on: bool) -> None:
-        def change(settings: dict[str, Any]) -> None:
-            settings.setdefault("agents", {})["proactive_enabled"] = bool(on)
-
-        choice.update_project_settings(self.project, change)
+        self.project.update_settings(
+            lambda s: s.with_agents(lambda a: replace(a, proactive_enabled=bool(on)))
+        )
         self.project.log.record("agent_proactive_toggle", enabled=bool(on))
 
     @property

@@ -14,7 +14,7 @@ from duetml.agents import choice
 from duetml.errors import DuetmlError
 from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
 from duetml.llm import window as llm_window
-from duetml.llm.config import AGENTS
+from duetml.settings import AGENTS, Settings
 
 if TYPE_CHECKING:
     from duetml.project import Project
@@ -41,7 +41,7 @@ def _probe(provider: Provider) -> dict[str, Any]:
 
 
 def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
-    settings = project.settings if project is not None else {}
+    settings = project.settings if project is not None else Settings()
     quick: dict[str, Any] = {
         "timeout": Timeouts(connect=min(timeout, 3.0), read=timeout),
         "max_retries": 0,
@@ -118,15 +118,14 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
     ollama = get_provider("ollama", **quick)
     if ("ollama", choice.endpoint_of(ollama)) not in servers:
         servers[("ollama", choice.endpoint_of(ollama))] = _probe(ollama)
-    agents_settings = settings.get("agents") or {}
     return {
         "project": str(project.root) if project is not None else None,
         "providers": list(PROVIDERS),
         "agents": agents,
-        "proactive_enabled": bool(agents_settings.get("proactive_enabled", True)),
+        "proactive_enabled": settings.agents.proactive_enabled,
         "proactive_interval": choice.proactive_interval(settings),
         "servers": list(servers.values()),
-        "max_context": _cap(settings),
+        "max_context": _cap(project),
         "memory_warning": _two_models_warning(in_use),
     }
 
@@ -142,11 +141,13 @@ def _last_requests(project: Project | None) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
-def _cap(settings: dict[str, Any]) -> int | None:
+def _cap(project: Project | None) -> int | None:
     import os
 
     try:
-        return llm_window.user_cap({**choice.load_user_settings(), **settings}, os.environ)
+        # The project's [agents] table, always present, hides the user's (as it always did).
+        settings = project.settings if project is not None else choice.load_user_settings()
+        return llm_window.user_cap(settings, os.environ)
     except DuetmlError:
         return None  # the agents report the broken setting themselves
 

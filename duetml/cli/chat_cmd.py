@@ -157,6 +157,7 @@ CHAT_HELP = """\
 /advise               let the proactive agent look now
 /apply N              apply the change an agent proposed as [N] (one undoable step)
 /undo                 undo the last change to the data
+/redo                 do again the change undone last
 /proactive on|off     switch the proactive agent (remembered)
 exit                  leave (Ctrl-D too)"""
 
@@ -221,6 +222,9 @@ def _chat_loop(session: AgentSession, screen: _ChatScreen) -> None:
             elif command == "/undo":
                 _undo(session)
                 continue
+            elif command == "/redo":
+                _redo(session)
+                continue
             elif command == "/proactive" and rest.strip() in ("on", "off"):
                 session.set_proactive_enabled(rest.strip() == "on")
                 typer.echo(f"Proactive advice is {rest.strip()} (remembered for this project).")
@@ -282,5 +286,12 @@ def _apply(session: AgentSession, which: str) -> None:
 def _undo(session: AgentSession) -> None:
     try:
         typer.echo(f"Undone: {session.project.undo()}.")
+    except DuetmlError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+
+
+def _redo(session: AgentSession) -> None:
+    try:
+        typer.echo(f"Redone: {session.project.redo()}.")
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)

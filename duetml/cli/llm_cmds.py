@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -237,11 +238,8 @@ def llm_proactive(
         session.set_proactive_enabled(state == "on")
         if interval is not None:
             seconds = max(float(interval), choice.MIN_PROJECT_INTERVAL)
-            choice.update_project_settings(
-                session.project,
-                lambda s: s.setdefault("agents", {}).__setitem__(
-                    "proactive_interval_seconds", seconds
-                ),
+            session.project.update_settings(
+                lambda s: s.with_agents(lambda a: replace(a, proactive_interval_seconds=seconds))
             )
     typer.echo(
         f"Proactive advice is {state}"

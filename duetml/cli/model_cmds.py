@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -342,7 +343,6 @@ def use(
     backbone = get_backbone(name)
     require_weights(backbone)
     proj = open_project(project)
-    proj.settings["backbone"] = backbone.name
-    proj.save_settings()
+    proj.update_settings(lambda settings: replace(settings, backbone=backbone.name))
     proj.log.record("set_backbone", backbone=backbone.name)
     typer.echo(f"The project now uses {backbone.name}: run `duetml train`.")

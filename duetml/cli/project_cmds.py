@@ -1,4 +1,4 @@
-"""init, add, status, undo, demo: making a project and filling it."""
+"""init, add, status, undo, redo, demo: making a project and filling it."""
 
 from __future__ import annotations
 
@@ -139,7 +139,25 @@ def undo(
         for line in proj.undo_history() or ["(nothing to undo)"]:
             typer.echo(line)
         return
-    typer.echo(f"Undone: {proj.undo()}")
+    undone = proj.undo()
+    typer.echo(f"Undone: {undone}")
+    typer.echo(f"(`duetml redo` would {undone} again.)")
+
+
+@app.command()
+def redo(
+    project: ProjectOption = Path("."),
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show what can be redone, newest first.")
+    ] = False,
+) -> None:
+    """Do again the change you undid last (until you make a new change)."""
+    proj = open_project(project)
+    if list_:
+        for line in proj.redo_history() or ["(nothing to redo)"]:
+            typer.echo(line)
+        return
+    typer.echo(f"Redone: {proj.redo()}")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from duetml.errors import LLMSettingsError
@@ -27,8 +27,7 @@ from duetml.llm.registry import (
     check_provider_name,
     parse_spec,
 )
-
-AGENTS: tuple[str, ...] = ("passive", "proactive")
+from duetml.settings import AGENTS, AgentLLMChoice, Settings
 
 Source = Literal["env", "project", "user", "default"]
 
@@ -58,12 +57,9 @@ class AgentLLMConfig:
         return self.provider if self.model is None else f"{self.provider}:{self.model}"
 
 
-def _agent_section(settings: Mapping[str, Any], agent: str, where: str) -> Mapping[str, Any]:
-    agents = settings.get("agents") or {}
-    section = agents.get(agent) if isinstance(agents, Mapping) else None
-    if not isinstance(section, Mapping):
-        return {}
-    leaked = sorted(k for k in section if str(k).lower() in _SECRET_KEYS)
+def _agent_section(settings: Settings, agent: str, where: str) -> AgentLLMChoice:
+    section = settings.agents.llm(agent)
+    leaked = sorted(k for k in section.other if k.lower() in _SECRET_KEYS)
     if leaked:
         raise LLMSettingsError(
             f"The {where} settings store '{leaked[0]}' for the {agent} agent: remove it from the "
@@ -72,10 +68,9 @@ def _agent_section(settings: Mapping[str, Any], agent: str, where: str) -> Mappi
     return section
 
 
-def _check_base_url(value: object, where: str) -> str | None:
-    if value is None or value == "":
+def _check_base_url(text: str | None, where: str) -> str | None:
+    if not text:
         return None
-    text = str(value).strip()
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -93,37 +88,34 @@ def _check_base_url(value: object, where: str) -> str | None:
     return text
 
 
-def _from_section(agent: str, section: Mapping[str, Any], source: Source) -> AgentLLMConfig:
-    provider = check_provider_name(str(section["provider"]))
-    model_value = section.get("model")
+def _from_section(agent: str, section: AgentLLMChoice, source: Source) -> AgentLLMConfig:
+    provider = check_provider_name(section.provider or "")
     if provider == "none":
         model = None
-    elif model_value:
-        model = check_model_name(str(model_value).strip())
+    elif section.model:
+        model = check_model_name(section.model)
     else:
         model = DEFAULT_MODELS[provider]
-    base_url = None if provider == "none" else _check_base_url(section.get("base_url"), source)
+    base_url = None if provider == "none" else _check_base_url(section.base_url, source)
     return AgentLLMConfig(agent, provider, model, base_url, source, source if base_url else None)
 
 
 def resolve_agent_config(
     agent: str,
-    project: Mapping[str, Any],
-    user: Mapping[str, Any],
+    project: Settings,
+    user: Settings,
     env: Mapping[str, str],
 ) -> AgentLLMConfig:
     """The effective provider/model/base_url for `agent` ("passive" or "proactive")."""
     if agent not in AGENTS:
         raise ValueError(f"agent must be one of {AGENTS}, not {agent!r}")
 
-    levels: list[tuple[Source, Mapping[str, Any]]] = [
+    levels: list[tuple[Source, AgentLLMChoice]] = [
         ("project", _agent_section(project, agent, "project")),
         ("user", _agent_section(user, agent, "user")),
     ]
     from_files = [
-        _from_section(agent, section, source)
-        for source, section in levels
-        if section.get("provider")
+        _from_section(agent, section, source) for source, section in levels if section.provider
     ]
 
     env_spec = (env.get(ENV_VARS[agent]) or "").strip()

@@ -38,6 +38,7 @@ from typing import Any
 
 from duetml.errors import LLMError
 from duetml.llm.types import ChatMessage, ImageInput
+from duetml.settings import MAX_CONTEXT_KEY, Settings
 
 # Room kept for the reply: advice is a few sentences, at most ~4,000 characters. A small
 # window keeps a quarter for it (512 of 2,048 is still a full paragraph).
@@ -58,7 +59,7 @@ MIN_NUM_CTX = 4096
 UNKNOWN_CONTEXT_LENGTH = 8192
 # A user setting for small machines (duetml.toml `[agents] max_context_tokens`, or this env).
 CAP_ENV_VAR = "DUETML_MAX_CONTEXT"
-CAP_SETTING = "max_context_tokens"
+CAP_SETTING = MAX_CONTEXT_KEY
 MIN_CAP = 1024
 
 
@@ -298,13 +299,14 @@ def num_ctx_for(size: RequestSize, window: int, at_least: int = 0) -> int:
     return max(min(max(step, at_least), window), min(need, window))
 
 
-def user_cap(settings: Mapping[str, Any], env: Mapping[str, str]) -> int | None:
+def user_cap(settings: Settings, env: Mapping[str, str]) -> int | None:
     """The user's limit on the context duetml asks for (for machines with little memory)."""
     raw: object = env.get(CAP_ENV_VAR)
     where = CAP_ENV_VAR
     if not raw:
-        agents = settings.get("agents") or {}
-        raw = agents.get(CAP_SETTING) if isinstance(agents, Mapping) else None
+        # A value that is not a number stays in `other`, for this sentence about it.
+        cap = settings.agents.max_context_tokens
+        raw = cap if cap is not None else settings.agents.other.get(CAP_SETTING)
         where = f"[agents] {CAP_SETTING}"
     if raw is None or raw == "":
         return None

@@ -4,7 +4,7 @@ few lines around `duetml.project.Project`, which validates every name and logs e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Response, get, post
 from litestar.concurrency import sync_to_thread
@@ -19,6 +19,7 @@ from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.schema import (
     MAX_IDS,
     CategoryName,
+    ImageId,
     ImageIdQuery,
     ImageIds,
     StoredCategoryQuery,
@@ -59,6 +60,17 @@ class MoveImages:
 
 
 @dataclass
+class MoveToSplit:
+    images: ImageIds
+    split: Literal["train", "test"]
+
+
+@dataclass
+class OnePhoto:
+    image: ImageId
+
+
+@dataclass
 class UploadForm:
     files: Annotated[list[UploadFile], KwargDefinition(min_items=1, max_items=UPLOAD_MAX_FILES)]
 
@@ -96,12 +108,12 @@ async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tupl
     summary="Categories with their photos",
 )
 def list_categories(web: InjectedWebState) -> dict[str, Any]:
-    records = web.project.images("train")
+    records = web.project.images("train") + web.project.images("test")
     hashes = web.digests(records)
-    by_category: dict[str, list[dict[str, str]]] = {}
+    by_category: dict[tuple[str, str], list[dict[str, str]]] = {}
     for record in records:
         if record.rel in hashes:  # else it vanished while we listed
-            by_category.setdefault(record.category, []).append(
+            by_category.setdefault((record.split, record.category), []).append(
                 {"id": record.rel, "v": hashes[record.rel][:16]}
             )
     return {
@@ -111,7 +123,8 @@ def list_categories(web: InjectedWebState) -> dict[str, Any]:
                 "name": info.name,
                 "count": info.count,
                 "test_count": info.test_count,
-                "images": by_category.get(info.name, []),
+                "images": by_category.get(("train", info.name), []),
+                "test_images": by_category.get(("test", info.name), []),
             }
             for info in web.project.categories()
         ],
@@ -130,6 +143,7 @@ def status(web: InjectedWebState) -> dict[str, Any]:
     project = web.project
     state = project_health(project, check_files=False).as_dict()
     state["undo"] = project.undo_history()[:5]
+    state["redo"] = project.redo_history()[:5]
     state["goal"] = project.goal
     return state
 
@@ -183,6 +197,39 @@ def move_images(web: InjectedWebState, data: JSONBody[MoveImages]) -> dict[str, 
     return {"moved": moved}
 
 
+@post(
+    "/api/images/split",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Move photos between the training and the test set",
+)
+def move_to_split(web: InjectedWebState, data: JSONBody[MoveToSplit]) -> dict[str, Any]:
+    try:
+        moved = web.project.move_to_split(_ids(data.images), data.split)
+    except OSError:
+        raise NotFoundError("There is no such image in this project.") from None
+    web.changed()
+    return {"moved": moved}
+
+
+# A POST, as /api/evaluation: the model's answer may compute and cache the photo's features.
+@post(
+    "/api/images/facts",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="A photo's category, set, date added and the model's answer",
+)
+def photo_facts(web: InjectedWebState, data: JSONBody[OnePhoto]) -> dict[str, Any]:
+    from duetml.photo_facts import photo_facts as facts_of
+
+    try:
+        return facts_of(web.project, data.image).as_dict()
+    except OSError:
+        raise NotFoundError("There is no such image in this project.") from None
+
+
 @post("/api/images/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
 def remove_images(web: InjectedWebState, data: JSONBody[PhotoList]) -> dict[str, int]:
     try:
@@ -205,9 +252,13 @@ async def upload(
     web: InjectedWebState,
     category: StoredCategoryQuery,
     data: MultipartBody[UploadForm],
+    split: Annotated[
+        Literal["train", "test"],
+        QueryParameter(description="`test` adds them to the category's test set."),
+    ] = "train",
 ) -> dict[str, Any]:
     items = await read_uploads(data.files)
-    report = await sync_to_thread(web.project.add_image_bytes, category, items)
+    report = await sync_to_thread(web.project.add_image_bytes, category, items, split)
     web.changed()
     return report.as_dict()
 
@@ -217,6 +268,13 @@ def undo(web: InjectedWebState) -> dict[str, str]:
     undone = web.project.undo()
     web.changed()
     return {"undone": undone}
+
+
+@post("/api/redo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
+def redo(web: InjectedWebState) -> dict[str, str]:
+    redone = web.project.redo()
+    web.changed()
+    return {"redone": redone}
 
 
 @get(
@@ -268,9 +326,12 @@ DATA_ROUTES = [
     merge_categories,
     remove_category,
     move_images,
+    move_to_split,
+    photo_facts,
     remove_images,
     upload,
     undo,
+    redo,
     thumbnail,
     original,
 ]

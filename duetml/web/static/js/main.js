@@ -1,4 +1,4 @@
-// Start-up, the event stream that keeps every tab current, undo and keyboard shortcuts.
+// Start-up, the event stream that keeps every tab current, undo/redo and keyboard shortcuts.
 
 import { getJSON, postJSON } from "./api.js";
 import {
@@ -65,12 +65,29 @@ function renderUndo() {
     "aria-label",
     history.length ? `Undo ${history[0]}` : "Undo (nothing to undo)",
   );
+  // Redo shows only while there is something to redo (until the next change), and says what.
+  const redoButton = $("#redo-btn");
+  const redoable = (store.status && store.status.redo) || [];
+  redoButton.hidden = redoable.length === 0;
+  redoButton.textContent = redoable.length ? `Redo: ${redoable[0]}` : "Redo";
+  redoButton.title = redoable.length ? `Redo: ${redoable[0]} (Ctrl+Shift+Z or Ctrl+Y)` : "";
+  redoButton.setAttribute("aria-label", redoable.length ? `Redo ${redoable[0]}` : "Redo");
 }
 
 async function undo() {
   try {
     const result = await postJSON("/api/undo");
-    toast(`Undone: ${result.undone}.`);
+    toast(`Undone: ${result.undone}.`, { action: { label: "Redo", run: redo } });
+    refreshData();
+  } catch (exc) {
+    toast(exc.message, { kind: exc.status === 409 ? "info" : "error" });
+  }
+}
+
+async function redo() {
+  try {
+    const result = await postJSON("/api/redo");
+    toast(`Redone: ${result.redone}.`, { action: { label: "Undo", run: undo } });
     refreshData();
   } catch (exc) {
     toast(exc.message, { kind: exc.status === 409 ? "info" : "error" });
@@ -161,16 +178,18 @@ async function start() {
     renderUndo();
     renderModel();
   });
+  $("#redo-btn").addEventListener("click", redo);
   document.addEventListener("keydown", (event) => {
     const typing = event.target.closest("input, textarea, select, [contenteditable]");
-    if (
-      (event.ctrlKey || event.metaKey) &&
-      !event.shiftKey &&
-      event.key.toLowerCase() === "z" &&
-      !typing
-    ) {
+    if (!(event.ctrlKey || event.metaKey) || typing) return;
+    const key = event.key.toLowerCase();
+    if (key === "z" && !event.shiftKey) {
       event.preventDefault();
       if (!$("#undo-btn").disabled) undo();
+    } else if ((key === "z" && event.shiftKey) || (key === "y" && !event.shiftKey)) {
+      // Ctrl+Shift+Z, and Ctrl+Y as on Windows.
+      event.preventDefault();
+      if (!$("#redo-btn").hidden) redo();
     }
   });
   connect(); // first, so nothing that changes while the page loads is missed
