@@ -4,7 +4,7 @@
 // view opens, or the tab is hidden.
 
 import { postFiles } from "./api.js";
-import { $, h, pct, plural, replace, toast } from "./dom.js";
+import { $, h, pct, replace, toast } from "./dom.js";
 import { emit, store } from "./store.js";
 
 const BURST_PER_SECOND = 5; // as Teachable Machine's hold-to-record
@@ -112,6 +112,14 @@ function stamp() {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function showStream(video, found) {
+  if (!video.dataset.resumes) {
+    // A video element taken out of the page is paused by the browser; the camera is still on,
+    // so it plays on (otherwise every frame taken afterwards would be the same picture).
+    video.dataset.resumes = "true";
+    video.addEventListener("pause", () => {
+      if (video.srcObject) video.play().catch(() => {});
+    });
+  }
   video.srcObject = found;
   try {
     await video.play();
@@ -222,8 +230,7 @@ export function categoryCamera(name, upload) {
         `camera-${stamp()}-${String(n + 1).padStart(3, "0")}.jpg`,
       );
       if (photo) state.frames.push(photo);
-      rec.textContent = `● ${state.frames.length}`;
-      hold.textContent = `Recording: ${plural(state.frames.length, "photo")}`;
+      rec.textContent = `● ${state.frames.length}`; // the button keeps its name while held
       const next = started + ((n + 1) * 1000) / BURST_PER_SECOND;
       await sleep(Math.max(0, next - performance.now()));
     }
@@ -235,6 +242,7 @@ export function categoryCamera(name, upload) {
     state.done = record(state);
     burst = state;
     status.textContent = "";
+    rec.textContent = "● 0";
     rec.hidden = false;
     hold.setAttribute("aria-pressed", "true");
     hold.classList.add("recording");
@@ -248,7 +256,6 @@ export function categoryCamera(name, upload) {
     rec.hidden = true;
     hold.setAttribute("aria-pressed", "false");
     hold.classList.remove("recording");
-    hold.textContent = "Hold to record";
     await state.done;
     // All the frames in one request: one entry in the history, so one Undo removes them all.
     if (state.frames.length) upload(state.frames, { oneRequest: true });

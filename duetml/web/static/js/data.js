@@ -86,13 +86,29 @@ export function renderCategories() {
     if (gone.camera) gone.camera.dispose();
     panels.delete(name);
   }
-  box.replaceChildren(...nodes);
+  keepInPlace(box, nodes);
   const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
   for (const key of [...thumbs.keys()]) if (!ids.has(key)) thumbs.delete(key);
   renderSelection();
   if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
     const again = document.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
     if (again) again.focus();
+  }
+}
+
+// Make `parent`'s children exactly `nodes`, moving only those not already in place: a panel
+// taken out of the page, even for a moment, would lose the focus (a record button held with
+// the keyboard stops) and pause its camera's video.
+function keepInPlace(parent, nodes) {
+  let current = parent.firstChild;
+  for (const node of nodes) {
+    if (current === node) current = current.nextSibling;
+    else parent.insertBefore(node, current);
+  }
+  while (current) {
+    const next = current.nextSibling;
+    current.remove();
+    current = next;
   }
 }
 
