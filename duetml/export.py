@@ -187,6 +187,46 @@ def _ridge_nodes(model: TrainedModel) -> _Parts:
     return nodes, constants
 
 
+NEIGHBOUR_OUTPUT = "neighbour_distance"
+
+
+def _neighbour_nodes(model: TrainedModel) -> _Parts | None:
+    """`abstention.neighbour_distances` as ONNX: the mean distance from the normalised
+    features ("svm_x") to the `neighbours` nearest training photos, output NEIGHBOUR_OUTPUT
+    (n,) float32; None for a model without a "not sure" rule. The reference stays float16
+    in the file, as duetml stores it, and is widened to float32 like duetml does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from duetml.training import abstention_rule
+
+    rule, reference = abstention_rule(model)
+    if rule is None or reference is None:
+        return None
+    node = helper.make_node
+    constants = [
+        numpy_helper.from_array(np.ascontiguousarray(reference.T, dtype=np.float16), "nn_ref_t"),
+        numpy_helper.from_array(np.array([rule.neighbours], dtype=np.int64), "nn_k"),
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "nn_two"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "nn_zero"),
+        numpy_helper.from_array(np.array(float(rule.neighbours), dtype=np.float32), "nn_count"),
+    ]
+    nodes = [
+        node("Cast", ["svm_x"], ["nn_x"], to=TensorProto.FLOAT),
+        node("Cast", ["nn_ref_t"], ["nn_ref_t32"], to=TensorProto.FLOAT),
+        node("MatMul", ["nn_x", "nn_ref_t32"], ["nn_similarity"]),
+        node("TopK", ["nn_similarity", "nn_k"], ["nn_top", "nn_top_index"], axis=1, largest=1),
+        # sqrt(max(2 - 2 s, 0)) per neighbour, then their mean (ReduceSum / k: ReduceMean
+        # takes its axes as an input only from opset 18 on; ReduceSum from 13).
+        node("Mul", ["nn_top", "nn_two"], ["nn_top2"]),
+        node("Sub", ["nn_two", "nn_top2"], ["nn_squared"]),
+        node("Max", ["nn_squared", "nn_zero"], ["nn_squared_safe"]),
+        node("Sqrt", ["nn_squared_safe"], ["nn_distances"]),
+        node("ReduceSum", ["nn_distances", "svm_axis1"], ["nn_sum"], keepdims=0),
+        node("Div", ["nn_sum", "nn_count"], [NEIGHBOUR_OUTPUT]),
+    ]
+    return nodes, constants
+
+
 def _graph(
     parts: _Parts, model: TrainedModel, feature_dim: int, opset: int, ir_version: int
 ) -> onnx.ModelProto:
@@ -194,15 +234,21 @@ def _graph(
     from onnx import TensorProto, helper
 
     nodes, initializers = parts
+    outputs = [
+        helper.make_tensor_value_info(
+            "probabilities", TensorProto.DOUBLE, ["n", len(model.categories)]
+        )
+    ]
+    neighbours = _neighbour_nodes(model)
+    if neighbours is not None:
+        nodes = [*nodes, *neighbours[0]]
+        initializers = [*initializers, *neighbours[1]]
+        outputs.append(helper.make_tensor_value_info(NEIGHBOUR_OUTPUT, TensorProto.FLOAT, ["n"]))
     graph = helper.make_graph(
         nodes,
         "duetml_classifier",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", feature_dim])],
-        [
-            helper.make_tensor_value_info(
-                "probabilities", TensorProto.DOUBLE, ["n", len(model.categories)]
-            )
-        ],
+        outputs,
         initializers,
     )
     classifier = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -221,16 +267,40 @@ def build_onnx(model: TrainedModel) -> onnx.ModelProto:
     opset = next(o.version for o in net.opset_import if o.domain in ("", "ai.onnx"))
     svm = svm_graph(model, backbone.feature_dim, opset, net.ir_version)
     merged = compose.merge_models(
-        net, svm, io_map=[("features", "features")], outputs=["probabilities"]
+        net,
+        svm,
+        io_map=[("features", "features")],
+        outputs=[o.name for o in svm.graph.output],  # probabilities (and neighbour_distance)
     )
     merged.doc_string = f"duetml {__version__}: {backbone.name} + SVM, to calibrated probabilities"
     onnx.checker.check_model(merged)
     return merged
 
 
+def not_sure_document(model: TrainedModel) -> dict[str, Any] | None:
+    """The "not sure" rule as predict.py applies it (None: the model has none)."""
+    from duetml.abstention import REASON_TEXT
+    from duetml.training import abstention_rule
+
+    rule, _ = abstention_rule(model)
+    if rule is None:
+        return None
+    return {
+        **rule.as_dict(),
+        "output": NEIGHBOUR_OUTPUT,
+        "rule": (
+            f"not sure when {NEIGHBOUR_OUTPUT} (the mean distance to the {rule.neighbours} "
+            "nearest training photos) is above distance_threshold, or the top probability is "
+            "at or below probability_floor"
+        ),
+        "reasons": REASON_TEXT,
+    }
+
+
 def labels_document(model: TrainedModel) -> dict[str, Any]:
     meta = model.meta
     trained_at = meta.get("trained_at")
+    not_sure = not_sure_document(model)
     return {
         "categories": model.categories,
         "backbone": model.backbone,
@@ -238,10 +308,12 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
             **meta.get("preprocessing", {}),
             "crop_resize": (
                 "upright photo (EXIF orientation applied), RGB, central square cropped, "
-                f"resized to {INPUT_SIZE}x{INPUT_SIZE} bilinear; predict.py does this"
+                f"resized to {INPUT_SIZE}x{INPUT_SIZE} with OpenCV's bilinear (INTER_LINEAR) "
+                "resize; predict.py does this, the resize reproduced bit for bit in NumPy"
             ),
             "model_input": f"uint8 array (n, {INPUT_SIZE}, {INPUT_SIZE}, 3), RGB, named 'photos'",
-            "model_output": "float64 array (n, categories), named 'probabilities'",
+            "model_output": "float64 array (n, categories), named 'probabilities'"
+            + (f"; float32 (n,), named '{NEIGHBOUR_OUTPUT}'" if not_sure else ""),
             "normalisation": "inside the model",
         },
         "kernel": model.kernel,
@@ -254,6 +326,7 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
         "cv_folds": meta.get("cv_folds"),
         "images": meta.get("images"),
         "precision": "fp32 backbone, fp64 classifier",
+        "not_sure": not_sure,
     }
 
 
@@ -272,12 +345,33 @@ def _readme(labels: dict[str, Any]) -> str:
         "    pip install onnxruntime numpy pillow\n"
         "    python predict.py photo.jpg other.png\n\n"
         "Each line reads `photo.jpg: shoes 95%, hat 4%, pants 0%`; `--json` prints JSON.\n\n"
-        "## In your own code\n\n"
+        + _not_sure_readme(labels)
+        + "## In your own code\n\n"
         f"`model.onnx` takes a batch of {INPUT_SIZE}x{INPUT_SIZE} RGB photos as uint8, shape "
         f"(n, {INPUT_SIZE}, {INPUT_SIZE}, 3), input name `photos`, and returns `probabilities` "
         "(n, categories), in the order of `categories` in `labels.json`. Crop the central "
         f"square of the upright photo and resize it to {INPUT_SIZE}x{INPUT_SIZE} first, as "
         "`load_photo` in predict.py does; the normalisation is inside the model.\n"
+    )
+
+
+def _not_sure_readme(labels: dict[str, Any]) -> str:
+    rule = labels.get("not_sure")
+    if not rule:
+        return ""
+    return (
+        "## Not sure\n\n"
+        "A photo unlike the training photos of every category, or too close to call, gets "
+        "`photo.jpg: not sure (closest: shoes 41%)`, and `not_sure` and `reason` in the JSON; "
+        "`--no-abstain` always names the most likely category. The rule was fitted on the "
+        "project's own photos when it was trained: `model.onnx` has a second output, "
+        f"`{rule['output']}`, the mean distance from the photo to its {rule['neighbours']} "
+        "nearest training photos (their features are inside the model, as float16); above "
+        f"`distance_threshold` ({rule['distance_threshold']:.4f}, which "
+        f"{1 - rule['quantile']:.0%} of held-out training photos exceed) the photo is unlike "
+        "every category. A top probability at or below `probability_floor` "
+        f"({rule['probability_floor']:.4f}, under which the model's cross-validated answers "
+        "were mostly wrong) is too close to call. Both numbers are in `labels.json`.\n\n"
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from duetml import images
 from duetml.errors import BadImageError, DuetmlError
@@ -29,18 +29,50 @@ class DataWarning:
         return {"kind": self.kind, "message": self.message}
 
 
+class CategoryCount(TypedDict):
+    name: str
+    images: int
+    test_images: int
+
+
+class ModelSummary(TypedDict):
+    trained_at: str | None
+    cv_accuracy: float | None
+    cv_added_since: int  # >0: cv_accuracy extends the last full run with photos added since
+    categories: list[str]
+    backbone: str
+    older_than_data: bool  # trained before the training photos last changed
+
+
+class ReviewSummary(TypedDict):
+    findings: int
+    counts: dict[str, int]  # findings of each kind
+    summary: str
+
+
+class HealthDict(TypedDict):
+    """`HealthReport.as_dict()`: what `duetml status --json` and GET /api/status carry."""
+
+    categories: list[CategoryCount]
+    images: int
+    test_images: int
+    model: ModelSummary | None
+    warnings: list[dict[str, str]]
+    review: ReviewSummary | None
+
+
 @dataclass
 class HealthReport:
     """What `duetml status` shows (not to be confused with `duetml llm status`, agents/status)."""
 
-    categories: list[dict[str, Any]]
+    categories: list[CategoryCount]
     images: int
     test_images: int
-    model: dict[str, Any] | None
+    model: ModelSummary | None
     warnings: list[DataWarning] = field(default_factory=list)
-    review: dict[str, Any] | None = None  # {"findings": n, "counts": {kind: n}, "summary": str}
+    review: ReviewSummary | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> HealthDict:
         return {
             "categories": self.categories,
             "images": self.images,
@@ -51,15 +83,26 @@ class HealthReport:
         }
 
 
-def project_health(project: Project, check_files: bool = True) -> HealthReport:
-    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones."""
+def project_health(
+    project: Project,
+    check_files: bool = True,
+    listing: tuple[list[ImageRecord], dict[str, str]] | None = None,
+) -> HealthReport:
+    """Counts and warnings; ``check_files`` decodes unchecked photos to find corrupt ones.
+
+    ``listing``: every photo of the project and its content hash, when the caller keeps them
+    current already (the web server does, per folder), so a big project is not re-read.
+    """
     from duetml.training import load_model  # keeps `status` free of numpy work
 
     # One scan and one hash lookup serve every check below.
-    records = project.images("train") + project.images("test")
-    hashes = project.hashes(records)
+    if listing is None:
+        records = project.images("train") + project.images("test")
+        hashes = project.hashes(records)
+    else:
+        records, hashes = listing
 
-    infos = project.categories()
+    infos = project.categories(records)
     warnings: list[DataWarning] = []
     counts = {i.name: i.count for i in infos if i.count or not i.test_count}
     for name, count in counts.items():
@@ -94,7 +137,7 @@ def project_health(project: Project, check_files: bool = True) -> HealthReport:
     warnings += _odd_entries(project)
     if check_files:
         warnings += _unreadable(project, records, hashes)
-    model_info = None
+    model_info: ModelSummary | None = None
     try:
         model = load_model(project)
     except DuetmlError as exc:
@@ -106,6 +149,8 @@ def project_health(project: Project, check_files: bool = True) -> HealthReport:
         model_info = {
             "trained_at": model.meta.get("trained_at"),
             "cv_accuracy": model.meta.get("cv_accuracy"),
+            # >0: the accuracy extends the last full cross-validation with photos added since
+            "cv_added_since": model.meta.get("cv_added_since") or 0,
             "categories": model.categories,
             "backbone": model.backbone,
             "older_than_data": stale,
@@ -222,7 +267,7 @@ def _unreadable(
     return found
 
 
-def _review_summary(project: Project, hashes: dict[str, str]) -> dict[str, Any] | None:
+def _review_summary(project: Project, hashes: dict[str, str]) -> ReviewSummary | None:
     """How many findings the data review has (from its cache when nothing changed)."""
     from duetml.review import review_project, summary
 

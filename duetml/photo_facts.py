@@ -107,12 +107,12 @@ def _prediction(project: Project, rel: str, split: str) -> PhotoPrediction:
         raise DuetmlError(f"The model cannot look at this photo: {reason}")
     ranking = _ranking(model.predict_proba(x)[0], categories)
     if split == "test":
-        note = "The model's answer; test photos are never used for training."
+        note = "The trained model's answer; test photos are never used for training."
     elif model.meta.get("cv_results"):
         # Cross-validation covered every training photo of that run: this one came later.
         note = (
-            "The model's answer; the photo was added or moved here after the last training, "
-            "so the model has not learnt it under this category."
+            "The trained model's answer; the photo was added or moved here after the last "
+            "training, so the model has not learnt it under this category."
         )
     else:
         note = (

@@ -7,13 +7,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
-from duetml import __version__, locks
+from duetml import __version__, abstention, locks
 from duetml.backbones import INPUT_SIZE, get_backbone
-from duetml.classifier import PreviousChoice, TrainedModel, train
+from duetml.classifier import (
+    EarlierCrossValidation,
+    PreviousChoice,
+    TrainedModel,
+    normalise,
+    train,
+)
 from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError, StaleModelError
 from duetml.features import (
     FeatureCache,
@@ -31,6 +37,7 @@ PHASE_LABELS = {
     "kernel": "Comparing every photo with every other",
     "selection": "Cross-validating the SVM",
     "calibration": "Calibrating the probabilities",
+    "not sure": "Measuring how far photos sit from the training photos",
     "final fit": "Fitting the final SVM",
     "saving": "Saving the model",
 }
@@ -48,6 +55,10 @@ class TrainReport:
     kernel: str
     C: float
     reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
+    # The accuracy extends the last full cross-validation (of `cv_fresh_photos` photos) with
+    # `cv_added_since` photos added since, each predicted by the model before it; 0: fresh.
+    cv_added_since: int = 0
+    cv_fresh_photos: int | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
     empty_categories: list[str] = field(default_factory=list)  # left out: no usable photos
     notices: list[str] = field(default_factory=list)  # e.g. a damaged cache part set aside
@@ -61,6 +72,9 @@ class TrainReport:
             "cv_accuracy": self.cv_accuracy,
             "cv_folds": self.cv_folds,
             "why_no_cv": self.why_no_cv,
+            "cv_fresh": self.cv_added_since == 0,
+            "cv_fresh_photos": self.cv_fresh_photos,
+            "cv_added_since": self.cv_added_since,
             "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
             "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
             "empty_categories": self.empty_categories,
@@ -93,17 +107,46 @@ def project_features(
     return cache.matrix([hashes[r.rel] for r in usable]), usable, skipped, hashes
 
 
-def previous_choice(project: Project) -> PreviousChoice | None:
+def previous_choice(project: Project, model: TrainedModel | None = None) -> PreviousChoice | None:
     """The (kernel, C) the current model was selected with, and the data it was selected on."""
-    try:
-        model = load_model(project)
-    except DuetmlError:
-        return None
+    if model is None:
+        try:
+            model = load_model(project)
+        except DuetmlError:
+            return None
     meta = model.meta
     counts = meta.get("selection_counts") or meta.get("counts")
     if not meta.get("cv_candidates") or not isinstance(counts, dict):
         return None  # never cross-validated: nothing was selected
     return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
+
+
+def earlier_cross_validation(model: TrainedModel) -> EarlierCrossValidation | None:
+    """The current model's held-out results, to extend after a small change; None for a model
+    saved without them (older duetml, or no cross-validation)."""
+    meta, extras = model.meta, model.extras
+    try:
+        keys, from_folds = extras["oof_keys"], extras["oof_from_folds"]
+        probabilities, results = extras["oof_probabilities"], meta["cv_results"]
+        fresh_photos, folds = int(meta["cv_fresh_photos"]), int(meta["cv_folds"])
+        candidates = {str(k): float(v) for k, v in meta["cv_candidates"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    n = len(results)
+    if not (
+        len(keys) == len(from_folds) == n and probabilities.shape == (n, len(model.categories))
+    ):
+        return None
+    return EarlierCrossValidation(
+        model=model,
+        keys=[str(k) for k in keys],
+        labels=[str(row[1]) for row in results],
+        probabilities=probabilities.astype(np.float64),
+        from_folds=from_folds.astype(bool),
+        fresh_photos=fresh_photos,
+        folds=folds,
+        candidate_scores=candidates,
+    )
 
 
 def train_project(
@@ -140,7 +183,15 @@ def train_project(
             if progress:
                 progress(Progress(done, total, time.perf_counter() - clock, phase))
 
-        previous = previous_choice(project) if reuse_choice else None
+        previous, earlier = None, None
+        if reuse_choice:
+            try:
+                current = load_model(project)
+            except DuetmlError:
+                pass
+            else:
+                previous = previous_choice(project, current)
+                earlier = earlier_cross_validation(current)
         model, cv, why_no_cv = train(
             x,
             [r.category for r in usable],
@@ -148,6 +199,8 @@ def train_project(
             project.backbone,
             previous=previous,
             step=step,
+            keys=[hashes[r.rel] for r in usable],
+            earlier=earlier,
         )
         counts = dict(Counter(r.category for r in usable))
         backbone = get_backbone(project.backbone)
@@ -176,6 +229,11 @@ def train_project(
                 "cv_folds": cv.folds if cv else None,
                 "cv_candidates": cv.candidate_scores if cv else None,
                 "cv_reused_choice": bool(cv and cv.reused_choice),
+                # How many photos the last full cross-validation had, and how many were added
+                # since (predicted by the model trained before them, see classifier.
+                # extend_cross_validation): 0 means the figure is a fresh cross-validation.
+                "cv_fresh_photos": (cv.fresh_photos or len(usable)) if cv else None,
+                "cv_added_since": cv.added_since if cv else None,
                 "why_no_cv": why_no_cv,
                 # Out-of-fold results, so `eval` can report without refitting anything.
                 "cv_results": [
@@ -186,10 +244,26 @@ def train_project(
                 else [],
             }
         )
+        step("not sure", 0, 1)
+        index = {c: i for i, c in enumerate(categories)}
+        fitted = abstention.fit_rule(
+            x,
+            np.array([index[r.category] for r in usable]),
+            cv.probabilities if cv else None,
+        )
+        if fitted is not None:
+            rule, reference = fitted
+            model.meta["not_sure"] = rule.as_dict()
+            model.extras[abstention.REFERENCE_EXTRA] = reference
+        step("not sure", 1, 1)
         if cv:
             # The full out-of-fold matrix, for the data review (confident learning).
             model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
             model.extras["oof_rels"] = np.array([r.rel for r in usable], dtype=str)
+            model.extras["oof_keys"] = np.array([hashes[r.rel] for r in usable], dtype=str)
+            model.extras["oof_from_folds"] = (
+                cv.from_folds if cv.from_folds is not None else np.ones(len(usable), dtype=bool)
+            )
         step("saving", 0, 1)
         with project.data_lock():
             model.save(model_path(project))
@@ -206,6 +280,8 @@ def train_project(
             kernel=model.kernel,
             C=model.C,
             reused_choice=bool(cv and cv.reused_choice),
+            cv_added_since=cv.added_since if cv else 0,
+            cv_fresh_photos=(cv.fresh_photos or len(usable)) if cv else None,
             notices=list(cache.notices),
             skipped=skipped,
             empty_categories=empty,
@@ -259,6 +335,13 @@ class Prediction:
     source: str
     ranking: list[tuple[str, float]]  # (category, probability), best first
     error: str | None = None
+    # Why the model is not sure (abstention.UNLIKE or TOO_CLOSE), None when it is; the
+    # ranking's first entry is then only the closest guess.
+    reason: str | None = None
+
+    @property
+    def not_sure(self) -> bool:
+        return self.reason is not None
 
     def as_dict(self) -> dict[str, Any]:
         if self.error:
@@ -267,8 +350,30 @@ class Prediction:
             "image": self.source,
             "category": self.ranking[0][0],
             "confidence": round(self.ranking[0][1], 4),
+            "not_sure": self.not_sure,
+            "reason": self.reason,
             "top": [{"category": c, "probability": round(p, 4)} for c, p in self.ranking],
         }
+
+    def summary(self) -> str:
+        """ "skirt 95%" or "not sure (closest: skirt 41%)": how the CLI and the log say it."""
+        if self.error or not self.ranking:
+            return "cannot classify"
+        category, probability = self.ranking[0]
+        if self.not_sure:
+            return f"not sure (closest: {category} {probability:.0%})"
+        return f"{category} {probability:.0%}"
+
+
+def abstention_rule(
+    model: TrainedModel,
+) -> tuple[abstention.AbstentionRule | None, np.ndarray | None]:
+    """The model's "not sure" rule and reference features (None, None for older models)."""
+    rule = abstention.AbstentionRule.from_dict(model.meta.get("not_sure"))
+    reference = model.extras.get(abstention.REFERENCE_EXTRA)
+    if rule is None or reference is None or reference.ndim != 2:
+        return None, None
+    return rule, reference
 
 
 def predict_sources(
@@ -277,28 +382,51 @@ def predict_sources(
     labels: Sequence[str],
     top: int = 3,
     model: TrainedModel | None = None,
+    abstain: bool = True,
     record: bool = True,
 ) -> list[Prediction]:
-    """Top-``top`` predictions for each source; ``record=False`` leaves the log to the caller
-    (the page's live camera sends several frames a second and logs them in summary)."""
+    """Classify photos; with `abstain` (the default) a photo unlike every category or too
+    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
+    ``record=False`` leaves the log to the caller (the page's live camera sends several
+    frames a second and logs them in summary)."""
     model = model if model is not None else load_model(project)
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
+    rule, reference = abstention_rule(model) if abstain else (None, None)
+    doubts = abstention.reasons(rule, reference, normalise(matrix), probabilities)
     predictions = []
-    for label, reason, row in zip(labels, reasons, probabilities, strict=True):
+    for label, reason, row, doubt in zip(labels, reasons, probabilities, doubts, strict=True):
         if reason:
             predictions.append(Prediction(label, [], reason))
             continue
         order = np.argsort(-row)[:top]
-        predictions.append(Prediction(label, [(model.categories[i], float(row[i])) for i in order]))
+        ranking = [(model.categories[i], float(row[i])) for i in order]
+        predictions.append(Prediction(label, ranking, reason=doubt))
     if not record:
         return predictions
     project.log.record(
         "predict",
         images=len(predictions),
-        results=[p.ranking[0][0] if p.ranking else None for p in predictions][:50],
+        # "skirt 95%" or "not sure (closest: skirt 41%)": the agents read these, and must not
+        # take a not-sure answer for a confident one.
+        results=[p.summary() if p.ranking else None for p in predictions][:50],
     )
     return predictions
+
+
+class CategoryScores(TypedDict):
+    category: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # photos of this category evaluated
+
+
+class Mistake(TypedDict):
+    image: str  # project-relative path
+    true: str
+    predicted: str
+    confidence: float  # of the wrong prediction, 0-1
 
 
 @dataclass
@@ -307,8 +435,8 @@ class EvalReport:
     categories: list[str]
     accuracy: float
     confusion: list[list[int]]  # rows: true, columns: predicted
-    per_category: list[dict[str, Any]]
-    mistakes: list[dict[str, Any]]
+    per_category: list[CategoryScores]
+    mistakes: list[Mistake]
     stale: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -363,7 +491,7 @@ def evaluate_project(project: Project) -> EvalReport:
     for _, true, predicted, _ in rows:
         if true in index and predicted in index:
             confusion[index[true], index[predicted]] += 1
-    per_category = []
+    per_category: list[CategoryScores] = []
     for i, name in enumerate(categories):
         tp = int(confusion[i, i])
         support = int(confusion[i].sum())
@@ -380,7 +508,7 @@ def evaluate_project(project: Project) -> EvalReport:
                 "support": support,
             }
         )
-    mistakes: list[dict[str, Any]] = [
+    mistakes: list[Mistake] = [
         {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
         for rel, true, predicted, conf in rows
         if true != predicted

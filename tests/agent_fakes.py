@@ -14,10 +14,6 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-# Re-exported for tests written before tests/helpers.py: import them from helpers.
-from helpers import DEMO_DATA as DEMO_DATA
-from helpers import make_project as make_project
-
 from duetml.llm import ChatMessage, ModelInfo, Provider
 from duetml.llm.base import Failure
 

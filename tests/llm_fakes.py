@@ -63,9 +63,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-# Re-exported for tests written before tests/helpers.py: import it from helpers.
-from helpers import free_port as free_port
-
 # Stalls end at this point at the latest, or as soon as the server stops.
 MAX_HANG_SECONDS = 10.0
 

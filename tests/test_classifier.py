@@ -27,7 +27,7 @@ def test_numpy_decision_matches_sklearn(n_classes: int) -> None:
     x, y, centres = _blobs(n_classes, 30, spread=2.0)
     names = [f"c{i}" for i in range(n_classes)]
     model, cv, _ = classifier.train(x, [names[i] for i in y], names, "test")
-    xn = classifier.normalise(x)
+    xn = classifier.normalise(x, np.float32)  # training's kernel is float32
     reference = SVC(kernel="precomputed", C=model.C, class_weight="balanced").fit(
         classifier.kernel(model.kernel, xn @ xn.T), y
     )
@@ -209,6 +209,98 @@ def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     assert previous.still_fits({c: n + 1 for c, n in counts.items()})
     monkeypatch.setattr(classifier, "REUSE_ABOVE", 2000)
     assert not previous.still_fits({c: n + 1 for c, n in counts.items()})  # small: select
+
+
+def _earlier(model, cv, keys, labels) -> classifier.EarlierCrossValidation:
+    return classifier.EarlierCrossValidation(
+        model=model,
+        keys=list(keys),
+        labels=list(labels),
+        probabilities=cv.probabilities,
+        from_folds=np.ones(len(keys), dtype=bool) if cv.from_folds is None else cv.from_folds,
+        fresh_photos=cv.fresh_photos or len(keys),
+        folds=cv.folds,
+        candidate_scores=cv.candidate_scores,
+    )
+
+
+@pytest.mark.parametrize("linear_above", [10_000, 100])  # the SVM, then the ridge model
+def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_above) -> None:
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 100)
+    monkeypatch.setattr(classifier, "LINEAR_ABOVE", linear_above)
+    x, y, _ = _blobs(3, 50, spread=2.5)
+    names = ["a", "b", "c"]
+    labels = [names[i] for i in y]
+    keys = [f"h{i}" for i in range(len(y))]
+    model, cv, _ = classifier.train(x, labels, names, "t", keys=keys)
+    earlier = _earlier(model, cv, keys, labels)
+    # Three new photos, one removed: every row kept is the last fold's prediction, and the
+    # new photos are predicted by the last model, which never saw them.
+    x_new, y_new, _ = _blobs(3, 1, spread=2.5, seed=7)
+    more_x = np.concatenate([x[1:], x_new])
+    more_labels = labels[1:] + [names[i] for i in y_new]
+    more_keys = keys[1:] + ["new0", "new1", "new2"]
+    steps: list[str] = []
+    fast, fast_cv, _ = classifier.train(
+        more_x,
+        more_labels,
+        names,
+        "t",
+        keys=more_keys,
+        earlier=earlier,
+        step=lambda phase, done, total: steps.append(phase),
+    )
+    assert fast_cv is not None and not fast_cv.fresh and fast_cv.added_since == 3
+    assert "selection" not in steps and "calibration" not in steps
+    assert np.array_equal(fast_cv.probabilities[:-3], cv.probabilities[1:])
+    assert np.allclose(fast_cv.probabilities[-3:], model.predict_proba(x_new))
+    expected = np.mean(fast_cv.probabilities.argmax(1) == np.concatenate([y[1:], y_new]))
+    assert fast_cv.accuracy == pytest.approx(expected)
+    # The final model is the one a full training that picks the same candidate fits.
+    if linear_above == 100:
+        monkeypatch.setattr(classifier, "RIDGE_PENALTIES", (model.C,))
+    else:
+        monkeypatch.setattr(classifier, "CANDIDATES", ((model.kernel, model.C),))
+    full, full_cv, _ = classifier.train(more_x, more_labels, names, "t", keys=more_keys)
+    assert full_cv is not None and full_cv.fresh
+    assert np.allclose(fast.decision(x), full.decision(x))
+    # Only the calibration is the last full training's (it needs a fresh cross-validation):
+    # with the full training's, the probabilities are the same too.
+    assert (fast.temperature, fast.margin_weight) == (model.temperature, model.margin_weight)
+    fast.temperature, fast.margin_weight = full.temperature, full.margin_weight
+    assert np.allclose(fast.predict_proba(x), full.predict_proba(x))
+
+    # A photo moved to another category, a second copy of a photo the model trained on, a
+    # new category, or too many photos added: cross-validated afresh.
+    moved = [*labels[:-1], "a" if labels[-1] != "a" else "b"]
+    copy = (np.concatenate([x, x[:1]]), [*labels, labels[0]], [*keys, keys[0]])
+    many = (
+        np.concatenate([x, x[:20] + 0.01]),
+        labels + labels[:20],
+        keys + [f"m{i}" for i in range(20)],
+    )
+    for case_x, case_labels, case_keys in [(x, moved, keys), copy, many]:
+        assert (
+            classifier.extend_cross_validation(
+                earlier, classifier.normalise(case_x), case_labels, case_keys, names
+            )
+            is None
+        )
+    assert (
+        classifier.extend_cross_validation(earlier, x, labels, keys, ["a", "b", "c", "d"]) is None
+    )
+    # Changes add up: the photos added since the last fresh cross-validation count.
+    extended = _earlier(fast, fast_cv, more_keys, more_labels)
+    assert extended.fresh_photos == len(y)
+    some = (
+        np.concatenate([more_x, x[:5] + 0.01]),
+        more_labels + labels[:5],
+        more_keys + [f"s{i}" for i in range(5)],
+    )
+    assert classifier.extend_cross_validation(extended, *some[:2], some[2], names) is None
+    one = (np.concatenate([more_x, x[:1] + 0.01]), more_labels + labels[:1], more_keys + ["s"])
+    again = classifier.extend_cross_validation(extended, *one[:2], one[2], names)
+    assert again is not None and again.added_since == 4 and again.fresh_photos == len(y)
 
 
 def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:

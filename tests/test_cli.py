@@ -65,7 +65,7 @@ def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     rows = json.loads(result.output)
     assert rows[0]["category"] == "shoes" and rows[0]["top"][0]["probability"] > 0.5
     result = invoke("predict", str(demo_photos("hat")[0]), "-p", proj, "--csv")
-    assert result.output.splitlines()[0] == "image,category,confidence,error"
+    assert result.output.splitlines()[0] == "image,category,confidence,error,not_sure"
     assert ",hat," in result.output.splitlines()[1]
 
 
@@ -163,3 +163,28 @@ def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, mon
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
     assert result.returncode == 6 and "backbones pull" in result.stderr
+
+
+def test_train_names_an_extended_cross_validation_and_full_redoes_it(
+    trained_demo: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from PIL import Image
+
+    from duetml import classifier
+
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    staging = tmp_path / "new"
+    staging.mkdir()
+    for path in demo_photos("hat")[:2]:  # mirrored: real photos with new content
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(staging / path.name)
+    assert invoke("add", "hat", str(staging), "-p", str(trained_demo)).exit_code == 0
+    quick = invoke("train", "-p", str(trained_demo))
+    assert quick.exit_code == 0, quick.output
+    # Not presented as a fresh cross-validation: what the figure is made of, and how to redo it.
+    assert "Held-out accuracy" in quick.output and "Cross-validated" not in quick.output
+    assert "2 photo(s) added since" in quick.output and "--full" in quick.output
+    assert "held-out accuracy" in invoke("status", "-p", str(trained_demo)).output
+    full = invoke("train", "--full", "-p", str(trained_demo))
+    assert full.exit_code == 0 and "Cross-validated accuracy" in full.output
+    assert "Held-out" not in full.output
+    assert "cross-validated accuracy" in invoke("status", "-p", str(trained_demo)).output

@@ -222,12 +222,6 @@ def test_no_quota_is_not_retried(server: FakeOpenAIServer) -> None:
     assert len(server.chat_requests) == 1 and "no quota left" in str(error)
 
 
-def test_max_retries_zero_means_one_attempt(server: FakeOpenAIServer) -> None:
-    server.queue_status(500, times=2)
-    failure(make(server, max_retries=0))
-    assert len(server.chat_requests) == 1
-
-
 @pytest.mark.parametrize("after", [0, 1])
 def test_malformed_sse(server: FakeOpenAIServer, after: int) -> None:
     server.queue_malformed(after_chunks=after)

@@ -104,6 +104,20 @@ def test_retry_after_is_waited_then_the_answer_arrives(wire: Wire) -> None:
     assert len(wire.server.chat_requests) == 2
 
 
+def test_retry_after_beyond_the_cap_is_not_waited(wire: Wire) -> None:
+    wire.server.queue_status(429, retry_after=3600)
+    started = time.monotonic()
+    _, error = failure(wire.provider())
+    assert time.monotonic() - started < 2
+    assert len(wire.server.chat_requests) == 1 and "asking to wait 3600 seconds" in str(error)
+
+
+def test_max_retries_zero_means_one_attempt(wire: Wire) -> None:
+    wire.server.queue_status(500, times=2)
+    failure(wire.provider(max_retries=0))
+    assert len(wire.server.chat_requests) == 1
+
+
 def test_5xx_is_retried_then_explained_with_the_servers_reason(wire: Wire) -> None:
     wire.server.queue_status(wire.retried_status, times=3)
     _, error = failure(wire.provider(max_retries=2))

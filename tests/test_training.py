@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import DEMO_DATA, demo_photos
 from PIL import Image
@@ -181,6 +182,8 @@ def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
     from duetml import classifier
 
     monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    # This test is about re-running the cross-validation of the kept choice: no extension.
+    monkeypatch.setattr(classifier, "extend_cross_validation", lambda *args: None)
     staging = tmp_path / "new"
     staging.mkdir()
     for path in demo_photos("pants")[:3]:  # mirrored: real photos with new content
@@ -193,7 +196,15 @@ def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
         progress=lambda p: phases.append(p.phase) if p.phase not in phases else None,
     )
     assert fast.reused_choice
-    assert phases == ["features", "kernel", "selection", "calibration", "final fit", "saving"]
+    assert phases == [
+        "features",
+        "kernel",
+        "selection",
+        "calibration",
+        "final fit",
+        "not sure",
+        "saving",
+    ]
     # The shortcut only narrows which candidates are tried: a full training that tries the
     # same candidate gives the same model, so the same predictions on every demo photo.
     monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))
@@ -203,3 +214,60 @@ def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
     fast_predictions = predict_sources(Project.open(trained_demo), photos, [""] * len(photos))
     full_predictions = predict_sources(Project.open(tmp_path / "full"), photos, [""] * len(photos))
     assert [p.ranking for p in fast_predictions] == [p.ranking for p in full_predictions]
+
+
+def _mirrored(category: str, count: int, folder: Path) -> list[Path]:
+    """Real photos with new content (mirrored), as a user adds them."""
+    folder.mkdir()
+    for path in demo_photos(category)[:count]:
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / path.name)
+    return sorted(folder.iterdir())
+
+
+def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
+    trained_demo: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from duetml import classifier
+    from duetml.backbones import get_backbone
+    from duetml.features import features_for_sources
+
+    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    before = load_model(Project.open(trained_demo))
+    Project.open(trained_demo).add_images("pants", _mirrored("pants", 3, tmp_path / "new"))
+    shutil.copytree(trained_demo, tmp_path / "full")
+    phases: list[str] = []
+    fast = train_project(
+        Project.open(trained_demo),
+        progress=lambda p: phases.append(p.phase) if p.phase not in phases else None,
+    )
+    # No selection, no cross-validation: the last one is extended with the 3 new photos,
+    # and the report says so (the CLI and the page name it a held-out accuracy).
+    assert phases == ["features", "kernel", "final fit", "not sure", "saving"]
+    assert fast.cv_added_since == 3 and fast.cv_fresh_photos == before.meta["images"]
+    assert fast.as_dict()["cv_fresh"] is False
+    model = load_model(Project.open(trained_demo))
+    old_rows = {row[0]: row for row in before.meta["cv_results"]}
+    new_rows = [row for row in model.meta["cv_results"] if row[0] not in old_rows]
+    assert len(new_rows) == 3 and all(row[1] == "pants" for row in new_rows)
+    for rel, true, predicted, confidence in model.meta["cv_results"]:
+        if rel in old_rows:  # the fold's prediction stands (stored as float32 in between)
+            assert old_rows[rel][1:3] == [true, predicted]
+            assert confidence == pytest.approx(old_rows[rel][3], abs=1e-6)
+    # The SVM is the one a full training that selects the same (kernel, C) fits: the same
+    # decision values on every demo photo.
+    monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))
+    full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
+    assert full.cv_added_since == 0 and full.as_dict()["cv_fresh"] is True
+    photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]
+    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    full_model = load_model(Project.open(tmp_path / "full"))
+    assert np.allclose(model.decision(features), full_model.decision(features))
+    assert (model.decision(features).argmax(1) == full_model.decision(features).argmax(1)).all()
+
+    # A photo moved to another category: the last model trained on it, so it cannot stand
+    # in as held out; the training cross-validates afresh.
+    project = Project.open(trained_demo)
+    rel = project.images("train", "hat")[0].rel
+    project.move_images([rel], "shoes")
+    moved = train_project(project)
+    assert moved.cv_added_since == 0 and moved.cv_accuracy is not None

@@ -245,11 +245,35 @@ def test_a_refused_camera_and_a_missing_one_each_say_one_sentence(
 # ----- live prediction in "Try the model" ---------------------------------------------------
 
 
+def camera_showing(photo: Path, folder: Path) -> str:
+    """A Chromium flag that makes its fake camera film ``photo`` (an MJPEG file of it)."""
+    from PIL import Image
+
+    frame = io.BytesIO()
+    Image.open(photo).convert("RGB").resize((640, 480)).save(frame, "JPEG", quality=92)
+    film = folder / "camera.mjpeg"
+    film.write_bytes(frame.getvalue() * 30)
+    return f"--use-file-for-fake-video-capture={film}"
+
+
 def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
-    browser: Any, watch: Watch, trained_demo: Path
+    playwright_: Any, watch: Watch, trained_demo: Path, tmp_path: Path
 ) -> None:
+    from duetml.training import predict_sources
+
+    # The camera films a held-out shoe that the model, asked directly, calls shoes.
+    shoes = sorted((trained_demo / "test" / "shoes").glob("*.jpg"))
+    answers = predict_sources(
+        Project.open(trained_demo), [p.read_bytes() for p in shoes], [p.name for p in shoes]
+    )
+    photo = next(
+        p
+        for p, a in zip(shoes, answers, strict=True)
+        if a.ranking[0][0] == "shoes" and a.ranking[0][1] > 0.8 and not a.not_sure
+    )
+    filming = _launch(playwright_, FAKE_CAMERA, ALLOW_CAMERA, camera_showing(photo, tmp_path))
     with serving(trained_demo) as server:
-        context, page = open_page(browser, server.url, watch)
+        context, page = open_page(filming, server.url, watch)
         flight = {"now": 0, "most": 0, "done": 0, "started": 0}
 
         def started(request: Any) -> None:
@@ -280,10 +304,8 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         assert len(labels) == 3 and set(labels) <= set(CATEGORIES)
         values = [int(v.rstrip("%")) for v in bars.locator(".bar-value").all_text_contents()]
         assert values == sorted(values, reverse=True) and sum(values) <= 101
-        answer = page.locator("#live-label").text_content() or ""
-        assert answer.startswith("Looks like ") or answer.startswith("Not sure"), answer
-        if answer.startswith("Looks like "):
-            assert answer.removeprefix("Looks like ") == labels[0]
+        assert labels[0] == "shoes"
+        expect(page.locator("#live-label")).to_have_text("Looks like shoes")
         shot(page, "live", page.locator("#evaluate"))
 
         # The frame on screen joins a category, the one the user picks.
@@ -308,6 +330,25 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         live = [e for e in events if e["event"] == "predict_live"]
         assert 1 <= len(live) < flight["done"]
         assert not watch.errors and not watch.dialogs
+        context.close()
+    filming.close()
+
+
+def test_live_says_not_sure_for_a_picture_unlike_every_category(
+    browser: Any, watch: Watch, trained_demo: Path
+) -> None:
+    # Chromium's own fake camera films a green test pattern: nothing like the demo's clothes.
+    with serving(trained_demo) as server:
+        context, page = open_page(browser, server.url, watch)
+        page.click("#live-btn")
+        page.locator("#live-bars li").first.wait_for()
+        verdict = page.locator("#live-label")
+        expect(verdict).to_contain_text("Not sure")
+        expect(verdict).to_contain_text("unlike the training photos of every category")
+        closest = page.locator("#live-bars .bar-label").first.text_content()
+        expect(verdict).to_contain_text(f"Closest: {closest}")
+        shot(page, "live-not-sure", page.locator("#evaluate"))
+        assert not watch.errors
         context.close()
 
 

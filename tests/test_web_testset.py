@@ -170,3 +170,26 @@ def test_facts_route(client: TestClient, project: Project) -> None:
     assert client.post("/api/images/facts", json={"image": "/etc/passwd"}).status_code == 400
     # A GET (which another site could make the browser send) is not how facts are asked for.
     assert client.get("/api/images/facts", params={"image": rel}).status_code == 405
+
+
+def test_cross_site_set_moves_and_test_uploads_are_refused(project: Project) -> None:
+    from web_helpers import asgi_request
+
+    app = create_app(project.root, baseline=True, port=PORT)
+    rel = project.images("train", "hat")[0].rel
+    before = sorted(p.relative_to(project.root).as_posix() for p in project.root.rglob("*.jpg"))
+    for extra in ([("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]):
+        for path, body in [
+            ("/api/images/split", f'{{"images": ["{rel}"], "split": "test"}}'),
+            ("/api/images/facts", f'{{"image": "{rel}"}}'),
+        ]:
+            response = asgi_request(
+                app,
+                "POST",
+                path,
+                [("host", f"127.0.0.1:{PORT}"), ("content-type", "application/json"), *extra],
+                [body.encode()],
+            )
+            assert response.status == 403, (path, extra)
+    after = sorted(p.relative_to(project.root).as_posix() for p in project.root.rglob("*.jpg"))
+    assert after == before

@@ -11,12 +11,6 @@ from typing import Any, Self
 
 import httpx
 
-# Re-exported for tests written before tests/helpers.py: import them from helpers.
-from helpers import CATEGORIES as CATEGORIES
-from helpers import demo_photos as demo_photos
-from helpers import free_port as free_port
-from helpers import make_project as make_project
-
 from duetml.errors import LLMError
 from duetml.project import Project
 

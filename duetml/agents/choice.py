@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 from duetml.errors import DuetmlError, LLMError
 from duetml.llm import AgentLLMConfig, Provider, display_url, provider_for, resolve_agent_config
@@ -108,6 +108,14 @@ def proactive_interval(project_settings: Settings) -> float:
 # --- approvals, in the user's own data folder ------------------------------------------------
 
 
+class Approval(TypedDict):
+    """One entry of approved-endpoints.json (entries may carry more keys; they are kept)."""
+
+    project: str  # project_key(): the project's resolved path
+    endpoint: str
+    approved_at: NotRequired[str]  # UTC, ISO 8601
+
+
 def approvals_file() -> Path:
     from duetml.paths import user_home
 
@@ -119,7 +127,7 @@ def project_key(root: Path) -> str:
     return str(Path(root).resolve())
 
 
-def _read_approvals() -> list[dict[str, Any]]:
+def _read_approvals() -> list[Approval]:
     path = approvals_file()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -131,8 +139,9 @@ def _read_approvals() -> list[dict[str, Any]]:
     entries = data.get("approvals") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         return []
+    # Checked right here: an entry names its project and endpoint as strings.
     return [
-        e
+        cast(Approval, e)
         for e in entries
         if isinstance(e, dict)
         and isinstance(e.get("project"), str)
@@ -146,7 +155,7 @@ def approved_endpoints(root: Path) -> set[str]:
     return {e["endpoint"] for e in _read_approvals() if e["project"] == key}
 
 
-def _change_approvals(change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+def _change_approvals(change: Callable[[list[Approval]], list[Approval]]) -> None:
     from duetml import atomic
     from duetml.locks import hold
 
@@ -172,7 +181,7 @@ def approve(root: Path, endpoint: str) -> None:
     key = project_key(root)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def change(entries: list[Approval]) -> list[Approval]:
         kept = [e for e in entries if (e["project"], e["endpoint"]) != (key, endpoint)]
         return [*kept, {"project": key, "endpoint": endpoint, "approved_at": stamp}]
 
@@ -184,7 +193,7 @@ def revoke(root: Path, endpoint: str | None = None) -> list[str]:
     key = project_key(root)
     removed: list[str] = []
 
-    def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def change(entries: list[Approval]) -> list[Approval]:
         kept = []
         for entry in entries:
             if entry["project"] == key and endpoint in (None, entry["endpoint"]):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.errors import DuetmlError
@@ -19,6 +19,15 @@ from duetml.llm import clean_text
 
 if TYPE_CHECKING:
     from duetml.project import Project
+    from duetml.training import Mistake
+
+
+class LeastSure(TypedDict):
+    """A photo the model classifies correctly but with little confidence (cross-validation)."""
+
+    image: str
+    true: str
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,8 @@ class Evaluation:
     accuracy: float
     stale: bool = False
     confused_pairs: list[tuple[str, str, int, float]] = field(default_factory=list)
-    mistakes: list[dict[str, Any]] = field(default_factory=list)  # EvalReport.mistakes rows
-    least_sure: list[dict[str, Any]] = field(default_factory=list)  # image, true, confidence
+    mistakes: list[Mistake] = field(default_factory=list)
+    least_sure: list[LeastSure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,12 +166,13 @@ class FactGatherer:
 UNSURE_BELOW = 0.8
 
 
-def _least_sure(rows: Sequence[Sequence[Any]], limit: int) -> list[dict[str, Any]]:
+def _least_sure(rows: Sequence[Sequence[Any]], limit: int) -> list[LeastSure]:
     """Correct out-of-fold predictions with the lowest confidence: the borderline photos."""
     correct = [r for r in rows if len(r) == 4 and r[1] == r[2] and float(r[3]) < UNSURE_BELOW]
     correct.sort(key=lambda r: float(r[3]))
     return [
-        {"image": r[0], "true": r[1], "confidence": round(float(r[3]), 4)} for r in correct[:limit]
+        {"image": str(r[0]), "true": str(r[1]), "confidence": round(float(r[3]), 4)}
+        for r in correct[:limit]
     ]
 
 
@@ -266,8 +276,14 @@ def render_facts(
         lines.append("Model: not trained yet.")
     else:
         acc = model.get("cv_accuracy")
+        added = model.get("cv_added_since") or 0
         acc_text = (
-            f"cross-validated accuracy {acc:.1%}" if acc is not None else "no accuracy estimate"
+            "no accuracy estimate"
+            if acc is None
+            else f"cross-validated accuracy {acc:.1%}"
+            if not added
+            else f"held-out accuracy {acc:.1%} (the last full cross-validation, and {added} "
+            "photo(s) added since predicted by the model before them)"
         )
         when = ago(model.get("trained_at"))
         stale = (

@@ -730,7 +730,7 @@ class AgentSession:
         """Providers, the switch and the endpoints off this machine; never an API key."""
         described: dict[str, Any] = {}
         for agent in ("passive", "proactive"):
-            info = self._provider(agent).describe()
+            info: dict[str, object] = {**self._provider(agent).describe()}
             if agent in self._config_errors:
                 info["error"] = str(self._config_errors[agent])
             described[agent] = info

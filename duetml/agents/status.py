@@ -14,6 +14,7 @@ from duetml.agents import choice
 from duetml.errors import DuetmlError
 from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
 from duetml.llm import window as llm_window
+from duetml.llm.types import MemoryUse
 from duetml.settings import AGENTS, Settings
 
 if TYPE_CHECKING:
@@ -174,15 +175,15 @@ def _two_models_warning(in_use: dict[str, Provider]) -> str | None:
     total = 0
     for provider in (passive, proactive):
         memory_use = getattr(provider, "memory_use", None)
-        used: dict[str, Any] = {}
+        used = MemoryUse(None, False)
         if callable(memory_use):
             try:
                 used = memory_use()
             except DuetmlError:
-                used = {}
-        size = used.get("bytes")
+                pass
+        size = used.bytes
         total += size or 0
-        where = "loaded" if used.get("loaded") else "on disk"
+        where = "loaded" if used.loaded else "on disk"
         sizes.append(f"{provider.model} ({_gigabytes(size)} {where})" if size else provider.model)
     together = f", about {total / 1e9:.1f} GB together" if total else ""
     return (

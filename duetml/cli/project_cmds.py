@@ -116,7 +116,10 @@ def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> Non
     typer.echo(f"{state.images} photo(s) in {len(state.categories)} categories.")
     if state.model:
         acc = state.model["cv_accuracy"]
-        acc_text = f", cross-validated accuracy {acc:.1%}" if acc is not None else ""
+        added = state.model.get("cv_added_since") or 0
+        kind = "held-out" if added else "cross-validated"
+        since = f" ({added} photo(s) added since the last full cross-validation)" if added else ""
+        acc_text = f", {kind} accuracy {acc:.1%}{since}" if acc is not None else ""
         typer.echo(f"Model: {state.model['backbone']}{acc_text}.")
     else:
         typer.echo("Model: none yet (run `duetml train`).")

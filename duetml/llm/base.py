@@ -18,13 +18,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from duetml.errors import LLMError
 from duetml.llm import window
 from duetml.llm.fencing import clean_text
 from duetml.llm.privacy import Secret, display_url, is_local_url
-from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec
+from duetml.llm.types import ChatMessage, ModelInfo, ProviderInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
 
@@ -323,7 +323,7 @@ class Provider(ABC):
         """True when requests stay on this machine (loopback address or unix socket)."""
         return is_local_url(self.base_url)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ProviderInfo:
         """Settings as they may be shown or logged: no credentials, only a masked key tail."""
         return {
             "provider": self.name,

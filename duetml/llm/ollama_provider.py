@@ -22,7 +22,14 @@ from duetml.llm.base import (
     parse_retry_after,
 )
 from duetml.llm.privacy import display_url
-from duetml.llm.types import ChatMessage, ModelInfo, ToolCall, ToolSpec, parse_tool_arguments
+from duetml.llm.types import (
+    ChatMessage,
+    MemoryUse,
+    ModelInfo,
+    ToolCall,
+    ToolSpec,
+    parse_tool_arguments,
+)
 from duetml.llm.vision import guess_vision
 
 if TYPE_CHECKING:
@@ -233,21 +240,17 @@ class OllamaProvider(ToolStreamingProvider):
             architecture,
         )
 
-    def memory_use(self) -> dict[str, Any]:
+    def memory_use(self) -> MemoryUse:
         """Bytes the model takes: `/api/ps` when loaded (with its context), else its file size."""
         client = self._client()
         wanted = {self.model, f"{self.model}:latest"}
         for running in self._with_retries(client.ps).models:
             if running.model in wanted or running.name in wanted:
-                return {
-                    "bytes": running.size,
-                    "loaded": True,
-                    "context_length": getattr(running, "context_length", None),
-                }
+                return MemoryUse(running.size, True, getattr(running, "context_length", None))
         for listed in self._with_retries(client.list).models:
             if listed.model in wanted:
-                return {"bytes": listed.size, "loaded": False, "context_length": None}
-        return {"bytes": None, "loaded": False, "context_length": None}
+                return MemoryUse(listed.size, False)
+        return MemoryUse(None, False)
 
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import httpx

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from duetml.llm.fencing import clean_text, fence_data
 
@@ -89,6 +89,25 @@ class ChatMessage:
             return self.content
         block = fence_data("\n".join(labels), title="labels of the attached images, in order")
         return f"{self.content}\n\n{block}" if self.content else block
+
+
+class ProviderInfo(TypedDict):
+    """`Provider.describe()`: what may be shown or logged (no credentials)."""
+
+    provider: str
+    model: str | None
+    endpoint: str | None  # without user, password or query
+    is_local: bool
+    key: str | None  # masked: "sk-…cdef"
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Bytes a local model takes: loaded (with its context), else its file; None if unknown."""
+
+    bytes: int | None
+    loaded: bool
+    context_length: int | None = None
 
 
 @dataclass(frozen=True)

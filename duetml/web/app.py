@@ -25,7 +25,7 @@ from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import AGENT_ROUTES
 from duetml.web.routes_data import DATA_ROUTES, UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES
 from duetml.web.routes_model import MODEL_ROUTES
-from duetml.web.routes_review import review_routes
+from duetml.web.routes_review import REVIEW_ROUTES
 from duetml.web.state import InjectedWebState, WebState
 
 if TYPE_CHECKING:
@@ -77,8 +77,7 @@ def create_app(
             raise NotFoundError("There is no such file.")
         return Response(found[0], media_type=found[1], headers={"Cache-Control": "no-cache"})
 
-    handlers: list[Any] = [page, static, *APP_ROUTES, *DATA_ROUTES, *MODEL_ROUTES]
-    handlers += review_routes(web)
+    handlers: list[Any] = [page, static, *APP_ROUTES, *DATA_ROUTES, *MODEL_ROUTES, *REVIEW_ROUTES]
     if not baseline:
         handlers += AGENT_ROUTES
 

@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -41,6 +41,18 @@ class ErrorBody:
     """Every error the API returns: one sentence saying what went wrong and what to do."""
 
     error: str
+
+
+class ConsentAsk(TypedDict):
+    endpoint: str
+    agent: str | None
+
+
+class ErrorPayload(TypedDict):
+    """The JSON of every error response (ErrorBody is how the schema shows it)."""
+
+    error: str
+    consent: NotRequired[ConsentAsk]  # CloudConsentRequired: the page asks, then retries
 
 
 _DOCUMENTED = {
@@ -84,7 +96,7 @@ def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
 
 def error_response(
     message: str, status: int, headers: dict[str, str] | None = None
-) -> Response[dict[str, Any]]:
+) -> Response[ErrorPayload]:
     return Response(
         {"error": message},
         status_code=status,
@@ -93,7 +105,7 @@ def error_response(
 
 
 def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
-    def duetml_error(_: Request[Any, Any, Any], exc: DuetmlError) -> Response[dict[str, Any]]:
+    def duetml_error(_: Request[Any, Any, Any], exc: DuetmlError) -> Response[ErrorPayload]:
         response = error_response(
             scrub(getattr(exc, "web", None) or str(exc), roots), exc.http_status
         )
@@ -105,7 +117,7 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
             }
         return response
 
-    def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorPayload]:
         status = exc.status_code
         if status >= 500:
             return error_response(GENERIC_500, status)
@@ -120,11 +132,11 @@ def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
         }
         return error_response(scrub(sentence, roots), status, kept)
 
-    def anything_else(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    def anything_else(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorPayload]:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(GENERIC_500, HTTP_500_INTERNAL_SERVER_ERROR)
 
-    def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorPayload]:
         # msgspec gives up on JSON nested thousands of levels deep (`[[[[...`): the request is
         # bad, not the server.
         log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from duetml.web.errors import ERROR_RESPONSES, error_response
 from duetml.web.guard import sent_by_another_site
+from duetml.web.jobs import TrainState
 from duetml.web.routes_data import read_uploads
 from duetml.web.state import InjectedWebState, WebState
 
@@ -32,7 +33,7 @@ class PredictForm:
     status_code=HTTP_202_ACCEPTED,
     summary="Start training in the background; progress arrives on /api/events",
 )
-def start_training(web: InjectedWebState) -> dict[str, Any]:
+def start_training(web: InjectedWebState) -> TrainState:
     return web.train.start()
 
 
@@ -42,7 +43,7 @@ def start_training(web: InjectedWebState) -> dict[str, Any]:
     sync_to_thread=False,
     summary="The trainer's state",
 )
-def training_state(web: InjectedWebState) -> dict[str, Any]:
+def training_state(web: InjectedWebState) -> TrainState:
     return web.train.snapshot()
 
 

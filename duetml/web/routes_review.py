@@ -7,9 +7,7 @@ a person made); every change is a POST that goes through the core, is logged and
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +17,10 @@ from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
-from duetml.web.errors import ERROR_RESPONSES, scrub
-from duetml.web.state import WebState
+from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.state import InjectedWebState
+
+log = logging.getLogger("duetml.web")
 
 FINDING_ID_PATTERN = r"^[0-9a-f]{6,64}$"
 MAX_FINDINGS = 1000
@@ -46,175 +46,116 @@ class DismissFindings:
     ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=MAX_FINDINGS)]
 
 
-log = logging.getLogger("duetml.web")
-
-MAP_FAILURE = (
-    "The map could not be computed: the details are in the terminal running `duetml serve`."
+@get(
+    "/api/map",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="Every photo's place on the map of all photos (computed in the background)",
+    description="Columns with one entry per photo: ids, x, y (0-1), category (an index "
+    "into categories), test (1 for a test photo), flag (an index into findings, -1 if "
+    "none). `computing` is true while the layout is being computed: ask again shortly.",
 )
+def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
+    from duetml.datamap import layout_path, map_inputs, photo_map
+    from duetml.training import model_path
+
+    project, maps = web.project, web.map
+    started = time.perf_counter()
+    # Unchanged photos, model, dismissals and layout: the answer is the one before.
+    key = (
+        web.data_version(),
+        web.model_version(),
+        web.versions.get("review"),
+        _mtime(layout_path(project)),
+        _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+    )
+    known = maps.answer(key)
+    if known is not None:
+        result = dict(known)
+    else:
+        inputs = map_inputs(project)  # listed and hashed once for the review and the map
+        findings, flags = _flags(project, inputs.hashes)
+        result = photo_map(project, compute=False, flags=flags, inputs=inputs)
+        result["findings"] = findings
+        maps.remember(key, result)
+    # After the first training, and never beside it: both would extract features at once.
+    computing = (
+        bool(result["needs_layout"])
+        and model_path(project).is_file()
+        and not web.train.running
+        and maps.ensure(str(result["layout_key"]))
+    )
+    result["computing"] = computing or maps.running
+    result["error"] = None if computing else maps.error
+    log.debug("map answered in %.2f s", time.perf_counter() - started)
+    return Response(result, headers={"Cache-Control": "no-store"})
 
 
-class MapJob:
-    """Computes the map's layout in a thread, one at a time, so no request waits for it."""
+@get(
+    "/api/review",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    summary="The data review: findings about the photos, most important first",
+    description="Read-only: photos whose features are not cached yet are left out "
+    "(`unreviewed`), never extracted here.",
+)
+def review(web: InjectedWebState) -> Response[dict[str, Any]]:
+    from duetml.review import review_project
 
-    def __init__(self, project: Project, on_change: Callable[[], None]) -> None:
-        self.project = project
-        self._on_change = on_change
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.error: str | None = None
-        self._failed_for: str | None = None  # the photos a failure was for: not retried
-
-    @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    def ensure(self, key: str) -> bool:
-        """Start computing unless running, or already failed for these very photos."""
-        with self._lock:
-            if self.running:
-                return True
-            if self._failed_for == key:
-                return False
-            self.error = None
-            self._thread = threading.Thread(
-                target=self._compute, args=(key,), name="duetml-map", daemon=True
-            )
-            self._thread.start()
-            return True
-
-    def wait(self, timeout: float | None = None) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _compute(self, key: str) -> None:
-        from duetml.datamap import compute_layout
-
-        try:
-            compute_layout(self.project)
-            self._failed_for = None
-        except DuetmlError as exc:
-            self.error, self._failed_for = scrub(str(exc), (self.project.root,)), key
-        except Exception:
-            log.exception("computing the map failed")
-            self.error, self._failed_for = MAP_FAILURE, key
-        self._on_change()
+    return Response(
+        review_project(web.project, extract=False).as_dict(),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
-def review_routes(web: WebState) -> list[Any]:
+@post(
+    "/api/review/apply",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
+)
+def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]:
+    from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
+
     project = web.project
-    maps = MapJob(project, web.hub.bump)
-    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
-    memo_lock = threading.Lock()
+    if data.action == "suggested":
+        message = apply_finding(project, data.id, extract=False)
+    else:
+        finding = review_project(project, extract=False).get(data.id)
+        if not finding.photos:
+            raise DuetmlError("This finding is about categories, not photos: none to remove.")
+        count = len(finding.photos)
+        label = f"Remove {count} photo{'s' if count != 1 else ''}"
+        removal = Suggestion(action="remove", photos=finding.photos, label=label)
+        message = apply_suggestion(project, removal, "review", finding_id=finding.id)
+    web.changed()
+    return {"message": message}
 
-    @get(
-        "/api/map",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="Every photo's place on the map of all photos (computed in the background)",
-        description="Columns with one entry per photo: ids, x, y (0-1), category (an index "
-        "into categories), test (1 for a test photo), flag (an index into findings, -1 if "
-        "none). `computing` is true while the layout is being computed: ask again shortly.",
+
+@post(
+    "/api/review/dismiss",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    status_code=200,
+    summary="Keep findings as they are: they are not raised again, by anyone",
+)
+def dismiss(web: InjectedWebState, data: JSONBody[DismissFindings]) -> dict[str, Any]:
+    from duetml.review import dismiss_findings
+
+    if not 1 <= len(data.ids) <= MAX_FINDINGS:
+        raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
+    count = dismiss_findings(web.project, data.ids, extract=False)
+    web.changed()
+    message = (
+        "Kept as it is: this will not be raised again."
+        if len(data.ids) == 1
+        else f"Kept {count} findings as they are: they will not be raised again."
     )
-    def photo_map() -> Response[dict[str, Any]]:
-        from duetml.datamap import layout_path, map_inputs, photo_map
-        from duetml.training import model_path
+    return {"dismissed": count, "message": message}
 
-        started = time.perf_counter()
-        # Unchanged photos, model, dismissals and layout: the answer is the one before.
-        key = (
-            web.data_version(),
-            web.model_version(),
-            web.versions.get("review"),
-            _mtime(layout_path(project)),
-            _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
-        )
-        with memo_lock:
-            known = memo.get(key)
-        if known is not None:
-            result = dict(known)
-        else:
-            inputs = map_inputs(project)  # listed and hashed once for the review and the map
-            findings, flags = _flags(project, inputs.hashes)
-            result = photo_map(project, compute=False, flags=flags, inputs=inputs)
-            result["findings"] = findings
-            with memo_lock:
-                memo.clear()
-                memo[key] = result
-        # After the first training, and never beside it: both would extract features at once.
-        computing = (
-            bool(result["needs_layout"])
-            and model_path(project).is_file()
-            and not web.train.running
-            and maps.ensure(str(result["layout_key"]))
-        )
-        result["computing"] = computing or maps.running
-        result["error"] = None if computing else maps.error
-        log.debug("map answered in %.2f s", time.perf_counter() - started)
-        return Response(result, headers={"Cache-Control": "no-store"})
 
-    @get(
-        "/api/review",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        summary="The data review: findings about the photos, most important first",
-        description="Read-only: photos whose features are not cached yet are left out "
-        "(`unreviewed`), never extracted here.",
-    )
-    def review() -> Response[dict[str, Any]]:
-        from duetml.review import review_project
-
-        return Response(
-            review_project(project, extract=False).as_dict(),
-            headers={"Cache-Control": "no-store"},
-        )
-
-    @post(
-        "/api/review/apply",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=200,
-        summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
-    )
-    def apply(data: JSONBody[ApplyFinding]) -> dict[str, str]:
-        from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
-
-        if data.action == "suggested":
-            message = apply_finding(project, data.id, extract=False)
-        else:
-            finding = review_project(project, extract=False).get(data.id)
-            if not finding.photos:
-                raise DuetmlError("This finding is about categories, not photos: none to remove.")
-            count = len(finding.photos)
-            label = f"Remove {count} photo{'s' if count != 1 else ''}"
-            removal = Suggestion(action="remove", photos=finding.photos, label=label)
-            message = apply_suggestion(project, removal, "review", finding_id=finding.id)
-        web.changed()
-        return {"message": message}
-
-    @post(
-        "/api/review/dismiss",
-        responses=ERROR_RESPONSES,
-        sync_to_thread=True,
-        status_code=200,
-        summary="Keep findings as they are: they are not raised again, by anyone",
-    )
-    def dismiss(data: JSONBody[DismissFindings]) -> dict[str, Any]:
-        from duetml.review import dismiss_findings
-
-        if not 1 <= len(data.ids) <= MAX_FINDINGS:
-            raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
-        count = dismiss_findings(project, data.ids, extract=False)
-        web.changed()
-        message = (
-            "Kept as it is: this will not be raised again."
-            if len(data.ids) == 1
-            else f"Kept {count} findings as they are: they will not be raised again."
-        )
-        return {"dismissed": count, "message": message}
-
-    return [photo_map, review, apply, dismiss]
+REVIEW_ROUTES = [photo_map, review, apply, dismiss]
 
 
 def _mtime(path: Path) -> int:

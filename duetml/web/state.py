@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.di import NamedDependency
 
+from duetml.errors import DuetmlError
 from duetml.project import SPLITS, ImageRecord, Project
 from duetml.review import DISMISSED_FILE
 from duetml.settings import SETTINGS_FILE, read_settings
 from duetml.web.hub import Hub
-from duetml.web.jobs import TrainJob
+from duetml.web.jobs import MapJob, TrainJob
 from duetml.web.thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -50,9 +51,14 @@ class WebState:
         self.hub = Hub()
         self.thumbs = ThumbnailCache(project.state_dir)
         self.train = TrainJob(project, self.hub.bump)
+        self.map = MapJob(project, self.hub.bump)
         self.versions: dict[str, Any] = {}
         self.heartbeat_seconds = HEARTBEAT_SECONDS
         self._digests: dict[str, tuple[int, int, str]] = {}
+        # (split, category) -> (folder mtime, its photos, their hashes); see listing().
+        self._folders: dict[tuple[str, str], tuple[int, list[ImageRecord], dict[str, str]]] = {}
+        self._listing_lock = threading.Lock()
+        self._answers: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
         self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
         self._eval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -61,6 +67,48 @@ class WebState:
         self._live_frames = 0
         self._live_logged = -LIVE_LOG_SECONDS
         self.refresh_versions()
+
+    # ----- the photos, listed once per folder change -----------------------------------------
+    def listing(self) -> tuple[list[ImageRecord], dict[str, str]]:
+        """Every photo (train, then test) and its content hash, re-read only in folders whose
+        modification time changed since the last request: adding, removing or renaming a file
+        changes its folder's, so at 26,000 photos a request stats ~100 folders, not every file.
+        (A photo overwritten in place under the same name keeps its folder's time: it is seen
+        at the next change of that folder.)"""
+        with self._listing_lock:
+            current: list[tuple[tuple[str, str], int]] = []
+            stale: dict[tuple[str, str], tuple[int, list[ImageRecord]]] = {}
+            for split in SPLITS:
+                for name in self.project.category_names(split):
+                    try:
+                        stamp = (self.project.split_dir(split) / name).stat().st_mtime_ns
+                    except OSError:
+                        continue
+                    key = (split, name)
+                    cached = self._folders.get(key)
+                    if cached is None or cached[0] != stamp:
+                        try:
+                            stale[key] = (stamp, self.project.images(split, name))
+                        except DuetmlError:
+                            continue  # removed or replaced by a link while we looked
+                    current.append((key, stamp))
+            # The changed folders' photos are hashed in one go (one read of the hash index).
+            fresh = self.digests([r for _, folder in stale.values() for r in folder])
+            for key, (stamp, folder) in stale.items():
+                self._folders[key] = (
+                    stamp,
+                    folder,
+                    {r.rel: fresh[r.rel] for r in folder if r.rel in fresh},
+                )
+            for key in set(self._folders) - {key for key, _ in current}:
+                del self._folders[key]
+            records: list[ImageRecord] = []
+            hashes: dict[str, str] = {}
+            for key, _ in current:
+                _, folder, digests = self._folders[key]
+                records += folder
+                hashes.update(digests)
+            return records, hashes
 
     # ----- content hashes, remembered between requests -------------------------------------
     def digests(self, records: list[ImageRecord]) -> dict[str, str]:
@@ -83,7 +131,8 @@ class WebState:
         if not missing:
             return found
         try:
-            fresh = self.project.hashes([record for record, _ in missing])
+            stats = {record.rel: stat for record, stat in missing}
+            fresh = self.project.hashes([record for record, _ in missing], stats)
         except OSError:  # one of them moved while we looked: hash them one by one
             fresh = {}
             for record, _ in missing:
@@ -164,6 +213,9 @@ class WebState:
 
     # ----- background threads -------------------------------------------------------------
     def start(self) -> None:
+        # List (and hash) the photos while the browser is still opening: at 26,000 photos the
+        # first listing takes seconds, every later one a few folder stats.
+        threading.Thread(target=self._list_quietly, name="duetml-list", daemon=True).start()
         if self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="duetml-watch", daemon=True)
             self._watcher.start()
@@ -181,6 +233,12 @@ class WebState:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.join(timeout=2 * WATCH_EVERY_SECONDS)
+
+    def _list_quietly(self) -> None:
+        try:
+            self.listing()
+        except Exception:
+            log.warning("listing the photos failed", exc_info=True)
 
     def _watch(self) -> None:
         while not self.hub.stopping.wait(WATCH_EVERY_SECONDS):
@@ -213,6 +271,29 @@ class WebState:
             frames, self._live_frames, self._live_logged = self._live_frames, 0, now
         latest = next((p.ranking[0][0] for p in reversed(predictions) if p.ranking), None)
         self.project.log.record("predict_live", frames=frames, latest=latest)
+
+    # ----- answers computed once per project state ----------------------------------------
+    def once_per_state(
+        self, name: str, compute: Callable[[], dict[str, Any]], model: bool = False
+    ) -> dict[str, Any]:
+        """``compute()``, again only when the photos, the undo journal, the settings, the
+        kept-as-is findings (or, with ``model``, the model) changed: a page load, a second tab
+        or the event stream's refetch then costs a few folder stats, not a walk of 26,000
+        photos. The key is taken before computing, so a change meanwhile recomputes next time.
+        """
+        key: tuple[str, ...] = (
+            self.data_version(),
+            self.settings_version(),
+            str(_mtime(self.project.state_dir / DISMISSED_FILE)),
+        )
+        if model:
+            key += (self.model_version(),)
+        cached = self._answers.get(name)
+        if cached is not None and cached[0] == key:
+            return dict(cached[1])
+        answer = compute()
+        self._answers[name] = (key, answer)
+        return dict(answer)
 
     # ----- evaluation, computed once per model and data version ---------------------------
     def evaluation(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

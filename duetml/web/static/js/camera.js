@@ -305,10 +305,13 @@ const liveView = {
   },
 };
 
-let uploadPhotos = null; // data.js's uploadFiles(category, files), given by main.js
+// Given by main.js: data.js's uploadFiles(category, files) and model.js's predictionVerdict.
+let uploadPhotos = null;
+let predictionVerdict = null;
 
-export function wireLiveCamera(upload) {
+export function wireLiveCamera({ upload, verdict }) {
   uploadPhotos = upload;
+  predictionVerdict = verdict;
   const button = $("#live-btn");
   const select = $("#live-category");
   $("#live-video").muted = true;
@@ -336,7 +339,7 @@ export function wireLiveCamera(upload) {
     button.setAttribute("aria-expanded", "true");
     button.textContent = "Stop the camera";
     fillCategories();
-    replace($("#live-label"), h("span", { class: "muted", text: "Asking the model…" }));
+    replace($("#live-label"), h("p", { class: "muted", text: "Asking the model…" }));
     replace($("#live-bars"));
     await showStream($("#live-video"), found);
     const session = { active: true };
@@ -385,7 +388,7 @@ async function liveLoop(session) {
           stopCamera(exc.message); // no model any more, or the server is gone
           break;
         }
-        replace($("#live-label"), h("span", { class: "error-text", text: exc.message }));
+        replace($("#live-label"), h("p", { class: "error-text", text: exc.message }));
         await sleep(1000);
       }
     }
@@ -397,25 +400,12 @@ async function liveLoop(session) {
 function showLive(prediction) {
   const label = $("#live-label");
   if (prediction.error) {
-    replace(label, h("span", { class: "error-text", text: prediction.error }));
+    replace(label, h("p", { class: "error-text", text: prediction.error }));
     replace($("#live-bars"));
     return;
   }
-  if (prediction.not_sure) {
-    replace(
-      label,
-      h("b", { class: "predicted not-sure", text: "Not sure" }),
-      prediction.reason
-        ? h("span", { class: "muted live-reason", text: ` ${prediction.reason}` })
-        : null,
-    );
-  } else {
-    replace(
-      label,
-      h("span", { class: "muted", text: "Looks like " }),
-      h("b", { class: "predicted", text: prediction.category }),
-    );
-  }
+  // "Looks like hat", or "Not sure" with the closest guess and why: as a tried photo says it.
+  replace(label, ...predictionVerdict(prediction));
   replace(
     $("#live-bars"),
     prediction.top.map((t) =>

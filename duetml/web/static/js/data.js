@@ -33,9 +33,12 @@ const thumbs = new Map(); // photo id -> thumbnail element (its <img> stays load
 export async function loadCategories() {
   const listing = await getJSON("/api/categories");
   store.categories = listing.categories;
-  const known = new Set(listing.categories.flatMap((c) => c.images.map((i) => i.id)));
+  const known = new Set(
+    listing.categories.flatMap((c) => [...c.images, ...(c.test_images || [])].map((i) => i.id)),
+  );
   for (const id of [...store.selected]) if (!known.has(id)) store.selected.delete(id);
   renderCategories();
+  emit("categories");
 }
 
 export async function loadStatus() {
@@ -87,7 +90,11 @@ export function renderCategories() {
     panels.delete(name);
   }
   keepInPlace(box, nodes);
-  const ids = new Set(store.categories.flatMap((c) => c.images.map((i) => `${i.id}#${i.v}`)));
+  const ids = new Set(
+    store.categories.flatMap((c) =>
+      [...c.images, ...(c.test_images || [])].map((i) => `${i.id}#${i.v}`),
+    ),
+  );
   for (const key of [...thumbs.keys()]) if (!ids.has(key)) thumbs.delete(key);
   renderSelection();
   if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
@@ -123,20 +130,33 @@ function panelFor(category) {
   replace(panel.querySelector(".count"), counts.join(" · "));
   const grid = panel.querySelector(".grid");
   const more = panel.querySelector(".more");
+  const showAll = store.expanded.has(category.name);
+  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
+  const tests = category.test_images || [];
+  // The test photos, apart and labelled: the model never trains on them.
+  const testSet = panel.querySelector(".test-set");
+  testSet.hidden = !tests.length;
+  replace(testSet.querySelector(".test-count"), tests.length ? `(${tests.length})` : "");
+  testSet
+    .querySelector(".test-grid")
+    .replaceChildren(
+      ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
+        thumbFor(image, category.name, index, "test"),
+      ),
+    );
+  more.hidden = category.images.length <= first && tests.length <= first;
+  more.textContent = showAll
+    ? "Show fewer"
+    : `Show all ${category.images.length + tests.length} photos`;
   if (!category.images.length) {
     grid.hidden = true;
-    more.hidden = true;
     panel.querySelector(".panel-empty").hidden = false;
     return panel;
   }
   panel.querySelector(".panel-empty").hidden = true;
   grid.hidden = false;
-  const showAll = store.expanded.has(category.name);
-  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
   const shown = showAll ? category.images : category.images.slice(0, first);
   grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
-  more.hidden = category.images.length <= first;
-  more.textContent = showAll ? "Show fewer" : `Show all ${category.images.length} photos`;
   return panel;
 }
 
@@ -157,15 +177,35 @@ function buildPanel(name) {
     tabindex: "-1",
     "aria-label": `A folder of photos to add to ${name}`,
   });
+  // One picker for both sets: "Add test photos…" opens it with `split` set to "test".
   filesInput.addEventListener("change", () => {
-    uploadFiles(name, Array.from(filesInput.files));
+    uploadFiles(name, Array.from(filesInput.files), filesInput.dataset.split || "train");
     filesInput.value = "";
+    filesInput.dataset.split = "train";
   });
   folderInput.addEventListener("change", () => {
     uploadFiles(name, Array.from(folderInput.files));
     folderInput.value = "";
   });
-  const camera = categoryCamera(name, (files, options) => uploadFiles(name, files, options));
+  const camera = categoryCamera(name, (files, options) =>
+    uploadFiles(name, files, "train", options),
+  );
+  const testSet = h(
+    "section",
+    { class: "test-set", hidden: true, "aria-label": `Test photos of ${name}` },
+    h(
+      "h4",
+      { class: "test-set-title" },
+      "Test photos ",
+      h("span", { class: "test-count" }),
+      h("span", {
+        class: "test-set-hint",
+        text: " kept apart: never trained on, they measure the model",
+      }),
+    ),
+    h("div", { class: "test-grid", role: "list" }),
+  );
+  makeTestDropTarget(testSet, name);
   const panel = h(
     "article",
     {
@@ -187,7 +227,10 @@ function buildPanel(name) {
           class: "btn btn-small",
           text: "Add photos…",
           dataset: { key: `add:${name}` },
-          onclick: () => filesInput.click(),
+          onclick: () => {
+            filesInput.dataset.split = "train";
+            filesInput.click();
+          },
         }),
         h("button", {
           type: "button",
@@ -197,6 +240,17 @@ function buildPanel(name) {
           onclick: () => folderInput.click(),
         }),
         camera.button,
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "Add test photos…",
+          title: "Photos kept apart to measure the model: it never trains on them",
+          dataset: { key: `addtest:${name}` },
+          onclick: () => {
+            filesInput.dataset.split = "test";
+            filesInput.click();
+          },
+        }),
         h("button", {
           type: "button",
           class: "btn btn-small",
@@ -239,6 +293,7 @@ function buildPanel(name) {
         renderCategories();
       },
     }),
+    testSet,
   );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
   panel.camera = camera;
@@ -246,10 +301,10 @@ function buildPanel(name) {
   return panel;
 }
 
-function thumbFor(image, category, index) {
+function thumbFor(image, category, index, split = "train") {
   const key = `${image.id}#${image.v}`;
   let node = thumbs.get(key);
-  const label = `Photo ${index + 1} of ${category}`;
+  const label = `${split === "test" ? "Test photo" : "Photo"} ${index + 1} of ${category}`;
   if (!node) {
     const img = h("img", {
       src: thumbUrl(image.id, image.v),
@@ -411,6 +466,9 @@ export function renderSelection() {
   }
   if (!count) return;
   replace($("#selection-count"), `${plural(count, "photo")} selected`);
+  const splits = new Set([...store.selected].map((id) => id.split("/")[0]));
+  $("#to-test-selected").hidden = !splits.has("train");
+  $("#to-train-selected").hidden = !splits.has("test");
   const select = $("#move-target");
   const current = select.value;
   replace(
@@ -425,6 +483,10 @@ export function wireSelectionBar() {
     movePhotos([...store.selected], $("#move-target").value),
   );
   $("#remove-selected").addEventListener("click", () => removePhotos([...store.selected]));
+  $("#to-test-selected").addEventListener("click", () => moveToSplit([...store.selected], "test"));
+  $("#to-train-selected").addEventListener("click", () =>
+    moveToSplit([...store.selected], "train"),
+  );
   $("#clear-selection").addEventListener("click", () => {
     store.selected.clear();
     renderSelection();
@@ -591,11 +653,21 @@ export async function movePhotos(ids, category) {
   });
 }
 
-async function removePhotos(ids) {
+export async function removePhotos(ids) {
   if (!ids.length) return;
   await act(postJSON("/api/images/remove", { images: ids }), (result) => {
     for (const id of ids) store.selected.delete(id);
     toast(`Removed ${plural(result.removed, "photo")}.`, { action: undoAction });
+  });
+}
+
+// Between the training and the test set; each photo keeps its category.
+export async function moveToSplit(ids, split) {
+  if (!ids.length) return;
+  await act(postJSON("/api/images/split", { images: ids, split }), (result) => {
+    for (const id of ids) store.selected.delete(id);
+    const where = split === "test" ? "the test set" : "the training set";
+    toast(`Moved ${plural(result.moved.length, "photo")} to ${where}.`, { action: undoAction });
   });
 }
 
@@ -636,8 +708,11 @@ function makeDropTarget(node, category) {
           (i) => i.id,
         ),
       );
+      // Its own test photos dropped on the panel go back to the training set.
+      const ownTests = ids.filter((id) => id.startsWith(`test/${category}/`));
+      if (ownTests.length) moveToSplit(ownTests, "train");
       movePhotos(
-        ids.filter((id) => !here.has(id)),
+        ids.filter((id) => !here.has(id) && !ownTests.includes(id)),
         category,
       );
       return;
@@ -647,6 +722,44 @@ function makeDropTarget(node, category) {
       uploadFiles(
         category,
         found.map((f) => f.file),
+      ),
+    );
+  });
+}
+
+// The test set of a panel takes dropped files as test photos, and the category's own training
+// photos (moved to the test set); drops it does not take fall through to the panel.
+function makeTestDropTarget(node, category) {
+  node.addEventListener("dragover", (event) => {
+    if (!accepts(event)) return;
+    event.preventDefault();
+    node.classList.add("drop-over");
+  });
+  node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+  node.addEventListener("drop", (event) => {
+    node.classList.remove("drop-over");
+    if (hasType(event, PHOTO_TYPE)) {
+      let ids;
+      try {
+        ids = JSON.parse(event.dataTransfer.getData(PHOTO_TYPE));
+      } catch {
+        return;
+      }
+      const own = ids.filter((id) => id.startsWith(`train/${category}/`));
+      if (own.length !== ids.length) return; // another category's photos: the panel moves them
+      event.preventDefault();
+      event.stopPropagation();
+      moveToSplit(own, "test");
+      return;
+    }
+    if (!hasType(event, "Files")) return;
+    event.preventDefault();
+    event.stopPropagation();
+    droppedEntries(event.dataTransfer).then((found) =>
+      uploadFiles(
+        category,
+        found.map((f) => f.file),
+        "test",
       ),
     );
   });
@@ -747,7 +860,7 @@ async function walkEntry(entry) {
 
 // Returns the report (added, duplicates, rejected). `oneRequest` sends everything in one
 // request, up to the server's limits (a camera burst: one entry in the history, one undo).
-export async function uploadFiles(category, files, { oneRequest = false } = {}) {
+export async function uploadFiles(category, files, split = "train", { oneRequest = false } = {}) {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
   const hidden = (f) =>
     (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
@@ -756,8 +869,9 @@ export async function uploadFiles(category, files, { oneRequest = false } = {}) 
   const queue = wanted.filter((f) => f.size <= limit);
   if (!wanted.length) {
     toast("There were no files to add in what was dropped.");
-    return;
+    return null;
   }
+  const where = split === "test" ? `the test set of “${category}”` : `“${category}”`;
   const totalBytes = queue.reduce((sum, f) => sum + f.size, 0) || 1;
   const report = {
     added: [],
@@ -778,7 +892,7 @@ export async function uploadFiles(category, files, { oneRequest = false } = {}) 
       { class: "upload-head" },
       h("p", {
         class: "upload-title",
-        text: `Adding ${plural(wanted.length, "file")} to “${category}”…`,
+        text: `Adding ${plural(wanted.length, "file")} to ${where}…`,
       }),
       text,
     ),
@@ -800,7 +914,7 @@ export async function uploadFiles(category, files, { oneRequest = false } = {}) 
     text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
     try {
       const result = await postFiles(
-        `/api/upload?category=${encodeURIComponent(category)}`,
+        `/api/upload?category=${encodeURIComponent(category)}&split=${split}`,
         batch,
         (loaded) => {
           bar.value = sentBefore + Math.min(loaded, batchBytes);
@@ -819,7 +933,7 @@ export async function uploadFiles(category, files, { oneRequest = false } = {}) 
     bar.value = sentBefore;
     emit("changed");
   }
-  finishUpload(box, category, report, failure);
+  finishUpload(box, where, report, failure);
   return report;
 }
 
@@ -838,7 +952,7 @@ function* batches(files, maxFiles, maxBytes) {
   if (batch.length) yield batch;
 }
 
-function finishUpload(box, category, report, failure) {
+function finishUpload(box, where, report, failure) {
   const dismiss = h("button", {
     type: "button",
     class: "btn btn-small btn-quiet",
@@ -851,7 +965,7 @@ function finishUpload(box, category, report, failure) {
       { class: "upload-head" },
       h("p", {
         class: "upload-title",
-        text: `Added ${plural(report.added.length, "photo")} to “${category}”.`,
+        text: `Added ${plural(report.added.length, "photo")} to ${where}.`,
       }),
       dismiss,
     ),

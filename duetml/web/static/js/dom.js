@@ -157,7 +157,14 @@ export function formDialog({ title, okLabel = "OK", build, submit }) {
   });
 }
 
+// photo.js installs the full viewer (facts and fixes); every module opens photos through here.
+let photoOpener = null;
+export function setPhotoOpener(open) {
+  photoOpener = open;
+}
+
 export function showPhoto(id, caption) {
+  if (photoOpener) return photoOpener(id, caption);
   const viewer = $("#viewer");
   $("#viewer-img").src = `/api/image?image=${encodeURIComponent(id)}`;
   $("#viewer-img").alt = caption;

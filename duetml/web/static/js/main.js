@@ -19,7 +19,15 @@ import {
 } from "./data.js";
 import { $, replace, toast } from "./dom.js";
 import { loadMap, wireMap } from "./map.js";
-import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import {
+  loadEvaluation,
+  predictionVerdict,
+  renderModel,
+  renderTrain,
+  wirePredict,
+  wireTraining,
+} from "./model.js";
+import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
 import { on, store } from "./store.js";
 
@@ -169,8 +177,9 @@ async function start() {
   wireTraining();
   wirePredict();
   wireCamera();
-  wireLiveCamera(uploadFiles);
+  wireLiveCamera({ upload: uploadFiles, verdict: predictionVerdict });
   wireMap();
+  wireViewer();
   $("#undo-btn").addEventListener("click", undo);
   on("changed", refreshData);
   on("undo", undo);

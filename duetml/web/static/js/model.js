@@ -2,8 +2,9 @@
 
 import { getFile, postFiles, postJSON } from "./api.js";
 import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast, withCode } from "./dom.js";
-import { uploadFiles } from "./data.js";
-import { emit, store } from "./store.js";
+import { movePhotos, removePhotos, uploadFiles } from "./data.js";
+import { locate } from "./photo.js";
+import { emit, on, store } from "./store.js";
 
 const MAX_PREDICTIONS = 12;
 let lastRun = null;
@@ -70,10 +71,13 @@ export function renderTrain(job) {
   } else if (job.run && job.run !== lastRun) {
     if (job.state === "done" && job.result) {
       const r = job.result;
+      // After a small change the last cross-validation is extended, not redone: say so.
       const accuracy =
         r.cv_accuracy === null
           ? ` No accuracy estimate: ${r.why_no_cv}`
-          : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
+          : r.cv_added_since
+            ? ` Held-out accuracy ${pct(r.cv_accuracy, 1)}: the ${r.cv_folds}-fold cross-validation of the last full training (${plural(r.cv_fresh_photos, "photo")}), with the ${plural(r.cv_added_since, "photo")} added since predicted by the model trained before them.`
+            : ` Accuracy measured by ${r.cv_folds}-fold cross-validation: ${pct(r.cv_accuracy, 1)}.`;
       showTrainMessage(
         `Trained on ${plural(r.images, "photo")} in ${plural(r.categories.length, "category", "categories")} in ${r.seconds.toFixed(1)} s.${accuracy}`,
         "success",
@@ -119,7 +123,9 @@ export function renderModel() {
       text:
         model.cv_accuracy === null || model.cv_accuracy === undefined
           ? "no accuracy estimate"
-          : "cross-validated accuracy",
+          : model.cv_added_since
+            ? `held-out accuracy: the last full cross-validation, and ${plural(model.cv_added_since, "photo")} added since, predicted by the model before them`
+            : "cross-validated accuracy",
     }),
     h("span", {
       class: "model-meta",
@@ -264,12 +270,7 @@ function fillPrediction(card, prediction) {
   replace(
     caption,
     h("p", { class: "prediction-name", text: prediction.image }),
-    h(
-      "p",
-      { class: "prediction-label" },
-      h("span", { class: "muted", text: "Looks like " }),
-      h("b", { class: "predicted", text: prediction.category }),
-    ),
+    ...predictionVerdict(prediction),
     h(
       "ul",
       { class: "bars", "aria-label": "Confidence per category" },
@@ -291,7 +292,44 @@ function fillPrediction(card, prediction) {
   );
 }
 
-// A tried photo can join the training data, under the right category.
+// "Looks like hat", or "Not sure" with the closest guess second and one sentence saying why
+// (the camera's live view shows the same). `not_sure` and `reason` come from /api/predict.
+export function predictionVerdict(prediction) {
+  if (!prediction.not_sure) {
+    return [
+      h(
+        "p",
+        { class: "prediction-label" },
+        h("span", { class: "muted", text: "Looks like " }),
+        h("b", { class: "predicted", text: prediction.category }),
+      ),
+    ];
+  }
+  return [
+    h(
+      "p",
+      { class: "prediction-label" },
+      h("b", { class: "predicted not-sure", text: "Not sure" }),
+    ),
+    h("p", {
+      class: "prediction-closest muted",
+      text: `Closest: ${prediction.category} (${pct(prediction.confidence)})`,
+    }),
+    h("p", { class: "prediction-why", text: notSureWhy(prediction) }),
+  ];
+}
+
+function notSureWhy(prediction) {
+  if (prediction.reason === "unlike_every_category")
+    return "This photo is unlike the training photos of every category.";
+  const [first, second] = prediction.top;
+  return second
+    ? `Too close to call between ${first.category} and ${second.category}.`
+    : "Too close to call.";
+}
+
+// A tried photo can join the project under the right category (the predicted one is chosen
+// first, so a right answer is one click), as a training or a test photo; Undo takes it back.
 function addToTraining(file, predicted) {
   const select = h(
     "select",
@@ -300,18 +338,55 @@ function addToTraining(file, predicted) {
       h("option", { value: c.name, text: c.name, selected: c.name === predicted }),
     ),
   );
-  const button = h("button", {
+  const toTraining = h("button", {
     type: "button",
-    class: "btn btn-small",
+    class: "btn btn-small add-train",
     text: "Add to training data",
   });
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    await uploadFiles(select.value, [file]);
-    button.textContent = "Added";
+  const toTest = h("button", {
+    type: "button",
+    class: "btn btn-small add-test",
+    text: "Add as test photo",
+    title: "Kept apart to measure the model: it never trains on it",
   });
-  return h("div", { class: "add-to-training" }, select, button);
+  const result = h("p", { class: "add-result", role: "status" });
+  const add = async (split) => {
+    const category = select.value;
+    for (const control of [select, toTraining, toTest]) control.disabled = true;
+    const report = await uploadFiles(category, [file], split);
+    const where = split === "test" ? `the test set of “${category}”` : `“${category}”`;
+    if (report && report.added.length) {
+      replace(result, `Added to ${where}.`);
+      card.added = report.added[0];
+      toast(`Added ${file.name} to ${where}.`, {
+        action: { label: "Undo", run: () => emit("undo") },
+      });
+    } else {
+      const why =
+        report && report.duplicates.length
+          ? "Already in the project."
+          : (report && report.rejected[0] && report.rejected[0].reason) || "Not added.";
+      replace(result, why);
+      for (const control of [select, toTraining, toTest]) control.disabled = false;
+    }
+  };
+  toTraining.addEventListener("click", () => add("train"));
+  toTest.addEventListener("click", () => add("test"));
+  const card = h("div", { class: "add-to-training" }, select, toTraining, toTest, result);
+  // Undone (here or anywhere): the photo is no longer in the project, so it can be added again.
+  card.refresh = () => {
+    if (!card.added || locate(card.added)) return;
+    card.added = null;
+    replace(result);
+    for (const control of [select, toTraining, toTest]) control.disabled = false;
+  };
+  return card;
 }
+
+on("categories", () => {
+  for (const card of document.querySelectorAll(".add-to-training"))
+    if (card.refresh) card.refresh();
+});
 
 // ----- (C) evaluation -------------------------------------------------------------------------
 
@@ -441,9 +516,23 @@ function renderEvaluation(report) {
   );
 }
 
+// The open cell of the confusion matrix: its photos, each with its fixes, kept current as the
+// photos move (a moved photo says where it went; Undo brings it back into the cell).
+let openCell = null;
+on("categories", () => {
+  if (openCell && openCell.detail.isConnected) renderCell();
+});
+
 function showCell(detail, trueName, predicted, ids, matrix, button) {
   for (const b of matrix.querySelectorAll(".cell.active")) b.classList.remove("active");
   button.classList.add("active");
+  openCell = { detail, trueName, predicted, ids };
+  renderCell();
+}
+
+function renderCell() {
+  const { detail, trueName, predicted, ids } = openCell;
+  const names = new Set(store.categories.map((c) => c.name));
   const title =
     trueName === predicted
       ? `${plural(ids.length, "photo")} of “${trueName}” recognised correctly`
@@ -453,20 +542,56 @@ function showCell(detail, trueName, predicted, ids, matrix, button) {
     h("h4", { text: title }),
     ids.length
       ? h(
-          "div",
-          { class: "grid grid-small" },
-          ids.map((id, i) =>
-            h(
-              "button",
-              {
-                type: "button",
-                class: "thumb-open",
-                "aria-label": `Open photo ${i + 1}: ${id}`,
-                onclick: () => showPhoto(id, id),
-              },
-              h("img", { src: thumbUrl(id), alt: "", loading: "lazy" }),
-            ),
-          ),
+          "ul",
+          { class: "cell-list" },
+          ids.map((id, i) => {
+            const now = locate(id);
+            const state = !now
+              ? "Removed (in the project's trash)"
+              : now.category !== trueName
+                ? `Now in “${now.category}”`
+                : null;
+            const fixes = [];
+            if (now && !state) {
+              if (predicted !== trueName && names.has(predicted))
+                fixes.push(
+                  h("button", {
+                    type: "button",
+                    class: "btn btn-small cell-move",
+                    text: `Move to “${predicted}”`,
+                    "aria-label": `Move to “${predicted}”: photo ${i + 1}`,
+                    onclick: () => movePhotos([now.id], predicted),
+                  }),
+                );
+              fixes.push(
+                h("button", {
+                  type: "button",
+                  class: "btn btn-small btn-danger cell-remove",
+                  text: "Remove",
+                  "aria-label": `Remove photo ${i + 1}`,
+                  onclick: () => removePhotos([now.id]),
+                }),
+              );
+            }
+            return h(
+              "li",
+              { class: `cell-photo${state ? " cell-photo-done" : ""}`, dataset: { id } },
+              now
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "thumb-open",
+                      "aria-label": `Open photo ${i + 1}: ${now.id}`,
+                      onclick: () => showPhoto(now.id, now.id),
+                    },
+                    h("img", { src: thumbUrl(now.id), alt: "", loading: "lazy" }),
+                  )
+                : h("div", { class: "cell-photo-gone", "aria-hidden": "true" }),
+              state ? h("p", { class: "cell-photo-state", text: state }) : null,
+              fixes.length ? h("div", { class: "cell-photo-actions" }, fixes) : null,
+            );
+          }),
         )
       : h("p", {
           class: "muted",
