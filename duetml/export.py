@@ -193,8 +193,8 @@ NEIGHBOUR_OUTPUT = "neighbour_distance"
 def _neighbour_nodes(model: TrainedModel) -> _Parts | None:
     """`abstention.neighbour_distances` as ONNX: the mean distance from the normalised
     features ("svm_x") to the `neighbours` nearest training photos, output NEIGHBOUR_OUTPUT
-    (n,) float32; None for a model without a "not sure" rule. The reference stays float16
-    in the file, as duetml stores it, and is widened to float32 like duetml does."""
+    (n,) float32; None for a model without a "not sure" rule. The reference is float32,
+    as duetml keeps it."""
     from onnx import TensorProto, helper, numpy_helper
 
     from duetml.training import abstention_rule
@@ -204,7 +204,7 @@ def _neighbour_nodes(model: TrainedModel) -> _Parts | None:
         return None
     node = helper.make_node
     constants = [
-        numpy_helper.from_array(np.ascontiguousarray(reference.T, dtype=np.float16), "nn_ref_t"),
+        numpy_helper.from_array(np.ascontiguousarray(reference.T, dtype=np.float32), "nn_ref_t"),
         numpy_helper.from_array(np.array([rule.neighbours], dtype=np.int64), "nn_k"),
         numpy_helper.from_array(np.array(2.0, dtype=np.float32), "nn_two"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "nn_zero"),
@@ -212,8 +212,7 @@ def _neighbour_nodes(model: TrainedModel) -> _Parts | None:
     ]
     nodes = [
         node("Cast", ["svm_x"], ["nn_x"], to=TensorProto.FLOAT),
-        node("Cast", ["nn_ref_t"], ["nn_ref_t32"], to=TensorProto.FLOAT),
-        node("MatMul", ["nn_x", "nn_ref_t32"], ["nn_similarity"]),
+        node("MatMul", ["nn_x", "nn_ref_t"], ["nn_similarity"]),
         node("TopK", ["nn_similarity", "nn_k"], ["nn_top", "nn_top_index"], axis=1, largest=1),
         # sqrt(max(2 - 2 s, 0)) per neighbour, then their mean (ReduceSum / k: ReduceMean
         # takes its axes as an input only from opset 18 on; ReduceSum from 13).
@@ -366,7 +365,7 @@ def _not_sure_readme(labels: dict[str, Any]) -> str:
         "`--no-abstain` always names the most likely category. The rule was fitted on the "
         "project's own photos when it was trained: `model.onnx` has a second output, "
         f"`{rule['output']}`, the mean distance from the photo to its {rule['neighbours']} "
-        "nearest training photos (their features are inside the model, as float16); above "
+        "nearest training photos (their features are inside the model); above "
         f"`distance_threshold` ({rule['distance_threshold']:.4f}, which "
         f"{1 - rule['quantile']:.0%} of held-out training photos exceed) the photo is unlike "
         "every category. A top probability at or below `probability_floor` "

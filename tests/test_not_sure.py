@@ -5,15 +5,15 @@ The foreign photos are real: the demo's shoes, against a model trained without s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import demo_photos
-from typer.testing import CliRunner
 
 from duetml import abstention
-from duetml.cli import app
 from duetml.project import Project
 from duetml.training import load_model, predict_sources, train_project
 
@@ -39,7 +39,8 @@ def test_the_rule_comes_from_the_project_and_is_stored_with_the_model(trained_de
     rule = abstention.AbstentionRule.from_dict(model.meta["not_sure"])
     assert rule is not None and rule.reference_photos == 80 and rule.neighbours == 5
     reference = model.extras[abstention.REFERENCE_EXTRA]
-    assert reference.shape == (80, 1280) and reference.dtype == np.float16
+    assert reference.shape == (80, 1280) and reference.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-5)
     # Unit vectors, so the distances lie in [0, 2]; the threshold is one of the training
     # photos' own leave-one-out distances (the 95% quantile), not a constant.
     assert 0.0 < rule.distance_threshold < 2.0
@@ -59,24 +60,33 @@ def test_foreign_photos_get_not_sure_and_own_held_out_photos_do_not(
     assert _not_sure_share(without_shoes, shoes, abstain=False) == 0.0
 
 
+def _duetml(*args: str) -> str:
+    """The real CLI in a subprocess (it inherits PYTHONPATH), as a person runs it."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_cli_says_not_sure_with_the_closest_guess(without_shoes: Project) -> None:
-    runner = CliRunner()
     shoe = str(demo_photos("shoes")[0])
     root = str(without_shoes.root)
-    text = runner.invoke(app, ["predict", shoe, "-p", root])
-    assert text.exit_code == 0, text.output
-    assert f"{shoe}: not sure (closest: " in text.output
-    assert "unlike the training photos of every category" in text.output
-    rows = json.loads(runner.invoke(app, ["predict", shoe, "-p", root, "--json"]).output)
+    text = _duetml("predict", shoe, "-p", root)
+    assert f"{shoe}: not sure (closest: " in text
+    assert "unlike the training photos of every category" in text
+    rows = json.loads(_duetml("predict", shoe, "-p", root, "--json"))
     assert rows[0]["not_sure"] is True and rows[0]["reason"] == abstention.UNLIKE
     assert rows[0]["category"] == rows[0]["top"][0]["category"]  # the closest guess
     assert abs(sum(t["probability"] for t in rows[0]["top"]) - 1.0) < 1e-3
-    bare = runner.invoke(app, ["predict", shoe, "-p", root, "--json", "--no-abstain"])
-    plain = json.loads(bare.output)[0]
+    plain = json.loads(_duetml("predict", shoe, "-p", root, "--json", "--no-abstain"))[0]
     assert plain["not_sure"] is False and plain["reason"] is None
     assert plain["category"] == rows[0]["category"]
     own = str(without_shoes.images("test", "hat")[0].path)
-    line = runner.invoke(app, ["predict", own, "-p", root]).output
+    line = _duetml("predict", own, "-p", root)
     assert "not sure" not in line and ": hat " in line
 
 

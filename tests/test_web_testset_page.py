@@ -14,7 +14,7 @@ import pytest
 import test_web_browser
 from helpers import demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, panel, serving, wait_count
+from test_web_browser import Watch, drop_files, jpegs, open_page, panel, serving, wait_count
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.project import Project
@@ -58,6 +58,13 @@ def test_add_see_and_move_test_photos_then_undo(browser: Any, watch: Watch, tmp_
         # The training grid still holds only training photos.
         expect(hat.locator(".grid").first.locator(".thumb")).to_have_count(4)
         shot(page, "1-test-photos-added")
+        # Files dropped on the test set join it (not the training photos); undone.
+        drop_files(page, 'article.category[data-category="hat"] .test-set', jpegs("hat", 1, 12))
+        expect(held_out_set(page, "hat").locator(".thumb")).to_have_count(3)
+        expect(hat.locator(".count")).to_have_text("4 photos · 3 test")
+        undo_button_says(page, "add 1 image(s) to 'hat'")
+        page.click("#undo-btn")
+        expect(held_out_set(page, "hat").locator(".thumb")).to_have_count(2)
         undo_button_says(page, "add 2 image(s) to 'hat'")
         page.click("#undo-btn")
         expect(held_out_set(page, "hat")).to_be_hidden()

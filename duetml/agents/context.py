@@ -48,6 +48,7 @@ from duetml.agents.conversation import Message
 from duetml.agents.facts import (
     Evaluation,
     FactGatherer,
+    Facts,
     ago,
     number_photos,
     render_facts,
@@ -87,7 +88,7 @@ class AgentContext:
 
     text: str
     images: list[ImageInput] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: Facts | None = None
     # The photo numbers the text uses (#n -> project-relative path), to read a reply's "#3".
     photos: dict[int, str] = field(default_factory=dict)
 
@@ -244,9 +245,7 @@ def _changes_parts(
 _CONFUSED, _FLAGGED, _CHANGED, _SMALL = 4.0, 4.0, 2.0, 1.0
 
 
-def rank_categories(
-    facts: dict[str, Any], events: Sequence[dict[str, Any]] = ()
-) -> list[tuple[int, str]]:
+def rank_categories(facts: Facts, events: Sequence[dict[str, Any]] = ()) -> list[tuple[int, str]]:
     """Categories with photos as (number, name), most relevant first.
 
     Relevant: confused by the model, flagged by the data review, recently changed by the user,

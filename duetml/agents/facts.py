@@ -18,7 +18,9 @@ from duetml.errors import DuetmlError
 from duetml.llm import clean_text
 
 if TYPE_CHECKING:
+    from duetml.health import CategoryCount, ModelSummary
     from duetml.project import Project
+    from duetml.review import FindingDict
     from duetml.training import Mistake
 
 
@@ -47,6 +49,25 @@ class EvaluationUnavailable:
     """Why a trained model has no results to tell (e.g. too few photos to cross-validate)."""
 
     reason: str
+
+
+class DuplicateSummary(TypedDict):
+    groups: int  # groups of identical photos in different categories
+    examples: list[list[str]]  # the first few groups, project-relative paths
+
+
+class Facts(TypedDict):
+    """What the agents are told about the project, gathered from the core for one request."""
+
+    goal: str
+    categories: list[CategoryCount]
+    images: int
+    test_images: int
+    warnings: list[str]
+    duplicates: DuplicateSummary
+    model: ModelSummary | None
+    evaluation: Evaluation | EvaluationUnavailable | None
+    findings: list[FindingDict]  # most important first
 
 
 class _AgentTaggedLog:
@@ -91,13 +112,13 @@ class FactGatherer:
         self._eval_key: tuple[Any, ...] | None = None
         self._eval: Evaluation | EvaluationUnavailable | None = None
 
-    def gather(self, budget: Budget = DEFAULT_BUDGET) -> dict[str, Any]:
+    def gather(self, budget: Budget = DEFAULT_BUDGET) -> Facts:
         from duetml.health import duplicate_groups, project_health
 
         project = self.project
         health = project_health(project, check_files=False)
         groups = duplicate_groups(project)
-        facts: dict[str, Any] = {
+        facts: Facts = {
             "goal": project.goal,
             "categories": health.categories,
             "images": health.images,
@@ -112,7 +133,7 @@ class FactGatherer:
         }
         return facts
 
-    def _findings(self, budget: Budget) -> list[dict[str, Any]]:
+    def _findings(self, budget: Budget) -> list[FindingDict]:
         """The data review's findings, most important first (dismissed ones never appear)."""
         from duetml.review import review_project
 
@@ -208,7 +229,7 @@ class PhotoNumbers:
         return len(self._by_rel)
 
 
-def number_photos(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> PhotoNumbers:
+def number_photos(facts: Facts, budget: Budget = DEFAULT_BUDGET) -> PhotoNumbers:
     """Numbers in the order the facts list them: findings first, then the model's mistakes."""
     numbers = PhotoNumbers()
     for finding in facts.get("findings") or []:
@@ -222,7 +243,7 @@ def number_photos(facts: dict[str, Any], budget: Budget = DEFAULT_BUDGET) -> Pho
 
 
 def render_facts(
-    facts: dict[str, Any],
+    facts: Facts,
     budget: Budget = DEFAULT_BUDGET,
     numbers: PhotoNumbers | None = None,
     shown: Mapping[int, int] | None = None,
@@ -295,7 +316,7 @@ def render_facts(
 
 
 def _finding_lines(
-    findings: Sequence[dict[str, Any]] | None, photo: Callable[[object], str], budget: Budget
+    findings: Sequence[FindingDict] | None, photo: Callable[[object], str], budget: Budget
 ) -> list[str]:
     if not findings:
         return []
@@ -305,8 +326,9 @@ def _finding_lines(
         refs = ", ".join(photo(rel) for rel in photos[: budget.photos_per_finding])
         more = len(photos) - budget.photos_per_finding
         refs += f" and {more} more" if more > 0 else ""
-        suggestion = finding.get("suggestion") or {}
-        todo = f" Suggested: {short(suggestion['label'], 120)}." if suggestion.get("label") else ""
+        suggestion = finding.get("suggestion")
+        label = suggestion["label"] if suggestion else ""
+        todo = f" Suggested: {short(label, 120)}." if label else ""
         lines.append(
             f"- {finding['kind']}: {short(finding['message'], 300)}"
             + (f" Photos: {refs}." if refs else "")

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from duetml.agents.budget import Budget
 from duetml.agents.context import ContextBuilder
+from duetml.agents.facts import Facts
 from duetml.agents.prompts import GREETING
 from duetml.errors import LLMError
 from duetml.llm import ChatMessage, ImageInput
@@ -87,9 +88,9 @@ class _OnceFacts:
 
     def __init__(self, facts: Any) -> None:
         self._facts = facts
-        self._gathered: dict[str, Any] | None = None
+        self._gathered: Facts | None = None
 
-    def gather(self, budget: Budget) -> dict[str, Any]:
+    def gather(self, budget: Budget) -> Facts:
         if self._gathered is None:
             self._gathered = self._facts.gather(budget)
         return self._gathered

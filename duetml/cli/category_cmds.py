@@ -113,6 +113,24 @@ def move_images(
     typer.echo(f"Moved {len(moved)} photo(s) to {to!r}.")
 
 
+@categories_app.command("move-set")
+def move_to_set(
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Photos: an id (train/hat/ab12.jpg), a path to the file, or its name."),
+    ],
+    to: Annotated[
+        str, typer.Option("--to", help="`test` (kept apart to measure the model) or `train`.")
+    ],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Move photos between the training and the test set; each keeps its category."""
+    proj = open_project(project)
+    moved = proj.move_to_split([proj.find_image(i) for i in images], to)
+    where = "the test set" if to == "test" else "the training set"
+    typer.echo(f"Moved {len(moved)} photo(s) to {where}.")
+
+
 @categories_app.command("show")
 def show_category(
     name: Annotated[str, typer.Argument(help="The category.")],

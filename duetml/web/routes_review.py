@@ -17,6 +17,7 @@ from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
+from duetml.review import ReviewDict
 from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.state import InjectedWebState
 
@@ -99,7 +100,7 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     description="Read-only: photos whose features are not cached yet are left out "
     "(`unreviewed`), never extracted here.",
 )
-def review(web: InjectedWebState) -> Response[dict[str, Any]]:
+def review(web: InjectedWebState) -> Response[ReviewDict]:
     from duetml.review import review_project
 
     return Response(
