@@ -136,7 +136,10 @@ def require_weights(backbone: Backbone) -> Path:
     raise BackboneUnavailableError(
         f"The {backbone.name} weights are not on this machine: run `duetml backbones pull "
         f"{backbone.name}`, or copy {backbone.weights_file} here and run `duetml backbones import "
-        f"{backbone.name} FILE`, or use the offline default `efficientnet-lite0`."
+        f"{backbone.name} FILE`, or use the offline default `efficientnet-lite0`.",
+        web=f"The {backbone.name} weights are not on this machine and the page cannot fetch "
+        "them: download them in a terminal (the README's backbones section says how), or make "
+        "the offline default efficientnet-lite0 this project's backbone in its duetml.toml.",
     )
 
 
@@ -184,7 +187,9 @@ def pull_weights(
         if expected and not digest.hexdigest().startswith(expected):
             raise BackboneUnavailableError(
                 f"The downloaded {backbone.name} weights are corrupt (sha256 does not match "
-                f"{expected}): try `duetml backbones pull {backbone.name}` again."
+                f"{expected}): try `duetml backbones pull {backbone.name}` again.",
+                web=f"The downloaded {backbone.name} weights are corrupt: click Train to try "
+                "the download again.",
             )
         _check_loadable(tmp_name, backbone)
         os.replace(tmp_name, destination)
@@ -193,7 +198,10 @@ def pull_weights(
         raise BackboneUnavailableError(
             f"Could not download the {backbone.name} weights ({reason}): copy "
             f"{backbone.weights_file} from a machine with internet and run `duetml backbones "
-            f"import {backbone.name} FILE`, or use the offline default `efficientnet-lite0`."
+            f"import {backbone.name} FILE`, or use the offline default `efficientnet-lite0`.",
+            web=f"Could not download the {backbone.name} weights ({reason}): check the "
+            "internet connection and click Train again, or make the offline default "
+            "efficientnet-lite0 this project's backbone in its duetml.toml.",
         ) from None
     finally:
         if os.path.exists(tmp_name):

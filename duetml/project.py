@@ -242,12 +242,13 @@ class Project:
             )
         if must_exist and not folder.is_dir():
             close = close_names(name, self.all_category_names())
-            hint = (
-                f"did you mean {' or '.join(map(repr, close))}?"
-                if close
-                else "see `duetml categories` for the list."
+            guess = f"did you mean {' or '.join(map(repr, close))}?" if close else None
+            raise NotFoundError(
+                f"There is no category {name!r}: "
+                + (guess or "see `duetml categories` for the list."),
+                web=f"There is no category {name!r}: "
+                + (guess or "choose one of the categories on the page (reload it if it is old)."),
             )
-            raise NotFoundError(f"There is no category {name!r}: {hint}")
         if not must_exist and not folder.exists():
             twins = [
                 n

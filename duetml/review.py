@@ -1114,7 +1114,9 @@ def apply_suggestion(
         names = ", ".join(repr(c) for c in suggestion.categories) or "the category"
         raise DuetmlError(
             f"Adding photos needs you: add more photos to {names} "
-            "(drag them onto the page or use `duetml add`)."
+            "(drag them onto the page or use `duetml add`).",
+            web=f"Adding photos needs you: drop more photos on {names}, or use its "
+            "Add photos… button.",
         )
     elif action == "keep":
         result = "Kept as it is."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -121,6 +121,11 @@ def previous_choice(project: Project, model: TrainedModel | None = None) -> Prev
     return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
 
 
+# What a re-train reads of the current model: its held-out results, and the ridge model's
+# sums (classifier.RIDGE_GRAM, RIDGE_CROSS) to update with new photos.
+EARLIER_CV_EXTRAS = ("oof_probabilities", "oof_keys", "oof_from_folds", "ridge_gram", "ridge_cross")
+
+
 def earlier_cross_validation(model: TrainedModel) -> EarlierCrossValidation | None:
     """The current model's held-out results, to extend after a small change; None for a model
     saved without them (older duetml, or no cross-validation)."""
@@ -186,7 +191,7 @@ def train_project(
         previous, earlier = None, None
         if reuse_choice:
             try:
-                current = load_model(project)
+                current = load_model(project, EARLIER_CV_EXTRAS)
             except DuetmlError:
                 pass
             else:
@@ -296,12 +301,17 @@ def train_project(
     return report
 
 
-def load_model(project: Project) -> TrainedModel:
+# The extra arrays prediction reads (see TrainedModel.load): the "not sure" reference.
+PREDICTION_EXTRAS = (abstention.REFERENCE_EXTRA,)
+
+
+def load_model(project: Project, extras: Collection[str] | None = None) -> TrainedModel:
+    """The project's model; `extras` limits which extra arrays are read (default: all)."""
     path = model_path(project)
     if not path.is_file():
         raise NoModelError("There is no trained model yet: run `duetml train` first.")
     try:
-        model = TrainedModel.load(path)
+        model = TrainedModel.load(path, extras)
     except FileNotFoundError:
         raise NoModelError("There is no trained model yet: run `duetml train` first.") from None
     if model.backbone != project.backbone:
@@ -389,7 +399,7 @@ def predict_sources(
     close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
     ``record=False`` leaves the log to the caller (the page's live camera sends several
     frames a second and logs them in summary)."""
-    model = model if model is not None else load_model(project)
+    model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
     matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
     probabilities = model.predict_proba(matrix)
     rule, reference = abstention_rule(model) if abstain else (None, None)

@@ -271,3 +271,18 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     project.move_images([rel], "shoes")
     moved = train_project(project)
     assert moved.cv_added_since == 0 and moved.cv_accuracy is not None
+
+
+def test_prediction_reads_only_the_extras_it_needs(trained_demo: Path) -> None:
+    from duetml.training import PREDICTION_EXTRAS
+
+    project = Project.open(trained_demo)
+    everything = load_model(project)
+    lean = load_model(project, PREDICTION_EXTRAS)
+    assert "oof_probabilities" in everything.extras and "oof_probabilities" not in lean.extras
+    assert set(lean.extras) == set(PREDICTION_EXTRAS) and not load_model(project, ()).extras
+    photos = demo_photos("shoes")[:4]
+    with_all = predict_sources(project, photos, [""] * 4, model=everything)
+    assert [p.as_dict() for p in predict_sources(project, photos, [""] * 4, model=lean)] == [
+        p.as_dict() for p in with_all
+    ]

@@ -24,6 +24,7 @@ from duetml.errors import DuetmlError
 from duetml.project import SPLITS, ImageRecord, Project
 from duetml.review import DISMISSED_FILE
 from duetml.settings import SETTINGS_FILE, read_settings
+from duetml.web.errors import for_page
 from duetml.web.hub import Hub
 from duetml.web.jobs import MapJob, TrainJob
 from duetml.web.thumbs import ThumbnailCache
@@ -322,7 +323,7 @@ def _start_proactive_timer(web: WebState, session: AgentSession) -> ProactiveTim
         web.changed()
 
     def on_error(exc: Exception) -> None:
-        web.proactive_error = str(exc)
+        web.proactive_error = for_page(exc, (web.project.root,))
         web.changed()
 
     try:

@@ -29,6 +29,7 @@ import {
 } from "./model.js";
 import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
+import { wireSettings } from "./settings.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
@@ -205,6 +206,7 @@ async function start() {
   const loads = [refreshData().then(loadEvaluation), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
+    wireSettings();
     loads.push(loadAgents(), loadConversation());
   }
   await Promise.all(loads);
