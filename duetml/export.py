@@ -412,3 +412,30 @@ def export_project(project: Project, folder: Path) -> ExportReport:
     from duetml.training import load_model
 
     return export_model(load_model(project), folder)
+
+
+def archive_name(project: Project) -> str:
+    """The download's folder name: the project's name in characters any file system takes."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", project.root.name).strip("._")[:60]
+    return f"{name or 'duetml'}-model"
+
+
+def export_archive(project: Project) -> bytes:
+    """What `export_project` writes, as one zip (the page's download) in a folder named by
+    `archive_name`, so that unzipping gives one folder rather than four loose files."""
+    import io
+    import tempfile
+    import zipfile
+
+    folder = archive_name(project)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="duetml-export-") as scratch:
+        report = export_project(project, Path(scratch))
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name in report.files:
+                # The weights barely compress (about a tenth, for ten times the time): stored.
+                packing = zipfile.ZIP_STORED if name.endswith(".onnx") else zipfile.ZIP_DEFLATED
+                archive.write(Path(scratch) / name, f"{folder}/{name}", packing)
+    return buffer.getvalue()
