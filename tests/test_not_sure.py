@@ -95,6 +95,13 @@ def test_the_log_tells_the_agents_it_was_not_sure(without_shoes: Project) -> Non
     predict_sources(without_shoes, [shoe], [shoe.name])
     entry = [e for e in without_shoes.log.recent() if e["event"] == "predict"][-1]
     assert entry["results"][0].startswith("not sure (closest: ")
+    # What the agents read: the log of operations, and how to take a not-sure answer.
+    from duetml.agents.history import summarize_events
+    from duetml.agents.prompts import PASSIVE_SYSTEM, PROACTIVE_SYSTEM
+
+    assert "results=[not sure (closest: " in summarize_events(without_shoes.log.recent())
+    for system in (PASSIVE_SYSTEM, PROACTIVE_SYSTEM):
+        assert '"not sure (closest: X NN%)" means the model abstained' in system
 
 
 def test_probability_floor_is_where_held_out_answers_were_mostly_wrong() -> None:
