@@ -124,3 +124,20 @@ def test_models_without_a_rule_still_predict(trained_demo: Path) -> None:
     photo = demo_photos("hat")[0]
     (prediction,) = predict_sources(project, [photo], ["hat"], model=model)
     assert prediction.ranking and not prediction.not_sure
+
+
+def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Project) -> None:
+    """Shoes filed as hats in the test set: eval's accuracy still counts the closest guess
+    (unchanged by abstention); the separate figure says predict would not be sure of them."""
+    from duetml.training import evaluate_project
+
+    without_shoes.add_images("hat", demo_photos("shoes", 10), split="test")
+    report = evaluate_project(without_shoes)
+    assert report.source == "test set" and report.not_sure is not None
+    assert report.not_sure["of"] == 25
+    assert report.not_sure["photos"] >= 8  # the 10 shoes, and at most a few of the 15 others
+    guesses = {m["image"] for m in report.mistakes}
+    assert report.accuracy == pytest.approx(1 - len(guesses) / 25)
+    assert report.as_dict()["not_sure"] == report.not_sure
+    line = _duetml("eval", "-p", str(without_shoes.root)).splitlines()[1]
+    assert line.startswith('`predict` would answer "not sure" on ')
