@@ -23,8 +23,8 @@ t0 = time.perf_counter()
 from pathlib import Path
 from duetml.cli import guard, predict_quick
 from duetml.project import Project
-from duetml.training import PREDICTION_EXTRAS, load_model, abstention_rule
-from duetml.backbones import get_backbone, INPUT_SIZE
+from duetml.training import PREDICTION_EXTRAS, load_model, abstention_rule, model_backbone
+from duetml.backbones import INPUT_SIZE
 from duetml.images import load_square
 from duetml.features import extractor_for
 from duetml import abstention
@@ -33,7 +33,7 @@ t1 = time.perf_counter()
 project = Project.open(Path(sys.argv[1]))
 model = load_model(project, PREDICTION_EXTRAS)
 t2 = time.perf_counter()
-extractor = extractor_for(get_backbone(model.backbone))
+extractor = extractor_for(model_backbone(model))
 t3 = time.perf_counter()
 square = load_square(Path(sys.argv[2]), INPUT_SIZE)
 t4 = time.perf_counter()
@@ -69,7 +69,9 @@ def main() -> None:
     args = ["predict", str(photo), "-p", str(project)]
     quick = best_of([sys.executable, "-c", "from duetml.cli import main; main()", *args])
     # The same command through Typer's parser (how every `duetml predict` ran before).
-    typer = best_of([sys.executable, "-c", "from duetml.cli.app import main; main()", *args])
+    typer = best_of(
+        [sys.executable, "-c", "from duetml.cli import app; app(prog_name='duetml')", *args]
+    )
     print(
         f"{'CLI call:':<16}{quick * 1000:7.1f} ms wall for the whole `duetml predict` process, "
         f"{(quick - python_start) * 1000:.0f} ms without Python's start (best of 3)"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from duetml import __version__, atomic
-from duetml.backbones import INPUT_SIZE, ensure_onnx, get_backbone
+from duetml.backbones import INPUT_SIZE, model_file
 from duetml.classifier import RBF_GAMMA, TrainedModel, class_pairs
 from duetml.errors import DuetmlError
 
@@ -257,12 +257,17 @@ def _graph(
 
 
 def build_onnx(model: TrainedModel) -> onnx.ModelProto:
-    """The backbone's graph followed by the SVM: uint8 photos -> probabilities."""
+    """The backbone's graph followed by the SVM: uint8 photos -> probabilities.
+
+    The backbone is the one the model was trained with, int8 or fp32: the exported model
+    computes the very features the classifier was fitted on."""
     import onnx
     from onnx import compose
 
-    backbone = get_backbone(model.backbone)
-    net = onnx.load(str(ensure_onnx(backbone)))
+    from duetml.training import model_backbone
+
+    backbone = model_backbone(model)
+    net = onnx.load(str(model_file(backbone)))
     opset = next(o.version for o in net.opset_import if o.domain in ("", "ai.onnx"))
     svm = svm_graph(model, backbone.feature_dim, opset, net.ir_version)
     merged = compose.merge_models(
@@ -271,7 +276,10 @@ def build_onnx(model: TrainedModel) -> onnx.ModelProto:
         io_map=[("features", "features")],
         outputs=[o.name for o in svm.graph.output],  # probabilities (and neighbour_distance)
     )
-    merged.doc_string = f"duetml {__version__}: {backbone.name} + SVM, to calibrated probabilities"
+    merged.doc_string = (
+        f"duetml {__version__}: {backbone.name} ({backbone.precision}) + SVM, "
+        "to calibrated probabilities"
+    )
     onnx.checker.check_model(merged)
     return merged
 
@@ -297,6 +305,8 @@ def not_sure_document(model: TrainedModel) -> dict[str, Any] | None:
 
 
 def labels_document(model: TrainedModel) -> dict[str, Any]:
+    from duetml.training import model_backbone
+
     meta = model.meta
     trained_at = meta.get("trained_at")
     not_sure = not_sure_document(model)
@@ -324,7 +334,7 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
         "cv_accuracy": meta.get("cv_accuracy"),
         "cv_folds": meta.get("cv_folds"),
         "images": meta.get("images"),
-        "precision": "fp32 backbone, fp64 classifier",
+        "precision": f"{model_backbone(model).precision} backbone, fp64 classifier",
         "not_sure": not_sure,
     }
 

@@ -315,7 +315,6 @@ def _compute(
     """(findings, photos without features, findings hidden by photo dismissals)."""
     import numpy as np
 
-    from duetml.backbones import get_backbone
     from duetml.features import fill_cache
     from duetml.training import feature_cache
 
@@ -326,9 +325,7 @@ def _compute(
         return findings, 0, 0
     cache = feature_cache(project)
     if extract:
-        fill_cache(
-            cache, [(hashes[r.rel], r.path) for r in records], get_backbone(project.backbone)
-        )
+        fill_cache(cache, [(hashes[r.rel], r.path) for r in records], project.feature_backbone)
     usable = [r for r in records if hashes[r.rel] in cache]
     unreviewed = len(records) - len(usable)
     if len(usable) < 2:

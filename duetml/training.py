@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from duetml import __version__, abstention, locks
-from duetml.backbones import INPUT_SIZE, get_backbone
+from duetml.backbones import INPUT_SIZE, Backbone, get_backbone
 from duetml.classifier import (
     EarlierCrossValidation,
     PreviousChoice,
@@ -86,9 +86,8 @@ def model_path(project: Project) -> Path:
     return project.state_dir / MODEL_FILE
 
 
-def feature_cache(project: Project, backbone_name: str | None = None) -> FeatureCache:
-    backbone = get_backbone(backbone_name or project.backbone)
-    return FeatureCache(project.state_dir / "cache", backbone)
+def feature_cache(project: Project) -> FeatureCache:
+    return FeatureCache(project.state_dir / "cache", project.feature_backbone)
 
 
 def project_features(
@@ -98,7 +97,7 @@ def project_features(
     cache: FeatureCache | None = None,
 ) -> tuple[np.ndarray, list[ImageRecord], list[tuple[str, str]], dict[str, str]]:
     """Features of project photos via the cache: (matrix, usable records, skipped, hashes)."""
-    backbone = get_backbone(project.backbone)
+    backbone = project.feature_backbone
     cache = cache if cache is not None else feature_cache(project)
     hashes = project.hashes(records)
     failures = fill_cache(cache, [(hashes[r.rel], r.path) for r in records], backbone, progress)
@@ -208,9 +207,11 @@ def train_project(
             earlier=earlier,
         )
         counts = dict(Counter(r.category for r in usable))
-        backbone = get_backbone(project.backbone)
+        backbone = project.feature_backbone
         model.meta.update(
             {
+                # What the features were computed with: prediction and export use the same.
+                "precision": backbone.precision,
                 "preprocessing": {
                     "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
                     "mean": backbone.mean,
@@ -299,6 +300,12 @@ def train_project(
         seconds=round(report.seconds, 2),
     )
     return report
+
+
+def model_backbone(model: TrainedModel) -> Backbone:
+    """The backbone, at the precision, that computed the features the model was trained on
+    (models from before int8 existed were all fp32)."""
+    return get_backbone(model.backbone, str(model.meta.get("precision", "fp32")))
 
 
 # The extra arrays prediction reads (see TrainedModel.load): the "not sure" reference.
@@ -397,7 +404,7 @@ def predict_sources(
     """Classify photos; with `abstain` (the default) a photo unlike every category or too
     close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
     model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
-    matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
+    matrix, reasons = features_for_sources(sources, model_backbone(model))
     probabilities = model.predict_proba(matrix)
     rule, reference = abstention_rule(model) if abstain else (None, None)
     doubts = abstention.reasons(rule, reference, normalise(matrix), probabilities)
