@@ -315,7 +315,6 @@ def _compute(
     """(findings, photos without features, findings hidden by photo dismissals)."""
     import numpy as np
 
-    from duetml.backbones import get_backbone
     from duetml.features import fill_cache
     from duetml.training import feature_cache
 
@@ -326,9 +325,7 @@ def _compute(
         return findings, 0, 0
     cache = feature_cache(project)
     if extract:
-        fill_cache(
-            cache, [(hashes[r.rel], r.path) for r in records], get_backbone(project.backbone)
-        )
+        fill_cache(cache, [(hashes[r.rel], r.path) for r in records], project.feature_backbone)
     usable = [r for r in records if hashes[r.rel] in cache]
     unreviewed = len(records) - len(usable)
     if len(usable) < 2:
@@ -1114,7 +1111,9 @@ def apply_suggestion(
         names = ", ".join(repr(c) for c in suggestion.categories) or "the category"
         raise DuetmlError(
             f"Adding photos needs you: add more photos to {names} "
-            "(drag them onto the page or use `duetml add`)."
+            "(drag them onto the page or use `duetml add`).",
+            web=f"Adding photos needs you: drop more photos on {names}, or use its "
+            "Add photos… button.",
         )
     elif action == "keep":
         result = "Kept as it is."

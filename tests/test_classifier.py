@@ -29,7 +29,7 @@ def test_numpy_decision_matches_sklearn(n_classes: int) -> None:
     model, cv, _ = classifier.train(x, [names[i] for i in y], names, "test")
     xn = classifier.normalise(x, np.float32)  # training's kernel is float32
     reference = SVC(kernel="precomputed", C=model.C, class_weight="balanced").fit(
-        classifier.kernel(model.kernel, xn @ xn.T), y
+        classifier.kernel(model.kernel, xn @ xn.T, out=np.empty((len(xn), len(xn)))), y
     )
     x_new, _, _ = _blobs(n_classes, 20, spread=2.0, seed=1)
     k_new = classifier.kernel(model.kernel, classifier.normalise(x_new) @ xn.T)
@@ -301,6 +301,17 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     one = (np.concatenate([more_x, x[:1] + 0.01]), more_labels + labels[:1], more_keys + ["s"])
     again = classifier.extend_cross_validation(extended, *one[:2], one[2], names)
     assert again is not None and again.added_since == 4 and again.fresh_photos == len(y)
+    if linear_above == 100:
+        # Photos only added: the ridge model updates the kept X^T X with them, and fits what
+        # computing it from all photos fits.
+        updated, _, _ = classifier.train(*one[:2], names, "t", keys=one[2], earlier=extended)
+        assert np.array_equal(
+            updated.extras[classifier.RIDGE_GRAM],
+            fast.extras[classifier.RIDGE_GRAM]
+            + np.outer(*[np.append(classifier.normalise(x[:1] + 0.01, np.float32)[0], 1.0)] * 2),
+        )
+        recomputed, _, _ = classifier.train(*one[:2], names, "t", keys=one[2])
+        assert np.allclose(updated.decision(x), recomputed.decision(x))
 
 
 def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:

@@ -68,7 +68,7 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
         web.model_version(),
         web.versions.get("review"),
         _mtime(layout_path(project)),
-        _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+        _mtime(project.state_dir / "cache" / f"features-{project.feature_backbone.key}.npz"),
     )
     known = maps.answer(key)
     if known is not None:
