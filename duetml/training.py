@@ -400,9 +400,12 @@ def predict_sources(
     top: int = 3,
     model: TrainedModel | None = None,
     abstain: bool = True,
+    record: bool = True,
 ) -> list[Prediction]:
     """Classify photos; with `abstain` (the default) a photo unlike every category or too
-    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
+    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
+    ``record=False`` leaves the log to the caller (the page's live camera sends several
+    frames a second and logs them in summary)."""
     model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
     matrix, reasons = features_for_sources(sources, model_backbone(model))
     probabilities = model.predict_proba(matrix)
@@ -416,6 +419,8 @@ def predict_sources(
         order = np.argsort(-row)[:top]
         ranking = [(model.categories[i], float(row[i])) for i in order]
         predictions.append(Prediction(label, ranking, reason=doubt))
+    if not record:
+        return predictions
     project.log.record(
         "predict",
         images=len(predictions),

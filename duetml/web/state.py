@@ -13,7 +13,8 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,13 @@ from duetml.web.thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession, ProactiveTimer
+    from duetml.training import Prediction
 
 log = logging.getLogger("duetml.web")
 
 WATCH_EVERY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and browsers keep them
+LIVE_LOG_SECONDS = 10.0  # the live camera's frames reach the interaction log this often
 
 
 class WebState:
@@ -61,6 +64,9 @@ class WebState:
         self._eval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._timer: ProactiveTimer | None = None
+        self._live_lock = threading.Lock()
+        self._live_frames = 0
+        self._live_logged = -LIVE_LOG_SECONDS
         self.refresh_versions()
 
     # ----- the photos, listed once per folder change -----------------------------------------
@@ -254,6 +260,18 @@ class WebState:
         """Call after the page changed something, so every tab hears at once, not in a second."""
         self.refresh_versions()
         self.hub.bump()
+
+    def note_live_predictions(self, predictions: Sequence[Prediction]) -> None:
+        """Log the live camera's predictions in summary: its first frame, then one line per
+        LIVE_LOG_SECONDS with the number of frames since (not five lines a second)."""
+        with self._live_lock:
+            self._live_frames += len(predictions)
+            now = time.monotonic()
+            if now - self._live_logged < LIVE_LOG_SECONDS:
+                return
+            frames, self._live_frames, self._live_logged = self._live_frames, 0, now
+        latest = next((p.ranking[0][0] for p in reversed(predictions) if p.ranking), None)
+        self.project.log.record("predict_live", frames=frames, latest=latest)
 
     # ----- answers computed once per project state ----------------------------------------
     def once_per_state(
