@@ -141,3 +141,22 @@ def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Projec
     assert report.as_dict()["not_sure"] == report.not_sure
     line = _duetml("eval", "-p", str(without_shoes.root)).splitlines()[1]
     assert line.startswith('`predict` would answer "not sure" on ')
+
+
+def test_the_page_api_and_its_live_log_carry_not_sure(without_shoes: Project) -> None:
+    """/api/predict (the page's cards and the live camera) answers with `not_sure` and
+    `reason`, and the live camera's summary in the log says "not sure" too."""
+    from litestar.testing import TestClient
+
+    from duetml.web import create_app
+
+    shoe = demo_photos("shoes")[0]
+    files = [("files", (shoe.name, shoe.read_bytes(), "image/jpeg"))]
+    app = create_app(without_shoes.root, baseline=True, port=8765)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        (card,) = client.post("/api/predict", files=files).json()["predictions"]
+        assert card["not_sure"] is True and card["reason"] == abstention.UNLIKE
+        (frame,) = client.post("/api/predict?live=true", files=files).json()["predictions"]
+        assert frame["not_sure"] is True
+    live = [e for e in without_shoes.log.recent() if e["event"] == "predict_live"][-1]
+    assert live["latest"].startswith("not sure (closest: ")
