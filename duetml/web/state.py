@@ -272,7 +272,9 @@ class WebState:
             if now - self._live_logged < LIVE_LOG_SECONDS:
                 return
             frames, self._live_frames, self._live_logged = self._live_frames, 0, now
-        latest = next((p.ranking[0][0] for p in reversed(predictions) if p.ranking), None)
+        # "hat 92%" or "not sure (closest: hat 80%)": the agents must not read a frame the
+        # model was not sure of as a confident answer.
+        latest = next((p.summary() for p in reversed(predictions) if p.ranking), None)
         self.project.log.record("predict_live", frames=frames, latest=latest)
 
     # ----- answers computed once per project state ----------------------------------------
