@@ -333,6 +333,8 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
         else None,
         "cv_accuracy": meta.get("cv_accuracy"),
         "cv_folds": meta.get("cv_folds"),
+        # >0: the accuracy extends the last full cross-validation with photos added since
+        "cv_added_since": meta.get("cv_added_since") or 0,
         "images": meta.get("images"),
         "precision": f"{model_backbone(model).precision} backbone, fp64 classifier",
         "not_sure": not_sure,
@@ -341,10 +343,14 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
 
 def _readme(labels: dict[str, Any]) -> str:
     accuracy = labels["cv_accuracy"]
+    added = labels.get("cv_added_since") or 0
     accuracy_line = (
-        f"Cross-validated accuracy at training: {accuracy:.1%}.\n"
-        if isinstance(accuracy, float)
-        else "The model was not cross-validated (too few photos).\n"
+        "The model was not cross-validated (too few photos).\n"
+        if not isinstance(accuracy, float)
+        else f"Cross-validated accuracy at training: {accuracy:.1%}.\n"
+        if not added
+        else f"Held-out accuracy at training: {accuracy:.1%} (the last full cross-validation, "
+        f"with the {added} photo(s) added since predicted by the model trained before them).\n"
     )
     return (
         "# An image classifier exported from duetml\n\n"
