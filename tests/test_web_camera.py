@@ -421,3 +421,34 @@ def test_camera_views_fit_a_phone_and_pass_axe(
         elif os.environ.get("CI") == "true":
             pytest.fail("axe-core is missing: run `npm ci` in the repository")
         context.close()
+
+
+def test_a_finger_held_on_record_takes_a_burst(browser: Any, watch: Watch, tmp_path: Path) -> None:
+    """A real touch (Chromium's input pipeline, through the DevTools protocol) on a phone."""
+    project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
+    with serving(project.root) as server:
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+        )
+        page = watch.attach(context.new_page())
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready=true]")
+        hat = open_category_camera(page, "hat")
+        hold = hat.locator(".camera-hold")
+        hold.scroll_into_view_if_needed()
+        box = hold.bounding_box()
+        point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+        touch = context.new_cdp_session(page)
+        touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
+        hat.locator(".camera-rec").filter(has_text=re.compile(r"● ([3-9]|\d\d)")).wait_for()
+        assert hold.get_attribute("aria-pressed") == "true"
+        (burst,) = uploads_of(
+            page,
+            lambda: touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []}),
+        )
+        added = len(burst["added"])
+        assert added + len(burst["duplicates"]) >= 3 and added >= 1, burst
+        wait_count(page, "hat", 2 + added)
+        assert photos_on_disk(project.root, "hat") == 2 + added
+        assert not watch.errors
+        context.close()

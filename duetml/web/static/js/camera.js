@@ -264,7 +264,11 @@ export function categoryCamera(name, upload) {
   hold.addEventListener("pointerdown", (event) => {
     if (event.button !== 0) return;
     event.preventDefault();
-    hold.setPointerCapture(event.pointerId);
+    try {
+      hold.setPointerCapture(event.pointerId); // letting go outside the button still stops
+    } catch {
+      /* a pointer the browser no longer tracks: the button's own pointerup still stops */
+    }
     startBurst();
   });
   for (const type of ["pointerup", "pointercancel", "lostpointercapture"])
