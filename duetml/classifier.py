@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,16 +60,25 @@ def normalise(features: np.ndarray, dtype: type[np.floating[Any]] = np.float64) 
     return normalised
 
 
-def kernel(kind: str, gram: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The kernel matrix from the Gram matrix; `out=gram` overwrites it in place."""
+def kernel(
+    kind: str, gram: np.ndarray, out: np.ndarray | None = None, rows_per_block: int = 256
+) -> np.ndarray:
+    """The kernel matrix from the Gram matrix, into `out` (default: a new float64 array).
+
+    exp(-gamma * max(2 - 2g, 0)), computed in the Gram matrix's precision (float32 when
+    training) a block of rows at a time, each block written once into `out`: at 5,000 photos
+    four whole-matrix passes over a 200 MB float64 array took longer than the Gram product,
+    and a block of 256 rows stays in the processor's cache between the steps."""
     if kind == "linear":
         return gram
-    # exp(-gamma * max(2 - 2g, 0)), in one buffer: at 5,000 photos each n x n temporary
-    # is another 200 MB to allocate and fill.
-    out = np.multiply(gram, 2.0 * RBF_GAMMA, out=out)
-    out -= 2.0 * RBF_GAMMA
-    np.minimum(out, 0.0, out=out)
-    return np.exp(out, out=out)
+    out = np.empty(gram.shape) if out is None else out
+    for lo in range(0, len(gram), rows_per_block):
+        block = gram[lo : lo + rows_per_block] * (2.0 * RBF_GAMMA)
+        block -= 2.0 * RBF_GAMMA
+        np.minimum(block, 0.0, out=block)
+        np.exp(block, out=block)
+        out[lo : lo + rows_per_block] = block
+    return out
 
 
 @dataclass
@@ -167,8 +177,12 @@ class TrainedModel:
         atomic.write_with(path, lambda handle: np.savez(handle, **cast("dict[str, Any]", arrays)))
 
     @classmethod
-    def load(cls, path: Path) -> TrainedModel:
-        """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed."""
+    def load(cls, path: Path, extras: Collection[str] | None = None) -> TrainedModel:
+        """Read arrays only: a crafted file (e.g. a pickle) is refused, never executed.
+
+        `extras` names the extra arrays to read (default: all). Prediction needs few of them,
+        and the others (out-of-fold results, one row per training photo) are megabytes at
+        5,000 photos, read for nothing on every cold `duetml predict`."""
         broken = ModelFileError(
             f"The model file {path.name} is damaged or not a duetml model: "
             "run `duetml train` again."
@@ -181,7 +195,11 @@ class TrainedModel:
                 arrays = {
                     k: data[k] for k in ("support_vectors", "dual_coef", "intercept", "n_support")
                 }
-                extras = {k[6:]: data[k] for k in data.files if k.startswith("extra_")}
+                extras = {
+                    k[6:]: data[k]
+                    for k in data.files
+                    if k.startswith("extra_") and (extras is None or k[6:] in extras)
+                }
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
@@ -571,6 +589,7 @@ def _train_ridge(
     report: StepCallback,
     penalty: float = RIDGE_PENALTIES[1],
     temperature: float = 1.0,
+    sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[TrainedModel, CrossValidation | None]:
     """A one-vs-rest ridge (least-squares) classifier: memory O(n d + d^2), never n x n.
 
@@ -588,10 +607,15 @@ def _train_ridge(
     report("kernel", 0, 1)
     # The sums per fold's test photos, added up for the totals: X^T X is computed once, not
     # once for the totals and again for the folds (at 25,000 photos, 40 GFLOP each).
-    parts = [test_idx for _, test_idx in folds] if folds is not None else [np.arange(len(x))]
-    fold_sums = [(x1[p].T @ x1[p], x1[p].T @ targets[p]) for p in parts]
-    gram: np.ndarray = np.sum([g for g, _ in fold_sums], axis=0)
-    cross: np.ndarray = np.sum([b for _, b in fold_sums], axis=0)
+    # `sums`: the totals, already known (the last training's, updated with the new photos).
+    fold_sums = [(x1[p].T @ x1[p], x1[p].T @ targets[p]) for _, p in folds or []]
+    if sums is not None:
+        gram, cross = sums
+    elif fold_sums:
+        gram = np.sum([g for g, _ in fold_sums], axis=0)
+        cross = np.sum([b for _, b in fold_sums], axis=0)
+    else:
+        gram, cross = x1.T @ x1, x1.T @ targets
     report("kernel", 1, 1)
     dim = x1.shape[1]
 
@@ -642,8 +666,45 @@ def _train_ridge(
         dual_coef=weights[:-1].T.copy(),
         intercept=weights[-1].copy(),
         n_support=np.zeros(n_classes, dtype=np.int64),
+        # Kept with the model (13 MB): the next re-train after photos were only added
+        # updates them with those photos instead of recomputing them from all photos.
+        extras={RIDGE_GRAM: gram, RIDGE_CROSS: cross},
     )
     return model, cv
+
+
+RIDGE_GRAM, RIDGE_CROSS = "ridge_gram", "ridge_cross"  # X^T X and X^T targets, with the bias
+
+
+def _updated_ridge_sums(
+    x: np.ndarray,
+    y: np.ndarray,
+    keys: Sequence[str],
+    labels: Sequence[str],
+    earlier: EarlierCrossValidation,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The last training's X^T X and X^T targets plus the photos added since; None when a
+    photo was removed (its features are gone) or the sums were not kept."""
+    gram = earlier.model.extras.get(RIDGE_GRAM)
+    cross = earlier.model.extras.get(RIDGE_CROSS)
+    n_classes = len(earlier.model.categories)
+    dim = x.shape[1] + 1
+    if gram is None or cross is None or gram.shape != (dim, dim) or cross.shape != (dim, n_classes):
+        return None
+    remaining = Counter(zip(earlier.keys, earlier.labels, strict=True))
+    new = np.zeros(len(keys), dtype=bool)
+    for i, pair in enumerate(zip(keys, labels, strict=True)):
+        if remaining[pair]:
+            remaining[pair] -= 1
+        else:
+            new[i] = True
+    if any(remaining.values()):
+        return None
+    x1 = np.hstack([x[new], np.ones((int(new.sum()), 1))])
+    targets = -np.ones((len(x1), n_classes))
+    targets[np.arange(len(x1)), y[new]] = 1.0
+    updated: tuple[np.ndarray, np.ndarray] = (gram + x1.T @ x1, cross + x1.T @ targets)
+    return updated
 
 
 def train(
@@ -688,7 +749,13 @@ def train(
     ):
         extended = extend_cross_validation(earlier, x, labels, keys, categories)
         if extended is not None:
-            return _refit(x, y, categories, backbone, earlier.model, report), extended, None
+            sums = (
+                _updated_ridge_sums(x, y, keys, labels, earlier)
+                if earlier.model.kernel == "ridge"
+                else None
+            )
+            model = _refit(x, y, categories, backbone, earlier.model, report, sums)
+            return model, extended, None
     if len(x) >= LINEAR_ABOVE:
         from sklearn.model_selection import StratifiedKFold
 
@@ -717,8 +784,10 @@ def train(
         candidates = [fallback]
     kinds = {k for k, _ in candidates}
     for kind in kinds - {"linear"}:
-        # Overwrite the Gram matrix when no linear candidate needs it: one n x n less.
-        kernels[kind] = kernel(kind, gram, out=gram if "linear" not in kinds else None)
+        # The Gram matrix is float32 (half the bytes to compute and move); the RBF kernel is
+        # written as float64 from it, as libsvm takes it, so no fold block and no final fit
+        # is converted again (and `_refit` computes the very same values).
+        kernels[kind] = kernel(kind, gram)
     if "linear" not in kinds:
         del kernels["linear"]
     del gram
@@ -814,7 +883,8 @@ def train(
         why_no_cv = _why_no_cv(categories, counts)
     report("final fit", 0, 1)
     if kind not in kernels:
-        kernels[kind] = kernel(kind, x @ x.T)
+        gram = x @ x.T
+        kernels[kind] = kernel(kind, gram)
     svc = _fit_svc(kernels[kind], y, C)
     report("final fit", 1, 1)
     model = _svm_model(svc, x, categories, backbone, kind, C, temperature, margin_weight)
@@ -854,6 +924,7 @@ def _refit(
     backbone: str,
     earlier: TrainedModel,
     report: StepCallback,
+    ridge_sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainedModel:
     """The final model only, with the earlier model's hyper-parameters and calibration: the
     same model a full training gives when it selects the same (kernel, C)."""
@@ -867,11 +938,15 @@ def _refit(
             report,
             penalty=earlier.C,
             temperature=earlier.temperature,
+            sums=ridge_sums,
         )
         return model
     report("kernel", 0, 1)
-    gram = x @ x.T
-    k = kernel(earlier.kernel, gram, out=gram)
+    gram = x @ x.T  # float32
+    # libsvm takes float64: the RBF kernel is written as float64 block by block (the linear
+    # one is the Gram matrix, which scikit-learn converts as in a full training).
+    k = kernel(earlier.kernel, gram)
+    del gram
     report("kernel", 1, 1)
     report("final fit", 0, 1)
     svc = _fit_svc(k, y, earlier.C)

@@ -70,7 +70,7 @@ def layout_key(backbone: str, digests: Iterable[str]) -> str:
 
 
 def layout_path(project: Project) -> Path:
-    return project.state_dir / "cache" / f"map-{project.backbone}.npz"
+    return project.state_dir / "cache" / f"map-{project.feature_backbone.key}.npz"
 
 
 def load_layout(project: Project) -> MapLayout | None:
@@ -191,7 +191,7 @@ def map_inputs(project: Project) -> MapInputs:
             except OSError:
                 continue
     records = [r for r in records if r.rel in hashes]
-    return MapInputs(records, hashes, layout_key(project.backbone, hashes.values()))
+    return MapInputs(records, hashes, layout_key(project.feature_backbone.key, hashes.values()))
 
 
 def needs_layout(layout: MapLayout | None, inputs: MapInputs) -> bool:

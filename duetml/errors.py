@@ -32,6 +32,8 @@ rest were done, 130 on Ctrl-C; the web answers any other exception with a generi
 
 from __future__ import annotations
 
+import re
+
 
 class DuetmlError(Exception):
     """Base of every error a user may see. ``exit_code`` is what the CLI exits with."""
@@ -167,3 +169,30 @@ EXIT_CODES = {
     9: "not a duetml project, or one from a newer duetml",
     10: "nothing new (`duetml advise` had no advice)",
 }
+
+
+# Shell commands in the core's sentences, and what a person on the page clicks instead. The
+# web layer passes every sentence without its own `web=` wording through page_wording(), so a
+# message written for the shell never tells a web user to type a command (tests/
+# test_page_wording.py walks the source for sentences naming `duetml ...`).
+_PAGE_WORDING: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"`duetml llm use both ([^`\s]+)`"),
+        r"Assistant settings (both agents: \1)",
+    ),
+    (
+        re.compile(r"`duetml llm use (\S+) ([^`\s]+)`"),
+        r"Assistant settings (the \1 agent: \2)",
+    ),
+    (re.compile(r"`duetml llm use`"), "Assistant settings"),
+    (re.compile(r"`duetml llm approve`"), "the page's “Allow for this project”"),
+    (re.compile(r"run `duetml train` again"), "click Train again"),
+    (re.compile(r"run `duetml train`"), "click Train"),
+)
+
+
+def page_wording(message: str) -> str:
+    """``message`` with the shell commands it names replaced by what to click on the page."""
+    for pattern, replacement in _PAGE_WORDING:
+        message = pattern.sub(replacement, message)
+    return message

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from duetml import __version__, atomic
-from duetml.backbones import INPUT_SIZE, ensure_onnx, get_backbone
+from duetml.backbones import INPUT_SIZE, model_file
 from duetml.classifier import RBF_GAMMA, TrainedModel, class_pairs
 from duetml.errors import DuetmlError
 
@@ -257,12 +257,17 @@ def _graph(
 
 
 def build_onnx(model: TrainedModel) -> onnx.ModelProto:
-    """The backbone's graph followed by the SVM: uint8 photos -> probabilities."""
+    """The backbone's graph followed by the SVM: uint8 photos -> probabilities.
+
+    The backbone is the one the model was trained with, int8 or fp32: the exported model
+    computes the very features the classifier was fitted on."""
     import onnx
     from onnx import compose
 
-    backbone = get_backbone(model.backbone)
-    net = onnx.load(str(ensure_onnx(backbone)))
+    from duetml.training import model_backbone
+
+    backbone = model_backbone(model)
+    net = onnx.load(str(model_file(backbone)))
     opset = next(o.version for o in net.opset_import if o.domain in ("", "ai.onnx"))
     svm = svm_graph(model, backbone.feature_dim, opset, net.ir_version)
     merged = compose.merge_models(
@@ -271,7 +276,10 @@ def build_onnx(model: TrainedModel) -> onnx.ModelProto:
         io_map=[("features", "features")],
         outputs=[o.name for o in svm.graph.output],  # probabilities (and neighbour_distance)
     )
-    merged.doc_string = f"duetml {__version__}: {backbone.name} + SVM, to calibrated probabilities"
+    merged.doc_string = (
+        f"duetml {__version__}: {backbone.name} ({backbone.precision}) + SVM, "
+        "to calibrated probabilities"
+    )
     onnx.checker.check_model(merged)
     return merged
 
@@ -297,6 +305,8 @@ def not_sure_document(model: TrainedModel) -> dict[str, Any] | None:
 
 
 def labels_document(model: TrainedModel) -> dict[str, Any]:
+    from duetml.training import model_backbone
+
     meta = model.meta
     trained_at = meta.get("trained_at")
     not_sure = not_sure_document(model)
@@ -323,18 +333,24 @@ def labels_document(model: TrainedModel) -> dict[str, Any]:
         else None,
         "cv_accuracy": meta.get("cv_accuracy"),
         "cv_folds": meta.get("cv_folds"),
+        # >0: the accuracy extends the last full cross-validation with photos added since
+        "cv_added_since": meta.get("cv_added_since") or 0,
         "images": meta.get("images"),
-        "precision": "fp32 backbone, fp64 classifier",
+        "precision": f"{model_backbone(model).precision} backbone, fp64 classifier",
         "not_sure": not_sure,
     }
 
 
 def _readme(labels: dict[str, Any]) -> str:
     accuracy = labels["cv_accuracy"]
+    added = labels.get("cv_added_since") or 0
     accuracy_line = (
-        f"Cross-validated accuracy at training: {accuracy:.1%}.\n"
-        if isinstance(accuracy, float)
-        else "The model was not cross-validated (too few photos).\n"
+        "The model was not cross-validated (too few photos).\n"
+        if not isinstance(accuracy, float)
+        else f"Cross-validated accuracy at training: {accuracy:.1%}.\n"
+        if not added
+        else f"Held-out accuracy at training: {accuracy:.1%} (the last full cross-validation, "
+        f"with the {added} photo(s) added since predicted by the model trained before them).\n"
     )
     return (
         "# An image classifier exported from duetml\n\n"
@@ -396,3 +412,30 @@ def export_project(project: Project, folder: Path) -> ExportReport:
     from duetml.training import load_model
 
     return export_model(load_model(project), folder)
+
+
+def archive_name(project: Project) -> str:
+    """The download's folder name: the project's name in characters any file system takes."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", project.root.name).strip("._")[:60]
+    return f"{name or 'duetml'}-model"
+
+
+def export_archive(project: Project) -> bytes:
+    """What `export_project` writes, as one zip (the page's download) in a folder named by
+    `archive_name`, so that unzipping gives one folder rather than four loose files."""
+    import io
+    import tempfile
+    import zipfile
+
+    folder = archive_name(project)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="duetml-export-") as scratch:
+        report = export_project(project, Path(scratch))
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name in report.files:
+                # The weights barely compress (about a tenth, for ten times the time): stored.
+                packing = zipfile.ZIP_STORED if name.endswith(".onnx") else zipfile.ZIP_DEFLATED
+                archive.write(Path(scratch) / name, f"{folder}/{name}", packing)
+    return buffer.getvalue()

@@ -56,7 +56,7 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class FeatureCache:
-    """sha256 -> feature vector for one backbone, in append-only segment files.
+    """sha256 -> feature vector for one backbone at one precision, in append-only segment files.
 
     Each save writes only the vectors added since the last one, as a new .npz segment (written
     atomically, arrays only, no pickle): adding 5 photos to a 100,000-photo cache writes ~30 KB,
@@ -71,8 +71,8 @@ class FeatureCache:
 
     def __init__(self, folder: Path, backbone: Backbone) -> None:
         self.folder = folder
-        self.name = backbone.name
-        self.path = folder / f"features-{backbone.name}.npz"  # the first segment
+        self.name = backbone.key  # int8 and fp32 features never share a file
+        self.path = folder / f"features-{self.name}.npz"  # the first segment
         self.dim = backbone.feature_dim
         self.notices: list[str] = []
         self._vectors: dict[str, np.ndarray] = {}
@@ -233,11 +233,11 @@ _EXTRACTORS_LOCK = threading.Lock()
 
 
 def extractor_for(backbone: Backbone) -> FeatureExtractor:
-    """One extractor per backbone per process (the web server reuses it between requests)."""
+    """One extractor per backbone and precision per process (the web server reuses it)."""
     with _EXTRACTORS_LOCK:
-        if backbone.name not in _EXTRACTORS:
-            _EXTRACTORS[backbone.name] = FeatureExtractor(backbone)
-        return _EXTRACTORS[backbone.name]
+        if backbone.key not in _EXTRACTORS:
+            _EXTRACTORS[backbone.key] = FeatureExtractor(backbone)
+        return _EXTRACTORS[backbone.key]
 
 
 def fill_cache(

@@ -139,7 +139,7 @@ def project_health(
         warnings += _unreadable(project, records, hashes)
     model_info: ModelSummary | None = None
     try:
-        model = load_model(project)
+        model = load_model(project, extras=())  # the metadata is all the status shows
     except DuetmlError as exc:
         if os.path.exists(project.state_dir / "model" / "model.npz"):
             warnings.append(DataWarning("model", str(exc)))

@@ -184,7 +184,7 @@ class UndoJournal:
         """What undo (or redo) would do, newest first."""
         entries, problem = self.load()
         if problem:
-            return [f"(the undo history cannot be read: {problem}; `duetml undo` keeps a copy)"]
+            return [f"(the undo history cannot be read: {problem}; the next undo keeps a copy)"]
         lines = []
         verb = "redo" if redo else "undo"
         for entry in reversed(entries):

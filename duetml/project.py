@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duetml import atomic, images, locks
 from duetml.errors import (
@@ -36,12 +36,16 @@ from duetml.events import InteractionLog
 from duetml.journal import UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import (
+    LEGACY_PRECISION,
     SETTINGS_FILE,
     Settings,
     default_settings,
     read_settings,
     write_settings,
 )
+
+if TYPE_CHECKING:
+    from duetml.backbones import Backbone
 
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
@@ -154,10 +158,36 @@ class Project:
     def backbone(self) -> str:
         return self.settings.backbone
 
+    @property
+    def precision(self) -> str:
+        """ "int8" or "fp32": the precision the backbone extracts features at."""
+        return self.settings.precision or LEGACY_PRECISION
+
+    @property
+    def feature_backbone(self) -> Backbone:
+        """The backbone at the project's precision: what computes its features."""
+        from duetml.backbones import get_backbone
+
+        return get_backbone(self.backbone, self.precision)
+
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
             raise InvalidNameError(f"Unknown split {split!r}: use `train` or `test`.")
         return self.root / split
+
+    def set_precision(self, precision: str) -> bool:
+        """Extract at ``precision`` ("int8" or "fp32") from the next training on; True if
+        that is a change. The features of the other precision stay cached for a way back."""
+        from dataclasses import replace
+
+        from duetml.backbones import check_precision
+
+        precision = check_precision(precision)
+        if precision == self.precision:
+            return False
+        self.update_settings(lambda settings: replace(settings, precision=precision))
+        self.log.record("set_precision", precision=precision)
+        return True
 
     def update_settings(self, change: Callable[[Settings], Settings]) -> Settings:
         """Read-modify-write `duetml.toml` under the data lock, so concurrent edits are not lost."""
@@ -242,12 +272,13 @@ class Project:
             )
         if must_exist and not folder.is_dir():
             close = close_names(name, self.all_category_names())
-            hint = (
-                f"did you mean {' or '.join(map(repr, close))}?"
-                if close
-                else "see `duetml categories` for the list."
+            guess = f"did you mean {' or '.join(map(repr, close))}?" if close else None
+            raise NotFoundError(
+                f"There is no category {name!r}: "
+                + (guess or "see `duetml categories` for the list."),
+                web=f"There is no category {name!r}: "
+                + (guess or "choose one of the categories on the page (reload it if it is old)."),
             )
-            raise NotFoundError(f"There is no category {name!r}: {hint}")
         if not must_exist and not folder.exists():
             twins = [
                 n

@@ -27,7 +27,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from duetml import atomic, locks
 from duetml.errors import DuetmlError, ModelFileError, NoModelError, NotFoundError
@@ -92,6 +92,36 @@ MAX_GROUP = 1000  # per-category work (outliers, mixed) samples at most this man
 
 
 # ----- what a review returns ----------------------------------------------------------------
+class SuggestionDict(TypedDict):
+    action: Action
+    photos: list[str]  # project-relative paths
+    to: str | None  # the category they go to (move, merge)
+    categories: list[str]
+    label: str  # the button's words
+
+
+class FindingDict(TypedDict):
+    id: str
+    kind: FindingKind
+    photos: list[str]
+    categories: list[str]
+    score: float  # how much it matters, for ordering
+    message: str
+    suggestion: SuggestionDict | None
+    details: dict[str, float | str]
+
+
+class ReviewDict(TypedDict):
+    """`duetml review --json` and GET /api/review."""
+
+    findings: list[FindingDict]
+    counts: dict[str, int]  # findings of each kind
+    dismissed: int
+    model_trained_at: float | None
+    stale: bool
+    unreviewed: int
+
+
 @dataclass(frozen=True)
 class Suggestion:
     action: Action
@@ -100,7 +130,7 @@ class Suggestion:
     categories: tuple[str, ...] = ()
     label: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SuggestionDict:
         return {
             "action": self.action,
             "photos": list(self.photos),
@@ -110,7 +140,7 @@ class Suggestion:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Suggestion:
+    def from_dict(cls, data: object) -> Suggestion:
         """A suggestion from JSON (an agent's proposal, a web request); checks the shape only."""
         if not isinstance(data, dict) or data.get("action") not in ACTIONS:
             raise DuetmlError(f"A suggestion needs an action, one of: {', '.join(ACTIONS)}.")
@@ -143,7 +173,7 @@ class Finding:
     suggestion: Suggestion | None
     details: dict[str, float | str] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> FindingDict:
         return {
             "id": self.id,
             "kind": self.kind,
@@ -156,10 +186,11 @@ class Finding:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Finding:
+    def from_dict(cls, data: FindingDict) -> Finding:
+        """A finding as `as_dict` wrote it (the review's cache)."""
         return cls(
             id=str(data["id"]),
-            kind=cast(FindingKind, data["kind"]),
+            kind=data["kind"],
             photos=tuple(data["photos"]),
             categories=tuple(data["categories"]),
             score=float(data["score"]),
@@ -177,7 +208,7 @@ class Review:
     stale: bool
     unreviewed: int = 0  # photos without features (unreadable, or not extracted yet)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ReviewDict:
         counts: dict[str, int] = {}
         for finding in self.findings:
             counts[finding.kind] = counts.get(finding.kind, 0) + 1
@@ -284,7 +315,6 @@ def _compute(
     """(findings, photos without features, findings hidden by photo dismissals)."""
     import numpy as np
 
-    from duetml.backbones import get_backbone
     from duetml.features import fill_cache
     from duetml.training import feature_cache
 
@@ -295,9 +325,7 @@ def _compute(
         return findings, 0, 0
     cache = feature_cache(project)
     if extract:
-        fill_cache(
-            cache, [(hashes[r.rel], r.path) for r in records], get_backbone(project.backbone)
-        )
+        fill_cache(cache, [(hashes[r.rel], r.path) for r in records], project.feature_backbone)
     usable = [r for r in records if hashes[r.rel] in cache]
     unreviewed = len(records) - len(usable)
     if len(usable) < 2:
@@ -1083,7 +1111,9 @@ def apply_suggestion(
         names = ", ".join(repr(c) for c in suggestion.categories) or "the category"
         raise DuetmlError(
             f"Adding photos needs you: add more photos to {names} "
-            "(drag them onto the page or use `duetml add`)."
+            "(drag them onto the page or use `duetml add`).",
+            web=f"Adding photos needs you: drop more photos on {names}, or use its "
+            "Add photos… button.",
         )
     elif action == "keep":
         result = "Kept as it is."

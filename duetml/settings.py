@@ -29,6 +29,12 @@ from duetml.errors import DuetmlError, ProjectTooNewError
 SETTINGS_FILE = "duetml.toml"
 FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "efficientnet-lite0"
+# fp32 stays the default: int8 (`duetml train --precision int8`) extracts faster and was within
+# 0.3 points of fp32 on Caltech, but one demo photo in 100 went the other way with a linear SVM
+# and the data review found 3 of 5 planted mislabels instead of 4 (bench/bench_int8.py).
+# A duetml.toml without `precision` was written before int8 existed: that project is fp32.
+DEFAULT_PRECISION = "fp32"
+LEGACY_PRECISION = "fp32"
 DEFAULT_INTERVAL_SECONDS = 60
 # The two agents; each has its own `[agents.NAME]` table choosing its LLM.
 AGENTS: tuple[str, ...] = ("passive", "proactive")
@@ -79,6 +85,9 @@ class AgentSettings:
 class Settings:
     goal: str = ""
     backbone: str = DEFAULT_BACKBONE
+    # "int8" or "fp32" (checked by duetml.backbones when used); None: the file has no such line
+    # (a project from before int8), which means LEGACY_PRECISION and is not written back.
+    precision: str | None = None
     agents: AgentSettings = AgentSettings()
     format: int = FORMAT_VERSION
     # Top-level keys duetml does not use, kept so a rewrite loses nothing.
@@ -90,7 +99,11 @@ class Settings:
 
 def default_settings(goal: str = "") -> Settings:
     """What `duetml init` writes."""
-    return Settings(goal=goal, agents=AgentSettings(proactive_interval_seconds=60))
+    return Settings(
+        goal=goal,
+        precision=DEFAULT_PRECISION,
+        agents=AgentSettings(proactive_interval_seconds=60),
+    )
 
 
 # --- parse ------------------------------------------------------------------------------------
@@ -114,9 +127,10 @@ def parse_settings(data: Mapping[str, object]) -> Settings:
     return Settings(
         goal=_text(data.get("goal")) or "",
         backbone=_text(data.get("backbone")) or DEFAULT_BACKBONE,
+        precision=_text(data.get("precision")),
         agents=_parse_agents(agents_table if isinstance(agents_table, Mapping) else {}),
         format=version,
-        other=_other(data, ("format", "goal", "backbone", "agents")),
+        other=_other(data, ("format", "goal", "backbone", "precision", "agents")),
     )
 
 
@@ -226,6 +240,7 @@ def settings_to_toml(settings: Settings) -> dict[str, object]:
         "format": settings.format,
         "goal": settings.goal,
         "backbone": settings.backbone,
+        "precision": settings.precision,
         "agents": agents_table,
         **settings.other,
     }

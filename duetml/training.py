@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from duetml import __version__, abstention, locks
-from duetml.backbones import INPUT_SIZE, get_backbone
+from duetml.backbones import INPUT_SIZE, Backbone, get_backbone
 from duetml.classifier import (
     EarlierCrossValidation,
     PreviousChoice,
@@ -86,9 +86,8 @@ def model_path(project: Project) -> Path:
     return project.state_dir / MODEL_FILE
 
 
-def feature_cache(project: Project, backbone_name: str | None = None) -> FeatureCache:
-    backbone = get_backbone(backbone_name or project.backbone)
-    return FeatureCache(project.state_dir / "cache", backbone)
+def feature_cache(project: Project) -> FeatureCache:
+    return FeatureCache(project.state_dir / "cache", project.feature_backbone)
 
 
 def project_features(
@@ -98,7 +97,7 @@ def project_features(
     cache: FeatureCache | None = None,
 ) -> tuple[np.ndarray, list[ImageRecord], list[tuple[str, str]], dict[str, str]]:
     """Features of project photos via the cache: (matrix, usable records, skipped, hashes)."""
-    backbone = get_backbone(project.backbone)
+    backbone = project.feature_backbone
     cache = cache if cache is not None else feature_cache(project)
     hashes = project.hashes(records)
     failures = fill_cache(cache, [(hashes[r.rel], r.path) for r in records], backbone, progress)
@@ -119,6 +118,11 @@ def previous_choice(project: Project, model: TrainedModel | None = None) -> Prev
     if not meta.get("cv_candidates") or not isinstance(counts, dict):
         return None  # never cross-validated: nothing was selected
     return PreviousChoice(model.kernel, model.C, {str(c): int(n) for c, n in counts.items()})
+
+
+# What a re-train reads of the current model: its held-out results, and the ridge model's
+# sums (classifier.RIDGE_GRAM, RIDGE_CROSS) to update with new photos.
+EARLIER_CV_EXTRAS = ("oof_probabilities", "oof_keys", "oof_from_folds", "ridge_gram", "ridge_cross")
 
 
 def earlier_cross_validation(model: TrainedModel) -> EarlierCrossValidation | None:
@@ -186,7 +190,7 @@ def train_project(
         previous, earlier = None, None
         if reuse_choice:
             try:
-                current = load_model(project)
+                current = load_model(project, EARLIER_CV_EXTRAS)
             except DuetmlError:
                 pass
             else:
@@ -203,9 +207,11 @@ def train_project(
             earlier=earlier,
         )
         counts = dict(Counter(r.category for r in usable))
-        backbone = get_backbone(project.backbone)
+        backbone = project.feature_backbone
         model.meta.update(
             {
+                # What the features were computed with: prediction and export use the same.
+                "precision": backbone.precision,
                 "preprocessing": {
                     "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
                     "mean": backbone.mean,
@@ -296,12 +302,23 @@ def train_project(
     return report
 
 
-def load_model(project: Project) -> TrainedModel:
+def model_backbone(model: TrainedModel) -> Backbone:
+    """The backbone, at the precision, that computed the features the model was trained on
+    (models from before int8 existed were all fp32)."""
+    return get_backbone(model.backbone, str(model.meta.get("precision", "fp32")))
+
+
+# The extra arrays prediction reads (see TrainedModel.load): the "not sure" reference.
+PREDICTION_EXTRAS = (abstention.REFERENCE_EXTRA,)
+
+
+def load_model(project: Project, extras: Collection[str] | None = None) -> TrainedModel:
+    """The project's model; `extras` limits which extra arrays are read (default: all)."""
     path = model_path(project)
     if not path.is_file():
         raise NoModelError("There is no trained model yet: run `duetml train` first.")
     try:
-        model = TrainedModel.load(path)
+        model = TrainedModel.load(path, extras)
     except FileNotFoundError:
         raise NoModelError("There is no trained model yet: run `duetml train` first.") from None
     if model.backbone != project.backbone:
@@ -383,11 +400,14 @@ def predict_sources(
     top: int = 3,
     model: TrainedModel | None = None,
     abstain: bool = True,
+    record: bool = True,
 ) -> list[Prediction]:
     """Classify photos; with `abstain` (the default) a photo unlike every category or too
-    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
-    model = model if model is not None else load_model(project)
-    matrix, reasons = features_for_sources(sources, get_backbone(model.backbone))
+    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
+    ``record=False`` leaves the log to the caller (the page's live camera sends several
+    frames a second and logs them in summary)."""
+    model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
+    matrix, reasons = features_for_sources(sources, model_backbone(model))
     probabilities = model.predict_proba(matrix)
     rule, reference = abstention_rule(model) if abstain else (None, None)
     doubts = abstention.reasons(rule, reference, normalise(matrix), probabilities)
@@ -399,6 +419,8 @@ def predict_sources(
         order = np.argsort(-row)[:top]
         ranking = [(model.categories[i], float(row[i])) for i in order]
         predictions.append(Prediction(label, ranking, reason=doubt))
+    if not record:
+        return predictions
     project.log.record(
         "predict",
         images=len(predictions),
@@ -424,6 +446,12 @@ class Mistake(TypedDict):
     confidence: float  # of the wrong prediction, 0-1
 
 
+class NotSureFigure(TypedDict):
+    photos: int  # test photos predict would answer "not sure" on
+    of: int  # test photos evaluated
+    accuracy_when_sure: float | None  # on the others; None when there are none
+
+
 @dataclass
 class EvalReport:
     source: str  # "test set" or "cross-validation"
@@ -433,6 +461,10 @@ class EvalReport:
     per_category: list[CategoryScores]
     mistakes: list[Mistake]
     stale: bool
+    # A separate figure, on a test set only: how many of its photos `predict` would answer
+    # "not sure" on, and the accuracy on the others. Every figure above counts the closest
+    # guess, as before; abstention changes none of them.
+    not_sure: NotSureFigure | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -443,6 +475,7 @@ class EvalReport:
             "per_category": self.per_category,
             "mistakes": self.mistakes,
             "model_older_than_data": self.stale,
+            "not_sure": self.not_sure,
         }
 
     def confused_pairs(self, limit: int = 5) -> list[tuple[str, str, int, float]]:
@@ -456,6 +489,25 @@ class EvalReport:
         return sorted(pairs, key=lambda p: (-p[2], -p[3]))[:limit]
 
 
+def _not_sure_figure(
+    model: TrainedModel, x: np.ndarray, probabilities: np.ndarray, truth: list[str]
+) -> NotSureFigure | None:
+    rule, reference = abstention_rule(model)
+    if rule is None or not len(truth):
+        return None
+    doubts = abstention.reasons(rule, reference, normalise(x), probabilities)
+    sure = [
+        model.categories[int(p.argmax())] == t
+        for p, t, doubt in zip(probabilities, truth, doubts, strict=True)
+        if doubt is None
+    ]
+    return {
+        "photos": len(truth) - len(sure),
+        "of": len(truth),
+        "accuracy_when_sure": float(np.mean(sure)) if sure else None,
+    }
+
+
 def evaluate_project(project: Project) -> EvalReport:
     """On the test set when the project has one, else the out-of-fold cross-validation."""
     model = load_model(project)
@@ -465,6 +517,7 @@ def evaluate_project(project: Project) -> EvalReport:
         # Falling back to the old cross-validation would list photos that moved or vanished.
         raise StaleModelError(vanished_warning(vanished, "an evaluation"))
     test_records = [r for r in project.images("test") if r.category in categories]
+    not_sure: NotSureFigure | None = None
     if test_records:
         x, usable, _, _ = project_features(project, test_records)
         probabilities = model.predict_proba(x)
@@ -473,6 +526,7 @@ def evaluate_project(project: Project) -> EvalReport:
             for r, p in zip(usable, probabilities, strict=True)
         ]
         source = "test set"
+        not_sure = _not_sure_figure(model, x, probabilities, [r.category for r in usable])
     else:
         rows = [tuple(r) for r in model.meta.get("cv_results", [])]
         if not rows:
@@ -520,6 +574,7 @@ def evaluate_project(project: Project) -> EvalReport:
         per_category=per_category,
         mistakes=mistakes,
         stale=model_is_stale(project, model),
+        not_sure=not_sure,
     )
     project.log.record("evaluate", on=source, accuracy=round(report.accuracy, 4))
     return report

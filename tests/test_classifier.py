@@ -301,6 +301,17 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     one = (np.concatenate([more_x, x[:1] + 0.01]), more_labels + labels[:1], more_keys + ["s"])
     again = classifier.extend_cross_validation(extended, *one[:2], one[2], names)
     assert again is not None and again.added_since == 4 and again.fresh_photos == len(y)
+    if linear_above == 100:
+        # Photos only added: the ridge model updates the kept X^T X with them, and fits what
+        # computing it from all photos fits.
+        updated, _, _ = classifier.train(*one[:2], names, "t", keys=one[2], earlier=extended)
+        assert np.array_equal(
+            updated.extras[classifier.RIDGE_GRAM],
+            fast.extras[classifier.RIDGE_GRAM]
+            + np.outer(*[np.append(classifier.normalise(x[:1] + 0.01, np.float32)[0], 1.0)] * 2),
+        )
+        recomputed, _, _ = classifier.train(*one[:2], names, "t", keys=one[2])
+        assert np.allclose(updated.decision(x), recomputed.decision(x))
 
 
 def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:

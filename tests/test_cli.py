@@ -188,3 +188,26 @@ def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     assert full.exit_code == 0 and "Cross-validated accuracy" in full.output
     assert "Held-out" not in full.output
     assert "cross-validated accuracy" in invoke("status", "-p", str(trained_demo)).output
+
+
+def test_predict_runs_without_typer_and_prints_what_the_typer_command_prints(
+    trained_demo: Path,
+) -> None:
+    photos = [str(p) for p in demo_photos("hat")[:2]] + [str(trained_demo / "missing.jpg")]
+    for extra in ([], ["--json"], ["--csv"], ["--top", "1", "--no-abstain"]):
+        quick = duetml("predict", *photos, "-p", str(trained_demo), *extra)
+        via_typer = runner.invoke(app, ["predict", *photos, "-p", str(trained_demo), *extra])
+        assert quick.returncode == via_typer.exit_code == 8  # one photo is missing
+        assert quick.stdout == via_typer.stdout and "hat" in quick.stdout
+    # Typer (and the pydantic it coerces parameters with) is not imported at all.
+    code = (
+        "import sys; from duetml.cli import main\n"
+        f"sys.argv = ['duetml', 'predict', {photos[0]!r}, '-p', {str(trained_demo)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print(code, sorted(m for m in ('typer', 'pydantic', 'click') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+    # What the quick path does not read goes to Typer, which says what is wrong.
+    wrong = duetml("predict", photos[0], "-p", str(trained_demo), "--top", "0")
+    assert wrong.returncode == 2 and "--top" in wrong.stderr

@@ -80,17 +80,28 @@ def test_export_writes_the_files_and_labels(exported: Path) -> None:
     assert b"pickle" not in (exported / "predict.py").read_bytes()
 
 
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
 def test_exported_model_matches_duetml_on_the_same_pixels(
-    trained_demo: Path, exported: Path, tmp_path: Path
+    trained_demo: Path, tmp_path: Path, precision: str
 ) -> None:
-    from duetml.backbones import INPUT_SIZE, get_backbone
+    """Whichever precision the project trained with, the export carries that backbone."""
+    from duetml.backbones import INPUT_SIZE
     from duetml.features import features_for_sources
     from duetml.images import load_square
-    from duetml.training import load_model
+    from duetml.training import load_model, model_backbone, train_project
 
+    project = Project.open(trained_demo)
+    if project.set_precision(precision):
+        train_project(project)
+    exported = tmp_path / "exported"
+    result = _duetml("export", "-p", str(trained_demo), "-o", str(exported))
+    assert result.returncode == 0, result.stderr
+    labels = json.loads((exported / "labels.json").read_text())
+    assert labels["precision"].startswith(f"{precision} backbone")
     photos = _test_photos(trained_demo)
     model = load_model(Project.open(trained_demo))
-    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    assert model_backbone(model).precision == precision
+    features, _ = features_for_sources(photos, model_backbone(model))
     expected = model.predict_proba(features)
     pixels = tmp_path / "pixels.npy"
     np.save(pixels, np.stack([load_square(p, INPUT_SIZE) for p in photos]))
@@ -155,15 +166,14 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
 
     import onnxruntime as ort
 
-    from duetml.backbones import get_backbone
     from duetml.classifier import train
     from duetml.export import svm_graph
     from duetml.features import features_for_sources
-    from duetml.training import load_model
+    from duetml.training import load_model, model_backbone
 
     model = load_model(Project.open(trained_demo))
     photos = _test_photos(trained_demo)
-    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    features, _ = features_for_sources(photos, model_backbone(model))
     labels = [p.parent.name for p in photos]
     rng = np.random.default_rng(0)
     k, d = len(model.categories), features.shape[1]
@@ -243,3 +253,14 @@ def test_exported_model_says_not_sure_where_duetml_does(trained_demo: Path, tmp_
     assert text.startswith(f"{shoe}: not sure (closest: ")
     bare = subprocess.run([*run, "--no-abstain", shoe], capture_output=True, text=True).stdout
     assert "not sure" not in bare and bare.split(": ", 1)[1].split(" ")[0] in labels["categories"]
+
+
+def test_the_export_readme_names_an_extended_accuracy_held_out() -> None:
+    from duetml.export import _readme
+
+    labels = {"categories": ["hat", "shoes"], "backbone": "efficientnet-lite0", "not_sure": None}
+    fresh = _readme({**labels, "cv_accuracy": 0.9, "cv_added_since": 0})
+    assert "Cross-validated accuracy at training: 90.0%." in fresh
+    extended = _readme({**labels, "cv_accuracy": 0.9, "cv_added_since": 4})
+    assert "Held-out accuracy at training: 90.0%" in extended
+    assert "4 photo(s) added since" in extended and "Cross-validated" not in extended

@@ -5,15 +5,15 @@ The foreign photos are real: the demo's shoes, against a model trained without s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import demo_photos
-from typer.testing import CliRunner
 
 from duetml import abstention
-from duetml.cli import app
 from duetml.project import Project
 from duetml.training import load_model, predict_sources, train_project
 
@@ -60,24 +60,33 @@ def test_foreign_photos_get_not_sure_and_own_held_out_photos_do_not(
     assert _not_sure_share(without_shoes, shoes, abstain=False) == 0.0
 
 
+def _duetml(*args: str) -> str:
+    """The real CLI in a subprocess (it inherits PYTHONPATH), as a person runs it."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_cli_says_not_sure_with_the_closest_guess(without_shoes: Project) -> None:
-    runner = CliRunner()
     shoe = str(demo_photos("shoes")[0])
     root = str(without_shoes.root)
-    text = runner.invoke(app, ["predict", shoe, "-p", root])
-    assert text.exit_code == 0, text.output
-    assert f"{shoe}: not sure (closest: " in text.output
-    assert "unlike the training photos of every category" in text.output
-    rows = json.loads(runner.invoke(app, ["predict", shoe, "-p", root, "--json"]).output)
+    text = _duetml("predict", shoe, "-p", root)
+    assert f"{shoe}: not sure (closest: " in text
+    assert "unlike the training photos of every category" in text
+    rows = json.loads(_duetml("predict", shoe, "-p", root, "--json"))
     assert rows[0]["not_sure"] is True and rows[0]["reason"] == abstention.UNLIKE
     assert rows[0]["category"] == rows[0]["top"][0]["category"]  # the closest guess
     assert abs(sum(t["probability"] for t in rows[0]["top"]) - 1.0) < 1e-3
-    bare = runner.invoke(app, ["predict", shoe, "-p", root, "--json", "--no-abstain"])
-    plain = json.loads(bare.output)[0]
+    plain = json.loads(_duetml("predict", shoe, "-p", root, "--json", "--no-abstain"))[0]
     assert plain["not_sure"] is False and plain["reason"] is None
     assert plain["category"] == rows[0]["category"]
     own = str(without_shoes.images("test", "hat")[0].path)
-    line = runner.invoke(app, ["predict", own, "-p", root]).output
+    line = _duetml("predict", own, "-p", root)
     assert "not sure" not in line and ": hat " in line
 
 
@@ -86,6 +95,13 @@ def test_the_log_tells_the_agents_it_was_not_sure(without_shoes: Project) -> Non
     predict_sources(without_shoes, [shoe], [shoe.name])
     entry = [e for e in without_shoes.log.recent() if e["event"] == "predict"][-1]
     assert entry["results"][0].startswith("not sure (closest: ")
+    # What the agents read: the log of operations, and how to take a not-sure answer.
+    from duetml.agents.history import summarize_events
+    from duetml.agents.prompts import PASSIVE_SYSTEM, PROACTIVE_SYSTEM
+
+    assert "results=[not sure (closest: " in summarize_events(without_shoes.log.recent())
+    for system in (PASSIVE_SYSTEM, PROACTIVE_SYSTEM):
+        assert '"not sure (closest: X NN%)" means the model abstained' in system
 
 
 def test_probability_floor_is_where_held_out_answers_were_mostly_wrong() -> None:
@@ -108,3 +124,39 @@ def test_models_without_a_rule_still_predict(trained_demo: Path) -> None:
     photo = demo_photos("hat")[0]
     (prediction,) = predict_sources(project, [photo], ["hat"], model=model)
     assert prediction.ranking and not prediction.not_sure
+
+
+def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Project) -> None:
+    """Shoes filed as hats in the test set: eval's accuracy still counts the closest guess
+    (unchanged by abstention); the separate figure says predict would not be sure of them."""
+    from duetml.training import evaluate_project
+
+    without_shoes.add_images("hat", demo_photos("shoes", 10), split="test")
+    report = evaluate_project(without_shoes)
+    assert report.source == "test set" and report.not_sure is not None
+    assert report.not_sure["of"] == 25
+    assert report.not_sure["photos"] >= 8  # the 10 shoes, and at most a few of the 15 others
+    guesses = {m["image"] for m in report.mistakes}
+    assert report.accuracy == pytest.approx(1 - len(guesses) / 25)
+    assert report.as_dict()["not_sure"] == report.not_sure
+    line = _duetml("eval", "-p", str(without_shoes.root)).splitlines()[1]
+    assert line.startswith('`predict` would answer "not sure" on ')
+
+
+def test_the_page_api_and_its_live_log_carry_not_sure(without_shoes: Project) -> None:
+    """/api/predict (the page's cards and the live camera) answers with `not_sure` and
+    `reason`, and the live camera's summary in the log says "not sure" too."""
+    from litestar.testing import TestClient
+
+    from duetml.web import create_app
+
+    shoe = demo_photos("shoes")[0]
+    files = [("files", (shoe.name, shoe.read_bytes(), "image/jpeg"))]
+    app = create_app(without_shoes.root, baseline=True, port=8765)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        (card,) = client.post("/api/predict", files=files).json()["predictions"]
+        assert card["not_sure"] is True and card["reason"] == abstention.UNLIKE
+        (frame,) = client.post("/api/predict?live=true", files=files).json()["predictions"]
+        assert frame["not_sure"] is True
+    live = [e for e in without_shoes.log.recent() if e["event"] == "predict_live"][-1]
+    assert live["latest"].startswith("not sure (closest: ")

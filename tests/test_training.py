@@ -228,8 +228,8 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from duetml import classifier
-    from duetml.backbones import get_backbone
     from duetml.features import features_for_sources
+    from duetml.training import model_backbone
 
     monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
     before = load_model(Project.open(trained_demo))
@@ -259,7 +259,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
     assert full.cv_added_since == 0 and full.as_dict()["cv_fresh"] is True
     photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]
-    features, _ = features_for_sources(photos, get_backbone(model.backbone))
+    features, _ = features_for_sources(photos, model_backbone(model))
     full_model = load_model(Project.open(tmp_path / "full"))
     assert np.allclose(model.decision(features), full_model.decision(features))
     assert (model.decision(features).argmax(1) == full_model.decision(features).argmax(1)).all()
@@ -271,3 +271,18 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     project.move_images([rel], "shoes")
     moved = train_project(project)
     assert moved.cv_added_since == 0 and moved.cv_accuracy is not None
+
+
+def test_prediction_reads_only_the_extras_it_needs(trained_demo: Path) -> None:
+    from duetml.training import PREDICTION_EXTRAS
+
+    project = Project.open(trained_demo)
+    everything = load_model(project)
+    lean = load_model(project, PREDICTION_EXTRAS)
+    assert "oof_probabilities" in everything.extras and "oof_probabilities" not in lean.extras
+    assert set(lean.extras) == set(PREDICTION_EXTRAS) and not load_model(project, ()).extras
+    photos = demo_photos("shoes")[:4]
+    with_all = predict_sources(project, photos, [""] * 4, model=everything)
+    assert [p.as_dict() for p in predict_sources(project, photos, [""] * 4, model=lean)] == [
+        p.as_dict() for p in with_all
+    ]

@@ -112,6 +112,7 @@ def test_cross_site_writes_are_refused_and_write_nothing(app, project: Project, 
         ("/api/categories/remove", b'{"name": "hat"}'),
         ("/api/undo", b""),
         ("/api/redo", b""),
+        ("/api/agents/llm", b'{"agent": "passive", "provider": "none"}'),
         ("/api/train", b""),
         ("/api/agents/proactive", b'{"enabled": false}'),
         ("/api/chat", b'{"message": "hi"}'),
@@ -404,6 +405,10 @@ def test_scrub_removes_paths_but_keeps_urls_and_ids() -> None:
         "see train/hat/ab.jpg (12 images/s)"
     )
     assert scrub(kept, ()) == kept
+    # A URL's path names a server, not this machine: kept; a file URL's path is not.
+    cloud = "No API key is set for https://api.openai.com/v1: set OPENAI_API_KEY."
+    assert scrub(cloud, ()) == cloud
+    assert "/home/ana" not in scrub("see file:///home/ana/secret.jpg and //home/ana/x.jpg", ())
 
 
 def test_no_api_key_in_any_response(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

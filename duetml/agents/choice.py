@@ -53,8 +53,15 @@ class CloudConsentRequired(LLMError):
 
     http_status = 428  # the web UI asks, then calls AgentSession.allow_cloud(endpoint)
 
-    def __init__(self, message: str, endpoint: str, agent: str, reason: str = REASON_CLOUD) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        endpoint: str,
+        agent: str,
+        reason: str = REASON_CLOUD,
+        web: str | None = None,
+    ) -> None:
+        super().__init__(message, web=web)
         self.endpoint = endpoint
         self.agent = agent
         self.reason = reason
@@ -259,6 +266,8 @@ def consent_error(
         endpoint=endpoint,
         agent=agent,
         reason=reason,
+        web=f"{what} with “Allow for this project” above the conversation; or keep them on "
+        f"this machine by choosing {LOCAL_SPEC} for the {agent} agent in Assistant settings.",
     )
 
 
@@ -299,9 +308,19 @@ def grant_consent(project: Project, endpoint: str) -> None:
 
 
 def choose(
-    project: Project, agent: str, spec: str, base_url: str | None = None
+    project: Project,
+    agent: str,
+    spec: str,
+    base_url: str | None = None,
+    keep_endpoint: bool = False,
 ) -> list[AgentLLMConfig]:
-    """Store "provider:model" (and an endpoint) for `agent` ("passive", "proactive" or "both")."""
+    """Store "provider:model" (and an endpoint) for `agent` ("passive", "proactive" or "both").
+
+    ``keep_endpoint`` (the page, which takes no addresses): an agent that stays with its
+    provider keeps the endpoint duetml.toml names for it, as it was: still chosen by the
+    project's file, so still waiting for approval; only an address the user typed
+    (``base_url``, the CLI's --base-url) counts as the user's own choice.
+    """
     from duetml.llm import parse_spec
 
     targets = AGENTS if agent == "both" else (agent,)
@@ -310,14 +329,20 @@ def choose(
     provider, model = parse_spec(spec)
     section = AgentLLMChoice(provider=provider, model=model, base_url=base_url or None)
 
+    def section_for(settings: Settings, name: str) -> AgentLLMChoice:
+        current = settings.agents.llm(name)
+        if keep_endpoint and base_url is None and current.provider == provider:
+            return replace(section, base_url=current.base_url)
+        return section
+
     def change(settings: Settings) -> Settings:
         agents = settings.agents
         for name in targets:
-            agents = agents.with_llm(name, section)
+            agents = agents.with_llm(name, section_for(settings, name))
         return replace(settings, agents=agents)
 
     # Validate before writing: a bad URL must not reach the file.
-    trial = change(Settings())
+    trial = change(project.settings)
     for name in targets:
         resolve_agent_config(name, trial, Settings(), {})
     project.update_settings(change)

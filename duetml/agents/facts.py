@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.errors import DuetmlError
+from duetml.events import InteractionLog
 from duetml.llm import clean_text
 
 if TYPE_CHECKING:
     from duetml.health import CategoryCount, ModelSummary
     from duetml.project import Project
+    from duetml.review import FindingDict
     from duetml.training import Mistake
 
 
@@ -66,25 +68,18 @@ class Facts(TypedDict):
     duplicates: DuplicateSummary
     model: ModelSummary | None
     evaluation: Evaluation | EvaluationUnavailable | None
-    findings: list[dict[str, Any]]  # review.Finding.as_dict(), most important first
+    findings: list[FindingDict]  # most important first
 
 
-class _AgentTaggedLog:
+class _AgentTaggedLog(InteractionLog):
     """An interaction log whose entries say the agents caused them (`by: "agent"`).
 
     The context builder evaluates the model, and `evaluate_project` logs that; the proactive
     agent must not mistake its own looks for the user's activity.
     """
 
-    def __init__(self, log: Any) -> None:
-        self._log = log
-
     def record(self, event: str, **details: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = self._log.record(event, **details, by="agent")
-        return entry
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._log, name)
+        return super().record(event, **details, by="agent")
 
 
 def short(text: object, limit: int) -> str:
@@ -132,7 +127,7 @@ class FactGatherer:
         }
         return facts
 
-    def _findings(self, budget: Budget) -> list[dict[str, Any]]:
+    def _findings(self, budget: Budget) -> list[FindingDict]:
         """The data review's findings, most important first (dismissed ones never appear)."""
         from duetml.review import review_project
 
@@ -148,7 +143,7 @@ class FactGatherer:
         from duetml.project import Project
 
         quiet = Project(self.project.root, source=self.project.log.source)
-        quiet.log = _AgentTaggedLog(quiet.log)  # type: ignore[assignment]
+        quiet.log = _AgentTaggedLog(quiet.state_dir, source=quiet.log.source)
         return quiet
 
     def _evaluation(self, budget: Budget) -> Evaluation | EvaluationUnavailable | None:
@@ -315,7 +310,7 @@ def render_facts(
 
 
 def _finding_lines(
-    findings: Sequence[dict[str, Any]] | None, photo: Callable[[object], str], budget: Budget
+    findings: Sequence[FindingDict] | None, photo: Callable[[object], str], budget: Budget
 ) -> list[str]:
     if not findings:
         return []
@@ -325,8 +320,9 @@ def _finding_lines(
         refs = ", ".join(photo(rel) for rel in photos[: budget.photos_per_finding])
         more = len(photos) - budget.photos_per_finding
         refs += f" and {more} more" if more > 0 else ""
-        suggestion = finding.get("suggestion") or {}
-        todo = f" Suggested: {short(suggestion['label'], 120)}." if suggestion.get("label") else ""
+        suggestion = finding.get("suggestion")
+        label = suggestion["label"] if suggestion else ""
+        todo = f" Suggested: {short(label, 120)}." if label else ""
         lines.append(
             f"- {finding['kind']}: {short(finding['message'], 300)}"
             + (f" Photos: {refs}." if refs else "")

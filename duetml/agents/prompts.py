@@ -43,6 +43,9 @@ in the test set, which makes the test accuracy look better than it is. "mixed": 
 whose photos fall into two separate groups, which may be two things under one name. "small": \
 too few photos for the model to learn the category.
 - A signal is a hint for a person to check, not a verdict: say what you see in the photos.
+- A prediction logged as "not sure (closest: X NN%)" means the model abstained: the photo was \
+unlike every category it knows, or too close to call. Never present X as the model's answer; \
+it may be a category the project lacks, or one that needs more photos like it.
 
 How to help:
 - Consider the user's situation and help them think; do not hand down a finished answer. Point \

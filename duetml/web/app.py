@@ -24,6 +24,7 @@ from duetml.web.errors import ERROR_RESPONSES, make_exception_handlers, scrub
 from duetml.web.guard import RequestGuard, allowed_host_values
 from duetml.web.routes_agents import AGENT_ROUTES
 from duetml.web.routes_data import DATA_ROUTES, UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES
+from duetml.web.routes_llm import LLM_ROUTES
 from duetml.web.routes_model import MODEL_ROUTES
 from duetml.web.routes_review import REVIEW_ROUTES
 from duetml.web.state import InjectedWebState, WebState
@@ -79,7 +80,7 @@ def create_app(
 
     handlers: list[Any] = [page, static, *APP_ROUTES, *DATA_ROUTES, *MODEL_ROUTES, *REVIEW_ROUTES]
     if not baseline:
-        handlers += AGENT_ROUTES
+        handlers += [*AGENT_ROUTES, *LLM_ROUTES]
 
     def the_web_state() -> WebState:
         return web

@@ -15,7 +15,7 @@ from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from duetml.errors import DuetmlError
+from duetml.errors import DuetmlError, page_wording
 
 log = logging.getLogger("duetml.web")
 
@@ -24,7 +24,10 @@ GENERIC_500 = (
     "`duetml serve`; try again."
 )
 # An absolute POSIX path of two or more parts, or a Windows one; replaced, never shown.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"`:;,()]+){2,}/?|\b[A-Za-z]:\\[^\s'\"`]+")
+# Not the path of a URL ("https://api.openai.com/v1" stays as it is: it names a server).
+_ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.~-])(?<!:)(?<!:/)(?:/[^\s/'\"`:;,()]+){2,}/?|\b[A-Za-z]:\\[^\s'\"`]+"
+)
 _HTTP_SENTENCES = {
     400: "The request is not valid.",
     401: "Not allowed.",
@@ -82,8 +85,16 @@ AGENT_ERROR_RESPONSES = {
 }
 
 
+def for_page(exc: BaseException, roots: tuple[Path, ...] = ()) -> str:
+    """An error's sentence for the page: its own page wording if it has one, else its message
+    with shell commands turned into what to click; scrubbed of paths either way."""
+    return scrub(getattr(exc, "web", None) or str(exc), roots)
+
+
 def scrub(message: str, roots: tuple[Path, ...] = ()) -> str:
-    """Remove absolute paths (the project folder first, by name) from a user-facing sentence."""
+    """Remove absolute paths (the project folder first, by name) from a user-facing sentence,
+    and name what to click where it names a shell command (`duetml.errors.page_wording`)."""
+    message = page_wording(message)
     for root in roots:
         text = str(root)
         if len(text) > 1:
@@ -106,9 +117,7 @@ def error_response(
 
 def make_exception_handlers(roots: tuple[Path, ...]) -> ExceptionHandlersMap:
     def duetml_error(_: Request[Any, Any, Any], exc: DuetmlError) -> Response[ErrorPayload]:
-        response = error_response(
-            scrub(getattr(exc, "web", None) or str(exc), roots), exc.http_status
-        )
+        response = error_response(for_page(exc, roots), exc.http_status)
         endpoint = getattr(exc, "endpoint", None)
         if isinstance(endpoint, str):  # CloudConsentRequired: the page asks, then retries
             response.content["consent"] = {

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from duetml import locks
 from duetml.errors import BusyError, DuetmlError
 from duetml.project import Project
-from duetml.web.errors import scrub
+from duetml.web.errors import for_page
 
 if TYPE_CHECKING:
     from duetml.features import Progress  # numpy: not imported at startup
@@ -131,7 +131,7 @@ class TrainJob:
             report = train_project(self.project, progress=self._progress)
             outcome = {"state": "done", "result": report.as_dict()}
         except DuetmlError as exc:
-            outcome = {"state": "failed", "error": str(exc)}
+            outcome = {"state": "failed", "error": for_page(exc, (self.project.root,))}
         except Exception:
             log.exception("training failed")
             outcome = {"state": "failed", "error": GENERIC_FAILURE}
@@ -204,7 +204,7 @@ class MapJob:
             compute_layout(self.project)
             self._failed_for = None
         except DuetmlError as exc:
-            self.error, self._failed_for = scrub(str(exc), (self.project.root,)), key
+            self.error, self._failed_for = for_page(exc, (self.project.root,)), key
         except Exception:
             log.exception("computing the map failed")
             self.error, self._failed_for = MAP_FAILURE, key

@@ -19,8 +19,8 @@ from litestar.concurrency import sync_to_thread
 from litestar.params import JSONBody, KwargDefinition
 from litestar.response import Stream
 
-from duetml.errors import DuetmlError, NotFoundError
-from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, scrub
+from duetml.errors import DuetmlError, NotFoundError, page_wording
+from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, for_page, scrub
 from duetml.web.state import InjectedWebState, WebState
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ def public_description(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [public_description(v) for v in value]
+    if isinstance(value, str):  # errors written for the shell too: say what to click
+        return page_wording(value)
     return value
 
 
@@ -161,7 +163,7 @@ def chat(web: InjectedWebState, data: JSONBody[ChatRequest]) -> Stream:
             yield json.dumps({"done": True}) + "\n"
         except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
             yield from notices()
-            yield json.dumps({"error": scrub(str(exc), roots)}) + "\n"
+            yield json.dumps({"error": for_page(exc, roots)}) + "\n"
         except Exception:
             log.exception("the assistant failed")
             yield json.dumps({"error": GENERIC_500}) + "\n"
@@ -247,7 +249,7 @@ def _proactive_now(web: WebState, session: AgentSession) -> None:
             return
         web.proactive_error = None
     except DuetmlError as exc:
-        web.proactive_error = scrub(str(exc), (web.project.root,))
+        web.proactive_error = for_page(exc, (web.project.root,))
     except Exception:
         log.exception("the proactive agent failed")
     finally:

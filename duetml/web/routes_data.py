@@ -16,7 +16,7 @@ from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.health import HealthDict
 from duetml.names import validate_category_name
-from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.errors import ERROR_RESPONSES, scrub
 from duetml.web.schema import (
     MAX_IDS,
     CategoryName,
@@ -157,8 +157,11 @@ def _status(web: WebState) -> StatusPayload:
     from duetml.health import project_health
 
     project = web.project
+    health = project_health(project, check_files=False, listing=web.listing()).as_dict()
+    for warning in health["warnings"]:  # written for the shell too: say what to click
+        warning["message"] = scrub(warning["message"], (project.root,))
     return {
-        **project_health(project, check_files=False, listing=web.listing()).as_dict(),
+        **health,
         "undo": project.undo_history()[:5],
         "redo": project.redo_history()[:5],
         "goal": project.goal,

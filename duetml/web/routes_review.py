@@ -17,6 +17,7 @@ from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
+from duetml.review import ReviewDict
 from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.state import InjectedWebState
 
@@ -67,7 +68,7 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
         web.model_version(),
         web.versions.get("review"),
         _mtime(layout_path(project)),
-        _mtime(project.state_dir / "cache" / f"features-{project.backbone}.npz"),
+        _mtime(project.state_dir / "cache" / f"features-{project.feature_backbone.key}.npz"),
     )
     known = maps.answer(key)
     if known is not None:
@@ -99,13 +100,20 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     description="Read-only: photos whose features are not cached yet are left out "
     "(`unreviewed`), never extracted here.",
 )
-def review(web: InjectedWebState) -> Response[dict[str, Any]]:
+def review(web: InjectedWebState) -> Response[ReviewDict]:
     from duetml.review import review_project
 
-    return Response(
-        review_project(web.project, extract=False).as_dict(),
-        headers={"Cache-Control": "no-store"},
+    project = web.project
+    # Once per project state (photos, model, kept-as-is findings, cached features): at 26,000
+    # photos a review walks and hashes every photo, and every page load asks for it.
+    features = project.state_dir / "cache" / f"features-{project.backbone}.npz"
+    answer: ReviewDict = web.once_per_state(
+        "review",
+        lambda: review_project(project, extract=False, hashes=web.listing()[1]).as_dict(),
+        model=True,
+        files=(features,),
     )
+    return Response(answer, headers={"Cache-Control": "no-store"})
 
 
 @post(

@@ -82,7 +82,7 @@ function renderAgents(info) {
     const off = agent.provider === "none";
     const waiting = (info.consent_needed || []).some((need) => need.agent === key);
     const where = off
-      ? "no LLM: choose one with `duetml llm use`"
+      ? "no LLM: choose one in Assistant settings"
       : waiting
         ? `sends data to ${agent.endpoint || "its server"} only once you allow it`
         : agent.is_local === false

@@ -8,18 +8,28 @@ import {
   loadConversation,
   wireChat,
 } from "./chat.js";
+import { wireCamera, wireLiveCamera } from "./camera.js";
 import {
   loadCategories,
   loadStatus,
+  uploadFiles,
   wireAddCategory,
   wireSectionDrop,
   wireSelectionBar,
 } from "./data.js";
 import { $, replace, toast } from "./dom.js";
 import { loadMap, wireMap } from "./map.js";
-import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import {
+  loadEvaluation,
+  predictionVerdict,
+  renderModel,
+  renderTrain,
+  wirePredict,
+  wireTraining,
+} from "./model.js";
 import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
+import { wireSettings } from "./settings.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
@@ -167,6 +177,8 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireCamera();
+  wireLiveCamera({ upload: uploadFiles, verdict: predictionVerdict });
   wireMap();
   wireViewer();
   $("#undo-btn").addEventListener("click", undo);
@@ -194,6 +206,7 @@ async function start() {
   const loads = [refreshData().then(loadEvaluation), getJSON("/api/train/state").then(renderTrain)];
   if (chatPresent()) {
     wireChat();
+    wireSettings();
     loads.push(loadAgents(), loadConversation());
   }
   await Promise.all(loads);
