@@ -69,7 +69,9 @@ def main() -> None:
     args = ["predict", str(photo), "-p", str(project)]
     quick = best_of([sys.executable, "-c", "from duetml.cli import main; main()", *args])
     # The same command through Typer's parser (how every `duetml predict` ran before).
-    typer = best_of([sys.executable, "-c", "from duetml.cli.app import main; main()", *args])
+    typer = best_of(
+        [sys.executable, "-c", "from duetml.cli import app; app(prog_name='duetml')", *args]
+    )
     print(
         f"{'CLI call:':<16}{quick * 1000:7.1f} ms wall for the whole `duetml predict` process, "
         f"{(quick - python_start) * 1000:.0f} ms without Python's start (best of 3)"

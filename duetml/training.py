@@ -400,9 +400,12 @@ def predict_sources(
     top: int = 3,
     model: TrainedModel | None = None,
     abstain: bool = True,
+    record: bool = True,
 ) -> list[Prediction]:
     """Classify photos; with `abstain` (the default) a photo unlike every category or too
-    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax."""
+    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
+    ``record=False`` leaves the log to the caller (the page's live camera sends several
+    frames a second and logs them in summary)."""
     model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
     matrix, reasons = features_for_sources(sources, model_backbone(model))
     probabilities = model.predict_proba(matrix)
@@ -416,6 +419,8 @@ def predict_sources(
         order = np.argsort(-row)[:top]
         ranking = [(model.categories[i], float(row[i])) for i in order]
         predictions.append(Prediction(label, ranking, reason=doubt))
+    if not record:
+        return predictions
     project.log.record(
         "predict",
         images=len(predictions),
@@ -441,6 +446,12 @@ class Mistake(TypedDict):
     confidence: float  # of the wrong prediction, 0-1
 
 
+class NotSureFigure(TypedDict):
+    photos: int  # test photos predict would answer "not sure" on
+    of: int  # test photos evaluated
+    accuracy_when_sure: float | None  # on the others; None when there are none
+
+
 @dataclass
 class EvalReport:
     source: str  # "test set" or "cross-validation"
@@ -450,6 +461,10 @@ class EvalReport:
     per_category: list[CategoryScores]
     mistakes: list[Mistake]
     stale: bool
+    # A separate figure, on a test set only: how many of its photos `predict` would answer
+    # "not sure" on, and the accuracy on the others. Every figure above counts the closest
+    # guess, as before; abstention changes none of them.
+    not_sure: NotSureFigure | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -460,6 +475,7 @@ class EvalReport:
             "per_category": self.per_category,
             "mistakes": self.mistakes,
             "model_older_than_data": self.stale,
+            "not_sure": self.not_sure,
         }
 
     def confused_pairs(self, limit: int = 5) -> list[tuple[str, str, int, float]]:
@@ -473,6 +489,25 @@ class EvalReport:
         return sorted(pairs, key=lambda p: (-p[2], -p[3]))[:limit]
 
 
+def _not_sure_figure(
+    model: TrainedModel, x: np.ndarray, probabilities: np.ndarray, truth: list[str]
+) -> NotSureFigure | None:
+    rule, reference = abstention_rule(model)
+    if rule is None or not len(truth):
+        return None
+    doubts = abstention.reasons(rule, reference, normalise(x), probabilities)
+    sure = [
+        model.categories[int(p.argmax())] == t
+        for p, t, doubt in zip(probabilities, truth, doubts, strict=True)
+        if doubt is None
+    ]
+    return {
+        "photos": len(truth) - len(sure),
+        "of": len(truth),
+        "accuracy_when_sure": float(np.mean(sure)) if sure else None,
+    }
+
+
 def evaluate_project(project: Project) -> EvalReport:
     """On the test set when the project has one, else the out-of-fold cross-validation."""
     model = load_model(project)
@@ -482,6 +517,7 @@ def evaluate_project(project: Project) -> EvalReport:
         # Falling back to the old cross-validation would list photos that moved or vanished.
         raise StaleModelError(vanished_warning(vanished, "an evaluation"))
     test_records = [r for r in project.images("test") if r.category in categories]
+    not_sure: NotSureFigure | None = None
     if test_records:
         x, usable, _, _ = project_features(project, test_records)
         probabilities = model.predict_proba(x)
@@ -490,6 +526,7 @@ def evaluate_project(project: Project) -> EvalReport:
             for r, p in zip(usable, probabilities, strict=True)
         ]
         source = "test set"
+        not_sure = _not_sure_figure(model, x, probabilities, [r.category for r in usable])
     else:
         rows = [tuple(r) for r in model.meta.get("cv_results", [])]
         if not rows:
@@ -537,6 +574,7 @@ def evaluate_project(project: Project) -> EvalReport:
         per_category=per_category,
         mistakes=mistakes,
         stale=model_is_stale(project, model),
+        not_sure=not_sure,
     )
     project.log.record("evaluate", on=source, accuracy=round(report.accuracy, 4))
     return report

@@ -253,3 +253,14 @@ def test_exported_model_says_not_sure_where_duetml_does(trained_demo: Path, tmp_
     assert text.startswith(f"{shoe}: not sure (closest: ")
     bare = subprocess.run([*run, "--no-abstain", shoe], capture_output=True, text=True).stdout
     assert "not sure" not in bare and bare.split(": ", 1)[1].split(" ")[0] in labels["categories"]
+
+
+def test_the_export_readme_names_an_extended_accuracy_held_out() -> None:
+    from duetml.export import _readme
+
+    labels = {"categories": ["hat", "shoes"], "backbone": "efficientnet-lite0", "not_sure": None}
+    fresh = _readme({**labels, "cv_accuracy": 0.9, "cv_added_since": 0})
+    assert "Cross-validated accuracy at training: 90.0%." in fresh
+    extended = _readme({**labels, "cv_accuracy": 0.9, "cv_added_since": 4})
+    assert "Held-out accuracy at training: 90.0%" in extended
+    assert "4 photo(s) added since" in extended and "Cross-validated" not in extended

@@ -124,3 +124,39 @@ def test_models_without_a_rule_still_predict(trained_demo: Path) -> None:
     photo = demo_photos("hat")[0]
     (prediction,) = predict_sources(project, [photo], ["hat"], model=model)
     assert prediction.ranking and not prediction.not_sure
+
+
+def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Project) -> None:
+    """Shoes filed as hats in the test set: eval's accuracy still counts the closest guess
+    (unchanged by abstention); the separate figure says predict would not be sure of them."""
+    from duetml.training import evaluate_project
+
+    without_shoes.add_images("hat", demo_photos("shoes", 10), split="test")
+    report = evaluate_project(without_shoes)
+    assert report.source == "test set" and report.not_sure is not None
+    assert report.not_sure["of"] == 25
+    assert report.not_sure["photos"] >= 8  # the 10 shoes, and at most a few of the 15 others
+    guesses = {m["image"] for m in report.mistakes}
+    assert report.accuracy == pytest.approx(1 - len(guesses) / 25)
+    assert report.as_dict()["not_sure"] == report.not_sure
+    line = _duetml("eval", "-p", str(without_shoes.root)).splitlines()[1]
+    assert line.startswith('`predict` would answer "not sure" on ')
+
+
+def test_the_page_api_and_its_live_log_carry_not_sure(without_shoes: Project) -> None:
+    """/api/predict (the page's cards and the live camera) answers with `not_sure` and
+    `reason`, and the live camera's summary in the log says "not sure" too."""
+    from litestar.testing import TestClient
+
+    from duetml.web import create_app
+
+    shoe = demo_photos("shoes")[0]
+    files = [("files", (shoe.name, shoe.read_bytes(), "image/jpeg"))]
+    app = create_app(without_shoes.root, baseline=True, port=8765)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        (card,) = client.post("/api/predict", files=files).json()["predictions"]
+        assert card["not_sure"] is True and card["reason"] == abstention.UNLIKE
+        (frame,) = client.post("/api/predict?live=true", files=files).json()["predictions"]
+        assert frame["not_sure"] is True
+    live = [e for e in without_shoes.log.recent() if e["event"] == "predict_live"][-1]
+    assert live["latest"].startswith("not sure (closest: ")

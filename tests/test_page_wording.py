@@ -68,6 +68,9 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
                 continue
             if "`duetml " not in text and "`duetml`" not in text or id(node) in docstrings:
                 continue
+            parent = parents.get(node)
+            if isinstance(parent, ast.keyword) and parent.arg in ("summary", "description"):
+                continue  # the API's documentation (/schema), for programmers, not a message
             has_web, current = False, node
             while current in parents:
                 current = parents[current]

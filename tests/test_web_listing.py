@@ -107,3 +107,22 @@ def test_a_repeated_listing_does_not_stat_every_photo(
     assert len(_listed(client)["hat"]) == 5
     assert 0 < len(touched) <= 5
     assert all("/train/hat/" in str(path) for path in touched)
+
+
+def test_the_review_is_kept_per_state_and_follows_changes(
+    client: TestClient, project: Project
+) -> None:
+    def few(review: dict[str, Any]) -> set[str]:
+        return {
+            name
+            for f in review["findings"]
+            for name in f.get("categories", [])
+            if "only" in f["message"]
+        }
+
+    first = client.get("/api/review").json()
+    assert client.get("/api/review").json() == first  # the same answer, from the cache
+    assert "hat" in few(first)
+    for photo in demo_photos("hat", 3, skip=20):  # by hand: a file manager
+        shutil.copy(photo, project.root / "train" / "hat" / photo.name)
+    assert "hat" not in few(client.get("/api/review").json())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.errors import DuetmlError
+from duetml.events import InteractionLog
 from duetml.llm import clean_text
 
 if TYPE_CHECKING:
@@ -70,22 +71,15 @@ class Facts(TypedDict):
     findings: list[FindingDict]  # most important first
 
 
-class _AgentTaggedLog:
+class _AgentTaggedLog(InteractionLog):
     """An interaction log whose entries say the agents caused them (`by: "agent"`).
 
     The context builder evaluates the model, and `evaluate_project` logs that; the proactive
     agent must not mistake its own looks for the user's activity.
     """
 
-    def __init__(self, log: Any) -> None:
-        self._log = log
-
     def record(self, event: str, **details: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = self._log.record(event, **details, by="agent")
-        return entry
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._log, name)
+        return super().record(event, **details, by="agent")
 
 
 def short(text: object, limit: int) -> str:
@@ -149,7 +143,7 @@ class FactGatherer:
         from duetml.project import Project
 
         quiet = Project(self.project.root, source=self.project.log.source)
-        quiet.log = _AgentTaggedLog(quiet.log)  # type: ignore[assignment]
+        quiet.log = _AgentTaggedLog(quiet.state_dir, source=quiet.log.source)
         return quiet
 
     def _evaluation(self, budget: Budget) -> Evaluation | EvaluationUnavailable | None:

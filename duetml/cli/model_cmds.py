@@ -137,6 +137,19 @@ def train(
 
 def print_eval(report: EvalReport, limit: int = 20) -> None:
     typer.echo(f"Evaluation on the {report.source}: accuracy {report.accuracy:.1%}")
+    if report.not_sure is not None:
+        figure = report.not_sure
+        rest = figure["accuracy_when_sure"]
+        typer.echo(
+            f'`predict` would answer "not sure" on {figure["photos"]} of {figure["of"]} test '
+            "photos"
+            + (
+                f" (accuracy on the other {figure['of'] - figure['photos']}: {rest:.1%})"
+                if rest is not None and figure["photos"]
+                else ""
+            )
+            + "; the figures here count its closest guess."
+        )
     if report.stale:
         typer.echo(
             "Note: the data changed since the model was trained; "

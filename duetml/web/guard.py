@@ -32,6 +32,9 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     # Other sites may not even embed our photos with <img>.
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    # The page's own camera capture may ask for the camera (the browser still asks the user);
+    # no other origin, and nobody the microphone or the location.
+    (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
 ]
 _HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
 # Whatever a handler set, these never leave: no CORS grant to anyone (security.md item 2).
@@ -141,6 +144,16 @@ class RequestGuard:
         if parts is None or parts.scheme != "http" or parts.netloc not in self.allowed_hosts:
             return "Requests from other sites are refused: use the duetml page itself."
         return None
+
+
+def sent_by_another_site(sec_fetch_site: str | None) -> bool:
+    """True when a browser says another site (or another port here) made this request.
+
+    For GETs that cost work (building an export): a page elsewhere could make the browser
+    fetch them with a link or an <img>; the page itself sends "same-origin", a typed address
+    "none", and programs no header at all.
+    """
+    return sec_fetch_site is not None and sec_fetch_site.lower() in ("cross-site", "same-site")
 
 
 def _cookie(headers: dict[str, str], name: str) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
-from litestar.params import KwargDefinition, MultipartBody
+from litestar.params import KwargDefinition, MultipartBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.errors import ERROR_RESPONSES, error_response
+from duetml.web.guard import sent_by_another_site
 from duetml.web.jobs import TrainState
 from duetml.web.routes_data import read_uploads
 from duetml.web.state import InjectedWebState, WebState
@@ -56,6 +57,9 @@ def training_state(web: InjectedWebState) -> TrainState:
 async def predict(
     web: InjectedWebState,
     data: MultipartBody[PredictForm],
+    live: Annotated[
+        bool, QueryParameter(description="A frame of the page's live camera: logged in summary")
+    ] = False,
 ) -> dict[str, Any]:
     from duetml.errors import DuetmlError
     from duetml.training import predict_sources
@@ -65,9 +69,52 @@ async def predict(
         raise DuetmlError(f"Try at most {PREDICT_MAX_FILES} photos at a time.")
     names = [name for name, _ in items]
     predictions = await sync_to_thread(
-        predict_sources, web.project, [content for _, content in items], names
+        predict_sources,
+        web.project,
+        [content for _, content in items],
+        names,
+        record=not live,
     )
+    if live:
+        web.note_live_predictions(predictions)
     return {"predictions": [p.as_dict() for p in predictions]}
+
+
+@get(
+    "/api/export",
+    responses=ERROR_RESPONSES,
+    sync_to_thread=True,
+    media_type="application/zip",
+    summary="The trained model as a zip: model.onnx, labels.json, predict.py, README.md",
+    description="The same files as `duetml export`, in one folder inside the zip.",
+)
+def export_zip(web: InjectedWebState, request: Request[Any, Any, Any]) -> Response[Any]:
+    from duetml.errors import NoModelError
+    from duetml.export import archive_name, export_archive
+    from duetml.training import model_path
+
+    # A GET, so that it is a plain download; other sites' links and <img>s are refused here,
+    # since building the export costs work (and their pages could not read it anyway).
+    if sent_by_another_site(request.headers.get("sec-fetch-site")):
+        refused = error_response(
+            "Requests from other sites are refused: use the duetml page itself.", 403
+        )
+        refused.media_type = "application/json"  # not the route's application/zip
+        return refused
+    project = web.project
+    if not model_path(project).is_file():
+        raise NoModelError(
+            "There is no trained model yet: run `duetml train` first.",
+            web="There is no model to download yet: press Train first.",
+        )
+    return Response(
+        export_archive(project),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{archive_name(project)}.zip"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 # A POST, not a GET: evaluating computes features, fills the cache and logs an event, and
@@ -85,7 +132,7 @@ def evaluation(web: InjectedWebState) -> Response[dict[str, Any]]:
 
 
 # The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).
-MODEL_ROUTES = [start_training, training_state, predict, evaluation]
+MODEL_ROUTES = [start_training, training_state, predict, export_zip, evaluation]
 
 
 def _evaluate(web: WebState) -> dict[str, Any]:

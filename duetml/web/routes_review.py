@@ -103,10 +103,17 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
 def review(web: InjectedWebState) -> Response[ReviewDict]:
     from duetml.review import review_project
 
-    return Response(
-        review_project(web.project, extract=False).as_dict(),
-        headers={"Cache-Control": "no-store"},
+    project = web.project
+    # Once per project state (photos, model, kept-as-is findings, cached features): at 26,000
+    # photos a review walks and hashes every photo, and every page load asks for it.
+    features = project.state_dir / "cache" / f"features-{project.backbone}.npz"
+    answer: ReviewDict = web.once_per_state(
+        "review",
+        lambda: review_project(project, extract=False, hashes=web.listing()[1]).as_dict(),
+        model=True,
+        files=(features,),
     )
+    return Response(answer, headers={"Cache-Control": "no-store"})
 
 
 @post(

@@ -9,13 +9,15 @@ folders once a second: nothing is read, so it costs the same for ten photos or t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from litestar.di import NamedDependency
 
@@ -30,11 +32,14 @@ from duetml.web.thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession, ProactiveTimer
+    from duetml.training import Prediction
 
 log = logging.getLogger("duetml.web")
+Answer = TypeVar("Answer")
 
 WATCH_EVERY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and browsers keep them
+LIVE_LOG_SECONDS = 10.0  # the live camera's frames reach the interaction log this often
 
 
 class WebState:
@@ -56,11 +61,14 @@ class WebState:
         # (split, category) -> (folder mtime, its photos, their hashes); see listing().
         self._folders: dict[tuple[str, str], tuple[int, list[ImageRecord], dict[str, str]]] = {}
         self._listing_lock = threading.Lock()
-        self._answers: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+        self._answers: dict[str, tuple[tuple[str, ...], Any]] = {}
         self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
         self._eval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._timer: ProactiveTimer | None = None
+        self._live_lock = threading.Lock()
+        self._live_frames = 0
+        self._live_logged = -LIVE_LOG_SECONDS
         self.refresh_versions()
 
     # ----- the photos, listed once per folder change -----------------------------------------
@@ -255,14 +263,33 @@ class WebState:
         self.refresh_versions()
         self.hub.bump()
 
+    def note_live_predictions(self, predictions: Sequence[Prediction]) -> None:
+        """Log the live camera's predictions in summary: its first frame, then one line per
+        LIVE_LOG_SECONDS with the number of frames since (not five lines a second)."""
+        with self._live_lock:
+            self._live_frames += len(predictions)
+            now = time.monotonic()
+            if now - self._live_logged < LIVE_LOG_SECONDS:
+                return
+            frames, self._live_frames, self._live_logged = self._live_frames, 0, now
+        # "hat 92%" or "not sure (closest: hat 80%)": the agents must not read a frame the
+        # model was not sure of as a confident answer.
+        latest = next((p.summary() for p in reversed(predictions) if p.ranking), None)
+        self.project.log.record("predict_live", frames=frames, latest=latest)
+
     # ----- answers computed once per project state ----------------------------------------
     def once_per_state(
-        self, name: str, compute: Callable[[], dict[str, Any]], model: bool = False
-    ) -> dict[str, Any]:
+        self,
+        name: str,
+        compute: Callable[[], Answer],
+        model: bool = False,
+        files: tuple[Path, ...] = (),
+    ) -> Answer:
         """``compute()``, again only when the photos, the undo journal, the settings, the
         kept-as-is findings (or, with ``model``, the model) changed: a page load, a second tab
         or the event stream's refetch then costs a few folder stats, not a walk of 26,000
-        photos. The key is taken before computing, so a change meanwhile recomputes next time.
+        photos. ``files``: more files whose change makes it compute again. The key is taken
+        before computing, so a change meanwhile recomputes next time.
         """
         key: tuple[str, ...] = (
             self.data_version(),
@@ -271,12 +298,13 @@ class WebState:
         )
         if model:
             key += (self.model_version(),)
+        key += tuple(str(_mtime(path)) for path in files)
         cached = self._answers.get(name)
         if cached is not None and cached[0] == key:
-            return dict(cached[1])
+            return cast(Answer, copy.copy(cached[1]))  # a caller may add keys to its copy
         answer = compute()
         self._answers[name] = (key, answer)
-        return dict(answer)
+        return copy.copy(answer)
 
     # ----- evaluation, computed once per model and data version ---------------------------
     def evaluation(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -50,6 +50,14 @@ export async function getJSON(url) {
   return response.json();
 }
 
+// GET a download: its content as a Blob and the file name the server gave it.
+export async function getFile(url, fallbackName) {
+  const response = await request(url, { cache: "no-store" });
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename="([^"]+)"/.exec(disposition);
+  return { blob: await response.blob(), name: match ? match[1] : fallbackName };
+}
+
 export async function postJSON(url, body = {}) {
   const response = await request(url, {
     method: "POST",

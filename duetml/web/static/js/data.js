@@ -2,6 +2,7 @@
 // photos by drag-and-drop or selection, renaming, merging, removing.
 
 import { getJSON, postFiles, postJSON } from "./api.js";
+import { categoryCamera } from "./camera.js";
 import {
   $,
   bytes,
@@ -83,8 +84,12 @@ export function renderCategories() {
       seen.add(category.name);
       return panelFor(category);
     });
-  for (const name of [...panels.keys()]) if (!seen.has(name)) panels.delete(name);
-  box.replaceChildren(...nodes);
+  for (const [name, gone] of [...panels]) {
+    if (seen.has(name)) continue;
+    if (gone.camera) gone.camera.dispose();
+    panels.delete(name);
+  }
+  keepInPlace(box, nodes);
   const ids = new Set(
     store.categories.flatMap((c) =>
       [...c.images, ...(c.test_images || [])].map((i) => `${i.id}#${i.v}`),
@@ -95,6 +100,22 @@ export function renderCategories() {
   if (focusKey && (!document.activeElement || document.activeElement === document.body)) {
     const again = document.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
     if (again) again.focus();
+  }
+}
+
+// Make `parent`'s children exactly `nodes`, moving only those not already in place: a panel
+// taken out of the page, even for a moment, would lose the focus (a record button held with
+// the keyboard stops) and pause its camera's video.
+function keepInPlace(parent, nodes) {
+  let current = parent.firstChild;
+  for (const node of nodes) {
+    if (current === node) current = current.nextSibling;
+    else parent.insertBefore(node, current);
+  }
+  while (current) {
+    const next = current.nextSibling;
+    current.remove();
+    current = next;
   }
 }
 
@@ -166,6 +187,9 @@ function buildPanel(name) {
     uploadFiles(name, Array.from(folderInput.files));
     folderInput.value = "";
   });
+  const camera = categoryCamera(name, (files, options) =>
+    uploadFiles(name, files, "train", options),
+  );
   const testSet = h(
     "section",
     { class: "test-set", hidden: true, "aria-label": `Test photos of ${name}` },
@@ -215,6 +239,7 @@ function buildPanel(name) {
           dataset: { key: `folder:${name}` },
           onclick: () => folderInput.click(),
         }),
+        camera.button,
         h("button", {
           type: "button",
           class: "btn btn-small",
@@ -251,6 +276,7 @@ function buildPanel(name) {
         folderInput,
       ),
     ),
+    camera.block,
     h(
       "div",
       { class: "panel-empty", hidden: true },
@@ -270,6 +296,7 @@ function buildPanel(name) {
     testSet,
   );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
+  panel.camera = camera;
   makeDropTarget(panel, name);
   return panel;
 }
@@ -831,7 +858,9 @@ async function walkEntry(entry) {
 
 // ----- uploads ------------------------------------------------------------------------------
 
-export async function uploadFiles(category, files, split = "train") {
+// Returns the report (added, duplicates, rejected). `oneRequest` sends everything in one
+// request, up to the server's limits (a camera burst: one entry in the history, one undo).
+export async function uploadFiles(category, files, split = "train", { oneRequest = false } = {}) {
   const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
   const hidden = (f) =>
     (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
@@ -877,7 +906,10 @@ export async function uploadFiles(category, files, split = "train") {
   let sentBefore = 0;
   let sentFiles = 0;
   let failure = null;
-  for (const batch of batches(queue)) {
+  const perRequest = oneRequest
+    ? [store.project ? store.project.upload_max_files : BATCH_FILES, limit]
+    : [BATCH_FILES, BATCH_BYTES];
+  for (const batch of batches(queue, ...perRequest)) {
     const batchBytes = batch.reduce((sum, f) => sum + f.size, 0);
     text.textContent = `${sentFiles} of ${queue.length} sent (${bytes(sentBefore)} of ${bytes(totalBytes)})`;
     try {
@@ -905,11 +937,11 @@ export async function uploadFiles(category, files, split = "train") {
   return report;
 }
 
-function* batches(files) {
+function* batches(files, maxFiles, maxBytes) {
   let batch = [];
   let size = 0;
   for (const file of files) {
-    if (batch.length && (batch.length >= BATCH_FILES || size + file.size > BATCH_BYTES)) {
+    if (batch.length && (batch.length >= maxFiles || size + file.size > maxBytes)) {
       yield batch;
       batch = [];
       size = 0;

@@ -8,16 +8,25 @@ import {
   loadConversation,
   wireChat,
 } from "./chat.js";
+import { wireCamera, wireLiveCamera } from "./camera.js";
 import {
   loadCategories,
   loadStatus,
+  uploadFiles,
   wireAddCategory,
   wireSectionDrop,
   wireSelectionBar,
 } from "./data.js";
 import { $, replace, toast } from "./dom.js";
 import { loadMap, wireMap } from "./map.js";
-import { loadEvaluation, renderModel, renderTrain, wirePredict, wireTraining } from "./model.js";
+import {
+  loadEvaluation,
+  predictionVerdict,
+  renderModel,
+  renderTrain,
+  wirePredict,
+  wireTraining,
+} from "./model.js";
 import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
 import { wireSettings } from "./settings.js";
@@ -168,6 +177,8 @@ async function start() {
   wireSectionDrop();
   wireTraining();
   wirePredict();
+  wireCamera();
+  wireLiveCamera({ upload: uploadFiles, verdict: predictionVerdict });
   wireMap();
   wireViewer();
   $("#undo-btn").addEventListener("click", undo);

@@ -1,13 +1,14 @@
 // (B) training with live progress, (C) trying photos and the evaluation report.
 
-import { postFiles, postJSON } from "./api.js";
-import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast } from "./dom.js";
+import { getFile, postFiles, postJSON } from "./api.js";
+import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast, withCode } from "./dom.js";
 import { movePhotos, removePhotos, uploadFiles } from "./data.js";
 import { locate } from "./photo.js";
 import { emit, on, store } from "./store.js";
 
 const MAX_PREDICTIONS = 12;
 let lastRun = null;
+let exporting = false; // the export zip is being built (renderModel rebuilds its button)
 
 // ----- (B) training -------------------------------------------------------------------------
 
@@ -138,7 +139,51 @@ export function renderModel() {
         text: "The photos changed since: train again to include the changes.",
       }),
     );
+  parts.push(
+    h(
+      "div",
+      { class: "model-export" },
+      h("button", {
+        type: "button",
+        id: "export-btn",
+        class: "btn",
+        text: exporting ? "Preparing the download…" : "Download the model (.zip)",
+        disabled: exporting,
+        "aria-busy": exporting ? "true" : "false",
+        onclick: downloadModel,
+      }),
+      h(
+        "span",
+        { class: "hint" },
+        withCode(
+          "`model.onnx`, `labels.json` and `predict.py`: it runs without duetml, with onnxruntime, numpy and pillow.",
+        ),
+      ),
+    ),
+  );
   replace(box, ...parts);
+}
+
+// The same files as `duetml export`, zipped by the server; fetched (not a plain link) so
+// that a failure is one sentence on the page rather than a failed download.
+async function downloadModel() {
+  exporting = true;
+  renderModel();
+  try {
+    const { blob, name } = await getFile("/api/export", "model.zip");
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    toast(`Downloaded ${name}: unzip it and run \`python predict.py photo.jpg\` in its folder.`);
+  } catch (exc) {
+    toast(exc.message, { kind: "error" });
+  } finally {
+    exporting = false;
+    renderModel();
+  }
 }
 
 // ----- (C) trying photos ----------------------------------------------------------------------
