@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,12 @@ def project_to_2d(features: np.ndarray, start: np.ndarray | None = None) -> tupl
     reduced = PCA(n_components=dimensions, random_state=0).fit_transform(x)
     if n < SMALL:
         return _scaled(reduced[:, :2]), "PCA"
+    # numba colours its (internal, caught) type-inference errors with colorama, whose
+    # init()/deinit() swap sys.stdout and sys.stderr from whichever thread compiles: a map
+    # computed in the server's background thread then put back streams the main thread had
+    # replaced since (a CLI run in the same process had its output closed under it). Plain
+    # messages need no swap; the variable is read when numba is first imported.
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
     import umap  # numba compiles on first use: imported only when a map is computed
 
     init: np.ndarray | str = "pca"
