@@ -10,7 +10,8 @@ import glob
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +52,40 @@ def _remove_stale_temps(path: Path) -> None:
 def write_bytes(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def write_many(files: Sequence[tuple[Path, bytes]], workers: int = 8) -> None:
+    """Write several files, each crash-safely as `write_bytes` does, for the cost of far fewer
+    disk flushes: all go to temp files first, are fsynced together from a few threads (the
+    filesystem commits concurrent flushes as one), are renamed into place, and each folder is
+    fsynced once. An import of 5,000 photos spent most of its time in one flush after another.
+    On an error no temp file is left; files already renamed stay (the caller's journal knows)."""
+    if not files:
+        return
+    pending: list[tuple[int, str, Path]] = []
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            pending.append((fd, tmp_name, path))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        with ThreadPoolExecutor(min(workers, len(pending))) as pool:
+            list(pool.map(os.fsync, [fd for fd, _, _ in pending]))
+        while pending:
+            fd, tmp_name, path = pending[0]
+            os.close(fd)
+            os.replace(tmp_name, path)
+            pending.pop(0)
+    finally:
+        for fd, tmp_name, _ in pending:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+    for folder in {path.parent for path, _ in files}:
+        _fsync_dir(folder)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -41,7 +41,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,23 @@ class Operation:
         rel = self.journal.rel(in_trash)
         digest = images_hash(photo.read_bytes())
         self.returned[rel] = [str(origin), self.journal.sign_origin(rel, str(origin)), digest]
+
+    def create_many(self, files: Sequence[tuple[Path, bytes, Path | None]]) -> None:
+        """`create` for a batch of (destination, data, origin): every intent is on disk (one
+        flush) before any file is made, then the files are written together (atomic.write_many).
+        A crash at any point leaves files the pending steps name, so recovery removes them."""
+        if not files:
+            return
+        steps = [{"op": "create", "to": self.journal.rel(d)} for d, _, _ in files]
+        self.handle.write("".join(json.dumps(step) + "\n" for step in steps))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.steps.extend(steps)
+        atomic.write_many([(destination, data) for destination, data, _ in files])
+        for step, (_, _, origin) in zip(steps, files, strict=True):
+            if origin is not None:
+                rel = step["to"]
+                self.origins[rel] = [str(origin), self.journal.sign_origin(rel, str(origin))]
 
     def make_dir(self, folder: Path) -> None:
         self._write_ahead({"op": "mkdir", "path": self.journal.rel(folder)})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
 DATA_LOCK_TIMEOUT = 15.0
+# Photos an import writes together: their journal intents in one flush, their files flushed
+# together (atomic.write_many). Measured: importing 428 Caltech photos one flush at a time took
+# 17 s, 12 s of it in fsync.
+IMPORT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -526,17 +530,12 @@ class Project:
             with self.journal.operation("add_images", summary) as change:
                 if not target_dir.is_dir():
                     change.make_dir(target_dir)
-                for item, label in items:
-                    try:
-                        data = item if isinstance(item, bytes) else Path(item).read_bytes()
-                        if images.is_heif(data[:12]):
-                            data = images.heif_to_jpeg(data)
-                        facts = images.check_image(data)
-                    except BadImageError as exc:
-                        report.rejected.append((str(label), str(exc)))
-                        continue
-                    except OSError as exc:
-                        report.rejected.append((str(label), f"cannot be read ({exc.strerror})."))
+                batch: list[tuple[Path, bytes, Path | None]] = []
+                for (item, label), (data, facts, reason) in zip(
+                    items, _checked_ahead(items), strict=True
+                ):
+                    if data is None or facts is None:
+                        report.rejected.append((str(label), reason or "cannot be read."))
                         continue
                     digest = images.content_hash(data)
                     if digest in known:
@@ -552,10 +551,14 @@ class Project:
                     if move and not isinstance(item, bytes):
                         origin = Path(item).absolute()
                         taken_from.append(origin)
-                    change.create(destination, data, origin)
+                    batch.append((destination, data, origin))
                     rel = _rel(self, destination)
                     known[digest] = rel
                     report.added.append(rel)
+                    if len(batch) >= IMPORT_BATCH:
+                        change.create_many(batch)
+                        batch = []
+                change.create_many(batch)
                 change.summary = f"add {len(report.added)} image(s) to {category!r}"
         # `--move` removes the originals only once the import is committed: a failure before
         # that leaves them where they were.
@@ -699,6 +702,35 @@ def _is_valid_name(name: str) -> bool:
         return validate_category_name(name) == name
     except InvalidNameError:
         return False
+
+
+def _read_and_check(item: Path | bytes) -> tuple[bytes | None, images.ImageFacts | None, str]:
+    """(content, facts, "") for a photo duetml can store, else (None, None, the reason)."""
+    try:
+        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+        if images.is_heif(data[:12]):
+            data = images.heif_to_jpeg(data)
+        return data, images.check_image(data), ""
+    except BadImageError as exc:
+        return None, None, str(exc)
+    except OSError as exc:
+        return None, None, f"cannot be read ({exc.strerror})."
+
+
+def _checked_ahead(
+    items: list[tuple[Any, str]],
+) -> Iterator[tuple[bytes | None, images.ImageFacts | None, str]]:
+    """`_read_and_check` of each item, in order, computed a few items ahead on two threads
+    (Pillow decodes without the GIL). The look-ahead is bounded: never all photos in memory."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    window = 16
+    with ThreadPoolExecutor(2) as pool:
+        ahead: list[Future[tuple[bytes | None, images.ImageFacts | None, str]]] = []
+        for index in range(len(items)):
+            while len(ahead) < window and index + len(ahead) < len(items):
+                ahead.append(pool.submit(_read_and_check, items[index + len(ahead)][0]))
+            yield ahead.pop(0).result()
 
 
 def _is_image_entry(entry: os.DirEntry[str]) -> bool:

@@ -547,7 +547,7 @@ function renderCell() {
           ids.map((id, i) => {
             const now = locate(id);
             const state = !now
-              ? "Removed (in the project's trash)"
+              ? "Removed, or renamed outside duetml"
               : now.category !== trueName
                 ? `Now in “${now.category}”`
                 : null;

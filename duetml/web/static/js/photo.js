@@ -27,20 +27,35 @@ export function openPhoto(id, caption) {
   if (!viewer.open) viewer.showModal();
 }
 
-// Where a photo of the project is now (its id changes when it moves): the file name is its
-// content's hash, unique in the project.
+// Where a photo of the project is now: its id, or, once it moved (its id changed), the one
+// photo with its file name (duetml names a photo by its content's hash, so a moved photo keeps
+// it). A name several photos share (files copied in by hand) finds none rather than a wrong one.
+// One index per listing: a cell of many photos in a big project costs one pass over it.
+let index = { of: null, byId: new Map(), byFile: new Map() };
+
 export function locate(id) {
-  const file = id.split("/").pop();
-  for (const category of store.categories) {
-    for (const [split, list] of [
-      ["train", category.images],
-      ["test", category.test_images || []],
-    ])
-      for (const image of list)
-        if (image.id.split("/").pop() === file)
-          return { id: image.id, category: category.name, split };
+  if (index.of !== store.categories) {
+    const byId = new Map();
+    const byFile = new Map();
+    for (const category of store.categories) {
+      for (const [split, list] of [
+        ["train", category.images],
+        ["test", category.test_images || []],
+      ])
+        for (const image of list) {
+          const where = { id: image.id, category: category.name, split };
+          byId.set(image.id, where);
+          const file = fileOf(image.id);
+          byFile.set(file, byFile.has(file) ? null : where);
+        }
+    }
+    index = { of: store.categories, byId, byFile };
   }
-  return null;
+  return index.byId.get(id) || index.byFile.get(fileOf(id)) || null;
+}
+
+function fileOf(id) {
+  return id.slice(id.lastIndexOf("/") + 1);
 }
 
 function show(id, caption) {
