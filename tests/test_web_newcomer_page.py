@@ -164,6 +164,7 @@ def test_redo_says_what_it_will_redo_and_answers_its_keys(
         expect(redo).to_be_hidden()
         page.keyboard.press("Control+Z")
         panel(page, "bags").wait_for(state="detached")
+        expect(redo).to_be_visible()  # the keys act on what the page shows, as the button does
         page.keyboard.press("Control+Y")
         panel(page, "bags").wait_for()
         # A new change ends redo.
