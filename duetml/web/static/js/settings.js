@@ -38,7 +38,11 @@ async function loadSettings() {
 function render(settings) {
   const body = $("#llm-settings-body");
   const models = [...new Set((settings.ollama || []).flatMap((server) => server.models))];
-  const list = h("datalist", { id: "ollama-models" }, ...models.map((m) => h("option", { value: m })));
+  const list = h(
+    "datalist",
+    { id: "ollama-models" },
+    ...models.map((m) => h("option", { value: m })),
+  );
   const servers = (settings.ollama || []).map((server) =>
     h("p", {
       class: "llm-servers",
@@ -80,7 +84,9 @@ function agentForm(agent, current, providers) {
   sync();
   const notes = [];
   if (current.overridden_by)
-    notes.push(`${current.overridden_by} is set in the shell that started duetml: it wins over this choice.`);
+    notes.push(
+      `${current.overridden_by} is set in the shell that started duetml: it wins over this choice.`,
+    );
   if (current.approval_needed)
     notes.push(`It waits for your Allow before anything goes to ${current.endpoint}.`);
   else if (current.provider !== "none" && current.is_local === false)
