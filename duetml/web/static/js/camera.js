@@ -4,7 +4,7 @@
 // view opens, or the tab is hidden.
 
 import { postFiles } from "./api.js";
-import { $, h, pct, replace, toast } from "./dom.js";
+import { $, confidenceBars, h, replace, toast } from "./dom.js";
 import { emit, store } from "./store.js";
 
 const BURST_PER_SECOND = 5; // as Teachable Machine's hold-to-record
@@ -410,22 +410,7 @@ function showLive(prediction) {
   }
   // "Looks like hat", or "Not sure" with the closest guess and why: as a tried photo says it.
   replace(label, ...predictionVerdict(prediction));
-  replace(
-    $("#live-bars"),
-    prediction.top.map((t) =>
-      h(
-        "li",
-        {},
-        h("span", { class: "bar-label", text: t.category, title: t.category }),
-        h(
-          "span",
-          { class: "bar", "aria-hidden": "true" },
-          h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } }),
-        ),
-        h("span", { class: "bar-value", text: pct(t.probability) }),
-      ),
-    ),
-  );
+  replace($("#live-bars"), confidenceBars(prediction.top));
 }
 
 // The frame on screen joins the training data: how a user fixes what the model gets wrong.

@@ -44,6 +44,24 @@ export function pct(value, digits = 0) {
   return `${(value * 100).toFixed(digits)}%`;
 }
 
+// One bar per category of a prediction, as list items (a tried photo's card and the live
+// camera show the same).
+export function confidenceBars(top) {
+  return top.map((t) =>
+    h(
+      "li",
+      {},
+      h("span", { class: "bar-label", text: t.category, title: t.category }),
+      h(
+        "span",
+        { class: "bar", "aria-hidden": "true" },
+        h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } }),
+      ),
+      h("span", { class: "bar-value", text: pct(t.probability) }),
+    ),
+  );
+}
+
 export function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }

@@ -1,7 +1,19 @@
 // (B) training with live progress, (C) trying photos and the evaluation report.
 
 import { getFile, postFiles, postJSON } from "./api.js";
-import { $, ago, h, pct, plural, replace, showPhoto, thumbUrl, toast, withCode } from "./dom.js";
+import {
+  $,
+  ago,
+  confidenceBars,
+  h,
+  pct,
+  plural,
+  replace,
+  showPhoto,
+  thumbUrl,
+  toast,
+  withCode,
+} from "./dom.js";
 import { movePhotos, removePhotos, uploadFiles } from "./data.js";
 import { locate } from "./photo.js";
 import { emit, on, store } from "./store.js";
@@ -274,19 +286,7 @@ function fillPrediction(card, prediction) {
     h(
       "ul",
       { class: "bars", "aria-label": "Confidence per category" },
-      prediction.top.map((t) =>
-        h(
-          "li",
-          {},
-          h("span", { class: "bar-label", text: t.category, title: t.category }),
-          h(
-            "span",
-            { class: "bar", "aria-hidden": "true" },
-            h("span", { class: "bar-fill", style: { width: pct(t.probability, 1) } }),
-          ),
-          h("span", { class: "bar-value", text: pct(t.probability) }),
-        ),
-      ),
+      confidenceBars(prediction.top),
     ),
     card.file ? addToTraining(card.file, prediction.category) : null,
   );
