@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -60,3 +61,14 @@ def read_only_view(root: Path, scratch: Path) -> Iterator[Path]:
         yield view
     finally:
         subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def run_duetml(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real `duetml` command in a subprocess (it inherits PYTHONPATH), as a person runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )

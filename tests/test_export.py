@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_duetml
 from PIL import Image
 
 from duetml.demo import DEMO_DATA
@@ -37,20 +37,10 @@ finally:
 """
 
 
-def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-    )
-
-
 @pytest.fixture
 def exported(trained_demo: Path, tmp_path: Path) -> Path:
     out = tmp_path / "exported"
-    result = _duetml("export", "-p", str(trained_demo), "-o", str(out))
+    result = run_duetml("export", "-p", str(trained_demo), "-o", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -62,7 +52,7 @@ def _test_photos(project: Path) -> list[Path]:
 
 
 def _duetml_predictions(project: Path, photos: list[Path]) -> dict[str, dict[str, object]]:
-    result = _duetml("predict", "--json", "--top", "10", "-p", str(project), *map(str, photos))
+    result = run_duetml("predict", "--json", "--top", "10", "-p", str(project), *map(str, photos))
     assert result.returncode == 0, result.stderr
     return {row["image"]: row for row in json.loads(result.stdout)}
 
@@ -94,7 +84,7 @@ def test_exported_model_matches_duetml_on_the_same_pixels(
     if project.set_precision(precision):
         train_project(project)
     exported = tmp_path / "exported"
-    result = _duetml("export", "-p", str(trained_demo), "-o", str(exported))
+    result = run_duetml("export", "-p", str(trained_demo), "-o", str(exported))
     assert result.returncode == 0, result.stderr
     labels = json.loads((exported / "labels.json").read_text())
     assert labels["precision"].startswith(f"{precision} backbone")
@@ -147,13 +137,13 @@ def test_predict_script_agrees_with_duetml_predict(trained_demo: Path, exported:
     text = subprocess.run(
         [*run, str(photos[0])], capture_output=True, text=True, timeout=300, check=True
     ).stdout
-    line = _duetml("predict", "-p", str(trained_demo), str(photos[0])).stdout
+    line = run_duetml("predict", "-p", str(trained_demo), str(photos[0])).stdout
     assert text.split(": ", 1)[0] == str(photos[0])
     assert text.split(": ", 1)[1].split(" ")[0] == line.split(": ", 1)[1].split(" ")[0]
 
 
 def test_export_without_a_model_says_what_to_do(tmp_path: Path, new_project: Project) -> None:
-    result = _duetml("export", "-p", str(new_project.root), "-o", str(tmp_path / "out"))
+    result = run_duetml("export", "-p", str(new_project.root), "-o", str(tmp_path / "out"))
     assert result.returncode != 0
     assert "duetml train" in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
@@ -231,7 +221,7 @@ def test_exported_model_says_not_sure_where_duetml_does(trained_demo: Path, tmp_
     project.remove_category("shoes")
     train_project(project)
     out = tmp_path / "no-shoes"
-    assert _duetml("export", "-p", str(trained_demo), "-o", str(out)).returncode == 0
+    assert run_duetml("export", "-p", str(trained_demo), "-o", str(out)).returncode == 0
     labels = json.loads((out / "labels.json").read_text())
     rule = labels["not_sure"]
     assert rule["output"] == "neighbour_distance" and 0 < rule["distance_threshold"] < 2

@@ -4,16 +4,13 @@ cached apart from fp32, and is one flag away (`duetml train --precision int8`)."
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import demo_photos, make_project
+from helpers import demo_photos, make_project, run_duetml
 
 from duetml import backbones
 from duetml.backbones import get_backbone
@@ -24,16 +21,6 @@ from duetml.settings import SETTINGS_FILE
 from duetml.training import load_model, model_backbone, predict_sources, train_project
 
 NAME = "efficientnet-lite0"
-
-
-def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-    )
 
 
 def test_new_projects_record_their_precision_and_older_ones_are_fp32(tmp_path: Path) -> None:
@@ -135,12 +122,12 @@ def test_train_precision_int8_from_the_shell_and_back_to_fp32(tmp_path: Path) ->
     project = make_project(tmp_path / "p", per_category=6)
     root = str(project.root)
     settings = project.root / SETTINGS_FILE
-    bad = _duetml("train", "--precision", "int4", "-p", root)
+    bad = run_duetml("train", "--precision", "int4", "-p", root)
     assert bad.returncode != 0 and "int8" in bad.stderr and "fp32" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert tomllib.loads(settings.read_text())["precision"] == "fp32"
 
-    result = _duetml("train", "--precision", "int8", "-p", root)
+    result = run_duetml("train", "--precision", "int8", "-p", root)
     assert result.returncode == 0, result.stderr
     assert tomllib.loads(settings.read_text())["precision"] == "int8"
     assert load_model(Project.open(project.root)).meta["precision"] == "int8"
@@ -149,12 +136,12 @@ def test_train_precision_int8_from_the_shell_and_back_to_fp32(tmp_path: Path) ->
         cache.glob(f"features-{NAME}.*")
     )
     # The choice stays: a plain `duetml train` later keeps int8, extracting nothing again.
-    again = _duetml("train", "--json", "-p", root)
+    again = run_duetml("train", "--json", "-p", root)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["extracted"] == 0
     assert load_model(Project.open(project.root)).meta["precision"] == "int8"
     # And fp32 is one flag away; its features are cached beside the int8 ones.
-    back = _duetml("train", "--precision", "fp32", "-p", root)
+    back = run_duetml("train", "--precision", "fp32", "-p", root)
     assert back.returncode == 0, back.stderr
     assert load_model(Project.open(project.root)).meta["precision"] == "fp32"
     assert list(cache.glob(f"features-{NAME}-int8.*")) and list(cache.glob(f"features-{NAME}.*"))

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_duetml
 from PIL import Image
 
 from duetml.errors import DuetmlError, NotFoundError
@@ -204,20 +202,10 @@ def test_apply_suggestion_refuses_stale_or_foreign_photos_and_loses_nothing(plan
     assert {"hat", "pants"} <= set(project.category_names("train"))
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=300,
-    )
-
-
 def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
     project, facts = planted
     where = str(project.root)
-    result = _cli("review", "--json", "-p", where)
+    result = run_duetml("review", "--json", "-p", where)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["findings"]
@@ -234,22 +222,22 @@ def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
         }
     kinds = {f["kind"] for f in data["findings"]}
     assert {"mislabel", "near_duplicate", "leak"} <= kinds
-    status = _cli("status", "-p", where)
+    status = run_duetml("status", "-p", where)
     assert "duetml review" in status.stdout
     assert f"{len(data['findings'])} finding" in status.stdout
     mislabel = next(
         f for f in data["findings"] if f["kind"] == "mislabel" and f["suggestion"]["to"] == "shoes"
     )
-    applied = _cli("review", "apply", mislabel["id"], "-p", where)
+    applied = run_duetml("review", "apply", mislabel["id"], "-p", where)
     assert applied.returncode == 0, applied.stderr
     assert "Moved 4 photos to 'shoes'" in applied.stdout
     assert all(not (project.root / str(rel)).exists() for rel in facts["shoes"])
     leak = next(f for f in data["findings"] if f["kind"] == "leak")
-    dismissed = _cli("review", "dismiss", leak["id"], "-p", where)
+    dismissed = run_duetml("review", "dismiss", leak["id"], "-p", where)
     assert dismissed.returncode == 0, dismissed.stderr
-    listing = _cli("review", "-p", where)
+    listing = run_duetml("review", "-p", where)
     assert leak["id"] not in listing.stdout
-    bad = _cli("review", "apply", "nosuchid", "-p", where)
+    bad = run_duetml("review", "apply", "nosuchid", "-p", where)
     assert bad.returncode != 0 and "no finding" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -282,7 +270,7 @@ def test_init_from_a_dataset_with_a_copy_says_where_the_kept_copy_is(tmp_path: P
         (dataset / category).mkdir(parents=True)
         for photo in photos:
             shutil.copy(photo, dataset / category / photo.name)
-    result = _cli("init", str(tmp_path / "proj"), "--from", str(dataset))
+    result = run_duetml("init", str(tmp_path / "proj"), "--from", str(dataset))
     assert result.returncode == 0, result.stderr
     assert "the copy kept is train/hat/" in result.stdout
     project = Project.open(tmp_path / "proj")
