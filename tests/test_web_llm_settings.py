@@ -59,7 +59,7 @@ def test_the_page_lists_ollama_models_and_saves_like_the_cli(
         assert listed and listed[0]["reachable"]
         assert sorted(listed[0]["models"]) == ["llama3.2:latest", "qwen2.5vl:latest"]
         chosen = client.post(
-            "/api/agents/llm",
+            "/api/agents/llm/choice",
             json={"agent": "proactive", "provider": "ollama", "model": "llama3.2"},
         )
         assert chosen.status_code == 200, chosen.text
@@ -67,17 +67,20 @@ def test_the_page_lists_ollama_models_and_saves_like_the_cli(
         assert _saved(project.root, "proactive") == AgentLLMChoice("ollama", "llama3.2")
         # The running agents use it at once (duetml.toml re-read), as after `duetml llm use`.
         assert client.get("/api/agents").json()["agents"]["proactive"]["model"] == "llama3.2"
-        off = client.post("/api/agents/llm", json={"agent": "both", "provider": "none"})
+        off = client.post("/api/agents/llm/choice", json={"agent": "both", "provider": "none"})
         assert off.status_code == 200
         assert _saved(project.root, "passive").provider == "none"
         # The CLI's checks: a bad model name is one sentence, and nothing is written.
         before = (project.root / "duetml.toml").read_bytes()
         bad = client.post(
-            "/api/agents/llm", json={"agent": "passive", "provider": "ollama", "model": "a b;c"}
+            "/api/agents/llm/choice",
+            json={"agent": "passive", "provider": "ollama", "model": "a b;c"},
         )
         assert bad.status_code == 400 and "model" in bad.json()["error"].lower()
         assert (project.root / "duetml.toml").read_bytes() == before
-        unknown = client.post("/api/agents/llm", json={"agent": "passive", "provider": "llama"})
+        unknown = client.post(
+            "/api/agents/llm/choice", json={"agent": "passive", "provider": "llama"}
+        )
         assert unknown.status_code == 400
     log = [json.loads(line) for line in project.log.path.read_text().splitlines()]
     assert [e["provider"] for e in log if e["event"] == "agent_llm_use"] == ["ollama", "none"]
@@ -90,7 +93,8 @@ def test_choosing_the_cloud_on_the_page_still_asks_before_anything_leaves(
     project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
     with _client(project.root) as client:
         answer = client.post(
-            "/api/agents/llm", json={"agent": "passive", "provider": "openai", "model": "gpt-4o"}
+            "/api/agents/llm/choice",
+            json={"agent": "passive", "provider": "openai", "model": "gpt-4o"},
         ).json()
         assert [n["agent"] for n in answer["consent_needed"]] == ["passive"]
         assert answer["consent_needed"][0]["reason"] == "cloud"
@@ -127,7 +131,8 @@ def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
             # Choosing another model of the same provider keeps the project's endpoint, still
             # unapproved: the page is no way around the approval.
             kept = client.post(
-                "/api/agents/llm", json={"agent": "passive", "provider": "ollama", "model": "x"}
+                "/api/agents/llm/choice",
+                json={"agent": "passive", "provider": "ollama", "model": "x"},
             ).json()
             assert _saved(project.root, "passive").base_url == attacker.url
             assert kept["agents"]["passive"]["approval_needed"] == "project"
@@ -141,7 +146,7 @@ def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
         assert choice.approved_endpoints(project.root) == {attacker.url}
         # Switching provider on the page drops the project's address for the default one.
         with _client(project.root) as client:
-            client.post("/api/agents/llm", json={"agent": "proactive", "provider": "openai"})
+            client.post("/api/agents/llm/choice", json={"agent": "proactive", "provider": "openai"})
         assert _saved(project.root, "proactive").base_url is None
 
 

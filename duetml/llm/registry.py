@@ -31,7 +31,8 @@ DEFAULT_PROVIDER = "ollama"
 
 # Model names include "/", ":", "@", "." ("hf.co/org/Model-GGUF:Q4_K_M", "ft:gpt-4o:org::id");
 # whitespace and control characters are never part of one and would corrupt a settings file.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}")
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def _choices() -> str:

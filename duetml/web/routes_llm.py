@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from litestar import get, post
 from litestar.params import JSONBody, KwargDefinition
 
+from duetml.llm.registry import MODEL_NAME_PATTERN
 from duetml.web.errors import AGENT_ERROR_RESPONSES, scrub
 from duetml.web.routes_agents import describe, public_description
 from duetml.web.state import InjectedWebState, WebState
@@ -29,7 +30,11 @@ PROBE_SECONDS = 3.0  # a settings panel answers in seconds even when a server ha
 class LLMChoice:
     agent: Literal["passive", "proactive", "both"]
     provider: Literal["ollama", "openai", "none"]
-    model: Annotated[str, KwargDefinition(max_length=200)] = ""
+    # The schema says what the registry accepts (empty: the provider's default model), so a
+    # client knows a name with spaces or symbols is refused before it sends one.
+    model: Annotated[
+        str, KwargDefinition(max_length=200, pattern=rf"^\s*(?:{MODEL_NAME_PATTERN})?\s*$")
+    ] = ""
 
 
 def _settings(web: WebState) -> dict[str, Any]:
@@ -70,8 +75,10 @@ def llm_settings(web: InjectedWebState) -> dict[str, Any]:
     return _settings(web)
 
 
+# A path of its own, not a POST beside the GET: Litestar answers OPTIONS on a path with the
+# methods of its first handler only (Allow: GET, OPTIONS), which misdescribes the API.
 @post(
-    "/api/agents/llm",
+    "/api/agents/llm/choice",
     responses=AGENT_ERROR_RESPONSES,
     sync_to_thread=True,
     status_code=200,

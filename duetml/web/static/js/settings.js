@@ -110,7 +110,7 @@ function agentForm(agent, current, providers) {
     event.preventDefault();
     save.disabled = true;
     try {
-      const result = await postJSON("/api/agents/llm", {
+      const result = await postJSON("/api/agents/llm/choice", {
         agent,
         provider: select.value,
         model: select.value === "none" ? "" : model.value.trim(),
