@@ -358,6 +358,7 @@ function addToTraining(file, predicted) {
     if (report && report.added.length) {
       replace(result, `Added to ${where}.`);
       card.added = report.added[0];
+      card.seen = Boolean(locate(card.added)); // a listing may have come back already
       toast(`Added ${file.name} to ${where}.`, {
         action: { label: "Undo", run: () => emit("undo") },
       });
@@ -374,8 +375,15 @@ function addToTraining(file, predicted) {
   toTest.addEventListener("click", () => add("test"));
   const card = h("div", { class: "add-to-training" }, select, toTraining, toTest, result);
   // Undone (here or anywhere): the photo is no longer in the project, so it can be added again.
+  // Only once a listing has shown it: a listing asked for before this add (an undo's, say) can
+  // arrive after it, and the same photo added again has the same id as the one undone.
   card.refresh = () => {
-    if (!card.added || locate(card.added)) return;
+    if (!card.added) return;
+    if (locate(card.added)) {
+      card.seen = true;
+      return;
+    }
+    if (!card.seen) return;
     card.added = null;
     replace(result);
     for (const control of [select, toTraining, toTest]) control.disabled = false;
