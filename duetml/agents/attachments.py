@@ -65,12 +65,16 @@ class Attachment:
 def _pick(
     records: Sequence[ImageRecord], count: int, numbers: Mapping[str, int]
 ) -> list[tuple[ImageRecord, int | None]]:
-    """The numbered (flagged) photos of a category first, then an even spread of the rest."""
+    """The numbered (flagged) photos of a category first, then an even spread of the rest.
+
+    A category with more flagged photos than ``count`` gets the first ``count`` of them and
+    no others (a real project can have dozens of findings in one category)."""
     flagged = sorted((r for r in records if r.rel in numbers), key=lambda r: numbers[r.rel])
     flagged = flagged[:count]
     rest = [r for r in records if r.rel not in numbers]
     chosen = [(r, numbers[r.rel]) for r in flagged]
-    return chosen + [(r, None) for r in sheets.spread(rest, count - len(flagged))]
+    room = max(count - len(flagged), 0)
+    return chosen + [(r, None) for r in sheets.spread(rest, room)]
 
 
 def _groups(items: Sequence[T], count: int) -> list[list[T]]:

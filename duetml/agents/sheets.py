@@ -120,7 +120,10 @@ def encode_bounded(image: Image.Image) -> bytes:
 
 
 def spread(items: Sequence[T], count: int) -> list[T]:
-    """`count` items evenly spread over `items` (all of them when there are fewer)."""
+    """`count` items evenly spread over `items` (all of them when there are fewer; none for a
+    count of zero or less, as when flagged photos already fill a sheet)."""
+    if count <= 0:
+        return []
     if len(items) <= count:
         return list(items)
     step = len(items) / count

@@ -1,0 +1,205 @@
+"""The agents on projects with many review findings per category, and on the Caltech subset:
+`duetml ask`, `advise` and a chat turn through a loopback server speaking Ollama's wire format
+(the real `ollama` client over HTTP). Real photos, real features, a real trained model.
+
+A real project can have dozens of flagged photos in one category; `duetml ask` used to die with
+ZeroDivisionError once one category had more of them than its contact sheet had slots.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import CALTECH, DEMO_DATA, demo_photos
+from llm_fakes import FakeOllamaServer
+from PIL import Image
+from typer.testing import CliRunner
+
+from duetml.agents import sheets
+from duetml.agents.attachments import category_attachments
+from duetml.agents.budget import DEFAULT_BUDGET, Budget
+from duetml.cli import app
+from duetml.project import Project
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+runner = CliRunner()
+COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
+MOVED = 5  # shoes photos filed under hat
+
+
+def crowded_project(root: Path) -> Project:
+    """The demo's 4 categories, all 25 photos each, with hat crowded by problems: 14 of its
+    photos copied again (re-encoded at another size, as a second download would be) and 5
+    shoes photos filed under hat."""
+    project, _ = Project.init(root, goal="sort my wardrobe")
+    for name in ("hat", "pants", "shoes", "t-shirt"):
+        project.add_images(name, demo_photos(name))
+    hat = project.category_dir("hat")
+    for photo in demo_photos("hat", COPIED):
+        with Image.open(photo) as image:
+            smaller = image.convert("RGB").resize((image.width * 9 // 10, image.height * 9 // 10))
+            smaller.save(hat / f"copy-{photo.stem}.jpg", "JPEG", quality=80)
+    project.move_images([r.rel for r in project.images("train", "shoes")[:MOVED]], "hat")
+    return project
+
+
+@pytest.fixture(scope="session")
+def _crowded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from duetml.training import train_project
+
+    root = tmp_path_factory.mktemp("crowded") / "wardrobe"
+    train_project(crowded_project(root))
+    return root
+
+
+@pytest.fixture
+def crowded(_crowded_template: Path, tmp_path: Path) -> Project:
+    root = tmp_path / "wardrobe"
+    shutil.copytree(_crowded_template, root, symlinks=True)
+    return Project.open(root)
+
+
+@pytest.fixture
+def ollama(monkeypatch: pytest.MonkeyPatch):
+    with FakeOllamaServer() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        yield server
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
+    images = []
+    for encoded in server.chat_requests[-1].json["messages"][-1].get("images", []):
+        image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+        image.load()
+        images.append(image)
+    return images
+
+
+# --- the crash --------------------------------------------------------------------------------
+
+
+def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(tmp_path):
+    """Before the fix: ZeroDivisionError in sheets.spread (called with 0 slots left)."""
+    project, _ = Project.init(tmp_path / "p")
+    project.add_images("hat", demo_photos("hat"))
+    records = project.images("train", "hat")
+    slots = DEFAULT_BUDGET.photos_per_category
+    flagged = {r.rel: n for n, r in enumerate(records[: slots + 3], start=1)}
+    attachments, without = category_attachments(
+        project, [(1, "hat")], max_sheets=1, photo_numbers=flagged
+    )
+    assert without == [] and len(attachments) == 1
+    assert attachments[0].numbers == list(range(1, slots + 1))  # the first flagged, in order
+    # Categories sharing a sheet get a few slots each (2 here; 4 with Caltech's 100
+    # categories): every photo of these 8 categories is flagged.
+    shared, _ = Project.init(tmp_path / "shared")
+    photos = sorted(DEMO_DATA.glob("*/*.jpg"))
+    names = [(i, f"kind {i}") for i in range(1, 9)]
+    for i, name in names:
+        shared.add_images(name, photos[i * 5 : i * 5 + 5])
+    flags = {r.rel: n for n, r in enumerate(shared.images("train"), start=1)}
+    small = Budget(max_sheets=2, photos_per_overview_row=2, categories_per_overview=4)
+    attachments, without = category_attachments(shared, names, 2, small, photo_numbers=flags)
+    assert len(attachments) == 2 and without == []
+    assert all(len(a.numbers) == 4 * 2 for a in attachments)  # 4 categories x 2 slots
+    assert sheets.spread([1, 2, 3], 0) == [] and sheets.spread([1, 2, 3], -1) == []
+
+
+def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(ollama, crowded):
+    from duetml.review import review_project
+
+    review = review_project(crowded)
+    in_hat = {p for f in review.findings for p in f.photos if p.startswith("train/hat/")}
+    assert len(in_hat) > DEFAULT_BUDGET.photos_per_category, "the project is not crowded"
+    ollama.queue_reply("Hat holds copies and a few shoes.")
+    result = run("ask", "--about", "data", "-p", str(crowded.root))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Hat holds copies and a few shoes.\n"
+    images = sent_images(ollama)
+    assert len(images) == 4 and all(max(i.size) <= sheets.SHEET_MAX_SIDE for i in images)
+    content = ollama.chat_requests[-1].json["messages"][-1]["content"]
+    assert "data review" in content and "train/hat/" in content
+
+
+def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
+    ollama.queue_reply("Hat has copies of the same photos: keep one of each.")
+    advice = run("advise", "-p", str(crowded.root))
+    assert advice.exit_code == 0, advice.output
+    assert advice.stdout.startswith("Hat has copies")
+    assert len(sent_images(ollama)) >= 1
+    ollama.queue_reply("Which hats will it see?")
+    ollama.queue_reply("Look at the copies in hat first.")
+    chat = run(
+        "chat",
+        "--interval",
+        "600",
+        "-p",
+        str(crowded.root),
+        input="An app that sorts my wardrobe\n/data\nexit\n",
+    )
+    assert chat.exit_code == 0, chat.output
+    assert "assistant> Look at the copies in hat first." in chat.stdout
+    assert len(sent_images(ollama)) == 4
+
+
+# --- the Caltech subset (100 categories, 5,233 photos) ------------------------------------------
+
+CALTECH_FEATURES = Path(os.environ.get("DUETML_TEST_FEATURES", "/tmp/duetml-test-features"))
+
+
+@pytest.fixture(scope="session")
+def _caltech_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Caltech subset as a project, trained once per session. Its features are kept in
+    $DUETML_TEST_FEATURES (default /tmp/duetml-test-features) between sessions, so only the
+    first session on a machine extracts them (minutes); later ones train in seconds."""
+    if not CALTECH.is_dir():
+        pytest.skip(f"the Caltech-101 subset is not at {CALTECH} (CI has it)")
+    from duetml.training import feature_cache, train_project
+
+    root = tmp_path_factory.mktemp("caltech") / "caltech"
+    project, _ = Project.init(root, goal="recognise 100 kinds of objects")
+    # Copied as a person copies folders in (the set is already clean; an import would decode
+    # every photo again, a minute here).
+    shutil.copytree(CALTECH, project.split_dir("train"), dirs_exist_ok=True)
+    cache = feature_cache(project)
+    kept = CALTECH_FEATURES / cache.name
+    if kept.is_dir():  # the cache is a set of segment files: copy them all
+        cache.folder.mkdir(parents=True, exist_ok=True)
+        for segment in kept.iterdir():
+            shutil.copy(segment, cache.folder / segment.name)
+    train_project(project)
+    if not kept.is_dir():
+        kept.mkdir(parents=True)
+        for segment in feature_cache(project).segments():
+            shutil.copy(segment, kept / segment.name)
+    return root
+
+
+@pytest.fixture
+def caltech(_caltech_template: Path) -> Project:
+    return Project.open(_caltech_template)  # ask and advise only read the data
+
+
+def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):
+    ollama.queue_reply("Some categories hold drawings.")
+    asked = run("ask", "--about", "data", "-p", str(caltech.root))
+    assert asked.exit_code == 0, asked.output
+    assert asked.stdout == "Some categories hold drawings.\n"
+    images = sent_images(ollama)
+    assert len(images) == DEFAULT_BUDGET.max_sheets  # 100 categories share the six sheets
+    content = ollama.chat_requests[-1].json["messages"][-1]["content"]
+    assert "100 categories" in content
+    ollama.queue_reply("Faces and Faces_easy look alike.")
+    advice = run("advise", "-p", str(caltech.root))
+    assert advice.exit_code == 0, advice.output
+    assert advice.stdout.startswith("Faces and Faces_easy")
