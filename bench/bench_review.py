@@ -323,8 +323,11 @@ def bounded_memory(n: int = 25_000, dim: int = 1280, groups: int = 200) -> str:
 
     import numpy as np
 
-    from duetml import review
     from duetml.project import ImageRecord
+    from duetml.review.categories import find_mixed
+    from duetml.review.data import ReviewData
+    from duetml.review.duplicates import find_duplicates
+    from duetml.review.off_topic import find_outliers, off_domain_scores
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(groups, dim)).astype(np.float32)
@@ -335,7 +338,7 @@ def bounded_memory(n: int = 25_000, dim: int = 1280, groups: int = 200) -> str:
         ImageRecord(f"train/c{g}/{i}.jpg", "train", f"c{g}", Path(f"/nonexistent/{i}.jpg"))
         for i, g in enumerate(labels)
     ]
-    data = review._Data(records, x, {}, {"ids": [], "photos": {}})
+    data = ReviewData(records, x, {}, {"ids": [], "photos": {}})
     features_mb = x.nbytes / 1e6
     import sklearn.neighbors  # noqa: F401  -- imports are not the review's memory
     import sklearn.utils.extmath  # noqa: F401
@@ -345,10 +348,10 @@ def bounded_memory(n: int = 25_000, dim: int = 1280, groups: int = 200) -> str:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # as review.review_project does
-        off_domain = review._off_domain(data)
-        review._duplicates(data, None)
-        review._outliers(data, off_domain, set())
-        review._mixed(data)
+        off_domain = off_domain_scores(data)
+        find_duplicates(data, None)
+        find_outliers(data, off_domain, set())
+        find_mixed(data)
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
