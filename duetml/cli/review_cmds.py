@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.errors import DuetmlError
+from duetml.project import Project
+from duetml.review.fixes import FixAction
 
 review_app = typer.Typer(
     help="Find mislabelled photos, outliers, copies and category problems; fix them (undoable).",
@@ -15,8 +18,6 @@ review_app = typer.Typer(
     no_args_is_help=False,
 )
 app.add_typer(review_app, name="review")
-
-PHOTOS_SHOWN = 5
 
 
 @review_app.callback()
@@ -48,45 +49,86 @@ def list_findings(project: ProjectOption = Path("."), json_: JsonOption = False)
         typer.echo("No findings: the data looks clean.")
     for finding in review.findings:
         typer.echo(f"[{finding.id}] {finding.kind}: {finding.message}")
-        for rel in finding.photos[:PHOTOS_SHOWN]:
-            typer.echo(f"    {rel}")
-        if len(finding.photos) > PHOTOS_SHOWN:
-            typer.echo(f"    ... and {len(finding.photos) - PHOTOS_SHOWN} more")
-        if finding.suggestion and finding.suggestion.action not in ("keep", "add_photos"):
-            typer.echo(
-                f"    Suggestion: {finding.suggestion.label}  (duetml review apply {finding.id})"
-            )
-        elif finding.suggestion:
-            typer.echo(f"    Suggestion: {finding.suggestion.label}")
+        suggestion = finding.suggestion
+        touched = set(suggestion.photos) if suggestion else set()
+        for number, rel in enumerate(finding.photos, start=1):
+            # Each photo on its own line, marked when the suggestion touches it, so the user
+            # can look at each and choose (`--photo`).
+            mark = "*" if rel in touched else " "
+            typer.echo(f"  {mark}{number:>3}. {rel}")
+        if suggestion and suggestion.action not in ("keep", "add_photos"):
+            hint = f"duetml review apply {finding.id}"
+            if len(suggestion.photos) > 1:
+                hint += " --photo PHOTO ..."
+            typer.echo(f"    Suggestion: {suggestion.label} (* above)  ({hint})")
+        elif suggestion:
+            typer.echo(f"    Suggestion: {suggestion.label}")
     if review.findings:
         typer.echo(
-            f"{len(review.findings)} finding(s). Apply one with `duetml review apply ID` "
-            "(`duetml undo` reverts it), or hide it with `duetml review dismiss ID`."
+            f"{len(review.findings)} finding(s). Apply one to the photos you choose with "
+            "`duetml review apply ID --photo PHOTO ...`, keep photos as they are with "
+            "`duetml review keep ID [--photo PHOTO ...]`; `duetml undo` reverts either."
         )
     if review.dismissed:
         typer.echo(f"({review.dismissed} dismissed finding(s) hidden.)")
 
 
+PhotoOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--photo",
+        help="A photo of the finding (as listed, or its path); repeat for more. "
+        "The action applies to these photos only.",
+    ),
+]
+
+
+def _chosen(proj: Project, ids: list[str], photos: list[str] | None) -> list[str] | None:
+    if not photos:
+        return None
+    if len(ids) != 1:
+        raise DuetmlError("Choose photos (--photo) of one finding at a time.")
+    return [proj.find_image(p, cwd=Path.cwd()) for p in photos]
+
+
 @review_app.command("apply")
 def apply(
     ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
+    photo: PhotoOption = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Remove the photos instead of the suggestion.")
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Apply the suggestion of findings, each as one undoable operation."""
+    """Apply the suggestion of findings (to the chosen photos), each one undoable operation."""
     from duetml.review import apply_finding
 
     proj = open_project(project)
+    chosen = _chosen(proj, ids, photo)
     for finding_id in ids:
-        typer.echo(apply_finding(proj, finding_id))
+        action: FixAction = "remove" if remove else "suggested"
+        typer.echo(apply_finding(proj, finding_id, photos=chosen, action=action))
 
 
-@review_app.command("dismiss")
-def dismiss(
+@review_app.command("keep")
+def keep(
     ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
+    photo: PhotoOption = None,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Hide findings that are fine as they are; they are not raised again."""
-    from duetml.review import dismiss_findings
+    """Keep findings (or chosen photos of one) as they are: not raised again; undoable."""
+    from duetml.review import keep_findings
 
-    count = dismiss_findings(open_project(project), ids)
-    typer.echo(f"Dismissed {count} finding(s); they will not be raised again.")
+    proj = open_project(project)
+    _, sentence = keep_findings(proj, ids, photos=_chosen(proj, ids, photo))
+    typer.echo(sentence)
+
+
+@review_app.command("dismiss", hidden=True)
+def dismiss(
+    ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
+    photo: PhotoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """The older name of `duetml review keep`."""
+    keep(ids, photo, project)

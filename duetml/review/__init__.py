@@ -44,6 +44,9 @@ from duetml.review.fixes import (
     apply_finding,
     apply_suggestion,
     dismiss_findings,
+    dismissals_version,
+    hide_kept,
+    keep_findings,
     read_dismissed,
 )
 from duetml.review.mislabels import find_mislabels
@@ -107,10 +110,8 @@ def review_project(
         write_cache(project, key, findings, unreviewed, hidden)
     else:
         findings, unreviewed, hidden = cached
-    hidden_ids = set(dismissed["ids"])
-    shown = tuple(f for f in findings if f.id not in hidden_ids)
-    hidden += len(findings) - len(shown)
-    return Review(shown, hidden, trained_at, stale, unreviewed)
+    shown, kept = hide_kept(findings, dismissed, hashes)  # kept as is, whole or per photo
+    return Review(tuple(shown), hidden + kept, trained_at, stale, unreviewed)
 
 
 def _compute(
@@ -186,6 +187,8 @@ __all__ = [
     "apply_finding",
     "apply_suggestion",
     "dismiss_findings",
+    "dismissals_version",
+    "keep_findings",
     "make_finding",
     "review_project",
     "summary",

@@ -25,6 +25,7 @@ log = logging.getLogger("duetml.web")
 
 FINDING_ID_PATTERN = r"^[0-9a-f]{6,64}$"
 MAX_FINDINGS = 1000
+MAX_CHOSEN = 1000  # duetml.review.fixes.MAX_CHOSEN: photos one request may choose
 FindingId = Annotated[
     str,
     KwargDefinition(
@@ -34,17 +35,33 @@ FindingId = Annotated[
 ]
 
 
+PhotoIds = Annotated[
+    list[str],
+    KwargDefinition(
+        min_items=1,
+        max_items=MAX_CHOSEN,
+        description="Photos of this finding the user chose (ids as the finding lists them); "
+        "the action applies to them only.",
+    ),
+]
+
+
 @dataclass
 class ApplyFinding:
     id: FindingId
     # "suggested": what the finding suggests (its button text is the suggestion's label);
-    # "remove": remove the finding's photos instead (to the trash; undoable).
-    action: Literal["suggested", "remove"] = "suggested"
+    # "remove": remove the finding's photos instead (to the trash; undoable);
+    # "keep": keep them as they are (undoable).
+    action: Literal["suggested", "remove", "keep"] = "suggested"
+    # Without photos, a suggestion touching more than a few photos is refused.
+    photos: PhotoIds | None = None
 
 
 @dataclass
 class DismissFindings:
     ids: Annotated[list[FindingId], KwargDefinition(min_items=1, max_items=MAX_FINDINGS)]
+    # With photos (and exactly one id): keep these photos of the finding only.
+    photos: PhotoIds | None = None
 
 
 @get(
@@ -124,19 +141,11 @@ def review(web: InjectedWebState) -> Response[ReviewDict]:
     summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
 )
 def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]:
-    from duetml.review import Suggestion, apply_finding, apply_suggestion, review_project
+    from duetml.review import apply_finding
 
-    project = web.project
-    if data.action == "suggested":
-        message = apply_finding(project, data.id, extract=False)
-    else:
-        finding = review_project(project, extract=False).get(data.id)
-        if not finding.photos:
-            raise DuetmlError("This finding is about categories, not photos: none to remove.")
-        count = len(finding.photos)
-        label = f"Remove {count} photo{'s' if count != 1 else ''}"
-        removal = Suggestion(action="remove", photos=finding.photos, label=label)
-        message = apply_suggestion(project, removal, "review", finding_id=finding.id)
+    message = apply_finding(
+        web.project, data.id, extract=False, photos=data.photos, action=data.action
+    )
     web.changed()
     return {"message": message}
 
@@ -146,20 +155,15 @@ def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]
     responses=ERROR_RESPONSES,
     sync_to_thread=True,
     status_code=200,
-    summary="Keep findings as they are: they are not raised again, by anyone",
+    summary="Keep findings (or chosen photos of one) as they are: undoable, not raised again",
 )
 def dismiss(web: InjectedWebState, data: JSONBody[DismissFindings]) -> dict[str, Any]:
-    from duetml.review import dismiss_findings
+    from duetml.review import keep_findings
 
     if not 1 <= len(data.ids) <= MAX_FINDINGS:
         raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
-    count = dismiss_findings(web.project, data.ids, extract=False)
+    count, message = keep_findings(web.project, data.ids, photos=data.photos, extract=False)
     web.changed()
-    message = (
-        "Kept as it is: this will not be raised again."
-        if len(data.ids) == 1
-        else f"Kept {count} findings as they are: they will not be raised again."
-    )
     return {"dismissed": count, "message": message}
 
 

@@ -23,7 +23,7 @@ from litestar.di import NamedDependency
 
 from duetml.errors import DuetmlError
 from duetml.project import SPLITS, ImageRecord, Project
-from duetml.review import DISMISSED_FILE
+from duetml.review import dismissals_version
 from duetml.settings import SETTINGS_FILE, read_settings
 from duetml.web.errors import for_page
 from duetml.web.hub import Hub
@@ -194,7 +194,7 @@ class WebState:
             "settings": self.settings_version(),
             "chat": self.chat_version(),
             # Findings kept as they are (here, in another tab, or with `duetml review dismiss`).
-            "review": str(_mtime(self.project.state_dir / DISMISSED_FILE)),
+            "review": dismissals_version(self.project),
         }
         if self.versions and versions["settings"] != self.versions.get("settings"):
             self._reload_settings()
@@ -294,7 +294,7 @@ class WebState:
         key: tuple[str, ...] = (
             self.data_version(),
             self.settings_version(),
-            str(_mtime(self.project.state_dir / DISMISSED_FILE)),
+            dismissals_version(self.project),
         )
         if model:
             key += (self.model_version(),)
