@@ -242,6 +242,55 @@ def test_remove_instead_and_keep_as_is(planted: TestClient) -> None:
     assert files_of(project) == before
 
 
+def test_apply_and_keep_chosen_photos_only_and_undo_a_keep(planted: TestClient) -> None:
+    project: Project = planted.project
+    before = files_of(project)
+    found = mislabel(planted.get("/api/review").json(), planted.planted)
+    first, rest = found["photos"][0], found["photos"][1:]
+    moved = planted.post("/api/review/apply", json={"id": found["id"], "photos": [first]}).json()
+    assert moved["message"] == "Moved 1 photo to 'shoes'."
+    now = files_of(project)
+    assert first not in now and all(p in now for p in rest)
+    planted.post("/api/undo")
+    assert files_of(project) == before
+
+    kept = planted.post("/api/review/dismiss", json={"ids": [found["id"]], "photos": [first]})
+    assert (
+        kept.status_code == 200 and kept.json()["message"] == "Kept 1 photo of a finding as it is."
+    )
+    listed = [f for f in planted.get("/api/review").json()["findings"] if rest[0] in f["photos"]]
+    assert listed and first not in listed[0]["photos"]  # the others are still raised
+    assert "keep 1 photo of a finding as is" in project.undo_history()[0]
+    assert planted.post("/api/undo").status_code == 200  # the keep is undone: raised again
+    again = [f for f in planted.get("/api/review").json()["findings"] if f["id"] == found["id"]]
+    assert again and set(again[0]["photos"]) == set(found["photos"])
+    assert files_of(project) == before
+
+
+def test_chosen_photos_are_checked(planted: TestClient) -> None:
+    project: Project = planted.project
+    before = (files_of(project), project.undo_history())
+    found = mislabel(planted.get("/api/review").json(), planted.planted)
+    other = next(p for p in files_of(project) if p not in found["photos"])
+    for path, body in (
+        ("/api/review/apply", {"id": found["id"], "photos": [other]}),
+        ("/api/review/apply", {"id": found["id"], "photos": []}),
+        ("/api/review/apply", {"id": found["id"], "photos": ["x"] * 1001}),
+        ("/api/review/dismiss", {"ids": [found["id"]], "photos": ["../../duetml.toml"]}),
+    ):
+        response = planted.post(path, json=body)
+        assert response.status_code == 400, (body, response.text)
+        error = response.json()["error"]
+        assert error.endswith(".") and "Traceback" not in error
+    assert (
+        "is not one of this finding's photos"
+        in planted.post("/api/review/apply", json={"id": found["id"], "photos": [other]}).json()[
+            "error"
+        ]
+    )
+    assert (files_of(project), project.undo_history()) == before
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
@@ -317,10 +366,14 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
         )
         finding.wait_for()
         assert finding.locator(".finding-photo img").count() >= 4
-        button = finding.get_by_role("button", name=re.compile(r"^Move \d+ photos to shoes$"))
-        count = int(button.inner_text().split()[1])
+        # No button moves them all at once: the user ticks the photos, then moves the ticked.
+        assert finding.get_by_role("button", name=re.compile(r"^Move \d+ photos")).count() == 0
+        ticks = finding.locator(".finding-tick")
+        count = ticks.count()
+        for index in range(count):
+            ticks.nth(index).check()
         shoes = len(project.images("train", "shoes"))
-        button.click()
+        finding.locator(".finding-bulk").get_by_role("button", name="Move to shoes").click()
         page.locator(".toast", has_text=f"Moved {count} photos to 'shoes'").wait_for()
         until(lambda: len(project.images("train", "shoes")) == shoes + count, what="the move")
         finding.wait_for(state="detached")
@@ -423,5 +476,52 @@ def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
         )
         page.click("#undo-btn")
         until(lambda: files_of(project) == every, what="the undo")
+        context.close()
+    assert not watch.errors and not watch.dialogs
+
+
+@pytest.mark.browser
+def test_review_panel_removes_one_copy_and_undo_brings_back_a_kept_finding(
+    chromium: Any, watch: Watch, planted_root: Path
+) -> None:
+    from duetml.review import review_project
+
+    project = Project.open(planted_root)
+    original = project.images("train", "hat")[0]
+    hat = project.category_dir("hat")
+    with Image.open(original.path) as image:
+        for number, scale in enumerate((0.9, 0.8), start=1):
+            size = (int(image.width * scale), int(image.height * scale))
+            image.convert("RGB").resize(size).save(hat / f"copy-{number}.jpg", quality=85)
+    review = review_project(project)  # the copies' features, as training would extract them
+    group = next(
+        f
+        for f in review.findings
+        if f.kind == "near_duplicate" and original.rel in f.photos and len(f.photos) == 3
+    )
+    copy = next(p for p in group.photos if p.endswith("copy-1.jpg"))
+    others = [p for p in group.photos if p != copy]
+    with serving(planted_root, baseline=True) as server:
+        context, page = open_page(chromium, server.url, watch)
+        finding = page.locator(f"#findings li[data-finding='{group.id}']")
+        finding.wait_for()
+        assert finding.locator(".finding-photo-row").count() == 3
+        row = finding.locator(f".finding-photo-row[data-photo='{copy}']")
+        row.get_by_role("button", name="Remove").click()
+        page.locator(".toast", has_text="Removed 1 photo").wait_for()
+        until(lambda: copy not in files_of(project), what="the removal")
+        assert all(p in files_of(project) for p in others)  # the other copies stay
+        rest = page.locator("#findings li[data-kind=near_duplicate]").filter(
+            has=page.locator(f".finding-photo-row[data-photo='{others[0]}']")
+        )
+        until(lambda: rest.locator(".finding-photo-row").count() == 2, what="the new listing")
+        page.screenshot(path=str(planted_root.parent / "review-panel.png"))
+        rest.get_by_role("button", name="Keep all as they are").click()
+        page.locator(".toast", has_text="Kept as it is").wait_for()
+        rest.wait_for(state="detached")
+        page.click("#undo-btn")
+        page.locator(".toast", has_text="Undone").wait_for()
+        rest.wait_for()  # the kept finding is back
+        assert rest.locator(".finding-photo-row").count() == 2
         context.close()
     assert not watch.errors and not watch.dialogs
