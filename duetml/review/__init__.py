@@ -50,7 +50,9 @@ from duetml.review.fixes import (
     read_dismissed,
 )
 from duetml.review.mislabels import find_mislabels
-from duetml.review.off_topic import find_outliers, off_domain_scores
+from duetml.review.off_topic import find_off_topic, off_topic_scores
+from duetml.review.pixels import pixel_facts
+from duetml.review.quality import find_quality
 from duetml.review.types import (
     ACTIONS,
     KINDS,
@@ -143,15 +145,18 @@ def _compute(
     x = cache.matrix([hashes[r.rel] for r in usable]).astype(np.float32)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     data = ReviewData(usable, x, hashes, dismissed)
-    off_domain = off_domain_scores(data)
+    data.pixels = pixel_facts(project.state_dir, [(hashes[r.rel], r.path) for r in usable])
+    off_topic = off_topic_scores(data)
     flagged_mislabel: set[str] = set()
     if model is not None:
-        found = find_mislabels(data, model, set(off_domain))
+        overlaps = find_overlaps(data, model)
+        between = {frozenset(f.categories) for f in overlaps}
+        found = find_mislabels(data, model, set(off_topic), between)
         flagged_mislabel = {p for f in found for p in f.photos}
-        findings += found
-        findings += find_overlaps(data, model)
+        findings += found + overlaps
     findings += find_duplicates(data, model)
-    findings += find_outliers(data, off_domain, flagged_mislabel)
+    findings += find_off_topic(data, off_topic, flagged_mislabel)
+    findings += find_quality(data)
     findings += find_mixed(data)
     findings.sort(key=lambda f: (-f.score, f.kind, f.photos, f.categories))
     return findings, unreviewed, len(data.hidden_groups)

@@ -9,38 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from duetml import atomic
 from duetml.errors import DuetmlError
-from duetml.review.categories import (
-    IMBALANCE_RATIO,
-    MIXED_CONNECTIVITY,
-    MIXED_MAX_PHOTOS,
-    MIXED_MIN_PHOTOS,
-    MIXED_MIN_SHARE,
-    OVERLAP_MIN_COUNT,
-    OVERLAP_MIN_SHARE,
-    TINY_CATEGORY,
-)
-from duetml.review.data import MAX_GROUP, NEIGHBOURS, SEARCH_DIM
-from duetml.review.duplicates import DUPLICATE_CANDIDATE, DUPLICATE_SIMILARITY, THUMBNAIL_MATCH
-from duetml.review.mislabels import (
-    MISLABEL_CLEAR,
-    MISLABEL_MAX_GIVEN,
-    MISLABEL_MIN_CONFIDENCE,
-    MISLABEL_OVER_OFF_DOMAIN,
-)
-from duetml.review.off_topic import (
-    OFF_DOMAIN_MAX_SHARE,
-    OFF_DOMAIN_MIN_CAP,
-    OFF_DOMAIN_Z,
-    OFF_DOMAIN_Z_CATEGORY,
-    OUTLIER_NEIGHBOURS,
-    OUTLIER_Z,
-)
-from duetml.review.types import Finding
+from duetml.review.types import KINDS, Finding
 
 if TYPE_CHECKING:
     from duetml.project import ImageRecord, Project
 
-REVIEW_VERSION = 1  # bump when the rules change: cached reviews are then recomputed
+# Bump when the rules change: cached reviews are then recomputed. 2: copies verified on the
+# pixels, off-topic by a calibrated margin, quality, one finding per mislabelled photo.
+REVIEW_VERSION = 2
 CACHE_FILE = "cache/review.json"
 
 
@@ -66,46 +42,52 @@ def cache_key(
 
 
 def thresholds() -> str:
-    """The tuning constants, so a cached review made with other thresholds is not reused."""
-    return json.dumps(
-        [
-            MISLABEL_MIN_CONFIDENCE,
-            MISLABEL_CLEAR,
-            MISLABEL_OVER_OFF_DOMAIN,
-            MISLABEL_MAX_GIVEN,
-            DUPLICATE_SIMILARITY,
-            DUPLICATE_CANDIDATE,
-            THUMBNAIL_MATCH,
-            NEIGHBOURS,
-            SEARCH_DIM,
-            OUTLIER_NEIGHBOURS,
-            OFF_DOMAIN_Z,
-            OFF_DOMAIN_Z_CATEGORY,
-            OFF_DOMAIN_MAX_SHARE,
-            OFF_DOMAIN_MIN_CAP,
-            OUTLIER_Z,
-            MIXED_CONNECTIVITY,
-            MIXED_MAX_PHOTOS,
-            MIXED_MIN_PHOTOS,
-            MIXED_MIN_SHARE,
-            OVERLAP_MIN_SHARE,
-            OVERLAP_MIN_COUNT,
-            TINY_CATEGORY,
-            IMBALANCE_RATIO,
-            MAX_GROUP,
-        ]
+    """The tuning constants of every detector (their UPPER_CASE module names), so a cached
+    review made with other thresholds is not reused."""
+    from duetml.review import (
+        categories,
+        data,
+        duplicates,
+        mislabels,
+        off_topic,
+        pixels,
+        quality,
     )
+
+    constants = {
+        f"{module.__name__}.{name}": value
+        for module in (categories, data, duplicates, mislabels, off_topic, pixels, quality)
+        for name, value in sorted(vars(module).items())
+        if name.isupper() and isinstance(value, int | float | str | tuple)
+    }
+    return json.dumps(constants, sort_keys=True)
 
 
 def read_cache(project: Project, key: str) -> tuple[list[Finding], int, int] | None:
+    """The cached review for this key; None (recompute) when it is absent, made for other
+    photos or rules, or not what write_cache writes (any JSON value, however nested)."""
     try:
         data = json.loads((project.state_dir / CACHE_FILE).read_text("utf-8"))
-        if data.get("key") != key:
-            return None
-        findings = [Finding.from_dict(f) for f in data["findings"]]
-        return findings, int(data["unreviewed"]), int(data["hidden"])
-    except (OSError, ValueError, KeyError, TypeError, DuetmlError):
+    except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    raw = data.get("findings")
+    unreviewed, hidden = data.get("unreviewed"), data.get("hidden")
+    if not isinstance(raw, list) or not isinstance(unreviewed, int) or not isinstance(hidden, int):
+        return None
+    try:
+        findings = [Finding.from_dict(f) for f in raw]
+    except (ValueError, KeyError, TypeError, AttributeError, DuetmlError):
+        return None
+    if not all(
+        f.kind in KINDS
+        and all(isinstance(v, str) for v in (*f.photos, *f.categories))
+        and isinstance(f.details, dict)
+        for f in findings
+    ):
+        return None
+    return findings, unreviewed, hidden
 
 
 def write_cache(

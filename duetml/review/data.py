@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from duetml.project import ImageRecord
+    from duetml.review.pixels import PixelFacts
 
 NEIGHBOURS = 10  # neighbours per photo searched in the whole project
 MAX_GROUP = 1000  # per-category work (outliers, mixed) samples at most this many photos
@@ -22,6 +23,7 @@ class ReviewData:
     dismissed: dict[str, Any]
     _neighbours: tuple[np.ndarray, np.ndarray] | None = None
     hidden_groups: set[tuple[str, ...]] = field(default_factory=set)
+    pixels: PixelFacts | None = None  # hashes and quality measures (None: not read)
 
     def photo_dismissed(self, kind: str, rel: str, group: tuple[str, ...]) -> bool:
         """Whether the user said "this one is right" about this photo for this kind."""

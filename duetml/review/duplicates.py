@@ -1,65 +1,73 @@
-"""Near-duplicates and leaks: re-encoded, resized or slightly cropped copies (feature
-similarity, checked on thumbnails), within a category, across categories, and between
-training and test (a leak)."""
+"""Near-duplicates and leaks: copies of one picture (re-encoded, resized, mirrored or cropped
+around its centre), within a category, across categories, and between training and test (a
+leak).
+
+Exact copies (the same file content) first. Other candidates are pairs of nearest neighbours
+in feature space (DUPLICATE_CANDIDATE), and every candidate pair is then verified on the
+pixels (pixels.py): the perceptual hashes of the two pictures must match both as a whole and
+in their centre, at some pair of nested crops and possibly mirrored. CNN features and whole
+thumbnails alone were fooled by a shared background (issue 16: distinct garments on one rug
+were "copies"); the central crop is dominated by the object. A group is a clique of verified
+pairs, never a chain: three photos are one group only when each pair of them is verified.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from duetml.review.mislabels import own_probabilities
+from duetml.review.pixels import CROP_SCALES, FINE_CROPS, FINE_WORDS, hamming
 from duetml.review.types import Finding, Suggestion, make_finding, photos_text
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import numpy as np
 
     from duetml.classifier import TrainedModel
     from duetml.project import ImageRecord
     from duetml.review.data import ReviewData
 
-DUPLICATE_SIMILARITY = 0.92  # cosine similarity of features above which photos are copies
-DUPLICATE_CANDIDATE = 0.84  # ... above which the pictures themselves are compared
-THUMBNAIL_MATCH = 0.9  # correlation of 16x16 grey thumbnails of a copy (resized, re-encoded)
+# Feature similarity of nearest neighbours above which the pictures are compared: a copy
+# cropped to 80% of its original still reaches it (measured on Caltech).
+DUPLICATE_CANDIDATE = 0.75
+WHOLE_BITS = 8  # of 64 pHash bits that may differ between the two pictures as a whole
+CENTRE_BITS = 8  # ... and between their central crops
+FINE_BITS = 42  # of the 256 bits of the fine hash of the pictures as a whole
+CENTRE_STEP = 4  # how many nested crops further in the centre is (0.9^4: 66% of the side)
+MAX_OFFSET = 3  # one picture may be a central crop of the other down to 0.9^3 (73%)
 
 
 def find_duplicates(data: ReviewData, model: TrainedModel | None) -> list[Finding]:
-    """Near-identical features: re-encoded, resized or slightly cropped copies."""
+    """Copies: exact ones, then feature neighbours verified on the pixels; cliques only."""
     import numpy as np
 
     agreement = own_probabilities(model) if model is not None else {}
-
-    similarities, indices = data.neighbours()
     n = len(data.records)
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    best_pair: dict[int, float] = {}
-    thumbnails: dict[int, np.ndarray | None] = {}
-    for i, j in zip(*np.nonzero(similarities >= DUPLICATE_CANDIDATE), strict=True):
-        other = int(indices[i, j])
-        similarity = float(similarities[i, j])
-        if similarity < DUPLICATE_SIMILARITY and not _same_picture(data, i, other, thumbnails):
-            continue
-        a, b = root(int(i)), root(other)
-        if a != b:
-            parent[a] = b
-        for member in (int(i), other):
-            best_pair[member] = max(best_pair.get(member, 0.0), similarity)
-    groups: dict[int, list[int]] = {}
-    for i in best_pair:
-        groups.setdefault(root(i), []).append(i)
+    keys = [data.hashes.get(r.rel, "") for r in data.records]
+    verified: dict[tuple[int, int], str] = {}  # (i, j), i < j -> "exact" or "pixels"
+    by_content: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_content.setdefault(key, []).append(i)
+    for members in by_content.values():
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                verified[(members[a], members[b])] = "exact"
+    if data.pixels is not None and n >= 2:
+        rows = np.array([data.pixels.row.get(key, -1) for key in keys])
+        similarities, indices = data.neighbours()
+        for i, j in zip(*np.nonzero(similarities >= DUPLICATE_CANDIDATE), strict=True):
+            a, b = sorted((int(i), int(indices[i, j])))
+            if (a, b) in verified or rows[a] < 0 or rows[b] < 0:
+                continue
+            if same_picture(data.pixels.hashes[rows[a]], data.pixels.hashes[rows[b]]):
+                verified[(a, b)] = "pixels"
     findings = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
+    for members in _cliques(verified):
         recs = [data.records[i] for i in members]
-        similarity = min(best_pair[i] for i in members)
+        how = (
+            "exact"
+            if all(verified.get((a, b)) == "exact" for a in members for b in members if a < b)
+            else "pixels"
+        )
         tests = [r for r in recs if r.split == "test"]
         trains = [r for r in recs if r.split == "train"]
         if tests and trains:
@@ -79,59 +87,67 @@ def find_duplicates(data: ReviewData, model: TrainedModel | None) -> list[Findin
                         tuple(r.rel for r in tests),
                         label=f"Remove {photos_text(len(tests))} from the test set",
                     ),
-                    {"similarity": round(similarity, 4)},
+                    {"match": how},
                 )
             )
         # Copies inside one split (train with train, test with test) are a separate matter.
         for split_records in (trains, tests):
             if len(split_records) >= 2:
-                findings.append(_duplicate_finding(split_records, similarity, agreement))
+                findings.append(_duplicate_finding(split_records, how, agreement))
     return findings
 
 
-def _same_picture(
-    data: ReviewData, i: int, j: int, thumbnails: dict[int, np.ndarray | None]
-) -> bool:
-    """Whether two photos with close features are the same picture: their small grey
-    thumbnails match (also mirrored). Resizing and re-encoding move the features of a copy
-    more than a 5% crop does (measured: down to 0.86), while distinct photos of one object
-    reach 0.9 too; the pixels tell them apart. Only these few candidates are decoded."""
-
-    for k in (i, j):
-        if k not in thumbnails:
-            thumbnails[k] = _thumbnail(data.records[k].path)
-    a, b = thumbnails[i], thumbnails[j]
-    if a is None or b is None:
-        return False
-    mirrored = b.reshape(THUMBNAIL_SIZE, THUMBNAIL_SIZE)[:, ::-1].ravel()
-    return max(float(a @ b), float(a @ mirrored)) >= THUMBNAIL_MATCH
-
-
-THUMBNAIL_SIZE = 16
-
-
-def _thumbnail(path: Path) -> np.ndarray | None:
-    """A unit-norm, zero-mean 16x16 grey thumbnail (JPEG draft mode decodes at 1/8 size)."""
+def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two photos' hash rows (pixels.py) show one picture: for the second as it is or
+    mirrored, some central crop of one matches the other as a whole (WHOLE_BITS of the
+    coarse hash and FINE_BITS of the fine one) and CENTRE_STEP crops further in as well
+    (CENTRE_BITS), one of the two being the whole image."""
     import numpy as np
-    from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            image.draft("L", (THUMBNAIL_SIZE * 4, THUMBNAIL_SIZE * 4))
-            small = image.convert("L").resize(
-                (THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR
-            )
-    except (OSError, ValueError):
-        return None
-    vector = np.asarray(small, dtype=np.float64).ravel()
-    vector -= vector.mean()
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 1e-9 else None
+    s = len(CROP_SCALES)
+    steps = [
+        (i, j)
+        for i in range(MAX_OFFSET + 1)
+        for j in range(MAX_OFFSET + 1)
+        if min(i, j) == 0 and max(i, j) + CENTRE_STEP < s and max(i, j) < FINE_CROPS
+    ]
+    first = np.array([i for i, _ in steps])
+    second = np.array([j for _, j in steps])
+    fine_a = a[2 * s :].reshape(2 * FINE_CROPS, FINE_WORDS)
+    fine_b = b[2 * s :].reshape(2 * FINE_CROPS, FINE_WORDS)
+    for mirror in (0, 1):
+        whole = hamming(a[first], b[mirror * s + second])
+        centre = hamming(a[first + CENTRE_STEP], b[mirror * s + second + CENTRE_STEP])
+        fine = hamming(fine_a[first], fine_b[mirror * FINE_CROPS + second]).sum(1)
+        if bool(np.any((whole <= WHOLE_BITS) & (centre <= CENTRE_BITS) & (fine <= FINE_BITS))):
+            return True
+    return False
 
 
-def _duplicate_finding(
-    recs: list[ImageRecord], similarity: float, agreement: dict[str, float]
-) -> Finding:
+def _cliques(pairs: dict[tuple[int, int], str]) -> list[list[int]]:
+    """Groups in which every pair is verified: greedily, from the photo with the most
+    verified partners, each photo in at most one group (a chain a-b-c without a-c makes
+    the group a-b, then c alone, which is no group)."""
+    partners: dict[int, set[int]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    left = set(partners)
+    groups = []
+    for seed in sorted(partners, key=lambda i: (-len(partners[i]), i)):
+        if seed not in left:
+            continue
+        group = [seed]
+        for other in sorted(partners[seed] & left, key=lambda i: (-len(partners[i]), i)):
+            if all(other in partners[member] for member in group):
+                group.append(other)
+        left -= set(group)
+        if len(group) >= 2:
+            groups.append(sorted(group))
+    return groups
+
+
+def _duplicate_finding(recs: list[ImageRecord], how: str, agreement: dict[str, float]) -> Finding:
     cats = sorted({r.category for r in recs}, key=str.lower)
     keep = _copy_to_keep(recs, agreement)
     others = [r.rel for r in recs if r.rel != keep.rel]
@@ -160,7 +176,7 @@ def _duplicate_finding(
             f"keep the one in {keep.category}",
         ),
         {
-            "similarity": round(similarity, 4),
+            "match": how,
             "keep": keep.rel,
             "across_categories": "yes" if across else "no",
         },

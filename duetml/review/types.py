@@ -9,13 +9,17 @@ from typing import Literal, TypedDict, cast
 
 from duetml.errors import DuetmlError, NotFoundError
 
-FindingKind = Literal["mislabel", "outlier", "near_duplicate", "leak", "overlap", "mixed", "small"]
+# "outlier" is the off-topic kind (off_topic.py): the id stays, its readers are many.
+FindingKind = Literal[
+    "mislabel", "outlier", "near_duplicate", "leak", "quality", "overlap", "mixed", "small"
+]
 Action = Literal["move", "remove", "merge", "keep", "add_photos", "split", "rename", "add_category"]
 KINDS: tuple[str, ...] = (
     "mislabel",
     "outlier",
     "near_duplicate",
     "leak",
+    "quality",
     "overlap",
     "mixed",
     "small",
