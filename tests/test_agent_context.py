@@ -147,7 +147,7 @@ def test_findings_enter_the_facts_with_photo_numbers():
         ],
     }
     text = render_facts(facts, shown={2: 3})
-    assert "mislabel: 2 photos in hat look like shoes." in text
+    assert "- probably mislabelled: 2 photos in hat look like shoes." in text
     assert "#1 (train/hat/a.jpg)" in text and "#2 (train/hat/b.jpg, on image 3)" in text
     assert "Suggested: Move 2 photos to shoes." in text
 

@@ -152,6 +152,71 @@ def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
     assert len(sent_images(ollama)) == 4
 
 
+def test_the_facts_state_each_finding_with_its_certainty(crowded):
+    from duetml.agents.facts import FactGatherer, number_photos, render_facts
+    from duetml.review import review_project
+
+    facts = FactGatherer(crowded).gather()
+    numbers = number_photos(facts)
+    text = render_facts(facts, numbers=numbers)
+    block = text.split("data review found")[1].split("\nModel:")[0]
+    listed = [line for line in block.splitlines() if line.startswith("- ")]
+    assert len(listed) == len(facts["findings"]) == DEFAULT_BUDGET.findings
+    kinds = {f["kind"] for f in facts["findings"]}
+    assert "% sure" not in block  # no certainty the review does not state
+    if "mislabel" in kinds:
+        assert "- probably mislabelled (label quality 0." in block
+    review = review_project(crowded)
+    for finding in facts["findings"]:  # every photo of a finding, by its number
+        assert finding["id"] in {f.id for f in review.findings}
+        for rel in finding["photos"][: DEFAULT_BUDGET.photos_per_finding]:
+            assert f"#{numbers.get(rel)} ({rel}" in block
+
+
+def test_between_two_categories_is_a_question_not_a_photo_fix():
+    from duetml.agents.facts import _finding_lines
+
+    overlap = {
+        "id": "0123456789",
+        "kind": "overlap",
+        "photos": [],
+        "categories": ["shirt", "t-shirt"],
+        "score": 0.8,
+        "message": "The model confuses 'shirt' and 't-shirt' both ways (9 of 40 and 7 of 38 "
+        "photos): the two may overlap by definition; merge them or make each more distinct.",
+        "suggestion": None,
+        "details": {},
+    }
+    lines = _finding_lines([overlap], lambda rel: f"#1 ({rel})", DEFAULT_BUDGET)
+    assert lines[1].startswith("- between two categories ('shirt' and 't-shirt'): ")
+    assert "A question for the user about how the categories are defined" in lines[1]
+    assert "#" not in lines[1] and "Suggested" not in lines[1]
+
+
+def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowded):
+    import json
+
+    block = json.dumps(
+        {"action": "move", "photos": ["#1", "#2", "#3"], "to": "shoes", "reason": "shoes"}
+    )
+    ollama.queue_reply("Which hats will it see?")
+    ollama.queue_reply(f"Three look like shoes.\n\n```json\n{block}\n```")
+    chat = run(
+        "chat",
+        "--interval",
+        "600",
+        "-p",
+        str(crowded.root),
+        input="An app that sorts my wardrobe\n/data\nexit\n",
+    )
+    assert chat.exit_code == 0, chat.output
+    out = chat.stdout
+    assert "assistant> Three look like shoes." in out
+    line = next(x for x in out.splitlines() if x.startswith("  [1] Move 3 photos"))
+    listed = out.split(line)[1].splitlines()[1:4]
+    assert all(x.startswith("      - train/") for x in listed) and len(set(listed)) == 3
+
+
 # --- the Caltech subset (100 categories, 5,233 photos) ------------------------------------------
 
 CALTECH_FEATURES = Path(os.environ.get("DUETML_TEST_FEATURES", "/tmp/duetml-test-features"))

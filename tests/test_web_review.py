@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -159,13 +158,22 @@ def test_map_is_read_only_and_guarded(client: TestClient) -> None:
 
 @pytest.fixture(scope="session")
 def _planted_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """The demo project with 5 shoe photos filed under hat (a user's slip), trained once."""
+    """The demo project with 5 shoe photos filed under hat (a user's slip) and two copies of
+    a hat photo, trained once."""
     from duetml.demo import create_demo_project
     from duetml.training import train_project
 
     project = create_demo_project(tmp_path_factory.mktemp("planted") / "demo")
     shoes = [r.rel for r in project.images("train", "shoes")][:5]
     planted = project.move_images(shoes, "hat")
+    # Two resized, re-encoded copies of one hat photo: a finding of three photos.
+    original = project.images("train", "hat")[0]
+    with Image.open(original.path) as image:
+        for number, scale in enumerate((0.9, 0.8), start=1):
+            size = (int(image.width * scale), int(image.height * scale))
+            image.convert("RGB").resize(size).save(
+                project.category_dir("hat") / f"copy-{number}.jpg", quality=85
+            )
     train_project(project)
     return project.root, planted
 
@@ -188,8 +196,21 @@ def files_of(project: Project) -> list[str]:
 
 
 def mislabel(body: dict[str, Any], planted: list[str]) -> dict[str, Any]:
-    return next(
+    return mislabels(body, planted)[0]
+
+
+def mislabels(body: dict[str, Any], planted: list[str]) -> list[dict[str, Any]]:
+    return [
         f for f in body["findings"] if f["kind"] == "mislabel" and set(f["photos"]) <= set(planted)
+    ]
+
+
+def copies(body: dict[str, Any]) -> dict[str, Any]:
+    """The group of the hat photo and its two copies."""
+    return next(
+        f
+        for f in body["findings"]
+        if f["kind"] == "near_duplicate" and any(p.endswith("copy-1.jpg") for p in f["photos"])
     )
 
 
@@ -199,9 +220,11 @@ def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -
     response = planted.get("/api/review")
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     body = response.json()
-    found = mislabel(body, planted.planted)
-    assert len(found["photos"]) >= 4 and found["suggestion"]["to"] == "shoes"
-    assert found["suggestion"]["label"].startswith("Move") and found["message"].endswith(".")
+    found = mislabels(body, planted.planted)  # one finding per photo
+    assert len(found) >= 4 and all(len(f["photos"]) == 1 for f in found)
+    for each in found:
+        assert each["suggestion"]["to"] == "shoes" and each["message"].endswith(".")
+        assert each["suggestion"]["label"].startswith("Move")
     assert body["counts"]["mislabel"] >= 1 and body["stale"] is False
     assert (files_of(project), project.undo_history()) == before  # a GET changes nothing
 
@@ -212,7 +235,7 @@ def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> Non
     found = mislabel(planted.get("/api/review").json(), planted.planted)
     response = planted.post("/api/review/apply", json={"id": found["id"]})
     assert response.status_code == 200, response.text
-    assert response.json()["message"].startswith(f"Moved {len(found['photos'])} photos")
+    assert response.json()["message"] == "Moved 1 photo to 'shoes'."
     names = {p.split("/")[-1] for p in found["photos"]}
     assert names <= {r.path.name for r in project.images("train", "shoes")}
     assert not names & {r.path.name for r in project.images("train", "hat")}
@@ -245,19 +268,19 @@ def test_remove_instead_and_keep_as_is(planted: TestClient) -> None:
 def test_apply_and_keep_chosen_photos_only_and_undo_a_keep(planted: TestClient) -> None:
     project: Project = planted.project
     before = files_of(project)
-    found = mislabel(planted.get("/api/review").json(), planted.planted)
-    first, rest = found["photos"][0], found["photos"][1:]
-    moved = planted.post("/api/review/apply", json={"id": found["id"], "photos": [first]}).json()
-    assert moved["message"] == "Moved 1 photo to 'shoes'."
+    found = copies(planted.get("/api/review").json())
+    assert len(found["photos"]) == 3
+    first, rest = found["photos"][1], [p for p in found["photos"] if p != found["photos"][1]]
+    removed = planted.post("/api/review/apply", json={"id": found["id"], "photos": [first]})
+    assert removed.json()["message"].startswith("Removed 1 photo")
     now = files_of(project)
     assert first not in now and all(p in now for p in rest)
     planted.post("/api/undo")
     assert files_of(project) == before
 
     kept = planted.post("/api/review/dismiss", json={"ids": [found["id"]], "photos": [first]})
-    assert (
-        kept.status_code == 200 and kept.json()["message"] == "Kept 1 photo of a finding as it is."
-    )
+    assert kept.status_code == 200
+    assert kept.json()["message"] == "Kept 1 photo of a finding as it is."
     listed = [f for f in planted.get("/api/review").json()["findings"] if rest[0] in f["photos"]]
     assert listed and first not in listed[0]["photos"]  # the others are still raised
     assert "keep 1 photo of a finding as is" in project.undo_history()[0]
@@ -361,28 +384,24 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
     before = files_of(project)
     with serving(planted_root, baseline=True) as server:
         context, page = open_page(chromium, server.url, watch)
-        finding = page.locator("#findings li[data-kind=mislabel]").filter(
-            has_text="look like 'shoes'"
+        flagged = page.locator("#findings li[data-kind=mislabel]").filter(
+            has_text="looks like 'shoes'"
         )
-        finding.wait_for()
-        assert finding.locator(".finding-photo img").count() >= 4
-        # No button moves them all at once: the user ticks the photos, then moves the ticked.
-        assert finding.get_by_role("button", name=re.compile(r"^Move \d+ photos")).count() == 0
-        ticks = finding.locator(".finding-tick")
-        count = ticks.count()
-        for index in range(count):
-            ticks.nth(index).check()
+        flagged.first.wait_for()
+        count = flagged.count()
+        assert count >= 4  # one finding per planted photo, each with its own button
+        finding = flagged.first
+        photo = finding.locator(".finding-photo-row").get_attribute("data-photo")
         shoes = len(project.images("train", "shoes"))
-        finding.locator(".finding-bulk").get_by_role("button", name="Move to shoes").click()
-        page.locator(".toast", has_text=f"Moved {count} photos to 'shoes'").wait_for()
-        until(lambda: len(project.images("train", "shoes")) == shoes + count, what="the move")
-        finding.wait_for(state="detached")
+        finding.get_by_role("button", name="Move to shoes").click()
+        page.locator(".toast", has_text="Moved 1 photo to 'shoes'").wait_for()
+        until(lambda: len(project.images("train", "shoes")) == shoes + 1, what="the move")
+        page.locator(f".finding-photo-row[data-photo='{photo}']").wait_for(state="detached")
+        until(lambda: flagged.count() == count - 1, what="the new listing")
         page.click("#undo-btn")
         page.locator(".toast", has_text="Undone").wait_for()
         until(lambda: files_of(project) == before, what="the undo")
-        page.locator("#findings li[data-kind=mislabel]").filter(
-            has_text="look like 'shoes'"
-        ).wait_for()
+        page.locator(f".finding-photo-row[data-photo='{photo}']").wait_for()
         context.close()
     assert not watch.errors and not watch.dialogs
 
@@ -487,18 +506,12 @@ def test_review_panel_removes_one_copy_and_undo_brings_back_a_kept_finding(
     from duetml.review import review_project
 
     project = Project.open(planted_root)
-    original = project.images("train", "hat")[0]
-    hat = project.category_dir("hat")
-    with Image.open(original.path) as image:
-        for number, scale in enumerate((0.9, 0.8), start=1):
-            size = (int(image.width * scale), int(image.height * scale))
-            image.convert("RGB").resize(size).save(hat / f"copy-{number}.jpg", quality=85)
-    review = review_project(project)  # the copies' features, as training would extract them
     group = next(
         f
-        for f in review.findings
-        if f.kind == "near_duplicate" and original.rel in f.photos and len(f.photos) == 3
+        for f in review_project(project).findings
+        if f.kind == "near_duplicate" and any(p.endswith("copy-1.jpg") for p in f.photos)
     )
+    assert len(group.photos) == 3
     copy = next(p for p in group.photos if p.endswith("copy-1.jpg"))
     others = [p for p in group.photos if p != copy]
     with serving(planted_root, baseline=True) as server:

@@ -309,26 +309,71 @@ def render_facts(
     return clean_text("\n".join(lines), max_chars=budget.facts_chars)
 
 
+# How each kind of finding is named to the agents, with the certainty the review gives it.
+# Measured against judged verdicts on real photos (bench/bench_review_judged.py): a flag is a
+# hint to look at, never a verdict, and the agents must say so.
+FINDING_NAMES = {
+    "mislabel": "probably mislabelled",
+    "outlier": "possibly off-topic",
+    "near_duplicate": "copies of one picture (checked on the pixels)",
+    "leak": "test photos that are copies of training photos (checked on the pixels)",
+    "quality": "photo quality",
+    "overlap": "between two categories",
+    "mixed": "maybe two kinds in one category",
+    "small": "too few photos",
+}
+CATEGORY_QUESTIONS = ("overlap", "mixed")  # questions about the categories, not photo fixes
+
+
 def _finding_lines(
     findings: Sequence[FindingDict] | None, photo: Callable[[object], str], budget: Budget
 ) -> list[str]:
+    """Each finding as the review states it: what it is, how sure (the score it gives), each
+    photo by number; a question about categories is put as one, never as a per-photo fix."""
     if not findings:
         return []
-    lines = ["Possible problems duetml's data review found, most important first:"]
+    lines = [
+        "Possible problems duetml's data review found, most important first (hints to check "
+        "by looking at the photos, not verdicts):"
+    ]
     for finding in findings:
+        kind = finding["kind"]
+        name = FINDING_NAMES.get(kind, kind.replace("_", " "))
+        details = finding.get("details") or {}
         photos = list(finding["photos"])
-        refs = ", ".join(photo(rel) for rel in photos[: budget.photos_per_finding])
-        more = len(photos) - budget.photos_per_finding
-        refs += f" and {more} more" if more > 0 else ""
+        message = short(finding["message"], 300)
+        if kind in CATEGORY_QUESTIONS:
+            cats = " and ".join(repr(short(c, 60)) for c in finding["categories"])
+            lines.append(
+                f"- {name} ({cats}): {message} A question for the user about how the "
+                "categories are defined (what separates them), not a fix for single photos."
+            )
+            continue
+        sure = ""
+        if kind == "mislabel" and "label_quality" in details:
+            sure = (
+                f" (label quality {float(details['label_quality']):.2f}, 0 to 1: the lower, the "
+                "more likely the category is wrong; check by looking)"
+            )
+        shown = photos[: budget.photos_per_finding]
+        more = len(photos) - len(shown)
+        refs = ", ".join(photo(rel) for rel in shown) + (f" and {more} more" if more > 0 else "")
         suggestion = finding.get("suggestion")
         label = suggestion["label"] if suggestion else ""
-        todo = f" Suggested: {short(label, 120)}." if label else ""
-        lines.append(
-            f"- {finding['kind']}: {short(finding['message'], 300)}"
-            + (f" Photos: {refs}." if refs else "")
-            + todo
-        )
+        touched = list(suggestion.get("photos") or []) if suggestion else []
+        if label and len(photos) > 1 and touched:
+            which = photo_list(touched, photo, budget)
+            todo = f" Suggested, photo by photo: {short(label, 120)} (for {which})."
+        else:
+            todo = f" Suggested: {short(label, 120)}." if label else ""
+        lines.append(f"- {name}{sure}: {message}" + (f" Photos: {refs}." if refs else "") + todo)
     return lines
+
+
+def photo_list(rels: Sequence[str], photo: Callable[[object], str], budget: Budget) -> str:
+    shown = [photo(rel).split(" ")[0] for rel in rels[: budget.photos_per_finding]]
+    more = len(rels) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _evaluation_lines(

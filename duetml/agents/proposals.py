@@ -83,7 +83,13 @@ class Proposal:
         return self.suggestion.label
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "reason": self.reason}
+        # Each photo it touches, so a person sees every one before applying it.
+        return {
+            "id": self.id,
+            "label": self.label,
+            "reason": self.reason,
+            "photos": list(self.suggestion.photos),
+        }
 
     def stored(self) -> dict[str, Any]:
         """What the conversation keeps: enough to apply it later."""

@@ -137,6 +137,9 @@ def _proposal_lines(message: Message) -> str:
     for proposal in message.get("proposals") or ():
         mark = " (applied)" if proposal.get("applied") else f"   /apply {proposal['number']}"
         lines.append(f"  [{proposal['number']}] {proposal['label']}{mark}")
+        photos = proposal.get("photos") or (proposal.get("suggestion") or {}).get("photos") or []
+        if len(photos) > 1:  # each photo it touches, to look at before applying
+            lines += [f"      - {rel}" for rel in photos]
     return "".join(f"\n{line}" for line in lines)
 
 

@@ -2,7 +2,7 @@
 // proactive switch. Replies and advice are LLM output: shown with textContent, never as HTML.
 
 import { getJSON, postJSON, postStream } from "./api.js";
-import { $, $$, h, replace, toast } from "./dom.js";
+import { $, $$, h, replace, showPhoto, thumbUrl, toast } from "./dom.js";
 import { emit } from "./store.js";
 
 const ASKED_FROM = {
@@ -249,9 +249,36 @@ function proposalsNode(proposals) {
         toast(exc.message, { kind: "error" });
       }
     });
-    return button;
+    return h("div", { class: "proposal-item" }, button, proposalPhotos(proposal));
   });
   return h("div", { class: "proposals", role: "group", "aria-label": "Proposed changes" }, buttons);
+}
+
+// A change that touches several photos shows each of them, to look at before applying it.
+function proposalPhotos(proposal) {
+  const photos = Array.isArray(proposal.photos) ? proposal.photos : [];
+  if (photos.length < 2) return null;
+  return h(
+    "ul",
+    { class: "proposal-photos", "aria-label": `The ${photos.length} photos it touches` },
+    photos.map((id) =>
+      h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: "proposal-photo",
+            title: id.split("/").slice(1).join("/"),
+            "aria-label": `Open ${id.split("/").slice(1).join("/")}`,
+            onclick: () => showPhoto(id, proposal.label),
+          },
+          h("img", { src: thumbUrl(id), alt: "", loading: "lazy", decoding: "async" }),
+        ),
+      ),
+    ),
+  );
 }
 
 function errorNode(text) {
