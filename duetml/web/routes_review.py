@@ -138,7 +138,8 @@ def review(web: InjectedWebState) -> Response[ReviewDict]:
     responses=ERROR_RESPONSES,
     sync_to_thread=True,
     status_code=200,
-    summary="Apply a finding's suggestion, or remove its photos: one undoable operation",
+    summary="Apply a finding's suggestion to the chosen photos (or remove or keep them): one "
+    "undoable operation",
 )
 def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]:
     from duetml.review import apply_finding
