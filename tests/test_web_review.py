@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -200,8 +199,13 @@ def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     body = response.json()
     found = mislabel(body, planted.planted)
-    assert len(found["photos"]) >= 4 and found["suggestion"]["to"] == "shoes"
+    # One finding per photo (issue 16): each planted shoe its own, with its own move.
+    assert len(found["photos"]) == 1 and found["suggestion"]["to"] == "shoes"
     assert found["suggestion"]["label"].startswith("Move") and found["message"].endswith(".")
+    shoes = [
+        f for f in body["findings"] if f["kind"] == "mislabel" and f["photos"][0] in planted.planted
+    ]
+    assert len(shoes) >= 4
     assert body["counts"]["mislabel"] >= 1 and body["stale"] is False
     assert (files_of(project), project.undo_history()) == before  # a GET changes nothing
 
@@ -212,7 +216,7 @@ def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> Non
     found = mislabel(planted.get("/api/review").json(), planted.planted)
     response = planted.post("/api/review/apply", json={"id": found["id"]})
     assert response.status_code == 200, response.text
-    assert response.json()["message"].startswith(f"Moved {len(found['photos'])} photos")
+    assert response.json()["message"] == "Moved 1 photo to 'shoes'."
     names = {p.split("/")[-1] for p in found["photos"]}
     assert names <= {r.path.name for r in project.images("train", "shoes")}
     assert not names & {r.path.name for r in project.images("train", "hat")}
@@ -312,24 +316,26 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
     before = files_of(project)
     with serving(planted_root, baseline=True) as server:
         context, page = open_page(chromium, server.url, watch)
-        finding = page.locator("#findings li[data-kind=mislabel]").filter(
-            has_text="look like 'shoes'"
+        findings = page.locator("#findings li[data-kind=mislabel]").filter(
+            has_text="looks like 'shoes'"
         )
-        finding.wait_for()
-        assert finding.locator(".finding-photo img").count() >= 4
-        button = finding.get_by_role("button", name=re.compile(r"^Move \d+ photos to shoes$"))
-        count = int(button.inner_text().split()[1])
+        findings.first.wait_for()
+        assert findings.count() >= 4  # one finding per planted photo (issue 16)
+        finding = findings.first
+        assert finding.locator(".finding-photo img").count() == 1
+        button = finding.get_by_role("button", name="Move it to shoes")
+        count = findings.count()
         shoes = len(project.images("train", "shoes"))
         button.click()
-        page.locator(".toast", has_text=f"Moved {count} photos to 'shoes'").wait_for()
-        until(lambda: len(project.images("train", "shoes")) == shoes + count, what="the move")
-        finding.wait_for(state="detached")
+        page.locator(".toast", has_text="Moved 1 photo to 'shoes'").wait_for()
+        until(lambda: len(project.images("train", "shoes")) == shoes + 1, what="the move")
+        until(lambda: findings.count() == count - 1, what="the finding to go")
         page.click("#undo-btn")
         page.locator(".toast", has_text="Undone").wait_for()
         until(lambda: files_of(project) == before, what="the undo")
         page.locator("#findings li[data-kind=mislabel]").filter(
-            has_text="look like 'shoes'"
-        ).wait_for()
+            has_text="looks like 'shoes'"
+        ).first.wait_for()
         context.close()
     assert not watch.errors and not watch.dialogs
 
