@@ -53,7 +53,7 @@ NATURAL_OVERLAPS = {
     frozenset({"flamingo", "flamingo_head"}),
     frozenset({"Leopards", "wild_cat"}),
 }
-KINDS = ("mislabel", "outlier", "near_duplicate", "leak", "overlap", "mixed", "small")
+KINDS = ("mislabel", "outlier", "near_duplicate", "leak", "quality", "overlap", "mixed", "small")
 
 
 @dataclass
@@ -251,6 +251,8 @@ def score(review: Review, truth: Truth, photo_count: int) -> dict[str, Tally]:
         found = {pair for pair in pairs if any(set(pair) <= set(f.photos) for f in by_kind[kind])}
         true_flags = sum(any(set(pair) <= set(f.photos) for pair in pairs) for f in by_kind[kind])
         tallies[kind] = Tally(len(found), len(pairs), true_flags, len(by_kind[kind]))
+    # Nothing of poor quality is planted: every quality flag is on a photo as shipped.
+    tallies["quality"] = Tally(0, 0, 0, len(by_kind["quality"]))
     overlap_flags = [frozenset(f.categories) for f in by_kind["overlap"]]
     tallies["overlap"] = Tally(
         len(truth.overlap & set(overlap_flags)),
@@ -327,7 +329,7 @@ def bounded_memory(n: int = 25_000, dim: int = 1280, groups: int = 200) -> str:
     from duetml.review.categories import find_mixed
     from duetml.review.data import ReviewData
     from duetml.review.duplicates import find_duplicates
-    from duetml.review.off_topic import find_outliers, off_domain_scores
+    from duetml.review.off_topic import find_off_topic, off_topic_scores
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(groups, dim)).astype(np.float32)
@@ -348,9 +350,9 @@ def bounded_memory(n: int = 25_000, dim: int = 1280, groups: int = 200) -> str:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # as review.review_project does
-        off_domain = off_domain_scores(data)
+        off_topic = off_topic_scores(data)
         find_duplicates(data, None)
-        find_outliers(data, off_domain, set())
+        find_off_topic(data, off_topic, set())
         find_mixed(data)
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()

@@ -46,7 +46,8 @@ def find_duplicates(data: ReviewData, model: TrainedModel | None) -> list[Findin
     verified: dict[tuple[int, int], str] = {}  # (i, j), i < j -> "exact" or "pixels"
     by_content: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
-        by_content.setdefault(key, []).append(i)
+        if key:  # a photo without a content hash has no exact copy to find
+            by_content.setdefault(key, []).append(i)
     for members in by_content.values():
         for a in range(len(members)):
             for b in range(a + 1, len(members)):
