@@ -14,6 +14,7 @@ copies (near_duplicate, leak: every pair within a group), a pair of categories f
 category-level kinds. Per kind it prints: units flagged, judged C/D/W, precision
 C/(C+D+W) and lenient (C+D)/(C+D+W), units flagged but not judged (listed below the table, so
 someone judges them: `bench/contact_sheets.py` draws them), and the share of photos flagged.
+What two files judge differently counts as debatable (D): the judges disagree.
 
 Beside it, in the same run, the planted recall of bench/bench_review.py (its own functions:
 clothing projects with planted problems, and with --planted-caltech the Caltech one).
@@ -55,10 +56,14 @@ class Verdicts:
     pairs: dict[frozenset[str], tuple[str, str]] = field(default_factory=dict)
     categories: dict[frozenset[str], tuple[str, str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    disagreements: int = 0  # things two files judge differently (counted as D)
 
 
 def load_verdicts(folder: Path = JUDGED) -> Verdicts:
+    """Every file's verdicts; where two files judge the same thing differently, the judges
+    disagree, and it counts as debatable (D), its notes joined."""
     verdicts = Verdicts()
+    seen: dict[tuple[str, Any], list[tuple[str, str]]] = defaultdict(list)
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text("utf-8"))
         verdicts.files.append(path.name)
@@ -71,14 +76,26 @@ def load_verdicts(folder: Path = JUDGED) -> Verdicts:
                 if section == "near_duplicate":
                     shas = [p["sha256"] for p in entry["photos"]]
                     for a, b in itertools.combinations(shas, 2):
-                        verdicts.pairs[frozenset((a, b))] = (verdict, note)
+                        seen[("pair", frozenset((a, b)))].append((verdict, note))
                 elif section == "category_level":
-                    verdicts.categories[frozenset(entry["categories"])] = (verdict, note)
+                    seen[("categories", frozenset(entry["categories"]))].append((verdict, note))
                 elif section == "clean":  # judged fine: any photo-level flag on it is wrong
                     for name in ("mislabel", "off_topic", "quality"):
-                        verdicts.photos.setdefault(name, {})[entry["sha256"]] = ("W", note)
+                        seen[(name, entry["sha256"])].append(("W", note))
                 else:
-                    verdicts.photos.setdefault(section, {})[entry["sha256"]] = (verdict, note)
+                    seen[(section, entry["sha256"])].append((verdict, note))
+    for (where, key), found in seen.items():
+        letters = {v for v, _ in found}
+        verdict = found[0][0] if len(letters) == 1 else "D"
+        if len(letters) > 1:
+            verdicts.disagreements += 1
+        judged = (verdict, " | ".join(n for _, n in found))
+        if where == "pair":
+            verdicts.pairs[key] = judged
+        elif where == "categories":
+            verdicts.categories[key] = judged
+        else:
+            verdicts.photos.setdefault(where, {})[key] = judged
     return verdicts
 
 
@@ -191,6 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     verdicts = load_verdicts()
     print(f"verdict files: {', '.join(verdicts.files)}")
+    print(f"judged differently by two files (counted as D): {verdicts.disagreements}")
     planted: dict[str, bench_review.Tally] = {}
     planted_runs = "skipped"
     if not args.no_planted:
