@@ -60,7 +60,8 @@ def list_findings(project: ProjectOption = Path("."), json_: JsonOption = False)
             hint = f"duetml review apply {finding.id}"
             if len(suggestion.photos) > 1:
                 hint += " --photo PHOTO ..."
-            typer.echo(f"    Suggestion: {suggestion.label} (* above)  ({hint})")
+            marked = " (* above)" if suggestion.photos else ""
+            typer.echo(f"    Suggestion: {suggestion.label}{marked}  ({hint})")
         elif suggestion:
             typer.echo(f"    Suggestion: {suggestion.label}")
     if review.findings:
