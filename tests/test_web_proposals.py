@@ -42,6 +42,13 @@ def test_a_proposal_button_applies_the_change_and_undo_reverts_it(
             button = page.get_by_role("button", name="Move 2 photos from hat to shoes")
             button.wait_for()
             assert len(project.images("train", "hat")) == 4  # nothing applied before the click
+            # Each photo it touches is shown beside it, to look at before applying it.
+            shown = page.locator(".proposal-photos img")
+            assert shown.count() == 2
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.proposal-photos img')]"
+                ".every((img) => img.naturalWidth > 0)"
+            )
             page.locator(".proposals").screenshot(path=str(tmp_path / "proposal.png"))
             button.click()
             wait_count(page, "shoes", 6)
