@@ -1,25 +1,31 @@
-"""The data review: what is wrong with the photos, found from the features we already cache.
+"""The data review: what is wrong with the photos, found from the features we already cache
+and one small decode of each photo.
 
-One pass over the cached features and the out-of-fold results of the last training finds
+One pass over the cached features, the out-of-fold results of the last training and the
+photos' pixel measures (pixels.py) finds
 
-- mislabel: training photos whose out-of-fold prediction confidently disagrees with their
-  category (confident learning: cleanlab's per-category thresholds), with the category they
-  look like; test photos are judged by the model with the same thresholds (mislabels.py);
-- outlier: photos unlike the rest of their category, or unlike every category (off-domain),
-  from nearest-neighbour distances (off_topic.py);
-- near_duplicate / leak: re-encoded, resized or slightly cropped copies (feature similarity),
-  within a category, across categories, and between training and test (duplicates.py);
-- overlap, mixed, small: categories confused both ways, categories whose photos fall into two
-  separate groups, and small, imbalanced or empty categories (categories.py).
+- mislabel (mislabels.py): photos probably filed in the wrong category, one finding each:
+  cleanlab's confident learning, kept only for a confident and consistent disagreement;
+- outlier (off_topic.py): photos unlike every category of the project, by a margin
+  calibrated on the project (about no false alarm in a clean project), one finding each;
+- near_duplicate / leak (duplicates.py): exact copies and copies verified on the pixels
+  (perceptual hashes of the whole, the centre and the mirror image), within a category,
+  across categories, and between training and test; groups are cliques of verified pairs;
+- quality (quality.py): dark, overexposed, blurry, nearly blank, odd-sized or odd-shaped
+  photos, and grey ones among colour photos, one finding each;
+- overlap, mixed, small (categories.py): categories confused both ways (a question about
+  their definitions, where photos between the two are left), categories whose photos fall
+  into two separate groups, and small, imbalanced or empty categories.
 
 One module per kind of finding, as cleanlab's issue managers are; types.py holds what a
 review returns, data.py what the detectors share, fixes.py how findings are acted on and
 cache.py the cache. The CLI, the page and the agents all read the same `Review`. Every fix
-goes through the Project operations, so it is one undoable, logged operation. Thresholds are
-measured by bench/bench_review.py on planted problems, not guessed.
+goes through the Project operations, so it is one undoable, logged operation. Each threshold
+is named and explained once, in the module that uses it, with what it was measured on.
 
 Memory stays bounded: neighbours come from scikit-learn's chunked brute-force search, never
-an n x n matrix; per-category work is capped at MAX_GROUP photos.
+an n x n matrix; per-category work is capped (MIXED_MAX_PHOTOS); the pixel measures are a
+few hundred bytes per photo.
 """
 
 from __future__ import annotations

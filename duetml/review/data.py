@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from duetml.review.pixels import PixelFacts
 
 NEIGHBOURS = 10  # neighbours per photo searched in the whole project
-MAX_GROUP = 1000  # per-category work (outliers, mixed) samples at most this many photos
 
 
 @dataclass
