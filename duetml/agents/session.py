@@ -360,6 +360,7 @@ class AgentSession:
             image_bytes=context.image_bytes,
             reply_chars=len(reply),
             tokens=sent["size"].tokens,
+            proposals=len(extra.get("proposals") or ()),  # shown as buttons (study reports)
         )
 
     # --- fitting requests into the model's context ------------------------------------------
@@ -712,7 +713,12 @@ class AgentSession:
             self._log_pass(provider, "repeat")  # nearly what the user was already told
             return None
         self.store.append(("assistant", "proactive", advice, extra))
-        self._log_pass(provider, "advice", advice_chars=len(advice))
+        self._log_pass(
+            provider,
+            "advice",
+            advice_chars=len(advice),
+            proposals=len((extra or {}).get("proposals") or ()),
+        )
         return advice
 
     def _log_pass(self, provider: Provider, result: str, **details: Any) -> None:
