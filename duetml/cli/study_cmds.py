@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -179,3 +179,83 @@ def replay(
         typer.echo(f"{participant} has no events yet.")
     for entry in entries:
         typer.echo(format_line(entry))
+
+
+def serve_session(
+    folder: Path | None, participant: str | None, host: str, port: int | None, open_browser: bool
+) -> None:
+    """`duetml serve --study DIR --participant P07` (on this machine only)."""
+    from duetml.cli.serve_cmd import _choose_port, _is_loopback
+    from duetml.study.session import ParticipantSession
+    from duetml.web.routes_study import create_session_app
+
+    if folder is None or participant is None:
+        fail("A session needs both --study DIR and --participant ID (like P07).")
+    if not _is_loopback(host):
+        fail("A study session is served on this machine only: leave out --host.")
+    chosen = _choose_port(host, port)
+    web_app = create_session_app(folder, participant, port=chosen)
+    session: ParticipantSession = web_app.session
+    _run(
+        web_app,
+        host,
+        chosen,
+        open_browser,
+        f"Serving {participant}'s session ({session.condition}) of the study {folder}",
+    )
+
+
+@study_app.command("rate")
+def rate(
+    folder: StudyDir,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default 8765 or the next free one).")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the page in your browser.")
+    ] = True,
+) -> None:
+    """Serve the raters' page: each participant's final training data, blind, with EQ1-EQ5."""
+    from duetml.cli.serve_cmd import _choose_port
+    from duetml.study.design import Study
+    from duetml.study.ratings import rated_data
+    from duetml.web.routes_study import create_rating_app
+
+    count = len(rated_data(Study.open(folder)))
+    if count == 0:
+        fail("Nothing to rate yet: no participant has finished a rated task.")
+    chosen = _choose_port("127.0.0.1", port)
+    _run(
+        create_rating_app(folder, port=chosen),
+        "127.0.0.1",
+        chosen,
+        open_browser,
+        f"Serving {count} pieces of training data to rate from {folder}",
+    )
+
+
+def _run(web_app: Any, host: str, port: int, open_browser: bool, what: str) -> None:
+    import threading
+    import webbrowser
+
+    from duetml.web.server import DuetmlServer
+
+    url = f"http://{host}:{port}/"
+    typer.echo(f"{what} at {url}")
+    typer.echo("Press Ctrl-C to stop.")
+    server = DuetmlServer(web_app, host=host, port=port)
+    if open_browser:
+
+        def _open_when_ready() -> None:
+            for _ in range(100):
+                if server.started:
+                    webbrowser.open(url)
+                    return
+                threading.Event().wait(0.1)
+
+        threading.Thread(target=_open_when_ready, daemon=True).start()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    typer.echo("Stopped.")
