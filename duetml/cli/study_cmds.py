@@ -181,6 +181,33 @@ def replay(
         typer.echo(format_line(entry))
 
 
+@study_app.command("export")
+def export(
+    folder: StudyDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="A new folder for the package.")],
+    json_: JsonOption = False,
+) -> None:
+    """An anonymised package: per participant the final categories (thumbnails), event log
+    and answers; the ratings; a long-format data.csv. Withdrawn participants left out."""
+    from duetml.study.design import Study
+    from duetml.study.export import export_study
+
+    result = export_study(Study.open(folder), out)
+    if json_:
+        emit_json(result)
+        return
+    typer.echo(
+        f"Exported {result['participants']} participants ({result['photos']} thumbnails, "
+        f"{result['rows']} rows in data.csv) to {out}"
+        + (
+            f"; left out (withdrawn): {', '.join(result['withdrawn'])}"
+            if result["withdrawn"]
+            else ""
+        )
+        + "."
+    )
+
+
 def serve_session(
     folder: Path | None, participant: str | None, host: str, port: int | None, open_browser: bool
 ) -> None:
