@@ -36,6 +36,19 @@ async function call(path, body) {
   return data;
 }
 
+// Element.replaceChildren writes null as the text "null": skipped parts are dropped first.
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== false));
+}
+
+// A paragraph's hard line breaks are joined, except before a list item ("- ...").
+function paragraphs(text) {
+  return text
+    .split(/\n\s*\n/)
+    .map((p) => p.trim().replace(/\n(?!- )/g, " "))
+    .filter(Boolean);
+}
+
 function clock(seconds) {
   const s = Math.max(0, Math.round(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -47,24 +60,27 @@ const card = h("div", { class: "study-card", role: "dialog", "aria-modal": "true
 overlay.append(card);
 let shownAt = 0;
 
-async function act(path, body) {
+async function act(path, body = {}) {
   if (busy) return;
   busy = true;
+  let next = null;
   try {
-    show(await call(path, body));
+    next = await call(path, body);
   } catch (error) {
     const message = card.querySelector(".study-error") || bar.querySelector(".study-error");
     if (message) message.textContent = error.message;
   } finally {
-    busy = false;
+    busy = false; // before showing: the next button must answer at once
   }
+  if (next) show(next);
 }
 
 function renderBar() {
   const task = state.task;
   const timer = h("span", { class: "study-timer", id: "study-timer", "aria-live": "off" });
   const running = state.phase === "running" || state.phase === "paused";
-  bar.replaceChildren(
+  fill(
+    bar,
     h("strong", { class: "study-title" }, task ? task.title : "User study"),
     running ? timer : null,
     running
@@ -180,14 +196,16 @@ function renderOverlay() {
     h("button", { class: "btn btn-primary", id: `study-${path}`, onclick: () => act(path) }, label);
   const error = h("p", { class: "study-error", role: "alert" });
   if (phase === "consent") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, "Before you start"),
-      ...state.consent.split(/\n\s*\n/).map((p) => h("p", { class: "study-consent" }, p)),
+      ...paragraphs(state.consent).map((p) => h("p", { class: "study-consent" }, p)),
       error,
       button("I agree and start", "consent"),
     );
   } else if (phase === "ready") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, task.title),
       h("p", { class: "study-minutes" }, `${task.minutes} minutes`),
       h("p", { class: "study-task-text" }, task.text),
@@ -195,25 +213,29 @@ function renderOverlay() {
       button("Start", "start"),
     );
   } else if (phase === "paused") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, "Paused"),
       h("p", {}, "The experimenter paused the task; the timer is stopped."),
       error,
       button("Resume", "resume"),
     );
   } else if (phase === "questionnaire") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, `${task.title}: done`),
       h("p", {}, "Please answer these questions about the task you just did."),
       questionnaireForm(),
     );
   } else if (phase === "done") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, "Thank you!"),
       h("p", {}, "Every task is done. Please tell the experimenter."),
     );
   } else if (phase === "withdrawn") {
-    card.replaceChildren(
+    fill(
+      card,
       h("h2", {}, "You have withdrawn"),
       h("p", {}, "Thank you. Your data will not be used in the study."),
     );
