@@ -143,7 +143,7 @@ def report(
             cells.append(f"{d['median']:g} [{d['q1']:g}-{d['q3']:g}] n={d['n']}" if d["n"] else "-")
         test = item["test"]
         stats = (
-            f"{test['U']:>6g}{test['p']:>8.3f}  {test['rank_biserial']:>+6.2f}  {test['method']}"
+            f"{test['U']:>6g}{test['p']:>8.2g}  {test['rank_biserial']:>+6.2f}  {test['method']}"
             if test
             else ""
         )

@@ -260,7 +260,7 @@ def plot_items(report: dict[str, Any], out: Path) -> list[Path]:
         test = item["test"]
         label = f"{item['item']} ({item['task']})"
         if test:
-            label += f"\np = {test['p']:.3f}"
+            label += f"\np = {test['p']:.2g}"
         ax.set_title(label, fontsize=9)
     for ax in list(axes.flat)[len(items) :]:
         ax.axis("off")
