@@ -191,6 +191,13 @@ def test_the_cli_makes_reports_and_replays(tmp_path: Path) -> None:
     assert "UMUX2" in report.stdout and (folder / "report" / "items.svg").is_file()
     replay = run_duetml("study", "replay", str(folder), "P01")
     assert "study_task_started" in replay.stdout and "practice" in replay.stdout
+    page = tmp_path / "P01.html"
+    assert run_duetml("study", "replay", str(folder), "P01", "--html", str(page)).returncode == 0
+    assert "study_answers" in page.read_text() and "<table>" in page.read_text()
+    paused = run_duetml("study", "session", str(folder), "P02", "pause")
+    assert paused.returncode != 0 and "agreed" in paused.stderr  # P02 has not consented
+    withdrawn = run_duetml("study", "session", str(folder), "P02", "withdraw")
+    assert "P02: withdrawn" in withdrawn.stdout
     bad = run_duetml("study", "replay", str(folder), "P99")
     assert bad.returncode != 0 and "no participant" in bad.stderr
     assert {i.id for i in UMUX.items} == {"UMUX1", "UMUX2"}

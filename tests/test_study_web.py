@@ -62,6 +62,69 @@ def test_an_agents_session_has_the_assistant(study: Study) -> None:
         assert info["baseline"] is False and info["agents"] is True
 
 
+def test_the_proactive_agent_waits_while_the_task_is_not_running(study: Study) -> None:
+    pid = by_condition(study, "agents")
+    factory, _, _ = fake_agents()
+    app = create_session_app(study.root, pid, agents=factory, port=PORT)
+    with TestClient(app, base_url=BASE) as client:  # type: ignore[arg-type]
+        agents = app.task_app.state.duetml.agents
+        assert agents.waiting_reason() == "the study task is not running"  # consent
+        client.post("/api/study/consent").raise_for_status()
+        client.post("/api/study/start").raise_for_status()
+        assert agents.waiting_reason() != "the study task is not running"
+        client.post("/api/study/pause").raise_for_status()
+        assert agents.waiting_reason() == "the study task is not running"
+
+
+def test_serve_study_on_the_command_line(study: Study) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from helpers import free_port
+
+    port = free_port()
+    pid = by_condition(study, "baseline")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from duetml.cli import main; main()",
+            "serve",
+            "--study",
+            str(study.root),
+            "--participant",
+            pid,
+            "--port",
+            str(port),
+            "--no-open",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                got = httpx.get(f"http://127.0.0.1:{port}/api/study/session", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr
+                time.sleep(0.2)
+        assert got.json()["participant"] == pid and got.json()["baseline"] is True
+        assert "study-bar.js" in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=20)
+    assert f"Serving {pid}'s session (baseline)" in out
+    from helpers import run_duetml
+
+    alone = run_duetml("serve", "--participant", pid, "--no-open")
+    assert alone.returncode != 0 and "--study DIR" in alone.stderr
+
+
 def test_a_session_from_consent_to_the_next_task(study: Study) -> None:
     pid = by_condition(study, "agents")
     factory, passive, _ = fake_agents("Hats and shoes look fine.")

@@ -166,12 +166,22 @@ def replay(
     folder: StudyDir,
     participant: Annotated[str, typer.Argument(help="The participant, like P07.")],
     json_: JsonOption = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the timeline as a page to this file.")
+    ] = None,
 ) -> None:
-    """A participant's session as a timeline of events."""
+    """A participant's session as a timeline of events (text, --json or an --html page)."""
     from duetml.study.design import Study
     from duetml.study.replay import format_line, timeline
 
     entries = timeline(Study.open(folder), participant)
+    if html is not None:
+        from duetml import atomic
+        from duetml.study.replay import timeline_html
+
+        atomic.write_text(html, timeline_html(participant, entries))
+        typer.echo(f"Wrote {participant}'s timeline ({len(entries)} events) to {html}")
+        return
     if json_:
         emit_json(entries)
         return
@@ -179,6 +189,32 @@ def replay(
         typer.echo(f"{participant} has no events yet.")
     for entry in entries:
         typer.echo(format_line(entry))
+
+
+@study_app.command("session")
+def session_step(
+    folder: StudyDir,
+    participant: Annotated[str, typer.Argument(help="The participant, like P07.")],
+    action: Annotated[
+        str,
+        typer.Argument(help="pause, resume, finish (end the task now) or withdraw."),
+    ],
+    json_: JsonOption = False,
+) -> None:
+    """The experimenter's controls from a terminal; the participant's page follows in a second."""
+    from duetml.study.design import Study
+    from duetml.study.session import ParticipantSession
+
+    actions = ("pause", "resume", "finish", "withdraw")
+    if action not in actions:
+        fail(f"The action is one of {', '.join(actions)}, not {action!r}.")
+    session = ParticipantSession(Study.open(folder), participant)
+    state = session.finish(by="experimenter") if action == "finish" else getattr(session, action)()
+    if json_:
+        emit_json(state)
+        return
+    task = state["task"]
+    typer.echo(f"{participant}: {state['phase']}" + (f" ({task['title']})" if task else ""))
 
 
 @study_app.command("export")

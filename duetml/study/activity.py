@@ -11,8 +11,9 @@ from duetml.events import LOG_FILE
 from duetml.study.design import Study
 from duetml.study.session import ParticipantSession
 
-# Not operations of the participant: the study's own steps, the agents' and the set-up's.
-NOT_OPERATIONS = {"init", "recovered", "predict_live"}
+# Not operations of the participant: the set-up's, a crash's, and `apply_suggestion`, which
+# is logged beside the change it made (a proposal's move is one click, one operation).
+NOT_OPERATIONS = {"init", "recovered", "predict_live", "apply_suggestion"}
 
 
 def read_events(project: Path) -> Iterator[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 from typing import Any
 
 from duetml.study.activity import is_operation, session_events
@@ -51,3 +53,34 @@ def _short(value: Any) -> str:
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in list(value.items())[:6]) + "}"
     text = str(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def timeline_html(pid: str, entries: list[dict[str, Any]]) -> str:
+    """The timeline as one self-contained page: a row per event, coloured by who acted."""
+    rows = "\n".join(
+        f'<tr class="{html.escape(e["who"])}"><td>+{int(e["t"]) // 60:02d}:{int(e["t"]) % 60:02d}'
+        f"</td><td>{html.escape(str(e['task']))}</td><td>{html.escape(e['who'])}</td>"
+        f"<td>{html.escape(str(e['event']))}</td>"
+        f"<td><code>{html.escape(_details(e))}</code></td></tr>"
+        for e in entries
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(pid)}: session timeline</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #1d2330; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #dde1e9; padding: 4px 8px; text-align: left; }}
+tr.agent {{ background: #fff6e5; }} tr.study {{ background: #e8ebfd; }}
+code {{ font-size: 12px; white-space: pre-wrap; }}
+</style></head><body>
+<h1>{html.escape(pid)}: session timeline</h1>
+<p>{len(entries)} events. Blue rows: the study's steps; orange: the assistant.</p>
+<table><thead><tr><th>time</th><th>task</th><th>who</th><th>event</th><th>details</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></body></html>
+"""
+
+
+def _details(entry: dict[str, Any]) -> str:
+    return json.dumps(entry["details"], ensure_ascii=False)[:400]

@@ -22,7 +22,7 @@ from litestar.params import FromPath, JSONBody
 
 from duetml.errors import NotFoundError
 from duetml.study.design import Study, Task
-from duetml.study.session import ParticipantSession
+from duetml.study.session import RUNNING, ParticipantSession
 from duetml.web.app import JSON_MAX_BYTES, STATIC_DIR, create_app
 from duetml.web.errors import ERROR_RESPONSES, make_exception_handlers
 from duetml.web.guard import RequestGuard, allowed_host_values
@@ -79,7 +79,7 @@ class SessionServerApp:
         return self.session.current_task() or self.study.design.tasks[-1]
 
     def _make_task_app(self, task: Task) -> Litestar:
-        return create_app(
+        app = create_app(
             self.study.task_project(self.session.participant.id, task.id),
             baseline=self.baseline,
             agents=None if self.baseline else self._agents,
@@ -88,6 +88,16 @@ class SessionServerApp:
             token=self._token,
             study_bar=True,
         )
+        agents = app.state.duetml.agents
+        if agents is not None:  # no unprompted advice outside the task's running time
+            agents.hold = lambda: self._hold_reason(task)
+        return app
+
+    def _hold_reason(self, task: Task) -> str | None:
+        record = self.session.record()
+        if self.session.current_task(record) != task or self.session.phase(record) != RUNNING:
+            return "the study task is not running"
+        return None
 
     def follow_session(self) -> None:
         """Serve the project of the task the session is on now (after a task ended)."""
