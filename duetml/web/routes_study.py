@@ -217,6 +217,7 @@ def create_rating_app(
         ".svg": "image/svg+xml",
     }
     thumbs = ThumbnailCache(study.root / ".rating-cache")
+    photos: dict[tuple[str, str], Path] = {}  # (code, sha256) -> the photo's file
 
     @get("/", include_in_schema=False, sync_to_thread=False)
     def page() -> Response[bytes]:
@@ -254,7 +255,7 @@ def create_rating_app(
                                 f"/api/rate/photo/{r.code}/{p['sha256']}" for p in c["photos"]
                             ],
                         }
-                        for c in ratings.training_data(r)
+                        for c in listed(r)
                     ],
                     "rated": saved.get(r.code, {}).get("answers"),
                 }
@@ -273,17 +274,26 @@ def create_rating_app(
     @get("/api/rate/photo/{code:str}/{digest:str}", include_in_schema=False, sync_to_thread=True)
     def photo(code: FromPath[str], digest: FromPath[str]) -> Response[bytes]:
         """A thumbnail of a photo of that training data (by content hash: no file names)."""
-        rated = ratings.find_rated(study, code)
-        for category in ratings.training_data(rated):
+        source = photos.get((code, digest))
+        if source is None:  # not listed yet, or changed since: list that data again
+            listed(ratings.find_rated(study, code))
+            source = photos.get((code, digest))
+        if source is None or not source.is_file():
+            raise NotFoundError("That photo is not in this training data.")
+        return Response(
+            thumbs.get(digest, source),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    def listed(rated: ratings.Rated) -> list[dict[str, Any]]:
+        """The rated data's categories; its photos remembered for the thumbnails' requests,
+        each of which would otherwise list every participant's session and photos again."""
+        categories = ratings.training_data(rated)
+        for category in categories:
             for p in category["photos"]:
-                if p["sha256"] == digest:
-                    source = rated.project / p["rel"]
-                    return Response(
-                        thumbs.get(digest, source),
-                        media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=3600"},
-                    )
-        raise NotFoundError("That photo is not in this training data.")
+                photos[(rated.code, p["sha256"])] = rated.project / p["rel"]
+        return categories
 
     app = Litestar(
         route_handlers=[page, files, queue, rate, photo],

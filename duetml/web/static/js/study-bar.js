@@ -253,6 +253,11 @@ function show(next) {
   }
   renderBar();
   if (next.phase !== phaseBefore || next.phase !== "questionnaire") renderOverlay();
+  if (next.phase !== phaseBefore && !overlay.hidden) {
+    // A dialog that covers the page takes the keyboard's focus with it.
+    const first = card.querySelector("button, input");
+    if (first) first.focus();
+  }
 }
 
 async function poll() {
