@@ -76,6 +76,36 @@ def test_the_proactive_agent_waits_while_the_task_is_not_running(study: Study) -
         assert agents.waiting_reason() == "the study task is not running"
 
 
+def test_unprompted_advice_comes_only_while_the_task_runs_and_carries_it(study: Study) -> None:
+    from dataclasses import replace
+
+    from duetml.agents import ProactiveTimer
+
+    pid = by_condition(study, "agents")
+    free = Project.open(study.task_project(pid, "free"))
+    free.update_settings(lambda s: replace(s, goal="sort animal photos"))  # no greeting wait
+    free.add_images("cats", demo_photos("hat", 2))
+    factory, _, proactive = fake_agents(proactive_replies=("Add a category for birds.",))
+    app = create_session_app(study.root, pid, agents=factory, port=PORT)
+    with TestClient(app, base_url=BASE) as client:  # type: ignore[arg-type]
+        client.post("/api/study/consent").raise_for_status()
+        client.post("/api/study/start").raise_for_status()
+        client.post("/api/study/finish").raise_for_status()  # the practice; now free is ready
+        timer = ProactiveTimer(app.task_app.state.duetml.agents)
+        assert timer.tick() is None and proactive.calls == 0  # ready: not yet
+        client.post("/api/study/start").raise_for_status()
+        assert timer.tick() == "Add a category for birds." and proactive.calls == 1
+        client.post("/api/study/pause").raise_for_status()
+        assert timer.tick() is None and proactive.calls == 1  # paused: nothing sent
+    advice = [e for e in free.log.recent(100) if e["event"] == "agent_proactive"]
+    assert [(e["result"], e["task"], e["participant"]) for e in advice] == [("advice", "free", pid)]
+    from duetml.study.activity import task_activity
+
+    counted = task_activity(study, pid, "free")
+    assert counted["proactive_advice"] == 1 and counted["agent_messages"] == 1
+    assert counted["questions_chat"] == 0
+
+
 def test_serve_study_on_the_command_line(study: Study) -> None:
     import subprocess
     import sys
