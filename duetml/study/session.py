@@ -175,7 +175,7 @@ class ParticipantSession:
             self._close(done, now, by)
             return "study_task_ended"
 
-        return self._change(change, RUNNING, PAUSED)
+        return self._change(change, RUNNING, PAUSED, details={"ended_by": by})
 
     def answer(self, answers: Mapping[str, Any]) -> dict[str, Any]:
         """Save the questionnaires of the task just ended: every item, each on its scale."""
@@ -246,7 +246,8 @@ class ParticipantSession:
             )
             return "study_task_ended"
 
-        self._change(change, RUNNING)
+        # The event is written now; `seconds` says how long the task really ran.
+        self._change(change, RUNNING, details={"ended_by": "time", "seconds": task.minutes * 60})
 
     def _change(
         self,
