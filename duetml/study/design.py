@@ -138,7 +138,8 @@ class Study:
         if not (Path(root) / STUDY_FILE).is_file():
             raise NotFoundError(
                 f"{root} is not a duetml study (no {STUDY_FILE}): make one with "
-                "`duetml study init DIR --participants N`."
+                "`duetml study init DIR --participants N`.",
+                web="This folder is not a duetml study: the experimenter makes one first.",
             )
         return cls(Path(root))
 
