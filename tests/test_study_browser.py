@@ -136,3 +136,25 @@ def test_the_raters_page(browser: Any, tmp_path: Path) -> None:  # noqa: F811
     saved = (study.ratings_dir / "R1.json").read_text()
     assert '"EQ1": 2' in saved
     assert not errors, errors
+
+
+def test_the_questionnaire_comes_when_the_time_is_up(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    short = tmp_path / "quick.toml"
+    short.write_text('title = "A quick task"\nminutes = 0.05\ntext = "Sort two photos."\n')
+    study = init_study(tmp_path / "study", 2, seed=3, task_files=[short])
+    pid = participant(study, "baseline")
+    port = free_port()
+    errors: list[str] = []
+    with LiveServer(create_session_app(study.root, pid, port=port), port) as server:
+        context, page = open_page(browser, server.url, errors)
+        page.get_by_role("button", name="I agree and start").click()
+        page.get_by_role("button", name="Start").click()
+        page.locator("#study-timer").wait_for()
+        # Three seconds later the server ends the task and the page asks its questions.
+        page.locator("#study-questionnaire").wait_for()
+        assert page.locator(".study-item").count() == 2  # baseline: UMUX-Lite only
+        context.close()
+    done = ParticipantSession(study, pid).record()["tasks"]["quick"]
+    assert done["ended_by"] == "time"
+    assert done["ended"] - done["started"] == pytest.approx(3.0)
+    assert not errors, errors
