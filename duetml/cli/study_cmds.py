@@ -136,6 +136,8 @@ def report(
         f"\n{'item':<7}{'task':<13}{x + ' median [IQR]':<24}{y + ' median [IQR]':<24}"
         f"{'U':>6}{'p':>8}  {'r':>6}  method"
     )
+    if not result["items"]:
+        typer.echo("(no answers or ratings yet)")
     for item in result["items"]:
         cells = []
         for c in (x, y):
@@ -158,7 +160,8 @@ def report(
             f"{c} {d['median']:g}" if d["n"] else f"{c} -" for c, d in row["by_condition"].items()
         ]
         typer.echo(f"  {row['task']:<13}{row['measure']:<19}" + "   ".join(cells))
-    typer.echo("\nPlots: " + ", ".join(result["plots"]))
+    if result["plots"]:
+        typer.echo("\nPlots: " + ", ".join(result["plots"]))
 
 
 @study_app.command("replay")
