@@ -226,8 +226,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="A new folder for the package.")],
     json_: JsonOption = False,
 ) -> None:
-    """An anonymised package: per participant the final categories (thumbnails), event log
-    and answers; the ratings; a long-format data.csv. Withdrawn participants left out."""
+    """An anonymised package for sharing, with a long-format data.csv (docs/study.md)."""
     from duetml.study.design import Study
     from duetml.study.export import export_study
 
