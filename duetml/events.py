@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 LOG_FILE = "events.jsonl"
+# Fields every event of this project carries (a study's participant and task), if present.
+CONTEXT_FILE = "log-context.json"
 
 
 class InteractionLog:
@@ -22,11 +24,18 @@ class InteractionLog:
         self.source = source
         # Why events could not be written (a read-only project), so the CLI can say so.
         self.unwritten: str | None = None
+        self.context = _read_context(state_dir / CONTEXT_FILE)
 
     def record(self, event: str, **details: Any) -> dict[str, Any]:
         """Append one event. A log that cannot be written (a read-only project, a full disk)
         never fails what the user asked for: reading must work read-only."""
-        entry = {"ts": time.time(), "source": self.source, "event": event, **details}
+        entry = {
+            "ts": time.time(),
+            "source": self.source,
+            **self.context,
+            "event": event,
+            **details,
+        }
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,3 +64,14 @@ class InteractionLog:
             except json.JSONDecodeError:
                 continue  # a torn last line after a crash is skipped, not fatal
         return events
+
+
+def _read_context(path: Path) -> dict[str, str]:
+    """The fields a study tags this project's events with; none for an ordinary project."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if k in ("participant", "task")}

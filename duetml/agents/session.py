@@ -82,6 +82,8 @@ class AgentSession:
         # on the session, so refresh() (new providers) cannot open a window for an overlap.
         self._proactive_running = threading.Lock()
         self._notices: list[str] = []
+        # Why unprompted looks must wait, from outside (a user study between tasks), or None.
+        self.hold: Callable[[], str | None] | None = None
         self._setup_providers()
         self.store.ensure_greeting(self.GREETING)
 
@@ -360,6 +362,7 @@ class AgentSession:
             image_bytes=context.image_bytes,
             reply_chars=len(reply),
             tokens=sent["size"].tokens,
+            proposals=len(extra.get("proposals") or ()),  # shown as buttons (study reports)
         )
 
     # --- fitting requests into the model's context ------------------------------------------
@@ -613,6 +616,9 @@ class AgentSession:
         """Why an unprompted look should wait a little, or None: a reply is being written or
         was just written (the user is reading it), or, when `patient`, the opening question
         is unanswered (for at most GREETING_PATIENCE seconds)."""
+        held = self.hold() if self.hold is not None else None
+        if held is not None:
+            return held
         with self._lock:
             if self._replies_running:
                 return "a reply is being written"
@@ -712,7 +718,12 @@ class AgentSession:
             self._log_pass(provider, "repeat")  # nearly what the user was already told
             return None
         self.store.append(("assistant", "proactive", advice, extra))
-        self._log_pass(provider, "advice", advice_chars=len(advice))
+        self._log_pass(
+            provider,
+            "advice",
+            advice_chars=len(advice),
+            proposals=len((extra or {}).get("proposals") or ()),
+        )
         return advice
 
     def _log_pass(self, provider: Provider, result: str, **details: Any) -> None:

@@ -32,6 +32,7 @@ def _commands() -> Any:
     from duetml.cli import agent_cmds  # ask, advise
     from duetml.cli import llm_cmds  # llm status|use|proactive
     from duetml.cli import serve_cmd  # serve
+    from duetml.cli import study_cmds  # study init|status|report|replay|rate|export
 
     # Importing the submodule duetml.cli.app bound the name `app` here to that module; the
     # package's `app` is the Typer application, as before the commands were imported lazily.

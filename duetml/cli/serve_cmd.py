@@ -47,6 +47,17 @@ def serve(
         bool,
         typer.Option("--baseline", help="The same page without any assistant (for user studies)."),
     ] = False,
+    study: Annotated[
+        Path | None,
+        typer.Option(
+            "--study",
+            help="A study folder (duetml study init): serve a participant's "
+            "session in their condition, with the task bar and questionnaires.",
+        ),
+    ] = None,
+    participant: Annotated[
+        str | None, typer.Option("--participant", help="The participant, like P07 (with --study).")
+    ] = None,
 ) -> None:
     """Open the web page: sort photos, train, try the model, talk to the assistant."""
     from duetml.web import create_app
@@ -58,6 +69,11 @@ def serve(
             f"--host {host} would show your photos to every machine on the network: "
             "give the one address to listen on (e.g. --host 192.168.1.5), or keep 127.0.0.1."
         )
+    if study is not None or participant is not None:  # --- a user study's session ---
+        from duetml.cli.study_cmds import serve_session
+
+        serve_session(study, participant, host, port, open_browser)
+        return
     opened = open_project(project)  # a clear "not a project" before anything starts
     if not baseline:
         _say_what_waits_for_approval(opened)

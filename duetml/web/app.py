@@ -48,6 +48,7 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     port: int = DEFAULT_PORT,
     token: str | None = None,
+    study_bar: bool = False,
 ) -> Litestar:
     """The web UI for the project at ``project_root``.
 
@@ -56,12 +57,14 @@ def create_app(
     comparing the tool with and without the assistant. ``allowed_hosts`` adds host names the
     server answers to (the ``--host`` the user chose) beside 127.0.0.1, localhost and [::1];
     ``token``, when given, must come with every request (a link's ``?token=``, then a cookie).
+    ``study_bar`` adds a user study's task bar, timer and questionnaires to the page
+    (duetml/web/routes_study.py serves what it asks for).
     """
     project = Project.open(project_root, source="web")
     session, problem = (None, None) if baseline else _agent_session(project, agents)
     web = WebState(project, session, baseline)
     web.agents_problem = problem
-    assets = _load_assets(baseline)
+    assets = _load_assets(baseline, study_bar)
 
     @get("/", include_in_schema=False, sync_to_thread=False)
     def page() -> Response[bytes]:
@@ -183,7 +186,7 @@ def _agent_session(
         return None, scrub(message, (project.root,))
 
 
-def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
+def _load_assets(baseline: bool, study_bar: bool = False) -> dict[str, tuple[bytes, str]]:
     """Every static file, read once: only files that exist at start-up can ever be served."""
     assets: dict[str, tuple[bytes, str]] = {}
     for path in sorted(STATIC_DIR.rglob("*")):
@@ -205,8 +208,16 @@ def _load_assets(baseline: bool) -> dict[str, tuple[bytes, str]]:
         if baseline
         else html.replace("<!--agents-->", "").replace("<!--/agents-->", "")
     )
+    if study_bar:  # --- the user study's bar (duetml/study); nothing else changes ---
+        html = html.replace("</head>", STUDY_HEAD + "</head>", 1)
     assets["index.html"] = (html.encode("utf-8"), "text/html")
     return assets
+
+
+STUDY_HEAD = (
+    '<link rel="stylesheet" href="/static/study.css" />\n'
+    '    <script type="module" src="/static/js/study-bar.js"></script>\n  '
+)
 
 
 def _safe_filename(name: str) -> str:
