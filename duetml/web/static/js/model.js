@@ -107,6 +107,7 @@ export function renderTrain(job) {
     }
   }
   if (!running) lastRun = job.run;
+  emit("train");
 }
 
 export function renderModel() {
