@@ -137,13 +137,13 @@ function panelFor(category) {
   const testSet = panel.querySelector(".test-set");
   testSet.hidden = !tests.length;
   replace(testSet.querySelector(".test-count"), tests.length ? `(${tests.length})` : "");
-  testSet
-    .querySelector(".test-grid")
-    .replaceChildren(
-      ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
-        thumbFor(image, category.name, index, "test"),
-      ),
-    );
+  const testGrid = testSet.querySelector(".test-grid");
+  testGrid.replaceChildren(
+    ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
+      thumbFor(image, category.name, index, "test"),
+    ),
+  );
+  settleRoving(testGrid);
   more.hidden = category.images.length <= first && tests.length <= first;
   more.textContent = showAll
     ? "Show fewer"
@@ -157,6 +157,7 @@ function panelFor(category) {
   grid.hidden = false;
   const shown = showAll ? category.images : category.images.slice(0, first);
   grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
+  settleRoving(grid);
   return panel;
 }
 
@@ -203,8 +204,15 @@ function buildPanel(name) {
         text: " kept apart: never trained on, they measure the model",
       }),
     ),
-    h("div", { class: "test-grid", role: "list" }),
+    h("div", {
+      class: "test-grid",
+      role: "listbox",
+      "aria-multiselectable": "true",
+      "aria-label": `Test photos of ${name}`,
+      "aria-describedby": "grid-keys",
+    }),
   );
+  wireRoving(testSet.querySelector(".test-grid"));
   makeTestDropTarget(testSet, name);
   const panel = h(
     "article",
@@ -282,7 +290,13 @@ function buildPanel(name) {
       { class: "panel-empty", hidden: true },
       h("p", { text: "No photos yet: drop photos or a folder here, or use Add photos." }),
     ),
-    h("div", { class: "grid", role: "list" }),
+    h("div", {
+      class: "grid",
+      role: "listbox",
+      "aria-multiselectable": "true",
+      "aria-label": `Photos of ${name}`,
+      "aria-describedby": "grid-keys",
+    }),
     h("button", {
       type: "button",
       class: "btn btn-quiet more",
@@ -297,10 +311,15 @@ function buildPanel(name) {
   );
   panel.querySelector(".count").id = `count-${cssId(name)}`;
   panel.camera = camera;
+  wireRoving(panel.querySelector(".grid"));
   makeDropTarget(panel, name);
   return panel;
 }
 
+// A photo is one option of its grid's listbox: the grid is one Tab stop (roving tabindex),
+// arrows move, Enter opens, Space selects, Delete removes. The mouse gets the same through the
+// tick and the × on the thumbnail, which are not separate stops (nor focusable at all: an
+// option may hold no controls).
 function thumbFor(image, category, index, split = "train") {
   const key = `${image.id}#${image.v}`;
   let node = thumbs.get(key);
@@ -314,43 +333,39 @@ function thumbFor(image, category, index, split = "train") {
       draggable: "false",
     });
     img.addEventListener("error", () => img.classList.add("broken"), { once: true });
-    const box = h("input", {
-      type: "checkbox",
-      class: "thumb-check",
-      dataset: { key: `sel:${image.id}` },
+    const tick = h("span", { class: "thumb-check", "aria-hidden": "true", title: "Select" });
+    tick.addEventListener("click", (event) => {
+      event.stopPropagation();
+      toggleSelected(image.id);
     });
-    box.addEventListener("change", () => {
-      if (box.checked) store.selected.add(image.id);
-      else store.selected.delete(image.id);
-      renderSelection();
+    const cross = h("span", {
+      class: "thumb-remove",
+      "aria-hidden": "true",
+      title: "Remove",
+      text: "×",
+    });
+    cross.addEventListener("click", (event) => {
+      event.stopPropagation();
+      removePhotos([image.id]);
     });
     node = h(
       "div",
-      { class: "thumb", role: "listitem", draggable: "true", dataset: { id: image.id } },
-      h(
-        "button",
-        {
-          type: "button",
-          class: "thumb-open",
-          dataset: { key: `open:${image.id}` },
-          onclick: () => showPhoto(image.id, node.dataset.label),
-        },
-        img,
-      ),
-      h(
-        "label",
-        { class: "thumb-select" },
-        box,
-        h("span", { class: "visually-hidden", text: "Select" }),
-      ),
-      h("button", {
-        type: "button",
-        class: "thumb-remove",
-        text: "×",
-        dataset: { key: `rm:${image.id}` },
-        onclick: () => removePhotos([image.id]),
-      }),
+      {
+        class: "thumb",
+        role: "option",
+        tabindex: "-1",
+        draggable: "true",
+        "aria-selected": "false",
+        dataset: { id: image.id, key: `thumb:${image.id}` },
+      },
+      h("span", { class: "thumb-open", "aria-hidden": "true" }, img),
+      tick,
+      cross,
     );
+    node.addEventListener("click", () => {
+      makeActive(node);
+      showPhoto(image.id, node.dataset.label);
+    });
     node.addEventListener("dragstart", (event) => {
       const ids = store.selected.has(image.id) ? [...store.selected] : [image.id];
       event.dataTransfer.setData(PHOTO_TYPE, JSON.stringify(ids));
@@ -361,13 +376,83 @@ function thumbFor(image, category, index, split = "train") {
     thumbs.set(key, node);
   }
   node.dataset.label = label;
-  node.querySelector(".thumb-open").setAttribute("aria-label", `Open ${label}`);
-  node.querySelector(".thumb-remove").setAttribute("aria-label", `Remove ${label}`);
-  node.querySelector(".thumb-check").setAttribute("aria-label", `Select ${label}`);
+  node.setAttribute("aria-label", label);
   const checked = store.selected.has(image.id);
-  node.querySelector(".thumb-check").checked = checked;
+  node.setAttribute("aria-selected", String(checked));
   node.classList.toggle("selected", checked);
   return node;
+}
+
+function toggleSelected(id) {
+  if (store.selected.has(id)) store.selected.delete(id);
+  else store.selected.add(id);
+  renderSelection();
+}
+
+// The one photo of a grid that Tab reaches: the last one used, else the first.
+function makeActive(node) {
+  const grid = node.parentElement;
+  if (!grid) return;
+  for (const other of grid.children) if (other !== node) other.tabIndex = -1;
+  node.tabIndex = 0;
+  grid.dataset.active = node.dataset.id;
+}
+
+function settleRoving(grid) {
+  const items = Array.from(grid.children);
+  if (!items.length) return;
+  const active = items.find((n) => n.dataset.id === grid.dataset.active) || items[0];
+  makeActive(active);
+}
+
+function wireRoving(grid) {
+  grid.addEventListener("keydown", (event) => {
+    const node = event.target.closest(".thumb");
+    if (!node || node.parentElement !== grid) return;
+    const items = Array.from(grid.children);
+    const at = items.indexOf(node);
+    // Photos per row: those level with the first one.
+    const top = items[0].offsetTop;
+    const perRow = Math.max(1, items.filter((n) => n.offsetTop === top).length);
+    const moves = {
+      ArrowRight: at + 1,
+      ArrowLeft: at - 1,
+      ArrowDown: at + perRow,
+      ArrowUp: at - perRow,
+      Home: 0,
+      End: items.length - 1,
+    };
+    if (event.key in moves) {
+      event.preventDefault();
+      const next = items[Math.min(items.length - 1, Math.max(0, moves[event.key]))];
+      makeActive(next);
+      next.focus();
+      return;
+    }
+    const id = node.dataset.id;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      showPhoto(id, node.dataset.label);
+    } else if (event.key === " ") {
+      event.preventDefault();
+      toggleSelected(id);
+    } else if (event.key === "Delete" || event.key === "Backspace") {
+      event.preventDefault();
+      // A selected photo takes the whole selection with it, as the selection bar's Remove.
+      const ids = store.selected.has(id) ? [...store.selected] : [id];
+      const neighbour =
+        items.slice(at + 1).find((n) => !ids.includes(n.dataset.id)) ||
+        items
+          .slice(0, at)
+          .reverse()
+          .find((n) => !ids.includes(n.dataset.id));
+      if (neighbour) {
+        makeActive(neighbour);
+        neighbour.focus();
+      }
+      removePhotos(ids);
+    }
+  });
 }
 
 function cssId(name) {
@@ -461,8 +546,7 @@ export function renderSelection() {
   for (const node of document.querySelectorAll(".thumb")) {
     const on = store.selected.has(node.dataset.id);
     node.classList.toggle("selected", on);
-    const box = node.querySelector(".thumb-check");
-    if (box) box.checked = on;
+    node.setAttribute("aria-selected", String(on));
   }
   if (!count) return;
   replace($("#selection-count"), `${plural(count, "photo")} selected`);
