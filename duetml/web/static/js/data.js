@@ -87,6 +87,7 @@ export function renderCategories() {
   for (const [name, gone] of [...panels]) {
     if (seen.has(name)) continue;
     if (gone.camera) gone.camera.dispose();
+    if (observer) observer.unobserve(gone);
     panels.delete(name);
   }
   keepInPlace(box, nodes);
@@ -122,12 +123,88 @@ function keepInPlace(parent, nodes) {
 function panelFor(category) {
   let panel = panels.get(category.name);
   if (!panel) {
-    panel = buildPanel(category.name);
+    panel = buildShell(category.name);
     panels.set(category.name, panel);
   }
   const counts = [plural(category.count, "photo")];
   if (category.test_count) counts.push(`${category.test_count} test`);
   replace(panel.querySelector(".count"), counts.join(" · "));
+  if (virtual()) watchPanel(panel);
+  else if (!panel.awake) buildBody(panel, category.name);
+  if (!panel.awake) {
+    // About its built height (buttons, rows of thumbnails), until it has been built once.
+    if (!panel.style.minHeight) {
+      const first = FIRST_ROWS_WHEN_MANY;
+      const n = Math.min(category.images.length, first);
+      const tests = Math.min((category.test_images || []).length, first);
+      const rows = Math.ceil(n / 5) + Math.ceil(tests / 5);
+      panel.style.minHeight = `${90 + rows * 94 + (tests ? 30 : 0)}px`;
+    }
+    return panel;
+  }
+  return fillPanel(panel, category);
+}
+
+// ----- only the panels near the screen are built (100 categories are not 1,200 thumbnails) --
+
+// Past this many thumbnails in all, a panel far from the screen is its header only: its
+// buttons, camera, thumbnails and test set are built as it scrolls near and dropped as it
+// scrolls far (keeping its height, so the scroll bar does not jump).
+const VIRTUAL_PHOTOS = 300;
+const NEAR = "600px 0px";
+let observer = null;
+
+function shownPhotos() {
+  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
+  let sum = 0;
+  for (const c of store.categories)
+    sum += Math.min(c.images.length, first) + Math.min((c.test_images || []).length, first);
+  return sum;
+}
+
+function virtual() {
+  return store.categories.length > MANY_CATEGORIES && shownPhotos() > VIRTUAL_PHOTOS;
+}
+
+function watchPanel(panel) {
+  if (!observer) {
+    observer = new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          const node = entry.target;
+          const category = store.categories.find((c) => c.name === node.dataset.category);
+          if (!category || !node.isConnected) continue;
+          if (entry.isIntersecting && !node.awake) {
+            buildBody(node, category.name);
+            fillPanel(node, category);
+            renderSelection();
+          } else if (!entry.isIntersecting && node.awake) sleep(node);
+        }
+      },
+      { root: $("#data"), rootMargin: NEAR },
+    );
+  }
+  if (!panel.watched) {
+    panel.watched = true;
+    observer.observe(panel);
+  }
+}
+
+// A panel in use stays built: the focus is in it, its camera is open, an upload reports in it.
+function sleep(panel) {
+  if (panel.contains(document.activeElement)) return;
+  if (panel.camera && !panel.camera.block.hidden) return;
+  if (panel.querySelector(".upload")) return;
+  panel.style.minHeight = `${panel.offsetHeight}px`;
+  if (panel.camera) panel.camera.dispose();
+  panel.camera = null;
+  for (const old of panel.querySelectorAll(".category-actions")) old.remove();
+  panel.querySelector(".panel-body").replaceChildren();
+  panel.awake = false;
+}
+
+function fillPanel(panel, category) {
+  panel.style.minHeight = "";
   const grid = panel.querySelector(".grid");
   const more = panel.querySelector(".more");
   const showAll = store.expanded.has(category.name);
@@ -161,7 +238,31 @@ function panelFor(category) {
   return panel;
 }
 
-function buildPanel(name) {
+function buildShell(name) {
+  const panel = h(
+    "article",
+    {
+      class: "category",
+      dataset: { category: name },
+      "aria-label": `Category ${name}`,
+      tabindex: "-1",
+    },
+    h(
+      "header",
+      { class: "category-head" },
+      h("h3", { class: "category-name", text: name, title: name }),
+      h("span", { class: "count" }),
+    ),
+    h("div", { class: "panel-body" }),
+  );
+  panel.querySelector(".count").id = `count-${cssId(name)}`;
+  panel.awake = false;
+  makeDropTarget(panel, name);
+  return panel;
+}
+
+// The panel's buttons, camera, grid and test set: built when the panel is near the screen.
+function buildBody(panel, name) {
   const filesInput = h("input", {
     type: "file",
     accept: "image/*",
@@ -214,76 +315,66 @@ function buildPanel(name) {
   );
   wireRoving(testSet.querySelector(".test-grid"));
   makeTestDropTarget(testSet, name);
-  const panel = h(
-    "article",
-    {
-      class: "category",
-      dataset: { category: name },
-      "aria-label": `Category ${name}`,
-      tabindex: "-1",
-    },
-    h(
-      "header",
-      { class: "category-head" },
-      h("h3", { class: "category-name", text: name, title: name }),
-      h("span", { class: "count" }),
-      h(
-        "div",
-        { class: "category-actions" },
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add photos…",
-          dataset: { key: `add:${name}` },
-          onclick: () => {
-            filesInput.dataset.split = "train";
-            filesInput.click();
-          },
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add folder…",
-          dataset: { key: `folder:${name}` },
-          onclick: () => folderInput.click(),
-        }),
-        camera.button,
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add test photos…",
-          title: "Photos kept apart to measure the model: it never trains on them",
-          dataset: { key: `addtest:${name}` },
-          onclick: () => {
-            filesInput.dataset.split = "test";
-            filesInput.click();
-          },
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Rename",
-          dataset: { key: `rename:${name}` },
-          onclick: () => renameCategory(name),
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Merge…",
-          dataset: { key: `merge:${name}` },
-          onclick: () => mergeCategory(name),
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small btn-danger",
-          text: "Remove",
-          "aria-label": `Remove category ${name}`,
-          onclick: () => removeCategory(name),
-        }),
-        filesInput,
-        folderInput,
-      ),
-    ),
+  const actions = h(
+    "div",
+    { class: "category-actions" },
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add photos…",
+      dataset: { key: `add:${name}` },
+      onclick: () => {
+        filesInput.dataset.split = "train";
+        filesInput.click();
+      },
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add folder…",
+      dataset: { key: `folder:${name}` },
+      onclick: () => folderInput.click(),
+    }),
+    camera.button,
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add test photos…",
+      title: "Photos kept apart to measure the model: it never trains on them",
+      dataset: { key: `addtest:${name}` },
+      onclick: () => {
+        filesInput.dataset.split = "test";
+        filesInput.click();
+      },
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Rename",
+      dataset: { key: `rename:${name}` },
+      onclick: () => renameCategory(name),
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Merge…",
+      dataset: { key: `merge:${name}` },
+      onclick: () => mergeCategory(name),
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small btn-danger",
+      text: "Remove",
+      "aria-label": `Remove category ${name}`,
+      onclick: () => removeCategory(name),
+    }),
+    filesInput,
+    folderInput,
+  );
+  const head = panel.querySelector(".category-head");
+  for (const old of head.querySelectorAll(".category-actions")) old.remove();
+  head.append(actions);
+  panel.querySelector(".panel-body").replaceChildren(
     camera.block,
     h(
       "div",
@@ -309,11 +400,9 @@ function buildPanel(name) {
     }),
     testSet,
   );
-  panel.querySelector(".count").id = `count-${cssId(name)}`;
   panel.camera = camera;
+  panel.awake = true;
   wireRoving(panel.querySelector(".grid"));
-  makeDropTarget(panel, name);
-  return panel;
 }
 
 // A photo is one option of its grid's listbox: the grid is one Tab stop (roving tabindex),
