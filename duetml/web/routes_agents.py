@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import JSONBody, KwargDefinition
+from litestar.params import JSONBody, KwargDefinition, QueryParameter
 from litestar.response import Stream
 
 from duetml.errors import DuetmlError, NotFoundError, page_wording
@@ -121,8 +121,13 @@ def describe(web: WebState, fresh: bool = False) -> dict[str, Any]:
     sync_to_thread=True,
     summary="Which provider and model each agent uses",
 )
-def agents_info(web: InjectedWebState, fresh: bool = False) -> dict[str, Any]:
-    """`fresh`: ask the LLM servers now (the page's "Check again"), not a recent answer."""
+def agents_info(
+    web: InjectedWebState,
+    fresh: Annotated[
+        bool,
+        QueryParameter(description="Ask the LLM servers now, not a recent answer (Check again)."),
+    ] = False,
+) -> dict[str, Any]:
     return describe(web, fresh=fresh)
 
 

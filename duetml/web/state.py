@@ -186,7 +186,10 @@ class WebState:
             log.exception("reading the conversation failed")
             return "error"
         last = conversation[-1].get("id", "") if conversation else ""
-        return f"{len(conversation)}:{last}:{int(enabled)}"
+        # The proactive agent pausing for its server (or failing) changes what the page says.
+        paused = int(self.proactive_paused)
+        failed = int(self.proactive_error is not None)
+        return f"{len(conversation)}:{last}:{int(enabled)}:{paused}{failed}"
 
     def settings_version(self) -> str:
         return str(_mtime(self.project.root / SETTINGS_FILE))

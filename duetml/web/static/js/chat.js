@@ -96,7 +96,7 @@ function renderAgents(info) {
     // how to set it up, once, for both).
     const down = !off && agent.reachable === false;
     const where = off
-      ? "off: no LLM chosen"
+      ? "off: choose one in Assistant settings"
       : down
         ? "not reachable"
         : waiting

@@ -17,6 +17,11 @@ export function currentStep() {
 
 export function showStep(step, { focus = false } = {}) {
   if (!PANELS[step] || !$(PANELS[step])) return;
+  // A wide screen has the assistant beside every step: nothing to switch.
+  if (step === "chat" && !window.matchMedia("(max-width: 1000px)").matches) {
+    if (focus) $(PANELS[step]).focus({ preventScroll: true });
+    return;
+  }
   document.body.dataset.step = step;
   if (step === "train" || step === "try") side = step;
   document.body.dataset.side = side;
@@ -44,11 +49,10 @@ export function wireSteps() {
     next.focus();
   });
   // A skip link to a step that is not on screen shows that step first.
-  for (const link of $$("[data-step-link]")) {
+  for (const link of $$(".skip-link")) {
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      const step = link.dataset.stepLink;
-      showStep(step);
+      if (link.dataset.stepLink) showStep(link.dataset.stepLink);
       const target = $(link.getAttribute("href"));
       if (target) target.focus();
     });
@@ -95,8 +99,9 @@ function renderModelState() {
   let words;
   if (job.state === "running") {
     kind = "training";
-    const share = job.total ? pct(job.done / job.total) : "…";
-    words = [`Training ${share}`, share];
+    // A share only where there is one to count (the photos read, the fits done).
+    const share = job.total > 1 ? pct(job.done / job.total) : null;
+    words = share ? [`Training ${share}`, share] : ["Training…", "Training…"];
   } else if (!model) {
     kind = "none";
     words = ["No model yet", "No model"];
