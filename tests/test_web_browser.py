@@ -452,6 +452,7 @@ def test_a_dead_llm_is_said_once_and_the_rest_works(
         card = page.locator(".prediction:not(.pending)").first
         card.locator(".add-to-training select").select_option("shoes")
         card.get_by_role("button", name="Add to training data").click()
+        show_step(page, "data")
         wait_count(page, "shoes", 4)
         context.close()
     # One failed look in the interaction log, however many seconds it stayed down.

@@ -322,6 +322,7 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         before = photos_on_disk(trained_demo, "shoes")
         page.select_option("#live-category", "shoes")
         page.get_by_role("button", name="Add this frame to “shoes”").click()
+        show_step(page, "data")
         wait_count(page, "shoes", before + 1)
         assert photos_on_disk(trained_demo, "shoes") == before + 1
 
@@ -388,6 +389,7 @@ def test_the_model_downloads_as_a_zip_that_onnxruntime_runs(
 
     with serving(trained_demo) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "train")
         button = page.get_by_role("button", name="Download the model (.zip)")
         with page.expect_download() as download_info:
             button.click()

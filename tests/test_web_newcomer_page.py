@@ -343,7 +343,7 @@ def test_axe_finds_no_violation(browser: Any, watch: Watch, tmp_path: Path, widt
         page.goto(server.url)
         page.wait_for_selector("body[data-ready=true]")
         wait_count(page, "hat", 6)
-        page.locator(".agent-where").first.wait_for()
+        page.locator(".agent-where").first.wait_for(state="attached")
         assert axe_violations(page) == []
         # With a trained model and its evaluation shown.
         page.click("#train-btn")

@@ -23,7 +23,6 @@ from playwright.sync_api import expect
 from test_web_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    SCREENSHOT,
     TIMEOUT,
     Watch,
     ollama_settings,
@@ -275,11 +274,5 @@ def test_axe_finds_nothing_in_each_state(
             expect(error).to_have_count(1)
             assert_no_axe(page, "chat error")
             shot(page, f"{which}-{width}-chat-error")
-            if which == "demo" and width == 1440:
-                # The README's picture: the workspace mid-session.
-                show_step(page, "data")
-                page.evaluate("document.querySelectorAll('.toast-close').forEach((b) => b.click())")
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT.with_name("screenshot-workspace.png")))
             context.close()
     assert not watch.dialogs, watch.dialogs

@@ -533,7 +533,15 @@ function perCategoryTable(report, many) {
       : "not measured (no photos)";
   return h(
     "div",
-    { class: many ? "per-category-wrap per-category-long" : "per-category-wrap" },
+    // A long table scrolls in its own box, which the keyboard can reach and scroll too.
+    many
+      ? {
+          class: "per-category-wrap per-category-long",
+          tabindex: "0",
+          role: "region",
+          "aria-label": "Per category",
+        }
+      : { class: "per-category-wrap" },
     h(
       "table",
       { class: "per-category" },
