@@ -186,6 +186,7 @@ _PAGE_WORDING: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"`duetml llm use`"), "Assistant settings"),
     (re.compile(r"`duetml llm approve`"), "the page's “Allow for this project”"),
+    (re.compile(r"start it with `ollama serve`"), "start the Ollama app"),
     (re.compile(r"run `duetml train` again"), "click Train again"),
     (re.compile(r"run `duetml train`"), "click Train"),
 )

@@ -33,7 +33,7 @@ from duetml.errors import (
     UndoSkippedError,
 )
 from duetml.events import InteractionLog
-from duetml.journal import UndoJournal, free_name
+from duetml.journal import Operation, UndoJournal, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import (
     LEGACY_PRECISION,
@@ -528,37 +528,7 @@ class Project:
             known = self.known_hashes()
             summary = f"add image(s) to {category!r}"
             with self.journal.operation("add_images", summary) as change:
-                if not target_dir.is_dir():
-                    change.make_dir(target_dir)
-                batch: list[tuple[Path, bytes, Path | None]] = []
-                for (item, label), (data, facts, reason) in zip(
-                    items, _checked_ahead(items), strict=True
-                ):
-                    if data is None or facts is None:
-                        report.rejected.append((str(label), reason or "cannot be read."))
-                        continue
-                    digest = images.content_hash(data)
-                    if digest in known:
-                        report.duplicates.append((str(label), known[digest]))
-                        continue
-                    # The stored name comes from the content, never from the user (security.md 4).
-                    destination = target_dir / f"{digest[:20]}{facts.extension}"
-                    if destination.exists() or destination.is_symlink():
-                        # Same content already there (a stale hash index): never overwrite.
-                        report.duplicates.append((str(label), _rel(self, destination)))
-                        continue
-                    origin = None
-                    if move and not isinstance(item, bytes):
-                        origin = Path(item).absolute()
-                        taken_from.append(origin)
-                    batch.append((destination, data, origin))
-                    rel = _rel(self, destination)
-                    known[digest] = rel
-                    report.added.append(rel)
-                    if len(batch) >= IMPORT_BATCH:
-                        change.create_many(batch)
-                        batch = []
-                change.create_many(batch)
+                self._store(change, target_dir, items, move, report, known, taken_from)
                 change.summary = f"add {len(report.added)} image(s) to {category!r}"
         # `--move` removes the originals only once the import is committed: a failure before
         # that leaves them where they were.
@@ -577,6 +547,48 @@ class Project:
         )
         return report
 
+    def _store(
+        self,
+        change: Operation,
+        target_dir: Path,
+        items: list[tuple[Any, str]],
+        move: bool,
+        report: AddReport,
+        known: dict[str, str],
+        taken_from: list[Path],
+    ) -> None:
+        """Decode, dedupe and write `items` into `target_dir` as steps of `change` (the
+        caller holds the data lock and the operation: an import of many folders is one)."""
+        if not target_dir.is_dir():
+            change.make_dir(target_dir)
+        batch: list[tuple[Path, bytes, Path | None]] = []
+        for (item, label), (data, facts, reason) in zip(items, _checked_ahead(items), strict=True):
+            if data is None or facts is None:
+                report.rejected.append((str(label), reason or "cannot be read."))
+                continue
+            digest = images.content_hash(data)
+            if digest in known:
+                report.duplicates.append((str(label), known[digest]))
+                continue
+            # The stored name comes from the content, never from the user (security.md 4).
+            destination = target_dir / f"{digest[:20]}{facts.extension}"
+            if destination.exists() or destination.is_symlink():
+                # Same content already there (a stale hash index): never overwrite.
+                report.duplicates.append((str(label), _rel(self, destination)))
+                continue
+            origin = None
+            if move and not isinstance(item, bytes):
+                origin = Path(item).absolute()
+                taken_from.append(origin)
+            batch.append((destination, data, origin))
+            rel = _rel(self, destination)
+            known[digest] = rel
+            report.added.append(rel)
+            if len(batch) >= IMPORT_BATCH:
+                change.create_many(batch)
+                batch = []
+        change.create_many(batch)
+
     def import_dataset(self, source: Path) -> AddReport:
         """Copy a folder-of-folders dataset (optionally with train/ and test/ inside)."""
         source = Path(source)
@@ -586,6 +598,7 @@ class Project:
             )
         layouts = [(s, source / s) for s in SPLITS if (source / s).is_dir()] or [("train", source)]
         total = AddReport()
+        folders: list[tuple[str, str, Path]] = []  # (split, category, folder)
         for split, folder in layouts:
             for entry in sorted(os.scandir(folder), key=lambda e: e.name):
                 if entry.is_symlink():
@@ -607,11 +620,44 @@ class Project:
                 except InvalidNameError as exc:
                     total.rejected.append((entry.path, str(exc)))
                     continue
-                report = self.add_images(name, [Path(entry.path)], split=split)
-                total.added += report.added
-                total.duplicates += report.duplicates
-                total.rejected += report.rejected
-                total.skipped_links += report.skipped_links
+                folders.append((split, name, Path(entry.path)))
+        # One operation for the whole dataset: one Undo takes the import back, not one
+        # category at a time (100 steps for a 100-category dataset).
+        counts: list[tuple[str, str, AddReport]] = []
+        with self.data_lock():
+            known = self.known_hashes()
+            with self.journal.operation("add_images", f"import {source.name}") as change:
+                for split, name, folder in folders:
+                    files, report = _expand_sources([folder])
+                    self._store(
+                        change,
+                        self.category_dir(name, split, must_exist=False),
+                        [(f, str(f)) for f in files],
+                        False,
+                        report,
+                        known,
+                        [],
+                    )
+                    counts.append((split, name, report))
+                    total.added += report.added
+                    total.duplicates += report.duplicates
+                    total.rejected += report.rejected
+                    total.skipped_links += report.skipped_links
+                categories = len({name for _, name, _ in counts})
+                change.summary = (
+                    f"import {len(total.added)} image(s) in {categories} categories"
+                    f" from {source.name!r}"
+                )
+        for split, name, report in counts:
+            self.log.record(
+                "add_images",
+                category=name,
+                split=split,
+                added=len(report.added),
+                duplicates=len(report.duplicates),
+                rejected=len(report.rejected),
+                skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
+            )
         return total
 
     # ----- content hashes (duplicates, feature cache keys, fingerprints) ---------------

@@ -76,6 +76,28 @@ def test_init_from_dataset_with_train_and_test(tmp_path: Path) -> None:
     ]
 
 
+def test_init_from_dataset_is_one_undoable_step(tmp_path: Path) -> None:
+    source = tmp_path / "dataset"
+    for split, photos in (("train", slice(0, 5)), ("test", slice(5, 7))):
+        for category in ("hat", "pants", "shoes"):
+            (source / split / category).mkdir(parents=True)
+            for photo in demo_photos(category)[photos]:
+                shutil.copy(photo, source / split / category / photo.name)
+    project, report = Project.init(tmp_path / "p", from_source=source)
+    assert len(report.added) == 21
+    assert project.undo_history() == ["import 21 image(s) in 3 categories from 'dataset'"]
+    undone = project.undo()
+    assert "import 21 image(s)" in undone
+    assert [(c.count, c.test_count) for c in project.categories()] == []
+    assert project.undo_history() == []
+    project.redo()  # and back, in one step too
+    assert [(c.name, c.count, c.test_count) for c in project.categories()] == [
+        ("hat", 5, 2),
+        ("pants", 5, 2),
+        ("shoes", 5, 2),
+    ]
+
+
 def test_add_decodes_skips_duplicates_and_never_touches_sources(
     new_project: Project, tmp_path: Path
 ) -> None:

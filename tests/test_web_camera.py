@@ -23,7 +23,16 @@ import pytest
 import test_web_browser
 from helpers import CATEGORIES, demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT, Watch, panel, serving, wait_count
+from test_web_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT,
+    Watch,
+    panel,
+    serving,
+    show_step,
+    wait_count,
+)
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.project import Project
@@ -290,6 +299,7 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         page.on("request", started)
         page.on("requestfinished", finished)
         page.on("requestfailed", finished)
+        show_step(page, "try")
         page.click("#live-btn")
         bars = page.locator("#live-bars li")
         bars.first.wait_for()
@@ -312,10 +322,12 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         before = photos_on_disk(trained_demo, "shoes")
         page.select_option("#live-category", "shoes")
         page.get_by_role("button", name="Add this frame to “shoes”").click()
+        show_step(page, "data")
         wait_count(page, "shoes", before + 1)
         assert photos_on_disk(trained_demo, "shoes") == before + 1
 
         # Stopping it stops the requests and the camera.
+        show_step(page, "try")
         page.click("#live-btn")
         assert page.locator("#live").is_hidden()
         page.wait_for_function("() => document.querySelector('#live-video').srcObject === null")
@@ -340,6 +352,7 @@ def test_live_says_not_sure_for_a_picture_unlike_every_category(
     # Chromium's own fake camera films a green test pattern: nothing like the demo's clothes.
     with serving(trained_demo) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "try")
         page.click("#live-btn")
         page.locator("#live-bars li").first.wait_for()
         verdict = page.locator("#live-label")
@@ -358,6 +371,7 @@ def test_live_camera_without_a_model_says_so_and_stays_off(
     project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
     with serving(project.root) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "try")
         page.click("#live-btn")
         page.locator("#live-status").filter(has_text="There is no model yet").wait_for()
         assert page.locator("#live").is_hidden()
@@ -375,6 +389,7 @@ def test_the_model_downloads_as_a_zip_that_onnxruntime_runs(
 
     with serving(trained_demo) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "train")
         button = page.get_by_role("button", name="Download the model (.zip)")
         with page.expect_download() as download_info:
             button.click()
@@ -408,9 +423,9 @@ def test_camera_views_fit_a_phone_and_pass_axe(
     with serving(trained_demo) as server:
         context, page = open_page(browser, server.url, watch, width=width, bypass_csp=True)
         hat = open_category_camera(page, "hat")
-        page.locator("#live-btn").scroll_into_view_if_needed()
         assert sideways_overflow(page) == 0
         shot(page, f"phone-{width}-category-camera", hat)
+        show_step(page, "try")
         page.click("#live-btn")  # takes the camera over from the panel
         page.locator("#live-bars li").first.wait_for()
         assert hat.locator(".camera-block").is_hidden()

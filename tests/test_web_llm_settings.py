@@ -15,7 +15,7 @@ from helpers import make_project
 from litestar.testing import TestClient
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
-from test_web_browser import Watch, serving
+from test_web_browser import Watch, serving, show_step
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.agents import choice
@@ -162,6 +162,8 @@ def test_the_settings_panel_in_a_browser(
         page = watch.attach(context.new_page())
         page.goto(server.url)
         page.wait_for_selector("body[data-ready=true]")
+        if width <= 1000:  # the assistant is a step of its own on a narrow screen
+            show_step(page, "chat")
         page.locator("#llm-settings summary").click()
         model = page.locator("#llm-model-proactive")
         expect(model).to_be_visible()

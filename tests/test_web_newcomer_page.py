@@ -13,7 +13,7 @@ import pytest
 import test_web_browser
 from helpers import make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, panel, serving, wait_count
+from test_web_browser import Watch, open_page, panel, serving, show_step, wait_count
 from web_helpers import fake_agents
 
 pytestmark = pytest.mark.browser
@@ -82,10 +82,10 @@ def test_no_sideways_scroll_and_key_controls_visible(
         for button in page.locator("article.category button").all():
             box = button.bounding_box()
             assert box is None or box["x"] + box["width"] <= width, "a category button is clipped"
-        # The assistant is one tap away, wherever it sits.
+        # The assistant is one tap away, wherever it sits: beside the steps, or a step itself.
         if width <= 1000:
-            assert page.locator("#chat-jump").is_visible()
-            page.click("#chat-jump")
+            assert page.locator("#step-chat").is_visible()
+            page.click("#step-chat")
         page.locator("#chat-input").wait_for()
         page.wait_for_function(
             """() => { const r = document.querySelector('#chat-input').getBoundingClientRect();
@@ -263,6 +263,7 @@ def test_where_reports_and_notices_appear(browser: Any, watch: Watch, tmp_path: 
             )
             assert apart, "a notice covers a thumbnail"
         # A file that is not an image, dropped on "Try the model": a sentence, no broken picture.
+        show_step(page, "try")
         drop_files(
             page, "#predict-drop", [("recipe.pdf", b"%PDF-1.4 not a photo", "application/pdf")]
         )
@@ -282,6 +283,7 @@ def test_no_model_yet_is_hidden_while_training(browser: Any, watch: Watch, tmp_p
     project = make_project(tmp_path / "p", per_category=6, categories=("hat", "shoes"))
     with serving(project.root, baseline=True) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "train")
         page.locator("#model-summary", has_text="No model yet").wait_for()
         # Watch every change of the progress area: while it shows, "No model yet" must not.
         page.evaluate(
@@ -341,7 +343,7 @@ def test_axe_finds_no_violation(browser: Any, watch: Watch, tmp_path: Path, widt
         page.goto(server.url)
         page.wait_for_selector("body[data-ready=true]")
         wait_count(page, "hat", 6)
-        page.locator(".agent-where").first.wait_for()
+        page.locator(".agent-where").first.wait_for(state="attached")
         assert axe_violations(page) == []
         # With a trained model and its evaluation shown.
         page.click("#train-btn")

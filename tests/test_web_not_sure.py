@@ -10,7 +10,7 @@ import pytest
 import test_web_browser
 from helpers import demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, serving
+from test_web_browser import Watch, open_page, serving, show_step
 
 from duetml.training import train_project
 
@@ -28,6 +28,7 @@ def test_a_photo_unlike_every_category_is_not_sure_on_the_page(
     train_project(project)
     with serving(project.root, baseline=True) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "try")
         page.set_input_files("#predict-input", str(demo_photos("shoes", 1, skip=20)[0]))
         card = page.locator(".prediction:not(.pending)").first
         expect(card.locator(".predicted")).to_have_text("Not sure")

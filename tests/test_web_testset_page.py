@@ -14,7 +14,16 @@ import pytest
 import test_web_browser
 from helpers import demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, drop_files, jpegs, open_page, panel, serving, wait_count
+from test_web_browser import (
+    Watch,
+    drop_files,
+    jpegs,
+    open_page,
+    panel,
+    serving,
+    show_step,
+    wait_count,
+)
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.project import Project
@@ -74,7 +83,7 @@ def test_add_see_and_move_test_photos_then_undo(browser: Any, watch: Watch, tmp_
         first = hat.locator(".grid").first.locator(".thumb").first
         moved_id = first.get_attribute("data-id")
         first.hover()
-        first.locator(".thumb-check").check()
+        first.locator(".thumb-check").click()
         expect(page.locator("#to-train-selected")).to_be_hidden()
         page.click("#to-test-selected")
         expect(held_out_set(page, "hat").locator(".thumb")).to_have_count(1)
@@ -93,7 +102,7 @@ def test_add_see_and_move_test_photos_then_undo(browser: Any, watch: Watch, tmp_
         test_thumb = held_out_set(page, "hat").locator(".thumb")
         expect(test_thumb).to_have_count(1)
         test_thumb.hover()
-        test_thumb.locator(".thumb-check").check()
+        test_thumb.locator(".thumb-check").click()
         expect(page.locator("#to-test-selected")).to_be_hidden()
         page.click("#to-train-selected")
         expect(held_out_set(page, "hat")).to_be_hidden()
@@ -180,6 +189,7 @@ def test_a_confusion_cell_moves_and_removes_its_photos(
 ) -> None:
     with serving(trained_demo, baseline=True) as server:
         context, page = open_page(browser, server.url, watch)
+        show_step(page, "train")
         misses = page.locator(".confusion .cell-miss")
         expect(misses.first).to_be_visible()
         # The cell's true and predicted categories, from its own label.
@@ -235,6 +245,7 @@ def test_a_prediction_card_adds_its_photo_to_a_category_or_the_test_set(
     with serving(trained_demo, baseline=True) as server:
         context, page = open_page(browser, server.url, watch)
         wait_count(page, "shoes", 20)
+        show_step(page, "try")
         page.set_input_files(
             "#predict-input",
             files=[{"name": "tried.jpg", "mimeType": "image/jpeg", "buffer": photo}],
@@ -259,6 +270,7 @@ def test_a_prediction_card_adds_its_photo_to_a_category_or_the_test_set(
         card.locator("select").select_option(predicted)
         card.get_by_role("button", name="Add to training data").click()
         expect(card.locator(".add-result")).to_have_text(f"Added to “{predicted}”.")
+        show_step(page, "data")
         wait_count(page, predicted, 21)
         undo_button_says(page, f"add 1 image(s) to '{predicted}'")
         assert watch.errors == [] and watch.dialogs == []
@@ -280,10 +292,12 @@ def test_the_new_parts_pass_axe_and_fit_a_phone(
         page.goto(server.url)
         page.wait_for_selector("body[data-ready=true]")
         expect(held_out_set(page, "hat").locator(".thumb")).to_have_count(5)
+        show_step(page, "train")
         page.locator(".confusion .cell-miss").first.click()
         expect(page.locator(".cell-list .cell-photo").first).to_be_visible()
         assert sideways_overflow(page) == 0
         assert axe_violations(page) == []
+        show_step(page, "data")
         held_out_set(page, "hat").locator(".thumb-open").first.click()
         expect(fact(page, "Model says")).to_contain_text("%")
         dialog_overflow = viewer(page).evaluate("(d) => d.scrollWidth - d.clientWidth")

@@ -145,6 +145,8 @@ class ProactiveTimer:
         self._last_error: str | None = None
         self._soon = False  # the last tick was told to wait: look again shortly
         self._woken = False
+        # True while the proactive agent's server does not answer: looks wait until it does.
+        self.paused = False
 
     def start(self) -> Self:
         if self._thread is None:
@@ -163,6 +165,12 @@ class ProactiveTimer:
         """Look now instead of at the next tick (e.g. right after the user changed something)."""
         self._woken = True
         self._wake.set()
+
+    def _unreachable(self) -> bool:
+        """Whether a failed look failed because the server does not answer (not, say, a
+        missing model or a refused key, which a probe of the server would not detect)."""
+        reachable, _ = self.session.reachable("proactive")
+        return reachable is False
 
     @property
     def running(self) -> bool:
@@ -206,8 +214,17 @@ class ProactiveTimer:
                 self._soon = True
                 return None
             self._soon = False
+            if self._last_error is not None and self.session.proactive_enabled:
+                # The last look failed: while its server still does not answer, ask only
+                # whether it is back (one cheap request), not for advice, so a stopped Ollama
+                # costs neither a failed pass in the log every minute nor a repeated notice.
+                reachable, _ = self.session.reachable("proactive")
+                self.paused = reachable is False
+                if self.paused:
+                    return None
             advice = self.session.proactive_pass()
         except DuetmlError as exc:
+            self.paused = self._unreachable()
             if str(exc) != self._last_error:
                 self._last_error = str(exc)
                 if self.on_error is not None:
@@ -217,6 +234,7 @@ class ProactiveTimer:
             log.exception("proactive pass failed")
             return None
         self._last_error = None
+        self.paused = False
         if advice and self.on_advice is not None:
             self.on_advice(advice)
         return advice

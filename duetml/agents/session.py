@@ -144,6 +144,25 @@ class AgentSession:
         if reason is not None:
             raise choice.consent_error(provider, agent, reason)
 
+    def reachable(self, agent: str) -> tuple[bool | None, str | None]:
+        """Whether this agent's LLM server answers now: (True, None), (False, the sentence
+        why not), or (None, None) when there is nothing to ask (the agent is off, its settings
+        are wrong, or its endpoint waits for the user's approval: it is not contacted).
+
+        One request for the model list, without retries: a stopped local server refuses at
+        once, so the page and the proactive timer can ask before every look.
+        """
+        provider = self._provider(agent)
+        if agent in self._config_errors or not provider.enabled:
+            return None, None
+        if self._approval_missing(agent) is not None:
+            return None, None
+        try:
+            provider.probe()
+        except DuetmlError as exc:
+            return False, str(exc)
+        return True, None
+
     def _approval_missing(self, agent: str) -> str | None:
         """Why this agent's endpoint still waits for the user's approval, or None."""
         return choice.needs_approval(

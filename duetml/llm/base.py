@@ -315,6 +315,16 @@ class Provider(ABC):
     def list_models(self) -> list[ModelInfo]:
         return self._with_retries(self._list_models_once)
 
+    def probe(self) -> None:
+        """One request for the model list, without retries: whether the server answers now.
+        Raises the same one-sentence LLMError as every other call."""
+        try:
+            self._list_models_once()
+        except LLMError as exc:
+            raise self._redacted(exc) from None
+        except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+            raise self._give_up(exc, self._classify(exc, mid_stream=False), 0) from None
+
     def model_info(self) -> ModelInfo:
         """Whether the chosen model is available on the server and whether it accepts images."""
         return self._with_retries(self._model_info_once)

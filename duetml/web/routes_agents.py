@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import JSONBody, KwargDefinition
+from litestar.params import JSONBody, KwargDefinition, QueryParameter
 from litestar.response import Stream
 
 from duetml.errors import DuetmlError, NotFoundError, page_wording
@@ -93,9 +93,16 @@ def _session(web: WebState) -> AgentSession:
     return web.agents
 
 
-def describe(web: WebState) -> dict[str, Any]:
+def describe(web: WebState, fresh: bool = False) -> dict[str, Any]:
     session = web.agents
     info = public_description(session.describe()) if session is not None else {}
+    roots = (web.project.root,)
+    for agent in ("passive", "proactive"):
+        entry = info.get(agent) if isinstance(info, dict) else None
+        if isinstance(entry, dict):
+            reachable, problem = web.reachable(agent, fresh=fresh)
+            entry["reachable"] = reachable
+            entry["unreachable"] = scrub(page_wording(problem), roots) if problem else None
     return {
         "available": session is not None,
         "problem": web.agents_problem,
@@ -103,6 +110,7 @@ def describe(web: WebState) -> dict[str, Any]:
         "proactive_enabled": bool(session.proactive_enabled) if session else False,
         "proactive_interval": float(session.proactive_interval) if session else None,
         "proactive_error": web.proactive_error,
+        "proactive_paused": web.proactive_paused,
         "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
     }
 
@@ -113,8 +121,14 @@ def describe(web: WebState) -> dict[str, Any]:
     sync_to_thread=True,
     summary="Which provider and model each agent uses",
 )
-def agents_info(web: InjectedWebState) -> dict[str, Any]:
-    return describe(web)
+def agents_info(
+    web: InjectedWebState,
+    fresh: Annotated[
+        bool,
+        QueryParameter(description="Ask the LLM servers now, not a recent answer (Check again)."),
+    ] = False,
+) -> dict[str, Any]:
+    return describe(web, fresh=fresh)
 
 
 @get(

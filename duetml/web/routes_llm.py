@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from litestar import get, post
 from litestar.params import JSONBody, KwargDefinition
 
+from duetml.errors import page_wording
 from duetml.llm.registry import MODEL_NAME_PATTERN
 from duetml.web.errors import AGENT_ERROR_RESPONSES, scrub
 from duetml.web.routes_agents import describe, public_description
@@ -56,7 +57,7 @@ def _settings(web: WebState) -> dict[str, Any]:
         {
             "endpoint": server["endpoint"],
             "reachable": server["reachable"],
-            "problem": scrub(server["error"], roots) if server["error"] else None,
+            "problem": scrub(page_wording(server["error"]), roots) if server["error"] else None,
             "models": [m["name"] for m in server["models"]],
         }
         for server in status["servers"]

@@ -40,6 +40,7 @@ Answer = TypeVar("Answer")
 WATCH_EVERY_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0  # a comment on idle event streams, so proxies and browsers keep them
 LIVE_LOG_SECONDS = 10.0  # the live camera's frames reach the interaction log this often
+REACH_SECONDS = 10.0  # the assistant's servers are asked whether they answer at most this often
 
 
 class WebState:
@@ -69,6 +70,9 @@ class WebState:
         self._live_lock = threading.Lock()
         self._live_frames = 0
         self._live_logged = -LIVE_LOG_SECONDS
+        # agent -> (when asked, (reachable, why not)): the page asks often, a server once in a while
+        self._reach: dict[str, tuple[float, tuple[bool | None, str | None]]] = {}
+        self._reach_lock = threading.Lock()
         self.refresh_versions()
 
     # ----- the photos, listed once per folder change -----------------------------------------
@@ -182,7 +186,10 @@ class WebState:
             log.exception("reading the conversation failed")
             return "error"
         last = conversation[-1].get("id", "") if conversation else ""
-        return f"{len(conversation)}:{last}:{int(enabled)}"
+        # The proactive agent pausing for its server (or failing) changes what the page says.
+        paused = int(self.proactive_paused)
+        failed = int(self.proactive_error is not None)
+        return f"{len(conversation)}:{last}:{int(enabled)}:{paused}{failed}"
 
     def settings_version(self) -> str:
         return str(_mtime(self.project.root / SETTINGS_FILE))
@@ -250,6 +257,27 @@ class WebState:
                     self.hub.bump()
             except Exception:
                 log.exception("watching the project failed")
+
+    # ----- whether the assistant's servers answer --------------------------------------------
+    def reachable(self, agent: str, fresh: bool = False) -> tuple[bool | None, str | None]:
+        """The agent's server answers (True), does not (False, why), or is not asked (None):
+        asked at most once every REACH_SECONDS unless `fresh` (the page's "Check again")."""
+        if self.agents is None:
+            return None, None
+        now = time.monotonic()
+        with self._reach_lock:
+            cached = self._reach.get(agent)
+            if cached is not None and not fresh and now - cached[0] < REACH_SECONDS:
+                return cached[1]
+        answer = self.agents.reachable(agent)
+        with self._reach_lock:
+            self._reach[agent] = (time.monotonic(), answer)
+        return answer
+
+    @property
+    def proactive_paused(self) -> bool:
+        """The proactive timer waits for its server to answer again."""
+        return self._timer is not None and self._timer.paused
 
     def wake_proactive(self) -> bool:
         """Have the proactive agent look now (after it was switched on); False if no timer."""

@@ -64,15 +64,26 @@ export function wireChat() {
   });
 }
 
-export async function loadAgents() {
+export async function loadAgents({ fresh = false } = {}) {
   try {
-    renderAgents(await getJSON("/api/agents"));
+    renderAgents(await getJSON(fresh ? "/api/agents?fresh=true" : "/api/agents"));
   } catch (exc) {
     replace($("#agent-info"), h("dd", { class: "error-text", text: exc.message }));
   }
 }
 
+// The agents the page may count on: the chat's agent answers only if its server does.
+let lastInfo = null;
+
+function passiveCanAnswer(info) {
+  const passive = (info.agents || {}).passive;
+  return Boolean(
+    info.available && passive && passive.provider !== "none" && passive.reachable !== false,
+  );
+}
+
 function renderAgents(info) {
+  lastInfo = info;
   const list = $("#agent-info");
   const rows = [];
   const agents = info.agents || {};
@@ -81,22 +92,31 @@ function renderAgents(info) {
     if (!agent || typeof agent !== "object") continue;
     const off = agent.provider === "none";
     const waiting = (info.consent_needed || []).some((need) => need.agent === key);
+    // Grey when it cannot answer: off, or its server does not answer (the notice below says
+    // how to set it up, once, for both).
+    const down = !off && agent.reachable === false;
     const where = off
-      ? "no LLM: choose one in Assistant settings"
-      : waiting
-        ? `sends data to ${agent.endpoint || "its server"} only once you allow it`
-        : agent.is_local === false
-          ? `sends data to ${agent.endpoint || "a remote server"}`
-          : "runs on this machine";
+      ? "off: choose one in Assistant settings"
+      : down
+        ? "not reachable"
+        : waiting
+          ? `sends data to ${agent.endpoint || "its server"} only once you allow it`
+          : agent.is_local === false
+            ? `sends data to ${agent.endpoint || "a remote server"}`
+            : "runs on this machine";
     const model = off
       ? "off"
       : [agent.provider, agent.model].filter(Boolean).join(" · ") || "not configured";
+    const kind =
+      off || down
+        ? "agent-down"
+        : agent.is_local === false || waiting
+          ? "agent-remote"
+          : "agent-local";
     rows.push(
       h(
         "div",
-        {
-          class: `agent-row ${agent.is_local === false || waiting ? "agent-remote" : "agent-local"}`,
-        },
+        { class: `agent-row ${kind}` },
         h("dt", { text: ROLE_NAMES[key] }),
         h(
           "dd",
@@ -112,7 +132,7 @@ function renderAgents(info) {
     rows.push(
       h(
         "div",
-        { class: "agent-row" },
+        { class: "agent-row agent-down" },
         h("dt", { text: "Assistant" }),
         h("dd", { class: "error-text", text: info.problem || "not available" }),
       ),
@@ -125,18 +145,66 @@ function renderAgents(info) {
   const every = info.proactive_interval ? ` (every ${Math.round(info.proactive_interval)} s)` : "";
   toggle.closest("label").title =
     `The proactive agent looks at your project and volunteers advice${every}.`;
-  $("#chat-send").disabled = !info.available;
-  for (const button of $$("[data-ask]")) button.disabled = !info.available;
+  const answers = passiveCanAnswer(info);
+  $("#chat-send").disabled = !answers;
+  $("#chat-input").placeholder = answers
+    ? "Tell the assistant what you want to build, or ask anything…"
+    : "The assistant cannot answer yet: see above how to set it up.";
+  for (const button of $$("[data-ask]")) button.disabled = !answers;
+  document.body.classList.toggle("assistant-down", !answers);
+  if (lastMessages) renderMessages(lastMessages);
 }
 
 function renderNotices(info) {
   const box = $("#agent-notices");
   const items = [];
-  if (info.proactive_error && info.proactive_enabled) {
+  const agents = info.agents || {};
+  const down = ["passive", "proactive"].filter(
+    (key) => agents[key] && agents[key].provider !== "none" && agents[key].reachable === false,
+  );
+  const off = ["passive", "proactive"].filter(
+    (key) => agents[key] && agents[key].provider === "none",
+  );
+  if (down.length || off.length === 2) {
+    // The one place that says how to set the assistant up, in what to click, not commands.
+    const endpoints = [...new Set(down.map((key) => agents[key].endpoint).filter(Boolean))];
+    const check = h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Check again",
+      onclick: async () => {
+        check.disabled = true;
+        await loadAgents({ fresh: true });
+      },
+    });
+    items.push(
+      h(
+        "div",
+        { class: "notice notice-setup", id: "assistant-setup" },
+        h("p", {
+          class: "notice-title",
+          text: down.length
+            ? `The assistant is not reachable${endpoints.length ? ` at ${endpoints.join(", ")}` : ""}.`
+            : "The assistant is off.",
+        }),
+        h("p", {
+          text: "To talk with it, install Ollama from ollama.com (it runs on this machine and keeps your photos here), open it and download a model such as qwen2.5vl; or choose OpenAI with an API key. Both are chosen under Assistant settings below. Everything else on this page works without it.",
+        }),
+        check,
+      ),
+    );
+  }
+  if (info.proactive_enabled && info.proactive_paused) {
+    items.push(
+      h("p", {
+        class: "notice notice-quiet",
+        text: "Proactive advice is paused while its server is not reachable; it starts again by itself once the server answers.",
+      }),
+    );
+  } else if (info.proactive_error && info.proactive_enabled && !down.includes("proactive")) {
     items.push(
       h("p", {
         class: "notice notice-error",
-        role: "status",
         text: `Proactive agent: ${info.proactive_error}`,
       }),
     );
@@ -178,11 +246,17 @@ export async function loadConversation() {
   return data.messages;
 }
 
+let lastMessages = null;
+
 function renderMessages(messages) {
+  lastMessages = messages;
   const list = $("#messages");
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const items = [];
+  // A scripted greeting from an agent that cannot answer would look like a live assistant.
+  const answers = !lastInfo || passiveCanAnswer(lastInfo);
   for (const message of messages) {
+    if (message.kind === "greeting" && !answers) continue;
     items.push(messageNode(message));
     if (localError && message.id === localError.after) items.push(errorNode(localError.text));
   }
@@ -284,7 +358,8 @@ function proposalPhotos(proposal) {
 function errorNode(text) {
   return h(
     "li",
-    { class: "msg msg-error", role: "alert", dataset: { kind: "error" } },
+    // No role of its own (an <li> may not be an alert): the conversation is a live region.
+    { class: "msg msg-error", dataset: { kind: "error" } },
     h("p", { class: "msg-text", text: `⚠ ${text}` }),
   );
 }

@@ -87,6 +87,7 @@ export function renderCategories() {
   for (const [name, gone] of [...panels]) {
     if (seen.has(name)) continue;
     if (gone.camera) gone.camera.dispose();
+    if (observer) observer.unobserve(gone);
     panels.delete(name);
   }
   keepInPlace(box, nodes);
@@ -122,12 +123,88 @@ function keepInPlace(parent, nodes) {
 function panelFor(category) {
   let panel = panels.get(category.name);
   if (!panel) {
-    panel = buildPanel(category.name);
+    panel = buildShell(category.name);
     panels.set(category.name, panel);
   }
   const counts = [plural(category.count, "photo")];
   if (category.test_count) counts.push(`${category.test_count} test`);
   replace(panel.querySelector(".count"), counts.join(" · "));
+  if (virtual()) watchPanel(panel);
+  else if (!panel.awake) buildBody(panel, category.name);
+  if (!panel.awake) {
+    // About its built height (buttons, rows of thumbnails), until it has been built once.
+    if (!panel.style.minHeight) {
+      const first = FIRST_ROWS_WHEN_MANY;
+      const n = Math.min(category.images.length, first);
+      const tests = Math.min((category.test_images || []).length, first);
+      const rows = Math.ceil(n / 5) + Math.ceil(tests / 5);
+      panel.style.minHeight = `${90 + rows * 94 + (tests ? 30 : 0)}px`;
+    }
+    return panel;
+  }
+  return fillPanel(panel, category);
+}
+
+// ----- only the panels near the screen are built (100 categories are not 1,200 thumbnails) --
+
+// Past this many thumbnails in all, a panel far from the screen is its header only: its
+// buttons, camera, thumbnails and test set are built as it scrolls near and dropped as it
+// scrolls far (keeping its height, so the scroll bar does not jump).
+const VIRTUAL_PHOTOS = 300;
+const NEAR = "600px 0px";
+let observer = null;
+
+function shownPhotos() {
+  const first = store.categories.length > MANY_CATEGORIES ? FIRST_ROWS_WHEN_MANY : FIRST_ROWS;
+  let sum = 0;
+  for (const c of store.categories)
+    sum += Math.min(c.images.length, first) + Math.min((c.test_images || []).length, first);
+  return sum;
+}
+
+function virtual() {
+  return store.categories.length > MANY_CATEGORIES && shownPhotos() > VIRTUAL_PHOTOS;
+}
+
+function watchPanel(panel) {
+  if (!observer) {
+    observer = new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          const node = entry.target;
+          const category = store.categories.find((c) => c.name === node.dataset.category);
+          if (!category || !node.isConnected) continue;
+          if (entry.isIntersecting && !node.awake) {
+            buildBody(node, category.name);
+            fillPanel(node, category);
+            renderSelection();
+          } else if (!entry.isIntersecting && node.awake) sleep(node);
+        }
+      },
+      { root: $("#data"), rootMargin: NEAR },
+    );
+  }
+  if (!panel.watched) {
+    panel.watched = true;
+    observer.observe(panel);
+  }
+}
+
+// A panel in use stays built: the focus is in it, its camera is open, an upload reports in it.
+function sleep(panel) {
+  if (panel.contains(document.activeElement)) return;
+  if (panel.camera && !panel.camera.block.hidden) return;
+  if (panel.querySelector(".upload")) return;
+  panel.style.minHeight = `${panel.offsetHeight}px`;
+  if (panel.camera) panel.camera.dispose();
+  panel.camera = null;
+  for (const old of panel.querySelectorAll(".category-actions")) old.remove();
+  panel.querySelector(".panel-body").replaceChildren();
+  panel.awake = false;
+}
+
+function fillPanel(panel, category) {
+  panel.style.minHeight = "";
   const grid = panel.querySelector(".grid");
   const more = panel.querySelector(".more");
   const showAll = store.expanded.has(category.name);
@@ -137,13 +214,13 @@ function panelFor(category) {
   const testSet = panel.querySelector(".test-set");
   testSet.hidden = !tests.length;
   replace(testSet.querySelector(".test-count"), tests.length ? `(${tests.length})` : "");
-  testSet
-    .querySelector(".test-grid")
-    .replaceChildren(
-      ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
-        thumbFor(image, category.name, index, "test"),
-      ),
-    );
+  const testGrid = testSet.querySelector(".test-grid");
+  testGrid.replaceChildren(
+    ...(showAll ? tests : tests.slice(0, first)).map((image, index) =>
+      thumbFor(image, category.name, index, "test"),
+    ),
+  );
+  settleRoving(testGrid);
   more.hidden = category.images.length <= first && tests.length <= first;
   more.textContent = showAll
     ? "Show fewer"
@@ -157,10 +234,35 @@ function panelFor(category) {
   grid.hidden = false;
   const shown = showAll ? category.images : category.images.slice(0, first);
   grid.replaceChildren(...shown.map((image, index) => thumbFor(image, category.name, index)));
+  settleRoving(grid);
   return panel;
 }
 
-function buildPanel(name) {
+function buildShell(name) {
+  const panel = h(
+    "article",
+    {
+      class: "category",
+      dataset: { category: name },
+      "aria-label": `Category ${name}`,
+      tabindex: "-1",
+    },
+    h(
+      "header",
+      { class: "category-head" },
+      h("h3", { class: "category-name", text: name, title: name }),
+      h("span", { class: "count" }),
+    ),
+    h("div", { class: "panel-body" }),
+  );
+  panel.querySelector(".count").id = `count-${cssId(name)}`;
+  panel.awake = false;
+  makeDropTarget(panel, name);
+  return panel;
+}
+
+// The panel's buttons, camera, grid and test set: built when the panel is near the screen.
+function buildBody(panel, name) {
   const filesInput = h("input", {
     type: "file",
     accept: "image/*",
@@ -203,86 +305,89 @@ function buildPanel(name) {
         text: " kept apart: never trained on, they measure the model",
       }),
     ),
-    h("div", { class: "test-grid", role: "list" }),
+    h("div", {
+      class: "test-grid",
+      role: "listbox",
+      "aria-multiselectable": "true",
+      "aria-label": `Test photos of ${name}`,
+      "aria-describedby": "grid-keys",
+    }),
   );
+  wireRoving(testSet.querySelector(".test-grid"));
   makeTestDropTarget(testSet, name);
-  const panel = h(
-    "article",
-    {
-      class: "category",
-      dataset: { category: name },
-      "aria-label": `Category ${name}`,
-      tabindex: "-1",
-    },
-    h(
-      "header",
-      { class: "category-head" },
-      h("h3", { class: "category-name", text: name, title: name }),
-      h("span", { class: "count" }),
-      h(
-        "div",
-        { class: "category-actions" },
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add photos…",
-          dataset: { key: `add:${name}` },
-          onclick: () => {
-            filesInput.dataset.split = "train";
-            filesInput.click();
-          },
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add folder…",
-          dataset: { key: `folder:${name}` },
-          onclick: () => folderInput.click(),
-        }),
-        camera.button,
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Add test photos…",
-          title: "Photos kept apart to measure the model: it never trains on them",
-          dataset: { key: `addtest:${name}` },
-          onclick: () => {
-            filesInput.dataset.split = "test";
-            filesInput.click();
-          },
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Rename",
-          dataset: { key: `rename:${name}` },
-          onclick: () => renameCategory(name),
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          text: "Merge…",
-          dataset: { key: `merge:${name}` },
-          onclick: () => mergeCategory(name),
-        }),
-        h("button", {
-          type: "button",
-          class: "btn btn-small btn-danger",
-          text: "Remove",
-          "aria-label": `Remove category ${name}`,
-          onclick: () => removeCategory(name),
-        }),
-        filesInput,
-        folderInput,
-      ),
-    ),
+  const actions = h(
+    "div",
+    { class: "category-actions" },
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add photos…",
+      dataset: { key: `add:${name}` },
+      onclick: () => {
+        filesInput.dataset.split = "train";
+        filesInput.click();
+      },
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add folder…",
+      dataset: { key: `folder:${name}` },
+      onclick: () => folderInput.click(),
+    }),
+    camera.button,
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Add test photos…",
+      title: "Photos kept apart to measure the model: it never trains on them",
+      dataset: { key: `addtest:${name}` },
+      onclick: () => {
+        filesInput.dataset.split = "test";
+        filesInput.click();
+      },
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Rename",
+      dataset: { key: `rename:${name}` },
+      onclick: () => renameCategory(name),
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Merge…",
+      dataset: { key: `merge:${name}` },
+      onclick: () => mergeCategory(name),
+    }),
+    h("button", {
+      type: "button",
+      class: "btn btn-small btn-danger",
+      text: "Remove",
+      "aria-label": `Remove category ${name}`,
+      onclick: () => removeCategory(name),
+    }),
+    filesInput,
+    folderInput,
+  );
+  const head = panel.querySelector(".category-head");
+  for (const old of head.querySelectorAll(".category-actions")) old.remove();
+  head.append(actions);
+  panel.querySelector(".panel-body").replaceChildren(
     camera.block,
     h(
       "div",
       { class: "panel-empty", hidden: true },
       h("p", { text: "No photos yet: drop photos or a folder here, or use Add photos." }),
     ),
-    h("div", { class: "grid", role: "list" }),
+    h("div", {
+      class: "grid",
+      role: "listbox",
+      "aria-multiselectable": "true",
+      "aria-label": `Photos of ${name}`,
+      "aria-describedby": "grid-keys",
+    }),
     h("button", {
       type: "button",
       class: "btn btn-quiet more",
@@ -295,12 +400,15 @@ function buildPanel(name) {
     }),
     testSet,
   );
-  panel.querySelector(".count").id = `count-${cssId(name)}`;
   panel.camera = camera;
-  makeDropTarget(panel, name);
-  return panel;
+  panel.awake = true;
+  wireRoving(panel.querySelector(".grid"));
 }
 
+// A photo is one option of its grid's listbox: the grid is one Tab stop (roving tabindex),
+// arrows move, Enter opens, Space selects, Delete removes. The mouse gets the same through the
+// tick and the × on the thumbnail, which are not separate stops (nor focusable at all: an
+// option may hold no controls).
 function thumbFor(image, category, index, split = "train") {
   const key = `${image.id}#${image.v}`;
   let node = thumbs.get(key);
@@ -314,43 +422,39 @@ function thumbFor(image, category, index, split = "train") {
       draggable: "false",
     });
     img.addEventListener("error", () => img.classList.add("broken"), { once: true });
-    const box = h("input", {
-      type: "checkbox",
-      class: "thumb-check",
-      dataset: { key: `sel:${image.id}` },
+    const tick = h("span", { class: "thumb-check", "aria-hidden": "true", title: "Select" });
+    tick.addEventListener("click", (event) => {
+      event.stopPropagation();
+      toggleSelected(image.id);
     });
-    box.addEventListener("change", () => {
-      if (box.checked) store.selected.add(image.id);
-      else store.selected.delete(image.id);
-      renderSelection();
+    const cross = h("span", {
+      class: "thumb-remove",
+      "aria-hidden": "true",
+      title: "Remove",
+      text: "×",
+    });
+    cross.addEventListener("click", (event) => {
+      event.stopPropagation();
+      removePhotos([image.id]);
     });
     node = h(
       "div",
-      { class: "thumb", role: "listitem", draggable: "true", dataset: { id: image.id } },
-      h(
-        "button",
-        {
-          type: "button",
-          class: "thumb-open",
-          dataset: { key: `open:${image.id}` },
-          onclick: () => showPhoto(image.id, node.dataset.label),
-        },
-        img,
-      ),
-      h(
-        "label",
-        { class: "thumb-select" },
-        box,
-        h("span", { class: "visually-hidden", text: "Select" }),
-      ),
-      h("button", {
-        type: "button",
-        class: "thumb-remove",
-        text: "×",
-        dataset: { key: `rm:${image.id}` },
-        onclick: () => removePhotos([image.id]),
-      }),
+      {
+        class: "thumb",
+        role: "option",
+        tabindex: "-1",
+        draggable: "true",
+        "aria-selected": "false",
+        dataset: { id: image.id, key: `thumb:${image.id}` },
+      },
+      h("span", { class: "thumb-open", "aria-hidden": "true" }, img),
+      tick,
+      cross,
     );
+    node.addEventListener("click", () => {
+      makeActive(node);
+      showPhoto(image.id, node.dataset.label);
+    });
     node.addEventListener("dragstart", (event) => {
       const ids = store.selected.has(image.id) ? [...store.selected] : [image.id];
       event.dataTransfer.setData(PHOTO_TYPE, JSON.stringify(ids));
@@ -361,13 +465,83 @@ function thumbFor(image, category, index, split = "train") {
     thumbs.set(key, node);
   }
   node.dataset.label = label;
-  node.querySelector(".thumb-open").setAttribute("aria-label", `Open ${label}`);
-  node.querySelector(".thumb-remove").setAttribute("aria-label", `Remove ${label}`);
-  node.querySelector(".thumb-check").setAttribute("aria-label", `Select ${label}`);
+  node.setAttribute("aria-label", label);
   const checked = store.selected.has(image.id);
-  node.querySelector(".thumb-check").checked = checked;
+  node.setAttribute("aria-selected", String(checked));
   node.classList.toggle("selected", checked);
   return node;
+}
+
+function toggleSelected(id) {
+  if (store.selected.has(id)) store.selected.delete(id);
+  else store.selected.add(id);
+  renderSelection();
+}
+
+// The one photo of a grid that Tab reaches: the last one used, else the first.
+function makeActive(node) {
+  const grid = node.parentElement;
+  if (!grid) return;
+  for (const other of grid.children) if (other !== node) other.tabIndex = -1;
+  node.tabIndex = 0;
+  grid.dataset.active = node.dataset.id;
+}
+
+function settleRoving(grid) {
+  const items = Array.from(grid.children);
+  if (!items.length) return;
+  const active = items.find((n) => n.dataset.id === grid.dataset.active) || items[0];
+  makeActive(active);
+}
+
+function wireRoving(grid) {
+  grid.addEventListener("keydown", (event) => {
+    const node = event.target.closest(".thumb");
+    if (!node || node.parentElement !== grid) return;
+    const items = Array.from(grid.children);
+    const at = items.indexOf(node);
+    // Photos per row: those level with the first one.
+    const top = items[0].offsetTop;
+    const perRow = Math.max(1, items.filter((n) => n.offsetTop === top).length);
+    const moves = {
+      ArrowRight: at + 1,
+      ArrowLeft: at - 1,
+      ArrowDown: at + perRow,
+      ArrowUp: at - perRow,
+      Home: 0,
+      End: items.length - 1,
+    };
+    if (event.key in moves) {
+      event.preventDefault();
+      const next = items[Math.min(items.length - 1, Math.max(0, moves[event.key]))];
+      makeActive(next);
+      next.focus();
+      return;
+    }
+    const id = node.dataset.id;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      showPhoto(id, node.dataset.label);
+    } else if (event.key === " ") {
+      event.preventDefault();
+      toggleSelected(id);
+    } else if (event.key === "Delete" || event.key === "Backspace") {
+      event.preventDefault();
+      // A selected photo takes the whole selection with it, as the selection bar's Remove.
+      const ids = store.selected.has(id) ? [...store.selected] : [id];
+      const neighbour =
+        items.slice(at + 1).find((n) => !ids.includes(n.dataset.id)) ||
+        items
+          .slice(0, at)
+          .reverse()
+          .find((n) => !ids.includes(n.dataset.id));
+      if (neighbour) {
+        makeActive(neighbour);
+        neighbour.focus();
+      }
+      removePhotos(ids);
+    }
+  });
 }
 
 function cssId(name) {
@@ -461,8 +635,7 @@ export function renderSelection() {
   for (const node of document.querySelectorAll(".thumb")) {
     const on = store.selected.has(node.dataset.id);
     node.classList.toggle("selected", on);
-    const box = node.querySelector(".thumb-check");
-    if (box) box.checked = on;
+    node.setAttribute("aria-selected", String(on));
   }
   if (!count) return;
   replace($("#selection-count"), `${plural(count, "photo")} selected`);

@@ -30,6 +30,7 @@ import {
 import { wireViewer } from "./photo.js";
 import { loadReview } from "./review.js";
 import { wireSettings } from "./settings.js";
+import { wireSteps } from "./steps.js";
 import { on, store } from "./store.js";
 
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
@@ -172,6 +173,7 @@ async function loadProject() {
 
 async function start() {
   await loadProject();
+  wireSteps();
   wireAddCategory();
   wireSelectionBar();
   wireSectionDrop();

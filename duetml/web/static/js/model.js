@@ -107,6 +107,7 @@ export function renderTrain(job) {
     }
   }
   if (!running) lastRun = job.run;
+  emit("train");
 }
 
 export function renderModel() {
@@ -141,7 +142,11 @@ export function renderModel() {
     }),
     h("span", {
       class: "model-meta",
-      text: `Model trained ${ago(model.trained_at)} on ${model.categories.join(", ")} (${model.backbone}).`,
+      text: `Model trained ${ago(model.trained_at)} on ${
+        model.categories.length > 8
+          ? plural(model.categories.length, "category", "categories")
+          : model.categories.join(", ")
+      } (${model.backbone}).`,
     }),
   ];
   if (model.older_than_data)
@@ -420,6 +425,12 @@ export async function loadEvaluation() {
   renderEvaluation(report);
 }
 
+// Past this many categories the matrix no longer reads at a glance (nor fits a screen): the
+// evaluation leads with the most confused pairs and the per-category table, and the full
+// matrix opens on demand in a dialog of its own (zoomable, its headers staying in view).
+const MATRIX_INLINE_UP_TO = 15;
+const CONFUSED_PAIRS = 10;
+
 function renderEvaluation(report) {
   const box = $("#evaluation");
   const total = report.confusion.flat().reduce((a, b) => a + b, 0);
@@ -432,38 +443,140 @@ function renderEvaluation(report) {
       ? h("span", { class: "stale", text: " The photos changed since training." })
       : null,
   );
-  const perCategory = h(
-    "table",
-    { class: "per-category" },
-    h("caption", { text: "Per category" }),
-    h(
-      "thead",
-      {},
+  const cells = new Map(report.cells.map((c) => [`${c.true}\t${c.predicted}`, c.images]));
+  const detail = h("div", { class: "cell-photos", "aria-live": "polite" });
+  const open = (trueName, predicted, button, scope) =>
+    showCell(
+      detail,
+      trueName,
+      predicted,
+      cells.get(`${trueName}\t${predicted}`) || [],
+      scope,
+      button,
+    );
+  const many = report.categories.length > MATRIX_INLINE_UP_TO;
+  const table = perCategoryTable(report, many);
+  if (!many) {
+    const matrix = confusionMatrix(report, open);
+    replace(
+      box,
+      header,
+      h("div", { class: "eval-tables" }, table, h("div", { class: "matrix-wrap" }, matrix)),
+      detail,
+    );
+    return;
+  }
+  const pairs = confusedPairs(report, open);
+  const full = h("button", {
+    type: "button",
+    class: "btn",
+    id: "matrix-open",
+    text: `Show the full confusion matrix (${report.categories.length} × ${report.categories.length})`,
+    onclick: () => openMatrixDialog(report, open),
+  });
+  replace(box, header, pairs, detail, h("div", { class: "eval-more" }, full), table);
+}
+
+// The off-diagonal cells with the most photos: which categories the model mixes up.
+function confusedPairs(report, open) {
+  const pairs = [];
+  report.categories.forEach((trueName, i) => {
+    const rowTotal = report.confusion[i].reduce((a, b) => a + b, 0) || 1;
+    report.categories.forEach((predicted, j) => {
+      const count = report.confusion[i][j];
+      if (i !== j && count) pairs.push({ trueName, predicted, count, share: count / rowTotal });
+    });
+  });
+  pairs.sort((a, b) => b.count - a.count || b.share - a.share);
+  const top = pairs.slice(0, CONFUSED_PAIRS);
+  const section = h(
+    "section",
+    { class: "confused", "aria-labelledby": "confused-title" },
+    h("h4", { id: "confused-title", text: "Most confused" }),
+  );
+  if (!top.length) {
+    section.append(h("p", { class: "muted", text: "The model mixed up no two categories." }));
+    return section;
+  }
+  const list = h("ol", { class: "confused-list" });
+  for (const pair of top) {
+    const button = h(
+      "button",
+      {
+        type: "button",
+        class: "confused-pair",
+        onclick: () => open(pair.trueName, pair.predicted, button, list),
+      },
+      h("span", { class: "confused-count", text: String(pair.count) }),
       h(
-        "tr",
-        {},
-        ["Category", "Precision", "Recall", "Photos"].map((t) =>
-          h("th", { scope: "col", text: t }),
-        ),
+        "span",
+        { class: "confused-names" },
+        h("b", { text: pair.trueName }),
+        " taken for ",
+        h("b", { text: pair.predicted }),
       ),
-    ),
+      h("span", { class: "confused-share", text: `${pct(pair.share)} of ${pair.trueName}` }),
+    );
+    list.append(h("li", {}, button));
+  }
+  section.append(list, h("p", { class: "hint", text: "Click one to see its photos." }));
+  return section;
+}
+
+// A category without photos to measure on says so: "0%" would read as failing.
+function perCategoryTable(report, many) {
+  const rows = report.per_category.slice();
+  if (many) rows.sort((a, b) => (a.support ? a.recall : 2) - (b.support ? b.recall : 2));
+  const notMeasured =
+    report.source && report.source.includes("test")
+      ? "not measured (no test photos)"
+      : "not measured (no photos)";
+  return h(
+    "div",
+    // A long table scrolls in its own box, which the keyboard can reach and scroll too.
+    many
+      ? {
+          class: "per-category-wrap per-category-long",
+          tabindex: "0",
+          role: "region",
+          "aria-label": "Per category",
+        }
+      : { class: "per-category-wrap" },
     h(
-      "tbody",
-      {},
-      report.per_category.map((row) =>
+      "table",
+      { class: "per-category" },
+      h("caption", { text: many ? "Per category, the weakest first" : "Per category" }),
+      h(
+        "thead",
+        {},
         h(
           "tr",
           {},
-          h("th", { scope: "row", text: row.category }),
-          h("td", { text: pct(row.precision) }),
-          h("td", { text: pct(row.recall) }),
-          h("td", { text: String(row.support) }),
+          ["Category", "Precision", "Recall", "Photos"].map((t) =>
+            h("th", { scope: "col", text: t }),
+          ),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map((row) =>
+          h(
+            "tr",
+            {},
+            h("th", { scope: "row", text: row.category }),
+            row.support
+              ? [h("td", { text: pct(row.precision) }), h("td", { text: pct(row.recall) })]
+              : h("td", { colspan: "2", class: "not-measured", text: notMeasured }),
+            h("td", { text: String(row.support) }),
+          ),
         ),
       ),
     ),
   );
-  const cells = new Map(report.cells.map((c) => [`${c.true}\t${c.predicted}`, c.images]));
-  const detail = h("div", { class: "cell-photos", "aria-live": "polite" });
+}
+
+function confusionMatrix(report, open) {
   const matrix = h(
     "table",
     { class: "confusion" },
@@ -495,20 +608,13 @@ function renderEvaluation(report) {
             const kind = i === j ? "hit" : count ? "miss" : "zero";
             const button = h("button", {
               type: "button",
-              class: `cell cell-${kind}`,
+              // Dark cells get white numbers: readable (4.5:1) at every share.
+              class: `cell cell-${kind}${share >= 0.5 ? " cell-strong" : ""}`,
               text: String(count),
               disabled: count === 0,
               "aria-label": `${count} ${trueName} photo(s) predicted as ${predicted}`,
               style: { "--share": share.toFixed(3) },
-              onclick: () =>
-                showCell(
-                  detail,
-                  trueName,
-                  predicted,
-                  cells.get(`${trueName}\t${predicted}`) || [],
-                  matrix,
-                  button,
-                ),
+              onclick: () => open(trueName, predicted, button, matrix),
             });
             return h("td", {}, button);
           }),
@@ -516,12 +622,75 @@ function renderEvaluation(report) {
       }),
     ),
   );
+  return matrix;
+}
+
+// The full matrix of a big project: built when asked for, dropped when closed.
+function openMatrixDialog(report, open) {
+  let dialog = $("#matrix-dialog");
+  if (!dialog) {
+    dialog = h("dialog", {
+      id: "matrix-dialog",
+      class: "matrix-dialog",
+      "aria-labelledby": "matrix-dialog-title",
+    });
+    dialog.addEventListener("close", () => dialog.replaceChildren());
+    document.body.append(dialog);
+  }
+  let zoom = 1;
+  const wrap = h("div", {
+    class: "matrix-scroll",
+    tabindex: "0",
+    "aria-label": "Confusion matrix",
+  });
+  const setZoom = (value) => {
+    zoom = Math.min(1.6, Math.max(0.4, value));
+    wrap.style.setProperty("--zoom", String(zoom));
+    level.textContent = `${Math.round(zoom * 100)}%`;
+  };
+  const level = h("span", { class: "matrix-zoom-level", "aria-live": "polite" });
+  const pick = (trueName, predicted, button) => {
+    dialog.close();
+    open(trueName, predicted, button, $("#evaluation"));
+    $("#evaluation .cell-photos").scrollIntoView({ block: "start" });
+  };
+  wrap.append(confusionMatrix(report, pick));
   replace(
-    box,
-    header,
-    h("div", { class: "eval-tables" }, perCategory, h("div", { class: "matrix-wrap" }, matrix)),
-    detail,
+    dialog,
+    h(
+      "div",
+      { class: "matrix-dialog-head" },
+      h("h2", { id: "matrix-dialog-title", text: "Confusion matrix" }),
+      h(
+        "div",
+        { class: "matrix-zoom", role: "group", "aria-label": "Zoom" },
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "−",
+          "aria-label": "Zoom out",
+          onclick: () => setZoom(zoom - 0.2),
+        }),
+        level,
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          text: "+",
+          "aria-label": "Zoom in",
+          onclick: () => setZoom(zoom + 0.2),
+        }),
+      ),
+      h("button", {
+        type: "button",
+        class: "btn",
+        text: "Close",
+        onclick: () => dialog.close(),
+      }),
+    ),
+    wrap,
   );
+  setZoom(report.categories.length > 40 ? 0.6 : 1);
+  dialog.showModal();
 }
 
 // The open cell of the confusion matrix: its photos, each with its fixes, kept current as the
@@ -531,9 +700,9 @@ on("categories", () => {
   if (openCell && openCell.detail.isConnected) renderCell();
 });
 
-function showCell(detail, trueName, predicted, ids, matrix, button) {
-  for (const b of matrix.querySelectorAll(".cell.active")) b.classList.remove("active");
-  button.classList.add("active");
+function showCell(detail, trueName, predicted, ids, scope, button) {
+  for (const b of scope.querySelectorAll(".active")) b.classList.remove("active");
+  if (button.isConnected) button.classList.add("active");
   openCell = { detail, trueName, predicted, ids };
   renderCell();
 }

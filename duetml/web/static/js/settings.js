@@ -51,13 +51,17 @@ function render(settings) {
         : `Ollama at ${server.endpoint} is not reachable${server.problem ? `: ${server.problem}` : "."}`,
     }),
   );
+  // A server that does not answer is said once, above both agents, not again under each.
+  const said = new Set(
+    (settings.ollama || []).filter((server) => !server.reachable).map((server) => server.endpoint),
+  );
   const forms = ["passive", "proactive"].map((agent) =>
-    agentForm(agent, (settings.agents || {})[agent] || {}, settings.providers || []),
+    agentForm(agent, (settings.agents || {})[agent] || {}, settings.providers || [], said),
   );
   replace(body, list, ...servers, ...forms);
 }
 
-function agentForm(agent, current, providers) {
+function agentForm(agent, current, providers, said) {
   const select = h(
     "select",
     { name: "provider", id: `llm-provider-${agent}` },
@@ -91,7 +95,7 @@ function agentForm(agent, current, providers) {
     notes.push(`It waits for your Allow before anything goes to ${current.endpoint}.`);
   else if (current.provider !== "none" && current.is_local === false)
     notes.push(`It sends this project's photos to ${current.endpoint}.`);
-  if (current.error) notes.push(current.error);
+  if (current.error && !said.has(current.endpoint)) notes.push(current.error);
   const save = h("button", { type: "submit", class: "btn btn-small", text: "Save" });
   const form = h(
     "form",
