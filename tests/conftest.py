@@ -65,6 +65,42 @@ def trained_demo(_trained_demo_template: Path, tmp_path: Path) -> Path:
     return root
 
 
+# Where the Caltech subset's features are kept between test sessions on one machine, so only
+# the first session extracts them (minutes); later ones train in seconds.
+CALTECH_FEATURES = Path(os.environ.get("DUETML_TEST_FEATURES", "/tmp/duetml-test-features"))
+
+
+@pytest.fixture(scope="session")
+def trained_caltech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared Caltech subset (100 categories, 5,233 photos) as a project, trained once
+    per session and shared by every test that needs a big real project: open it read-only,
+    or copy it (shutil.copytree(..., symlinks=True)) to change it. Skips where the shared
+    data is absent (CI has it)."""
+    from helpers import CALTECH
+
+    if not CALTECH.is_dir():
+        pytest.skip(f"the Caltech-101 subset is not at {CALTECH} (CI has it)")
+    from duetml.training import feature_cache, train_project
+
+    root = tmp_path_factory.mktemp("caltech") / "caltech"
+    project, _ = Project.init(root, goal="recognise 100 kinds of objects")
+    # Copied as a person copies folders in (the set is already clean; an import would decode
+    # every photo again, a minute here).
+    shutil.copytree(CALTECH, project.split_dir("train"), dirs_exist_ok=True)
+    cache = feature_cache(project)
+    kept = CALTECH_FEATURES / cache.name
+    if kept.is_dir():  # the cache is a set of segment files: copy them all
+        cache.folder.mkdir(parents=True, exist_ok=True)
+        for segment in kept.iterdir():
+            shutil.copy(segment, cache.folder / segment.name)
+    train_project(project)
+    if not kept.is_dir():
+        kept.mkdir(parents=True)
+        for segment in feature_cache(project).segments():
+            shutil.copy(segment, kept / segment.name)
+    return root
+
+
 @pytest.fixture
 def new_project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj", goal="tell hats from shoes")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import CALTECH, DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos
 from llm_fakes import FakeOllamaServer
 from PIL import Image
 from typer.testing import CliRunner
@@ -219,40 +218,10 @@ def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowd
 
 # --- the Caltech subset (100 categories, 5,233 photos) ------------------------------------------
 
-CALTECH_FEATURES = Path(os.environ.get("DUETML_TEST_FEATURES", "/tmp/duetml-test-features"))
-
-
-@pytest.fixture(scope="session")
-def _caltech_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Caltech subset as a project, trained once per session. Its features are kept in
-    $DUETML_TEST_FEATURES (default /tmp/duetml-test-features) between sessions, so only the
-    first session on a machine extracts them (minutes); later ones train in seconds."""
-    if not CALTECH.is_dir():
-        pytest.skip(f"the Caltech-101 subset is not at {CALTECH} (CI has it)")
-    from duetml.training import feature_cache, train_project
-
-    root = tmp_path_factory.mktemp("caltech") / "caltech"
-    project, _ = Project.init(root, goal="recognise 100 kinds of objects")
-    # Copied as a person copies folders in (the set is already clean; an import would decode
-    # every photo again, a minute here).
-    shutil.copytree(CALTECH, project.split_dir("train"), dirs_exist_ok=True)
-    cache = feature_cache(project)
-    kept = CALTECH_FEATURES / cache.name
-    if kept.is_dir():  # the cache is a set of segment files: copy them all
-        cache.folder.mkdir(parents=True, exist_ok=True)
-        for segment in kept.iterdir():
-            shutil.copy(segment, cache.folder / segment.name)
-    train_project(project)
-    if not kept.is_dir():
-        kept.mkdir(parents=True)
-        for segment in feature_cache(project).segments():
-            shutil.copy(segment, kept / segment.name)
-    return root
-
 
 @pytest.fixture
-def caltech(_caltech_template: Path) -> Project:
-    return Project.open(_caltech_template)  # ask and advise only read the data
+def caltech(trained_caltech: Path) -> Project:
+    return Project.open(trained_caltech)  # ask and advise only read the data
 
 
 def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):

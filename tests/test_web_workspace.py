@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CALTECH, free_port
+from helpers import free_port
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
 from test_web_browser import (
@@ -40,9 +40,6 @@ HEIGHTS = {390: 844, 1440: 900, 2560: 1440}
 MAX_TABS_TO_TRAIN = 40
 MAX_DOM_NODES = 5000
 SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-workspace"
-# A trained copy of the Caltech subset to start from (its feature cache saves the minutes of
-# extraction); without it the module trains one once.
-TRAINED_CALTECH = os.environ.get("DUETML_TRAINED_CALTECH")
 
 
 @pytest.fixture(scope="module")
@@ -73,26 +70,11 @@ def watch() -> Watch:
     return Watch()
 
 
-@pytest.fixture(scope="module")
-def caltech_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CALTECH.is_dir():
-        pytest.skip(f"the Caltech-101 subset is not at {CALTECH} (CI has it)")
-    root = tmp_path_factory.mktemp("caltech") / "caltech"
-    if TRAINED_CALTECH and (Path(TRAINED_CALTECH) / "duetml.toml").is_file():
-        shutil.copytree(TRAINED_CALTECH, root, symlinks=True)
-        return root
-    from duetml.training import train_project
-
-    project, _ = Project.init(root, from_source=CALTECH)
-    train_project(project)  # a few minutes, once per run
-    return root
-
-
 def project_for(request: pytest.FixtureRequest, which: str, tmp_path: Path) -> Path:
     if which == "demo":
         root: Path = request.getfixturevalue("trained_demo")
         return root
-    template: Path = request.getfixturevalue("caltech_template")
+    template: Path = request.getfixturevalue("trained_caltech")
     root = tmp_path / "caltech"
     shutil.copytree(template, root, symlinks=True)
     return root
