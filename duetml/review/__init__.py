@@ -148,8 +148,9 @@ def _compute(
     if len(usable) < 2:
         return findings, unreviewed, 0
     x = cache.matrix([hashes[r.rel] for r in usable]).astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    data = ReviewData(usable, x, hashes, dismissed)
+    norms = np.maximum(np.linalg.norm(x, axis=1), 1e-12)
+    x /= norms[:, None]
+    data = ReviewData(usable, x, hashes, dismissed, norms=norms, backbone=project.backbone)
     data.pixels = pixel_facts(project.state_dir, [(hashes[r.rel], r.path) for r in usable])
     off_topic = off_topic_scores(data)
     flagged_mislabel: set[str] = set()
