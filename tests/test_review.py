@@ -470,3 +470,36 @@ def test_a_review_cache_of_the_wrong_json_type_is_ignored(trained_demo: Path, co
     again = review_project(project)
     assert [f.id for f in again.findings] == [f.id for f in first.findings]
     assert json.loads((project.state_dir / CACHE_FILE).read_text("utf-8"))["findings"] is not None
+
+
+def test_training_takes_the_pixel_measures_so_the_first_review_decodes_no_training_photo(
+    trained_demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's hashes and quality measures are taken while the training decodes each
+    photo for its features (pixels.PixelRecorder), each row under its own photo's hash."""
+    import numpy as np
+
+    from duetml.review import pixels
+
+    project = Project.open(trained_demo)
+    train = project.images("train")
+    hashes = project.hashes(train)
+    facts = pixels.pixel_facts(project.state_dir, [])
+    assert {hashes[r.rel] for r in train} <= set(facts.row)
+    for record in train[::25]:
+        measured = pixels.measure(record.path)
+        assert measured is not None
+        row = facts.row[hashes[record.rel]]
+        assert facts.hashes[row].tolist() == measured[0]
+        assert np.allclose(facts.stats[row], measured[1])
+    decoded: list[Path] = []
+    real_measure = pixels.measure
+
+    def counting(path: Path) -> tuple[list[int], list[float]] | None:
+        decoded.append(path)
+        return real_measure(path)
+
+    monkeypatch.setattr(pixels, "measure", counting)
+    (project.state_dir / "cache" / "review.json").unlink(missing_ok=True)
+    review_project(project)
+    assert not {p.resolve() for p in decoded} & {r.path.resolve() for r in train}

@@ -54,7 +54,7 @@ from duetml.review.fixes import (
 )
 from duetml.review.mislabels import find_mislabels
 from duetml.review.off_topic import find_off_topic, off_topic_scores
-from duetml.review.pixels import pixel_facts
+from duetml.review.pixels import PixelRecorder, pixel_facts
 from duetml.review.quality import find_quality
 from duetml.review.types import (
     ACTIONS,
@@ -142,7 +142,16 @@ def _compute(
         return findings, 0, 0
     cache = feature_cache(project)
     if extract:
-        fill_cache(cache, [(hashes[r.rel], r.path) for r in records], project.feature_backbone)
+        recorder = PixelRecorder(project.state_dir)
+        try:
+            fill_cache(
+                cache,
+                [(hashes[r.rel], r.path) for r in records],
+                project.feature_backbone,
+                also=recorder,
+            )
+        finally:
+            recorder.save()
     usable = [r for r in records if hashes[r.rel] in cache]
     unreviewed = len(records) - len(usable)
     if len(usable) < 2:
