@@ -187,20 +187,28 @@ class FeatureExtractor:
         return features, logits
 
     def extract(
-        self, sources: Sequence[Path | bytes], progress: ProgressCallback | None = None
+        self,
+        sources: Sequence[Path | bytes],
+        progress: ProgressCallback | None = None,
+        also: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
-        """Yield (index, vector, None) or (index, None, reason) for each source, in order."""
+        """Yield (index, vector, None) or (index, None, reason) for each source, in order.
+        ``also(index)`` runs in the decode threads after each photo that decoded: other work
+        on the same photo (the review's pixel measures) overlaps with the network too."""
         start = time.perf_counter()
         total = len(sources)
         done = 0
 
         def decode(index: int) -> tuple[int, np.ndarray | None, str | None]:
             try:
-                return index, load_square(sources[index], INPUT_SIZE), None
+                square = load_square(sources[index], INPUT_SIZE)
             except BadImageError as exc:
                 return index, None, str(exc)
             except OSError as exc:
                 return index, None, f"cannot be read ({exc.strerror or exc})."
+            if also is not None:
+                also(index)
+            return index, square, None
 
         with ThreadPoolExecutor(self.decode_threads) as pool:
             # Bounded look-ahead: enough decoded photos to keep the network busy, never all.
@@ -245,8 +253,10 @@ def fill_cache(
     items: Sequence[tuple[str, Path]],
     backbone: Backbone,
     progress: ProgressCallback | None = None,
+    also: Callable[[str, Path], None] | None = None,
 ) -> dict[str, str]:
-    """Compute the features missing from ``cache`` for (digest, path) items.
+    """Compute the features missing from ``cache`` for (digest, path) items; ``also(digest,
+    path)`` runs on each photo that decoded, beside its decoding (`FeatureExtractor.extract`).
 
     Returns {digest: reason} for photos that could not be decoded. The cache is saved every
     few hundred photos and at the end, also when interrupted (Ctrl-C keeps the work done).
@@ -258,7 +268,12 @@ def fill_cache(
     extractor = extractor_for(backbone)
     try:
         for count, (index, vector, reason) in enumerate(
-            extractor.extract([p for _, p in missing], progress), start=1
+            extractor.extract(
+                [p for _, p in missing],
+                progress,
+                None if also is None else lambda index: also(*missing[index]),
+            ),
+            start=1,
         ):
             digest = missing[index][0]
             if vector is None:

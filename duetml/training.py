@@ -100,7 +100,17 @@ def project_features(
     backbone = project.feature_backbone
     cache = cache if cache is not None else feature_cache(project)
     hashes = project.hashes(records)
-    failures = fill_cache(cache, [(hashes[r.rel], r.path) for r in records], backbone, progress)
+    from duetml.review.pixels import PixelRecorder
+
+    # The review's pixel measures are taken as the photos are decoded for their features, so
+    # the first review after a training does not decode every photo again.
+    recorder = PixelRecorder(project.state_dir)
+    try:
+        failures = fill_cache(
+            cache, [(hashes[r.rel], r.path) for r in records], backbone, progress, recorder
+        )
+    finally:
+        recorder.save()
     usable = [r for r in records if hashes[r.rel] not in failures]
     skipped = [(r.rel, failures[hashes[r.rel]]) for r in records if hashes[r.rel] in failures]
     return cache.matrix([hashes[r.rel] for r in usable]), usable, skipped, hashes

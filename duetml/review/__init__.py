@@ -57,7 +57,7 @@ from duetml.review.fixes import (
 )
 from duetml.review.mislabels import find_mislabels
 from duetml.review.off_topic import find_off_topic, off_topic_scores
-from duetml.review.pixels import pixel_facts
+from duetml.review.pixels import PixelRecorder, pixel_facts
 from duetml.review.quality import find_quality
 from duetml.review.types import (
     ACTIONS,
@@ -143,14 +143,24 @@ def _compute(
         return findings, 0, 0
     cache = feature_cache(project)
     if extract:
-        fill_cache(cache, [(hashes[r.rel], r.path) for r in records], project.feature_backbone)
+        recorder = PixelRecorder(project.state_dir)
+        try:
+            fill_cache(
+                cache,
+                [(hashes[r.rel], r.path) for r in records],
+                project.feature_backbone,
+                also=recorder,
+            )
+        finally:
+            recorder.save()
     usable = [r for r in records if hashes[r.rel] in cache]
     unreviewed = len(records) - len(usable)
     if len(usable) < 2:
         return findings, unreviewed, 0
     x = cache.matrix([hashes[r.rel] for r in usable]).astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    data = ReviewData(usable, x, hashes, dismissed)
+    norms = np.maximum(np.linalg.norm(x, axis=1), 1e-12)
+    x /= norms[:, None]
+    data = ReviewData(usable, x, hashes, dismissed, norms=norms, backbone=project.backbone)
     data.pixels = pixel_facts(project.state_dir, [(hashes[r.rel], r.path) for r in usable])
     off_topic = off_topic_scores(data)
     flagged_mislabel: set[str] = set()

@@ -23,6 +23,8 @@ class ReviewData:
     _neighbours: tuple[np.ndarray, np.ndarray] | None = None
     hidden_groups: set[tuple[str, ...]] = field(default_factory=set)
     pixels: PixelFacts | None = None  # hashes and quality measures (None: not read)
+    norms: np.ndarray | None = None  # the features' lengths before normalising (None: unknown)
+    backbone: str = ""  # what computed the features (off_topic.py reads its ImageNet head)
 
     def photo_dismissed(self, kind: str, rel: str, group: tuple[str, ...]) -> bool:
         """Whether the user said "this one is right" about this photo for this kind."""

@@ -20,6 +20,7 @@ photos were read. A photo that cannot be decoded gets no row and is skipped by b
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -205,35 +206,76 @@ def _read(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return keys, hashes, stats
 
 
-def pixel_facts(state_dir: Path, photos: Sequence[tuple[str, Path]]) -> PixelFacts:
-    """The rows of these (content hash, path) photos, reading only those not cached yet."""
+def _store(path: Path, new: Sequence[tuple[str, tuple[list[int], list[float]]]]) -> PixelFacts:
+    """Add measured rows to the cache file (read again now: another process may have added
+    some meanwhile) and return all rows."""
     import numpy as np
 
+    keys, hashes, stats = _read(path)
+    known = set(keys)
+    new = [(k, m) for k, m in dict(new).items() if k not in known]
+    if new:
+        keys = keys + [k for k, _ in new]
+        hashes = np.vstack([hashes, np.array([m[0] for _, m in new], dtype=np.uint64)])
+        stats = np.vstack([stats, np.array([m[1] for _, m in new], dtype=np.float32)])
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            version=np.array(PIXELS_VERSION),
+            keys=np.array(keys),
+            hashes=hashes,
+            stats=stats,
+        )
+        try:
+            atomic.write_bytes(path, buffer.getvalue())
+        except OSError:
+            pass  # only a cache
+    return PixelFacts(keys, hashes, stats)
+
+
+def pixel_facts(state_dir: Path, photos: Sequence[tuple[str, Path]]) -> PixelFacts:
+    """The rows of these (content hash, path) photos, reading only those not cached yet."""
     path = state_dir / PIXELS_FILE
     keys, hashes, stats = _read(path)
     known = set(keys)
     wanted = {key: file for key, file in photos if key not in known}
-    if wanted:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes without the GIL
-            measured = list(pool.map(measure, wanted.values()))
-        new = [(k, m) for k, m in zip(wanted, measured, strict=True) if m is not None]
-        if new:
-            keys = keys + [k for k, _ in new]
-            hashes = np.vstack([hashes, np.array([m[0] for _, m in new], dtype=np.uint64)])
-            stats = np.vstack([stats, np.array([m[1] for _, m in new], dtype=np.float32)])
-            buffer = io.BytesIO()
-            np.savez(
-                buffer,
-                version=np.array(PIXELS_VERSION),
-                keys=np.array(keys),
-                hashes=hashes,
-                stats=stats,
-            )
-            try:
-                atomic.write_bytes(path, buffer.getvalue())
-            except OSError:
-                pass  # only a cache
-    return PixelFacts(keys, hashes, stats)
+    if not wanted:
+        return PixelFacts(keys, hashes, stats)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes without the GIL
+        measured = list(pool.map(measure, wanted.values()))
+    return _store(path, [(k, m) for k, m in zip(wanted, measured, strict=True) if m is not None])
+
+
+class PixelRecorder:
+    """Measures photos while feature extraction decodes them (`features.fill_cache`'s
+    ``also``), so the first review after a training finds them cached: the review's one
+    decode per photo then runs in the extraction's decode threads, beside the network.
+
+        recorder = PixelRecorder(project.state_dir)
+        fill_cache(cache, items, backbone, progress, also=recorder)
+        recorder.save()
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / PIXELS_FILE
+        self._known = set(_read(self.path)[0])
+        self._rows: dict[str, tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, file: Path) -> None:
+        if key in self._known or key in self._rows:
+            return
+        measured = measure(file)
+        if measured is not None:
+            with self._lock:
+                self._rows[key] = measured
+
+    def save(self) -> None:
+        with self._lock:
+            rows = list(self._rows.items())
+            self._rows = {}
+        if rows:
+            self._known |= set(_store(self.path, rows).row)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
