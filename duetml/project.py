@@ -33,7 +33,7 @@ from duetml.errors import (
     UndoSkippedError,
 )
 from duetml.events import InteractionLog
-from duetml.journal import UndoJournal, free_name
+from duetml.journal import UndoJournal, Undone, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import (
     LEGACY_PRECISION,
@@ -668,15 +668,20 @@ class Project:
 
     def undo(self) -> str:
         """Revert the last change; photos it created go to the trash, never away (or back to
-        where `add --move` took them from)."""
+        where `add --move` took them from). Returns what was undone."""
+        return self.undo_once().summary
+
+    def undo_once(self) -> Undone:
+        """`undo`, saying also whether the change undone was one a killed duetml left half
+        done (its reversal, on opening the project, was the undo: nothing older is touched)."""
         try:
             with self.data_lock():
-                summary = self.journal.undo_last()
+                undone = self.journal.undo_last()
         except UndoSkippedError as exc:
             self.log.record("undo_skipped", reason=str(exc))
             raise
-        self.log.record("undo", undone=summary)
-        return summary
+        self.log.record("undo", undone=undone.summary, interrupted=undone.interrupted)
+        return undone
 
     def redo(self) -> str:
         """Do again the change undone last; photos come back from the trash."""
