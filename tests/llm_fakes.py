@@ -176,6 +176,8 @@ class _FakeServer:
 
     default_reply = "ok"
     chat_path = ""
+    # Any loopback address works (127.0.0.2 is another origin than 127.0.0.1): see `on`.
+    host = "127.0.0.1"
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
@@ -187,8 +189,13 @@ class _FakeServer:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def on(self, host: str) -> Any:
+        """Listen on another loopback address (before `start`): another server to the client."""
+        self.host = host
+        return self
+
     def start(self) -> _FakeServer:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server((self.host, 0), _Handler)
         self._httpd.fake = self
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -216,7 +223,7 @@ class _FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     # --- planning --------------------------------------------------------------------------
 
@@ -639,7 +646,7 @@ class FakeOpenAIServer(_FakeServer):
     @property
     def url(self) -> str:
         """The base URL as users configure it (with /v1)."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def _authorized(self, handler: _Handler, request: RecordedRequest) -> bool:
         if self.api_key is None:

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from duetml.errors import LLMError
+from duetml.errors import LLMError, LLMSettingsError
 from duetml.llm import window
 from duetml.llm.fencing import clean_text
-from duetml.llm.privacy import Secret, display_url, is_local_url
+from duetml.llm.privacy import Secret, display_url, is_local_url, parse_endpoint
 from duetml.llm.types import ChatMessage, ModelInfo, ProviderInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
@@ -149,6 +149,16 @@ class Provider(ABC):
         key = api_key or (environ.get(self.key_env_var) if self.key_env_var else None)
         self._key: Secret | None = Secret(key) if key else None
         self.base_url: str | None = self._resolve_base_url(base_url, environ)
+        if self.base_url is not None:
+            # Also OPENAI_BASE_URL / OLLAMA_HOST: a URL two parsers read differently is
+            # refused here, so what is shown and approved is the server the client reaches.
+            try:
+                parse_endpoint(self.base_url)
+            except ValueError as exc:
+                raise LLMSettingsError(
+                    f"The {self.name} address '{self.base_url[:80]}' is not an http(s) URL duetml can "
+                    f"use ({exc}): write one like http://127.0.0.1:11434."
+                ) from None
         # The user's limit on the context asked of the server (small machines); the session
         # sets it from the settings.
         self.max_context: int | None = None

@@ -61,7 +61,8 @@ def normalize_host(host: str) -> str:
     try:
         port = parts.port
     except ValueError:
-        port = None
+        # Not a default in its place: the caller refuses the address as it was written.
+        return text
     if port is None:
         port = DEFAULT_PORT if not scheme_given else (443 if scheme == "https" else 80)
     return urlunsplit((scheme, f"{hostname}:{port}", parts.path.rstrip("/"), "", ""))
