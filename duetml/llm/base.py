@@ -156,8 +156,8 @@ class Provider(ABC):
                 parse_endpoint(self.base_url)
             except ValueError as exc:
                 raise LLMSettingsError(
-                    f"The {self.name} address '{self.base_url[:80]}' is not an http(s) URL duetml can "
-                    f"use ({exc}): write one like http://127.0.0.1:11434."
+                    f"The {self.name} address '{self.base_url[:80]}' is not an http(s) URL "
+                    f"duetml can use ({exc}): write one like http://127.0.0.1:11434."
                 ) from None
         # The user's limit on the context asked of the server (small machines); the session
         # sets it from the settings.

@@ -80,8 +80,8 @@ def _check_base_url(text: str | None, where: str) -> str | None:
                 "it from the file, credentials belong in the environment."
             ) from None
         raise LLMSettingsError(
-            f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL duetml can use "
-            f"({exc}): write one like http://127.0.0.1:11434."
+            f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL duetml "
+            f"can use ({exc}): write one like http://127.0.0.1:11434."
         ) from None
     return text
 
