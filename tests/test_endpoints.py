@@ -178,3 +178,55 @@ def test_what_parses_is_what_httpx_reaches(url: str) -> None:
     host = f"[{wire}]" if ":" in wire else wire
     assert (endpoint.scheme, endpoint.host, endpoint.port) == (seen.scheme, host, port)
     assert not seen.userinfo and not seen.query and not seen.fragment
+
+
+# ----- item 3: no redirect to another origin ------------------------------------------------
+@pytest.mark.parametrize("provider", ["openai", "ollama"])
+@pytest.mark.parametrize("elsewhere", ["another address", "another port"])
+def test_a_redirect_to_another_server_sends_it_nothing(
+    received: Path, provider: str, elsewhere: str
+) -> None:
+    """The chosen loopback server answers 307 (which repeats the body) towards another
+    origin: that one receives nothing, not the photos and not the key, and the user gets one
+    sentence. httpx would follow it (the key stripped, the 385 KB of photos not)."""
+    fake = FakeOpenAIServer if provider == "openai" else FakeOllamaServer
+    spec = "openai:gpt-4o" if provider == "openai" else "ollama:qwen2.5vl"
+    with (
+        fake() as chosen,
+        fake().on("127.0.0.2" if elsewhere == "another address" else "127.0.0.1") as other,
+    ):
+        used = run("llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received))
+        assert used.exit_code == 0, used.output
+        target = other.url.removesuffix("/v1")
+        for endpoint in ("chat", "models", "show"):
+            path = "/v1/chat/completions" if provider == "openai" else "/api/chat"
+            chosen.queue_status(
+                307, headers={"Location": f"{target}{path}"}, endpoint=endpoint, times=5
+            )
+        asked = run("ask", "what do you see?", "-p", str(received))
+        assert asked.exit_code != 0
+        assert "Traceback" not in asked.output
+        message = asked.stderr.strip()
+        assert len(message.splitlines()) == 1, message
+        assert "redirect" in message and other.url.removesuffix("/v1") in message
+        assert "nothing was sent there" in message
+        assert chosen.requests, "the chosen server was asked"
+        assert other.requests == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "ollama"])
+def test_a_redirect_on_the_same_server_is_followed(received: Path, provider: str) -> None:
+    """A redirect within the server (same scheme, host and port) is not a new recipient."""
+    fake = FakeOpenAIServer if provider == "openai" else FakeOllamaServer
+    spec = "openai:gpt-4o" if provider == "openai" else "ollama:qwen2.5vl"
+    with fake() as chosen:
+        assert (
+            run("llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received)).exit_code
+            == 0
+        )
+        path = "/v1/chat/completions" if provider == "openai" else "/api/chat"
+        chosen.queue_status(307, headers={"Location": f"{path}?again=1"})
+        chosen.queue_reply("a hat")
+        asked = run("ask", "what do you see?", "-p", str(received))
+        assert asked.exit_code == 0, asked.output
+        assert asked.stdout == "a hat\n"

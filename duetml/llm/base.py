@@ -18,12 +18,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from duetml.errors import LLMError, LLMSettingsError
 from duetml.llm import window
 from duetml.llm.fencing import clean_text
-from duetml.llm.privacy import Secret, display_url, is_local_url, parse_endpoint
+from duetml.llm.privacy import (
+    DEFAULT_PORTS,
+    Secret,
+    display_url,
+    endpoint_key,
+    is_local_url,
+    parse_endpoint,
+)
 from duetml.llm.types import ChatMessage, ModelInfo, ProviderInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
@@ -281,6 +288,9 @@ class Provider(ABC):
             except LLMError as exc:
                 raise self._redacted(exc) from None
             except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                refused = _refusal_in(exc)
+                if refused is not None:
+                    raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=yielded)
                 delay = None if yielded else self._retry_delay(failure, attempt)
                 if delay is None:
@@ -402,6 +412,28 @@ class Provider(ABC):
             f"at {kind}."
         )
 
+    def refuse_other_servers(self, request: Any) -> None:
+        """An httpx request hook: every request, redirects included (httpx runs the hook for
+        each one before sending it), goes to the chosen server's scheme, host and port, or is
+        not sent. A redirect elsewhere would carry the photos to a server nobody approved
+        (a 307 repeats the body; httpx only drops the Authorization header)."""
+        url = request.url  # httpx's own parse: the server it is about to connect to
+        host = url.raw_host.decode("ascii").lower()
+        host = f"[{host}]" if ":" in host else host
+        port = url.port or DEFAULT_PORTS.get(url.scheme)
+        if f"{url.scheme}://{host}:{port}" != endpoint_key(self.base_url):
+            target = display_url(str(url).split("?")[0]) or "another address"
+            raise RedirectRefused(
+                f"{self.server_name()} answered with a redirect to {target}, another server: "
+                "duetml follows no redirect away from the server you chose, so nothing was "
+                "sent there (if you trust it, set that address with `duetml llm use "
+                f"{self.agent or 'passive'} {self.name}:{self.model} --base-url ...`)."
+            )
+
+    def server_name(self) -> str:
+        """How sentences name the server ("Ollama at http://...", "The OpenAI API")."""
+        return f"The server at {display_url(self.base_url)}"
+
     # --- internals -------------------------------------------------------------------------
 
     def _with_retries(self, operation: Callable[[], T]) -> T:
@@ -412,6 +444,9 @@ class Provider(ABC):
             except LLMError as exc:
                 raise self._redacted(exc) from None
             except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                refused = _refusal_in(exc)
+                if refused is not None:
+                    raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=False)
                 delay = self._retry_delay(failure, attempt)
                 if delay is None:
@@ -459,6 +494,23 @@ class Provider(ABC):
 
     def _redacted(self, exc: LLMError) -> LLMError:
         return LLMError(self._redact(str(exc)))
+
+
+class RedirectRefused(LLMError):
+    """The chosen server redirected a request to another server (scheme, host or port):
+    raised from the HTTP client's request hook, before anything is sent there."""
+
+
+def _refusal_in(exc: BaseException) -> RedirectRefused | None:
+    """The RedirectRefused a client wrapped (openai makes it an APIConnectionError's cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RedirectRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class ToolStreamingProvider(Provider):

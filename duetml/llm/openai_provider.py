@@ -75,7 +75,7 @@ class OpenAIProvider(ToolStreamingProvider):
     def _resolve_base_url(self, base_url: str | None, env: Mapping[str, str]) -> str:
         return (base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
 
-    def _server(self) -> str:
+    def server_name(self) -> str:
         if self.base_url == DEFAULT_BASE_URL:
             return "The OpenAI API"
         return f"The server at {display_url(self.base_url)}"
@@ -91,16 +91,18 @@ class OpenAIProvider(ToolStreamingProvider):
                 )
             import openai
 
-            extra: dict[str, Any] = {}
-            if self.is_local():
-                # A proxy from the environment must never see traffic meant for this machine.
-                extra["http_client"] = openai.DefaultHttpx2Client(trust_env=False)
+            # Every request (redirects too) goes to the chosen server or nowhere; a proxy
+            # from the environment must never see traffic meant for this machine.
+            http_client = openai.DefaultHttpx2Client(
+                trust_env=not self.is_local(),
+                event_hooks={"request": [self.refuse_other_servers], "response": []},
+            )
             self._client_instance = openai.OpenAI(
                 api_key=self._key.reveal() if self._key else LOCAL_PLACEHOLDER_KEY,
                 base_url=self.base_url,
                 timeout=openai.Timeout(self.timeout.read, connect=self.timeout.connect),
                 max_retries=0,
-                **extra,
+                http_client=http_client,
             )
         return self._client_instance
 
@@ -198,7 +200,7 @@ class OpenAIProvider(ToolStreamingProvider):
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import openai
 
-        server = self._server()
+        server = self.server_name()
         url = display_url(self.base_url)
         if isinstance(exc, IncompleteAnswer):
             return self.incomplete_failure(server)
