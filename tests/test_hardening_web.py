@@ -165,3 +165,27 @@ def test_odd_names_show_working_thumbnails_on_the_page(project: Project) -> None
             )
         page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-odd-names.png"))
         browser.close()
+
+
+def test_a_webp_bomb_in_the_project_is_a_sentence_on_every_route(
+    project: Project, tmp_path: Path
+) -> None:
+    """Issue 17, item 4: a 3.5 KB lossless WebP of 9450x9450 put in a category by hand cost
+    1.44 GB per /api/image or thumbnail; now it is refused from its header, with a sentence."""
+    from PIL import Image
+
+    bomb = project.root / "train" / "hat" / "bomb.webp"
+    Image.new("RGB", (9450, 9450), (200, 30, 30)).save(bomb, "WEBP", lossless=True)
+    assert bomb.stat().st_size < 10_000
+    record = next(r for r in project.images("train", "hat") if r.path.name == "bomb.webp")
+    with _client(project.root) as client:
+        for route in ("/api/image", "/api/thumb"):
+            response = client.get(route, params={"image": record.rel})
+            assert response.status_code == 415, route  # as every photo duetml cannot decode
+            assert "MB of memory to decode" in response.json()["error"], route
+        upload = client.post(
+            "/api/upload?category=hat",
+            files=[("files", ("bomb.webp", bomb.read_bytes(), "image/webp"))],
+        )
+        assert upload.status_code in (200, 400), upload.text
+        assert "MB of memory to decode" in upload.text
