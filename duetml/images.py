@@ -175,6 +175,8 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
         ) from None
     except OSError as exc:
         raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+        raise _unreadable(exc) from None
     limit = MAX_JPEG_PIXELS if image.format == "JPEG" else MAX_PIXELS
     if image.width * image.height > limit:
         megapixels = image.width * image.height / 1e6
@@ -196,6 +198,16 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
             "that instead."
         )
     return image
+
+
+def _unreadable(exc: Exception) -> BadImageError:
+    """Whatever a decoder raised (a PNG's zTXt or iCCP chunk inflating past Pillow's limit is
+    a ValueError, a damaged TIFF a struct.error...) as a sentence about this one file."""
+    detail = str(exc).strip() or type(exc).__name__
+    return BadImageError(
+        f"The image could not be read ({detail[:160]}): it may be damaged, or use a feature "
+        "duetml does not read; save it again as JPEG or PNG."
+    )
 
 
 def _is_progressive(image: Image.Image) -> bool:
@@ -261,8 +273,10 @@ def check_image(source: Path | BinaryIO | bytes) -> ImageFacts:
                 image.load()
         except Image.DecompressionBombError:
             raise BadImageError("The image is too large to decode safely.") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError) as exc:
             raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+            raise _unreadable(exc) from None
     if facts.format not in EXTENSION_OF_FORMAT:
         raise BadImageError("This image format is not supported: use JPEG or PNG.")
     return facts
@@ -343,8 +357,12 @@ def load_rgb(source: Path | BinaryIO | bytes, max_side: int | None = None) -> Im
             return to_rgb(upright)
         except Image.DecompressionBombError:
             raise BadImageError("The image is too large to decode safely.") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError) as exc:
             raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+        except BadImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+            raise _unreadable(exc) from None
 
 
 def load_square(source: Path | BinaryIO | bytes, size: int) -> np.ndarray:

@@ -68,3 +68,36 @@ def test_predict_and_eval_work_on_a_read_only_project(read_only_demo: Path) -> N
     changed = _cli("categories", "add", "new", "-p", str(read_only_demo))
     assert changed.returncode != 0 and "Traceback" not in changed.stderr
     assert "read-only" in changed.stderr.lower()
+
+
+# ----- issue 17, item 5: any decoder error is one rejected file -----------------------------
+def _png_with_huge_chunk(kind: str) -> bytes:
+    """A 2 KB PNG whose zTXt or iCCP chunk inflates past Pillow's MAX_TEXT_CHUNK."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    out = io.BytesIO()
+    image = Image.new("RGB", (32, 32), (1, 2, 3))
+    if kind == "zTXt":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", "a" * 2_000_000, zip=True)
+        image.save(out, "PNG", pnginfo=info)
+    else:
+        image.save(out, "PNG", icc_profile=b"\0" * 2_000_000)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zTXt", "iCCP"])
+def test_a_png_with_an_oversized_chunk_is_one_rejected_file(
+    new_project: Project, tmp_path: Path, kind: str
+) -> None:
+    odd = tmp_path / "odd.png"
+    odd.write_bytes(_png_with_huge_chunk(kind))
+    good = demo_photos("hat")[0]
+    result = _cli("add", "hat", str(odd), str(good), "-p", str(new_project.root))
+    said = result.stdout + result.stderr
+    assert "Traceback" not in said
+    assert "odd.png" in said and "could not be read" in said
+    assert result.returncode == 0, said  # as for any rejected file: the rest was added
+    assert len(Project.open(new_project.root).images("train", "hat")) == 1

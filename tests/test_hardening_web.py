@@ -189,3 +189,24 @@ def test_a_webp_bomb_in_the_project_is_a_sentence_on_every_route(
         )
         assert upload.status_code in (200, 400), upload.text
         assert "MB of memory to decode" in upload.text
+
+
+@pytest.mark.parametrize("kind", ["zTXt", "iCCP"])
+def test_an_upload_with_an_oversized_png_chunk_is_a_rejected_file_not_a_500(
+    project: Project, kind: str
+) -> None:
+    from test_hardening_cli import _png_with_huge_chunk
+
+    before = len(project.images("train", "hat"))
+    good = demo_photos("shoes")[10].read_bytes()  # not in the project yet
+    with _client(project.root) as client:
+        response = client.post(
+            "/api/upload?category=hat",
+            files=[
+                ("files", ("odd.png", _png_with_huge_chunk(kind), "image/png")),
+                ("files", ("good.jpg", good, "image/jpeg")),
+            ],
+        )
+    assert response.status_code == 200, response.text
+    assert "could not be read" in response.text
+    assert len(project.images("train", "hat")) == before + 1
