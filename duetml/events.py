@@ -13,6 +13,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from duetml import jsonfile
+
 LOG_FILE = "events.jsonl"
 
 
@@ -50,8 +52,7 @@ class InteractionLog:
                 tail.append(line)
         events = []
         for line in tail:
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line after a crash is skipped, not fatal
+            event = jsonfile.loads_or_none(line)
+            if isinstance(event, dict):  # a torn last line after a crash is skipped
+                events.append(event)
         return events

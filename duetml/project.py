@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duetml import atomic, images, locks
+from duetml import atomic, images, jsonfile, locks
 from duetml.errors import (
     AlreadyExistsError,
     BadImageError,
@@ -623,10 +623,8 @@ class Project:
         ``stats``: rel -> the file's stat, when the caller has just taken it (saves a second
         system call per photo at 26,000 photos)."""
         index_path = self.state_dir / "cache" / "hashes.json"
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError):
-            index = {}
+        # A cache of the wrong type or shape (by hand, or another tool) is read as absent.
+        index = jsonfile.read_object(index_path)
         result: dict[str, str] = {}
         changed = False
         for record in records:
@@ -635,7 +633,12 @@ class Project:
                 stat = record.path.stat()
             key = [stat.st_size, stat.st_mtime_ns]
             cached = index.get(record.rel)
-            if cached and cached[:2] == key:
+            if (
+                isinstance(cached, list)
+                and len(cached) == 3
+                and cached[:2] == key
+                and isinstance(cached[2], str)
+            ):
                 result[record.rel] = cached[2]
                 continue
             digest = images.file_hash(record.path)

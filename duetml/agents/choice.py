@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
+from duetml import jsonfile
 from duetml.errors import DuetmlError, LLMError, LLMSettingsError
 from duetml.llm import AgentLLMConfig, Provider, display_url, provider_for, resolve_agent_config
 from duetml.llm.privacy import endpoint_key
@@ -136,15 +137,10 @@ def project_key(root: Path) -> str:
 
 
 def _read_approvals() -> list[Approval]:
-    path = approvals_file()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except (OSError, ValueError, UnicodeDecodeError):
-        # Unreadable means nothing is approved: the user is asked again, which is safe.
-        return []
-    entries = data.get("approvals") if isinstance(data, dict) else None
+    # Unreadable, of the wrong type or nested too deep means nothing is approved: the user
+    # is asked again, which is safe.
+    data = jsonfile.read_object(approvals_file())
+    entries = data.get("approvals")
     if not isinstance(entries, list):
         return []
     # Checked right here: an entry names its project and endpoint as strings.
