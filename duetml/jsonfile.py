@@ -29,3 +29,8 @@ def read_object(path: Path) -> dict[str, Any]:
         return {}
     value = loads_or_none(text)
     return value if isinstance(value, dict) else {}
+
+
+def dumps(value: Any) -> str:
+    """JSON as duetml writes its small files: indented, UTF-8 kept, one final newline."""
+    return json.dumps(value, indent=1, ensure_ascii=False) + "\n"

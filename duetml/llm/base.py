@@ -64,6 +64,9 @@ class Failure:
     # The server refused the request as longer than its context (`limit` tokens, if it said).
     overflow: bool = False
     limit: int | None = None
+    # The answer broke (dropped, cut short, unreadable) rather than never connecting or
+    # timing out: what a text-only server does with a request carrying photos.
+    broken: bool = False
 
 
 class ContextOverflowError(LLMError):
@@ -72,6 +75,28 @@ class ContextOverflowError(LLMError):
     def __init__(self, message: str, limit: int | None = None) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class RequestFailed(LLMError):
+    """A request that failed for good, with what a caller may act on: whether it failed before
+    any text reached the caller, the HTTP status if the server gave one, and the server's own
+    words (key masked). The agents ask again without photos when a request with photos failed
+    like that (a text-only server breaks the stream or names the content it cannot read)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        before_answer: bool,
+        status: int | None,
+        detail: str,
+        broken: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.before_answer = before_answer
+        self.status = status
+        self.detail = detail
+        self.broken = broken
 
 
 class PreemptedError(LLMError):
@@ -293,8 +318,12 @@ class Provider(ABC):
                     raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=yielded)
                 delay = None if yielded else self._retry_delay(failure, attempt)
+                if failure.broken and any(m.images for m in conversation):
+                    # Photos to a text-only server break it every time: the agents ask
+                    # again without them instead (duetml.agents.text_only).
+                    delay = None
                 if delay is None:
-                    raise self._give_up(exc, failure, attempt) from None
+                    raise self._give_up(exc, failure, attempt, before_answer=not yielded) from None
                 self._wait_before_retry(exc, delay, attempt)
                 attempt += 1
             finally:
@@ -393,6 +422,8 @@ class Provider(ABC):
         )
 
     def dropped_failure(self, server: str, *, mid_stream: bool) -> Failure:
+        # "The server at ..." inside a sentence: "The connection to the server at ...".
+        server = server[:1].lower() + server[1:] if server.startswith("The ") else server
         if mid_stream:
             return Failure(
                 f"The connection to {server} dropped in the middle of the answer: try again."
@@ -401,15 +432,17 @@ class Provider(ABC):
         return Failure(
             f"The connection to {server} dropped before the answer started: try again.",
             retryable=True,
+            broken=True,
         )
 
     def incomplete_failure(self, server: str) -> Failure:
-        return Failure(f"{server} stopped before the answer was complete: try again.")
+        return Failure(f"{server} stopped before the answer was complete: try again.", broken=True)
 
     def malformed_failure(self, server: str, kind: str) -> Failure:
         return Failure(
             f"{server} sent an answer duetml could not read: check that the address points "
-            f"at {kind}."
+            f"at {kind}.",
+            broken=True,
         )
 
     def refuse_other_servers(self, request: Any) -> None:
@@ -475,7 +508,9 @@ class Provider(ABC):
         )
         time.sleep(delay)
 
-    def _give_up(self, exc: Exception, failure: Failure, attempt: int) -> LLMError:
+    def _give_up(
+        self, exc: Exception, failure: Failure, attempt: int, *, before_answer: bool = True
+    ) -> LLMError:
         message = self._redact(failure.message)
         if failure.overflow:
             return ContextOverflowError(message, failure.limit)
@@ -487,7 +522,14 @@ class Provider(ABC):
             type(exc).__name__,
             message,
         )
-        return LLMError(message)
+        status = getattr(exc, "status_code", None)
+        return RequestFailed(
+            message,
+            before_answer=before_answer,
+            status=status if isinstance(status, int) and status > 0 else None,
+            detail=self.detail(exc),
+            broken=failure.broken,
+        )
 
     def _redact(self, text: str) -> str:
         return self._key.redact(text) if self._key else text
