@@ -210,3 +210,24 @@ def test_an_upload_with_an_oversized_png_chunk_is_a_rejected_file_not_a_500(
     assert response.status_code == 200, response.text
     assert "could not be read" in response.text
     assert len(project.images("train", "hat")) == before + 1
+
+
+def test_a_hard_link_planted_in_the_thumbnail_cache_is_not_served(
+    project: Project, tmp_path: Path
+) -> None:
+    """Issue 17, item 7: a hard link is another name of the file itself, so the symbolic-link
+    checks never see it; the thumbnail is made again instead, and the linked file untouched."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the contents of a file outside the project")
+    record = project.images("train", "hat")[0]
+    digest = project.hashes([record])[record.rel]
+    with _client(project.root) as client:
+        cached = client.app.state.duetml.thumbs.path_for(digest)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.link(secret, cached)
+        response = client.get("/api/thumb", params={"image": record.rel})
+        assert response.status_code == 200
+        assert response.content.startswith(JPEG_START)
+        assert b"outside the project" not in response.content
+    assert secret.read_text() == "the contents of a file outside the project"
+    assert cached.read_bytes().startswith(JPEG_START)  # the link replaced by a real thumbnail
