@@ -37,6 +37,10 @@ log = logging.getLogger("duetml.llm")
 
 T = TypeVar("T")
 
+# An agent's answer is a few paragraphs; a reply longer than this is cut there (a broken or
+# hostile server could otherwise stream without end into the page and the terminal).
+MAX_REPLY_CHARS = 60_000
+
 # A server asking for a longer pause than this is told "try later" at once: a user watching a
 # spinner for minutes is worse than a clear message now.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -97,6 +101,10 @@ class RequestFailed(LLMError):
         self.status = status
         self.detail = detail
         self.broken = broken
+
+
+class ReplyTooLong(LLMError):
+    """The server's answer went past MAX_REPLY_CHARS; what came before is kept."""
 
 
 class PreemptedError(LLMError):
@@ -292,6 +300,7 @@ class Provider(ABC):
         )
         self._request.exchange = exchange
         attempt = 0
+        room = MAX_REPLY_CHARS
         while True:
             yielded = False
             calls: list[ToolCall] = []
@@ -306,6 +315,16 @@ class Provider(ABC):
                         calls.append(piece)
                     elif piece:
                         yielded = True
+                        if len(piece) > room:
+                            # A server that never stops (49 MB reached the page and the
+                            # terminal): what came is kept, the rest is not read.
+                            yield piece[:room]
+                            raise ReplyTooLong(
+                                f"{self.server_name()} sent a reply longer than "
+                                f"{MAX_REPLY_CHARS:,} characters, so duetml stopped reading "
+                                "it: try again, or choose another model."
+                            )
+                        room -= len(piece)
                         yield piece
                 if tool_calls is not None:
                     tool_calls.extend(calls)
