@@ -6,6 +6,7 @@ written with a single O_APPEND write, so concurrent writers never interleave ins
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -34,8 +35,13 @@ class InteractionLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Never through a symbolic link planted where the log should be.
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(self.path, flags, 0o644)
+            # 0600 like the rest of duetml's state: the log names photos, categories and
+            # questions. A log an older duetml made 0644 is tightened on the next write.
+            fd = os.open(self.path, flags, 0o600)
             try:
+                if os.fstat(fd).st_mode & 0o077:
+                    with contextlib.suppress(OSError):
+                        os.fchmod(fd, 0o600)
                 os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)

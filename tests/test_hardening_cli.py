@@ -175,3 +175,15 @@ def test_an_approvals_file_of_the_wrong_json_type_approves_nothing_and_crashes_n
         assert asked.stdout == "hello back\n"
     for result in (status, approved, asked):
         assert "Traceback" not in result.stderr
+
+
+def test_the_event_log_is_private_like_the_rest_of_the_state(new_project: Project) -> None:
+    """Issue 17, item 7: events.jsonl was 0644 where other state is 0600."""
+    import stat
+
+    log = new_project.state_dir / "events.jsonl"
+    new_project.add_images("hat", demo_photos("hat", 1))
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    log.chmod(0o644)  # as an older duetml left it
+    Project.open(new_project.root).log.record("test")
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
