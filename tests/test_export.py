@@ -279,3 +279,16 @@ def test_predict_script_opens_only_the_formats_duetml_accepts(tmp_path: Path, fm
         with pytest.raises(OSError):
             export_predict.load_photo(path)
     assert opened == []  # refused when identified, never opened as that format
+
+
+@pytest.mark.parametrize("inside", ["train/hat", "train/hat/model", "test/shoes", ".duetml/x"])
+def test_export_into_the_projects_data_is_refused(trained_demo: Path, inside: str) -> None:
+    """Issue 17, item 7: `export -o` into a category folder put model.onnx, predict.py and
+    README.md among the photos."""
+    before = sorted(p.relative_to(trained_demo) for p in trained_demo.rglob("*"))
+    result = run_duetml("export", "-p", str(trained_demo), "-o", str(trained_demo / inside))
+    assert result.returncode != 0
+    said = result.stderr + result.stdout
+    assert "export into a folder of its own" in said and "Traceback" not in said
+    after = sorted(p.relative_to(trained_demo) for p in trained_demo.rglob("*"))
+    assert [p for p in after if p not in before and "events" not in str(p)] == []
