@@ -231,3 +231,33 @@ def test_a_hard_link_planted_in_the_thumbnail_cache_is_not_served(
         assert b"outside the project" not in response.content
     assert secret.read_text() == "the contents of a file outside the project"
     assert cached.read_bytes().startswith(JPEG_START)  # the link replaced by a real thumbnail
+
+
+@pytest.mark.browser
+def test_the_page_takes_the_token_out_of_the_address_bar(project: Project) -> None:
+    """Issue 17, item 7: the access token stayed in the address bar (history, a shared
+    screen); the cookie the first answer set carries it from then on."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is missing: install Debian's `chromium` package")
+    from playwright.sync_api import sync_playwright
+
+    token = "a-token-only-this-terminal-has-seen-0123"
+    port = free_port()
+    app = create_app(project.root, agents=fake_agents()[0], port=port, token=token)
+    with LiveServer(app, port) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{server.url}?token={token}#data")
+        page.wait_for_selector("body[data-ready=true]")
+        assert token not in page.url and page.url.endswith("/#data")
+        assert page.evaluate("window.history.length") >= 1
+        # The page still works on the cookie: its listing shows the project's categories.
+        page.wait_for_function("document.querySelectorAll('.thumb').length > 0")
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert token not in page.url
+        browser.close()
