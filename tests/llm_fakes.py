@@ -731,7 +731,9 @@ class FakeOpenAIServer(_FakeServer):
             if not self._authorized(handler, request):
                 return
             if self.text_only and b'"image_url"' in request.body:  # planned replies wait
-                plan = _Plan("recorded", body=recorded_answer("images_stream"))
+                streamed = bool((request.json or {}).get("stream"))
+                answer = "images_stream" if streamed else "images_nostream"
+                plan = _Plan("recorded", body=recorded_answer(answer))
             else:
                 plan = self._next("chat") or _Plan("reply", tokens(self.default_reply))
             model = str((request.json or {}).get("model", ""))

@@ -18,7 +18,7 @@ from duetml.agents import AgentSession, text_only
 from duetml.cli import app
 from duetml.errors import LLMError
 from duetml.llm import ChatMessage
-from duetml.llm.base import RequestFailed
+from duetml.llm.base import ContextOverflowError, RequestFailed
 from duetml.llm.openai_provider import OpenAIProvider
 from duetml.project import Project
 
@@ -51,7 +51,12 @@ def test_a_text_only_server_gets_the_description_after_one_broken_try(
         assert "does not take photos" in asked.output
         assert "The connection to The server" not in asked.output
         chats = server.chat_requests
-        assert [_with_images(r) for r in chats] == [True, False]  # one try with, then without
+        # One try with photos (streamed, then asked unstreamed why it broke), then without.
+        assert [(_with_images(r), r.json["stream"]) for r in chats] == [
+            (True, True),
+            (True, False),
+            (False, True),
+        ]
         assert "hat" in chats[-1].body.decode()  # the description went instead
         remembered = json.loads((duetml_home / text_only.TEXT_ONLY_FILE).read_text())
         assert [m["model"] for m in remembered["models"]] == ["smollm2"]
@@ -62,7 +67,7 @@ def test_a_text_only_server_gets_the_description_after_one_broken_try(
         advised = runner.invoke(app, ["advise", "-p", root])
         assert advised.exit_code == 0, advised.output
         assert not _with_images(server.chat_requests[-1])
-        assert len(server.chat_requests) == 3
+        assert len(server.chat_requests) == 4
         assert "does not take photos" not in advised.output
 
 
@@ -108,8 +113,6 @@ def test_the_real_servers_context_overflow_is_understood(project: Project) -> No
     with FakeOpenAIServer(models=["smollm2"]) as server:
         server.queue_status(400, body=json.loads(recorded_answer("overflow_nostream")["body"]))
         provider = OpenAIProvider("smollm2", base_url=server.url, max_retries=0)
-        from duetml.llm.base import ContextOverflowError
-
         with pytest.raises(ContextOverflowError) as caught:
             provider.chat([ChatMessage("user", "hello")])
         said = re.search(
@@ -130,3 +133,22 @@ def test_the_session_notice_is_given_once(project: Project) -> None:
         server.queue_reply("second")
         assert "".join(session.ask_stream("again")).startswith("second")
         assert not any("does not take photos" in n for n in session.pop_notices())
+
+
+def test_an_empty_stream_is_asked_again_unstreamed_to_learn_why(project: Project) -> None:
+    """llama.cpp's server answers a request longer than its context with an empty 200 stream
+    (recorded), which said "try again" (it never helps). Not streamed, the same request gets
+    its real 400, so duetml knows the context and shrinks the request."""
+    with FakeOpenAIServer(models=["smollm2"]) as server:
+        server.queue_recorded("overflow_stream")
+        server.queue_recorded("overflow_nostream")
+        provider = OpenAIProvider("smollm2", base_url=server.url, max_retries=0)
+        with pytest.raises(ContextOverflowError) as caught:
+            provider.chat([ChatMessage("user", "a long question")])
+        said = re.search(
+            r"maximum context length is (\d+)", recorded_answer("overflow_nostream")["body"]
+        )
+        assert said is not None and caught.value.limit == int(said.group(1))
+        streamed = [r.json["stream"] for r in server.chat_requests]
+        assert streamed == [True, False]
+        assert server.chat_requests[-1].json["max_tokens"] == 1

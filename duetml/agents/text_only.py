@@ -11,18 +11,14 @@ so later requests go without photos from the start.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from duetml import atomic, jsonfile
-from duetml.llm.base import Provider, RequestFailed
+from duetml.llm.base import NAMES_IMAGES, Provider, RequestFailed
 from duetml.llm.privacy import display_url, endpoint_key
 
 TEXT_ONLY_FILE = "text-only-models.json"
-
-# What a server names when it cannot take the parts of a message with images.
-_NAMES_IMAGES = re.compile(r"image|vision|multimodal|multi-modal|content|\blist\b", re.IGNORECASE)
 
 
 def refuses_images(exc: RequestFailed) -> bool:
@@ -33,7 +29,7 @@ def refuses_images(exc: RequestFailed) -> bool:
         return False
     if exc.broken:
         return True
-    return exc.status is not None and exc.status >= 400 and bool(_NAMES_IMAGES.search(exc.detail))
+    return exc.status is not None and exc.status >= 400 and bool(NAMES_IMAGES.search(exc.detail))
 
 
 def _key(provider: Provider) -> tuple[str, str] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -337,9 +338,11 @@ class Provider(ABC):
                     raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=yielded)
                 delay = None if yielded else self._retry_delay(failure, attempt)
-                if failure.broken and any(m.images for m in conversation):
-                    # Photos to a text-only server break it every time: the agents ask
-                    # again without them instead (duetml.agents.text_only).
+                if any(m.images for m in conversation) and _refused_photos(
+                    failure, exc, self.detail(exc)
+                ):
+                    # Photos to a text-only server fail every time: the agents ask again
+                    # without them instead (duetml.agents.text_only).
                     delay = None
                 if delay is None:
                     raise self._give_up(exc, failure, attempt, before_answer=not yielded) from None
@@ -555,6 +558,20 @@ class Provider(ABC):
 
     def _redacted(self, exc: LLMError) -> LLMError:
         return LLMError(self._redact(str(exc)))
+
+
+# What a server names when it cannot take the parts of a message that carry photos
+# (llama.cpp's: "can only concatenate str (not "list") to str").
+NAMES_IMAGES = re.compile(r"image|vision|multimodal|multi-modal|content|\blist\b", re.IGNORECASE)
+
+
+def _refused_photos(failure: Failure, exc: Exception, detail: str) -> bool:
+    """Whether a failure before any text looks like a text-only server refusing photos: a
+    broken answer, or a 4xx/5xx naming content or images."""
+    if failure.broken:
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 400 and bool(NAMES_IMAGES.search(detail))
 
 
 class RedirectRefused(LLMError):

@@ -137,6 +137,7 @@ class OpenAIProvider(ToolStreamingProvider):
             model=self.model, messages=payload, stream=True, **extra
         )
         finished = False
+        anything = False
         # Tool calls arrive in fragments keyed by index: the name first, the JSON arguments
         # in pieces; they are whole only when the stream finishes.
         partial: dict[int, list[str]] = {}
@@ -147,6 +148,7 @@ class OpenAIProvider(ToolStreamingProvider):
                         continue
                     delta = choice.delta
                     text = delta.content if delta is not None else None
+                    anything = True
                     if text:
                         yield text
                     for call in (delta.tool_calls if delta is not None else None) or ():
@@ -166,6 +168,14 @@ class OpenAIProvider(ToolStreamingProvider):
         # Every OpenAI-compatible server sends a finish_reason; a stream without one was cut
         # off by a proxy or a crash, even if the HTTP body ended cleanly.
         if not finished:
+            if not anything:
+                # An empty 200 stream: llama.cpp's server answers so when it fails before the
+                # first token (the request is longer than its context, or has photos a
+                # text-only model cannot take). Not streamed, it says which, as an error the
+                # caller can act on (shrink, or send the description): ask it that way once.
+                client.chat.completions.create(
+                    model=self.model, messages=payload, stream=False, max_tokens=1, **extra
+                )
             raise IncompleteAnswer()
         for _, (name, arguments) in sorted(partial.items()):
             yield ToolCall(name, parse_tool_arguments(arguments))
