@@ -152,3 +152,28 @@ def test_an_empty_stream_is_asked_again_unstreamed_to_learn_why(project: Project
         streamed = [r.json["stream"] for r in server.chat_requests]
         assert streamed == [True, False]
         assert server.chat_requests[-1].json["max_tokens"] == 1
+
+
+def test_photos_refused_then_too_long_is_told_as_too_long(project: Project) -> None:
+    """What bench_real_server found at n_ctx 2048: the request without photos was still too
+    long, and the first fix used up the only retry, so the user read "try again". Each fix is
+    now tried once, in turn: without photos, then smaller (here too small for the
+    instructions, which the sentence says, as SmolLM2 at 2048 tokens really is)."""
+    with FakeOpenAIServer(models=["smollm2"], text_only=True) as server:
+        root = str(project.root)
+        used = runner.invoke(
+            app, ["llm", "use", "both", "openai:smollm2", "--base-url", server.url, "-p", root]
+        )
+        assert used.exit_code == 0, used.output
+        server.queue_recorded("overflow_stream")  # the request with the description
+        server.queue_recorded("overflow_nostream")  # asked unstreamed why
+        asked = runner.invoke(app, ["ask", "how is my data?", "-p", root])
+        assert asked.exit_code == 7
+        assert "context of only" in asked.stderr and "try again" not in asked.stderr
+        chats = server.chat_requests
+        assert [(_with_images(r), r.json["stream"]) for r in chats] == [
+            (True, True),
+            (True, False),
+            (False, True),
+            (False, False),
+        ]

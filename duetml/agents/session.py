@@ -411,40 +411,44 @@ class AgentSession:
         offer: dict[str, Any] = {"tools": [PROPOSAL_TOOL], "tool_calls": calls} if tools else {}
         provider = self._provider(agent)
         urgent = agent == "passive"
-        fitted = self._fit(agent, provider, build)
-        exchange = llm_window.Exchange()
-        try:
-            yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
-        except ContextOverflowError as exc:
-            # Nothing reached the reader yet: the server refused before answering.
-            asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
-            retry_window: int | None = min(exc.limit or asked // 2, asked * 3 // 4)
-            self._tell_overflow(agent, provider, exc.limit, asked)
-        except RequestFailed as exc:
-            # A model duetml did not know to be text-only, sent photos, broke before its
-            # first word: ask once more with their description instead, and remember.
-            if not (any(m.images for m in fitted.messages) and text_only.refuses_images(exc)):
-                raise
-            self._learn_text_only(agent, provider)
-            retry_window = None
-        else:
-            if not exchange.cut or exchange.prompt_eval_count is None:
+        window: int | None = None
+        shrunk = photos_dropped = False  # each fix is tried once
+        while True:
+            calls.clear()
+            fitted = self._fit(agent, provider, build, window=window)
+            exchange = llm_window.Exchange()
+            try:
+                yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
+            except ContextOverflowError as exc:
+                if shrunk:
+                    raise
+                # Nothing reached the reader yet: the server refused before answering.
+                asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
+                window = min(exc.limit or asked // 2, asked * 3 // 4)
+                self._tell_overflow(agent, provider, exc.limit, asked)
+                self._learn_window(provider, window)
+                shrunk = True
+                continue
+            except RequestFailed as exc:
+                # A model duetml did not know to be text-only, sent photos, broke before its
+                # first word: ask once more with their description instead, and remember.
+                images = any(m.images for m in fitted.messages)
+                if photos_dropped or not (images and text_only.refuses_images(exc)):
+                    raise
+                self._learn_text_only(agent, provider)
+                photos_dropped = True
+                continue
+            if shrunk or not exchange.cut or exchange.prompt_eval_count is None:
                 self._remember_request(agent, provider, fitted, exchange)
                 sent.update(extra=fitted.extra, size=fitted.size)
                 return
-            retry_window = exchange.prompt_eval_count
+            window = exchange.prompt_eval_count
             self._tell_cut(agent, provider, fitted, exchange)
             if separator:
                 yield separator
             on_restart()
-        calls.clear()
-        if retry_window is not None:
-            self._learn_window(provider, retry_window)
-        fitted = self._fit(agent, provider, build, window=retry_window)
-        exchange = llm_window.Exchange()
-        yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
-        self._remember_request(agent, provider, fitted, exchange)
-        sent.update(extra=fitted.extra, size=fitted.size)
+            self._learn_window(provider, window)
+            shrunk = True
 
     def _fit(
         self, agent: str, provider: Provider, build: Build, window: int | None = None

@@ -162,6 +162,8 @@ class OpenAIProvider(ToolStreamingProvider):
             raise
         except openai.APIConnectionError as exc:
             # Same exception type as "connection refused"; here the response had started.
+            if not anything:
+                self._ask_why_unstreamed(client, payload, extra)
             raise ConnectionDropped() from exc
         finally:
             stream.close()
@@ -169,16 +171,21 @@ class OpenAIProvider(ToolStreamingProvider):
         # off by a proxy or a crash, even if the HTTP body ended cleanly.
         if not finished:
             if not anything:
-                # An empty 200 stream: llama.cpp's server answers so when it fails before the
-                # first token (the request is longer than its context, or has photos a
-                # text-only model cannot take). Not streamed, it says which, as an error the
-                # caller can act on (shrink, or send the description): ask it that way once.
-                client.chat.completions.create(
-                    model=self.model, messages=payload, stream=False, max_tokens=1, **extra
-                )
+                self._ask_why_unstreamed(client, payload, extra)
             raise IncompleteAnswer()
         for _, (name, arguments) in sorted(partial.items()):
             yield ToolCall(name, parse_tool_arguments(arguments))
+
+    def _ask_why_unstreamed(self, client: openai.OpenAI, payload: Any, extra: Any) -> None:
+        """After a stream that ended or dropped before its first event: llama.cpp's server
+        does that when it fails before the first token (the request is longer than its
+        context, or has photos a text-only model cannot take). Not streamed, the same request
+        gets the server's own error (400 context_length_exceeded, 500 naming the content),
+        which the caller can act on (shrink, or send the description): raised from here. One
+        token asked, so a server that would answer costs little."""
+        client.chat.completions.create(
+            model=self.model, messages=payload, stream=False, max_tokens=1, **extra
+        )
 
     def _list_models_once(self) -> list[ModelInfo]:
         page = self._client().models.list()
