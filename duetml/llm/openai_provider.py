@@ -162,6 +162,7 @@ class OpenAIProvider(ToolStreamingProvider):
             raise
         except openai.APIConnectionError as exc:
             # Same exception type as "connection refused"; here the response had started.
+            stream.close()  # first: the dropped connection leaves the pool
             if not anything:
                 self._ask_why_unstreamed(client, payload, extra)
             raise ConnectionDropped() from exc
@@ -183,9 +184,19 @@ class OpenAIProvider(ToolStreamingProvider):
         gets the server's own error (400 context_length_exceeded, 500 naming the content),
         which the caller can act on (shrink, or send the description): raised from here. One
         token asked, so a server that would answer costs little."""
-        client.chat.completions.create(
-            model=self.model, messages=payload, stream=False, max_tokens=1, **extra
-        )
+        import openai
+
+        for attempt in range(2):
+            try:
+                client.chat.completions.create(
+                    model=self.model, messages=payload, stream=False, max_tokens=1, **extra
+                )
+                return
+            except openai.APIConnectionError:
+                # A keep-alive connection the server closed after the broken stream: once
+                # more, on a fresh one; then the caller's own error stands.
+                if attempt:
+                    return
 
     def _list_models_once(self) -> list[ModelInfo]:
         page = self._client().models.list()
