@@ -6,12 +6,15 @@ written with a single O_APPEND write, so concurrent writers never interleave ins
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+from duetml import jsonfile
 
 LOG_FILE = "events.jsonl"
 # Fields every event of this project carries (a study's participant and task), if present.
@@ -41,8 +44,13 @@ class InteractionLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Never through a symbolic link planted where the log should be.
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(self.path, flags, 0o644)
+            # 0600 like the rest of duetml's state: the log names photos, categories and
+            # questions. A log an older duetml made 0644 is tightened on the next write.
+            fd = os.open(self.path, flags, 0o600)
             try:
+                if os.fstat(fd).st_mode & 0o077:
+                    with contextlib.suppress(OSError):
+                        os.fchmod(fd, 0o600)
                 os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)
@@ -59,10 +67,9 @@ class InteractionLog:
                 tail.append(line)
         events = []
         for line in tail:
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line after a crash is skipped, not fatal
+            event = jsonfile.loads_or_none(line)
+            if isinstance(event, dict):  # a torn last line after a crash is skipped
+                events.append(event)
         return events
 
 

@@ -411,7 +411,27 @@ def export_model(model: TrainedModel, folder: Path) -> ExportReport:
 def export_project(project: Project, folder: Path) -> ExportReport:
     from duetml.training import load_model
 
+    _refuse_inside_the_data(project, Path(folder))
     return export_model(load_model(project), folder)
+
+
+def _refuse_inside_the_data(project: Project, folder: Path) -> None:
+    """The export is not a photo: inside train/ or test/ (a category folder) its files would
+    sit among the photos, and inside .duetml/ among duetml's own state."""
+    target = folder.resolve()  # symbolic links followed: where the files would really land
+    for part, what in (("train", "the training photos"), ("test", "the test photos")):
+        place = project.root / part
+        if target == place or place in target.parents:
+            raise DuetmlError(
+                f"{folder} is inside {what} of this project: export into a folder of its own, "
+                "e.g. `-o exported-model`."
+            )
+    state = project.state_dir.resolve()
+    if target == state or state in target.parents:
+        raise DuetmlError(
+            f"{folder} is inside duetml's own state (.duetml): export into a folder of its "
+            "own, e.g. `-o exported-model`."
+        )
 
 
 def archive_name(project: Project) -> str:

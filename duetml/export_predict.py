@@ -23,6 +23,9 @@ from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 SIZE = 224
+# The raster formats duetml itself accepts: Pillow would otherwise open anything it knows,
+# EPS included, which it hands to Ghostscript where that is installed.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 
 def _taps(source: int, size: int, clamp_weights: bool) -> tuple[np.ndarray, ...]:
@@ -80,7 +83,7 @@ def central_square(pixels: np.ndarray) -> np.ndarray:
 def load_photo(path: Path) -> np.ndarray:
     """The model's input for one photo: upright, RGB, central square, 224 x 224, uint8; the
     same steps as duetml's own (duetml/images.py load_rgb and load_square)."""
-    with Image.open(path) as opened:
+    with Image.open(path, formats=FORMATS) as opened:
         opened.draft("RGB", (SIZE, SIZE))  # JPEGs decode at reduced scale, as duetml does
         opened.load()
         image: Image.Image = opened

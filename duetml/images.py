@@ -7,9 +7,13 @@ and every mode a camera or an editor produces (L, P, RGBA, CMYK, 16-bit) becomes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,6 +51,22 @@ MAX_JPEG_PIXELS = 300_000_000
 # check per format in `_open` replaces it.
 Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+# What one decode may hold, estimated from the header before any pixel is decoded (below).
+# Pixels alone do not bound it: a 3.5 KB lossless WebP of 9450x9450 held 1.4 GB, a 1.7 MB
+# progressive JPEG of 17300x17300 0.9 GB (libjpeg keeps every coefficient of a progressive
+# file, whatever the scale asked), an 8000x8000 HEIC 0.45 GB. 400 MB admits an 89 MP PNG
+# (4 bytes a pixel), a 48 MP iPhone HEIC and any baseline JPEG up to 300 MP.
+MAX_DECODE_BYTES = 400_000_000
+# Bytes held per pixel of the full image while decoding formats that cannot decode at a
+# reduced scale, measured with bench/bench_image_memory.py: libwebp's canvas, its frame and
+# Pillow's copy for WebP (15.3 measured); libheif's planes and the RGB image for HEIF (7.0).
+_BYTES_PER_PIXEL = {"WEBP": 16, "HEIF": 7}
+# A decode estimated above this waits for one of MAX_CONCURRENT_BIG_DECODES slots, whoever
+# asks (thumbnails, /api/image, uploads, `add`, the agents' contact sheets): a photo from a
+# phone decodes at once, a few big ones cannot add up. Two, as the page's thumbnail pool.
+BIG_DECODE_BYTES = 64_000_000
+MAX_CONCURRENT_BIG_DECODES = 2
+_big_decodes = threading.BoundedSemaphore(MAX_CONCURRENT_BIG_DECODES)
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,7 @@ def heif_to_jpeg(data: bytes) -> bytes:
     """An iPhone photo (HEIC) as the JPEG duetml stores: browsers, the page's viewer and every
     other tool read JPEG, few read HEIC. libheif applies the file's rotation while decoding;
     metadata (location included) is not carried over."""
-    with _open(data) as image:
+    with _open(data) as image, _decode_slot(image):
         out = io.BytesIO()
         to_rgb(image).save(out, format="JPEG", quality=92)
     return out.getvalue()
@@ -155,6 +175,8 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
         ) from None
     except OSError as exc:
         raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+        raise _unreadable(exc) from None
     limit = MAX_JPEG_PIXELS if image.format == "JPEG" else MAX_PIXELS
     if image.width * image.height > limit:
         megapixels = image.width * image.height / 1e6
@@ -165,7 +187,78 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
             "save a smaller copy (a JPEG of at most 8000 pixels on the long side is plenty) "
             "and add that instead."
         )
+    cost = decode_bytes(image)
+    if cost > MAX_DECODE_BYTES:
+        image.close()
+        kind = "progressive JPEG" if _is_progressive(image) else (image.format or "image")
+        raise BadImageError(
+            f"This {image.width}x{image.height} {kind} would take about {cost / 1e6:,.0f} MB "
+            f"of memory to decode (duetml decodes at most {MAX_DECODE_BYTES / 1e6:.0f} MB): "
+            "save a smaller copy, as a JPEG of at most 8000 pixels on the long side, and add "
+            "that instead."
+        )
     return image
+
+
+def _unreadable(exc: Exception) -> BadImageError:
+    """Whatever a decoder raised (a PNG's zTXt or iCCP chunk inflating past Pillow's limit is
+    a ValueError, a damaged TIFF a struct.error...) as a sentence about this one file."""
+    detail = str(exc).strip() or type(exc).__name__
+    return BadImageError(
+        f"The image could not be read ({detail[:160]}): it may be damaged, or use a feature "
+        "duetml does not read; save it again as JPEG or PNG."
+    )
+
+
+def _is_progressive(image: Image.Image) -> bool:
+    return image.format == "JPEG" and bool(
+        image.info.get("progressive") or image.info.get("progression")
+    )
+
+
+def _mode_bytes(mode: str) -> int:
+    """Bytes a pixel of this mode takes in a Pillow image (RGB is stored as 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode in _SIXTEEN_BIT_MODES:
+        return 2
+    return 4
+
+
+def _jpeg_coefficient_bytes(image: Image.Image) -> int:
+    """What libjpeg keeps for a progressive JPEG: every DCT coefficient (2 bytes) of every
+    8x8 block of every component, padded to whole MCUs, at full size."""
+    layers = getattr(image, "layer", None) or [("", 1, 1, 0)] * 3
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    total = 0
+    for _, h, v, _ in layers:
+        blocks_wide = math.ceil(image.width / (8 * h_max)) * h
+        blocks_high = math.ceil(image.height / (8 * v_max)) * v
+        total += blocks_wide * blocks_high * 64 * 2
+    return total
+
+
+def decode_bytes(image: Image.Image) -> int:
+    """The memory one decode of this opened (not yet loaded) image holds, at most: from its
+    header only. A baseline JPEG decodes at 1/8 scale at the smallest (DCT scaling) and
+    streams; a progressive one keeps its coefficients; WebP and HEIF decode whole."""
+    pixels = image.width * image.height
+    if image.format == "JPEG":
+        scaled = pixels * 4 // 64
+        return scaled + (_jpeg_coefficient_bytes(image) if _is_progressive(image) else 0)
+    per_pixel = _BYTES_PER_PIXEL.get(image.format or "", _mode_bytes(image.mode))
+    return pixels * per_pixel
+
+
+@contextlib.contextmanager
+def _decode_slot(image: Image.Image) -> Iterator[None]:
+    """Hold one of the few slots for big decodes while this image is decoded (see above)."""
+    if decode_bytes(image) <= BIG_DECODE_BYTES:
+        yield
+        return
+    with _big_decodes:
+        yield
 
 
 def check_image(source: Path | BinaryIO | bytes) -> ImageFacts:
@@ -175,12 +268,15 @@ def check_image(source: Path | BinaryIO | bytes) -> ImageFacts:
         try:
             # Draft decoding (JPEG DCT scaling) still reads every byte of the stream, so a
             # truncated file fails here, at a fraction of the cost of a full decode.
-            image.draft("RGB", (256, 256))
-            image.load()
+            with _decode_slot(image):
+                image.draft("RGB", (256, 256))
+                image.load()
         except Image.DecompressionBombError:
             raise BadImageError("The image is too large to decode safely.") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError) as exc:
             raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+            raise _unreadable(exc) from None
     if facts.format not in EXTENSION_OF_FORMAT:
         raise BadImageError("This image format is not supported: use JPEG or PNG.")
     return facts
@@ -251,7 +347,7 @@ def load_rgb(source: Path | BinaryIO | bytes, max_side: int | None = None) -> Im
     output, not the input: JPEGs decode at reduced scale (DCT scaling), other formats are
     box-averaged down before their mode is converted, and the short side stays at least
     ``max_side``."""
-    with _open(source) as image:
+    with _open(source) as image, _decode_slot(image):
         try:
             if max_side:
                 image.draft("RGB", (max_side, max_side))
@@ -261,8 +357,12 @@ def load_rgb(source: Path | BinaryIO | bytes, max_side: int | None = None) -> Im
             return to_rgb(upright)
         except Image.DecompressionBombError:
             raise BadImageError("The image is too large to decode safely.") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError) as exc:
             raise BadImageError(f"The image is damaged or truncated ({exc}).") from None
+        except BadImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder error is one rejected file
+            raise _unreadable(exc) from None
 
 
 def load_square(source: Path | BinaryIO | bytes, size: int) -> np.ndarray:

@@ -158,12 +158,24 @@ class Operation:
         return entry
 
 
+@dataclass(frozen=True)
+class Undone:
+    """What an undo took back; ``interrupted``: a change a killed duetml left half done, whose
+    reversal was the undo (nothing older was touched)."""
+
+    summary: str
+    interrupted: bool = False
+
+
 class UndoJournal:
     def __init__(self, root: Path, state_dir: Path) -> None:
         self.root = root
         self.state_dir = state_dir
         # The change that Ctrl-C or SIGTERM stopped (and that was reversed), for the CLI to say.
         self.interrupted: str | None = None
+        # The change a killed duetml left half done that `recover` reversed, until the next
+        # change commits: an undo asked for meanwhile is that reversal, and goes no further.
+        self.reversed_since_kill: str | None = None
 
     @property
     def path(self) -> Path:
@@ -256,6 +268,8 @@ class UndoJournal:
                 self._swap(reverted, operation, as_redo=undoes is not None)
             elif operation.changed:
                 self._append(operation.entry())
+            if reverted is not None or operation.changed:
+                self.reversed_since_kill = None
         except BaseException as exc:
             self._rollback(operation.steps, own_files=True)
             with contextlib.suppress(FileNotFoundError):
@@ -300,7 +314,12 @@ class UndoJournal:
         if not committed:
             self._rollback(steps)
         self.pending_path.unlink()
-        return None if committed else str(begin.get("summary", "an interrupted change"))[:200]
+        if committed:
+            return None
+        summary = str(begin.get("summary", "an interrupted change"))[:200]
+        # Reversing a killed undo puts its change back: an undo asked for now still takes it.
+        self.reversed_since_kill = None if begin.get("kind") == "undo" else summary
+        return summary
 
     def _rollback(self, steps: list[dict[str, Any]], own_files: bool = False) -> None:
         """Reverse ``steps``, newest first. Files an import created are deleted when this
@@ -367,14 +386,21 @@ class UndoJournal:
         return copy
 
     # ----- undo ---------------------------------------------------------------------------
-    def undo_last(self) -> str:
+    def undo_last(self) -> Undone:
         """Revert the last operation; photos it created go to the trash, never away.
 
-        An entry that cannot be undone (damaged, or naming a path that is now a symbolic link)
-        is taken off the list with a sentence, so the next undo reverts the change before it.
-        What the undo did is recorded, so `redo` can do the change again.
+        A change a killed duetml left half done, reversed since the last change (when the
+        project was opened, or now), is the last change: its reversal is the undo, and the
+        change before it stays (as `git` stops at an interrupted operation). An entry that
+        cannot be undone (damaged, or naming a path that is now a symbolic link) is taken off
+        the list with a sentence, so the next undo reverts the change before it. What the undo
+        did is recorded, so `redo` can do the change again.
         """
-        return self._revert_last(redo=False)
+        self.recover()
+        if self.reversed_since_kill is not None:
+            summary, self.reversed_since_kill = self.reversed_since_kill, None
+            return Undone(summary, interrupted=True)
+        return Undone(self._revert_last(redo=False))
 
     def redo_last(self) -> str:
         """Do again the change undone last (until a new change is recorded)."""

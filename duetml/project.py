@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duetml import atomic, images, locks
+from duetml import atomic, images, jsonfile, locks
 from duetml.errors import (
     AlreadyExistsError,
     BadImageError,
@@ -33,7 +33,7 @@ from duetml.errors import (
     UndoSkippedError,
 )
 from duetml.events import InteractionLog
-from duetml.journal import Operation, UndoJournal, free_name
+from duetml.journal import Operation, UndoJournal, Undone, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import (
     LEGACY_PRECISION,
@@ -669,10 +669,8 @@ class Project:
         ``stats``: rel -> the file's stat, when the caller has just taken it (saves a second
         system call per photo at 26,000 photos)."""
         index_path = self.state_dir / "cache" / "hashes.json"
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError):
-            index = {}
+        # A cache of the wrong type or shape (by hand, or another tool) is read as absent.
+        index = jsonfile.read_object(index_path)
         result: dict[str, str] = {}
         changed = False
         for record in records:
@@ -681,7 +679,12 @@ class Project:
                 stat = record.path.stat()
             key = [stat.st_size, stat.st_mtime_ns]
             cached = index.get(record.rel)
-            if cached and cached[:2] == key:
+            if (
+                isinstance(cached, list)
+                and len(cached) == 3
+                and cached[:2] == key
+                and isinstance(cached[2], str)
+            ):
                 result[record.rel] = cached[2]
                 continue
             digest = images.file_hash(record.path)
@@ -714,15 +717,20 @@ class Project:
 
     def undo(self) -> str:
         """Revert the last change; photos it created go to the trash, never away (or back to
-        where `add --move` took them from)."""
+        where `add --move` took them from). Returns what was undone."""
+        return self.undo_once().summary
+
+    def undo_once(self) -> Undone:
+        """`undo`, saying also whether the change undone was one a killed duetml left half
+        done (its reversal, on opening the project, was the undo: nothing older is touched)."""
         try:
             with self.data_lock():
-                summary = self.journal.undo_last()
+                undone = self.journal.undo_last()
         except UndoSkippedError as exc:
             self.log.record("undo_skipped", reason=str(exc))
             raise
-        self.log.record("undo", undone=summary)
-        return summary
+        self.log.record("undo", undone=undone.summary, interrupted=undone.interrupted)
+        return undone
 
     def redo(self) -> str:
         """Do again the change undone last; photos come back from the trash."""

@@ -30,6 +30,14 @@ Replies are consumed in order by the chat endpoint; with none queued it answers
     queue_tool_calls([(name, args)], text="")  text (if any), then the model's tool calls in
                                                the provider's own wire format
 
+    queue_recorded(name)                       replay what a real server answered, recorded in
+                                               tests/fixtures/llama_cpp/<name>.json by
+                                               bench/bench_real_server.py (status, type, body)
+
+`FakeOpenAIServer(text_only=True)` answers every chat request that carries an image the way
+llama.cpp's server does for a text-only model (its recorded empty 200 stream), and others
+normally.
+
 `queue_status`, `queue_hang` and `queue_malformed` also take `endpoint="models"` (the model
 list) or, for Ollama, `endpoint="show"`. `server.requests` records every request
 (`RecordedRequest`: method, path, lower-cased headers, raw body, parsed `json`);
@@ -59,6 +67,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -78,7 +87,7 @@ class RecordedRequest:
 
 @dataclass
 class _Plan:
-    kind: str  # reply | status | hang | cut | truncated | malformed | stream_error
+    kind: str  # reply | status | hang | cut | truncated | malformed | stream_error | recorded
     chunks: list[str] = field(default_factory=list)
     after: int | None = None
     status: int = 200
@@ -176,6 +185,8 @@ class _FakeServer:
 
     default_reply = "ok"
     chat_path = ""
+    # Any loopback address works (127.0.0.2 is another origin than 127.0.0.1): see `on`.
+    host = "127.0.0.1"
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
@@ -187,8 +198,13 @@ class _FakeServer:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def on(self, host: str) -> Any:
+        """Listen on another loopback address (before `start`): another server to the client."""
+        self.host = host
+        return self
+
     def start(self) -> _FakeServer:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server((self.host, 0), _Handler)
         self._httpd.fake = self
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -216,7 +232,7 @@ class _FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     # --- planning --------------------------------------------------------------------------
 
@@ -275,6 +291,9 @@ class _FakeServer:
             "chat", _Plan("stream_error", tokens(text), after=after_chunks, message=message)
         )
 
+    def queue_recorded(self, name: str) -> None:
+        self._queue("chat", _Plan("recorded", body=recorded_answer(name)))
+
     def queue_tool_calls(
         self, calls: Sequence[tuple[str, dict[str, Any]]], *, text: str = ""
     ) -> None:
@@ -314,6 +333,20 @@ class _FakeServer:
             raise ValueError(f"plan {plan.kind!r} only applies to the chat endpoint")
 
     def _serve_chat(self, handler: _Handler, plan: _Plan, model: str) -> None:
+        if plan.kind == "recorded":
+            answer = plan.body
+            data = answer["body"].encode()
+            if answer["headers"].get("transfer-encoding") == "chunked":
+                handler.send_response(answer["status"])
+                handler.send_header("Content-Type", answer["headers"]["content-type"])
+                handler.send_header("Transfer-Encoding", "chunked")
+                handler.end_headers()
+                if data:
+                    handler.write_chunk(data)
+                handler.end_chunked()
+            else:
+                handler.send_raw(answer["status"], data, answer["headers"]["content-type"])
+            return
         if plan.kind == "status":
             handler.send_json(plan.status, plan.body or self.error_body(plan.status), plan.headers)
             return
@@ -375,6 +408,15 @@ class _FakeServer:
 
     def error_event(self, message: str) -> bytes:
         raise NotImplementedError
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def recorded_answer(name: str) -> dict[str, Any]:
+    """A real server's answer recorded by bench/bench_real_server.py (see its --record)."""
+    answer: dict[str, Any] = json.loads((FIXTURES / "llama_cpp" / f"{name}.json").read_text())
+    return answer
 
 
 def _now_iso() -> str:
@@ -628,8 +670,10 @@ class FakeOpenAIServer(_FakeServer):
         api_key: str | None = None,
         echo_key_in_errors: bool = False,
         max_model_len: int | None = None,
+        text_only: bool = False,
     ) -> None:
         super().__init__()
+        self.text_only = text_only
         self.models = list(models)
         self.max_model_len = max_model_len  # listed per model, like vLLM
         self.api_key = api_key
@@ -639,7 +683,7 @@ class FakeOpenAIServer(_FakeServer):
     @property
     def url(self) -> str:
         """The base URL as users configure it (with /v1)."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def _authorized(self, handler: _Handler, request: RecordedRequest) -> bool:
         if self.api_key is None:
@@ -686,9 +730,14 @@ class FakeOpenAIServer(_FakeServer):
         elif path == self.chat_path and request.method == "POST":
             if not self._authorized(handler, request):
                 return
-            plan = self._next("chat") or _Plan("reply", tokens(self.default_reply))
+            if self.text_only and b'"image_url"' in request.body:  # planned replies wait
+                streamed = bool((request.json or {}).get("stream"))
+                answer = "images_stream" if streamed else "images_nostream"
+                plan = _Plan("recorded", body=recorded_answer(answer))
+            else:
+                plan = self._next("chat") or _Plan("reply", tokens(self.default_reply))
             model = str((request.json or {}).get("model", ""))
-            if plan.kind != "status" and model not in self.models:
+            if plan.kind not in ("status", "recorded") and model not in self.models:
                 handler.send_json(
                     404,
                     {

@@ -254,3 +254,41 @@ def test_the_export_readme_names_an_extended_accuracy_held_out() -> None:
     extended = _readme({**labels, "cv_accuracy": 0.9, "cv_added_since": 4})
     assert "Held-out accuracy at training: 90.0%" in extended
     assert "4 photo(s) added since" in extended and "Cross-validated" not in extended
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "EPS", "PCX"])
+def test_predict_script_opens_only_the_formats_duetml_accepts(tmp_path: Path, fmt: str) -> None:
+    """Issue 17, item 7: predict.py let Pillow open any format it knows (EPS reaches
+    Ghostscript where it is installed); it now reads only JPEG, PNG, WebP, BMP, GIF and TIFF."""
+    from duetml import export_predict
+    from duetml.images import DECODABLE_FORMATS
+
+    assert export_predict.FORMATS == DECODABLE_FORMATS
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.new("RGB", (300, 300), (10, 200, 30)).save(path, fmt)
+    opened: list[str] = []
+    real_open = Image.open
+
+    def watched_open(*args: object, **kwargs: object) -> Image.Image:
+        image = real_open(*args, **kwargs)  # type: ignore[arg-type]
+        opened.append(str(image.format))
+        return image
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export_predict.Image, "open", watched_open)
+        with pytest.raises(OSError):
+            export_predict.load_photo(path)
+    assert opened == []  # refused when identified, never opened as that format
+
+
+@pytest.mark.parametrize("inside", ["train/hat", "train/hat/model", "test/shoes", ".duetml/x"])
+def test_export_into_the_projects_data_is_refused(trained_demo: Path, inside: str) -> None:
+    """Issue 17, item 7: `export -o` into a category folder put model.onnx, predict.py and
+    README.md among the photos."""
+    before = sorted(p.relative_to(trained_demo) for p in trained_demo.rglob("*"))
+    result = run_duetml("export", "-p", str(trained_demo), "-o", str(trained_demo / inside))
+    assert result.returncode != 0
+    said = result.stderr + result.stdout
+    assert "export into a folder of its own" in said and "Traceback" not in said
+    after = sorted(p.relative_to(trained_demo) for p in trained_demo.rglob("*"))
+    assert [p for p in after if p not in before and "events" not in str(p)] == []

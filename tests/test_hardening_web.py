@@ -165,3 +165,99 @@ def test_odd_names_show_working_thumbnails_on_the_page(project: Project) -> None
             )
         page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-odd-names.png"))
         browser.close()
+
+
+def test_a_webp_bomb_in_the_project_is_a_sentence_on_every_route(
+    project: Project, tmp_path: Path
+) -> None:
+    """Issue 17, item 4: a 3.5 KB lossless WebP of 9450x9450 put in a category by hand cost
+    1.44 GB per /api/image or thumbnail; now it is refused from its header, with a sentence."""
+    from PIL import Image
+
+    bomb = project.root / "train" / "hat" / "bomb.webp"
+    Image.new("RGB", (9450, 9450), (200, 30, 30)).save(bomb, "WEBP", lossless=True)
+    assert bomb.stat().st_size < 10_000
+    record = next(r for r in project.images("train", "hat") if r.path.name == "bomb.webp")
+    with _client(project.root) as client:
+        for route in ("/api/image", "/api/thumb"):
+            response = client.get(route, params={"image": record.rel})
+            assert response.status_code == 415, route  # as every photo duetml cannot decode
+            assert "MB of memory to decode" in response.json()["error"], route
+        upload = client.post(
+            "/api/upload?category=hat",
+            files=[("files", ("bomb.webp", bomb.read_bytes(), "image/webp"))],
+        )
+        assert upload.status_code in (200, 400), upload.text
+        assert "MB of memory to decode" in upload.text
+
+
+@pytest.mark.parametrize("kind", ["zTXt", "iCCP"])
+def test_an_upload_with_an_oversized_png_chunk_is_a_rejected_file_not_a_500(
+    project: Project, kind: str
+) -> None:
+    from test_hardening_cli import _png_with_huge_chunk
+
+    before = len(project.images("train", "hat"))
+    good = demo_photos("shoes")[10].read_bytes()  # not in the project yet
+    with _client(project.root) as client:
+        response = client.post(
+            "/api/upload?category=hat",
+            files=[
+                ("files", ("odd.png", _png_with_huge_chunk(kind), "image/png")),
+                ("files", ("good.jpg", good, "image/jpeg")),
+            ],
+        )
+    assert response.status_code == 200, response.text
+    assert "could not be read" in response.text
+    assert len(project.images("train", "hat")) == before + 1
+
+
+def test_a_hard_link_planted_in_the_thumbnail_cache_is_not_served(
+    project: Project, tmp_path: Path
+) -> None:
+    """Issue 17, item 7: a hard link is another name of the file itself, so the symbolic-link
+    checks never see it; the thumbnail is made again instead, and the linked file untouched."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the contents of a file outside the project")
+    record = project.images("train", "hat")[0]
+    digest = project.hashes([record])[record.rel]
+    with _client(project.root) as client:
+        cached = client.app.state.duetml.thumbs.path_for(digest)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.link(secret, cached)
+        response = client.get("/api/thumb", params={"image": record.rel})
+        assert response.status_code == 200
+        assert response.content.startswith(JPEG_START)
+        assert b"outside the project" not in response.content
+    assert secret.read_text() == "the contents of a file outside the project"
+    assert cached.read_bytes().startswith(JPEG_START)  # the link replaced by a real thumbnail
+
+
+@pytest.mark.browser
+def test_the_page_takes_the_token_out_of_the_address_bar(project: Project) -> None:
+    """Issue 17, item 7: the access token stayed in the address bar (history, a shared
+    screen); the cookie the first answer set carries it from then on."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is missing: install Debian's `chromium` package")
+    from playwright.sync_api import sync_playwright
+
+    token = "a-token-only-this-terminal-has-seen-0123"
+    port = free_port()
+    app = create_app(project.root, agents=fake_agents()[0], port=port, token=token)
+    with LiveServer(app, port) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{server.url}?token={token}#data")
+        page.wait_for_selector("body[data-ready=true]")
+        assert token not in page.url and page.url.endswith("/#data")
+        assert page.evaluate("window.history.length") >= 1
+        # The page still works on the cookie: its listing shows the project's categories.
+        page.wait_for_function("document.querySelectorAll('.thumb').length > 0")
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert token not in page.url
+        browser.close()

@@ -396,3 +396,73 @@ def test_adding_several_categories_is_one_undoable_change(tmp_path: Path) -> Non
     result = _cli("undo", "-p", str(root))
     assert result.stdout.splitlines()[0] == "Undone: add categories 'e1', 'e2'"
     assert Project.open(root).categories() == []
+
+
+# Stops an add of many photos with a real SIGKILL once some of them are stored: the wrapped
+# write stores the first half, says so, and waits for the kill.
+HALF_ADDER = """
+import sys
+from pathlib import Path
+from duetml import journal
+from duetml.project import Project
+write_many = journal.atomic.write_many
+def stored_half_then_wait(files, **kwargs):
+    write_many(files[: len(files) // 2], **kwargs)
+    print("stored", len(files) // 2, flush=True)
+    sys.stdin.read()
+journal.atomic.write_many = stored_half_then_wait
+Project.open(sys.argv[1]).add_images("pants", [Path(p) for p in sys.argv[2:]])
+"""
+
+
+def test_undo_after_a_killed_add_stops_at_the_reversed_add(new_project: Project) -> None:
+    """Issue 17, item 1: reversing the add a kill -9 interrupted is the undo the user asked
+    for; the earlier, unrelated add of t-shirts stays."""
+    new_project.add_images("t-shirt", demo_photos("t-shirt"))
+    before = _photos(new_project)
+    sources = [str(p) for c in ("pants", "shoes", "hat") for p in demo_photos(c)]
+    adder = subprocess.Popen(
+        [sys.executable, "-c", HALF_ADDER, str(new_project.root), *sources],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert adder.stdout is not None
+    assert adder.stdout.readline().split()[0] == "stored"
+    adder.send_signal(signal.SIGKILL)
+    adder.wait(30)
+    assert len(list((new_project.root / "train" / "pants").glob("*.jpg"))) > 0  # half stored
+
+    result = _cli("undo", "-p", str(new_project.root))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first == "Undone: add image(s) to 'pants', which an earlier duetml left half done."
+    assert "Reversing it was the undo, so nothing older was undone" in result.stdout
+    assert _photos(Project.open(new_project.root)) == before
+    assert Project.open(new_project.root).undo_history() == ["add 25 image(s) to 't-shirt'"]
+    # The next undo is the t-shirts', as the first one said.
+    assert "`duetml undo` again would undo add 25 image(s) to 't-shirt'" in result.stdout
+    result = _cli("undo", "-p", str(new_project.root))
+    assert result.stdout.splitlines()[0] == "Undone: add 25 image(s) to 't-shirt'"
+    assert _photos(Project.open(new_project.root)) == set()
+
+
+def test_a_change_after_the_reversal_is_what_undo_takes_back(new_project: Project) -> None:
+    """The reversal counts as the undo only until the next change: on a page left open after
+    a kill, Undo after an add takes back that add."""
+    new_project.add_images("t-shirt", demo_photos("t-shirt", 3))
+    adder = subprocess.Popen(
+        [sys.executable, "-c", HALF_ADDER, str(new_project.root), *map(str, demo_photos("pants"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert adder.stdout is not None and adder.stdout.readline().startswith("stored")
+    adder.send_signal(signal.SIGKILL)
+    adder.wait(30)
+    reopened = Project.open(new_project.root)
+    assert reopened.recovered == "add image(s) to 'pants'"
+    reopened.add_images("hat", demo_photos("hat", 2))
+    assert reopened.undo() == "add 2 image(s) to 'hat'"
+    assert reopened.undo() == "add 3 image(s) to 't-shirt'"

@@ -130,3 +130,27 @@ def test_symlinks_on_the_way_are_refused(tmp_path: Path) -> None:
     (root / "link").symlink_to(tmp_path / "outside")
     with pytest.raises(InvalidNameError, match="symbolic link"):
         resolve_inside(root, "link/file.jpg")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["h\u200bat", "h\u200cat", "h\u200dat", "\ufeffhat", "h\u00adat", "hat\u2028", "h\u2029at"],
+)
+def test_invisible_characters_are_refused(name: str) -> None:
+    """Issue 17, item 7: each of these displays as "hat"."""
+    with pytest.raises(InvalidNameError, match="cannot contain"):
+        validate_category_name(name)
+
+
+def test_the_schemas_invisible_class_is_the_running_pythons() -> None:
+    import re
+    import sys
+    import unicodedata
+
+    from duetml.names import INVISIBLE_CLASS
+
+    pattern = re.compile(f"[{INVISIBLE_CLASS}]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        invisible = unicodedata.category(char) in ("Cf", "Zl", "Zp")
+        assert bool(pattern.fullmatch(char)) == invisible, hex(code)

@@ -147,3 +147,26 @@ def test_serve_on_a_network_address_warns_and_prints_a_token_link(
     local = CliRunner().invoke(app, [*args, "--host", "127.0.0.2"])
     assert local.exit_code == 0 and "Warning" not in local.output and "token" not in local.output
     assert served[2].web_app.asgi_handler.token is None
+
+
+@pytest.mark.parametrize("spelling", ["0", "0x0", "0.0", "::ffff:0.0.0.0", "[::]", "0.0.0.0", "::"])
+def test_every_spelling_of_all_interfaces_is_refused(
+    tmp_path: Path, served: list, spelling: str
+) -> None:
+    """Issue 17, item 7: `--host 0` (and 0x0, ::ffff:0.0.0.0) listened on every interface
+    with only a warning; the OS reads them as 0.0.0.0, as the refused spelling."""
+    import socket
+
+    from helpers import make_project
+    from typer.testing import CliRunner
+
+    from duetml.cli import app
+
+    bound = socket.getaddrinfo(spelling.strip("[]"), None, flags=socket.AI_PASSIVE)[0][4][0]
+    assert bound in ("0.0.0.0", "::", "::ffff:0.0.0.0"), bound  # what the socket would get
+    make_project(tmp_path / "proj")
+    args = ["serve", "-p", str(tmp_path / "proj"), "--port", "8799", "--no-open"]
+    result = CliRunner().invoke(app, [*args, "--host", spelling])
+    assert result.exit_code != 0
+    assert "every machine on the network" in result.output
+    assert served == []

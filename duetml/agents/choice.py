@@ -24,8 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
-from duetml.errors import DuetmlError, LLMError
+from duetml import jsonfile
+from duetml.errors import DuetmlError, LLMError, LLMSettingsError
 from duetml.llm import AgentLLMConfig, Provider, display_url, provider_for, resolve_agent_config
+from duetml.llm.privacy import endpoint_key
 from duetml.settings import AGENTS, AgentLLMChoice, Settings, load_toml, parse_settings
 
 if TYPE_CHECKING:
@@ -135,15 +137,10 @@ def project_key(root: Path) -> str:
 
 
 def _read_approvals() -> list[Approval]:
-    path = approvals_file()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except (OSError, ValueError, UnicodeDecodeError):
-        # Unreadable means nothing is approved: the user is asked again, which is safe.
-        return []
-    entries = data.get("approvals") if isinstance(data, dict) else None
+    # Unreadable, of the wrong type or nested too deep means nothing is approved: the user
+    # is asked again, which is safe.
+    data = jsonfile.read_object(approvals_file())
+    entries = data.get("approvals")
     if not isinstance(entries, list):
         return []
     # Checked right here: an entry names its project and endpoint as strings.
@@ -157,9 +154,22 @@ def _read_approvals() -> list[Approval]:
 
 
 def approved_endpoints(root: Path) -> set[str]:
-    """The endpoints this user approved for the project at `root`."""
+    """The endpoints this user approved for the project at `root`; an entry that does not
+    parse counts for nothing (an "(invalid URL)" stored by an older duetml approves no
+    server). Compare with `is_approved`, which goes by scheme, host and port."""
     key = project_key(root)
-    return {e["endpoint"] for e in _read_approvals() if e["project"] == key}
+    return {
+        e["endpoint"]
+        for e in _read_approvals()
+        if e["project"] == key and endpoint_key(e["endpoint"]) is not None
+    }
+
+
+def is_approved(root: Path, endpoint: str | None) -> bool:
+    """Whether this user approved, for this project, the server `endpoint` reaches (compared
+    by scheme, host and port as the HTTP client will use them)."""
+    origin = endpoint_key(endpoint)
+    return origin is not None and origin in {endpoint_key(e) for e in approved_endpoints(root)}
 
 
 def _change_approvals(change: Callable[[list[Approval]], list[Approval]]) -> None:
@@ -186,11 +196,18 @@ def _change_approvals(change: Callable[[list[Approval]], list[Approval]]) -> Non
 def approve(root: Path, endpoint: str) -> None:
     """Remember that this user lets the project at `root` use `endpoint`."""
     key = project_key(root)
+    origin = endpoint_key(endpoint)
+    if origin is None:
+        raise LLMSettingsError(
+            f"'{endpoint[:80]}' is not an address duetml can approve: fix the base_url in "
+            "duetml.toml (e.g. http://127.0.0.1:11434), then approve again."
+        )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def change(entries: list[Approval]) -> list[Approval]:
-        kept = [e for e in entries if (e["project"], e["endpoint"]) != (key, endpoint)]
-        return [*kept, {"project": key, "endpoint": endpoint, "approved_at": stamp}]
+        kept = [e for e in entries if (e["project"], endpoint_key(e["endpoint"])) != (key, origin)]
+        shown = display_url(endpoint) or origin
+        return [*kept, {"project": key, "endpoint": shown, "approved_at": stamp}]
 
     _change_approvals(change)
 
@@ -203,7 +220,9 @@ def revoke(root: Path, endpoint: str | None = None) -> list[str]:
     def change(entries: list[Approval]) -> list[Approval]:
         kept = []
         for entry in entries:
-            if entry["project"] == key and endpoint in (None, entry["endpoint"]):
+            if entry["project"] == key and (
+                endpoint is None or endpoint_key(endpoint) == endpoint_key(entry["endpoint"])
+            ):
                 removed.append(entry["endpoint"])
             else:
                 kept.append(entry)
@@ -232,13 +251,13 @@ def key_may_go_to(provider: Provider, config: AgentLLMConfig | None, root: Path 
     """
     if config is None or not config.endpoint_from_project:
         return True
-    return root is not None and endpoint_of(provider) in approved_endpoints(root)
+    return root is not None and is_approved(root, provider.base_url)
 
 
 def needs_approval(provider: Provider, config: AgentLLMConfig | None, root: Path) -> str | None:
     """The reason approval is still missing for this project, or None when all is clear."""
     reason = approval_reason(provider, config)
-    if reason is None or endpoint_of(provider) in approved_endpoints(root):
+    if reason is None or is_approved(root, provider.base_url):
         return None
     return reason
 

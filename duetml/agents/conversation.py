@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
-from duetml import atomic, locks
+from duetml import atomic, jsonfile, locks
 
 CONVERSATION_FILE = "conversation.jsonl"
 STATE_FILE = "agents.json"
@@ -63,10 +63,7 @@ class ConversationStore:
             return []
         found: list[Message] = []
         for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a hand-edited or damaged line is skipped, not fatal
+            entry = jsonfile.loads_or_none(line)  # a damaged line is skipped, not fatal
             if _is_message(entry):
                 found.append(entry)
         return found
@@ -94,11 +91,7 @@ class ConversationStore:
     # --- small state -----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return jsonfile.read_object(self.state_path)
 
     def update_state(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         with self._locked():

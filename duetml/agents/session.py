@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from duetml.agents import choice, fitting, prompts
+from duetml.agents import choice, fitting, prompts, text_only
 from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
 from duetml.agents.conversation import ConversationStore, Message
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
@@ -34,7 +34,7 @@ from duetml.agents.proposals import PROPOSAL_TOOL
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
 from duetml.llm import window as llm_window
-from duetml.llm.base import ContextOverflowError, PreemptedError
+from duetml.llm.base import ContextOverflowError, PreemptedError, RequestFailed
 from duetml.settings import Settings, read_settings
 
 if TYPE_CHECKING:
@@ -176,7 +176,10 @@ class AgentSession:
         if known is not None:
             return known
         provider = self._provider(agent)
-        vision = provider.model_info().vision is not False  # unknown: try images
+        if text_only.is_text_only(provider):  # learned earlier: it broke on photos
+            vision = False
+        else:
+            vision = provider.model_info().vision is not False  # unknown: try images
         with self._lock:
             self._vision[agent] = vision
         if not vision:
@@ -193,6 +196,28 @@ class AgentSession:
         with self._lock:
             self._tools[agent] = tools
         return tools
+
+    def _learn_text_only(self, agent: str, provider: Provider) -> None:
+        """This model broke on a request with photos: no photos from now on (remembered for
+        its server in the user's data folder), and the user told once."""
+        learned_before = text_only.is_text_only(provider)
+        text_only.remember(provider)
+        with self._lock:
+            for name in ("passive", "proactive"):  # the other agent may use the same model
+                if name == agent or text_only.is_text_only(self._provider(name)):
+                    self._vision[name] = False
+        spec = f"{provider.name}:{provider.model}"
+        self.project.log.record("agent_text_only_learned", agent=agent, model=spec)
+        if learned_before:
+            return
+        notice = (
+            f"The model {spec} at {display_url(provider.base_url)} does not take photos: it "
+            "gets a description of them instead (duetml remembers this for that server and "
+            f"model); for advice that sees the photos choose a vision model, e.g. `duetml llm "
+            f"use {agent} {choice.LOCAL_SPEC}`."
+        )
+        with self._lock:
+            self._notices.append(notice)
 
     def _tell_text_only(self, agent: str, provider: Provider) -> None:
         spec = f"{provider.name}:{provider.model}"
@@ -340,11 +365,13 @@ class AgentSession:
         try:
             conversation = self.conversation()
             self._capture_goal(user_text, about, conversation)
-            vision = self._sees_images("passive")
+            self._sees_images("passive")  # asked before the request: it may tell the user
             tools = self._uses_tools("passive")
 
             def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
                 agent = PassiveAgent(provider, builder)
+                # Asked again at each build: a model found text-only gets no photos on retry.
+                vision = self._sees_images("passive")
                 return agent.request(user_text, about, conversation, vision=vision, tools=tools)
 
             replies = self._send(
@@ -406,32 +433,44 @@ class AgentSession:
         offer: dict[str, Any] = {"tools": [PROPOSAL_TOOL], "tool_calls": calls} if tools else {}
         provider = self._provider(agent)
         urgent = agent == "passive"
-        fitted = self._fit(agent, provider, build)
-        exchange = llm_window.Exchange()
-        try:
-            yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
-        except ContextOverflowError as exc:
-            # Nothing reached the reader yet: the server refused before answering.
-            asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
-            retry_window = min(exc.limit or asked // 2, asked * 3 // 4)
-            self._tell_overflow(agent, provider, exc.limit, asked)
-        else:
-            if not exchange.cut or exchange.prompt_eval_count is None:
+        window: int | None = None
+        shrunk = photos_dropped = False  # each fix is tried once
+        while True:
+            calls.clear()
+            fitted = self._fit(agent, provider, build, window=window)
+            exchange = llm_window.Exchange()
+            try:
+                yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
+            except ContextOverflowError as exc:
+                if shrunk:
+                    raise
+                # Nothing reached the reader yet: the server refused before answering.
+                asked = fitted.size.tokens + llm_window.reply_room(fitted.window)
+                window = min(exc.limit or asked // 2, asked * 3 // 4)
+                self._tell_overflow(agent, provider, exc.limit, asked)
+                self._learn_window(provider, window)
+                shrunk = True
+                continue
+            except RequestFailed as exc:
+                # A model duetml did not know to be text-only, sent photos, broke before its
+                # first word: ask once more with their description instead, and remember.
+                images = any(m.images for m in fitted.messages)
+                if photos_dropped or not (images and text_only.refuses_images(exc)):
+                    raise
+                self._learn_text_only(agent, provider)
+                photos_dropped = True
+                continue
+            if shrunk or not exchange.cut or exchange.prompt_eval_count is None:
                 self._remember_request(agent, provider, fitted, exchange)
                 sent.update(extra=fitted.extra, size=fitted.size)
                 return
-            retry_window = exchange.prompt_eval_count
+            window = exchange.prompt_eval_count
             self._tell_cut(agent, provider, fitted, exchange)
             if separator:
                 yield separator
             on_restart()
-        calls.clear()
-        self._learn_window(provider, retry_window)
-        fitted = self._fit(agent, provider, build, window=retry_window)
-        exchange = llm_window.Exchange()
-        yield from provider.stream_chat(fitted.messages, exchange, urgent=urgent, **offer)
-        self._remember_request(agent, provider, fitted, exchange)
-        sent.update(extra=fitted.extra, size=fitted.size)
+            self._learn_window(provider, window)
+            shrunk = True
 
     def _fit(
         self, agent: str, provider: Provider, build: Build, window: int | None = None
@@ -701,11 +740,12 @@ class AgentSession:
         since = self.store.state().get("proactive_last_look_ts")
         looked_at = time.time()
         try:
-            vision = self._sees_images("proactive")
+            self._sees_images("proactive")
             tools = self._uses_tools("proactive")
 
             def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
                 agent = ProactiveAgent(provider, builder)
+                vision = self._sees_images("proactive")  # again: see _ask
                 return agent.request(conversation, vision=vision, tools=tools, since=since)
 
             sent: dict[str, Any] = {}

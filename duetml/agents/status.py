@@ -73,7 +73,7 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         entry["approval_needed"] = (
             reason
             if reason is not None
-            and (root is None or entry["endpoint"] not in choice.approved_endpoints(root))
+            and (root is None or not choice.is_approved(root, provider.base_url))
             else None
         )
         if not provider.enabled:

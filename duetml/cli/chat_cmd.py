@@ -288,7 +288,14 @@ def _apply(session: AgentSession, which: str) -> None:
 
 def _undo(session: AgentSession) -> None:
     try:
-        typer.echo(f"Undone: {session.project.undo()}.")
+        undone = session.project.undo_once()
+        if undone.interrupted:
+            typer.echo(
+                f"Undone: {undone.summary}, which an earlier duetml left half done (reversing "
+                "it was the undo; nothing older was undone)."
+            )
+        else:
+            typer.echo(f"Undone: {undone.summary}.")
     except DuetmlError as exc:
         typer.echo(f"Error: {exc}", err=True)
 

@@ -202,6 +202,10 @@ def llm_approve(
             if not removed:
                 typer.echo("Nothing was approved for this project.")
             return
+        for agent in ("passive", "proactive"):
+            # A setting that does not parse is said, not read as "nothing waits": there is
+            # no server to approve until it is fixed.
+            choice.make_provider(choice.resolve(agent, proj.settings))
         pending = choice.pending_approvals(proj)
         if not pending:
             typer.echo("Nothing waits for approval: every agent's endpoint may be used.")

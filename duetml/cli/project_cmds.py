@@ -142,9 +142,15 @@ def undo(
         for line in proj.undo_history() or ["(nothing to undo)"]:
             typer.echo(line)
         return
-    undone = proj.undo()
-    typer.echo(f"Undone: {undone}")
-    typer.echo(f"(`duetml redo` would {undone} again.)")
+    undone = proj.undo_once()
+    if undone.interrupted:
+        typer.echo(f"Undone: {undone.summary}, which an earlier duetml left half done.")
+        older = proj.undo_history()
+        then = f"`duetml undo` again would undo {older[0]}" if older else "nothing older"
+        typer.echo(f"Reversing it was the undo, so nothing older was undone ({then}).")
+        return
+    typer.echo(f"Undone: {undone.summary}")
+    typer.echo(f"(`duetml redo` would {undone.summary} again.)")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import threading
 import webbrowser
 from pathlib import Path
@@ -162,7 +163,24 @@ def _is_loopback(host: str) -> bool:
 
 
 def _is_wildcard(host: str) -> bool:
+    """Whether listening on `host` listens on every interface, in any spelling the resolver
+    reads as 0.0.0.0 or :: ("0", "0x0", "0.0", "::ffff:0.0.0.0"): asked of getaddrinfo, which
+    the server's bind uses too."""
+    if host.strip("[]") in ("", "*"):
+        return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return host in ("", "*")
+        found = socket.getaddrinfo(
+            host.strip("[]"), None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, UnicodeError):
+        return False  # cannot be bound either: the server says so when it starts
+    for *_, address in found:
+        try:
+            parsed = ipaddress.ip_address(str(address[0]).split("%")[0])
+        except ValueError:
+            continue
+        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped
+        if parsed.is_unspecified:
+            return True
+    return False

@@ -13,22 +13,34 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from duetml.errors import LLMError
+from duetml.errors import LLMError, LLMSettingsError
 from duetml.llm import window
 from duetml.llm.fencing import clean_text
-from duetml.llm.privacy import Secret, display_url, is_local_url
+from duetml.llm.privacy import (
+    DEFAULT_PORTS,
+    Secret,
+    display_url,
+    endpoint_key,
+    is_local_url,
+    parse_endpoint,
+)
 from duetml.llm.types import ChatMessage, ModelInfo, ProviderInfo, ToolCall, ToolSpec
 
 log = logging.getLogger("duetml.llm")
 
 T = TypeVar("T")
+
+# An agent's answer is a few paragraphs; a reply longer than this is cut there (a broken or
+# hostile server could otherwise stream without end into the page and the terminal).
+MAX_REPLY_CHARS = 60_000
 
 # A server asking for a longer pause than this is told "try later" at once: a user watching a
 # spinner for minutes is worse than a clear message now.
@@ -57,6 +69,9 @@ class Failure:
     # The server refused the request as longer than its context (`limit` tokens, if it said).
     overflow: bool = False
     limit: int | None = None
+    # The answer broke (dropped, cut short, unreadable) rather than never connecting or
+    # timing out: what a text-only server does with a request carrying photos.
+    broken: bool = False
 
 
 class ContextOverflowError(LLMError):
@@ -65,6 +80,32 @@ class ContextOverflowError(LLMError):
     def __init__(self, message: str, limit: int | None = None) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class RequestFailed(LLMError):
+    """A request that failed for good, with what a caller may act on: whether it failed before
+    any text reached the caller, the HTTP status if the server gave one, and the server's own
+    words (key masked). The agents ask again without photos when a request with photos failed
+    like that (a text-only server breaks the stream or names the content it cannot read)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        before_answer: bool,
+        status: int | None,
+        detail: str,
+        broken: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.before_answer = before_answer
+        self.status = status
+        self.detail = detail
+        self.broken = broken
+
+
+class ReplyTooLong(LLMError):
+    """The server's answer went past MAX_REPLY_CHARS; what came before is kept."""
 
 
 class PreemptedError(LLMError):
@@ -149,6 +190,16 @@ class Provider(ABC):
         key = api_key or (environ.get(self.key_env_var) if self.key_env_var else None)
         self._key: Secret | None = Secret(key) if key else None
         self.base_url: str | None = self._resolve_base_url(base_url, environ)
+        if self.base_url is not None:
+            # Also OPENAI_BASE_URL / OLLAMA_HOST: a URL two parsers read differently is
+            # refused here, so what is shown and approved is the server the client reaches.
+            try:
+                parse_endpoint(self.base_url)
+            except ValueError as exc:
+                raise LLMSettingsError(
+                    f"The {self.name} address '{self.base_url[:80]}' is not an http(s) URL "
+                    f"duetml can use ({exc}): write one like http://127.0.0.1:11434."
+                ) from None
         # The user's limit on the context asked of the server (small machines); the session
         # sets it from the settings.
         self.max_context: int | None = None
@@ -250,6 +301,7 @@ class Provider(ABC):
         )
         self._request.exchange = exchange
         attempt = 0
+        room = MAX_REPLY_CHARS
         while True:
             yielded = False
             calls: list[ToolCall] = []
@@ -264,6 +316,16 @@ class Provider(ABC):
                         calls.append(piece)
                     elif piece:
                         yielded = True
+                        if len(piece) > room:
+                            # A server that never stops (49 MB reached the page and the
+                            # terminal): what came is kept, the rest is not read.
+                            yield piece[:room]
+                            raise ReplyTooLong(
+                                f"{self.server_name()} sent a reply longer than "
+                                f"{MAX_REPLY_CHARS:,} characters, so duetml stopped reading "
+                                "it: try again, or choose another model."
+                            )
+                        room -= len(piece)
                         yield piece
                 if tool_calls is not None:
                     tool_calls.extend(calls)
@@ -271,10 +333,19 @@ class Provider(ABC):
             except LLMError as exc:
                 raise self._redacted(exc) from None
             except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                refused = _refusal_in(exc)
+                if refused is not None:
+                    raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=yielded)
                 delay = None if yielded else self._retry_delay(failure, attempt)
+                if any(m.images for m in conversation) and _refused_photos(
+                    failure, exc, self.detail(exc)
+                ):
+                    # Photos to a text-only server fail every time: the agents ask again
+                    # without them instead (duetml.agents.text_only).
+                    delay = None
                 if delay is None:
-                    raise self._give_up(exc, failure, attempt) from None
+                    raise self._give_up(exc, failure, attempt, before_answer=not yielded) from None
                 self._wait_before_retry(exc, delay, attempt)
                 attempt += 1
             finally:
@@ -383,6 +454,8 @@ class Provider(ABC):
         )
 
     def dropped_failure(self, server: str, *, mid_stream: bool) -> Failure:
+        # "The server at ..." inside a sentence: "The connection to the server at ...".
+        server = server[:1].lower() + server[1:] if server.startswith("The ") else server
         if mid_stream:
             return Failure(
                 f"The connection to {server} dropped in the middle of the answer: try again."
@@ -391,16 +464,40 @@ class Provider(ABC):
         return Failure(
             f"The connection to {server} dropped before the answer started: try again.",
             retryable=True,
+            broken=True,
         )
 
     def incomplete_failure(self, server: str) -> Failure:
-        return Failure(f"{server} stopped before the answer was complete: try again.")
+        return Failure(f"{server} stopped before the answer was complete: try again.", broken=True)
 
     def malformed_failure(self, server: str, kind: str) -> Failure:
         return Failure(
             f"{server} sent an answer duetml could not read: check that the address points "
-            f"at {kind}."
+            f"at {kind}.",
+            broken=True,
         )
+
+    def refuse_other_servers(self, request: Any) -> None:
+        """An httpx request hook: every request, redirects included (httpx runs the hook for
+        each one before sending it), goes to the chosen server's scheme, host and port, or is
+        not sent. A redirect elsewhere would carry the photos to a server nobody approved
+        (a 307 repeats the body; httpx only drops the Authorization header)."""
+        url = request.url  # httpx's own parse: the server it is about to connect to
+        host = url.raw_host.decode("ascii").lower()
+        host = f"[{host}]" if ":" in host else host
+        port = url.port or DEFAULT_PORTS.get(url.scheme)
+        if f"{url.scheme}://{host}:{port}" != endpoint_key(self.base_url):
+            target = display_url(str(url).split("?")[0]) or "another address"
+            raise RedirectRefused(
+                f"{self.server_name()} answered with a redirect to {target}, another server: "
+                "duetml follows no redirect away from the server you chose, so nothing was "
+                "sent there (if you trust it, set that address with `duetml llm use "
+                f"{self.agent or 'passive'} {self.name}:{self.model} --base-url ...`)."
+            )
+
+    def server_name(self) -> str:
+        """How sentences name the server ("Ollama at http://...", "The OpenAI API")."""
+        return f"The server at {display_url(self.base_url)}"
 
     # --- internals -------------------------------------------------------------------------
 
@@ -412,6 +509,9 @@ class Provider(ABC):
             except LLMError as exc:
                 raise self._redacted(exc) from None
             except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+                refused = _refusal_in(exc)
+                if refused is not None:
+                    raise self._redacted(refused) from None
                 failure = self._classify(exc, mid_stream=False)
                 delay = self._retry_delay(failure, attempt)
                 if delay is None:
@@ -440,7 +540,9 @@ class Provider(ABC):
         )
         time.sleep(delay)
 
-    def _give_up(self, exc: Exception, failure: Failure, attempt: int) -> LLMError:
+    def _give_up(
+        self, exc: Exception, failure: Failure, attempt: int, *, before_answer: bool = True
+    ) -> LLMError:
         message = self._redact(failure.message)
         if failure.overflow:
             return ContextOverflowError(message, failure.limit)
@@ -452,13 +554,51 @@ class Provider(ABC):
             type(exc).__name__,
             message,
         )
-        return LLMError(message)
+        status = getattr(exc, "status_code", None)
+        return RequestFailed(
+            message,
+            before_answer=before_answer,
+            status=status if isinstance(status, int) and status > 0 else None,
+            detail=self.detail(exc),
+            broken=failure.broken,
+        )
 
     def _redact(self, text: str) -> str:
         return self._key.redact(text) if self._key else text
 
     def _redacted(self, exc: LLMError) -> LLMError:
         return LLMError(self._redact(str(exc)))
+
+
+# What a server names when it cannot take the parts of a message that carry photos
+# (llama.cpp's: "can only concatenate str (not "list") to str").
+NAMES_IMAGES = re.compile(r"image|vision|multimodal|multi-modal|content|\blist\b", re.IGNORECASE)
+
+
+def _refused_photos(failure: Failure, exc: Exception, detail: str) -> bool:
+    """Whether a failure before any text looks like a text-only server refusing photos: a
+    broken answer, or a 4xx/5xx naming content or images."""
+    if failure.broken:
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status >= 400 and bool(NAMES_IMAGES.search(detail))
+
+
+class RedirectRefused(LLMError):
+    """The chosen server redirected a request to another server (scheme, host or port):
+    raised from the HTTP client's request hook, before anything is sent there."""
+
+
+def _refusal_in(exc: BaseException) -> RedirectRefused | None:
+    """The RedirectRefused a client wrapped (openai makes it an APIConnectionError's cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RedirectRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class ToolStreamingProvider(Provider):

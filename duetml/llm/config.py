@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from duetml.errors import LLMSettingsError
+from duetml.llm.privacy import parse_endpoint
 from duetml.llm.registry import (
     DEFAULT_MODELS,
     DEFAULT_PROVIDER,
@@ -72,19 +72,17 @@ def _check_base_url(text: str | None, where: str) -> str | None:
     if not text:
         return None
     try:
-        parts = urlsplit(text)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        parse_endpoint(text)
+    except ValueError as exc:
+        if "user or password" in str(exc):
+            raise LLMSettingsError(
+                f"The base_url in the {where} settings contains a user or password: remove "
+                "it from the file, credentials belong in the environment."
+            ) from None
         raise LLMSettingsError(
-            f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL: write "
-            "one like http://127.0.0.1:11434."
-        )
-    if parts.username or parts.password:
-        raise LLMSettingsError(
-            f"The base_url in the {where} settings contains a user or password: remove it "
-            "from the file, credentials belong in the environment."
-        )
+            f"The base_url '{text[:80]}' in the {where} settings is not an http(s) URL duetml "
+            f"can use ({exc}): write one like http://127.0.0.1:11434."
+        ) from None
     return text
 
 

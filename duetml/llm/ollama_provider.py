@@ -61,7 +61,8 @@ def normalize_host(host: str) -> str:
     try:
         port = parts.port
     except ValueError:
-        port = None
+        # Not a default in its place: the caller refuses the address as it was written.
+        return text
     if port is None:
         port = DEFAULT_PORT if not scheme_given else (443 if scheme == "https" else 80)
     return urlunsplit((scheme, f"{hostname}:{port}", parts.path.rstrip("/"), "", ""))
@@ -114,11 +115,18 @@ class OllamaProvider(ToolStreamingProvider):
                 host=self.base_url,
                 timeout=httpx.Timeout(self.timeout.read, connect=self.timeout.connect),
                 headers=headers,
-                event_hooks={"response": [self._remember_response]},
+                # Every request (redirects too) goes to the chosen server or nowhere.
+                event_hooks={
+                    "request": [self.refuse_other_servers],
+                    "response": [self._remember_response],
+                },
                 # A proxy from the environment must never see traffic meant for this machine.
                 trust_env=not self.is_local(),
             )
         return self._client_instance
+
+    def server_name(self) -> str:
+        return f"Ollama at {display_url(self.base_url)}"
 
     def _remember_response(self, response: httpx.Response) -> None:
         self._seen.retry_after = parse_retry_after(response.headers)
@@ -257,7 +265,7 @@ class OllamaProvider(ToolStreamingProvider):
         import ollama
 
         url = display_url(self.base_url)
-        server = f"Ollama at {url}"
+        server = self.server_name()
         other = self.use_hint("openai:gpt-4o")
         if isinstance(exc, IncompleteAnswer):
             return self.incomplete_failure(server)

@@ -75,7 +75,7 @@ class OpenAIProvider(ToolStreamingProvider):
     def _resolve_base_url(self, base_url: str | None, env: Mapping[str, str]) -> str:
         return (base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
 
-    def _server(self) -> str:
+    def server_name(self) -> str:
         if self.base_url == DEFAULT_BASE_URL:
             return "The OpenAI API"
         return f"The server at {display_url(self.base_url)}"
@@ -91,16 +91,18 @@ class OpenAIProvider(ToolStreamingProvider):
                 )
             import openai
 
-            extra: dict[str, Any] = {}
-            if self.is_local():
-                # A proxy from the environment must never see traffic meant for this machine.
-                extra["http_client"] = openai.DefaultHttpx2Client(trust_env=False)
+            # Every request (redirects too) goes to the chosen server or nowhere; a proxy
+            # from the environment must never see traffic meant for this machine.
+            http_client = openai.DefaultHttpx2Client(
+                trust_env=not self.is_local(),
+                event_hooks={"request": [self.refuse_other_servers], "response": []},
+            )
             self._client_instance = openai.OpenAI(
                 api_key=self._key.reveal() if self._key else LOCAL_PLACEHOLDER_KEY,
                 base_url=self.base_url,
                 timeout=openai.Timeout(self.timeout.read, connect=self.timeout.connect),
                 max_retries=0,
-                **extra,
+                http_client=http_client,
             )
         return self._client_instance
 
@@ -135,6 +137,7 @@ class OpenAIProvider(ToolStreamingProvider):
             model=self.model, messages=payload, stream=True, **extra
         )
         finished = False
+        anything = False
         # Tool calls arrive in fragments keyed by index: the name first, the JSON arguments
         # in pieces; they are whole only when the stream finishes.
         partial: dict[int, list[str]] = {}
@@ -145,6 +148,7 @@ class OpenAIProvider(ToolStreamingProvider):
                         continue
                     delta = choice.delta
                     text = delta.content if delta is not None else None
+                    anything = True
                     if text:
                         yield text
                     for call in (delta.tool_calls if delta is not None else None) or ():
@@ -158,15 +162,41 @@ class OpenAIProvider(ToolStreamingProvider):
             raise
         except openai.APIConnectionError as exc:
             # Same exception type as "connection refused"; here the response had started.
+            stream.close()  # first: the dropped connection leaves the pool
+            if not anything:
+                self._ask_why_unstreamed(client, payload, extra)
             raise ConnectionDropped() from exc
         finally:
             stream.close()
         # Every OpenAI-compatible server sends a finish_reason; a stream without one was cut
         # off by a proxy or a crash, even if the HTTP body ended cleanly.
         if not finished:
+            if not anything:
+                self._ask_why_unstreamed(client, payload, extra)
             raise IncompleteAnswer()
         for _, (name, arguments) in sorted(partial.items()):
             yield ToolCall(name, parse_tool_arguments(arguments))
+
+    def _ask_why_unstreamed(self, client: openai.OpenAI, payload: Any, extra: Any) -> None:
+        """After a stream that ended or dropped before its first event: llama.cpp's server
+        does that when it fails before the first token (the request is longer than its
+        context, or has photos a text-only model cannot take). Not streamed, the same request
+        gets the server's own error (400 context_length_exceeded, 500 naming the content),
+        which the caller can act on (shrink, or send the description): raised from here. One
+        token asked, so a server that would answer costs little."""
+        import openai
+
+        for attempt in range(2):
+            try:
+                client.chat.completions.create(
+                    model=self.model, messages=payload, stream=False, max_tokens=1, **extra
+                )
+                return
+            except openai.APIConnectionError:
+                # A keep-alive connection the server closed after the broken stream: once
+                # more, on a fresh one; then the caller's own error stands.
+                if attempt:
+                    return
 
     def _list_models_once(self) -> list[ModelInfo]:
         page = self._client().models.list()
@@ -198,7 +228,7 @@ class OpenAIProvider(ToolStreamingProvider):
     def _classify(self, exc: Exception, *, mid_stream: bool) -> Failure:
         import openai
 
-        server = self._server()
+        server = self.server_name()
         url = display_url(self.base_url)
         if isinstance(exc, IncompleteAnswer):
             return self.incomplete_failure(server)

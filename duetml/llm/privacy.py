@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,86 @@ def is_local_url(url: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+# An endpoint as duetml accepts it: http(s), a host, an optional port of digits, a path. No
+# user or password, query, fragment, whitespace, backslash or percent-escape in the host:
+# what the URL parsers in the chain (urllib, httpx, the OS resolver) could read differently.
+_ENDPOINT = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?"
+)
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# A last label like these makes the OS resolver read the whole name as an IPv4 address in
+# some shorthand (127.1, 0x7f.1, 2130706433, 017700000001): only the dotted quad is taken.
+_NUMERIC_LABEL = re.compile(r"(?:0[xX][0-9A-Fa-f]*|[0-9]+)")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server as the HTTP client will reach it: scheme, host (lower case, IPv6 in
+    brackets) and port (the scheme's default filled in)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port``: what approvals are keyed on (the path goes to the same
+        server, as for a browser's origin)."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """`url` as an endpoint, or ValueError saying what is wrong with it.
+
+    Strict on purpose: an address two parsers could read as two servers (a port of "+18002"
+    that httpx takes and urllib refuses, a host in IPv4 shorthand) is refused, never guessed.
+    """
+    text = url.strip()
+    match = _ENDPOINT.fullmatch(text)
+    if match is None:
+        if "@" in text:
+            raise ValueError("it contains a user or password")
+        raise ValueError("it is not of the form http://host:port/path")
+    scheme = match["scheme"].lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"its scheme is {scheme}, not http or https")
+    host = match["host"].lower()
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError("its IPv6 address does not parse") from None
+        host = f"[{address.compressed}]"
+    else:
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        if not all(_LABEL.fullmatch(label) for label in labels):
+            raise ValueError("its host name is not made of letters, digits and hyphens")
+        if _NUMERIC_LABEL.fullmatch(labels[-1]):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError("its host is not a plain IPv4 address (like 127.0.0.1)") from None
+    port = int(match["port"]) if match["port"] is not None else DEFAULT_PORTS[scheme]
+    if not 1 <= port <= 65535:
+        raise ValueError("its port is not between 1 and 65535")
+    return Endpoint(scheme, host, port, (match["path"] or "").rstrip("/"))
+
+
+def endpoint_key(url: str | None) -> str | None:
+    """The origin approvals are stored under, or None for a URL that does not parse."""
+    if not url:
+        return None
+    try:
+        return parse_endpoint(url).origin
+    except ValueError:
+        return None
 
 
 def display_url(url: str | None) -> str | None:

@@ -285,9 +285,15 @@ async def upload(
 
 @post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
 def undo(web: InjectedWebState) -> dict[str, str]:
-    undone = web.project.undo()
+    undone = web.project.undo_once()
     web.changed()
-    return {"undone": undone}
+    if undone.interrupted:
+        # Its reversal was the undo; the page says "Undone: <this>."
+        return {
+            "undone": f"{undone.summary}, which an earlier duetml left half done "
+            "(reversing it was the undo; nothing older was undone)"
+        }
+    return {"undone": undone.summary}
 
 
 @post("/api/redo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)

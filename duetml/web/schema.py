@@ -14,11 +14,12 @@ from typing import Annotated
 
 from litestar.params import KwargDefinition, QueryParameter
 
-from duetml.names import MAX_NAME_LENGTH
+from duetml.names import INVISIBLE_CLASS, MAX_NAME_LENGTH
 
 _FORBIDDEN = r'/\\:*?"|\x00-\x1f\x7f-\x9f'
-# Category names also refuse bidirectional controls (see duetml.names).
-_NAME_FORBIDDEN = _FORBIDDEN + r"\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+# Category names also refuse invisible characters: format characters (bidi controls, zero-width
+# spaces, U+FEFF, U+00AD) and line and paragraph separators (see duetml.names).
+_NAME_FORBIDDEN = _FORBIDDEN + INVISIBLE_CLASS
 _DEVICE = (
     r"(?:[Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|[Cc][Oo][Mm][0-9¹²³]"
     r"|[Ll][Pp][Tt][0-9¹²³]|[Cc][Oo][Nn][Ii][Nn]\$|[Cc][Oo][Nn][Oo][Uu][Tt]\$)"
@@ -32,7 +33,7 @@ _NAME = (
 # What a person may type: the same, with spaces around it (they are trimmed). Control
 # characters count as white space for some regex engines; the core refuses them, so "space"
 # here is white space that is not a control character.
-_SPACE = r"[^\S\x00-\x1f\x7f-\x9f]"
+_SPACE = rf"[^\S\x00-\x1f\x7f-\x9f{INVISIBLE_CLASS}]"
 CATEGORY_PATTERN = rf"^{_SPACE}*{_NAME}{_SPACE}*$"
 STORED_NAME_PATTERN = rf"^{_NAME}$"
 # The file part is any name a person may give a photo in a file manager (`:`, `?`, `"`, a

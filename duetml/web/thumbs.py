@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,7 +59,12 @@ class ThumbnailCache:
                 ) from None
         else:
             with os.fdopen(fd, "rb") as handle:
-                return handle.read()
+                info = os.fstat(handle.fileno())
+                # Only a file this cache made: a hard link planted here (another name of any
+                # file of this user's, ~/.ssh/id_rsa included) is never served; the thumbnail
+                # is made again and its atomic write replaces the link, not the file.
+                if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                    return handle.read()
         # BadImageError (undecodable) comes back through result().
         data = self._decoders.submit(images.thumbnail_jpeg, source, self.size).result()
         with contextlib.suppress(OSError):  # read-only project: serve it uncached

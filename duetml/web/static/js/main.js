@@ -33,6 +33,15 @@ import { wireSettings } from "./settings.js";
 import { wireSteps } from "./steps.js";
 import { on, store } from "./store.js";
 
+// Off this machine the page is opened with `?token=` once; that answer set the token as an
+// HttpOnly cookie, so it leaves the address bar (history, bookmarks, a shared screen, a link
+// copied from there).
+const opened = new URL(window.location.href);
+if (opened.searchParams.has("token")) {
+  opened.searchParams.delete("token");
+  window.history.replaceState(null, "", opened.pathname + opened.search + opened.hash);
+}
+
 const seen = { data: null, model: null, chat: null, settings: null, review: null };
 let dataRefresh = null;
 let dataAgain = false;
