@@ -77,17 +77,16 @@ def test_the_quantized_model_is_the_same_bytes_on_a_second_machine(
     first = backbones.ensure_int8(int8)
     made_at = first.stat().st_mtime_ns
     assert backbones.ensure_int8(int8) == first and first.stat().st_mtime_ns == made_at
-    fp32_export = backbones.ensure_onnx(int8)
-    # Another machine: an empty cache holding only the same fp32 export (no torch needed).
+    # The quantized model is made in the user cache, never beside the model in the package.
+    assert backbones.ensure_onnx(int8) == backbones.shipped_onnx(int8)
+    assert first.parent != backbones.MODELS_DIR
+    # Another machine: an empty cache beside the same shipped model.
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
-    copy = backbones.onnx_path(int8, backbones.require_weights(int8))
-    copy.parent.mkdir(parents=True)
-    shutil.copyfile(fp32_export, copy)
     second = backbones.ensure_int8(int8)
-    assert second.parent == copy.parent and second != first
+    assert second.parent != first.parent and second.name == first.name
     assert second.read_bytes() == first.read_bytes()
-    # Nothing else is left beside them (the quantizer's scratch files are gone).
-    assert sorted(p.name for p in second.parent.iterdir()) == sorted([copy.name, second.name])
+    # Nothing else is left beside it (the quantizer's scratch files are gone).
+    assert [p.name for p in second.parent.iterdir()] == [second.name]
 
 
 def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> None:

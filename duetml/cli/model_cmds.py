@@ -270,15 +270,17 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
     """List the feature extractors and whether each is ready offline."""
     if ctx.invoked_subcommand is not None:
         return
-    from duetml.backbones import BACKBONES, find_weights
+    from duetml.backbones import BACKBONES, TORCH_EXTRA, find_weights, needs_torch
 
     rows = []
     for backbone in BACKBONES.values():
         weights = find_weights(backbone)
+        torch_missing = needs_torch(backbone)
         rows.append(
             {
                 "name": backbone.name,
-                "ready": weights is not None,
+                "ready": weights is not None and not torch_missing,
+                "needs_torch": torch_missing,
                 "weights": str(weights) if weights else None,
                 "description": backbone.description,
                 "feature_dim": backbone.feature_dim,
@@ -288,9 +290,13 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
         emit_json(rows)
         return
     for row in rows:
-        state = "ready" if row["ready"] else "not downloaded"
+        state = (
+            "needs PyTorch" if row["needs_torch"] else "ready" if row["ready"] else "not downloaded"
+        )
         typer.echo(f"{row['name']:<20} {state:<15} {row['description']}")
-    if not all(r["ready"] for r in rows):
+    if any(r["needs_torch"] for r in rows):
+        typer.echo(f"\nThose that need PyTorch are exported with it once: `{TORCH_EXTRA}`.")
+    if not all(r["ready"] or r["needs_torch"] for r in rows):
         typer.echo(
             "\nGet the others with `duetml backbones pull NAME`, or on an offline machine "
             "`duetml backbones import NAME FILE` with the .pth file from torchvision."
