@@ -29,8 +29,6 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -234,6 +232,9 @@ def pull_weights(
     timeout: float = 30.0,
 ) -> Path:
     """Download the weights once into duetml's cache, checking the hash in the file name."""
+    import urllib.error
+    import urllib.request
+
     if backbone.ships_with_package:
         return require_weights(backbone)
     require_torch(backbone)  # the download is checked by loading it in PyTorch
