@@ -151,6 +151,7 @@ def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [390, 1440])
 def test_the_settings_panel_in_a_browser(
     tmp_path: Path, ollama: FakeOllamaServer, width: int, browser: Any, watch: Watch

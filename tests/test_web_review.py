@@ -305,6 +305,7 @@ def planted_root(_planted_template: tuple[Path, list[str]], tmp_path: Path) -> P
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
     chromium: Any, watch: Watch, planted_root: Path
 ) -> None:
@@ -335,6 +336,7 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
     chromium: Any, watch: Watch, planted_root: Path
 ) -> None:
