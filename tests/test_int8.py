@@ -36,6 +36,7 @@ def test_new_projects_record_their_precision_and_older_ones_are_fp32(tmp_path: P
     assert project.feature_backbone.key == NAME
 
 
+@pytest.mark.slow
 def test_int8_and_fp32_predictions_agree_on_the_demo_photos(
     trained_demo: Path, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_int8_and_fp32_predictions_agree_on_the_demo_photos(
     assert agreement >= 0.98, agreement
 
 
+@pytest.mark.slow
 def test_the_quantized_model_is_the_same_bytes_on_a_second_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,6 +119,7 @@ def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> Non
         assert got is not None and np.array_equal(got, vectors[backbone.precision][0])
 
 
+@pytest.mark.slow
 def test_train_precision_int8_from_the_shell_and_back_to_fp32(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", per_category=6)
     root = str(project.root)

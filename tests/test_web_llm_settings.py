@@ -115,6 +115,7 @@ def _hostile(root: Path, url: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
     tmp_path: Path,
 ) -> None:

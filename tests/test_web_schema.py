@@ -29,6 +29,7 @@ def web_schema(tmp_path_factory: pytest.TempPathFactory):
 schema = schemathesis.pytest.from_fixture("web_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case) -> None:
