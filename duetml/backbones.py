@@ -446,7 +446,7 @@ def open_session(
     end-to-end extraction is about 20% faster without it (bench/bench_extract.py).
 
     ONNX Runtime's graph optimisations are run once per machine: the optimised graph is saved
-    beside the model and later sessions load it as it is, which cut session creation about
+    in the user cache and later sessions load it as it is, which cut session creation about
     threefold here (fp32 700-930 ms to 230-310 ms, int8 670-790 ms to 220-330 ms, outputs
     identical). It holds layouts chosen for this CPU, so its name carries the CPU's features.
     """

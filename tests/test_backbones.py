@@ -160,6 +160,7 @@ def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, m
         server.shutdown()
 
 
+@pytest.mark.slow
 def test_pull_refuses_a_file_with_the_wrong_hash(
     small_weights: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -208,6 +209,7 @@ def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch
         backbones.import_weights(get_backbone("mobilenet-v3-small"), wrong)
 
 
+@pytest.mark.slow
 def test_weights_in_torch_hub_cache_are_found(
     small_weights: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -167,6 +167,7 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "CREDITS.txt").read_text().count("CC0") >= 1
 
 
+@pytest.mark.slow
 def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))

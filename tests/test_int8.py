@@ -91,6 +91,7 @@ def test_the_quantized_model_is_the_same_bytes_on_a_second_machine(
     assert [p.name for p in second.parent.iterdir()] == [second.name]
 
 
+@pytest.mark.slow
 def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> None:
     photos = demo_photos("shoes", 4)
     fp32, int8 = get_backbone(NAME, "fp32"), get_backbone(NAME, "int8")

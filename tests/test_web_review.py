@@ -209,6 +209,7 @@ def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -
     assert (files_of(project), project.undo_history()) == before  # a GET changes nothing
 
 
+@pytest.mark.slow
 def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> None:
     project: Project = planted.project
     before = files_of(project)

@@ -36,6 +36,7 @@ def test_api_conforms_to_its_schema(case) -> None:
     case.call_and_validate()
 
 
+@pytest.mark.slow
 def test_schema_lists_every_endpoint(web_schema) -> None:
     paths = {op.ok().path for op in web_schema.get_all_operations()}
     assert {
