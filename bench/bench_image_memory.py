@@ -46,7 +46,7 @@ from pathlib import Path
 from duetml import images
 from duetml.web.thumbs import ThumbnailCache
 operation, path = sys.argv[1], Path(sys.argv[2])
-import numpy, PIL.JpegImagePlugin, PIL.PngImagePlugin, cv2  # imports before the baseline
+import numpy, PIL.JpegImagePlugin, PIL.PngImagePlugin  # imports before the baseline
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 if operation == "thumbnail":
