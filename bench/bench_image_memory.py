@@ -63,7 +63,7 @@ from duetml import images
 from duetml.errors import BadImageError
 from duetml.web.thumbs import ThumbnailCache
 operation, path = sys.argv[1], Path(sys.argv[2])
-import numpy, PIL.JpegImagePlugin, PIL.PngImagePlugin, PIL.WebPImagePlugin, cv2  # before
+import numpy, PIL.JpegImagePlugin, PIL.PngImagePlugin, PIL.WebPImagePlugin  # before
 if path.suffix == ".heic":
     import pillow_heif
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

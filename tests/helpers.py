@@ -20,6 +20,22 @@ SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CALTECH = SHARED_DATA / "caltech101-subset"
 
 
+def need_torch() -> None:
+    """Skip with a reason where PyTorch (the `torch` extra) is not installed, except in CI,
+    which installs it (README: `pip install -e ".[test,torch]"`): there a missing torch fails."""
+    import importlib.util
+
+    import pytest
+
+    missing = [
+        name
+        for name in ("torch", "torchvision", "efficientnet_lite_pytorch")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing and os.environ.get("CI") != "true":
+        pytest.skip(f'needs the torch extra (`pip install -e ".[torch]"`): no {missing[0]}')
+
+
 def demo_photos(category: str, count: int | None = None, skip: int = 0) -> list[Path]:
     """The demo's photos of ``category``, in a fixed order: ``count`` of them after ``skip``."""
     photos = sorted((DEMO_DATA / category).glob("*.jpg"))[skip:]

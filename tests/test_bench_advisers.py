@@ -26,6 +26,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("provider", "scenario"), [("ollama", "mislabel"), ("openai", "imbalance")]
 )
@@ -54,6 +55,7 @@ def test_naming_the_planted_problem_scores_full_marks_generic_advice_low(
     assert len(asked) == 4  # each adviser answered as the passive and the proactive agent
 
 
+@pytest.mark.slow
 def test_the_bench_prints_a_table_per_adviser(bench, tmp_path):
     with FakeOpenAIServer() as server:
         out = io.StringIO()

@@ -32,6 +32,7 @@ CLASSES = [
 ]
 
 
+@pytest.mark.slow
 def test_ten_caltech_classes_from_the_shell(tmp_path: Path) -> None:
     dataset = tmp_path / "dataset"
     for split, part in (("train", slice(0, 20)), ("test", slice(20, 30))):

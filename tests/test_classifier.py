@@ -41,6 +41,7 @@ def test_numpy_decision_matches_sklearn(n_classes: int) -> None:
         assert np.allclose(model.decision(x_new), reference.decision_function(k_new), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_cross_validation_and_calibration_on_separable_and_noisy_data() -> None:
     x, y, _ = _blobs(4, 40, spread=0.5)
     names = list("abcd")
@@ -180,6 +181,7 @@ def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     monkeypatch,
 ) -> None:

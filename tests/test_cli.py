@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import DEMO_DATA, demo_photos
 from typer.testing import CliRunner
 
@@ -33,6 +34,7 @@ def invoke(*args: str):
     return result
 
 
+@pytest.mark.slow
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = (
         "import sys; import duetml.cli; "
@@ -46,6 +48,7 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
 
 
+@pytest.mark.slow
 def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     proj = str(tmp_path / "clothes")
     assert invoke("init", proj, "--goal", "sort clothes").exit_code == 0
@@ -69,6 +72,7 @@ def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     assert ",hat," in result.output.splitlines()[1]
 
 
+@pytest.mark.slow
 def test_categories_commands_and_undo(tmp_path: Path) -> None:
     proj = str(tmp_path / "p")
     invoke("init", proj)
@@ -94,6 +98,7 @@ def test_categories_commands_and_undo(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     result = duetml("status", "-p", str(tmp_path))
     assert result.returncode == 9 and result.stdout == ""
@@ -116,6 +121,7 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     assert "at most 60" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_exit_code_when_some_photos_are_unreadable(
     trained_demo: Path, tmp_path: Path
 ) -> None:
@@ -127,6 +133,7 @@ def test_predict_exit_code_when_some_photos_are_unreadable(
     assert "pants" in lines[0] and "cannot classify" in lines[1]
 
 
+@pytest.mark.slow
 def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> None:
     result = duetml("status", cwd=trained_demo)
     assert (
@@ -148,6 +155,7 @@ def test_backbones_listing() -> None:
     assert "duetml backbones pull" in text or all(ready.values())
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     result = duetml("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
@@ -159,12 +167,14 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "CREDITS.txt").read_text().count("CC0") >= 1
 
 
+@pytest.mark.slow
 def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
     assert result.returncode == 6 and "backbones pull" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -190,24 +200,54 @@ def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     assert "cross-validated accuracy" in invoke("status", "-p", str(trained_demo)).output
 
 
-def test_predict_runs_without_typer_and_prints_what_the_typer_command_prints(
-    trained_demo: Path,
+@pytest.mark.slow
+def test_predict_imports_only_its_module_and_prints_what_the_whole_app_prints(
+    trained_demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`duetml predict` runs Typer's one definition of the command, importing only the module
+    that defines it and converting its values without pydantic: the same output, exit codes
+    and messages as the whole application converting with pydantic (Typer's own way)."""
     photos = [str(p) for p in demo_photos("hat")[:2]] + [str(trained_demo / "missing.jpg")]
-    for extra in ([], ["--json"], ["--csv"], ["--top", "1", "--no-abstain"]):
-        quick = duetml("predict", *photos, "-p", str(trained_demo), *extra)
-        via_typer = runner.invoke(app, ["predict", *photos, "-p", str(trained_demo), *extra])
-        assert quick.returncode == via_typer.exit_code == 8  # one photo is missing
-        assert quick.stdout == via_typer.stdout and "hat" in quick.stdout
-    # Typer (and the pydantic it coerces parameters with) is not imported at all.
+    for extra in ([], ["--json"], ["--csv"], ["--top", "1", "--no-abstain"], ["--top=2"]):
+        alone = duetml("predict", *photos, "-p", str(trained_demo), *extra)
+        whole = runner.invoke(app, ["predict", *photos, "-p", str(trained_demo), *extra])
+        assert alone.returncode == whole.exit_code == 8  # one photo is missing
+        assert alone.stdout == whole.stdout and "hat" in alone.stdout
     code = (
         "import sys; from duetml.cli import main\n"
-        f"sys.argv = ['duetml', 'predict', {photos[0]!r}, '-p', {str(trained_demo)!r}]\n"
+        f"sys.argv = ['duetml', 'predict', {photos[0]!r}]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
-        "print(code, sorted(m for m in ('typer', 'pydantic', 'click') if m in sys.modules))"
+        "loaded = ('pydantic', 'sklearn', 'openai', 'litestar', 'duetml.cli.serve_cmd')\n"
+        "print(code, sorted(m for m in loaded if m in sys.modules))"
     )
+    monkeypatch.setenv(
+        "DUETML_PROJECT", str(trained_demo)
+    )  # the option's envvar, as Typer reads it
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []"
-    # What the quick path does not read goes to Typer, which says what is wrong.
-    wrong = duetml("predict", photos[0], "-p", str(trained_demo), "--top", "0")
-    assert wrong.returncode == 2 and "--top" in wrong.stderr
+    assert "hat" in out.stdout
+    # A value that is not plainly valid gets Typer's own message.
+    for wrong_top in ("0", "x", "-1"):
+        alone = duetml("predict", photos[0], "-p", str(trained_demo), "--top", wrong_top)
+        whole = runner.invoke(
+            app, ["predict", photos[0], "-p", str(trained_demo), "--top", wrong_top]
+        )
+        assert alone.returncode == whole.exit_code == 2 and "--top" in alone.stderr
+        assert alone.stderr.split("Error")[-1] == whole.stderr.split("Error")[-1]
+
+
+def test_each_command_is_found_in_the_module_main_imports_for_it() -> None:
+    import typer
+
+    from duetml.cli import COMMAND_MODULES
+
+    found = {}
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        found[name] = info.callback.__module__
+    for group in app.registered_groups:
+        sub = group.typer_instance
+        assert isinstance(sub, typer.Typer)
+        first = sub.registered_callback or sub.registered_commands[0]
+        found[group.name] = first.callback.__module__
+    assert found == {name: f"duetml.cli.{module}" for name, module in COMMAND_MODULES.items()}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from duetml import __version__
@@ -35,6 +36,7 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"duetml {__version__}"
 
 
+@pytest.mark.slow
 def test_help_shows_what_a_person_reads() -> None:
     for command in (["add"], ["categories", "move"], ["predict"], ["ask"], ["serve"]):
         text = run(*command, "--help").stdout
@@ -45,6 +47,7 @@ def test_help_shows_what_a_person_reads() -> None:
     assert "--project  -p      PATH" in run("add", "--help").stdout
 
 
+@pytest.mark.slow
 def test_each_exit_code_has_one_meaning(tmp_path: Path) -> None:
     assert len(set(EXIT_CODES)) == len(EXIT_CODES) == 11
     usage = run("status", "--no-such-option")
@@ -55,6 +58,7 @@ def test_each_exit_code_has_one_meaning(tmp_path: Path) -> None:
     assert typo.returncode == 1 and "Unknown LLM provider 'llava'" in typo.stderr
 
 
+@pytest.mark.slow
 def test_demo_twice_reuses_the_demo_project(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     first = run("demo", str(folder))
@@ -83,6 +87,7 @@ def test_confusion_matrix_keeps_whole_names() -> None:
     assert numbered[-1] == "(columns are numbered as the rows)"
 
 
+@pytest.mark.slow
 def test_stale_model_warns_in_predict_and_stops_eval(trained_demo: Path) -> None:
     photo = str(next((DEMO_DATA / "hat").glob("*.jpg")))
     fresh = run("predict", photo, "-p", str(trained_demo))
@@ -99,6 +104,7 @@ def test_stale_model_warns_in_predict_and_stops_eval(trained_demo: Path) -> None
     assert "test/" not in evaluation.stdout  # no list of photos that moved away
 
 
+@pytest.mark.slow
 def test_train_names_the_empty_categories_it_left_out(trained_demo: Path) -> None:
     runner.invoke(app, ["categories", "add", "scarf", "-p", str(trained_demo)])
     result = run("train", "-p", str(trained_demo))
@@ -106,6 +112,7 @@ def test_train_names_the_empty_categories_it_left_out(trained_demo: Path) -> Non
     assert "Left out (no photos): 'scarf'" in result.stdout
 
 
+@pytest.mark.slow
 def test_init_from_suggests_training_next(tmp_path: Path) -> None:
     source = tmp_path / "photos"
     for category in ("hat", "shoes"):
@@ -129,6 +136,7 @@ def _project_with(tmp_path: Path, *categories: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     folder = _project_with(tmp_path, "hat", "shoes")
     runner.invoke(app, ["categories", "rename", "shoes", "upper body", "-p", str(folder)])
@@ -145,6 +153,7 @@ def test_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in (folder / "train").iterdir()) == ["Hat", "upper body"]
 
 
+@pytest.mark.slow
 def test_a_typo_does_not_make_a_category(tmp_path: Path) -> None:
     folder = _project_with(tmp_path, "t-shirt")
     photo = str(next((DEMO_DATA / "hat").glob("*.jpg")))
@@ -160,6 +169,7 @@ def test_a_typo_does_not_make_a_category(tmp_path: Path) -> None:
     assert unrelated.returncode == 0 and (folder / "train" / "scarf").is_dir()
 
 
+@pytest.mark.slow
 def test_move_takes_a_path_or_a_bare_name_and_undo_removes_the_new_category(
     tmp_path: Path,
 ) -> None:
@@ -182,6 +192,7 @@ def test_move_takes_a_path_or_a_bare_name_and_undo_removes_the_new_category(
     assert unknown.returncode == 1 and "There is no photo 'nothing-like-it'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_iphone_heic_photos_are_added_and_classified(tmp_path: Path, trained_demo: Path) -> None:
     import pillow_heif
     from PIL import Image
@@ -204,6 +215,7 @@ def test_iphone_heic_photos_are_added_and_classified(tmp_path: Path, trained_dem
     assert "This is a PPM file, which duetml cannot read" in refused.stdout
 
 
+@pytest.mark.slow
 def test_llm_status_says_a_stopped_ollama_is_unreachable(tmp_path: Path) -> None:
     import socket
 

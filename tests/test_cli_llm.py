@@ -78,6 +78,7 @@ def test_ask_needs_a_question_for_chat(ollama, project):
     assert ollama.chat_requests == []
 
 
+@pytest.mark.slow
 def test_advise_exit_codes(ollama, project):
     ollama.queue_reply("Your hats are all caps; will the app meet other hats?")
     first = run("advise", "-p", str(project.root))
@@ -91,6 +92,7 @@ def test_advise_exit_codes(ollama, project):
     assert len(ollama.chat_requests) == 2
 
 
+@pytest.mark.slow
 def test_chat_conversation_with_data_ask_and_exit(ollama, project):
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Your shoes photos are all sandals.")
@@ -123,6 +125,7 @@ def test_chat_conversation_with_data_ask_and_exit(ollama, project):
     assert "(continuing: 5 earlier messages" in again.stdout and "Welcome back." in again.stdout
 
 
+@pytest.mark.slow
 def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch):
     with FakeOllamaServer() as second:
         second.queue_reply("You have no category for trousers.")
@@ -161,6 +164,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
     assert second.chat_requests[-1].json["model"] == "llava"
 
 
+@pytest.mark.slow
 def test_dead_server_gives_one_line_and_exit_7(tmp_path, project):
     dead = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "OLLAMA_HOST": dead}
@@ -215,6 +219,7 @@ def test_chat_survives_a_dead_server(monkeypatch, project):
     assert kinds == ["greeting", "chat", "error"]
 
 
+@pytest.mark.slow
 def test_llm_status_text_and_json(ollama, project):
     result = run("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0, result.output
@@ -236,6 +241,7 @@ def test_llm_status_with_a_dead_server_still_answers(monkeypatch, project):
     assert "not reachable (Ollama is not running" in result.stdout
 
 
+@pytest.mark.slow
 def test_llm_use_openai_compatible_server_sends_data_urls(ollama, project):
     with FakeOpenAIServer(models=["local-vl"]) as server:
         result = run(
@@ -279,6 +285,7 @@ def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
     assert "photos and text are SENT to this server; confirmed" in status.stdout
 
 
+@pytest.mark.slow
 def test_llm_use_rejects_bad_input(project):
     assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
     bad_url = run(
@@ -303,6 +310,7 @@ def test_not_a_project(tmp_path):
     assert result.exit_code == 9 and "not a duetml project" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_import_stays_light():
     code = (
         "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, "

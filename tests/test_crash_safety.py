@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from duetml.classifier import TrainedModel
 from duetml.settings import read_settings
 from duetml.training import model_path
@@ -35,6 +37,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_never_leaves_a_broken_model_or_settings(trained_demo: Path) -> None:
     rng = random.Random(7)
     generations = []

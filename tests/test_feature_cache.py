@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from duetml.backbones import get_backbone
 from duetml.features import FeatureCache
@@ -91,6 +92,7 @@ def _duetml(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_status_and_train_survive_a_truncated_cache(trained_demo: Path) -> None:
     segments = sorted((trained_demo / ".duetml" / "cache").glob("features-*.npz"))
     assert segments

@@ -52,6 +52,7 @@ def read_only_demo(trained_demo: Path, tmp_path: Path) -> Iterator[Path]:
         yield view
 
 
+@pytest.mark.slow
 def test_predict_and_eval_work_on_a_read_only_project(read_only_demo: Path) -> None:
     log = read_only_demo / ".duetml" / "events.jsonl"
     before = log.read_bytes()

@@ -131,6 +131,7 @@ def test_photos_named_by_hand_with_odd_characters_have_thumbnails(project: Proje
         assert moved.status_code == 200, moved.text
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_odd_names_show_working_thumbnails_on_the_page(project: Project) -> None:
     chromium = Path("/usr/bin/chromium")

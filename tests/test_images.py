@@ -158,6 +158,7 @@ def _peak_mb(operation: str, path: Path) -> int:
     return int(result.stdout.strip())
 
 
+@pytest.mark.slow
 def test_a_16_bit_grey_png_near_the_limit_costs_hundreds_of_mb_not_gigabytes(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +170,7 @@ def test_a_16_bit_grey_png_near_the_limit_costs_hundreds_of_mb_not_gigabytes(
         assert _peak_mb(operation, path) < 600, operation
 
 
+@pytest.mark.slow
 def test_a_108_megapixel_phone_jpeg_imports_at_the_cost_of_a_small_one(tmp_path: Path) -> None:
     path = _make(tmp_path, "jpeg", 12000, 9000)
     facts = images.check_image(path)

@@ -35,6 +35,7 @@ def test_write_many_removes_its_temps_when_it_fails(tmp_path: Path) -> None:
     assert not (tmp_path / "ok" / "one.bin").exists()  # nothing was renamed into place
 
 
+@pytest.mark.slow
 def test_an_import_of_several_batches_is_one_undoable_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

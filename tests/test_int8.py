@@ -36,6 +36,7 @@ def test_new_projects_record_their_precision_and_older_ones_are_fp32(tmp_path: P
     assert project.feature_backbone.key == NAME
 
 
+@pytest.mark.slow
 def test_int8_and_fp32_predictions_agree_on_the_demo_photos(
     trained_demo: Path, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_int8_and_fp32_predictions_agree_on_the_demo_photos(
     assert agreement >= 0.98, agreement
 
 
+@pytest.mark.slow
 def test_the_quantized_model_is_the_same_bytes_on_a_second_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,19 +79,19 @@ def test_the_quantized_model_is_the_same_bytes_on_a_second_machine(
     first = backbones.ensure_int8(int8)
     made_at = first.stat().st_mtime_ns
     assert backbones.ensure_int8(int8) == first and first.stat().st_mtime_ns == made_at
-    fp32_export = backbones.ensure_onnx(int8)
-    # Another machine: an empty cache holding only the same fp32 export (no torch needed).
+    # The quantized model is made in the user cache, never beside the model in the package.
+    assert backbones.ensure_onnx(int8) == backbones.shipped_onnx(int8)
+    assert first.parent != backbones.MODELS_DIR
+    # Another machine: an empty cache beside the same shipped model.
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
-    copy = backbones.onnx_path(int8, backbones.require_weights(int8))
-    copy.parent.mkdir(parents=True)
-    shutil.copyfile(fp32_export, copy)
     second = backbones.ensure_int8(int8)
-    assert second.parent == copy.parent and second != first
+    assert second.parent != first.parent and second.name == first.name
     assert second.read_bytes() == first.read_bytes()
-    # Nothing else is left beside them (the quantizer's scratch files are gone).
-    assert sorted(p.name for p in second.parent.iterdir()) == sorted([copy.name, second.name])
+    # Nothing else is left beside it (the quantizer's scratch files are gone).
+    assert [p.name for p in second.parent.iterdir()] == [second.name]
 
 
+@pytest.mark.slow
 def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> None:
     photos = demo_photos("shoes", 4)
     fp32, int8 = get_backbone(NAME, "fp32"), get_backbone(NAME, "int8")
@@ -118,6 +120,7 @@ def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> Non
         assert got is not None and np.array_equal(got, vectors[backbone.precision][0])
 
 
+@pytest.mark.slow
 def test_train_precision_int8_from_the_shell_and_back_to_fp32(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", per_category=6)
     root = str(project.root)

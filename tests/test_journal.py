@@ -61,6 +61,7 @@ def test_merge_into_a_category_that_is_a_symlink_is_refused(
     assert new_project.undo_history() == ["add 5 image(s) to 'hat'"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("link", ["train", "test", ".duetml", ".duetml/cache", ".duetml/trash"])
 def test_a_project_whose_own_folders_are_symlinks_is_refused_with_a_sentence(
     new_project: Project, tmp_path: Path, link: str
@@ -112,6 +113,7 @@ def test_undo_skips_a_change_it_cannot_undo_and_later_undos_still_work(
 
 
 # ----- item 5: a damaged journal ----------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "damage",
     [
@@ -231,6 +233,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_add_never_breaks_undo(new_project: Project) -> None:
     """Killed at random moments, an add is either whole and undoable or not there at all;
     undo never reverts the older change underneath (the t-shirts of issue 7)."""
@@ -332,6 +335,7 @@ print(json.dumps(len(report.added)))
 """
 
 
+@pytest.mark.slow
 def test_two_concurrent_adds_of_the_same_photos_add_them_once(new_project: Project) -> None:
     sources = [str(p) for p in demo_photos("hat") + demo_photos("shoes")]
     adders = [
@@ -388,6 +392,7 @@ def test_a_journal_from_elsewhere_cannot_send_photos_outside(
     assert len(list((new_project.state_dir / "trash").rglob("*.jpg"))) == 1
 
 
+@pytest.mark.slow
 def test_adding_several_categories_is_one_undoable_change(tmp_path: Path) -> None:
     root = tmp_path / "p"
     Project.init(root)

@@ -77,6 +77,7 @@ def test_todays_request_loses_its_system_prompt_and_the_fitted_one_keeps_it(goal
         assert last["tokens"] + w.REPLY_ROOM <= num_ctx and last["images"] == 4
 
 
+@pytest.mark.slow
 def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(goal_project, monkeypatch):
     with FakeOllamaServer(context_length=3072) as server:
         session = ollama_session(goal_project, server)
@@ -104,6 +105,7 @@ def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(goal_project, m
         assert last["tokens"] < last["full_tokens"] and last["window"] == 3000
 
 
+@pytest.mark.slow
 def test_a_server_that_ignores_num_ctx_is_noticed_and_retried_smaller(goal_project):
     # A proxy that drops `options`, or a server whose own limit wins: it keeps 3,072 tokens.
     with FakeOllamaServer(default_num_ctx=3072, honour_num_ctx=False) as server:
@@ -177,6 +179,7 @@ OVERFLOWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server_kind", list(OVERFLOWS))
 def test_context_length_exceeded_is_recognised_shrunk_and_retried_once(goal_project, server_kind):
     with FakeOpenAIServer(models=["qwen2.5-vl-7b"]) as server:
@@ -198,6 +201,7 @@ def test_context_length_exceeded_is_recognised_shrunk_and_retried_once(goal_proj
         assert last["tokens"] + w.REPLY_ROOM <= 4096
 
 
+@pytest.mark.slow
 def test_a_second_refusal_reaches_the_user_as_one_sentence(goal_project):
     with FakeOpenAIServer(models=["local-model"]) as server:
         server.queue_status(400, body=OVERFLOWS["vLLM"], times=2)
@@ -279,6 +283,7 @@ def test_shrinking_order_keeps_what_must_stay(goal_project):
     assert levels(DEFAULT_BUDGET, w.family_for("llama3.2-vision"))[0].budget.max_sheets == 1
 
 
+@pytest.mark.slow
 def test_a_window_too_small_for_the_instructions_says_what_to_do(goal_project, monkeypatch):
     monkeypatch.setenv(w.CAP_ENV_VAR, "1100")
     with FakeOllamaServer() as server:
@@ -368,6 +373,7 @@ def test_the_gate_lets_a_waiting_urgent_request_in_first():
 # --- duetml llm status ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_project, monkeypatch):
     from typer.testing import CliRunner
 
@@ -410,6 +416,7 @@ def test_a_broken_cap_setting_is_one_sentence(goal_project, monkeypatch):
         "".join(session.ask_stream("hello"))
 
 
+@pytest.mark.slow
 def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(goal_project):
     with FakeOpenAIServer(models=["qwen2.5-vl-7b"], max_model_len=3072) as server:
         provider = get_provider("openai", "qwen2.5-vl-7b", base_url=server.url, max_retries=0)

@@ -247,6 +247,7 @@ def test_model_list_failures(server: FakeOpenAIServer) -> None:
         make(server).list_models()
 
 
+@pytest.mark.slow
 def test_key_never_reaches_messages_logs_or_repr(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeOpenAIServer(api_key=KEY) as s:

@@ -95,6 +95,7 @@ def test_429_is_retried_honouring_retry_after_then_explained(wire: Wire) -> None
     assert wire.rate_limited in str(error)
 
 
+@pytest.mark.slow
 def test_retry_after_is_waited_then_the_answer_arrives(wire: Wire) -> None:
     wire.server.queue_status(wire.retried_status, retry_after=1)
     wire.server.queue_reply("back again")
@@ -132,6 +133,7 @@ def test_5xx_then_success_returns_the_answer_once(wire: Wire, status: int) -> No
     assert wire.provider().chat(hello()) == "fine now"
 
 
+@pytest.mark.slow
 def test_hang_before_answer_times_out_fast_and_is_not_retried(wire: Wire) -> None:
     wire.server.queue_hang()
     started = time.monotonic()
@@ -144,6 +146,7 @@ def test_hang_before_answer_times_out_fast_and_is_not_retried(wire: Wire) -> Non
     assert len(wire.server.chat_requests) == 1  # a timeout is not multiplied by retries
 
 
+@pytest.mark.slow
 def test_hang_mid_stream_keeps_what_arrived(wire: Wire) -> None:
     wire.server.queue_hang(after_chunks=2)
     started = time.monotonic()

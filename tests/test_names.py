@@ -71,6 +71,7 @@ def test_ordinary_names_pass(name: str) -> None:
     assert validate_category_name(name) == name
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(min_size=0, max_size=120))
 def test_an_accepted_name_is_always_one_safe_path_component(raw: str) -> None:
@@ -108,6 +109,7 @@ def test_escaping_paths_are_refused(tmp_path: Path, rel: str) -> None:
     assert tmp_path.resolve() in resolved.resolve().parents
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

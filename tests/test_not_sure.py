@@ -48,6 +48,7 @@ def test_the_rule_comes_from_the_project_and_is_stored_with_the_model(trained_de
     assert np.mean(held_out > rule.distance_threshold) == pytest.approx(0.05, abs=0.02)
 
 
+@pytest.mark.slow
 def test_foreign_photos_get_not_sure_and_own_held_out_photos_do_not(
     without_shoes: Project,
 ) -> None:
@@ -72,6 +73,7 @@ def _duetml(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_cli_says_not_sure_with_the_closest_guess(without_shoes: Project) -> None:
     shoe = str(demo_photos("shoes")[0])
     root = str(without_shoes.root)
@@ -126,6 +128,7 @@ def test_models_without_a_rule_still_predict(trained_demo: Path) -> None:
     assert prediction.ranking and not prediction.not_sure
 
 
+@pytest.mark.slow
 def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Project) -> None:
     """Shoes filed as hats in the test set: eval's accuracy still counts the closest guess
     (unchanged by abstention); the separate figure says predict would not be sure of them."""
@@ -143,6 +146,7 @@ def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Projec
     assert line.startswith('`predict` would answer "not sure" on ')
 
 
+@pytest.mark.slow
 def test_the_page_api_and_its_live_log_carry_not_sure(without_shoes: Project) -> None:
     """/api/predict (the page's cards and the live camera) answers with `not_sure` and
     `reason`, and the live camera's summary in the log says "not sure" too."""

@@ -81,6 +81,7 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
     return found
 
 
+@pytest.mark.slow
 def test_every_sentence_naming_a_command_has_a_page_wording() -> None:
     sentences = _sentences()
     assert len(sentences) > 20  # the walk finds them (train, backbones, llm use, ...)

@@ -25,6 +25,7 @@ def session_for(project, passive=None, proactive=None) -> AgentSession:
     )
 
 
+@pytest.mark.slow
 def test_the_request_says_what_changed_since_the_last_look(demo_project):
     proactive = FakeProvider().enqueue("First advice about hats.", "Second advice about shoes.")
     session = session_for(demo_project, proactive=proactive)
@@ -45,6 +46,7 @@ def test_the_request_says_what_changed_since_the_last_look(demo_project):
     assert "init" in second.split("collapsed")[1]
 
 
+@pytest.mark.slow
 def test_advice_nearly_the_same_as_shown_advice_is_not_shown_again(demo_project):
     proactive = FakeProvider().enqueue(
         "Your categories are concrete; would 'tops' and 'bottoms' fit your goal better?",
@@ -70,6 +72,7 @@ def test_similarity_tells_rephrasing_from_new_advice():
     assert is_repeat(a, ["unrelated", a.upper()]) and not is_repeat(a, [])
 
 
+@pytest.mark.slow
 def test_it_waits_while_a_reply_is_written_and_a_moment_after(demo_project, monkeypatch):
     monkeypatch.setattr(session_module, "QUIET_AFTER_REPLY", 0.5)
     demo_project.update_settings(lambda s: replace(s, goal="Sort my clothes"))

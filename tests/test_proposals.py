@@ -54,6 +54,7 @@ def check_applied_and_undone(session, project, rels):
     assert {r.rel for r in project.images("train", "hat")} == before
 
 
+@pytest.mark.slow
 def test_ollama_tool_call_becomes_a_proposal(demo_project):
     models = {"qwen2.5vl:latest": ["completion", "vision", "tools"]}
     with FakeOllamaServer(models) as server:
@@ -85,6 +86,7 @@ def test_openai_tool_call_becomes_a_proposal(demo_project):
     check_applied_and_undone(session, demo_project, rels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
 def test_a_fenced_json_block_becomes_a_proposal_without_tools(demo_project, provider):
     rels = hats(demo_project)
@@ -110,6 +112,7 @@ def test_a_fenced_json_block_becomes_a_proposal_without_tools(demo_project, prov
     check_applied_and_undone(session, demo_project, rels)
 
 
+@pytest.mark.slow
 def test_photo_numbers_from_the_facts_resolve(trained_project):
     session = AgentSession(trained_project, passive=FakeProvider(), proactive=FakeProvider())
     photos = session.builder.build("results").photos
@@ -121,6 +124,7 @@ def test_photo_numbers_from_the_facts_resolve(trained_project):
     assert proposal.label.startswith("Move 1 photo from ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
@@ -150,6 +154,7 @@ def test_refused_proposals_give_no_button_and_apply_nothing(demo_project):
     assert refused and "socks" in refused[-1]["problems"][0]
 
 
+@pytest.mark.slow
 def test_rename_merge_add_proposals_apply_as_one_operation_each(demo_project):
     rels = hats(demo_project)
     raws = [
@@ -184,6 +189,7 @@ def test_a_fenced_block_that_is_no_proposal_stays_in_the_text():
     assert raw_proposals(text) == (text, [])
 
 
+@pytest.mark.slow
 def test_duetml_chat_numbers_proposals_and_applies_one(demo_project, monkeypatch):
     from typer.testing import CliRunner
 

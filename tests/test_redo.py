@@ -39,6 +39,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_each_kind_of_change_undone_and_redone_ends_where_it_was(new_project: Project) -> None:
     project = new_project
     project.add_images("hat", demo_photos("hat")[:4])
@@ -151,6 +152,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_redo_and_undo_never_breaks_either(new_project: Project) -> None:
     """Killed at random moments, a redo (and the undo of it) is whole or not there at all:
     the photos are either all back or all in the trash, and both lists stay usable."""
@@ -212,6 +214,7 @@ def test_sigkill_during_redo_and_undo_never_breaks_either(new_project: Project) 
     assert _state(final) == {}
 
 
+@pytest.mark.slow
 def test_cli_undo_says_what_redo_would_do_and_redo_does_it(new_project: Project) -> None:
     root = str(new_project.root)
     new_project.add_images("hat", demo_photos("hat")[:2])

@@ -78,6 +78,7 @@ def _mislabels_to_shoes(findings: tuple[Finding, ...]) -> list[Finding]:
     return hits
 
 
+@pytest.mark.slow
 def test_shoes_filed_under_hat_are_flagged_with_the_suggestion_shoes(planted) -> None:
     project, facts = planted
     review = review_project(project)
@@ -101,6 +102,7 @@ def test_shoes_filed_under_hat_are_flagged_with_the_suggestion_shoes(planted) ->
             assert (project.root / rel).is_file()
 
 
+@pytest.mark.slow
 def test_mislabels_are_reported_with_and_without_a_test_set(planted) -> None:
     project, facts = planted
     assert project.images("test")  # the demo holds a test set
@@ -128,6 +130,7 @@ def test_resized_png_copy_in_another_category_is_a_near_duplicate(planted) -> No
     assert finding.suggestion is not None and finding.suggestion.photos == (facts["png"],)
 
 
+@pytest.mark.slow
 def test_copy_in_the_test_set_is_a_leak_that_inflates_test_accuracy(planted) -> None:
     project, facts = planted
     leaks = [f for f in review_project(project).findings if f.kind == "leak"]
@@ -140,6 +143,7 @@ def test_copy_in_the_test_set_is_a_leak_that_inflates_test_accuracy(planted) -> 
     assert leaks[0].suggestion.photos == (facts["test_copy"],)
 
 
+@pytest.mark.slow
 def test_applying_a_finding_is_one_undoable_logged_operation(planted) -> None:
     project, facts = planted
     finding = _mislabels_to_shoes(review_project(project).findings)[0]
@@ -161,6 +165,7 @@ def test_applying_a_finding_is_one_undoable_logged_operation(planted) -> None:
     assert project.undo_history() == before_history
 
 
+@pytest.mark.slow
 def test_applying_the_leak_removes_the_test_copy_and_undo_brings_it_back(planted) -> None:
     project, facts = planted
     leak = next(f for f in review_project(project).findings if f.kind == "leak")
@@ -171,6 +176,7 @@ def test_applying_the_leak_removes_the_test_copy_and_undo_brings_it_back(planted
     assert (project.root / str(facts["test_copy"])).is_file()
 
 
+@pytest.mark.slow
 def test_dismissed_findings_stay_hidden_even_after_retraining(planted) -> None:
     project, facts = planted
     review = review_project(project)
@@ -213,6 +219,7 @@ def test_apply_suggestion_refuses_stale_or_foreign_photos_and_loses_nothing(plan
     assert {"hat", "pants"} <= set(project.category_names("train"))
 
 
+@pytest.mark.slow
 def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
     project, facts = planted
     where = str(project.root)

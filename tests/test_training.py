@@ -21,6 +21,7 @@ from duetml.project import Project
 from duetml.training import evaluate_project, load_model, model_path, predict_sources, train_project
 
 
+@pytest.mark.slow
 def test_end_to_end_on_real_photos_is_far_above_chance(tmp_path: Path) -> None:
     project, _ = Project.init(tmp_path / "clothes", goal="sort my clothes")
     held_out = {}
@@ -176,6 +177,7 @@ def test_corrupt_model_file_is_a_clear_error(trained_demo: Path) -> None:
         load_model(project)
 
 
+@pytest.mark.slow
 def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -224,6 +226,7 @@ def _mirrored(category: str, count: int, folder: Path) -> list[Path]:
     return sorted(folder.iterdir())
 
 
+@pytest.mark.slow
 def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -173,6 +173,7 @@ def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
     assert AgentSession(hostile).proactive_interval == 6
 
 
+@pytest.mark.slow
 def test_serve_waits_for_approval_on_the_page(hostile, attacker, tmp_path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -254,6 +255,7 @@ def _ask_at_a_terminal(root: Path, answer: str) -> subprocess.CompletedProcess[s
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
     refused = _ask_at_a_terminal(hostile.root, "no")
     assert refused.returncode == 7, refused.stderr

@@ -28,7 +28,7 @@ from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 from duetml.web import create_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -125,6 +125,7 @@ def test_serve_with_a_chosen_host_answers_to_that_name(tmp_path: Path, served: l
     assert "127.0.0.2:8799" in guard.allowed_hosts and "127.0.0.1:8799" in guard.allowed_hosts
 
 
+@pytest.mark.slow
 def test_a_real_serve_stops_cleanly_on_ctrl_c_with_pages_open(tmp_path: Path) -> None:
     make_project(tmp_path / "proj", per_category=2)
     port = free_port()
@@ -197,6 +198,7 @@ def _core_accepts(name: str) -> bool:
     return True
 
 
+@pytest.mark.slow
 @settings(max_examples=600, suppress_health_check=list(HealthCheck), deadline=None)
 @given(
     st.text(NAME_ALPHABET, max_size=8)
@@ -209,6 +211,7 @@ def test_category_pattern_agrees_with_the_core(name: str) -> None:
     assert bool(re.match(CATEGORY_PATTERN, name)) == _core_accepts(name), repr(name)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, suppress_health_check=list(HealthCheck), deadline=None)
 @given(st.from_regex(IMAGE_ID_PATTERN, fullmatch=True))
 def test_image_id_pattern_only_allows_ids_inside_the_project(rel: str) -> None:

@@ -37,6 +37,7 @@ def _events(root: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_export_zip_holds_what_duetml_export_writes_and_it_runs_without_duetml(
     trained_client: TestClient, trained_demo: Path, tmp_path: Path
 ) -> None:
@@ -68,6 +69,7 @@ def test_export_zip_holds_what_duetml_export_writes_and_it_runs_without_duetml(
     assert [r["category"] for r in rows] == [p["category"] for p in page]
 
 
+@pytest.mark.slow
 def test_export_without_a_model_says_to_train_in_page_words(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", per_category=3)
     with TestClient(create_app(project.root, port=PORT), base_url=BASE) as client:

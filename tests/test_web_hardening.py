@@ -23,6 +23,7 @@ def _events(root: Path) -> list[str]:
     return (root / ".duetml" / "events.jsonl").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_a_cross_site_get_of_the_evaluation_runs_nothing(
     trained_client: TestClient, trained_demo: Path
 ) -> None:

@@ -48,6 +48,7 @@ def _cli(*args: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_listing_shows_every_change_made_anywhere_at_once(
     client: TestClient, project: Project
 ) -> None:

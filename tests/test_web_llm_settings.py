@@ -115,6 +115,7 @@ def _hostile(root: Path, url: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
     tmp_path: Path,
 ) -> None:
@@ -151,6 +152,7 @@ def test_a_project_chosen_endpoint_is_not_approved_or_contacted_by_the_page(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [390, 1440])
 def test_the_settings_panel_in_a_browser(
     tmp_path: Path, ollama: FakeOllamaServer, width: int, browser: Any, watch: Watch

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from test_web_browser import Watch, open_page, panel, serving, show_step, wait_count
 from web_helpers import fake_agents
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # The browser and the page watcher, shared with the main browser tests.
 browser = test_web_browser.browser

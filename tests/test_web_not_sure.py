@@ -14,7 +14,7 @@ from test_web_browser import Watch, open_page, serving, show_step
 
 from duetml.training import train_project
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser = test_web_browser.browser
 watch = test_web_browser.watch

@@ -20,7 +20,7 @@ from test_web_browser import (  # noqa: F401 - browser and watch are fixtures
     watch,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_a_proposal_button_applies_the_change_and_undo_reverts_it(

@@ -16,7 +16,7 @@ from test_web_browser import Watch, open_page, serving
 from duetml import classifier
 from duetml.project import Project
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser = test_web_browser.browser
 watch = test_web_browser.watch

@@ -57,6 +57,7 @@ def test_place_among_puts_a_photo_beside_its_most_alike() -> None:
     assert np.allclose(placed, [[0, 1], [1, 0]], atol=0.05)
 
 
+@pytest.mark.slow
 def test_projection_is_scaled_and_keeps_groups_apart() -> None:
     rng = np.random.default_rng(0)
     groups = rng.normal(0, 1, (3, 64))
@@ -102,6 +103,7 @@ def test_map_waits_for_the_first_training_and_says_so(client: TestClient) -> Non
     assert not list(state.glob("features-*"))  # nothing extracted before training
 
 
+@pytest.mark.slow
 def test_map_places_every_photo_and_follows_moves_and_additions(
     trained_client: TestClient,
 ) -> None:
@@ -214,6 +216,7 @@ def copies(body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@pytest.mark.slow
 def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -> None:
     project: Project = planted.project
     before = (files_of(project), project.undo_history())
@@ -229,6 +232,7 @@ def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -
     assert (files_of(project), project.undo_history()) == before  # a GET changes nothing
 
 
+@pytest.mark.slow
 def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> None:
     project: Project = planted.project
     before = files_of(project)
@@ -376,6 +380,7 @@ def planted_root(_planted_template: tuple[Path, list[str]], tmp_path: Path) -> P
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
     chromium: Any, watch: Watch, planted_root: Path
@@ -406,6 +411,7 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
     assert not watch.errors and not watch.dialogs
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
     chromium: Any, watch: Watch, planted_root: Path

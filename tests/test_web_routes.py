@@ -99,6 +99,7 @@ def test_every_asset_the_page_names_is_served_from_the_package(client: TestClien
         assert client.get(f"/static/js/{module}").status_code == 200, module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [
@@ -471,6 +472,7 @@ def test_predict_gives_top_categories_and_per_file_errors(trained_client: TestCl
     assert trained_client.post("/api/predict", files=[]).status_code == 400
 
 
+@pytest.mark.slow
 def test_evaluation_has_per_category_scores_and_the_photos_behind_each_cell(
     trained_client: TestClient,
 ) -> None:
@@ -634,6 +636,7 @@ def _next_state(lines) -> dict:
     raise AssertionError("the stream ended")
 
 
+@pytest.mark.slow
 def test_event_stream_tells_every_page_about_changes(project: Project, agents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)
@@ -656,6 +659,7 @@ def test_event_stream_tells_every_page_about_changes(project: Project, agents) -
         assert time.monotonic() - before < 3
 
 
+@pytest.mark.slow
 def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)

@@ -29,12 +29,14 @@ def web_schema(tmp_path_factory: pytest.TempPathFactory):
 schema = schemathesis.pytest.from_fixture("web_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case) -> None:
     case.call_and_validate()
 
 
+@pytest.mark.slow
 def test_schema_lists_every_endpoint(web_schema) -> None:
     paths = {op.ok().path for op in web_schema.get_all_operations()}
     assert {

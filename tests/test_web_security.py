@@ -70,6 +70,7 @@ def test_foreign_hosts_are_refused_and_change_nothing(app, project: Project, hea
     assert category_names(project) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "host", [OK_HOST, f"localhost:{PORT}", f"[::1]:{PORT}", f"LOCALHOST:{PORT}", f"duet.lan:{PORT}"]
 )
@@ -88,6 +89,7 @@ def test_default_allowed_hosts_do_not_include_other_names(project: Project) -> N
 # ----- 2. Cross-site writes -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [

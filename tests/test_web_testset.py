@@ -112,6 +112,7 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
     assert moved_facts["prediction"]["category"] == test_facts["prediction"]["category"]
 
 
+@pytest.mark.slow
 def test_the_cli_moves_photos_between_the_sets(project: Project) -> None:
     import subprocess
     import sys
@@ -195,6 +196,7 @@ def test_facts_route(client: TestClient, project: Project) -> None:
     assert client.get("/api/images/facts", params={"image": rel}).status_code == 405
 
 
+@pytest.mark.slow
 def test_cross_site_set_moves_and_test_uploads_are_refused(project: Project) -> None:
     from web_helpers import asgi_request
 

@@ -28,7 +28,7 @@ from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.project import Project
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser = test_web_browser.browser
 watch = test_web_browser.watch

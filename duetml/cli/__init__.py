@@ -1,14 +1,17 @@
 """The `duetml` command. Each command group lives in its own small module; all of them only
 adapt the core (duetml.project, duetml.training, duetml.agents, duetml.web) to the shell.
 
-The commands (and Typer) are imported on first use of `app`, not with this package: `main`
-runs the plain forms of `duetml predict` without Typer (see predict_quick), which halves the
-imports of a cold prediction.
+Typer is the one definition of every command. A command given on the command line imports
+only the module that defines it (`duetml predict` imports model_cmds, not the agents, the
+web server or the LLM clients); `duetml`, `--help`, `--version` and anything unknown import
+them all, in the order of `duetml --help`.
 """
 
 # ruff: noqa: I001, F401  -- the command modules register themselves, in the order of --help.
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -19,24 +22,43 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
+# The first word on the command line -> the module that defines that command (or group), in
+# the order of `duetml --help`; tests/test_cli.py checks it against the commands Typer has.
+COMMAND_MODULES = {
+    "init": "project_cmds",
+    "add": "project_cmds",
+    "status": "project_cmds",
+    "undo": "project_cmds",
+    "redo": "project_cmds",
+    "demo": "project_cmds",
+    "categories": "category_cmds",
+    "train": "model_cmds",
+    "eval": "model_cmds",
+    "predict": "model_cmds",
+    "backbones": "model_cmds",
+    "export": "export_cmd",
+    "review": "review_cmds",
+    "chat": "chat_cmd",
+    "ask": "agent_cmds",
+    "advise": "agent_cmds",
+    "llm": "llm_cmds",
+    "serve": "serve_cmd",
+    "study": "study_cmds",
+}
 
-def _commands() -> Any:
-    # The import order below is the order of `duetml --help`.
+
+def _commands(only: str | None = None) -> Any:
+    """Import the command modules (all of them, or only the one named), which register their
+    commands on the Typer app, and return the module holding the app."""
     import duetml.cli.app as app_module
-    from duetml.cli import project_cmds  # init, add, status, undo, demo
-    from duetml.cli import category_cmds  # categories ...
-    from duetml.cli import model_cmds  # train, eval, predict, backbones
-    from duetml.cli import export_cmd  # export
-    from duetml.cli import review_cmds  # review, review apply|dismiss
-    from duetml.cli import chat_cmd  # chat
-    from duetml.cli import agent_cmds  # ask, advise
-    from duetml.cli import llm_cmds  # llm status|use|proactive
-    from duetml.cli import serve_cmd  # serve
-    from duetml.cli import study_cmds  # study init|status|report|replay|rate|export
 
+    modules = [only] if only else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for module in modules:
+        importlib.import_module(f"duetml.cli.{module}")
     # Importing the submodule duetml.cli.app bound the name `app` here to that module; the
     # package's `app` is the Typer application, as before the commands were imported lazily.
-    globals()["app"] = app_module.app
+    if only is None:
+        globals()["app"] = app_module.app
     return app_module
 
 
@@ -47,12 +69,10 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    if argv[:1] == ["predict"]:
-        from duetml.cli import guard, predict_quick
-
-        args = predict_quick.parse(argv[1:])
-        if args is not None:
-            guard.run_guarded(lambda: sys.exit(predict_quick.run(args)))
-            return
-    _commands().main()
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "predict":
+        # Before numpy is imported: OpenBLAS's threads took 45 ms of a cold one-photo
+        # predict to start and stop (bench/bench_predict.py), and its few small products
+        # do not need them. A value the user set is kept.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _commands(COMMAND_MODULES.get(command)).main()

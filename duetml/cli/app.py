@@ -147,5 +147,86 @@ def readable_help(command: Any) -> Any:
     return command
 
 
+def plain_coercion(command: Any) -> Any:
+    """Convert the plain parameters of the command tree (paths, whole numbers, text, flags,
+    and lists of them) without pydantic; anything else, and any value that is not plainly valid,
+    still goes to Typer's own conversion, so the messages are Typer's.
+
+    Typer converts every value with a pydantic TypeAdapter, and importing pydantic and
+    building the adapters took longer than the rest of a cold `duetml predict`
+    (bench/bench_predict.py). Typer's parameters build their converter lazily in
+    `_runtime_param`; here it is set first. Where a Typer release changes that, nothing is
+    replaced and Typer converts as before (tests/test_cli.py notices pydantic).
+    """
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+        from typer._param_types import coerce_cli_path
+    except ImportError:
+        return command
+
+    class PlainRuntimeParam(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return [self._one(item, param, ctx) for item in value]
+            return self._one(value, param, ctx)
+
+        def _one(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = _leaf(self.annotation)
+            info = self.parameter_info
+            if kind is str and isinstance(value, str) or kind is bool and type(value) is bool:
+                return value
+            if kind is Path and isinstance(value, (str, Path)) and value and "\0" not in str(value):
+                return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+            if kind is int and isinstance(value, str) and value.isascii() and value.isdigit():
+                value = int(value)
+            if kind is int and type(value) is int:  # a default, or the digits above
+                if (info.min is None or value >= info.min) and (
+                    info.max is None or value <= info.max
+                ):
+                    return value
+            typer_own = build_runtime_param(param.type_descriptor)  # pydantic: Typer's message
+            return typer_own._coerce_value(value, param=param, ctx=ctx)
+
+    def plain(param: Any) -> bool:
+        descriptor = getattr(param, "type_descriptor", None)
+        info = getattr(descriptor, "parameter_info", None)
+        return (
+            descriptor is not None
+            and descriptor.file_annotation is None
+            and _leaf(descriptor.annotation) is not None
+            and getattr(info, "parser", None) is None
+            and not getattr(info, "clamp", False)
+            and getattr(param, "_runtime_param", False) is None
+        )
+
+    def make_plain(param: Any) -> Any:
+        if plain(param):
+            descriptor = param.type_descriptor
+            param._runtime_param = PlainRuntimeParam(
+                parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+            )
+        return param
+
+    for param in command.params:
+        make_plain(param)
+    make_help_option = command.get_help_option
+    # -h/--help is made per call, not kept in params
+    command.get_help_option = lambda ctx: make_plain(make_help_option(ctx))
+    for sub in getattr(command, "commands", {}).values():
+        plain_coercion(sub)
+    return command
+
+
+def _leaf(annotation: Any) -> Any:
+    """str, Path, int or bool for those and lists of them; None for anything else."""
+    import typing
+
+    if typing.get_origin(annotation) is list:
+        (annotation,) = typing.get_args(annotation) or (None,)
+    return annotation if annotation in (str, Path, int, bool) else None
+
+
 def main() -> None:
-    run_guarded(lambda: readable_help(typer.main.get_command(app))(prog_name="duetml"))
+    run_guarded(
+        lambda: readable_help(plain_coercion(typer.main.get_command(app)))(prog_name="duetml")
+    )

@@ -1,6 +1,5 @@
-"""What every command shares without Typer: opening the project, and the one place errors
-become exit codes. Typer (and the pydantic it imports to coerce parameters) costs more to
-import than numpy; `duetml predict` runs without it (see duetml.cli.predict_quick)."""
+"""What every command shares: opening the project, and the one place errors become exit
+codes."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
+from duetml.cli.guard import EXIT_PARTIAL, say
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -250,12 +254,72 @@ def predict(
 
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
-    from duetml.cli import predict_quick
+    from duetml.abstention import REASON_TEXT
+    from duetml.project import _expand_sources
+    from duetml.training import (
+        PREDICTION_EXTRAS,
+        load_model,
+        predict_sources,
+        vanished_categories,
+        vanished_warning,
+    )
 
-    args = predict_quick.PredictArgs(paths, project, top, json_, csv_, not no_abstain)
-    code = predict_quick.run(args)
-    if code:
-        raise typer.Exit(code)
+    proj = open_project(project)
+    model = load_model(proj, PREDICTION_EXTRAS)
+    vanished = vanished_categories(proj, model)
+    warning = vanished_warning(vanished) if vanished else None
+    if warning:
+        say(f"Warning: {warning}")
+    files, expand = _expand_sources(paths)
+    predictions = (
+        predict_sources(
+            proj,
+            files,
+            [str(f) for f in files],
+            top=top,
+            model=model,
+            abstain=not no_abstain,
+        )
+        if files
+        else []
+    )
+    problems = [{"image": s, "error": r} for s, r in expand.rejected]
+    if json_:
+        rows = [p.as_dict() for p in predictions] + problems
+        data = [{**row, "model_warning": warning} for row in rows] if warning else rows
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif csv_:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["image", "category", "confidence", "error", "not_sure"])
+        for p in predictions:
+            writer.writerow(
+                [
+                    p.source,
+                    p.ranking[0][0] if p.ranking else "",
+                    f"{p.ranking[0][1]:.4f}" if p.ranking else "",
+                    p.error or "",
+                    ("true" if p.not_sure else "false") if p.ranking else "",
+                ]
+            )
+        for pr in problems:
+            writer.writerow([pr["image"], "", "", pr["error"], ""])
+    else:
+        for p in predictions:
+            if p.error:
+                print(f"{p.source}: cannot classify: {p.error}")
+            elif p.reason:
+                why = REASON_TEXT.get(p.reason, p.reason)
+                print(f"{p.source}: {p.summary()}: {why}")
+            else:
+                ranked = ", ".join(f"{c} {prob:.0%}" for c, prob in p.ranking)
+                print(f"{p.source}: {ranked}")
+        for pr in problems:
+            print(f"{pr['image']}: {pr['error']}")
+    sys.stdout.flush()
+    if problems or any(p.error for p in predictions) or not files:
+        if not files and not problems:
+            say("Error: no photos found in what you gave: pass image files or folders.")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 backbones_app = typer.Typer(
@@ -270,15 +334,17 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
     """List the feature extractors and whether each is ready offline."""
     if ctx.invoked_subcommand is not None:
         return
-    from duetml.backbones import BACKBONES, find_weights
+    from duetml.backbones import BACKBONES, TORCH_EXTRA, find_weights, needs_torch
 
     rows = []
     for backbone in BACKBONES.values():
         weights = find_weights(backbone)
+        torch_missing = needs_torch(backbone)
         rows.append(
             {
                 "name": backbone.name,
-                "ready": weights is not None,
+                "ready": weights is not None and not torch_missing,
+                "needs_torch": torch_missing,
                 "weights": str(weights) if weights else None,
                 "description": backbone.description,
                 "feature_dim": backbone.feature_dim,
@@ -288,9 +354,13 @@ def backbones_root(ctx: typer.Context, json_: JsonOption = False) -> None:
         emit_json(rows)
         return
     for row in rows:
-        state = "ready" if row["ready"] else "not downloaded"
+        state = (
+            "needs PyTorch" if row["needs_torch"] else "ready" if row["ready"] else "not downloaded"
+        )
         typer.echo(f"{row['name']:<20} {state:<15} {row['description']}")
-    if not all(r["ready"] for r in rows):
+    if any(r["needs_torch"] for r in rows):
+        typer.echo(f"\nThose that need PyTorch are exported with it once: `{TORCH_EXTRA}`.")
+    if not all(r["ready"] or r["needs_torch"] for r in rows):
         typer.echo(
             "\nGet the others with `duetml backbones pull NAME`, or on an offline machine "
             "`duetml backbones import NAME FILE` with the .pth file from torchvision."
