@@ -8,7 +8,7 @@ import socket
 import threading
 import webbrowser
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -62,7 +62,6 @@ def serve(
 ) -> None:
     """Open the web page: sort photos, train, try the model, talk to the assistant."""
     from duetml.web import create_app
-    from duetml.web.server import DuetmlServer
 
     host = host.strip()
     if _is_wildcard(host):
@@ -100,8 +99,15 @@ def serve(
         f"duetml is serving {Path(project).resolve().name} at {url}"
         + (" (baseline: no assistant)" if baseline else "")
     )
+    run_until_stopped(web_app, host, chosen, url, open_browser)
+
+
+def run_until_stopped(web_app: Any, host: str, port: int, url: str, open_browser: bool) -> None:
+    """Serve ``web_app`` until Ctrl-C (`duetml serve`, and the study's pages)."""
+    from duetml.web.server import DuetmlServer
+
     typer.echo("Press Ctrl-C to stop.")
-    server = DuetmlServer(web_app, host=host, port=chosen)
+    server = DuetmlServer(web_app, host=host, port=port)
     if open_browser:
         # After the socket is listening, so the browser never sees "connection refused".
         def _open_when_ready() -> None:

@@ -300,27 +300,8 @@ def rate(
 
 
 def _run(web_app: Any, host: str, port: int, open_browser: bool, what: str) -> None:
-    import threading
-    import webbrowser
-
-    from duetml.web.server import DuetmlServer
+    from duetml.cli.serve_cmd import run_until_stopped
 
     url = f"http://{host}:{port}/"
     typer.echo(f"{what} at {url}")
-    typer.echo("Press Ctrl-C to stop.")
-    server = DuetmlServer(web_app, host=host, port=port)
-    if open_browser:
-
-        def _open_when_ready() -> None:
-            for _ in range(100):
-                if server.started:
-                    webbrowser.open(url)
-                    return
-                threading.Event().wait(0.1)
-
-        threading.Thread(target=_open_when_ready, daemon=True).start()
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    typer.echo("Stopped.")
+    run_until_stopped(web_app, host, port, url, open_browser)

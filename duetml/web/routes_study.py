@@ -208,7 +208,7 @@ def create_rating_app(
     study = Study.open(study_root)
     static = {
         name: (STATIC_DIR / name).read_bytes()
-        for name in ("study.html", "study.css", "js/study.js", "favicon.svg")
+        for name in ("study.html", "study.css", "js/study.js", "js/dom.js", "favicon.svg")
     }
     media = {
         ".html": "text/html",

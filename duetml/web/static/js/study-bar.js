@@ -2,24 +2,11 @@
 // before the session, the questionnaires after each timed task, pause and withdraw. It only
 // talks to /api/study/*, which answers about this one participant; every text is a text node.
 
+import { h } from "./dom.js";
+
 const POLL_MS = 1000;
 let state = null;
 let busy = false;
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 async function call(path, body) {
   const options =

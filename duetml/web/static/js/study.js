@@ -1,20 +1,7 @@
 // The raters' page (duetml study rate): each participant's final training data under a code,
 // in this rater's own order, with the paper's EQ1-EQ5. Every text is a text node.
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
+import { h } from "./dom.js";
 
 const list = document.getElementById("rate-list");
 const progress = document.getElementById("rate-progress");
