@@ -182,7 +182,8 @@ def test_between_two_categories_is_a_question_not_a_photo_fix():
         "categories": ["shirt", "t-shirt"],
         "score": 0.8,
         "message": "The model confuses 'shirt' and 't-shirt' both ways (9 of 40 and 7 of 38 "
-        "photos): the two may overlap by definition; merge them or make each more distinct.",
+        "photos): do the two overlap by definition? Make each more distinct, or merge them if one "
+        "category serves your goal.",
         "suggestion": None,
         "details": {},
     }

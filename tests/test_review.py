@@ -425,6 +425,29 @@ def test_three_photos_of_one_other_task_in_one_category_do_not_hide_each_other(
     assert {p for f in review.findings if f.kind == "outlier" for p in f.photos} == added
 
 
+def test_copies_filed_in_two_categories_are_copies_not_an_overlap_of_the_categories(
+    trained_demo: Path, tmp_path: Path
+) -> None:
+    """Three re-encoded, slightly cropped copies of shoe photos filed under hat: the model
+    confuses hat and shoes both ways only through those copies, so the review says copies
+    (remove them, one by one) and not "hat and shoes overlap: merge them" (a one-click merge
+    of 20 good photos, seen on the demo)."""
+    project = Project.open(trained_demo)
+    copies = []
+    for i, record in enumerate(project.images("train", "shoes")[:3]):
+        photo = Image.open(record.path).convert("RGB")
+        photo = photo.crop((4, 4, photo.width - 4, photo.height - 4))
+        path = tmp_path / f"shoe{i}.jpg"
+        photo.save(path, "JPEG", quality=70)
+        copies.append(path)
+    added = set(project.add_images("hat", copies).added)
+    train_project(project)
+    findings = review_project(project).findings
+    across = [f for f in findings if f.kind == "near_duplicate" and "hat" in f.categories]
+    assert {p for f in across for p in f.photos} >= added
+    assert not [f.as_dict() for f in findings if f.kind == "overlap"]
+
+
 def test_the_shipped_imagenet_head_is_the_backbones_own_last_layer(trained_demo: Path) -> None:
     """Applied to the features we cache, the shipped head (float16 weights) gives the ImageNet
     logits of the exported network itself, so an ibis reads as an ibis."""

@@ -164,13 +164,17 @@ def _compute(
     data.pixels = pixel_facts(project.state_dir, [(hashes[r.rel], r.path) for r in usable])
     off_topic = off_topic_scores(data)
     flagged_mislabel: set[str] = set()
+    copies = find_duplicates(data, model)
     if model is not None:
-        overlaps = find_overlaps(data, model)
+        across = frozenset(
+            p for f in copies if f.details.get("across_categories") == "yes" for p in f.photos
+        )
+        overlaps = find_overlaps(data, model, explained=across)
         between = {frozenset(f.categories) for f in overlaps}
         found = find_mislabels(data, model, set(off_topic), between)
         flagged_mislabel = {p for f in found for p in f.photos}
         findings += found + overlaps
-    findings += find_duplicates(data, model)
+    findings += copies
     findings += find_off_topic(data, off_topic, flagged_mislabel)
     findings += find_quality(data)
     findings += find_mixed(data)

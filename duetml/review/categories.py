@@ -24,8 +24,13 @@ TINY_CATEGORY = 5
 IMBALANCE_RATIO = 3.0  # a category with fewer than median / ratio photos is imbalanced
 
 
-def find_overlaps(data: ReviewData, model: TrainedModel) -> list[Finding]:
-    """Pairs of categories the out-of-fold predictions confuse in both directions."""
+def find_overlaps(
+    data: ReviewData, model: TrainedModel, explained: frozenset[str] = frozenset()
+) -> list[Finding]:
+    """Pairs of categories the out-of-fold predictions confuse in both directions: a question
+    about how the two are defined, not a per-photo fix. Photos in ``explained`` (copies of one
+    picture filed in both categories) are left out of the count: removing the copy is their
+    fix, and three copies of shoes under `hat` do not make hats and shoes overlap."""
     import numpy as np
 
     probs = model.extras.get("oof_probabilities")
@@ -39,7 +44,7 @@ def find_overlaps(data: ReviewData, model: TrainedModel) -> list[Finding]:
     confusion = np.zeros((k, k), dtype=np.int64)
     for rel, p in zip(rels, probs, strict=True):
         rel = str(rel)
-        if rel in present:
+        if rel in present and rel not in explained:
             confusion[index[rel.split("/")[1]], int(np.argmax(p))] += 1
     sizes = confusion.sum(1)
     findings = []
@@ -60,8 +65,8 @@ def find_overlaps(data: ReviewData, model: TrainedModel) -> list[Finding]:
                     (ca, cb),
                     0.7 + 0.2 * min(share_ab, share_ba),
                     f"The model confuses {ca!r} and {cb!r} both ways ({ab} of {sizes[a]} "
-                    f"and {ba} of {sizes[b]} photos): the two may overlap by definition; "
-                    "merge them or make each more distinct.",
+                    f"and {ba} of {sizes[b]} photos): do the two overlap by definition? "
+                    "Make each more distinct, or merge them if one category serves your goal.",
                     Suggestion(
                         "merge",
                         to=categories[big],
