@@ -430,8 +430,8 @@ def test_copies_filed_in_two_categories_are_copies_not_an_overlap_of_the_categor
 ) -> None:
     """Three re-encoded, slightly cropped copies of shoe photos filed under hat: the model
     confuses hat and shoes both ways only through those copies, so the review says copies
-    (remove them, one by one) and not "hat and shoes overlap: merge them" (a one-click merge
-    of 20 good photos, seen on the demo)."""
+    (remove them, one by one), and neither "hat and shoes overlap: merge them" (a one-click
+    merge of 20 good photos, seen on the demo) nor "move it to shoes" for each copy."""
     project = Project.open(trained_demo)
     copies = []
     for i, record in enumerate(project.images("train", "shoes")[:3]):
@@ -446,6 +446,8 @@ def test_copies_filed_in_two_categories_are_copies_not_an_overlap_of_the_categor
     across = [f for f in findings if f.kind == "near_duplicate" and "hat" in f.categories]
     assert {p for f in across for p in f.photos} >= added
     assert not [f.as_dict() for f in findings if f.kind == "overlap"]
+    # One finding per copy: "remove the copy", not also "move it to shoes" (a second copy).
+    assert not [f.as_dict() for f in findings if f.kind == "mislabel" and added & set(f.photos)]
 
 
 def test_the_shipped_imagenet_head_is_the_backbones_own_last_layer(trained_demo: Path) -> None:

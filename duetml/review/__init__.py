@@ -171,7 +171,7 @@ def _compute(
         )
         overlaps = find_overlaps(data, model, explained=across)
         between = {frozenset(f.categories) for f in overlaps}
-        found = find_mislabels(data, model, set(off_topic), between)
+        found = find_mislabels(data, model, set(off_topic), between, copies=across)
         flagged_mislabel = {p for f in found for p in f.photos}
         findings += found + overlaps
     findings += copies

@@ -66,10 +66,13 @@ def find_mislabels(
     model: TrainedModel,
     off_topic: set[str],
     between: Collection[frozenset[str]] = (),
+    copies: Collection[str] = (),
 ) -> list[Finding]:
     """One finding per probably mislabelled photo. Photos unlike every category are left to
     the off-topic finding (moving them would not help), pairs in `between` to the overlap
-    finding."""
+    finding, and `copies` (photos whose copy is filed in another category) to the copies
+    finding: removing the copy is their fix, and moving it would make a copy in one
+    category."""
     import numpy as np
 
     categories = model.categories
@@ -128,7 +131,7 @@ def find_mislabels(
             continue
         if rel in off_topic and confidence < MISLABEL_OVER_OFF_TOPIC:
             continue
-        if frozenset((given, suggested)) not in between:
+        if rel not in copies and frozenset((given, suggested)) not in between:
             suspects.append((rel, given, suggested, confidence, float(score)))
     # Several photos of one kind filed in the same wrong folder (4 shoes under hat) are each
     # other's nearest photos there: the margin leaves out the photos suspected alike.
