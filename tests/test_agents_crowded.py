@@ -221,8 +221,12 @@ def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowd
 
 
 @pytest.fixture
-def caltech(trained_caltech: Path) -> Project:
-    return Project.open(trained_caltech)  # ask and advise only read the data
+def caltech(trained_caltech: Path, tmp_path: Path) -> Project:
+    # A private copy: ask and advise write the conversation, which the shared project must
+    # not carry into the next test that opens it (the workspace's page showed it).
+    root = tmp_path / "caltech"
+    shutil.copytree(trained_caltech, root, symlinks=True)
+    return Project.open(root)  # ask and advise only read the data
 
 
 def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):

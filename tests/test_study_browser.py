@@ -89,7 +89,7 @@ def test_a_baseline_participant_sees_no_assistant(browser: Any, tmp_path: Path) 
         page.locator("#study-timer").wait_for()
         assert page.locator("#chat-input").count() == 0
         assert page.locator("[data-ask]").count() == 0
-        assert page.locator("#chat-jump").count() == 0
+        assert page.locator("#assistant").count() == 0
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "study-baseline.png"))
         context.close()

@@ -46,7 +46,7 @@ def test_a_baseline_session_has_no_agent_feature(study: Study) -> None:
     with session_client(study, pid) as client:
         page = client.get("/").text
         assert "/static/js/study-bar.js" in page and "/static/study.css" in page
-        assert "chat-jump" not in page and 'data-ask="data"' not in page
+        assert 'id="assistant"' not in page and 'data-ask="data"' not in page
         assert client.get("/api/project").json()["baseline"] is True
         assert client.get("/api/agents").status_code == 404
         assert client.get("/static/js/study-bar.js").status_code == 200
@@ -57,7 +57,7 @@ def test_an_agents_session_has_the_assistant(study: Study) -> None:
     factory, _, _ = fake_agents()
     with session_client(study, pid, factory) as client:
         page = client.get("/").text
-        assert "chat-jump" in page and 'data-ask="data"' in page
+        assert 'id="assistant"' in page and 'data-ask="data"' in page
         info = client.get("/api/project").json()
         assert info["baseline"] is False and info["agents"] is True
 

@@ -488,11 +488,15 @@ class Provider(ABC):
         port = url.port or DEFAULT_PORTS.get(url.scheme)
         if f"{url.scheme}://{host}:{port}" != endpoint_key(self.base_url):
             target = display_url(str(url).split("?")[0]) or "another address"
-            raise RedirectRefused(
+            said = (
                 f"{self.server_name()} answered with a redirect to {target}, another server: "
                 "duetml follows no redirect away from the server you chose, so nothing was "
-                "sent there (if you trust it, set that address with `duetml llm use "
-                f"{self.agent or 'passive'} {self.name}:{self.model} --base-url ...`)."
+                "sent there"
+            )
+            raise RedirectRefused(
+                f"{said} (if you trust it, set that address with `duetml llm use "
+                f"{self.agent or 'passive'} {self.name}:{self.model} --base-url ...`).",
+                web=f"{said} (if you trust it, choose that address as the server).",
             )
 
     def server_name(self) -> str:

@@ -54,7 +54,9 @@ def chosen_photos(finding: Finding, photos: Sequence[str]) -> list[str]:
     if foreign:
         raise DuetmlError(
             f"{foreign[0]!r} is not one of this finding's photos: choose among "
-            f"the {photos_text(len(finding.photos))} `duetml review` lists under it."
+            f"the {photos_text(len(finding.photos))} `duetml review` lists under it.",
+            web=f"{foreign[0]!r} is not one of this finding's photos: choose among the "
+            f"{photos_text(len(finding.photos))} shown under it in Things to check.",
         )
     return chosen
 
