@@ -229,6 +229,7 @@ def caltech(trained_caltech: Path, tmp_path: Path) -> Project:
     return Project.open(root)  # ask and advise only read the data
 
 
+@pytest.mark.slow
 def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):
     ollama.queue_reply("Some categories hold drawings.")
     asked = run("ask", "--about", "data", "-p", str(caltech.root))

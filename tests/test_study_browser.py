@@ -19,7 +19,7 @@ from duetml.study.items import UQ
 from duetml.study.session import ParticipantSession
 from duetml.web.routes_study import create_rating_app, create_session_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = Path(tempfile.gettempdir()) / "duetml-study-shots"
 TIMEOUT = 20_000
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import demo_photos, run_duetml
 from litestar.testing import TestClient
 from llm_fakes import FakeOllamaServer
@@ -118,6 +119,7 @@ def rate_as(study: Study, rater: str, strict: int) -> list[str]:
         return [d["code"] for d in queue["data"]]
 
 
+@pytest.mark.slow
 def test_a_simulated_study_of_eight_participants(tmp_path: Path) -> None:
     folder = tmp_path / "study"
     made = run_duetml("study", "init", str(folder), "--participants", "8", "--seed", "2024")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port
+from helpers import CALTECH, free_port
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
 from test_web_browser import (
@@ -34,7 +34,7 @@ from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
 
 from duetml.project import Project
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WIDTHS = (390, 1440, 2560)
 HEIGHTS = {390: 844, 1440: 900, 2560: 1440}
@@ -71,11 +71,25 @@ def watch() -> Watch:
     return Watch()
 
 
+@pytest.fixture(scope="module")
+def caltech_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Caltech subset imported as a person would (`init --from`: files named by content),
+    trained once per module run (a few minutes)."""
+    if not CALTECH.is_dir():
+        pytest.skip(f"the Caltech-101 subset is not at {CALTECH} (CI has it)")
+    root = tmp_path_factory.mktemp("caltech") / "caltech"
+    from duetml.training import train_project
+
+    project, _ = Project.init(root, from_source=CALTECH)
+    train_project(project)
+    return root
+
+
 def project_for(request: pytest.FixtureRequest, which: str, tmp_path: Path) -> Path:
     if which == "demo":
         root: Path = request.getfixturevalue("trained_demo")
         return root
-    template: Path = request.getfixturevalue("trained_caltech")
+    template: Path = request.getfixturevalue("caltech_template")
     root = tmp_path / "caltech"
     shutil.copytree(template, root, symlinks=True)
     return root
