@@ -33,7 +33,18 @@ schema = schemathesis.pytest.from_fixture("web_schema")
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case) -> None:
-    case.call_and_validate()
+    from schemathesis.checks import negative_data_rejection, positive_data_acceptance
+
+    excluded = []
+    if case.operation.path in ("/api/images/move", "/api/images/split"):
+        # Too many photo ids make a body over the upload limit: refused, with 413 (and one
+        # sentence), which schemathesis does not count among the rejections it expects.
+        excluded.append(negative_data_rejection)
+    if case.operation.path == "/api/review/dismiss":
+        # Photos go with one finding at a time: a rule across two fields that the schema
+        # cannot state, refused with 400 and one sentence.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(excluded_checks=excluded or None)
 
 
 @pytest.mark.slow
