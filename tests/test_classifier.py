@@ -10,7 +10,7 @@ import pytest
 from sklearn.svm import SVC
 
 from duetml import classifier
-from duetml.classifier import TrainedModel
+from duetml.classifier import TrainedModel, ridge, selection
 from duetml.errors import ModelFileError, NotEnoughDataError
 
 
@@ -164,12 +164,12 @@ def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
     x, y, _ = _blobs(4, 30, spread=3.0)
     names = list("abcd")
     steps = []
-    monkeypatch.setattr(classifier, "HALVING_ABOVE", 50)
+    monkeypatch.setattr(selection, "HALVING_ABOVE", 50)
     model, cv, _ = classifier.train(
         x, [names[i] for i in y], names, "t", step=lambda *s: steps.append(s)
     )
     fits = [s for s in steps if s[0] == "selection"]
-    n = len(classifier.CANDIDATES)
+    n = len(selection.CANDIDATES)
     assert fits[-1] == ("selection", n + 2 * 4, n + 2 * 4)
     # Two finalists with 5-fold scores; the others are labelled as one-fold screens.
     assert sum("first fold only" not in name for name in cv.candidate_scores) == 2
@@ -185,7 +185,7 @@ def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
 def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     monkeypatch,
 ) -> None:
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 100)
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 100)
     x, y, _ = _blobs(3, 40, spread=2.0)
     names = ["a", "b", "c"]
     labels = [names[i] for i in y]
@@ -209,7 +209,7 @@ def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     assert not previous.still_fits({**counts, "d": 5})
     assert not previous.still_fits({c: n + 10 for c, n in counts.items()})
     assert previous.still_fits({c: n + 1 for c, n in counts.items()})
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 2000)
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 2000)
     assert not previous.still_fits({c: n + 1 for c, n in counts.items()})  # small: select
 
 
@@ -228,8 +228,8 @@ def _earlier(model, cv, keys, labels) -> classifier.EarlierCrossValidation:
 
 @pytest.mark.parametrize("linear_above", [10_000, 100])  # the SVM, then the ridge model
 def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_above) -> None:
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 100)
-    monkeypatch.setattr(classifier, "LINEAR_ABOVE", linear_above)
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 100)
+    monkeypatch.setattr(selection, "LINEAR_ABOVE", linear_above)
     x, y, _ = _blobs(3, 50, spread=2.5)
     names = ["a", "b", "c"]
     labels = [names[i] for i in y]
@@ -260,9 +260,9 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     assert fast_cv.accuracy == pytest.approx(expected)
     # The final model is the one a full training that picks the same candidate fits.
     if linear_above == 100:
-        monkeypatch.setattr(classifier, "RIDGE_PENALTIES", (model.C,))
+        monkeypatch.setattr(ridge, "RIDGE_PENALTIES", (model.C,))
     else:
-        monkeypatch.setattr(classifier, "CANDIDATES", ((model.kernel, model.C),))
+        monkeypatch.setattr(selection, "CANDIDATES", ((model.kernel, model.C),))
     full, full_cv, _ = classifier.train(more_x, more_labels, names, "t", keys=more_keys)
     assert full_cv is not None and full_cv.fresh
     assert np.allclose(fast.decision(x), full.decision(x))
@@ -283,14 +283,12 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     )
     for case_x, case_labels, case_keys in [(x, moved, keys), copy, many]:
         assert (
-            classifier.extend_cross_validation(
+            selection.extend_cross_validation(
                 earlier, classifier.normalise(case_x), case_labels, case_keys, names
             )
             is None
         )
-    assert (
-        classifier.extend_cross_validation(earlier, x, labels, keys, ["a", "b", "c", "d"]) is None
-    )
+    assert selection.extend_cross_validation(earlier, x, labels, keys, ["a", "b", "c", "d"]) is None
     # Changes add up: the photos added since the last fresh cross-validation count.
     extended = _earlier(fast, fast_cv, more_keys, more_labels)
     assert extended.fresh_photos == len(y)
@@ -299,9 +297,9 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
         more_labels + labels[:5],
         more_keys + [f"s{i}" for i in range(5)],
     )
-    assert classifier.extend_cross_validation(extended, *some[:2], some[2], names) is None
+    assert selection.extend_cross_validation(extended, *some[:2], some[2], names) is None
     one = (np.concatenate([more_x, x[:1] + 0.01]), more_labels + labels[:1], more_keys + ["s"])
-    again = classifier.extend_cross_validation(extended, *one[:2], one[2], names)
+    again = selection.extend_cross_validation(extended, *one[:2], one[2], names)
     assert again is not None and again.added_since == 4 and again.fresh_photos == len(y)
     if linear_above == 100:
         # Photos only added: the ridge model updates the kept X^T X with them, and fits what
@@ -317,7 +315,7 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
 
 
 def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(classifier, "LINEAR_ABOVE", 100)
+    monkeypatch.setattr(selection, "LINEAR_ABOVE", 100)
     x, y, _ = _blobs(4, 40, spread=2.0)
     names = list("abcd")
     model, cv, why = classifier.train(x, [names[i] for i in y], names, "t")

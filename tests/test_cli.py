@@ -180,9 +180,9 @@ def test_train_names_an_extended_cross_validation_and_full_redoes_it(
 ) -> None:
     from PIL import Image
 
-    from duetml import classifier
+    from duetml.classifier import selection
 
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
     staging = tmp_path / "new"
     staging.mkdir()
     for path in demo_photos("hat")[:2]:  # mirrored: real photos with new content

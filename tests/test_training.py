@@ -181,11 +181,11 @@ def test_corrupt_model_file_is_a_clear_error(trained_demo: Path) -> None:
 def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from duetml import classifier
+    from duetml.classifier import selection
 
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
     # This test is about re-running the cross-validation of the kept choice: no extension.
-    monkeypatch.setattr(classifier, "extend_cross_validation", lambda *args: None)
+    monkeypatch.setattr(selection, "extend_cross_validation", lambda *args: None)
     staging = tmp_path / "new"
     staging.mkdir()
     for path in demo_photos("pants")[:3]:  # mirrored: real photos with new content
@@ -209,7 +209,7 @@ def test_a_small_change_keeps_the_choice_and_predicts_as_a_full_selection(
     ]
     # The shortcut only narrows which candidates are tried: a full training that tries the
     # same candidate gives the same model, so the same predictions on every demo photo.
-    monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))
+    monkeypatch.setattr(selection, "CANDIDATES", ((fast.kernel, fast.C),))
     full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
     assert not full.reused_choice and full.cv_accuracy == fast.cv_accuracy
     photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]
@@ -230,11 +230,11 @@ def _mirrored(category: str, count: int, folder: Path) -> list[Path]:
 def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from duetml import classifier
+    from duetml.classifier import selection
     from duetml.features import features_for_sources
     from duetml.training import model_backbone
 
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
     before = load_model(Project.open(trained_demo))
     Project.open(trained_demo).add_images("pants", _mirrored("pants", 3, tmp_path / "new"))
     shutil.copytree(trained_demo, tmp_path / "full")
@@ -258,7 +258,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
             assert confidence == pytest.approx(old_rows[rel][3], abs=1e-6)
     # The SVM is the one a full training that selects the same (kernel, C) fits: the same
     # decision values on every demo photo.
-    monkeypatch.setattr(classifier, "CANDIDATES", ((fast.kernel, fast.C),))
+    monkeypatch.setattr(selection, "CANDIDATES", ((fast.kernel, fast.C),))
     full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
     assert full.cv_added_since == 0 and full.as_dict()["cv_fresh"] is True
     photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]

@@ -13,7 +13,7 @@ from PIL import Image
 from playwright.sync_api import expect
 from test_web_browser import Watch, open_page, serving
 
-from duetml import classifier
+from duetml.classifier import selection
 from duetml.project import Project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,7 +26,7 @@ def test_the_page_says_what_a_quick_retrain_accuracy_is_made_of(
     browser: Any, watch: Watch, trained_demo: Path, tmp_path: Path, monkeypatch
 ) -> None:
     # The server runs in this process: the demo (84 photos) is treated as a large project.
-    monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)
+    monkeypatch.setattr(selection, "REUSE_ABOVE", 0)
     staging = tmp_path / "new"
     staging.mkdir()
     for path in demo_photos("shoes")[:3]:  # mirrored: real photos with new content
