@@ -23,7 +23,7 @@ import numpy as np
 
 from duetml import __version__, atomic
 from duetml.backbones import INPUT_SIZE, model_file
-from duetml.classifier import RBF_GAMMA, TrainedModel, class_pairs
+from duetml.classifier import RBF_GAMMA, RidgeModel, SvmModel, TrainedModel, class_pairs
 from duetml.errors import DuetmlError
 
 if TYPE_CHECKING:
@@ -60,8 +60,10 @@ def svm_graph(
     k = len(model.categories)
     if k < 2:
         raise DuetmlError("The model knows only one category: add another and train again.")
-    if model.kernel == "ridge":
+    if isinstance(model, RidgeModel):
         return _graph(_ridge_nodes(model), model, feature_dim, opset, ir_version)
+    if not isinstance(model, SvmModel):
+        raise DuetmlError(f"A {type(model).__name__} cannot be exported yet.")
     first, second = class_pairs(k)
     n_pairs = len(first)
     # Pair p = (i, j) scores K[:, SV_i] . coef[j-1, SV_i] + K[:, SV_j] . coef[i, SV_j] + b_p
@@ -166,15 +168,15 @@ def _normalise_constants() -> list[onnx.TensorProto]:
     ]
 
 
-def _ridge_nodes(model: TrainedModel) -> _Parts:
+def _ridge_nodes(model: RidgeModel) -> _Parts:
     """The large-project linear model: softmax((normalise(x) W^T + b) / T)."""
     from onnx import helper, numpy_helper
 
     node = helper.make_node
     constants = [
         *_normalise_constants(),
-        numpy_helper.from_array(model.dual_coef.astype(np.float64).T.copy(), "ridge_w_t"),
-        numpy_helper.from_array(model.intercept.astype(np.float64), "ridge_b"),
+        numpy_helper.from_array(model.weights.astype(np.float64).T.copy(), "ridge_w_t"),
+        numpy_helper.from_array(model.bias.astype(np.float64), "ridge_b"),
         numpy_helper.from_array(np.array(model.temperature, dtype=np.float64), "ridge_t"),
     ]
     nodes = [

@@ -161,7 +161,7 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
 
     import onnxruntime as ort
 
-    from duetml.classifier import train
+    from duetml.classifier import RidgeModel, train
     from duetml.export import svm_graph
     from duetml.features import features_for_sources
     from duetml.training import load_model, model_backbone
@@ -172,12 +172,13 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
     labels = [p.parent.name for p in photos]
     rng = np.random.default_rng(0)
     k, d = len(model.categories), features.shape[1]
-    ridge = dataclasses.replace(
-        model,
-        kernel="ridge",
-        dual_coef=rng.normal(size=(k, d)),
-        intercept=rng.normal(size=k),
+    ridge = RidgeModel(
+        categories=model.categories,
+        backbone=model.backbone,
+        C=model.C,
         temperature=0.3,
+        weights=rng.normal(size=(k, d)),
+        bias=rng.normal(size=k),
     )
     rbf, _, _ = train(features, labels, model.categories, model.backbone)
     rbf = dataclasses.replace(rbf, kernel="rbf", margin_weight=2.0, temperature=0.7)

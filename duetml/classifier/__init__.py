@@ -1,7 +1,8 @@
 """The classifier on top of the frozen features: model selection, calibration, storage,
 prediction.
 
-    model        the trained model (the shared interface), its storage, the cross-validation
+    model        the trained models: TrainedModel (the shared interface and storage), SvmModel,
+                 RidgeModel; the cross-validation a training returns
     svm          the kernel SVM: kernels, libsvm's one-vs-one scores in NumPy, the fits
     ridge        the ridge model that replaces the SVM from LINEAR_ABOVE photos
     calibration  temperature and margin weight, fitted on out-of-fold scores
@@ -29,7 +30,9 @@ from duetml.classifier.model import (
     MODEL_FORMAT,
     CrossValidation,
     EarlierCrossValidation,
+    RidgeModel,
     StepCallback,
+    SvmModel,
     TrainedModel,
     normalise,
 )
@@ -53,7 +56,9 @@ __all__ = [
     "CrossValidation",
     "EarlierCrossValidation",
     "PreviousChoice",
+    "RidgeModel",
     "StepCallback",
+    "SvmModel",
     "TrainedModel",
     "class_pairs",
     "class_scores",

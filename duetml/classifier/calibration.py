@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from duetml.classifier.svm import votes_and_confidence
+from duetml.classifier.svm import ovr_from_votes, votes_and_confidence
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -29,7 +29,8 @@ def fit_calibration(pair_scores: np.ndarray, y: np.ndarray, n_classes: int) -> t
 def fit_calibration_to_votes(
     votes: np.ndarray, confidence: np.ndarray, y: np.ndarray
 ) -> tuple[float, float]:
-    ovr = votes + confidence / (3 * (np.abs(confidence) + 1))
+    """`fit_calibration` from the out-of-fold votes and confidences (n, k)."""
+    ovr = ovr_from_votes(votes, confidence)
     margins = confidence / max(votes.shape[1] - 1, 1)
     best_accuracy = np.mean(ovr.argmax(1) == y)
     best: tuple[float, float, float] | None = None

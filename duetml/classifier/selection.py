@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from itertools import count
 
 import numpy as np
 
@@ -15,24 +15,24 @@ from duetml.classifier.calibration import fit_calibration_to_votes, softmax
 from duetml.classifier.model import (
     CrossValidation,
     EarlierCrossValidation,
+    RidgeModel,
     StepCallback,
+    SvmModel,
     TrainedModel,
     normalise,
 )
 from duetml.classifier.ridge import train_ridge, updated_ridge_sums
 from duetml.classifier.svm import (
     FoldFit,
+    calibrated_from_votes,
     fit_fold,
     fit_svc,
     kernel,
-    libsvm_orientation,
+    ovr_from_votes,
     ovr_scores,
     votes_and_confidence,
 )
 from duetml.errors import NotEnoughDataError
-
-if TYPE_CHECKING:
-    from sklearn.svm import SVC
 
 CANDIDATES: tuple[tuple[str, float], ...] = (
     ("linear", 0.1),
@@ -181,7 +181,7 @@ def train(
     keys: Sequence[str] | None = None,
     earlier: EarlierCrossValidation | None = None,
 ) -> tuple[TrainedModel, CrossValidation | None, str | None]:
-    """Fit the SVM. Returns the model, its cross-validation (or None) and why CV was skipped.
+    """Fit the model. Returns the model, its cross-validation (or None) and why CV was skipped.
 
     With `earlier` (the last training's held-out results) and `keys` (each photo's content
     hash) after a small change, the last cross-validation is extended (see
@@ -189,8 +189,25 @@ def train(
     hyper-parameters and calibration: a second or two at 5,000 photos instead of a dozen.
     Otherwise, with `previous` and a small change, only the previous (kernel, C) is
     cross-validated (its accuracy and calibration are measured again, on the new data);
-    otherwise every candidate is."""
+    otherwise every candidate is. From LINEAR_ABOVE photos on, the ridge model replaces the
+    kernel SVM."""
     report: StepCallback = step or (lambda phase, done, total: None)
+    y, counts = _class_indices(labels, categories)
+    x = normalise(features, np.float32)
+    if earlier is not None and keys is not None:
+        extended = _extend_and_refit(x, y, labels, keys, categories, backbone, earlier, report)
+        if extended is not None:
+            return extended
+    if len(x) >= LINEAR_ABOVE:
+        folds = _folds(x, y, int(counts.min()), seed)
+        linear_model, linear_cv = train_ridge(x, y, categories, backbone, folds, report)
+        return linear_model, linear_cv, None if linear_cv else _why_no_cv(categories, counts)
+    return _train_svm(x, y, categories, counts, backbone, seed, previous, report)
+
+
+def _class_indices(labels: list[str], categories: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's category index, and the photos per category; NotEnoughDataError for
+    fewer than two categories or a category without photos."""
     if len(categories) < 2:
         raise NotEnoughDataError(
             "Training needs at least two categories with photos: add another category."
@@ -203,39 +220,61 @@ def train(
         raise NotEnoughDataError(
             f"Category {empty[0]!r} has no photos: add some, or remove the category."
         )
-    x = normalise(features, np.float32)
-    smallest = int(counts.min())
-    if (
-        earlier is not None
-        and keys is not None
-        and (earlier.model.kernel == "ridge") == (len(x) >= LINEAR_ABOVE)
-    ):
-        extended = extend_cross_validation(earlier, x, labels, keys, categories)
-        if extended is not None:
-            sums = (
-                updated_ridge_sums(x, y, keys, labels, earlier)
-                if earlier.model.kernel == "ridge"
-                else None
-            )
-            model = _refit(x, y, categories, backbone, earlier.model, report, sums)
-            return model, extended, None
-    if len(x) >= LINEAR_ABOVE:
-        from sklearn.model_selection import StratifiedKFold
+    return y, counts
 
-        folds = (
-            list(
-                StratifiedKFold(min(MAX_FOLDS, smallest), shuffle=True, random_state=seed).split(
-                    x, y
-                )
-            )
-            if smallest >= 2
-            else None
-        )
-        linear_model, linear_cv = train_ridge(x, y, categories, backbone, folds, report)
-        return linear_model, linear_cv, None if linear_cv else _why_no_cv(categories, counts)
-    report("kernel", 0, 1)
-    gram = x @ x.T  # the one O(n^2 d) product; every candidate and fold reuses it
-    kernels: dict[str, np.ndarray] = {"linear": gram}
+
+def _folds(
+    x: np.ndarray, y: np.ndarray, smallest: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Stratified (train, test) folds, as many as the smallest category allows up to
+    MAX_FOLDS; None when a category has a single photo."""
+    if smallest < 2:
+        return None
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(min(MAX_FOLDS, smallest), shuffle=True, random_state=seed)
+    return list(splitter.split(x, y))
+
+
+def _extend_and_refit(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    keys: Sequence[str],
+    categories: list[str],
+    backbone: str,
+    earlier: EarlierCrossValidation,
+    report: StepCallback,
+) -> tuple[TrainedModel, CrossValidation, None] | None:
+    """After a small change: the last cross-validation extended, and the final model fitted
+    with the last training's choice; None when the change is not small (or crosses
+    LINEAR_ABOVE, which changes the kind of model)."""
+    ridge = isinstance(earlier.model, RidgeModel)
+    if ridge != (len(x) >= LINEAR_ABOVE):
+        return None
+    extended = extend_cross_validation(earlier, x, labels, keys, categories)
+    if extended is None:
+        return None
+    sums = updated_ridge_sums(x, y, keys, labels, earlier) if ridge else None
+    model = _refit(x, y, categories, backbone, earlier.model, report, sums)
+    return model, extended, None
+
+
+Candidate = tuple[str, float]  # (kernel, C)
+
+
+def _train_svm(
+    x: np.ndarray,
+    y: np.ndarray,
+    categories: list[str],
+    counts: np.ndarray,
+    backbone: str,
+    seed: int,
+    previous: PreviousChoice | None,
+    report: StepCallback,
+) -> tuple[SvmModel, CrossValidation | None, str | None]:
+    """The kernel SVM: every candidate (or the previous choice) cross-validated on one
+    precomputed kernel, the best calibrated on its out-of-fold scores, then fitted on all."""
     candidates = list(CANDIDATES)
     fallback = ("linear", 1.0)  # the choice when there is nothing to cross-validate on
     if previous is not None and previous.still_fits(
@@ -243,101 +282,27 @@ def train(
     ):
         candidates = [(previous.kernel, previous.C)]
         fallback = candidates[0]
-    if smallest < 2:
+    folds = _folds(x, y, int(counts.min()), seed)
+    if folds is None:
         candidates = [fallback]
-    kinds = {k for k, _ in candidates}
-    for kind in kinds - {"linear"}:
-        # The Gram matrix is float32 (half the bytes to compute and move); the RBF kernel is
-        # written as float64 from it, as libsvm takes it, so no fold block and no final fit
-        # is converted again (and `_refit` computes the very same values).
-        kernels[kind] = kernel(kind, gram)
-    if "linear" not in kinds:
-        del kernels["linear"]
-    del gram
+    report("kernel", 0, 1)
+    kernels = _kernels(x, {k for k, _ in candidates})
     report("kernel", 1, 1)
     cv: CrossValidation | None = None
     why_no_cv: str | None = None
-    kind, C, temperature, margin_weight = candidates[0][0], candidates[0][1], 1.0, 0.0
-    if smallest >= 2:
-        from sklearn.model_selection import StratifiedKFold
-
-        n_folds = min(MAX_FOLDS, smallest)
-        folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(x, y))
-        n_classes = len(categories)
-        halving = len(candidates) > FINALISTS and len(y) >= HALVING_ABOVE
-        total_fits = (
-            len(candidates) + FINALISTS * (n_folds - 1) if halving else len(candidates) * n_folds
-        )
-        fits_done = 0
-
-        def fitted() -> None:
-            nonlocal fits_done
-            fits_done += 1
-            report("selection", fits_done, total_fits)
-
-        def fit_folds(candidate: tuple[str, float], fold_numbers: list[int]) -> list[FoldFit]:
-            kind, C = candidate
-            jobs = [
-                partial(fit_fold, kernels[kind], y, folds[f][0], folds[f][1], C)
-                for f in fold_numbers
-            ]
-            return _run_parallel(jobs, fitted)
-
-        report("selection", 0, total_fits)
-        scores: dict[tuple[str, float], float] = {}
-        first_fold: dict[tuple[str, float], FoldFit] = {}
-        finalists = candidates
-        if halving:
-            # Successive halving: every candidate on the first fold, then only the best
-            # FINALISTS on all folds; 13 fits instead of 25. The others' (1-fold) scores are
-            # reported as screened, so nobody reads them as a 5-fold estimate.
-            for candidate in candidates:
-                first_fold[candidate] = fit_folds(candidate, [0])[0]
-            test0 = folds[0][1]
-            screening = {
-                c: float(np.mean(ovr_scores(f.pair_scores, n_classes).argmax(1) == y[test0]))
-                for c, f in first_fold.items()
-            }
-            finalists = sorted(candidates, key=lambda c: -screening[c])[:FINALISTS]
-            finalists.sort(key=candidates.index)
-        best: tuple[float, tuple[str, float], np.ndarray, np.ndarray] | None = None
-        for candidate in finalists:
-            done = {0: first_fold[candidate]} if candidate in first_fold else {}
-            rest = [f for f in range(n_folds) if f not in done]
-            fits = dict(zip(rest, fit_folds(candidate, rest), strict=True)) | done
-            pairs = np.empty((len(y), fits[0].pair_scores.shape[1]))
-            for f, fit in fits.items():
-                pairs[folds[f][1]] = fit.pair_scores
-            del fits
-            votes, confidence = votes_and_confidence(pairs, n_classes)
-            del pairs  # n x pairs: 200 MB at 5,000 photos in 100 categories
-            ovr = votes + confidence / (3 * (np.abs(confidence) + 1))
-            accuracy = float(np.mean(ovr.argmax(1) == y))
-            scores[candidate] = accuracy
-            # Best accuracy; ties go to the earlier (simpler) candidate.
-            if best is None or accuracy > best[0]:
-                best = (accuracy, candidate, votes, confidence)
-        screened = (
-            {
-                f"{k} C={c:g} (first fold only)": screening[(k, c)]
-                for k, c in candidates
-                if (k, c) not in finalists
-            }
-            if halving
-            else {}
-        )
-        assert best is not None
-        _, (kind, C), votes, confidence = best
+    (kind, C), temperature, margin_weight = candidates[0], 1.0, 0.0
+    if folds is not None:
+        (kind, C), votes, confidence, scores = _select(kernels, y, folds, candidates, report)
         report("calibration", 0, 1)
         margin_weight, temperature = fit_calibration_to_votes(votes, confidence, y)
-        ovr = votes + confidence / (3 * (np.abs(confidence) + 1))
-        calibrated = ovr + margin_weight * confidence / max(n_classes - 1, 1)
-        probabilities = softmax(calibrated / temperature)
+        probabilities = softmax(
+            calibrated_from_votes(votes, confidence, margin_weight) / temperature
+        )
         report("calibration", 1, 1)
         cv = CrossValidation(
-            folds=n_folds,
+            folds=len(folds),
             accuracy=float(np.mean(probabilities.argmax(1) == y)),
-            candidate_scores={f"{k} C={c:g}": s for (k, c), s in scores.items()} | screened,
+            candidate_scores=scores,
             predicted=[int(p) for p in probabilities.argmax(1)],
             probabilities=probabilities,
             reused_choice=len(candidates) == 1 and len(CANDIDATES) > 1,
@@ -346,36 +311,130 @@ def train(
         why_no_cv = _why_no_cv(categories, counts)
     report("final fit", 0, 1)
     if kind not in kernels:
-        gram = x @ x.T
-        kernels[kind] = kernel(kind, gram)
+        kernels[kind] = kernel(kind, x @ x.T)
     svc = fit_svc(kernels[kind], y, C)
     report("final fit", 1, 1)
-    model = _svm_model(svc, x, categories, backbone, kind, C, temperature, margin_weight)
+    model = SvmModel.from_svc(svc, x, categories, backbone, kind, C, temperature, margin_weight)
     return model, cv, why_no_cv
 
 
-def _svm_model(
-    svc: SVC,
-    x: np.ndarray,
-    categories: list[str],
-    backbone: str,
-    kind: str,
+def _kernels(x: np.ndarray, kinds: set[str]) -> dict[str, np.ndarray]:
+    """The kernel matrix of each kind, from the one O(n^2 d) product every candidate and fold
+    reuses."""
+    gram = x @ x.T
+    kernels: dict[str, np.ndarray] = {"linear": gram}
+    for kind in kinds - {"linear"}:
+        # The Gram matrix is float32 (half the bytes to compute and move); the RBF kernel is
+        # written as float64 from it, as libsvm takes it, so no fold block and no final fit
+        # is converted again (and `_refit` computes the very same values).
+        kernels[kind] = kernel(kind, gram)
+    if "linear" not in kinds:
+        del kernels["linear"]
+    return kernels
+
+
+def _select(
+    kernels: dict[str, np.ndarray],
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    candidates: list[Candidate],
+    report: StepCallback,
+) -> tuple[Candidate, np.ndarray, np.ndarray, dict[str, float]]:
+    """The most accurate candidate on all folds (ties: the earlier, simpler one), its
+    out-of-fold votes and confidences, and every candidate's score by name.
+
+    Successive halving from HALVING_ABOVE photos: every candidate on the first fold, then only
+    the best FINALISTS on all folds; 13 fits instead of 25. The others' (1-fold) scores are
+    reported as screened, so nobody reads them as a 5-fold estimate."""
+    halving = len(candidates) > FINALISTS and len(y) >= HALVING_ABOVE
+    n_folds = len(folds)
+    total = len(candidates) + FINALISTS * (n_folds - 1) if halving else len(candidates) * n_folds
+    done = count(1)
+
+    def fitted() -> None:
+        report("selection", next(done), total)
+
+    report("selection", 0, total)
+    first_fold: dict[Candidate, FoldFit] = {}
+    finalists: list[Candidate] = candidates
+    screened: dict[str, float] = {}
+    if halving:
+        first_fold, finalists, screened = _screen(kernels, y, folds, candidates, fitted)
+    scores: dict[str, float] = {}
+    best: tuple[float, Candidate, np.ndarray, np.ndarray] | None = None
+    for candidate in finalists:
+        votes, confidence = _out_of_fold(
+            kernels[candidate[0]], y, folds, candidate[1], first_fold.get(candidate), fitted
+        )
+        accuracy = float(np.mean(ovr_from_votes(votes, confidence).argmax(1) == y))
+        scores[f"{candidate[0]} C={candidate[1]:g}"] = accuracy
+        # Best accuracy; ties go to the earlier (simpler) candidate.
+        if best is None or accuracy > best[0]:
+            best = (accuracy, candidate, votes, confidence)
+    assert best is not None
+    return best[1], best[2], best[3], scores | screened
+
+
+def _screen(
+    kernels: dict[str, np.ndarray],
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    candidates: list[Candidate],
+    fitted: Callable[[], None],
+) -> tuple[dict[Candidate, FoldFit], list[Candidate], dict[str, float]]:
+    """Every candidate fitted on the first fold: those fits, the FINALISTS (in candidate
+    order) and the others' first-fold scores, named as such."""
+    first_fold = {
+        (kind, C): _fit_folds(kernels[kind], y, folds, C, [0], fitted)[0] for kind, C in candidates
+    }
+    test0 = folds[0][1]
+    n_classes = int(y.max()) + 1
+    screening = {
+        c: float(np.mean(ovr_scores(f.pair_scores, n_classes).argmax(1) == y[test0]))
+        for c, f in first_fold.items()
+    }
+    finalists = sorted(candidates, key=lambda c: -screening[c])[:FINALISTS]
+    finalists.sort(key=candidates.index)
+    screened = {
+        f"{k} C={c:g} (first fold only)": screening[(k, c)]
+        for k, c in candidates
+        if (k, c) not in finalists
+    }
+    return first_fold, finalists, screened
+
+
+def _out_of_fold(
+    k: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
     C: float,
-    temperature: float,
-    margin_weight: float,
-) -> TrainedModel:
-    return TrainedModel(
-        categories=list(categories),
-        backbone=backbone,
-        kernel=kind,
-        C=C,
-        temperature=temperature,
-        margin_weight=margin_weight,
-        support_vectors=x[svc.support_].astype(np.float64),
-        dual_coef=libsvm_orientation(svc.dual_coef_, len(categories)).reshape(svc.dual_coef_.shape),
-        intercept=libsvm_orientation(svc.intercept_, len(categories)).reshape(-1),
-        n_support=np.asarray(svc.n_support_),
-    )
+    first_fold: FoldFit | None,
+    fitted: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One candidate's out-of-fold votes and confidences (n, k), every fold fitted except the
+    first when its fit is given (from screening)."""
+    done = {0: first_fold} if first_fold is not None else {}
+    rest = [f for f in range(len(folds)) if f not in done]
+    fits = dict(zip(rest, _fit_folds(k, y, folds, C, rest, fitted), strict=True)) | done
+    pairs = np.empty((len(y), fits[0].pair_scores.shape[1]))
+    for f, fit in fits.items():
+        pairs[folds[f][1]] = fit.pair_scores
+    del fits
+    n_classes = int(y.max()) + 1
+    # `pairs` is n x pairs: 200 MB at 5,000 photos in 100 categories, freed on return.
+    return votes_and_confidence(pairs, n_classes)
+
+
+def _fit_folds(
+    k: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    C: float,
+    fold_numbers: list[int],
+    fitted: Callable[[], None],
+) -> list[FoldFit]:
+    jobs = [partial(fit_fold, k, y, folds[f][0], folds[f][1], C) for f in fold_numbers]
+    return _run_parallel(jobs, fitted)
 
 
 def _refit(
@@ -389,7 +448,7 @@ def _refit(
 ) -> TrainedModel:
     """The final model only, with the earlier model's hyper-parameters and calibration: the
     same model a full training gives when it selects the same (kernel, C)."""
-    if earlier.kernel == "ridge":
+    if isinstance(earlier, RidgeModel):
         model, _ = train_ridge(
             x,
             y,
@@ -402,6 +461,8 @@ def _refit(
             sums=ridge_sums,
         )
         return model
+    if not isinstance(earlier, SvmModel):
+        raise TypeError(f"Cannot refit a {type(earlier).__name__}.")
     report("kernel", 0, 1)
     gram = x @ x.T  # float32
     # libsvm takes float64: the RBF kernel is written as float64 block by block (the linear
@@ -412,7 +473,7 @@ def _refit(
     report("final fit", 0, 1)
     svc = fit_svc(k, y, earlier.C)
     report("final fit", 1, 1)
-    return _svm_model(
+    return SvmModel.from_svc(
         svc,
         x,
         categories,

@@ -71,7 +71,12 @@ def votes_and_confidence(pair_scores: np.ndarray, n_classes: int) -> tuple[np.nd
 def ovr_scores(pair_scores: np.ndarray, n_classes: int) -> np.ndarray:
     """libsvm one-vs-one scores -> one score per class (sklearn's `decision_function_shape="ovr"`):
     votes, plus the summed confidences squashed into (-1/3, 1/3) to break ties."""
-    votes, confidence = votes_and_confidence(pair_scores, n_classes)
+    return ovr_from_votes(*votes_and_confidence(pair_scores, n_classes))
+
+
+def ovr_from_votes(votes: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Votes, plus the summed confidences squashed into (-1/3, 1/3) to break ties: libsvm's
+    one-vs-rest scores, the ranking every SVM prediction follows."""
     scores: np.ndarray = votes + confidence / (3 * (np.abs(confidence) + 1))
     return scores
 
@@ -86,9 +91,15 @@ def class_scores(pair_scores: np.ndarray, n_classes: int, margin_weight: float) 
     """Votes decide the ranking (they are the more accurate rule); the margins make the
     probabilities follow how clear each decision was instead of being the same for every
     photo with the same votes."""
-    votes, confidence = votes_and_confidence(pair_scores, n_classes)
-    ovr = votes + confidence / (3 * (np.abs(confidence) + 1))
-    scores: np.ndarray = ovr + margin_weight * confidence / max(n_classes - 1, 1)
+    return calibrated_from_votes(*votes_and_confidence(pair_scores, n_classes), margin_weight)
+
+
+def calibrated_from_votes(
+    votes: np.ndarray, confidence: np.ndarray, margin_weight: float
+) -> np.ndarray:
+    """`class_scores` from the votes and confidences (n, k)."""
+    ovr = ovr_from_votes(votes, confidence)
+    scores: np.ndarray = ovr + margin_weight * confidence / max(votes.shape[1] - 1, 1)
     return scores
 
 
