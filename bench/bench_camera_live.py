@@ -38,7 +38,8 @@ def main(seconds: float) -> None:
     from web_helpers import LiveServer
 
     from duetml.demo import create_demo_project
-    from duetml.training import predict_sources, train_project
+    from duetml.prediction import predict_sources
+    from duetml.training import train_project
     from duetml.web import create_app
 
     lines: list[str] = []

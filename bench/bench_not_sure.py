@@ -49,7 +49,8 @@ def share(reasons: list[str | None]) -> float:
 
 def demo_part(caltech: Path, per_category: int) -> None:
     from duetml.demo import create_demo_project
-    from duetml.training import predict_sources, project_features, train_project
+    from duetml.prediction import predict_sources
+    from duetml.training import project_features, train_project
 
     with tempfile.TemporaryDirectory() as tmp:
         project = create_demo_project(Path(tmp) / "demo")

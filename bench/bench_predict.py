@@ -31,7 +31,7 @@ import typer
 from duetml.cli import _commands
 _commands("model_cmds")
 from duetml.project import Project
-from duetml.training import PREDICTION_EXTRAS, load_model, abstention_rule, model_backbone
+from duetml.prediction import PREDICTION_EXTRAS, load_model, abstention_rule, model_backbone
 from duetml.backbones import INPUT_SIZE
 from duetml.images import load_square
 from duetml.features import extractor_for

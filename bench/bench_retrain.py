@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from duetml.prediction import load_model
 from duetml.project import Project
-from duetml.training import earlier_cross_validation, feature_cache, load_model, train_project
+from duetml.training import earlier_cross_validation, feature_cache, train_project
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101-subset"
 DEFAULT = Path(tempfile.gettempdir()) / "duetml-bench-caltech"

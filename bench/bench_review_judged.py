@@ -153,7 +153,8 @@ def ratio(a: int, b: int) -> str:
 
 # ----- the projects ----------------------------------------------------------------------------
 def caltech_project(root: Path) -> Project:
-    from duetml.training import model_path, train_project
+    from duetml.prediction import model_path
+    from duetml.training import train_project
 
     if not (root / ".duetml").is_dir():
         if not bench_review.CALTECH.is_dir():

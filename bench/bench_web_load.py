@@ -308,8 +308,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("DUETML_HOME", str(Path(tmp) / "home"))
+        from duetml.prediction import predict_sources
         from duetml.project import Project
-        from duetml.training import predict_sources, train_project
+        from duetml.training import train_project
 
         dataset = Path(tmp) / "dataset"
         make_dataset(source if source.is_dir() else None, dataset)

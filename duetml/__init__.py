@@ -17,8 +17,14 @@ Data: a project is a plain folder of photos plus duetml's state
 Model: frozen CNN features and an SVM on top
     backbones    the feature extractors and their weights (ONNX Runtime at run time)
     features     feature extraction, cached by photo content
-    classifier   the SVM: model selection, calibration, storage (arrays only), prediction
-    training     train / evaluate / predict on a project: what the CLI and the page share
+    classifier/  the model on top of the features: plain arrays on disk, NumPy to predict
+      model        TrainedModel, the interface SvmModel and RidgeModel share; storage; results
+      svm, ridge   the kernel SVM (libsvm's one-vs-one scores); the ridge model of big projects
+      calibration  temperature and margin weight, fitted on out-of-fold scores
+      selection    `train`: cross-validation, successive halving, reuse after a small change
+    training     training a project: features, fit, the model saved with what re-trains read
+    prediction   the project's model file (load, stale?) and classifying photos: `predict`
+    evaluation   the test set's or the cross-validation's figures: `eval`
     health       what would hurt a model, found before training (`duetml status`)
     review       the data review: likely mislabels, outliers, near-duplicates, leaks
     datamap      the map of all photos: cached features laid out in 2-D

@@ -199,7 +199,7 @@ def _neighbour_nodes(model: TrainedModel) -> _Parts | None:
     as duetml keeps it."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from duetml.training import abstention_rule
+    from duetml.prediction import abstention_rule
 
     rule, reference = abstention_rule(model)
     if rule is None or reference is None:
@@ -266,7 +266,7 @@ def build_onnx(model: TrainedModel) -> onnx.ModelProto:
     import onnx
     from onnx import compose
 
-    from duetml.training import model_backbone
+    from duetml.prediction import model_backbone
 
     backbone = model_backbone(model)
     net = onnx.load(str(model_file(backbone)))
@@ -289,7 +289,7 @@ def build_onnx(model: TrainedModel) -> onnx.ModelProto:
 def not_sure_document(model: TrainedModel) -> dict[str, Any] | None:
     """The "not sure" rule as predict.py applies it (None: the model has none)."""
     from duetml.abstention import REASON_TEXT
-    from duetml.training import abstention_rule
+    from duetml.prediction import abstention_rule
 
     rule, _ = abstention_rule(model)
     if rule is None:
@@ -307,7 +307,7 @@ def not_sure_document(model: TrainedModel) -> dict[str, Any] | None:
 
 
 def labels_document(model: TrainedModel) -> dict[str, Any]:
-    from duetml.training import model_backbone
+    from duetml.prediction import model_backbone
 
     meta = model.meta
     trained_at = meta.get("trained_at")
@@ -411,7 +411,7 @@ def export_model(model: TrainedModel, folder: Path) -> ExportReport:
 
 
 def export_project(project: Project, folder: Path) -> ExportReport:
-    from duetml.training import load_model
+    from duetml.prediction import load_model
 
     _refuse_inside_the_data(project, Path(folder))
     return export_model(load_model(project), folder)

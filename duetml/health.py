@@ -93,7 +93,7 @@ def project_health(
     ``listing``: every photo of the project and its content hash, when the caller keeps them
     current already (the web server does, per folder), so a big project is not re-read.
     """
-    from duetml.training import load_model  # keeps `status` free of numpy work
+    from duetml.prediction import load_model  # keeps `status` free of numpy work
 
     # One scan and one hash lookup serve every check below.
     if listing is None:

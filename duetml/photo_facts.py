@@ -92,7 +92,8 @@ def photo_facts(project: Project, rel: str) -> PhotoFacts:
 
 
 def _prediction(project: Project, rel: str, split: str) -> PhotoPrediction:
-    from duetml.training import load_model, project_features
+    from duetml.prediction import load_model
+    from duetml.training import project_features
 
     model = load_model(project)
     categories = model.categories

@@ -1,36 +1,31 @@
-"""Train, evaluate and predict on a project: the workflow the CLI and the web UI share."""
+"""Training a project: its photos' features (cached), the model fitted on them and saved
+beside the project, with what the next training and the data review read from it. What the
+CLI and the web UI share; predicting is in `prediction`, evaluating in `evaluation`."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
 from duetml import __version__, abstention, locks
-from duetml.backbones import INPUT_SIZE, Backbone, get_backbone
+from duetml.backbones import INPUT_SIZE
 from duetml.classifier import (
     EarlierCrossValidation,
     PreviousChoice,
     TrainedModel,
-    normalise,
     train,
 )
-from duetml.errors import DuetmlError, NoModelError, NotEnoughDataError, StaleModelError
-from duetml.features import (
-    FeatureCache,
-    Progress,
-    ProgressCallback,
-    features_for_sources,
-    fill_cache,
-)
+from duetml.classifier.model import CrossValidation, StepCallback
+from duetml.errors import DuetmlError, NotEnoughDataError
+from duetml.features import FeatureCache, Progress, ProgressCallback, fill_cache
+from duetml.prediction import load_model, model_path
 from duetml.project import ImageRecord, Project, fingerprint_of
 
-MODEL_FILE = "model/model.npz"
 # What each training phase is called on the page and in the terminal (Progress.phase).
 PHASE_LABELS = {
     "features": "Extracting features",
@@ -80,10 +75,6 @@ class TrainReport:
             "empty_categories": self.empty_categories,
             "notices": self.notices,
         }
-
-
-def model_path(project: Project) -> Path:
-    return project.state_dir / MODEL_FILE
 
 
 def feature_cache(project: Project) -> FeatureCache:
@@ -191,21 +182,8 @@ def train_project(
         fingerprint = fingerprint_of(records, hashes)
         categories = sorted({r.category for r in usable}, key=str.lower)
         empty = [c for c in project.category_names("train") if c not in categories]
-        clock = time.perf_counter()
-
-        def step(phase: str, done: int, total: int) -> None:
-            if progress:
-                progress(Progress(done, total, time.perf_counter() - clock, phase))
-
-        previous, earlier = None, None
-        if reuse_choice:
-            try:
-                current = load_model(project, EARLIER_CV_EXTRAS)
-            except DuetmlError:
-                pass
-            else:
-                previous = previous_choice(project, current)
-                earlier = earlier_cross_validation(current)
+        step = _phase_steps(progress)
+        previous, earlier = _last_training(project) if reuse_choice else (None, None)
         model, cv, why_no_cv = train(
             x,
             [r.category for r in usable],
@@ -216,79 +194,20 @@ def train_project(
             keys=[hashes[r.rel] for r in usable],
             earlier=earlier,
         )
-        counts = dict(Counter(r.category for r in usable))
-        backbone = project.feature_backbone
         model.meta.update(
-            {
-                # What the features were computed with: prediction and export use the same.
-                "precision": backbone.precision,
-                "preprocessing": {
-                    "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
-                    "mean": backbone.mean,
-                    "std": backbone.std,
-                    "features": (
-                        f"global average pool, {backbone.feature_dim} values, L2-normalised"
-                    ),
-                },
-                "fingerprint": fingerprint,
-                "trained_at": time.time(),
-                "duetml_version": __version__,
-                "images": len(usable),
-                "counts": {c: counts[c] for c in categories},
-                # The data the (kernel, C) was last selected on: later small changes reuse
-                # that choice; a change of more than 5% from it selects again.
-                "selection_counts": previous.counts
-                if previous is not None and cv is not None and cv.reused_choice
-                else {c: counts[c] for c in categories},
-                "ignored_empty_categories": empty,
-                "cv_accuracy": cv.accuracy if cv else None,
-                "cv_folds": cv.folds if cv else None,
-                "cv_candidates": cv.candidate_scores if cv else None,
-                "cv_reused_choice": bool(cv and cv.reused_choice),
-                # How many photos the last full cross-validation had, and how many were added
-                # since (predicted by the model trained before them, see classifier.
-                # extend_cross_validation): 0 means the figure is a fresh cross-validation.
-                "cv_fresh_photos": (cv.fresh_photos or len(usable)) if cv else None,
-                "cv_added_since": cv.added_since if cv else None,
-                "why_no_cv": why_no_cv,
-                # Out-of-fold results, so `eval` can report without refitting anything.
-                "cv_results": [
-                    [r.rel, r.category, categories[p], float(prob.max())]
-                    for r, p, prob in zip(usable, cv.predicted, cv.probabilities, strict=True)
-                ]
-                if cv
-                else [],
-            }
+            _training_meta(project, usable, categories, empty, fingerprint, previous, cv, why_no_cv)
         )
-        step("not sure", 0, 1)
-        index = {c: i for i, c in enumerate(categories)}
-        fitted = abstention.fit_rule(
-            x,
-            np.array([index[r.category] for r in usable]),
-            cv.probabilities if cv else None,
-        )
-        if fitted is not None:
-            rule, reference = fitted
-            model.meta["not_sure"] = rule.as_dict()
-            model.extras[abstention.REFERENCE_EXTRA] = reference
-        step("not sure", 1, 1)
+        _add_not_sure_rule(model, x, usable, categories, cv, step)
         if cv:
-            # The full out-of-fold matrix, for the data review (confident learning).
-            model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
-            model.extras["oof_rels"] = np.array([r.rel for r in usable], dtype=str)
-            model.extras["oof_keys"] = np.array([hashes[r.rel] for r in usable], dtype=str)
-            model.extras["oof_from_folds"] = (
-                cv.from_folds if cv.from_folds is not None else np.ones(len(usable), dtype=bool)
-            )
+            _keep_out_of_fold(model, cv, usable, hashes)
         step("saving", 0, 1)
         with project.data_lock():
             model.save(model_path(project))
         step("saving", 1, 1)
-        extracted = len(cache) - cache_before
         report = TrainReport(
             images=len(usable),
             categories=categories,
-            extracted=extracted,
+            extracted=len(cache) - cache_before,
             seconds=time.perf_counter() - started,
             cv_accuracy=cv.accuracy if cv else None,
             cv_folds=cv.folds if cv else None,
@@ -312,279 +231,113 @@ def train_project(
     return report
 
 
-def model_backbone(model: TrainedModel) -> Backbone:
-    """The backbone, at the precision, that computed the features the model was trained on
-    (models from before int8 existed were all fp32)."""
-    return get_backbone(model.backbone, str(model.meta.get("precision", "fp32")))
+def _phase_steps(progress: ProgressCallback | None) -> StepCallback:
+    """The classifier's (phase, done, total) steps as Progress, timed from now."""
+    clock = time.perf_counter()
+
+    def step(phase: str, done: int, total: int) -> None:
+        if progress:
+            progress(Progress(done, total, time.perf_counter() - clock, phase))
+
+    return step
 
 
-# The extra arrays prediction reads (see TrainedModel.load): the "not sure" reference.
-PREDICTION_EXTRAS = (abstention.REFERENCE_EXTRA,)
-
-
-def load_model(project: Project, extras: Collection[str] | None = None) -> TrainedModel:
-    """The project's model; `extras` limits which extra arrays are read (default: all)."""
-    path = model_path(project)
-    if not path.is_file():
-        raise NoModelError("There is no trained model yet: run `duetml train` first.")
-    try:
-        model = TrainedModel.load(path, extras)
-    except FileNotFoundError:
-        raise NoModelError("There is no trained model yet: run `duetml train` first.") from None
-    if model.backbone != project.backbone:
-        raise NoModelError(
-            f"The model was trained with {model.backbone}, but the project now uses "
-            f"{project.backbone}: run `duetml train` again."
-        )
-    return model
-
-
-def model_is_stale(project: Project, model: TrainedModel) -> bool:
-    return model.meta.get("fingerprint") != project.fingerprint()
-
-
-def vanished_categories(project: Project, model: TrainedModel) -> list[str]:
-    """The model's categories that the project no longer has (renamed, merged, removed)."""
-    current = set(project.category_names("train"))
-    return [c for c in model.categories if c not in current]
-
-
-def vanished_warning(vanished: Sequence[str], purpose: str = "predictions") -> str:
-    names = ", ".join(repr(c) for c in vanished[:5]) + (" ..." if len(vanished) > 5 else "")
-    return (
-        f"The model still knows {names}, which the project no longer has (renamed, merged or "
-        f"removed): run `duetml train` for {purpose} with the current categories."
-    )
-
-
-@dataclass
-class Prediction:
-    source: str
-    ranking: list[tuple[str, float]]  # (category, probability), best first
-    error: str | None = None
-    # Why the model is not sure (abstention.UNLIKE or TOO_CLOSE), None when it is; the
-    # ranking's first entry is then only the closest guess.
-    reason: str | None = None
-
-    @property
-    def not_sure(self) -> bool:
-        return self.reason is not None
-
-    def as_dict(self) -> dict[str, Any]:
-        if self.error:
-            return {"image": self.source, "error": self.error}
-        return {
-            "image": self.source,
-            "category": self.ranking[0][0],
-            "confidence": round(self.ranking[0][1], 4),
-            "not_sure": self.not_sure,
-            "reason": self.reason,
-            "top": [{"category": c, "probability": round(p, 4)} for c, p in self.ranking],
-        }
-
-    def summary(self) -> str:
-        """ "skirt 95%" or "not sure (closest: skirt 41%)": how the CLI and the log say it."""
-        if self.error or not self.ranking:
-            return "cannot classify"
-        category, probability = self.ranking[0]
-        if self.not_sure:
-            return f"not sure (closest: {category} {probability:.0%})"
-        return f"{category} {probability:.0%}"
-
-
-def abstention_rule(
-    model: TrainedModel,
-) -> tuple[abstention.AbstentionRule | None, np.ndarray | None]:
-    """The model's "not sure" rule and reference features (None, None for older models)."""
-    rule = abstention.AbstentionRule.from_dict(model.meta.get("not_sure"))
-    reference = model.extras.get(abstention.REFERENCE_EXTRA)
-    if rule is None or reference is None or reference.ndim != 2:
-        return None, None
-    return rule, reference
-
-
-def predict_sources(
+def _last_training(
     project: Project,
-    sources: Sequence[Path | bytes],
-    labels: Sequence[str],
-    top: int = 3,
-    model: TrainedModel | None = None,
-    abstain: bool = True,
-    record: bool = True,
-) -> list[Prediction]:
-    """Classify photos; with `abstain` (the default) a photo unlike every category or too
-    close to call is marked not sure (`Prediction.reason`), otherwise the bare argmax.
-    ``record=False`` leaves the log to the caller (the page's live camera sends several
-    frames a second and logs them in summary)."""
-    model = model if model is not None else load_model(project, PREDICTION_EXTRAS)
-    matrix, reasons = features_for_sources(sources, model_backbone(model))
-    probabilities = model.predict_proba(matrix)
-    rule, reference = abstention_rule(model) if abstain else (None, None)
-    doubts = abstention.reasons(rule, reference, normalise(matrix), probabilities)
-    predictions = []
-    for label, reason, row, doubt in zip(labels, reasons, probabilities, doubts, strict=True):
-        if reason:
-            predictions.append(Prediction(label, [], reason))
-            continue
-        order = np.argsort(-row)[:top]
-        ranking = [(model.categories[i], float(row[i])) for i in order]
-        predictions.append(Prediction(label, ranking, reason=doubt))
-    if not record:
-        return predictions
-    project.log.record(
-        "predict",
-        images=len(predictions),
-        # "skirt 95%" or "not sure (closest: skirt 41%)": the agents read these, and must not
-        # take a not-sure answer for a confident one.
-        results=[p.summary() if p.ranking else None for p in predictions][:50],
-    )
-    return predictions
+) -> tuple[PreviousChoice | None, EarlierCrossValidation | None]:
+    """What the current model offers a re-train: its (kernel, C) and its held-out results;
+    (None, None) without a readable model."""
+    try:
+        current = load_model(project, EARLIER_CV_EXTRAS)
+    except DuetmlError:
+        return None, None
+    return previous_choice(project, current), earlier_cross_validation(current)
 
 
-class CategoryScores(TypedDict):
-    category: str
-    precision: float
-    recall: float
-    f1: float
-    support: int  # photos of this category evaluated
-
-
-class Mistake(TypedDict):
-    image: str  # project-relative path
-    true: str
-    predicted: str
-    confidence: float  # of the wrong prediction, 0-1
-
-
-class NotSureFigure(TypedDict):
-    photos: int  # test photos predict would answer "not sure" on
-    of: int  # test photos evaluated
-    accuracy_when_sure: float | None  # on the others; None when there are none
-
-
-@dataclass
-class EvalReport:
-    source: str  # "test set" or "cross-validation"
-    categories: list[str]
-    accuracy: float
-    confusion: list[list[int]]  # rows: true, columns: predicted
-    per_category: list[CategoryScores]
-    mistakes: list[Mistake]
-    stale: bool
-    # A separate figure, on a test set only: how many of its photos `predict` would answer
-    # "not sure" on, and the accuracy on the others. Every figure above counts the closest
-    # guess, as before; abstention changes none of them.
-    not_sure: NotSureFigure | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "categories": self.categories,
-            "accuracy": self.accuracy,
-            "confusion": self.confusion,
-            "per_category": self.per_category,
-            "mistakes": self.mistakes,
-            "model_older_than_data": self.stale,
-            "not_sure": self.not_sure,
-        }
-
-    def confused_pairs(self, limit: int = 5) -> list[tuple[str, str, int, float]]:
-        """(true, predicted, count, share of true) for the most frequent confusions."""
-        pairs = []
-        for i, row in enumerate(self.confusion):
-            total = sum(row)
-            for j, count in enumerate(row):
-                if i != j and count:
-                    pairs.append((self.categories[i], self.categories[j], count, count / total))
-        return sorted(pairs, key=lambda p: (-p[2], -p[3]))[:limit]
-
-
-def _not_sure_figure(
-    model: TrainedModel, x: np.ndarray, probabilities: np.ndarray, truth: list[str]
-) -> NotSureFigure | None:
-    rule, reference = abstention_rule(model)
-    if rule is None or not len(truth):
-        return None
-    doubts = abstention.reasons(rule, reference, normalise(x), probabilities)
-    sure = [
-        model.categories[int(p.argmax())] == t
-        for p, t, doubt in zip(probabilities, truth, doubts, strict=True)
-        if doubt is None
-    ]
+def _training_meta(
+    project: Project,
+    usable: Sequence[ImageRecord],
+    categories: list[str],
+    empty: list[str],
+    fingerprint: str,
+    previous: PreviousChoice | None,
+    cv: CrossValidation | None,
+    why_no_cv: str | None,
+) -> dict[str, Any]:
+    """What the model file records about its training, beside the arrays."""
+    counts = dict(Counter(r.category for r in usable))
+    backbone = project.feature_backbone
     return {
-        "photos": len(truth) - len(sure),
-        "of": len(truth),
-        "accuracy_when_sure": float(np.mean(sure)) if sure else None,
+        # What the features were computed with: prediction and export use the same.
+        "precision": backbone.precision,
+        "preprocessing": {
+            "input": f"central square of the upright photo, {INPUT_SIZE}x{INPUT_SIZE}, RGB",
+            "mean": backbone.mean,
+            "std": backbone.std,
+            "features": f"global average pool, {backbone.feature_dim} values, L2-normalised",
+        },
+        "fingerprint": fingerprint,
+        "trained_at": time.time(),
+        "duetml_version": __version__,
+        "images": len(usable),
+        "counts": {c: counts[c] for c in categories},
+        # The data the (kernel, C) was last selected on: later small changes reuse
+        # that choice; a change of more than 5% from it selects again.
+        "selection_counts": previous.counts
+        if previous is not None and cv is not None and cv.reused_choice
+        else {c: counts[c] for c in categories},
+        "ignored_empty_categories": empty,
+        "cv_accuracy": cv.accuracy if cv else None,
+        "cv_folds": cv.folds if cv else None,
+        "cv_candidates": cv.candidate_scores if cv else None,
+        "cv_reused_choice": bool(cv and cv.reused_choice),
+        # How many photos the last full cross-validation had, and how many were added
+        # since (predicted by the model trained before them, see classifier.
+        # extend_cross_validation): 0 means the figure is a fresh cross-validation.
+        "cv_fresh_photos": (cv.fresh_photos or len(usable)) if cv else None,
+        "cv_added_since": cv.added_since if cv else None,
+        "why_no_cv": why_no_cv,
+        # Out-of-fold results, so `eval` can report without refitting anything.
+        "cv_results": [
+            [r.rel, r.category, categories[p], float(prob.max())]
+            for r, p, prob in zip(usable, cv.predicted, cv.probabilities, strict=True)
+        ]
+        if cv
+        else [],
     }
 
 
-def evaluate_project(project: Project) -> EvalReport:
-    """On the test set when the project has one, else the out-of-fold cross-validation."""
-    model = load_model(project)
-    categories = model.categories
-    vanished = vanished_categories(project, model)
-    if vanished and project.images("test"):
-        # Falling back to the old cross-validation would list photos that moved or vanished.
-        raise StaleModelError(vanished_warning(vanished, "an evaluation"))
-    test_records = [r for r in project.images("test") if r.category in categories]
-    not_sure: NotSureFigure | None = None
-    if test_records:
-        x, usable, _, _ = project_features(project, test_records)
-        probabilities = model.predict_proba(x)
-        rows = [
-            (r.rel, r.category, categories[int(p.argmax())], float(p.max()))
-            for r, p in zip(usable, probabilities, strict=True)
-        ]
-        source = "test set"
-        not_sure = _not_sure_figure(model, x, probabilities, [r.category for r in usable])
-    else:
-        rows = [tuple(r) for r in model.meta.get("cv_results", [])]
-        if not rows:
-            why = model.meta.get("why_no_cv") or "the model has no cross-validation results."
-            raise NotEnoughDataError(
-                f"Nothing to evaluate on: {why} Or add a test set under test/CATEGORY/."
-            )
-        source = f"{model.meta.get('cv_folds')}-fold cross-validation"
+def _add_not_sure_rule(
+    model: TrainedModel,
+    x: np.ndarray,
+    usable: Sequence[ImageRecord],
+    categories: list[str],
+    cv: CrossValidation | None,
+    step: StepCallback,
+) -> None:
+    """The "not sure" rule and its reference features, stored with the model."""
+    step("not sure", 0, 1)
     index = {c: i for i, c in enumerate(categories)}
-    confusion = np.zeros((len(categories), len(categories)), dtype=int)
-    for _, true, predicted, _ in rows:
-        if true in index and predicted in index:
-            confusion[index[true], index[predicted]] += 1
-    per_category: list[CategoryScores] = []
-    for i, name in enumerate(categories):
-        tp = int(confusion[i, i])
-        support = int(confusion[i].sum())
-        predicted_as = int(confusion[:, i].sum())
-        precision = tp / predicted_as if predicted_as else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_category.append(
-            {
-                "category": name,
-                "precision": precision,
-                "recall": recall,
-                "f1": f1,
-                "support": support,
-            }
-        )
-    mistakes: list[Mistake] = [
-        {"image": rel, "true": true, "predicted": predicted, "confidence": round(conf, 4)}
-        for rel, true, predicted, conf in rows
-        if true != predicted
-    ]
-    mistakes.sort(key=lambda m: -m["confidence"])
-    total = int(confusion.sum())
-    if total == 0:
-        raise DuetmlError("None of the test photos could be evaluated: check the test/ folder.")
-    report = EvalReport(
-        source=source,
-        categories=categories,
-        accuracy=float(np.trace(confusion) / total),
-        confusion=confusion.tolist(),
-        per_category=per_category,
-        mistakes=mistakes,
-        stale=model_is_stale(project, model),
-        not_sure=not_sure,
+    fitted = abstention.fit_rule(
+        x,
+        np.array([index[r.category] for r in usable]),
+        cv.probabilities if cv else None,
     )
-    project.log.record("evaluate", on=source, accuracy=round(report.accuracy, 4))
-    return report
+    if fitted is not None:
+        rule, reference = fitted
+        model.meta["not_sure"] = rule.as_dict()
+        model.extras[abstention.REFERENCE_EXTRA] = reference
+    step("not sure", 1, 1)
+
+
+def _keep_out_of_fold(
+    model: TrainedModel, cv: CrossValidation, usable: Sequence[ImageRecord], hashes: dict[str, str]
+) -> None:
+    """The full out-of-fold matrix, for the data review (confident learning) and the next
+    re-train (`earlier_cross_validation`)."""
+    model.extras["oof_probabilities"] = cv.probabilities.astype(np.float32)
+    model.extras["oof_rels"] = np.array([r.rel for r in usable], dtype=str)
+    model.extras["oof_keys"] = np.array([hashes[r.rel] for r in usable], dtype=str)
+    model.extras["oof_from_folds"] = (
+        cv.from_folds if cv.from_folds is not None else np.ones(len(usable), dtype=bool)
+    )

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from duetml.classifier import TrainedModel
+from duetml.prediction import model_path
 from duetml.settings import read_settings
-from duetml.training import model_path
 
 WRITER = """
 import sys

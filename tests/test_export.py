@@ -81,7 +81,8 @@ def test_exported_model_matches_duetml_on_the_same_pixels(
     from duetml.backbones import INPUT_SIZE
     from duetml.features import features_for_sources
     from duetml.images import load_square
-    from duetml.training import load_model, model_backbone, train_project
+    from duetml.prediction import load_model, model_backbone
+    from duetml.training import train_project
 
     project = Project.open(trained_demo)
     if project.set_precision(precision):
@@ -164,7 +165,7 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
     from duetml.classifier import RidgeModel, train
     from duetml.export import svm_graph
     from duetml.features import features_for_sources
-    from duetml.training import load_model, model_backbone
+    from duetml.prediction import load_model, model_backbone
 
     model = load_model(Project.open(trained_demo))
     photos = _test_photos(trained_demo)

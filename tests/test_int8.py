@@ -16,9 +16,10 @@ from duetml import backbones
 from duetml.backbones import get_backbone
 from duetml.errors import DuetmlError
 from duetml.features import FeatureCache, FeatureExtractor
+from duetml.prediction import load_model, model_backbone, predict_sources
 from duetml.project import Project
 from duetml.settings import SETTINGS_FILE
-from duetml.training import load_model, model_backbone, predict_sources, train_project
+from duetml.training import train_project
 
 NAME = "efficientnet-lite0"
 

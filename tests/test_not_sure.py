@@ -14,8 +14,9 @@ import pytest
 from helpers import demo_photos
 
 from duetml import abstention
+from duetml.prediction import load_model, predict_sources
 from duetml.project import Project
-from duetml.training import load_model, predict_sources, train_project
+from duetml.training import train_project
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_models_without_a_rule_still_predict(trained_demo: Path) -> None:
 def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Project) -> None:
     """Shoes filed as hats in the test set: eval's accuracy still counts the closest guess
     (unchanged by abstention); the separate figure says predict would not be sure of them."""
-    from duetml.training import evaluate_project
+    from duetml.evaluation import evaluate_project
 
     without_shoes.add_images("hat", demo_photos("shoes", 10), split="test")
     report = evaluate_project(without_shoes)

@@ -17,8 +17,10 @@ from PIL import Image
 from duetml import atomic
 from duetml.classifier import TrainedModel
 from duetml.errors import BusyError, NoModelError, NotEnoughDataError
+from duetml.evaluation import evaluate_project
+from duetml.prediction import load_model, model_path, predict_sources
 from duetml.project import Project
-from duetml.training import evaluate_project, load_model, model_path, predict_sources, train_project
+from duetml.training import train_project
 
 
 @pytest.mark.slow
@@ -232,7 +234,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
 ) -> None:
     from duetml.classifier import selection
     from duetml.features import features_for_sources
-    from duetml.training import model_backbone
+    from duetml.prediction import model_backbone
 
     monkeypatch.setattr(selection, "REUSE_ABOVE", 0)  # the demo is small; 5,000 photos are not
     before = load_model(Project.open(trained_demo))
@@ -277,7 +279,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
 
 
 def test_prediction_reads_only_the_extras_it_needs(trained_demo: Path) -> None:
-    from duetml.training import PREDICTION_EXTRAS
+    from duetml.prediction import PREDICTION_EXTRAS
 
     project = Project.open(trained_demo)
     everything = load_model(project)

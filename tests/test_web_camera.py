@@ -268,7 +268,7 @@ def camera_showing(photo: Path, folder: Path) -> str:
 def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
     playwright_: Any, watch: Watch, trained_demo: Path, tmp_path: Path
 ) -> None:
-    from duetml.training import predict_sources
+    from duetml.prediction import predict_sources
 
     # The camera films a held-out shoe that the model, asked directly, calls shoes.
     shoes = sorted((trained_demo / "test" / "shoes").glob("*.jpg"))

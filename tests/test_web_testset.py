@@ -11,8 +11,8 @@ from helpers import demo_photos, make_project
 from litestar.testing import TestClient
 
 from duetml.photo_facts import photo_facts
+from duetml.prediction import load_model
 from duetml.project import Project
-from duetml.training import load_model
 from duetml.web import create_app
 
 PORT = 8765

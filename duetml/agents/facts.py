@@ -19,10 +19,10 @@ from duetml.events import InteractionLog
 from duetml.llm import clean_text
 
 if TYPE_CHECKING:
+    from duetml.evaluation import Mistake
     from duetml.health import CategoryCount, ModelSummary
     from duetml.project import Project
     from duetml.review import FindingDict
-    from duetml.training import Mistake
 
 
 class LeastSure(TypedDict):
@@ -35,7 +35,7 @@ class LeastSure(TypedDict):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The model's results as the agents are told them (a digest of training.EvalReport)."""
+    """The model's results as the agents are told them (a digest of evaluation.EvalReport)."""
 
     source: str  # "test set" or "cross-validation"
     accuracy: float
@@ -88,7 +88,7 @@ def short(text: object, limit: int) -> str:
 
 
 def _model_key(project: Project) -> tuple[Any, ...] | None:
-    from duetml.training import model_path
+    from duetml.prediction import model_path
 
     try:
         stat = model_path(project).stat()
@@ -147,7 +147,8 @@ class FactGatherer:
         return quiet
 
     def _evaluation(self, budget: Budget) -> Evaluation | EvaluationUnavailable | None:
-        from duetml.training import evaluate_project, load_model
+        from duetml.evaluation import evaluate_project
+        from duetml.prediction import load_model
 
         project = self.project
         key = (

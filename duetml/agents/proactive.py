@@ -44,7 +44,7 @@ _SENTINEL = re.compile(r"NOTHING[\s_-]*TO[\s_-]*ADD", re.IGNORECASE)
 
 def state_signature(project: Project, conversation: Sequence[Message]) -> str:
     """Changes when anything the proactive agent should look at again changes."""
-    from duetml.training import model_path
+    from duetml.prediction import model_path
 
     last_event = next(
         (e.get("ts") for e in reversed(project.log.recent(limit=200)) if not is_agent_event(e)),

@@ -17,9 +17,10 @@ from duetml.cli.guard import EXIT_PARTIAL, say
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from duetml.evaluation import EvalReport
     from duetml.features import Progress as ExtractionProgress
     from duetml.project import Project
-    from duetml.training import EvalReport, TrainReport
+    from duetml.training import TrainReport
 
 
 def run_training(
@@ -221,7 +222,7 @@ def confusion_lines(
 @app.command("eval")
 def eval_(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
     """Evaluate on the test set (test/CATEGORY/) if there is one, else by cross-validation."""
-    from duetml.training import evaluate_project
+    from duetml.evaluation import evaluate_project
 
     report = evaluate_project(open_project(project))
     if json_:
@@ -255,14 +256,14 @@ def predict(
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
     from duetml.abstention import REASON_TEXT
-    from duetml.project import _expand_sources
-    from duetml.training import (
+    from duetml.prediction import (
         PREDICTION_EXTRAS,
         load_model,
         predict_sources,
         vanished_categories,
         vanished_warning,
     )
+    from duetml.project import _expand_sources
 
     proj = open_project(project)
     model = load_model(proj, PREDICTION_EXTRAS)

@@ -188,7 +188,7 @@ def demo(
     else:
         typer.echo(f"Created a demo project in {folder} (4 kinds of clothing, 25 photos each).")
     run_training(proj)
-    from duetml.training import evaluate_project
+    from duetml.evaluation import evaluate_project
 
     print_eval(evaluate_project(proj), limit=5)
     typer.echo(

@@ -87,7 +87,7 @@ def review_project(
     the dismissals change. ``extract=False`` skips photos whose features are not cached yet
     (e.g. test photos before the first `eval`) instead of computing them.
     """
-    from duetml.training import load_model
+    from duetml.prediction import load_model
 
     records = project.images("train") + project.images("test")
     # The caller's hashes were taken a moment ago: a photo added since (the page polls status

@@ -62,7 +62,7 @@ async def predict(
     ] = False,
 ) -> dict[str, Any]:
     from duetml.errors import DuetmlError
-    from duetml.training import predict_sources
+    from duetml.prediction import predict_sources
 
     items = await read_uploads(data.files)
     if len(items) > PREDICT_MAX_FILES:
@@ -91,7 +91,7 @@ async def predict(
 def export_zip(web: InjectedWebState, request: Request[Any, Any, Any]) -> Response[Any]:
     from duetml.errors import NoModelError
     from duetml.export import archive_name, export_archive
-    from duetml.training import model_path
+    from duetml.prediction import model_path
 
     # A GET, so that it is a plain download; other sites' links and <img>s are refused here,
     # since building the export costs work (and their pages could not read it anyway).
@@ -137,7 +137,8 @@ MODEL_ROUTES = [start_training, training_state, predict, export_zip, evaluation]
 
 def _evaluate(web: WebState) -> dict[str, Any]:
     """The core's report, plus the photos behind every cell of the confusion matrix."""
-    from duetml.training import evaluate_project, load_model
+    from duetml.evaluation import evaluate_project
+    from duetml.prediction import load_model
 
     project = web.project
     report = evaluate_project(project).as_dict()

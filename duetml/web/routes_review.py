@@ -75,7 +75,7 @@ class DismissFindings:
 )
 def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     from duetml.datamap import layout_path, map_inputs, photo_map
-    from duetml.training import model_path
+    from duetml.prediction import model_path
 
     project, maps = web.project, web.map
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from duetml.web.thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession, ProactiveTimer
-    from duetml.training import Prediction
+    from duetml.prediction import Prediction
 
 log = logging.getLogger("duetml.web")
 Answer = TypeVar("Answer")
