@@ -36,3 +36,16 @@ def test_a_model_saved_by_earlier_duetml_loads_and_predicts_the_same(
     again = TrainedModel.load(tmp_path / "again.npz")
     assert type(again) is type(model) and again.kernel == kernel
     assert np.allclose(again.predict_proba(expected["features"]), expected[name], atol=1e-12)
+
+
+def test_a_ridge_file_whose_weights_do_not_fit_its_categories_is_refused(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from duetml.classifier import RidgeModel
+    from duetml.errors import ModelFileError
+
+    model = TrainedModel.load(FILES / "ridge-3.npz")
+    assert isinstance(model, RidgeModel)
+    replace(model, weights=model.weights[:2]).save(tmp_path / "short.npz")
+    with pytest.raises(ModelFileError, match="damaged or not a duetml model"):
+        TrainedModel.load(tmp_path / "short.npz")
