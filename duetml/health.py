@@ -14,7 +14,9 @@ from duetml.errors import BadImageError, DuetmlError
 from duetml.names import validate_category_name
 from duetml.project import SPLITS, ImageRecord, Project, fingerprint_of
 
-TINY_CATEGORY = 5  # fewer photos than this and the SVM barely learns the category
+# Fewer photos than this and the SVM barely learns the category. The one definition: the
+# review imports it and the page gets it from GET /api/project.
+TINY_CATEGORY = 5
 IMBALANCE_RATIO = 5.0
 
 
