@@ -28,8 +28,13 @@ def _import_every_module() -> None:
     """Error classes live beside the code that raises them (llm.base, agents.choice): import
     the whole package, so the walk below meets every one."""
     for module in pkgutil.walk_packages(duetml.__path__, "duetml."):
-        if not module.name.endswith("__main__"):
+        if module.name.endswith("__main__"):
+            continue
+        try:
             importlib.import_module(module.name)
+        except ImportError as exc:  # an optional extra (torch) is not installed
+            if not exc.name or exc.name.startswith("duetml"):
+                raise
 
 
 def _error_classes(root: type[DuetmlError] = DuetmlError) -> Iterator[type[DuetmlError]]:
