@@ -255,7 +255,7 @@ def predict(
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
     from duetml.abstention import REASON_TEXT
-    from duetml.importing import expand_sources as _expand_sources
+    from duetml.project import _expand_sources
     from duetml.training import (
         PREDICTION_EXTRAS,
         load_model,
