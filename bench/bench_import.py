@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from duetml import project as project_module
+from duetml import importing
 from duetml.project import Project
 from duetml.training import train_project
 
@@ -29,7 +29,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101-
 
 
 def run(source: Path, root: Path, precision: str, batch: int) -> tuple[float, float, int]:
-    project_module.IMPORT_BATCH = batch
+    importing.IMPORT_BATCH = batch
     start = time.perf_counter()
     project, report = Project.init(root, from_source=source)
     imported = time.perf_counter() - start
@@ -41,7 +41,7 @@ def run(source: Path, root: Path, precision: str, batch: int) -> tuple[float, fl
 
 
 def import_only(source: Path, root: Path, batch: int) -> float:
-    project_module.IMPORT_BATCH = batch
+    importing.IMPORT_BATCH = batch
     start = time.perf_counter()
     Project.init(root, from_source=source)
     seconds = time.perf_counter() - start
@@ -65,7 +65,7 @@ def main() -> None:
         start = time.perf_counter()
         shutil.copytree(source, Path(tmp) / "copy")
         copy = time.perf_counter() - start
-        batched = project_module.IMPORT_BATCH
+        batched = importing.IMPORT_BATCH
         before = run(source, Path(tmp) / "reference", "fp32", batch=1)
         now = run(source, Path(tmp) / "now", "int8", batch=batched)
         rounds: dict[int, list[float]] = {1: [before[0]], batched: [now[0]]}

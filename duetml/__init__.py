@@ -4,7 +4,8 @@ The map of the package. Layers import only downwards (cli and web -> agents -> l
 data); the core never imports cli, web, agents or llm, and the few circles are type-only.
 
 Data: a project is a plain folder of photos plus duetml's state
-    project      the project: categories, photos, import, every change (undoable, logged)
+    project      the project: categories, photos, every change (undoable, logged)
+    importing    photos coming in: one pipeline for add, uploads and `init --from`
     journal      the undo journal, written ahead, so even a killed change is reversed
     images       decoding photos the same safe way everywhere; thumbnails; content hashes
     names        validation of every name and path that reaches the file system
@@ -30,7 +31,8 @@ Model: frozen CNN features and an SVM on top
     datamap      the map of all photos: cached features laid out in 2-D
     demo         the demo project, from photos that ship in the package
 agents/: the two assistants beside the user (session: both agents of one open project)
-    passive, proactive     the agent that answers and the one that speaks up
+    passive, proactive     the agent that answers and the one that speaks up (and its looks)
+    providers, notices     each agent's provider, readiness, consent; one-time notices
     context                what an agent sees, built from facts, history, attachments, budget
     facts, history         the facts duetml computes; the operations log and the dialogue
     attachments, sheets    photos for the model: contact sheets of categories and results

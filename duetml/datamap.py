@@ -309,20 +309,8 @@ def photo_map(
     new = [r for r in inputs.records if inputs.hashes[r.rel] not in positions]
     placed: list[ImageRecord] = []
     if new and laid:
-        from duetml.training import feature_cache
-
-        cache = feature_cache(project)  # read only when photos were added since the layout
-        placed = [r for r in new if inputs.hashes[r.rel] in cache]
-        if placed:
-            known = cache.matrix(
-                [inputs.hashes[r.rel] for r in laid if inputs.hashes[r.rel] in cache]
-            )
-            known_coords = np.array(
-                [c for r, c in zip(laid, coords, strict=True) if inputs.hashes[r.rel] in cache],
-                np.float32,
-            )
-            fresh = cache.matrix([inputs.hashes[r.rel] for r in placed])
-            coords += list(place_among(fresh, known, known_coords))
+        placed, placed_coords = _place_added(project, inputs.hashes, laid, coords, new)
+        coords += placed_coords
     shown = laid + placed
     xy = np.array(coords, np.float32).reshape(-1, 2)
     index = {name: i for i, name in enumerate(categories)}
@@ -341,3 +329,27 @@ def photo_map(
         missing=len(inputs.records) - len(shown),
     )
     return result
+
+
+def _place_added(
+    project: Project,
+    hashes: dict[str, str],
+    laid: list[ImageRecord],
+    coords: list[np.ndarray],
+    new: list[ImageRecord],
+) -> tuple[list[ImageRecord], list[np.ndarray]]:
+    """The photos added since the layout that have features, and their places among their
+    most alike photos on it (`laid`, at `coords`)."""
+    from duetml.training import feature_cache
+
+    cache = feature_cache(project)  # read only when photos were added since the layout
+    placed = [r for r in new if hashes[r.rel] in cache]
+    if not placed:
+        return [], []
+    known = cache.matrix([hashes[r.rel] for r in laid if hashes[r.rel] in cache])
+    known_coords = np.array(
+        [c for r, c in zip(laid, coords, strict=True) if hashes[r.rel] in cache],
+        np.float32,
+    )
+    fresh = cache.matrix([hashes[r.rel] for r in placed])
+    return placed, list(place_among(fresh, known, known_coords))

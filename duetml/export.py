@@ -51,11 +51,14 @@ class ExportReport:
         }
 
 
+_Parts = tuple[list["onnx.NodeProto"], list["onnx.TensorProto"]]
+
+
 def svm_graph(
     model: TrainedModel, feature_dim: int, opset: int, ir_version: int
 ) -> onnx.ModelProto:
     """`model.predict_proba` as ONNX: input "features" (n, d) float32, output "probabilities"."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     k = len(model.categories)
     if k < 2:
@@ -66,13 +69,7 @@ def svm_graph(
         raise DuetmlError(f"A {type(model).__name__} cannot be exported yet.")
     first, second = class_pairs(k)
     n_pairs = len(first)
-    # Pair p = (i, j) scores K[:, SV_i] . coef[j-1, SV_i] + K[:, SV_j] . coef[i, SV_j] + b_p
-    # (libsvm's layout); as one weight matrix, the whole one-vs-one step is a single MatMul.
-    starts = np.concatenate([[0], np.cumsum(model.n_support)]).astype(int)
-    weights = np.zeros((model.support_vectors.shape[0], n_pairs))
-    for p, (i, j) in enumerate(zip(first, second, strict=True)):
-        weights[starts[i] : starts[i + 1], p] = model.dual_coef[j - 1, starts[i] : starts[i + 1]]
-        weights[starts[j] : starts[j + 1], p] = model.dual_coef[i, starts[j] : starts[j + 1]]
+    weights = _pair_weights(model, first, second)
     # Each class's signed sum over its pairs (+ as first class, - as second): the votes and
     # the confidences of `_votes_and_confidence` are both products with this matrix.
     signs = np.zeros((n_pairs, k))
@@ -82,9 +79,7 @@ def svm_graph(
     # votes = wins @ signs + (number of pairs in which the class is second).
     second_counts = np.bincount(second, minlength=k).astype(np.float64)
 
-    def const(name: str, value: Any) -> onnx.TensorProto:
-        return numpy_helper.from_array(np.asarray(value, dtype=np.float64), name)
-
+    const = _float64
     initializers = [
         const("svm_sv_t", model.support_vectors.astype(np.float64).T),
         const("svm_pair_weights", weights),
@@ -98,11 +93,41 @@ def svm_graph(
         const("svm_temperature", model.temperature),
         *_normalise_constants(),
     ]
-    node = helper.make_node
     nodes = [
         *_normalise_nodes(),
-        node("MatMul", ["svm_x", "svm_sv_t"], ["svm_gram"]),
+        helper.make_node("MatMul", ["svm_x", "svm_sv_t"], ["svm_gram"]),
     ]
+    kernel_nodes, kernel_constants = _kernel_nodes(model)
+    nodes += kernel_nodes + _class_score_nodes()
+    initializers += kernel_constants
+    return _graph((nodes, initializers), model, feature_dim, opset, ir_version)
+
+
+def _float64(name: str, value: Any) -> onnx.TensorProto:
+    """A float64 constant of the SVM's graph."""
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(value, dtype=np.float64), name)
+
+
+def _pair_weights(model: SvmModel, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Pair p = (i, j) scores K[:, SV_i] . coef[j-1, SV_i] + K[:, SV_j] . coef[i, SV_j] + b_p
+    (libsvm's layout); as one weight matrix, the whole one-vs-one step is a single MatMul."""
+    starts = np.concatenate([[0], np.cumsum(model.n_support)]).astype(int)
+    weights = np.zeros((model.support_vectors.shape[0], len(first)))
+    for p, (i, j) in enumerate(zip(first, second, strict=True)):
+        weights[starts[i] : starts[i + 1], p] = model.dual_coef[j - 1, starts[i] : starts[i + 1]]
+        weights[starts[j] : starts[j + 1], p] = model.dual_coef[i, starts[j] : starts[j + 1]]
+    return weights
+
+
+def _kernel_nodes(model: SvmModel) -> _Parts:
+    """The kernel between the photo and the support vectors, from their Gram matrix."""
+    from onnx import helper
+
+    const, node = _float64, helper.make_node
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
     if model.kernel == "linear":
         nodes.append(node("Identity", ["svm_gram"], ["svm_kernel"]))
     elif model.kernel == "rbf":
@@ -119,7 +144,15 @@ def svm_graph(
             f"Models with a {model.kernel!r} kernel cannot be exported yet: "
             "only the linear and RBF SVMs and the ridge model can."
         )
-    nodes += [
+    return nodes, initializers
+
+
+def _class_score_nodes() -> list[onnx.NodeProto]:
+    """The one-vs-one pairs' scores to each class's probability, as `predict_proba` does."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node
+    return [
         node("MatMul", ["svm_kernel", "svm_pair_weights"], ["svm_pairs_raw"]),
         node("Add", ["svm_pairs_raw", "svm_intercept"], ["svm_pairs"]),
         node("GreaterOrEqual", ["svm_pairs", "svm_zero"], ["svm_wins_bool"]),
@@ -138,10 +171,6 @@ def svm_graph(
         node("Div", ["svm_scores", "svm_temperature"], ["svm_tempered"]),
         node("Softmax", ["svm_tempered"], ["probabilities"], axis=1),
     ]
-    return _graph((nodes, initializers), model, feature_dim, opset, ir_version)
-
-
-_Parts = tuple[list["onnx.NodeProto"], list["onnx.TensorProto"]]
 
 
 def _normalise_nodes() -> list[onnx.NodeProto]:

@@ -14,7 +14,9 @@ from duetml.errors import BadImageError, DuetmlError
 from duetml.names import validate_category_name
 from duetml.project import SPLITS, ImageRecord, Project, fingerprint_of
 
-TINY_CATEGORY = 5  # fewer photos than this and the SVM barely learns the category
+# Fewer photos than this and the SVM barely learns the category. The one definition: the
+# review imports it and the page gets it from GET /api/project.
+TINY_CATEGORY = 5
 IMBALANCE_RATIO = 5.0
 
 
@@ -93,8 +95,6 @@ def project_health(
     ``listing``: every photo of the project and its content hash, when the caller keeps them
     current already (the web server does, per folder), so a big project is not re-read.
     """
-    from duetml.prediction import load_model  # keeps `status` free of numpy work
-
     # One scan and one hash lookup serve every check below.
     if listing is None:
         records = project.images("train") + project.images("test")
@@ -103,8 +103,30 @@ def project_health(
         records, hashes = listing
 
     infos = project.categories(records)
-    warnings: list[DataWarning] = []
     counts = {i.name: i.count for i in infos if i.count or not i.test_count}
+    warnings = _count_warnings(counts)
+    warnings += _duplicate_warnings(duplicate_groups(project, hashes))
+    warnings += _odd_entries(project)
+    if check_files:
+        warnings += _unreadable(project, records, hashes)
+    model_info, model_warnings = _model_summary(project, records, hashes)
+    warnings += model_warnings
+    review_info = _review_summary(project, hashes) if model_info is not None else None
+    return HealthReport(
+        review=review_info,
+        categories=[
+            {"name": i.name, "images": i.count, "test_images": i.test_count} for i in infos
+        ],
+        images=sum(i.count for i in infos),
+        test_images=sum(i.test_count for i in infos),
+        model=model_info,
+        warnings=warnings,
+    )
+
+
+def _count_warnings(counts: dict[str, int]) -> list[DataWarning]:
+    """Empty and tiny categories, an imbalance between them, and a lone category."""
+    warnings: list[DataWarning] = []
     for name, count in counts.items():
         if count == 0:
             warnings.append(
@@ -133,10 +155,17 @@ def project_health(
         warnings.append(
             DataWarning("one_category", "There is only one category: a model needs at least two.")
         )
-    warnings += _duplicate_warnings(duplicate_groups(project, hashes))
-    warnings += _odd_entries(project)
-    if check_files:
-        warnings += _unreadable(project, records, hashes)
+    return warnings
+
+
+def _model_summary(
+    project: Project, records: list[ImageRecord], hashes: dict[str, str]
+) -> tuple[ModelSummary | None, list[DataWarning]]:
+    """The saved model's metadata (None without one), and a warning for a damaged model or
+    one older than the data."""
+    from duetml.prediction import load_model  # keeps `status` free of numpy work
+
+    warnings: list[DataWarning] = []
     model_info: ModelSummary | None = None
     try:
         model = load_model(project, extras=())  # the metadata is all the status shows
@@ -161,17 +190,7 @@ def project_health(
                     "stale_model", "The model is older than the data: run `duetml train` again."
                 )
             )
-    review_info = _review_summary(project, hashes) if model_info is not None else None
-    return HealthReport(
-        review=review_info,
-        categories=[
-            {"name": i.name, "images": i.count, "test_images": i.test_count} for i in infos
-        ],
-        images=sum(i.count for i in infos),
-        test_images=sum(i.test_count for i in infos),
-        model=model_info,
-        warnings=warnings,
-    )
+    return model_info, warnings
 
 
 def duplicate_groups(project: Project, hashes: dict[str, str] | None = None) -> list[list[str]]:

@@ -8,7 +8,8 @@
 
 Every operation that changes the data goes through this class: it validates names, holds the
 data lock, records an undoable journal entry and appends to the interaction log. Nothing is
-ever deleted: removed photos and categories go to `.duetml/trash/`.
+ever deleted: removed photos and categories go to `.duetml/trash/`. Photos come in through
+`duetml.importing` (one pipeline for `add`, uploads and `init --from`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from duetml import atomic, images, jsonfile, locks
+from duetml import atomic, images, importing, jsonfile, locks
 from duetml.errors import (
     AlreadyExistsError,
-    BadImageError,
     DuetmlError,
     InvalidNameError,
     NotAProjectError,
@@ -33,7 +33,8 @@ from duetml.errors import (
     UndoSkippedError,
 )
 from duetml.events import InteractionLog
-from duetml.journal import Operation, UndoJournal, Undone, free_name
+from duetml.importing import AddReport
+from duetml.journal import UndoJournal, Undone, free_name
 from duetml.names import close_names, name_key, resolve_inside, validate_category_name
 from duetml.settings import (
     LEGACY_PRECISION,
@@ -47,13 +48,12 @@ from duetml.settings import (
 if TYPE_CHECKING:
     from duetml.backbones import Backbone
 
+# The predict command imports it from here (cli/model_cmds.py, which other branches edit).
+_expand_sources = importing.expand_sources
+
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
 DATA_LOCK_TIMEOUT = 15.0
-# Photos an import writes together: their journal intents in one flush, their files flushed
-# together (atomic.write_many). Measured: importing 428 Caltech photos one flush at a time took
-# 17 s, 12 s of it in fsync.
-IMPORT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,6 @@ class CategoryInfo:
     name: str
     count: int
     test_count: int = 0
-
-
-@dataclass
-class AddReport:
-    added: list[str] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (source, existing rel)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
-    skipped_links: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "duplicates": [{"source": s, "existing": e} for s, e in self.duplicates],
-            "rejected": [{"source": s, "reason": r} for s, r in self.rejected],
-            "skipped_links": self.skipped_links,
-        }
 
 
 class Project:
@@ -496,169 +480,18 @@ class Project:
         create: bool = True,
     ) -> AddReport:
         """Import files and folders (recursively). Every file is decoded before it is stored."""
-        category = validate_category_name(category)
-        files, report = _expand_sources(sources)
-        return self._import(category, [(f, str(f)) for f in files], split, move, create, report)
+        return importing.add_files(self, category, sources, move=move, split=split, create=create)
 
     def add_image_bytes(
         self, category: str, items: Iterable[tuple[str, bytes]], split: str = "train"
     ) -> AddReport:
         """Import uploaded files (name, content) from the web UI; names are only for reports.
         The category must exist; its test folder is made with its first test photo."""
-        category = validate_category_name(category)
-        uploads = [(data, name) for name, data in items]
-        create = split == "test" and self.split_dir("train").joinpath(category).is_dir()
-        return self._import(category, uploads, split, False, create, AddReport())
-
-    def _import(
-        self,
-        category: str,
-        items: list[tuple[Any, str]],
-        split: str,
-        move: bool,
-        create: bool,
-        report: AddReport,
-    ) -> AddReport:
-        target_dir = self.category_dir(category, split, must_exist=False)
-        if not target_dir.is_dir() and not create:
-            raise NotFoundError(f"There is no category {category!r}: add it first.")
-        taken_from: list[Path] = []
-        with self.data_lock():
-            # Under the lock, so two imports of the same photos never both add them.
-            known = self.known_hashes()
-            summary = f"add image(s) to {category!r}"
-            with self.journal.operation("add_images", summary) as change:
-                self._store(change, target_dir, items, move, report, known, taken_from)
-                change.summary = f"add {len(report.added)} image(s) to {category!r}"
-        # `--move` removes the originals only once the import is committed: a failure before
-        # that leaves them where they were.
-        for original in taken_from:
-            with contextlib.suppress(OSError):
-                os.unlink(original)
-        self.log.record(
-            "add_images",
-            category=category,
-            split=split,
-            added=len(report.added),
-            duplicates=len(report.duplicates),
-            rejected=len(report.rejected),
-            # Where the kept copy of each skipped duplicate is, so nothing vanishes unexplained.
-            skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
-        )
-        return report
-
-    def _store(
-        self,
-        change: Operation,
-        target_dir: Path,
-        items: list[tuple[Any, str]],
-        move: bool,
-        report: AddReport,
-        known: dict[str, str],
-        taken_from: list[Path],
-    ) -> None:
-        """Decode, dedupe and write `items` into `target_dir` as steps of `change` (the
-        caller holds the data lock and the operation: an import of many folders is one)."""
-        if not target_dir.is_dir():
-            change.make_dir(target_dir)
-        batch: list[tuple[Path, bytes, Path | None]] = []
-        for (item, label), (data, facts, reason) in zip(items, _checked_ahead(items), strict=True):
-            if data is None or facts is None:
-                report.rejected.append((str(label), reason or "cannot be read."))
-                continue
-            digest = images.content_hash(data)
-            if digest in known:
-                report.duplicates.append((str(label), known[digest]))
-                continue
-            # The stored name comes from the content, never from the user (security.md 4).
-            destination = target_dir / f"{digest[:20]}{facts.extension}"
-            if destination.exists() or destination.is_symlink():
-                # Same content already there (a stale hash index): never overwrite.
-                report.duplicates.append((str(label), _rel(self, destination)))
-                continue
-            origin = None
-            if move and not isinstance(item, bytes):
-                origin = Path(item).absolute()
-                taken_from.append(origin)
-            batch.append((destination, data, origin))
-            rel = _rel(self, destination)
-            known[digest] = rel
-            report.added.append(rel)
-            if len(batch) >= IMPORT_BATCH:
-                change.create_many(batch)
-                batch = []
-        change.create_many(batch)
+        return importing.add_uploads(self, category, items, split)
 
     def import_dataset(self, source: Path) -> AddReport:
         """Copy a folder-of-folders dataset (optionally with train/ and test/ inside)."""
-        source = Path(source)
-        if not source.is_dir():
-            raise NotFoundError(
-                f"{source} is not a folder: point `--from` at a folder of category folders."
-            )
-        layouts = [(s, source / s) for s in SPLITS if (source / s).is_dir()] or [("train", source)]
-        total = AddReport()
-        folders: list[tuple[str, str, Path]] = []  # (split, category, folder)
-        for split, folder in layouts:
-            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-                if entry.is_symlink():
-                    total.skipped_links.append(entry.path)
-                    continue
-                if not entry.is_dir():
-                    if not entry.name.startswith(".") and entry.name.lower() not in {
-                        "readme.txt",
-                        "readme.md",
-                        "manifest.tsv",
-                        "license",
-                    }:
-                        total.rejected.append(
-                            (entry.path, "is a file outside any category folder.")
-                        )
-                    continue
-                try:
-                    name = validate_category_name(entry.name)
-                except InvalidNameError as exc:
-                    total.rejected.append((entry.path, str(exc)))
-                    continue
-                folders.append((split, name, Path(entry.path)))
-        # One operation for the whole dataset: one Undo takes the import back, not one
-        # category at a time (100 steps for a 100-category dataset).
-        counts: list[tuple[str, str, AddReport]] = []
-        with self.data_lock():
-            known = self.known_hashes()
-            with self.journal.operation("add_images", f"import {source.name}") as change:
-                for split, name, folder in folders:
-                    files, report = _expand_sources([folder])
-                    self._store(
-                        change,
-                        self.category_dir(name, split, must_exist=False),
-                        [(f, str(f)) for f in files],
-                        False,
-                        report,
-                        known,
-                        [],
-                    )
-                    counts.append((split, name, report))
-                    total.added += report.added
-                    total.duplicates += report.duplicates
-                    total.rejected += report.rejected
-                    total.skipped_links += report.skipped_links
-                categories = len({name for _, name, _ in counts})
-                change.summary = (
-                    f"import {len(total.added)} image(s) in {categories} categories"
-                    f" from {source.name!r}"
-                )
-        for split, name, report in counts:
-            self.log.record(
-                "add_images",
-                category=name,
-                split=split,
-                added=len(report.added),
-                duplicates=len(report.duplicates),
-                rejected=len(report.rejected),
-                skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
-            )
-        return total
+        return importing.import_dataset(self, source)
 
     # ----- content hashes (duplicates, feature cache keys, fingerprints) ---------------
     def hashes(
@@ -758,35 +591,6 @@ def _is_valid_name(name: str) -> bool:
         return False
 
 
-def _read_and_check(item: Path | bytes) -> tuple[bytes | None, images.ImageFacts | None, str]:
-    """(content, facts, "") for a photo duetml can store, else (None, None, the reason)."""
-    try:
-        data = item if isinstance(item, bytes) else Path(item).read_bytes()
-        if images.is_heif(data[:12]):
-            data = images.heif_to_jpeg(data)
-        return data, images.check_image(data), ""
-    except BadImageError as exc:
-        return None, None, str(exc)
-    except OSError as exc:
-        return None, None, f"cannot be read ({exc.strerror})."
-
-
-def _checked_ahead(
-    items: list[tuple[Any, str]],
-) -> Iterator[tuple[bytes | None, images.ImageFacts | None, str]]:
-    """`_read_and_check` of each item, in order, computed a few items ahead on two threads
-    (Pillow decodes without the GIL). The look-ahead is bounded: never all photos in memory."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    window = 16
-    with ThreadPoolExecutor(2) as pool:
-        ahead: list[Future[tuple[bytes | None, images.ImageFacts | None, str]]] = []
-        for index in range(len(items)):
-            while len(ahead) < window and index + len(ahead) < len(items):
-                ahead.append(pool.submit(_read_and_check, items[index + len(ahead)][0]))
-            yield ahead.pop(0).result()
-
-
 def _is_image_entry(entry: os.DirEntry[str]) -> bool:
     return (
         not entry.name.startswith(".")
@@ -820,29 +624,3 @@ def _rel(project: Project, path: Path) -> str:
 
 def _normcase(path: Path) -> str:
     return os.path.normcase(str(path))
-
-
-def _expand_sources(sources: Iterable[Path]) -> tuple[list[Path], AddReport]:
-    """Files given directly, plus every file under given folders; symlinks are skipped."""
-    report = AddReport()
-    files: list[Path] = []
-    for source in sources:
-        source = Path(source)
-        if source.is_symlink():
-            report.skipped_links.append(str(source))
-        elif source.is_dir():
-            for folder, dirnames, filenames in os.walk(source):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for filename in sorted(filenames):
-                    path = Path(folder) / filename
-                    if filename.startswith("."):
-                        continue
-                    if path.is_symlink():
-                        report.skipped_links.append(str(path))
-                    else:
-                        files.append(path)
-        elif source.is_file():
-            files.append(source)
-        else:
-            report.rejected.append((str(source), "does not exist."))
-    return files, report

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import CATEGORIES, demo_photos, make_project
 
-from duetml import atomic
-from duetml import project as project_module
+from duetml import atomic, importing
 from duetml.errors import DiskFullError
 
 
@@ -39,7 +38,7 @@ def test_write_many_removes_its_temps_when_it_fails(tmp_path: Path) -> None:
 def test_an_import_of_several_batches_is_one_undoable_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(project_module, "IMPORT_BATCH", 16)
+    monkeypatch.setattr(importing, "IMPORT_BATCH", 16)
     project = make_project(tmp_path / "p")
     photos = [p for c in CATEGORIES for p in demo_photos(c)]
     report = project.add_images("things", photos)
@@ -54,7 +53,7 @@ def test_an_import_of_several_batches_is_one_undoable_change(
 def test_a_failure_in_a_later_batch_leaves_the_project_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(project_module, "IMPORT_BATCH", 16)
+    monkeypatch.setattr(importing, "IMPORT_BATCH", 16)
     project = make_project(tmp_path / "p", per_category=2)
     before = _all_files(project.root / "train")
     history = project.undo_history()

@@ -7,9 +7,10 @@
     with ProactiveTimer(session, on_advice=print):  # a look every proactive_interval seconds
         ...
 
-Modules: `session` (AgentSession), `context` (what the agents see, built from `facts`,
+Modules: `session` (AgentSession, on `providers` (which LLM, readiness, consent) and
+`notices` (one-time notices for the user)), `context` (what the agents see, built from `facts`,
 `history` and `attachments` within the `budget`), `sheets` (contact sheets), `passive`,
-`proactive` (its signature, the sentinel, ProactiveTimer), `conversation` (saved in
+`proactive` (its look, signature and sentinel, ProactiveTimer), `conversation` (saved in
 `.duetml/conversation.jsonl`), `choice` (which LLM, consent), `prompts`. Importing this package
 imports no LLM client and no numpy.
 """

@@ -53,6 +53,7 @@ REASON_CLOUD = "cloud"  # off this machine: the photos leave it
 class CloudConsentRequired(LLMError):
     """Photos would go to an endpoint off this machine and the user has not agreed yet."""
 
+    summary = "an endpoint awaits approval"
     http_status = 428  # the web UI asks, then calls AgentSession.allow_cloud(endpoint)
 
     def __init__(

@@ -49,6 +49,7 @@ from duetml.agents.facts import (
     Evaluation,
     FactGatherer,
     Facts,
+    PhotoNumbers,
     ago,
     number_photos,
     render_facts,
@@ -131,6 +132,32 @@ class ContextBuilder:
             else "The user has not stated a goal yet."
         )
         facts_at = len(parts)  # the facts go here once the attached images are known
+        parts += self._history_parts(about, conversation, events, since)
+        images, shown, photo_parts = self._photo_parts(about, vision, numbers, numbered)
+        parts += photo_parts
+        parts.insert(
+            facts_at,
+            fence_data(
+                render_facts(facts, budget, numbers, shown),
+                title="project facts computed by duetml",
+                max_chars=budget.facts_chars,
+            ),
+        )
+        return AgentContext(
+            text="\n\n".join(parts), images=images, facts=facts, photos=numbers.as_dict()
+        )
+
+    def _history_parts(
+        self,
+        about: str,
+        conversation: Sequence[Message],
+        events: Sequence[dict[str, Any]],
+        since: float | None,
+    ) -> list[str]:
+        """What the user did (for the proactive agent: since its last look, the rest
+        collapsed) and, for the proactive agent, the conversation so far."""
+        budget = self.budget
+        parts: list[str] = []
         if about == "proactive":
             parts += _changes_parts(self.project, events, since, budget)
         else:
@@ -154,7 +181,15 @@ class ContextBuilder:
                 if transcript
                 else "The user has not talked with the assistant yet."
             )
+        return parts
 
+    def _photo_parts(
+        self, about: str, vision: bool, numbers: PhotoNumbers, numbered: list[tuple[int, str]]
+    ) -> tuple[list[ImageInput], dict[int, int], list[str]]:
+        """The images to attach (contact sheets within the budget), which photo number is on
+        which image, and the lines that say so; without vision, a description instead."""
+        budget = self.budget
+        parts: list[str] = []
         images: list[ImageInput] = []
         shown: dict[int, int] = {}  # photo number -> the image it is drawn on
         if vision:
@@ -197,17 +232,7 @@ class ContextBuilder:
                 "description of the photos of the most relevant categories instead:\n"
                 + fence_data(described, title="photo descriptions", max_chars=4000)
             )
-        parts.insert(
-            facts_at,
-            fence_data(
-                render_facts(facts, budget, numbers, shown),
-                title="project facts computed by duetml",
-                max_chars=budget.facts_chars,
-            ),
-        )
-        return AgentContext(
-            text="\n\n".join(parts), images=images, facts=facts, photos=numbers.as_dict()
-        )
+        return images, shown, parts
 
 
 def _changes_parts(

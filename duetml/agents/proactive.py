@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -27,7 +28,8 @@ from duetml.agents import prompts
 from duetml.agents.context import AgentContext, ContextBuilder, is_agent_event
 from duetml.agents.conversation import Message
 from duetml.errors import DuetmlError
-from duetml.llm import ChatMessage, Provider
+from duetml.llm import ChatMessage, Provider, clean_text
+from duetml.llm.base import PreemptedError
 
 if TYPE_CHECKING:
     from duetml.agents.session import AgentSession
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("duetml.agents")
 
 LOCK_FILE = "proactive.lock"
+MAX_ADVICE_CHARS = 4_000
 RECHECK_SECONDS = 1.0  # how soon a look that had to wait is tried again
 # Kinds the proactive agent's own speech adds: they must not count as the user doing something.
 _NOT_USER_ACTIVITY = {"proactive", "error"}
@@ -94,6 +97,9 @@ def is_nothing_to_add(reply: str) -> bool:
 
 
 class ProactiveAgent:
+    """The proactive agent of one session: its request, and a look (`look`) that sends it when
+    something changed and keeps the advice worth showing."""
+
     def __init__(self, provider: Provider, builder: ContextBuilder) -> None:
         self.provider = provider
         self.builder = builder
@@ -115,6 +121,107 @@ class ProactiveAgent:
             ChatMessage("user", text, images=context.images),
         ]
         return messages, context
+
+    def look(self, session: AgentSession, *, force: bool = False) -> str | None:
+        """One look for `session`: the advice (saved and logged), or None: unchanged, nothing
+        new, switched off, or busy (another pass, another process, or the server answering)."""
+        from filelock import FileLock, Timeout
+
+        if not force and not session.proactive_enabled:
+            return None
+        if "proactive" in session._config_errors:
+            raise session._config_errors["proactive"]
+        if not self.provider.enabled:
+            return None
+        if not force and session._approval_missing("proactive") is not None:
+            # The timer never contacts an endpoint the user has not approved; the page and
+            # `duetml llm status` show what waits for approval, `advise` raises the sentence.
+            return None
+        gate = self.provider.server_gate()
+        if gate is not None and (gate.busy or gate.urgent_waiting):
+            return None  # the server is answering someone; look at the next tick
+        if not session._proactive_running.acquire(blocking=False):
+            return None
+        try:
+            lock = FileLock(str(session.project.state_dir / LOCK_FILE))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                return None  # another process (the web UI, a second chat) is looking
+            try:
+                return self._look(session)
+            finally:
+                lock.release()
+        finally:
+            session._proactive_running.release()
+
+    def _look(self, session: AgentSession) -> str | None:
+        provider = self.provider
+        conversation = session.conversation()
+        signature = state_signature(session.project, conversation)
+        if session.store.state().get("proactive_last_look") == signature:
+            return None
+        session._check_ready("proactive")
+        collected: list[str] = []
+        since = session.store.state().get("proactive_last_look_ts")
+        looked_at = time.time()
+        try:
+            session._sees_images("proactive")
+            tools = session._uses_tools("proactive")
+
+            def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
+                agent = ProactiveAgent(provider, builder)
+                vision = session._sees_images("proactive")  # again: see _ask
+                return agent.request(conversation, vision=vision, tools=tools, since=since)
+
+            sent: dict[str, Any] = {}
+            for piece in session._send(
+                "proactive", build, sent, separator=None, on_restart=collected.clear, tools=tools
+            ):
+                collected.append(piece)
+            reply, extra = session._with_proposals(
+                "".join(collected).strip(), sent["calls"], sent["extra"]
+            )
+        except PreemptedError:
+            self._log_pass(session.project, provider, "preempted")
+            return None  # a question came first; the next tick looks again
+        except DuetmlError as exc:
+            self._log_pass(session.project, provider, "error", error=str(exc))
+            raise
+
+        def remember(state: dict[str, Any]) -> None:
+            state["proactive_last_look"] = signature
+            state["proactive_last_look_ts"] = looked_at
+
+        session.store.update_state(remember)
+        if not extra and is_nothing_to_add(reply):
+            self._log_pass(session.project, provider, "nothing_to_add")
+            return None
+        advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
+        shown = [m["content"] for m in conversation if m["kind"] == "proactive"]
+        if not extra and is_repeat(advice, shown):
+            # nearly what the user was already told
+            self._log_pass(session.project, provider, "repeat")
+            return None
+        session.store.append(("assistant", "proactive", advice, extra))
+        self._log_pass(
+            session.project,
+            provider,
+            "advice",
+            advice_chars=len(advice),
+            proposals=len((extra or {}).get("proposals") or ()),
+        )
+        return advice
+
+    @staticmethod
+    def _log_pass(project: Project, provider: Provider, result: str, **details: Any) -> None:
+        project.log.record(
+            "agent_proactive",
+            result=result,
+            provider=provider.name,
+            model=provider.model or None,
+            **details,
+        )
 
 
 class ProactiveTimer:

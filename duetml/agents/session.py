@@ -12,7 +12,6 @@ operation is also written to the project's interaction log as an `agent_*` event
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -22,26 +21,20 @@ from typing import TYPE_CHECKING, Any
 from duetml.agents import choice, fitting, prompts, text_only
 from duetml.agents.context import DEFAULT_BUDGET, AgentContext, Budget, ContextBuilder
 from duetml.agents.conversation import ConversationStore, Message
+from duetml.agents.notices import CONTEXT_NOTIFIED_KEY
 from duetml.agents.passive import ASKS, KIND_OF_ASK, PassiveAgent
-from duetml.agents.proactive import (
-    LOCK_FILE,
-    ProactiveAgent,
-    is_nothing_to_add,
-    is_repeat,
-    state_signature,
-)
 from duetml.agents.proposals import PROPOSAL_TOOL
+from duetml.agents.providers import AgentProviders
 from duetml.errors import DuetmlError, NotFoundError
-from duetml.llm import AgentLLMConfig, ChatMessage, Provider, ToolCall, clean_text, display_url
+from duetml.llm import ChatMessage, Provider, ToolCall, clean_text, display_url
 from duetml.llm import window as llm_window
-from duetml.llm.base import ContextOverflowError, PreemptedError, RequestFailed
-from duetml.settings import Settings, read_settings
+from duetml.llm.base import ContextOverflowError, RequestFailed
+from duetml.settings import Settings
 
 if TYPE_CHECKING:
     from duetml.project import Project
 
 MAX_GOAL_CHARS = 500
-MAX_ADVICE_CHARS = 4_000
 # The proactive agent keeps quiet while a reply is written and this long after (the user is
 # reading it), and waits this long for an answer to the opening question before it speaks.
 QUIET_AFTER_REPLY = 3.0
@@ -55,13 +48,16 @@ RETRY_SEPARATOR = (
 # Agent state keys (`.duetml/agents.json`).
 LAST_REQUEST_KEY = "last_request"
 LEARNED_KEY = "learned_windows"
-CONTEXT_NOTIFIED_KEY = "context_notified"
 
 Build = Callable[[ContextBuilder], tuple[list[ChatMessage], Any]]
 
 
-class AgentSession:
-    """Both agents of one open project; used by `duetml chat/ask/advise` and the web UI."""
+class AgentSession(AgentProviders):
+    """Both agents of one open project; used by `duetml chat/ask/advise` and the web UI.
+
+    Its providers, their readiness and consent come from `AgentProviders`, the notices for the
+    user from `Notices`; the proactive agent's look is `ProactiveAgent.look`.
+    """
 
     GREETING = prompts.GREETING
 
@@ -82,194 +78,13 @@ class AgentSession:
         # on the session, so refresh() (new providers) cannot open a window for an overlap.
         self._proactive_running = threading.Lock()
         self._notices: list[str] = []
+        # Replies being written, and when the last one ended: the proactive agent waits.
+        self._replies_running = 0
+        self._reply_ended: float | None = None
         # Why unprompted looks must wait, from outside (a user study between tasks), or None.
         self.hold: Callable[[], str | None] | None = None
         self._setup_providers()
         self.store.ensure_greeting(self.GREETING)
-
-    # --- providers -------------------------------------------------------------------------
-
-    def _setup_providers(self) -> None:
-        self._config_errors: dict[str, DuetmlError] = {}
-        self._configs: dict[str, AgentLLMConfig] = {}
-        self._vision: dict[str, bool] = {}
-        self._tools: dict[str, bool] = {}
-        self._replies_running = 0
-        self._reply_ended: float | None = None
-        providers = {name: given or self._resolve(name) for name, given in self._given.items()}
-        try:
-            # The project's [agents] table, always present, hides the user's (as it always did).
-            self._cap = llm_window.user_cap(self.project.settings, os.environ)
-        except DuetmlError as exc:
-            self._cap = None
-            for agent in providers:
-                self._config_errors.setdefault(agent, exc)
-        self.passive_provider: Provider = providers["passive"]
-        self.proactive_provider: Provider = providers["proactive"]
-        self.passive = PassiveAgent(self.passive_provider, self.builder)
-        self.proactive = ProactiveAgent(self.proactive_provider, self.builder)
-
-    def _resolve(self, agent: str) -> Provider:
-        try:
-            config = choice.resolve(agent, self.project.settings)
-            provider = choice.make_provider(config)
-        except DuetmlError as exc:
-            # Broken settings must not stop the rest of duetml: the agent reports it when used.
-            from duetml.llm import get_provider
-
-            self._config_errors[agent] = exc
-            return get_provider("none", agent=agent)
-        self._configs[agent] = config
-        return provider
-
-    def refresh(self) -> None:
-        """Re-read the settings (after `duetml llm use` or an edit of duetml.toml)."""
-        self.project.settings = read_settings(self.project.root)
-        with self._lock:
-            self._setup_providers()
-
-    def settings_error(self, agent: str) -> DuetmlError | None:
-        """The problem in the settings that keeps `agent` from working, if any."""
-        return self._config_errors.get(agent)
-
-    def _provider(self, agent: str) -> Provider:
-        return self.passive_provider if agent == "passive" else self.proactive_provider
-
-    def _check_ready(self, agent: str) -> None:
-        """Raise the sentence the user needs before anything is sent (settings, consent)."""
-        if agent in self._config_errors:
-            raise self._config_errors[agent]
-        provider = self._provider(agent)
-        reason = self._approval_missing(agent)
-        if reason is not None:
-            raise choice.consent_error(provider, agent, reason)
-
-    def reachable(self, agent: str) -> tuple[bool | None, str | None]:
-        """Whether this agent's LLM server answers now: (True, None), (False, the sentence
-        why not), or (None, None) when there is nothing to ask (the agent is off, its settings
-        are wrong, or its endpoint waits for the user's approval: it is not contacted).
-
-        One request for the model list, without retries: a stopped local server refuses at
-        once, so the page and the proactive timer can ask before every look.
-        """
-        provider = self._provider(agent)
-        if agent in self._config_errors or not provider.enabled:
-            return None, None
-        if self._approval_missing(agent) is not None:
-            return None, None
-        try:
-            provider.probe()
-        except DuetmlError as exc:
-            return False, str(exc)
-        return True, None
-
-    def _approval_missing(self, agent: str) -> str | None:
-        """Why this agent's endpoint still waits for the user's approval, or None."""
-        return choice.needs_approval(
-            self._provider(agent), self._configs.get(agent), self.project.root
-        )
-
-    def _sees_images(self, agent: str) -> bool:
-        """Asks the server once per session whether the model accepts images."""
-        with self._lock:
-            known = self._vision.get(agent)
-        if known is not None:
-            return known
-        provider = self._provider(agent)
-        if text_only.is_text_only(provider):  # learned earlier: it broke on photos
-            vision = False
-        else:
-            vision = provider.model_info().vision is not False  # unknown: try images
-        with self._lock:
-            self._vision[agent] = vision
-        if not vision:
-            self._tell_text_only(agent, provider)
-        return vision
-
-    def _uses_tools(self, agent: str) -> bool:
-        """Whether proposals go by tool call (asked once per session) or by fenced JSON."""
-        with self._lock:
-            known = self._tools.get(agent)
-        if known is not None:
-            return known
-        tools = self._provider(agent).supports_tools()
-        with self._lock:
-            self._tools[agent] = tools
-        return tools
-
-    def _learn_text_only(self, agent: str, provider: Provider) -> None:
-        """This model broke on a request with photos: no photos from now on (remembered for
-        its server in the user's data folder), and the user told once."""
-        learned_before = text_only.is_text_only(provider)
-        text_only.remember(provider)
-        with self._lock:
-            for name in ("passive", "proactive"):  # the other agent may use the same model
-                if name == agent or text_only.is_text_only(self._provider(name)):
-                    self._vision[name] = False
-        spec = f"{provider.name}:{provider.model}"
-        self.project.log.record("agent_text_only_learned", agent=agent, model=spec)
-        if learned_before:
-            return
-        notice = (
-            f"The model {spec} at {display_url(provider.base_url)} does not take photos: it "
-            "gets a description of them instead (duetml remembers this for that server and "
-            f"model); for advice that sees the photos choose a vision model, e.g. `duetml llm "
-            f"use {agent} {choice.LOCAL_SPEC}`."
-        )
-        with self._lock:
-            self._notices.append(notice)
-
-    def _tell_text_only(self, agent: str, provider: Provider) -> None:
-        spec = f"{provider.name}:{provider.model}"
-        key = f"{agent}={spec}"
-        told: list[bool] = []
-
-        def remember(state: dict[str, Any]) -> None:
-            seen = list(state.get("text_only_notified") or [])
-            told.append(key in seen)
-            if key not in seen:
-                state["text_only_notified"] = [*seen, key]
-
-        self.store.update_state(remember)
-        if told and told[0]:
-            return
-        notice = (
-            f"The {agent} agent's model {spec} does not accept images, so it gets a text "
-            "description of your photos instead of the photos themselves; for better advice "
-            f"choose a vision model, e.g. `duetml llm use {agent} {choice.LOCAL_SPEC}`."
-        )
-        with self._lock:
-            self._notices.append(notice)
-        self.project.log.record("agent_text_only", agent=agent, model=spec)
-
-    def pop_notices(self) -> list[str]:
-        """One-time notices for the user (e.g. "this model cannot see images"), then cleared."""
-        with self._lock:
-            notices, self._notices = self._notices, []
-        return notices
-
-    # --- consent ---------------------------------------------------------------------------
-
-    def consent_needed(self) -> list[dict[str, str]]:
-        """Agents whose endpoint waits for this user's approval for this project.
-
-        `reason` is "project" (the project's file chose the endpoint) or "cloud" (it is off
-        this machine); either way nothing is sent there until the user approves.
-        """
-        needs = []
-        for agent in ("passive", "proactive"):
-            reason = self._approval_missing(agent)
-            if reason is not None:
-                endpoint = choice.endpoint_of(self._provider(agent)) or ""
-                needs.append({"agent": agent, "endpoint": endpoint, "reason": reason})
-        return needs
-
-    def allow_cloud(self, endpoint: str | None = None) -> list[str]:
-        """Approve `endpoint` for this project (default: every endpoint that waits for it)."""
-        endpoints = [endpoint] if endpoint else [n["endpoint"] for n in self.consent_needed()]
-        for item in dict.fromkeys(endpoints):
-            choice.grant_consent(self.project, item)
-        return list(dict.fromkeys(endpoints))
 
     # --- the conversation ------------------------------------------------------------------
 
@@ -508,60 +323,6 @@ class AgentSession:
             )
         return fitted
 
-    def _server(self, provider: Provider) -> str:
-        kind = "Ollama" if provider.name == "ollama" else "The server"
-        return f"{kind} at {display_url(provider.base_url)}"
-
-    def _tell_cut(
-        self,
-        agent: str,
-        provider: Provider,
-        fitted: fitting.Fitted,
-        exchange: llm_window.Exchange,
-    ) -> None:
-        kept = exchange.prompt_eval_count or 0
-        asked = exchange.num_ctx or fitted.size.tokens + llm_window.reply_room(fitted.window)
-        self._tell_once(
-            f"cut {display_url(provider.base_url)} {provider.model} {kept}",
-            f"{self._server(provider)} kept only {kept:,} tokens of the {agent} agent's request "
-            f"(estimated at {fitted.size.tokens:,}) and dropped its start, the assistant's "
-            f"instructions, although duetml asked for a context of {asked:,}: set "
-            f"OLLAMA_CONTEXT_LENGTH={asked} where Ollama runs (or let the proxy in front of it "
-            f"pass `options.num_ctx`); until then duetml sends requests that fit {kept:,} tokens.",
-            always=True,
-        )
-
-    def _tell_overflow(self, agent: str, provider: Provider, limit: int | None, asked: int) -> None:
-        size = f" ({limit:,} tokens)" if limit else ""
-        if limit and limit >= asked:  # the server counts more than duetml estimated
-            asked = 2 * limit
-        self._tell_once(
-            f"overflow {display_url(provider.base_url)} {provider.model} {limit}",
-            f"{self._server(provider)} refused the {agent} agent's request as longer than the "
-            f"model's context{size}, so duetml sent a smaller one: for the full request, load "
-            f"the model with a larger context, {asked:,} tokens or more (`-c` for llama.cpp, the "
-            "context length in LM Studio, `--max-model-len` for vLLM).",
-            always=True,
-        )
-
-    def _tell_once(self, key: str, notice: str, *, always: bool = False) -> None:
-        """Add a notice for the user, once per project for `key` unless `always`."""
-        told: list[bool] = []
-
-        def remember(state: dict[str, Any]) -> None:
-            seen = list(state.get(CONTEXT_NOTIFIED_KEY) or [])
-            told.append(key in seen)
-            if key not in seen:
-                state[CONTEXT_NOTIFIED_KEY] = [*seen, key][-50:]
-
-        if not always:
-            self.store.update_state(remember)
-            if told and told[0]:
-                return
-        with self._lock:
-            self._notices.append(notice)
-        self.project.log.record("agent_context_notice", notice=notice)
-
     @staticmethod
     def _window_key(provider: Provider) -> str:
         return f"{provider.name} {display_url(provider.base_url)} {provider.model}"
@@ -699,100 +460,7 @@ class AgentSession:
 
     def proactive_pass(self, force: bool = False) -> str | None:
         """One look; the advice (saved and logged), or None: unchanged, nothing new, off, busy."""
-        from filelock import FileLock, Timeout
-
-        if not force and not self.proactive_enabled:
-            return None
-        if "proactive" in self._config_errors:
-            raise self._config_errors["proactive"]
-        if not self.proactive_provider.enabled:
-            return None
-        if not force and self._approval_missing("proactive") is not None:
-            # The timer never contacts an endpoint the user has not approved; the page and
-            # `duetml llm status` show what waits for approval, `advise` raises the sentence.
-            return None
-        gate = self.proactive_provider.server_gate()
-        if gate is not None and (gate.busy or gate.urgent_waiting):
-            return None  # the server is answering someone; look at the next tick
-        if not self._proactive_running.acquire(blocking=False):
-            return None
-        try:
-            lock = FileLock(str(self.project.state_dir / LOCK_FILE))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                return None  # another process (the web UI, a second chat) is looking
-            try:
-                return self._look()
-            finally:
-                lock.release()
-        finally:
-            self._proactive_running.release()
-
-    def _look(self) -> str | None:
-        provider = self.proactive_provider
-        conversation = self.conversation()
-        signature = state_signature(self.project, conversation)
-        if self.store.state().get("proactive_last_look") == signature:
-            return None
-        self._check_ready("proactive")
-        collected: list[str] = []
-        since = self.store.state().get("proactive_last_look_ts")
-        looked_at = time.time()
-        try:
-            self._sees_images("proactive")
-            tools = self._uses_tools("proactive")
-
-            def build(builder: ContextBuilder) -> tuple[list[ChatMessage], Any]:
-                agent = ProactiveAgent(provider, builder)
-                vision = self._sees_images("proactive")  # again: see _ask
-                return agent.request(conversation, vision=vision, tools=tools, since=since)
-
-            sent: dict[str, Any] = {}
-            for piece in self._send(
-                "proactive", build, sent, separator=None, on_restart=collected.clear, tools=tools
-            ):
-                collected.append(piece)
-            reply, extra = self._with_proposals(
-                "".join(collected).strip(), sent["calls"], sent["extra"]
-            )
-        except PreemptedError:
-            self._log_pass(provider, "preempted")
-            return None  # a question came first; the next tick looks again
-        except DuetmlError as exc:
-            self._log_pass(provider, "error", error=str(exc))
-            raise
-
-        def remember(state: dict[str, Any]) -> None:
-            state["proactive_last_look"] = signature
-            state["proactive_last_look_ts"] = looked_at
-
-        self.store.update_state(remember)
-        if not extra and is_nothing_to_add(reply):
-            self._log_pass(provider, "nothing_to_add")
-            return None
-        advice = clean_text(reply, max_chars=MAX_ADVICE_CHARS)
-        shown = [m["content"] for m in conversation if m["kind"] == "proactive"]
-        if not extra and is_repeat(advice, shown):
-            self._log_pass(provider, "repeat")  # nearly what the user was already told
-            return None
-        self.store.append(("assistant", "proactive", advice, extra))
-        self._log_pass(
-            provider,
-            "advice",
-            advice_chars=len(advice),
-            proposals=len((extra or {}).get("proposals") or ()),
-        )
-        return advice
-
-    def _log_pass(self, provider: Provider, result: str, **details: Any) -> None:
-        self.project.log.record(
-            "agent_proactive",
-            result=result,
-            provider=provider.name,
-            model=provider.model or None,
-            **details,
-        )
+        return self.proactive.look(self, force=force)
 
     # --- what is used and where data goes --------------------------------------------------
 

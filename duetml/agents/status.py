@@ -8,11 +8,19 @@ status page must answer in seconds even when a server hangs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duetml.agents import choice
 from duetml.errors import DuetmlError
-from duetml.llm import PROVIDERS, Provider, Timeouts, get_provider, provider_for
+from duetml.llm import (
+    PROVIDERS,
+    AgentLLMConfig,
+    Provider,
+    Timeouts,
+    get_provider,
+    provider_for,
+)
 from duetml.llm import window as llm_window
 from duetml.llm.types import MemoryUse
 from duetml.settings import AGENTS, Settings
@@ -59,30 +67,8 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         except DuetmlError as exc:
             agents[agent] = {"error": str(exc)}
             continue
-        entry: dict[str, Any] = {
-            **provider.describe(),
-            "spec": config.spec,
-            "source": config.source,
-            "model_installed": None,
-            "vision": None,
-            "error": None,
-        }
         root = project.root if project is not None else None
-        reason = choice.approval_reason(provider, config)
-        entry["chosen_by_project"] = config.endpoint_from_project
-        entry["approval_needed"] = (
-            reason
-            if reason is not None
-            and (root is None or not choice.is_approved(root, provider.base_url))
-            else None
-        )
-        if not provider.enabled:
-            entry["data_goes_to"] = "nowhere (this agent is off)"
-        elif provider.is_local() and not config.endpoint_from_project:
-            entry["data_goes_to"] = "this machine"
-        else:
-            entry["data_goes_to"] = entry["endpoint"]
-            entry["consent"] = entry["approval_needed"] is None
+        entry = _agent_entry(provider, config, root)
         if provider.enabled and not choice.key_may_go_to(provider, config, root):
             # A server the project's file chose is not contacted, key or not, until the
             # user approved it: asking it for its models would hand it the key.
@@ -97,16 +83,7 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
             servers[key] = _probe(provider)
             probed_by[key] = agent
         if provider.enabled and servers[key]["reachable"]:
-            try:
-                info = provider.model_info()
-                entry["model_installed"], entry["vision"] = info.installed, info.vision
-                if info.installed:  # a model that is not there has no context to show
-                    profile = provider.model_profile()
-                    entry["context_length"] = profile.context_length
-                    entry["image_family"] = profile.family.name
-                    in_use[agent] = provider
-            except DuetmlError as exc:
-                entry["error"] = str(exc)
+            _ask_model(agent, provider, entry, in_use)
         elif provider.enabled:
             # The sentence names the agent whose settings to change, so the agent that did
             # not probe asks once more (a refused connection costs nothing).
@@ -129,6 +106,50 @@ def llm_status(project: Project | None, timeout: float = 5.0) -> dict[str, Any]:
         "max_context": _cap(project),
         "memory_warning": _two_models_warning(in_use),
     }
+
+
+def _agent_entry(provider: Provider, config: AgentLLMConfig, root: Path | None) -> dict[str, Any]:
+    """What the agent uses, who chose it, whether it waits for approval, where data goes."""
+    entry: dict[str, Any] = {
+        **provider.describe(),
+        "spec": config.spec,
+        "source": config.source,
+        "model_installed": None,
+        "vision": None,
+        "error": None,
+    }
+    reason = choice.approval_reason(provider, config)
+    entry["chosen_by_project"] = config.endpoint_from_project
+    entry["approval_needed"] = (
+        reason
+        if reason is not None and (root is None or not choice.is_approved(root, provider.base_url))
+        else None
+    )
+    if not provider.enabled:
+        entry["data_goes_to"] = "nowhere (this agent is off)"
+    elif provider.is_local() and not config.endpoint_from_project:
+        entry["data_goes_to"] = "this machine"
+    else:
+        entry["data_goes_to"] = entry["endpoint"]
+        entry["consent"] = entry["approval_needed"] is None
+    return entry
+
+
+def _ask_model(
+    agent: str, provider: Provider, entry: dict[str, Any], in_use: dict[str, Provider]
+) -> None:
+    """Whether the agent's model is installed, sees images and how large its context is (into
+    `entry`); an installed model goes into `in_use`."""
+    try:
+        info = provider.model_info()
+        entry["model_installed"], entry["vision"] = info.installed, info.vision
+        if info.installed:  # a model that is not there has no context to show
+            profile = provider.model_profile()
+            entry["context_length"] = profile.context_length
+            entry["image_family"] = profile.family.name
+            in_use[agent] = provider
+    except DuetmlError as exc:
+        entry["error"] = str(exc)
 
 
 def _last_requests(project: Project | None) -> dict[str, Any]:

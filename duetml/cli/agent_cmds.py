@@ -1,8 +1,8 @@
 """ask and advise: the two agents from the shell, one question or one look at a time.
 
-Exit codes: 0 success; `duetml advise` exits 1 when the proactive agent has nothing new to say;
+Exit codes: 0 success; `duetml advise` exits 10 when the proactive agent has nothing new to say;
 7 when an LLM cannot be used (server down, no key, no consent for a cloud endpoint, ...);
-2 when the folder is not a project. Every error is one line on stderr.
+9 when the folder is not a project. Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
-from duetml.errors import DuetmlError
+from duetml.errors import DuetmlError, NothingNewError
 
 if TYPE_CHECKING:
     from duetml.agents import AgentSession
 
-
-# `duetml advise` had nothing new to say: its own code, apart from a bad request (1).
-NOTHING_TO_SAY = 10
 
 AllowCloudOption = Annotated[
     bool,
@@ -49,7 +46,7 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except DuetmlError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"{exc.label}: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -144,7 +141,7 @@ def advise(
 ) -> None:
     """One look by the proactive agent: prints its advice, or nothing.
 
-    Exits 0 when it gave advice, 1 when it had nothing new to say (or nothing changed since
+    Exits 0 when it gave advice, 10 when it had nothing new to say (or nothing changed since
     its last look), 7 when the LLM could not be used. Runs even when the proactive agent is
     switched off for `duetml chat`: asking for advice is asking.
     """
@@ -157,12 +154,15 @@ def advise(
             raise _switched_off()
         advice = session.proactive_pass(force=True)
         print_notices(session)
-    if json_:
-        emit_json({"advice": advice})
-    elif advice:
-        typer.echo(advice)
-    if not advice:
-        raise typer.Exit(NOTHING_TO_SAY)
+        if json_:
+            emit_json({"advice": advice})
+        elif advice:
+            typer.echo(advice)
+        if not advice:
+            raise NothingNewError(
+                "The proactive agent has nothing new to say (nothing changed since its last "
+                "look, or its advice would repeat what it said)."
+            )
 
 
 def _switched_off() -> DuetmlError:

@@ -67,7 +67,7 @@ def run_guarded(command: Callable[[], object]) -> None:
         finally:
             note_unwritten_logs()
     except DuetmlError as exc:
-        say(f"Error: {exc}")
+        say(f"{exc.label}: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         say("Interrupted: nothing was left half-written.")

@@ -18,7 +18,7 @@ from duetml.cli.app import (
 )
 
 if TYPE_CHECKING:
-    from duetml.project import AddReport
+    from duetml.importing import AddReport
 
 
 def print_add_report(report: AddReport, verbose_added: bool = False) -> None:

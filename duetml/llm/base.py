@@ -77,6 +77,8 @@ class Failure:
 class ContextOverflowError(LLMError):
     """The server refused the request as too long for its context; `limit` when it said."""
 
+    summary = "too long for the model's context"
+
     def __init__(self, message: str, limit: int | None = None) -> None:
         super().__init__(message)
         self.limit = limit
@@ -87,6 +89,8 @@ class RequestFailed(LLMError):
     any text reached the caller, the HTTP status if the server gave one, and the server's own
     words (key masked). The agents ask again without photos when a request with photos failed
     like that (a text-only server breaks the stream or names the content it cannot read)."""
+
+    summary = "a request failed for good"
 
     def __init__(
         self,
@@ -107,9 +111,13 @@ class RequestFailed(LLMError):
 class ReplyTooLong(LLMError):
     """The server's answer went past MAX_REPLY_CHARS; what came before is kept."""
 
+    summary = "the reply went past its limit"
+
 
 class PreemptedError(LLMError):
     """A proactive request stopped early because a passive reply waits for the same server."""
+
+    summary = "a passive reply took the server"
 
 
 @dataclass(frozen=True)
@@ -591,6 +599,8 @@ def _refused_photos(failure: Failure, exc: Exception, detail: str) -> bool:
 class RedirectRefused(LLMError):
     """The chosen server redirected a request to another server (scheme, host or port):
     raised from the HTTP client's request hook, before anything is sent there."""
+
+    summary = "the server redirected elsewhere"
 
 
 def _refusal_in(exc: BaseException) -> RedirectRefused | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from duetml import health
 from duetml.review.types import Finding, Suggestion, make_finding, photos_text
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ MIXED_MAX_PHOTOS = 300
 MIXED_MIN_SHARE = 0.2  # the smaller group holds at least this share of the category
 OVERLAP_MIN_SHARE = 0.1  # each of the pair sends at least this share to the other
 OVERLAP_MIN_COUNT = 2
-TINY_CATEGORY = 5
 IMBALANCE_RATIO = 3.0  # a category with fewer than median / ratio photos is imbalanced
 
 
@@ -177,10 +177,10 @@ def small_categories(project: Project, train: list[ImageRecord]) -> list[Finding
         if count == 0:
             message = f"{name!r} has no photos, so the model ignores it: add photos or remove it."
             score, reason = 0.7, "empty"
-        elif count < TINY_CATEGORY:
+        elif count < health.TINY_CATEGORY:
             message = (
                 f"{name!r} has only {count} photo(s): the model can barely learn it; "
-                f"add at least {TINY_CATEGORY}."
+                f"add at least {health.TINY_CATEGORY}."
             )
             score, reason = 0.55, "tiny"
         elif len(nonzero) >= 2 and count * IMBALANCE_RATIO <= median:

@@ -61,6 +61,12 @@ MISLABEL_OVER_OFF_TOPIC = 0.8  # this sure, an off-topic-looking photo is a misl
 MISLABEL_CLEAR = 0.6
 
 
+# (photo, its probabilities, the index of its given category)
+Candidate = tuple[str, "np.ndarray", int]
+# (photo, given category, suggested category, confidence, label-quality score)
+Suspect = tuple[str, str, str, float, float]
+
+
 def find_mislabels(
     data: ReviewData,
     model: TrainedModel,
@@ -72,12 +78,35 @@ def find_mislabels(
     the off-topic finding (moving them would not help), pairs in `between` to the overlap
     finding, and `copies` (photos whose copy is filed in another category) to the copies
     finding: removing the copy is their fix, and moving it would make a copy in one
-    category."""
+    category.
+
+    The steps: candidates (confident learning) -> their label quality (cleanlab) ->
+    suspects (confident and near chance) -> findings (those nearer the suggested category)."""
+    import numpy as np
+
+    candidates = _candidates(data, model)
+    if not candidates:
+        return []
+    from cleanlab.rank import get_label_quality_scores
+
+    quality = get_label_quality_scores(
+        np.array([label for _, _, label in candidates]),
+        np.stack([p for _, p, _ in candidates]),
+        method="self_confidence",
+    )
+    suspects = _suspects(
+        candidates, [float(q) for q in quality], model.categories, off_topic, between, copies
+    )
+    return _nearer_the_suggested(data, suspects)
+
+
+def _candidates(data: ReviewData, model: TrainedModel) -> list[Candidate]:
+    """Training photos confident learning flags on the out-of-fold probabilities, and test
+    photos the model judges against the same per-category thresholds."""
     import numpy as np
 
     categories = model.categories
     index = {c: i for i, c in enumerate(categories)}
-    row_of = {r.rel: i for i, r in enumerate(data.records)}
     probs = model.extras.get("oof_probabilities")
     rels = model.extras.get("oof_rels")
     rows: list[tuple[str, np.ndarray]] = []
@@ -106,22 +135,23 @@ def find_mislabels(
             for (_, record), p, label, hit in zip(test, test_probs, test_labels, hits, strict=True)
             if hit
         ]
-    if not candidates:
-        return []
-    from cleanlab.rank import get_label_quality_scores
+    return candidates
 
-    quality = get_label_quality_scores(
-        np.array([label for _, _, label in candidates]),
-        np.stack([p for _, p, _ in candidates]),
-        method="self_confidence",
-    )
+
+def _suspects(
+    candidates: list[Candidate],
+    quality: list[float],
+    categories: list[str],
+    off_topic: set[str],
+    between: Collection[frozenset[str]],
+    copies: Collection[str],
+) -> list[Suspect]:
+    """The candidates the model gives their category about chance and another confidently,
+    but for photos other findings speak for (off-topic, overlaps, copies)."""
+    import numpy as np
+
     near_chance = MISLABEL_MAX_GIVEN / len(categories)
-    by_category: dict[str, list[int]] = {}
-    for i, record in enumerate(data.records):
-        if record.split == "train":
-            by_category.setdefault(record.category, []).append(i)
-    train_rows = {c: np.array(rows) for c, rows in by_category.items()}
-    suspects: list[tuple[str, str, str, float, float]] = []
+    suspects: list[Suspect] = []
     for (rel, p, label), score in zip(candidates, quality, strict=True):
         other = np.where(np.arange(len(p)) == label, -1.0, p)
         best = int(other.argmax())
@@ -133,6 +163,21 @@ def find_mislabels(
             continue
         if rel not in copies and frozenset((given, suggested)) not in between:
             suspects.append((rel, given, suggested, confidence, float(score)))
+    return suspects
+
+
+def _nearer_the_suggested(data: ReviewData, suspects: list[Suspect]) -> list[Finding]:
+    """A finding for each suspect that sits among the suggested category's training photos
+    (by MISLABEL_MARGIN, or MISLABEL_GROUP_MARGIN when several are suspected alike) and that
+    the user has not kept."""
+    import numpy as np
+
+    row_of = {r.rel: i for i, r in enumerate(data.records)}
+    by_category: dict[str, list[int]] = {}
+    for i, record in enumerate(data.records):
+        if record.split == "train":
+            by_category.setdefault(record.category, []).append(i)
+    train_rows = {c: np.array(rows) for c, rows in by_category.items()}
     # Several photos of one kind filed in the same wrong folder (4 shoes under hat) are each
     # other's nearest photos there: the margin leaves out the photos suspected alike.
     # Photos moved or removed since the training still count as suspected alike, so fixing
@@ -154,32 +199,36 @@ def find_mislabels(
             continue
         if data.photo_dismissed("mislabel", rel, (given, suggested)):
             continue
-        findings.append(
-            make_finding(
-                "mislabel",
-                (rel,),
-                (given, suggested),
-                0.5 + 0.45 * (1.0 - score),
-                f"This photo in {given!r} looks like {suggested!r}: the model says so, and it "
-                f"is far more like the photos of {suggested!r} than those of {given!r}. It is "
-                "probably filed in the wrong category.",
-                Suggestion(
-                    "move",
-                    (rel,),
-                    to=suggested,
-                    categories=(given,),
-                    label=f"Move it to {suggested}",
-                ),
-                {
-                    "confidence": round(confidence, 4),
-                    "label_quality": round(score, 4),
-                    "margin": round(margin, 4),
-                    "suggested": suggested,
-                    "given": given,
-                },
-            )
-        )
+        findings.append(_mislabel_finding(rel, given, suggested, confidence, score, margin))
     return findings
+
+
+def _mislabel_finding(
+    rel: str, given: str, suggested: str, confidence: float, score: float, margin: float
+) -> Finding:
+    return make_finding(
+        "mislabel",
+        (rel,),
+        (given, suggested),
+        0.5 + 0.45 * (1.0 - score),
+        f"This photo in {given!r} looks like {suggested!r}: the model says so, and it "
+        f"is far more like the photos of {suggested!r} than those of {given!r}. It is "
+        "probably filed in the wrong category.",
+        Suggestion(
+            "move",
+            (rel,),
+            to=suggested,
+            categories=(given,),
+            label=f"Move it to {suggested}",
+        ),
+        {
+            "confidence": round(confidence, 4),
+            "label_quality": round(score, 4),
+            "margin": round(margin, 4),
+            "suggested": suggested,
+            "given": given,
+        },
+    )
 
 
 def _margin(

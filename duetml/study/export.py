@@ -26,7 +26,7 @@ from typing import Any
 from duetml import atomic
 from duetml.errors import AlreadyExistsError
 from duetml.study.activity import read_events, session_events, task_activity
-from duetml.study.design import Study
+from duetml.study.design import Participant, Study
 from duetml.study.items import EQ, UMUX, UQ
 from duetml.study.ratings import all_ratings
 from duetml.study.report import participant_answers
@@ -61,9 +61,9 @@ def anonymise(event: dict[str, Any], start: float) -> dict[str, Any]:
 
 
 def export_study(study: Study, out: Path) -> dict[str, Any]:
-    from duetml.project import Project
-    from duetml.web.thumbs import ThumbnailCache
-
+    """The study as a folder to share: `data.csv` (answers, ratings and activity, a row
+    each), `study.json` (the design without its seed), and per participant and task the
+    categories as thumbnails and the anonymised log. Written whole or not at all."""
     out = Path(out)
     if out.exists():
         raise AlreadyExistsError(f"{out} exists: choose a new folder for the export.")
@@ -82,55 +82,13 @@ def export_study(study: Study, out: Path) -> dict[str, Any]:
         events = session_events(study, p.id)
         start = float(events[0]["ts"]) if events else 0.0
         for task in study.design.tasks:
-            project = Project.open(study.task_project(p.id, task.id), source="study")
-            target = folder / task.id
-            (target / "thumbs").mkdir(parents=True)
-            thumbs = ThumbnailCache(project.state_dir)
-            records = project.images("train")
-            hashes = project.hashes(records)
-            categories = []
-            for index, name in enumerate(project.category_names()):
-                shown = []
-                for r in records:
-                    if r.category != name or r.rel not in hashes:
-                        continue
-                    file = f"thumbs/{index:02d}/{hashes[r.rel][:16]}.jpg"
-                    atomic.write_bytes(target / file, thumbs.get(hashes[r.rel], r.path))
-                    shown.append(file)
-                categories.append({"name": name, "photos": shown})
-                photos += len(shown)
-            atomic.write_text(target / "categories.json", json.dumps(categories, indent=2))
-            log = "".join(
-                json.dumps(anonymise(e, start), ensure_ascii=False) + "\n"
-                for e in read_events(project.root)
-            )
-            atomic.write_text(target / "events.jsonl", log)
-            activity = task_activity(study, p.id, task.id)
-            for measure in ACTIVITY_MEASURES:
-                if activity[measure] is not None:
-                    rows.append(
-                        {
-                            "participant": p.id,
-                            "condition": p.condition,
-                            "task": task.id,
-                            "source": "log",
-                            "rater": "",
-                            "item": measure,
-                            "value": activity[measure],
-                        }
-                    )
+            photos += _export_task(study, p, task.id, folder / task.id, start, rows)
         mine = [a for a in answers if a["participant"] == p.id]
         per_task: dict[str, dict[str, int]] = {}
         for a in mine:
             per_task.setdefault(a["task"], {})[a["item"]] = a["value"]
         atomic.write_text(folder / "answers.json", json.dumps(per_task, indent=2))
-    design = study.design.as_dict()
-    design.pop("seed")
-    design["participants"] = [{"id": p.id, "condition": p.condition} for p in included]
-    design["items"] = {
-        q.id: {"source": q.source, "items": {i.id: i.text for i in q.items}} for q in (UQ, UMUX, EQ)
-    }
-    atomic.write_text(work / "study.json", json.dumps(design, indent=2))
+    _write_design(study, included, work)
     text = io.StringIO()
     writer = csv.DictWriter(text, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -144,3 +102,63 @@ def export_study(study: Study, out: Path) -> dict[str, Any]:
         "rows": len(rows),
         "photos": photos,
     }
+
+
+def _export_task(
+    study: Study, p: Participant, task: str, target: Path, start: float, rows: list[dict[str, Any]]
+) -> int:
+    """One task of one participant into `target`: its categories as thumbnails (named by
+    content) and its anonymised log; its activity measures are added to `rows`. Returns the
+    number of photos written."""
+    from duetml.project import Project
+    from duetml.web.thumbs import ThumbnailCache
+
+    photos = 0
+    project = Project.open(study.task_project(p.id, task), source="study")
+    (target / "thumbs").mkdir(parents=True)
+    thumbs = ThumbnailCache(project.state_dir)
+    records = project.images("train")
+    hashes = project.hashes(records)
+    categories = []
+    for index, name in enumerate(project.category_names()):
+        shown = []
+        for r in records:
+            if r.category != name or r.rel not in hashes:
+                continue
+            file = f"thumbs/{index:02d}/{hashes[r.rel][:16]}.jpg"
+            atomic.write_bytes(target / file, thumbs.get(hashes[r.rel], r.path))
+            shown.append(file)
+        categories.append({"name": name, "photos": shown})
+        photos += len(shown)
+    atomic.write_text(target / "categories.json", json.dumps(categories, indent=2))
+    log = "".join(
+        json.dumps(anonymise(e, start), ensure_ascii=False) + "\n"
+        for e in read_events(project.root)
+    )
+    atomic.write_text(target / "events.jsonl", log)
+    activity = task_activity(study, p.id, task)
+    for measure in ACTIVITY_MEASURES:
+        if activity[measure] is not None:
+            rows.append(
+                {
+                    "participant": p.id,
+                    "condition": p.condition,
+                    "task": task,
+                    "source": "log",
+                    "rater": "",
+                    "item": measure,
+                    "value": activity[measure],
+                }
+            )
+    return photos
+
+
+def _write_design(study: Study, included: list[Participant], work: Path) -> None:
+    """`study.json`: the design (without its seed), the participants kept, the questionnaires."""
+    design = study.design.as_dict()
+    design.pop("seed")
+    design["participants"] = [{"id": p.id, "condition": p.condition} for p in included]
+    design["items"] = {
+        q.id: {"source": q.source, "items": {i.id: i.text for i in q.items}} for q in (UQ, UMUX, EQ)
+    }
+    atomic.write_text(work / "study.json", json.dumps(design, indent=2))

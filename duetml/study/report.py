@@ -121,16 +121,59 @@ def krippendorff_alpha(ratings: list[dict[str, Any]], item: str) -> dict[str, An
     return result
 
 
+# The activity measures the report describes per condition (export.ACTIVITY_MEASURES, what the
+# export writes, has proactive_advice too).
+SUMMARISED_MEASURES = (
+    "seconds",
+    "operations",
+    "agent_messages",
+    "proposals_shown",
+    "proposals_applied",
+    "questions_chat",
+    "questions_buttons",
+)
+
+
 def build_report(study: Study, eq_unit: str = "ratings") -> dict[str, Any]:
     """The whole analysis as one JSON-ready dict (the CLI prints it or its --json)."""
-    import numpy as np
-
     if eq_unit not in EQ_UNITS:
         raise ValueError(eq_unit)
     conditions = list(study.design.conditions)
-    condition_of = {p.id: p.condition for p in study.design.participants}
     answers, withdrawn = participant_answers(study)
     ratings = all_ratings(study)
+    activity = [
+        {**task_activity(study, p.id, t.id), "condition": p.condition}
+        for p in study.design.participants
+        if p.id not in withdrawn
+        for t in study.design.tasks
+    ]
+    return {
+        "conditions": conditions,
+        "participants": {
+            c: [
+                p.id
+                for p in study.design.participants
+                if p.condition == c and p.id not in withdrawn
+            ]
+            for c in conditions
+        },
+        "withdrawn": withdrawn,
+        "eq_unit": eq_unit,
+        "items": _compared_items(study, answers, ratings, eq_unit),
+        "agreement": {it.id: krippendorff_alpha(ratings, it.id) for it in EQ.items},
+        "raters": sorted({r["rater"] for r in ratings}),
+        "activity": activity,
+        "activity_summary": _activity_summary(study, activity),
+    }
+
+
+def _compared_items(
+    study: Study, answers: list[dict[str, Any]], ratings: list[dict[str, Any]], eq_unit: str
+) -> list[dict[str, Any]]:
+    """Each questionnaire item per task: the answers (participants) or ratings (raters, EQ)
+    described per condition, and compared by a Mann-Whitney U test when there are two."""
+    conditions = list(study.design.conditions)
+    condition_of = {p.id: p.condition for p in study.design.participants}
     items: list[dict[str, Any]] = []
 
     def add_item(item: str, task: str, source: str, values_by: dict[str, list[float]]) -> None:
@@ -158,38 +201,36 @@ def build_report(study: Study, eq_unit: str = "ratings") -> dict[str, Any]:
                     add_item(it.id, task.id, "participants", by)
         for it in EQ.items:
             values = [r for r in ratings if r["task"] == task.id and r["item"] == it.id]
-            if not values:
-                continue
-            by = {}
-            if eq_unit == "ratings":  # as the paper's test: every rating one observation
-                for r in values:
-                    by.setdefault(condition_of[r["participant"]], []).append(r["value"])
-            else:  # each participant's mean over the raters
-                per: dict[str, list[float]] = {}
-                for r in values:
-                    per.setdefault(r["participant"], []).append(r["value"])
-                for pid, vals in sorted(per.items()):
-                    by.setdefault(condition_of[pid], []).append(float(np.mean(vals)))
-            add_item(it.id, task.id, f"raters ({eq_unit})", by)
+            if values:
+                by = _ratings_by_condition(values, eq_unit, condition_of)
+                add_item(it.id, task.id, f"raters ({eq_unit})", by)
+    return items
 
-    activity = [
-        {**task_activity(study, p.id, t.id), "condition": p.condition}
-        for p in study.design.participants
-        if p.id not in withdrawn
-        for t in study.design.tasks
-    ]
-    measures = (
-        "seconds",
-        "operations",
-        "agent_messages",
-        "proposals_shown",
-        "proposals_applied",
-        "questions_chat",
-        "questions_buttons",
-    )
+
+def _ratings_by_condition(
+    values: list[dict[str, Any]], eq_unit: str, condition_of: dict[str, str]
+) -> dict[str, list[float]]:
+    import numpy as np
+
+    by: dict[str, list[float]] = {}
+    if eq_unit == "ratings":  # as the paper's test: every rating one observation
+        for r in values:
+            by.setdefault(condition_of[r["participant"]], []).append(r["value"])
+    else:  # each participant's mean over the raters
+        per: dict[str, list[float]] = {}
+        for r in values:
+            per.setdefault(r["participant"], []).append(r["value"])
+        for pid, vals in sorted(per.items()):
+            by.setdefault(condition_of[pid], []).append(float(np.mean(vals)))
+    return by
+
+
+def _activity_summary(study: Study, activity: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each activity measure per task, described per condition."""
+    conditions = list(study.design.conditions)
     activity_summary = []
     for task in study.design.tasks:
-        for measure in measures:
+        for measure in SUMMARISED_MEASURES:
             by_condition = {
                 c: describe(
                     [
@@ -203,24 +244,7 @@ def build_report(study: Study, eq_unit: str = "ratings") -> dict[str, Any]:
             activity_summary.append(
                 {"task": task.id, "measure": measure, "by_condition": by_condition}
             )
-    return {
-        "conditions": conditions,
-        "participants": {
-            c: [
-                p.id
-                for p in study.design.participants
-                if p.condition == c and p.id not in withdrawn
-            ]
-            for c in conditions
-        },
-        "withdrawn": withdrawn,
-        "eq_unit": eq_unit,
-        "items": items,
-        "agreement": {it.id: krippendorff_alpha(ratings, it.id) for it in EQ.items},
-        "raters": sorted({r["rater"] for r in ratings}),
-        "activity": activity,
-        "activity_summary": activity_summary,
-    }
+    return activity_summary
 
 
 def plot_items(report: dict[str, Any], out: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Response, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 
 from duetml.errors import NotFoundError
@@ -201,11 +202,23 @@ def create_rating_app(
     port: int = DEFAULT_PORT,
     token: str | None = None,
 ) -> Litestar:
-    from duetml.study import ratings
-    from duetml.study.items import EQ
-    from duetml.web.thumbs import ThumbnailCache
-
+    """The raters' page (`duetml study rate`): the study's training data, blind, to rate."""
     study = Study.open(study_root)
+    app = Litestar(
+        route_handlers=[*_rating_page(), *_rating_api(study)],
+        exception_handlers=make_exception_handlers((study.root,)),
+        request_max_body_size=JSON_MAX_BYTES,
+        openapi_config=None,
+        debug=False,
+    )
+    app.asgi_handler = RequestGuard(
+        app.asgi_handler, allowed_host_values(port, allowed_hosts or ()), token
+    )
+    return app
+
+
+def _rating_page() -> list[HTTPRouteHandler]:
+    """The raters' page and its files (no project's page: nothing else is served)."""
     static = {
         name: (STATIC_DIR / name).read_bytes()
         for name in ("study.html", "study.css", "js/study.js", "js/dom.js", "favicon.svg")
@@ -216,8 +229,6 @@ def create_rating_app(
         ".js": "text/javascript",
         ".svg": "image/svg+xml",
     }
-    thumbs = ThumbnailCache(study.root / ".rating-cache")
-    photos: dict[tuple[str, str], Path] = {}  # (code, sha256) -> the photo's file
 
     @get("/", include_in_schema=False, sync_to_thread=False)
     def page() -> Response[bytes]:
@@ -233,6 +244,18 @@ def create_rating_app(
         return Response(
             found, media_type=media[Path(name).suffix], headers={"Cache-Control": "no-cache"}
         )
+
+    return [page, files]
+
+
+def _rating_api(study: Study) -> list[HTTPRouteHandler]:
+    """What a rater reads and saves: their queue, one rating, the photos' thumbnails."""
+    from duetml.study import ratings
+    from duetml.study.items import EQ
+    from duetml.web.thumbs import ThumbnailCache
+
+    thumbs = ThumbnailCache(study.root / ".rating-cache")
+    photos: dict[tuple[str, str], Path] = {}  # (code, sha256) -> the photo's file
 
     @get("/api/rate/{rater:str}", responses=ERROR_RESPONSES, sync_to_thread=True)
     def queue(rater: FromPath[str]) -> dict[str, Any]:
@@ -295,14 +318,4 @@ def create_rating_app(
                 photos[(rated.code, p["sha256"])] = rated.project / p["rel"]
         return categories
 
-    app = Litestar(
-        route_handlers=[page, files, queue, rate, photo],
-        exception_handlers=make_exception_handlers((study.root,)),
-        request_max_body_size=JSON_MAX_BYTES,
-        openapi_config=None,
-        debug=False,
-    )
-    app.asgi_handler = RequestGuard(
-        app.asgi_handler, allowed_host_values(port, allowed_hosts or ()), token
-    )
-    return app
+    return [queue, rate, photo]

@@ -10,7 +10,6 @@ import { emit, store } from "./store.js";
 const BURST_PER_SECOND = 5; // as Teachable Machine's hold-to-record
 const BURST_MAX = 100; // 20 s of holding; one upload, so one undo
 const PHOTO_SIDE = 512; // a stored photo: the central square the model looks at, this wide
-const LIVE_SIDE = 224; // a live frame: exactly the model's input, small to send
 const LIVE_EVERY_MS = 200; // at most five predictions a second, never two at once
 
 const HIDDEN =
@@ -380,7 +379,9 @@ async function liveLoop(session) {
   const video = $("#live-video");
   while (session.active) {
     const started = performance.now();
-    const frame = await captureSquare(video, LIVE_SIDE, "camera frame.jpg", 0.85);
+    // A live frame is exactly the model's input (GET /api/project says how wide): small to send.
+    const side = store.project.model_input_side;
+    const frame = await captureSquare(video, side, "camera frame.jpg", 0.85);
     if (frame && session.active) {
       try {
         const result = await postFiles("/api/predict?live=true", [frame]);

@@ -23,7 +23,6 @@ const FIRST_ROWS = 60; // photos shown per category before "Show all"
 // 100-category project is a page of panels, not 5,000 thumbnails; "Show all" opens one.
 const MANY_CATEGORIES = 8;
 const FIRST_ROWS_WHEN_MANY = 12;
-const TINY_CATEGORY = 5; // as duetml/health.py: fewer photos and the model barely learns it
 const BATCH_FILES = 40;
 const BATCH_BYTES = 16 * 1024 * 1024;
 
@@ -559,7 +558,7 @@ function filterText() {
 
 function categoryWarnings(category) {
   if (category.count === 0) return ["no photos"];
-  if (category.count < TINY_CATEGORY) return ["too few photos"];
+  if (category.count < store.project.tiny_category) return ["too few photos"];
   return [];
 }
 
@@ -1034,7 +1033,7 @@ async function walkEntry(entry) {
 // Returns the report (added, duplicates, rejected). `oneRequest` sends everything in one
 // request, up to the server's limits (a camera burst: one entry in the history, one undo).
 export async function uploadFiles(category, files, split = "train", { oneRequest = false } = {}) {
-  const limit = store.project ? store.project.upload_max_bytes : 64 * 1024 * 1024;
+  const limit = store.project.upload_max_bytes;
   const hidden = (f) =>
     (f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith("."));
   const wanted = files.filter((f) => !hidden(f));
@@ -1080,7 +1079,7 @@ export async function uploadFiles(category, files, split = "train", { oneRequest
   let sentFiles = 0;
   let failure = null;
   const perRequest = oneRequest
-    ? [store.project ? store.project.upload_max_files : BATCH_FILES, limit]
+    ? [store.project.upload_max_files, limit]
     : [BATCH_FILES, BATCH_BYTES];
   for (const batch of batches(queue, ...perRequest)) {
     const batchBytes = batch.reduce((sum, f) => sum + f.size, 0);

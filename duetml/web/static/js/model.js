@@ -227,7 +227,9 @@ export function wirePredict() {
 }
 
 export async function predictFiles(files) {
-  const photos = files.filter((f) => !f.name.startsWith(".")).slice(0, 50);
+  const photos = files
+    .filter((f) => !f.name.startsWith("."))
+    .slice(0, store.project.predict_max_files);
   if (!photos.length) return;
   const list = $("#predictions");
   const cards = photos.map((file) => {

@@ -299,7 +299,8 @@ function renderFinding(finding) {
         onclick: () => keep(item, finding),
       }),
     );
-  item.append(
+  // The DOM's own append writes a null as the text "null": leave the absent parts out.
+  const parts = [
     h("div", { class: "finding-kind", text: KINDS[finding.kind] || finding.kind }),
     h("p", { class: "finding-message", text: finding.message }),
     suggestion && suggestion.label && photos.length
@@ -308,7 +309,8 @@ function renderFinding(finding) {
     photos.length ? list : null,
     bulk,
     h("div", { class: "finding-actions" }, actions),
-  );
+  ];
+  item.append(...parts.filter((part) => part));
   item.dataset.trainPhotos = String(photos.filter((id) => id.startsWith("train/")).length);
   return item;
 }
