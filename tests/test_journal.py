@@ -31,11 +31,6 @@ def _photos(project: Project) -> set[str]:
     return {r.rel for r in project.images("train") + project.images("test")}
 
 
-def _everything(root: Path) -> dict[str, bytes]:
-    """Every photo anywhere under ``root`` (data and trash), by content: nothing may vanish."""
-    return {p.read_bytes().hex()[:64]: p.read_bytes() for p in root.rglob("*.jpg")}
-
-
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from duetml.cli import main; main()", *args],

@@ -3,7 +3,6 @@ over fake providers (tests/agent_fakes.py). Projects and photos come from tests/
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -68,22 +67,6 @@ def dead_llm_error() -> LLMError:
         "Ollama is not running at http://127.0.0.1:9: start it with `ollama serve`, "
         "or choose another provider with `duetml llm use passive openai:gpt-4o`."
     )
-
-
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
-    import os
-
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class RawResponse:

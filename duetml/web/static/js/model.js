@@ -776,5 +776,3 @@ function renderCell() {
         }),
   );
 }
-
-export { emit };
