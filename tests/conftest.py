@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test runs with DUETML_HOME in a temp folder, never the real home.
+"""Shared fixtures. Every test runs with DUETML_HOME in a temp folder, never the real home,
+and without the LLM settings of the shell that started it (`clean_env`).
 
 One DUETML_HOME serves the whole session so the backbone's one-time ONNX export (a few
 seconds) is paid once; tests that need a pristine home make their own.
@@ -27,17 +28,23 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
+# Settings a developer's shell may hold; the agent tests must not see them.
+LLM_ENV_VARS = (
+    "DUETML_PASSIVE_LLM",
+    "DUETML_PROACTIVE_LLM",
+    "OLLAMA_HOST",
+    "OLLAMA_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DUETML_PROJECT",
+    "DUETML_MAX_CONTEXT",
+)
+
 _SESSION_HOME = tempfile.mkdtemp(prefix="duetml-test-home-")
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["DUETML_HOME"] = _SESSION_HOME
-for _var in (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OLLAMA_HOST",
-    "DUETML_PASSIVE_LLM",
-    "DUETML_PROACTIVE_LLM",
-    "DUETML_PROJECT",
-):
+# Gone before any fixture runs (session-wide ones too), and again before each test (clean_env).
+for _var in LLM_ENV_VARS:
     os.environ.pop(_var, None)
 
 
@@ -106,22 +113,9 @@ def new_project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj", goal="tell hats from shoes")
 
 
-# Settings a developer's shell may hold; the agent tests must not see them.
-LLM_ENV_VARS = (
-    "DUETML_PASSIVE_LLM",
-    "DUETML_PROACTIVE_LLM",
-    "OLLAMA_HOST",
-    "OLLAMA_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "DUETML_PROJECT",
-    "DUETML_MAX_CONTEXT",
-)
-
-
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, duetml_home: Path) -> None:
-    """No LLM settings from the shell (use it with `pytest.mark.usefixtures("clean_env")`)."""
+    """No LLM settings from the shell, nor left over by an earlier test; the session's home."""
     for name in LLM_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DUETML_HOME", str(duetml_home))
@@ -134,6 +128,6 @@ def demo_project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def trained_project(trained_demo: Path, clean_env: None) -> Project:
+def trained_project(trained_demo: Path) -> Project:
     """The trained demo project (a private copy), opened."""
     return Project.open(trained_demo)

@@ -17,8 +17,6 @@ from duetml.agents.context import ContextBuilder, rank_categories
 from duetml.agents.facts import Evaluation, render_facts
 from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 DEMO_PHOTOS = sorted(DEMO_DATA.glob("*/*.jpg"))
 
 

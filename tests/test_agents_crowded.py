@@ -25,8 +25,6 @@ from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.cli import app
 from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 runner = CliRunner()
 COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
 MOVED = 5  # shoes photos filed under hat

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_advisers.py"
 
 

@@ -21,8 +21,6 @@ from typer.testing import CliRunner
 from duetml.agents import choice
 from duetml.cli import app
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 runner = CliRunner()
 
 

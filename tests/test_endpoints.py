@@ -25,8 +25,6 @@ from duetml.llm.privacy import DEFAULT_PORTS, parse_endpoint
 from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 KEY = "sk-user-own-key-0123456789abcdefXYZ"
 runner = CliRunner()
 

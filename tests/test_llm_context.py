@@ -22,8 +22,6 @@ from duetml.llm import ChatMessage, ImageInput, get_provider
 from duetml.llm import window as w
 from duetml.llm.base import PreemptedError
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 GOAL = "Sort my clothes photos into tops, trousers, shoes and bags for a resale shop"
 SYSTEM_START = "You work inside duetml"
 

@@ -107,7 +107,6 @@ def test_generated_llm_hints_read_as_clicks() -> None:
     assert "Allow for this project" in (error.web or "")
 
 
-@pytest.mark.usefixtures("clean_env")
 def test_errors_and_warnings_reach_the_page_without_commands(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
     app = create_app(project.root, baseline=True, port=8765)

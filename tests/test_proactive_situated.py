@@ -16,8 +16,6 @@ from duetml.agents import AgentSession, ProactiveTimer
 from duetml.agents import session as session_module
 from duetml.agents.proactive import is_repeat, similarity
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 
 def session_for(project, passive=None, proactive=None) -> AgentSession:
     return AgentSession(

@@ -16,8 +16,6 @@ from duetml.errors import DuetmlError
 from duetml.llm.ollama_provider import OllamaProvider
 from duetml.llm.openai_provider import OpenAIProvider
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 
 def hats(project, count=2):
     return [r.rel for r in project.images("train", "hat")[:count]]

@@ -22,7 +22,6 @@ from duetml.llm.base import ContextOverflowError, RequestFailed
 from duetml.llm.openai_provider import OpenAIProvider
 from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
 runner = CliRunner()
 
 

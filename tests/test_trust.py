@@ -29,8 +29,6 @@ from duetml.cli import app
 from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 KEY = "sk-user-own-key-0123456789abcdefXYZ"
 runner = CliRunner()
 

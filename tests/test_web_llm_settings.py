@@ -23,7 +23,6 @@ from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 from duetml.web import create_app
 
-pytestmark = pytest.mark.usefixtures("clean_env")
 # The browser and the page watcher, shared with the main browser tests.
 browser = test_web_browser.browser
 watch = test_web_browser.watch
