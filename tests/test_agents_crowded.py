@@ -62,13 +62,6 @@ def crowded(_crowded_template: Path, tmp_path: Path) -> Project:
     return Project.open(root)
 
 
-@pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch):
-    with FakeOllamaServer() as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.url)
-        yield server
-
-
 def run(*args: str, input: str | None = None):
     return runner.invoke(app, list(args), input=input)
 

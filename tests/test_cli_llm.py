@@ -10,10 +10,9 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
-from helpers import free_port, make_project
+from helpers import free_port
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
 from typer.testing import CliRunner
@@ -22,18 +21,7 @@ from duetml.agents import choice
 from duetml.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch):
-    with FakeOllamaServer() as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.url)
-        yield server
-
-
-@pytest.fixture
-def project(tmp_path: Path):
-    return make_project(tmp_path / "proj", per_category=4, categories=["hat", "shoes"])
+pytestmark = pytest.mark.project(per_category=4, categories=["hat", "shoes"])
 
 
 def run(*args: str, input: str | None = None):

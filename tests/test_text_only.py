@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import make_project
 from llm_fakes import FakeOpenAIServer, recorded_answer
 from typer.testing import CliRunner
 
@@ -23,11 +22,7 @@ from duetml.llm.openai_provider import OpenAIProvider
 from duetml.project import Project
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "p", per_category=3, categories=["hat", "shoes"])
+pytestmark = pytest.mark.project(categories=["hat", "shoes"])
 
 
 def _with_images(request) -> bool:

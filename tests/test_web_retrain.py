@@ -7,19 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import demo_photos
 from PIL import Image
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, serving
+from test_web_browser import open_page, serving
+from web_helpers import Watch
 
 from duetml import classifier
 from duetml.project import Project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-browser = test_web_browser.browser
-watch = test_web_browser.watch
 
 
 def test_the_page_says_what_a_quick_retrain_accuracy_is_made_of(

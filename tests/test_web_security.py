@@ -9,25 +9,17 @@ from pathlib import Path
 import pytest
 from helpers import demo_photos, make_project
 from litestar.testing import TestClient
-from web_helpers import asgi_request, fake_agents
+from web_helpers import PORT, asgi_request, fake_agents
 
 from duetml.project import Project
 from duetml.web import create_app
 from duetml.web.errors import scrub
 from duetml.web.routes_data import UPLOAD_MAX_BYTES
 
-PORT = 8765
 OK_HOST = f"127.0.0.1:{PORT}"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=3)
-
-
-@pytest.fixture
-def app(project: Project):
-    return create_app(project.root, agents=fake_agents()[0], port=PORT, allowed_hosts=["duet.lan"])
+# The `app` fixture: conftest's, on its `project` (3 photos of each demo category), with the
+# fake agents, answering to the host the user chose too.
+pytestmark = pytest.mark.app(allowed_hosts=["duet.lan"])
 
 
 def category_names(project: Project) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,54 +20,19 @@ import pytest
 from helpers import CALTECH, free_port
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
-from test_web_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT,
-    Watch,
-    ollama_settings,
-    serving,
-    show_step,
-)
+from test_web_browser import ollama_settings, serving, show_step
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
+from web_helpers import TIMEOUT, Watch
 
 from duetml.project import Project
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.camera]  # the camera is a state
 
 WIDTHS = (390, 1440, 2560)
 HEIGHTS = {390: 844, 1440: 900, 2560: 1440}
 MAX_TABS_TO_TRAIN = 40
 MAX_DOM_NODES = 5000
 SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-workspace"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium with a fake camera the user has allowed (the camera is one of the states)."""
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing: install Debian's `chromium` package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
 
 
 @pytest.fixture(scope="module")

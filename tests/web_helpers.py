@@ -1,17 +1,95 @@
-"""Shared pieces of the web tests: a live server, raw ASGI calls, and the real AgentSession
-over fake providers (tests/agent_fakes.py). Projects and photos come from tests/helpers.py."""
+"""Shared pieces of the web tests: Litestar's TestClient on an app, a live server, raw ASGI
+calls, the real AgentSession over fake providers (tests/agent_fakes.py), and Debian's Chromium
+with what a page must not do unnoticed. Projects and photos come from tests/helpers.py; the
+fixtures built on these live in conftest.py. The bench scripts use them too."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Self
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+from litestar import Litestar
+from litestar.testing import TestClient
 
 from duetml.errors import LLMError
 from duetml.project import Project
+
+if TYPE_CHECKING:
+    from agent_fakes import FakeProvider
+    from playwright.sync_api import Browser, Page, Playwright
+
+    from duetml.agents import AgentSession
+    from duetml.web.state import WebState
+
+PORT = 8765  # the port the test apps believe they serve (create_app's host check reads it)
+BASE = f"http://127.0.0.1:{PORT}"
+
+# Debian's Chromium, as the browser tests and the page benches launch it.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Chromium's fake camera is a real video device to the page (a moving test pattern), and the
+# second flag answers the permission prompt with "allow".
+FAKE_CAMERA = "--use-fake-device-for-media-stream"
+ALLOW_CAMERA = "--use-fake-ui-for-media-stream"
+TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
+
+AgentsFactory = Callable[[Project], "AgentSession"]
+
+
+class WebClient(TestClient[Litestar]):
+    """Litestar's TestClient on a project's app, with what the tests look at beside the
+    answers: the project (opened), and the fake providers behind the app's agents."""
+
+    project: Project
+    passive: FakeProvider
+    proactive: FakeProvider
+
+    @property
+    def web(self) -> WebState:
+        """The app's own state (its project, agents, training, versions)."""
+        state: WebState = self.app.state.duetml
+        return state
+
+
+def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@dataclass
+class Watch:
+    """Everything a page did that a test must not let pass: script dialogs, errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> Page:
+        page.set_default_timeout(TIMEOUT)
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"console: {msg.text}")
+                if msg.type == "error" and "Failed to load resource" not in msg.text
+                else None
+            ),
+        )
+        return page
 
 
 class LiveServer:
