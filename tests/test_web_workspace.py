@@ -10,9 +10,11 @@ run (`pytest -s`) shows them beside the limits the issue set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +61,27 @@ def project_for(request: pytest.FixtureRequest, which: str, tmp_path: Path) -> P
     return root
 
 
-def open_workspace(browser: Any, url: str, watch: Watch, width: int) -> tuple[Any, Any]:
-    # bypass_csp: only so the test can load axe-core into the page (the app never serves it).
-    context = browser.new_context(
-        viewport={"width": width, "height": HEIGHTS[width]}, bypass_csp=True
-    )
-    page = watch.attach(context.new_page())
-    page.set_default_timeout(max(TIMEOUT, 60_000))  # a 100-category first listing, loaded
-    page.goto(url)
-    page.wait_for_selector("body[data-ready=true]")
-    page.locator("article.category").first.wait_for()
-    return context, page
+@contextlib.contextmanager
+def open_workspace(
+    browser: Any, watch: Watch, root: Path, width: int, llm_url: str
+) -> Iterator[Any]:
+    """The project at ``root`` served with its assistant on the Ollama at ``llm_url``, and
+    its page open at ``width`` px once its categories are listed; closed after."""
+    ollama_settings(Project.open(root), llm_url)
+    with serving(root) as server:
+        # bypass_csp: only so the test can load axe-core (the app never serves it).
+        context = browser.new_context(
+            viewport={"width": width, "height": HEIGHTS[width]}, bypass_csp=True
+        )
+        try:
+            page = watch.attach(context.new_page())
+            page.set_default_timeout(max(TIMEOUT, 60_000))  # a 100-category first listing
+            page.goto(server.url)
+            page.wait_for_selector("body[data-ready=true]")
+            page.locator("article.category").first.wait_for()
+            yield page
+        finally:
+            context.close()
 
 
 def dom_nodes(page: Any) -> int:
@@ -122,9 +134,7 @@ def test_the_loop_is_in_reach_and_the_page_stays_light(
 ) -> None:
     root = project_for(request, which, tmp_path)
     # An LLM server that does not answer: every first run without Ollama.
-    ollama_settings(Project.open(root), f"http://127.0.0.1:{free_port()}")
-    with serving(root) as server:
-        context, page = open_workspace(browser, server.url, watch, width)
+    with open_workspace(browser, watch, root, width, f"http://127.0.0.1:{free_port()}") as page:
         # Train on the first screen, in a bar that does not scroll away: the page itself
         # never scrolls, each step does.
         assert train_in_view(page), "Train is not on the first screen"
@@ -162,7 +172,6 @@ def test_the_loop_is_in_reach_and_the_page_stays_light(
         show_step(page, "data")
         assert_no_axe(page, "load")
         shot(page, f"{which}-{width}-data")
-        context.close()
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
 
 
@@ -181,10 +190,8 @@ def test_axe_finds_nothing_in_each_state(
         # The demo's review finds nothing (issue 16); an empty category is a finding to keep.
         Project.open(root).add_category("scarves")
     with FakeOllamaServer() as ollama:
-        ollama_settings(Project.open(root), ollama.url)
         ollama.queue_status(500, body={"error": "model crashed"}, times=3)
-        with serving(root) as server:
-            context, page = open_workspace(browser, server.url, watch, width)
+        with open_workspace(browser, watch, root, width, ollama.url) as page:
             # A photo opened with the keyboard: the viewer dialog.
             page.locator('.grid .thumb[tabindex="0"]').first.focus()
             page.keyboard.press("Enter")
@@ -241,5 +248,4 @@ def test_axe_finds_nothing_in_each_state(
             expect(error).to_have_count(1)
             assert_no_axe(page, "chat error")
             shot(page, f"{which}-{width}-chat-error")
-            context.close()
     assert not watch.dialogs, watch.dialogs
