@@ -29,11 +29,10 @@ from hypothesis import settings
 from duetml.project import Project
 
 if TYPE_CHECKING:
-    from agent_fakes import FakeProvider
     from litestar import Litestar
     from llm_fakes import FakeOllamaServer
     from playwright.sync_api import Browser, Playwright
-    from web_helpers import AgentsFactory, Watch, WebClient
+    from web_helpers import FakeAgents, Watch, WebClient
 
 # The shared test helpers assert too: pytest rewrites their asserts only if told before import.
 pytest.register_assert_rewrite("agent_fakes", "llm_fakes", "web_helpers")
@@ -141,7 +140,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def agents() -> tuple[AgentsFactory, FakeProvider, FakeProvider]:
+def agents() -> FakeAgents:
     """(factory, passive, proactive): the real AgentSession over two FakeProviders that the
     `app` fixture serves (queue replies on passive and proactive)."""
     from web_helpers import fake_agents
@@ -149,9 +148,7 @@ def agents() -> tuple[AgentsFactory, FakeProvider, FakeProvider]:
     return fake_agents()
 
 
-def _app_options(
-    request: pytest.FixtureRequest, agents: tuple[AgentsFactory, FakeProvider, FakeProvider]
-) -> tuple[dict[str, Any], str]:
+def _app_options(request: pytest.FixtureRequest, agents: FakeAgents) -> tuple[dict[str, Any], str]:
     """create_app's options for a test (its `app` marker over the defaults), and base_url."""
     from web_helpers import BASE, PORT
 
@@ -163,7 +160,7 @@ def _app_options(
 def app(
     request: pytest.FixtureRequest,
     project: Project,
-    agents: tuple[AgentsFactory, FakeProvider, FakeProvider],
+    agents: FakeAgents,
 ) -> Litestar:
     """The web app on `project` as `duetml serve` makes it, at 127.0.0.1:8765, with `agents`
     for its assistant. `@pytest.mark.app(...)` passes other create_app options (baseline,
@@ -177,7 +174,7 @@ def _web_client(
     request: pytest.FixtureRequest,
     app: Litestar,
     project: Project,
-    agents: tuple[AgentsFactory, FakeProvider, FakeProvider],
+    agents: FakeAgents,
 ) -> Iterator[WebClient]:
     from web_helpers import WebClient
 
@@ -192,7 +189,7 @@ def client(
     request: pytest.FixtureRequest,
     app: Litestar,
     project: Project,
-    agents: tuple[AgentsFactory, FakeProvider, FakeProvider],
+    agents: FakeAgents,
 ) -> Iterator[WebClient]:
     """Litestar's TestClient on `app` (no socket), started; `client.project` is `project`."""
     yield from _web_client(request, app, project, agents)
@@ -202,7 +199,7 @@ def client(
 def trained_client(
     request: pytest.FixtureRequest,
     trained_demo: Path,
-    agents: tuple[AgentsFactory, FakeProvider, FakeProvider],
+    agents: FakeAgents,
 ) -> Iterator[WebClient]:
     """The `client` on the trained demo project (a private copy) instead of `project`; the
     same `app` marker applies."""

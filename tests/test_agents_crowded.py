@@ -17,13 +17,14 @@ import pytest
 from helpers import DEMO_DATA, demo_photos
 from llm_fakes import FakeOllamaServer
 from PIL import Image
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from duetml.agents import sheets
 from duetml.agents.attachments import category_attachments
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.cli import app
 from duetml.project import Project
+from duetml.review.types import FindingDict
 
 runner = CliRunner()
 COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
@@ -62,12 +63,12 @@ def crowded(_crowded_template: Path, tmp_path: Path) -> Project:
     return Project.open(root)
 
 
-def run(*args: str, input: str | None = None):
+def run(*args: str, input: str | None = None) -> Result:
     return runner.invoke(app, list(args), input=input)
 
 
 def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
-    images = []
+    images: list[Image.Image] = []
     for encoded in server.chat_requests[-1].json["messages"][-1].get("images", []):
         image = Image.open(io.BytesIO(base64.b64decode(encoded)))
         image.load()
@@ -78,7 +79,9 @@ def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
 # --- the crash --------------------------------------------------------------------------------
 
 
-def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(tmp_path):
+def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(
+    tmp_path: Path,
+) -> None:
     """Before the fix: ZeroDivisionError in sheets.spread (called with 0 slots left)."""
     project, _ = Project.init(tmp_path / "p")
     project.add_images("hat", demo_photos("hat"))
@@ -105,7 +108,9 @@ def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(
     assert sheets.spread([1, 2, 3], 0) == [] and sheets.spread([1, 2, 3], -1) == []
 
 
-def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(ollama, crowded):
+def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     from duetml.review import review_project
 
     review = review_project(crowded)
@@ -121,7 +126,9 @@ def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(ollama, crowded)
     assert "data review" in content and "train/hat/" in content
 
 
-def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
+def test_advise_and_a_chat_turn_on_a_crowded_project(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     ollama.queue_reply("Hat has copies of the same photos: keep one of each.")
     advice = run("advise", "-p", str(crowded.root))
     assert advice.exit_code == 0, advice.output
@@ -142,7 +149,7 @@ def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
     assert len(sent_images(ollama)) == 4
 
 
-def test_the_facts_state_each_finding_with_its_certainty(crowded):
+def test_the_facts_state_each_finding_with_its_certainty(crowded: Project) -> None:
     from duetml.agents.facts import FactGatherer, number_photos, render_facts
     from duetml.review import review_project
 
@@ -163,10 +170,10 @@ def test_the_facts_state_each_finding_with_its_certainty(crowded):
             assert f"#{numbers.get(rel)} ({rel}" in block
 
 
-def test_between_two_categories_is_a_question_not_a_photo_fix():
+def test_between_two_categories_is_a_question_not_a_photo_fix() -> None:
     from duetml.agents.facts import _finding_lines
 
-    overlap = {
+    overlap: FindingDict = {
         "id": "0123456789",
         "kind": "overlap",
         "photos": [],
@@ -184,7 +191,9 @@ def test_between_two_categories_is_a_question_not_a_photo_fix():
     assert "#" not in lines[1] and "Suggested" not in lines[1]
 
 
-def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowded):
+def test_a_proposal_touching_several_photos_lists_each_in_the_chat(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     import json
 
     block = json.dumps(
@@ -221,7 +230,7 @@ def caltech(trained_caltech: Path, tmp_path: Path) -> Project:
 
 
 @pytest.mark.slow
-def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):
+def test_ask_and_advise_on_the_caltech_subset(ollama: FakeOllamaServer, caltech: Project) -> None:
     ollama.queue_reply("Some categories hold drawings.")
     asked = run("ask", "--about", "data", "-p", str(caltech.root))
     assert asked.exit_code == 0, asked.output

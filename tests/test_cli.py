@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from helpers import DEMO_DATA, demo_photos
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from duetml.cli import app
 
 runner = CliRunner()
 
 
-def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The installed command in a real process (exit codes and stderr as a script sees them)."""
     return subprocess.run(
         [sys.executable, "-c", "from duetml.cli import main; main()", *args],
@@ -29,7 +29,7 @@ def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def invoke(*args: str):
+def invoke(*args: str) -> Result:
     result = runner.invoke(app, list(args), catch_exceptions=True)
     return result
 
@@ -168,7 +168,9 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, monkeypatch) -> None:
+def test_backbones_use_needs_the_weights(
+    trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
     assert result.returncode == 6 and "backbones pull" in result.stderr
@@ -176,7 +178,7 @@ def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, mon
 
 @pytest.mark.slow
 def test_train_names_an_extended_cross_validation_and_full_redoes_it(
-    trained_demo: Path, tmp_path: Path, monkeypatch
+    trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from PIL import Image
 
@@ -243,11 +245,13 @@ def test_each_command_is_found_in_the_module_main_imports_for_it() -> None:
 
     found = {}
     for info in app.registered_commands:
+        assert info.callback is not None
         name = info.name or info.callback.__name__.replace("_", "-")
         found[name] = info.callback.__module__
     for group in app.registered_groups:
         sub = group.typer_instance
         assert isinstance(sub, typer.Typer)
         first = sub.registered_callback or sub.registered_commands[0]
+        assert group.name is not None and first.callback is not None
         found[group.name] = first.callback.__module__
     assert found == {name: f"duetml.cli.{module}" for name, module in COMMAND_MODULES.items()}

@@ -10,29 +10,32 @@ import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import free_port
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from duetml.agents import choice
+from duetml.agents import AgentSession, choice
 from duetml.cli import app
+from duetml.project import Project
 
 runner = CliRunner()
 pytestmark = pytest.mark.project(per_category=4, categories=["hat", "shoes"])
 
 
-def run(*args: str, input: str | None = None):
+def run(*args: str, input: str | None = None) -> Result:
     return runner.invoke(app, list(args), input=input)
 
 
-def settings(project) -> dict:
+def settings(project: Project) -> dict[str, Any]:
     return tomllib.loads((project.root / "duetml.toml").read_text())
 
 
-def test_ask_streams_the_reply_and_sends_sheets(ollama, project):
+def test_ask_streams_the_reply_and_sends_sheets(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Hats and shoes look clearly different.")
     result = run("ask", "What should I check?", "-p", str(project.root))
     assert result.exit_code == 0, result.output
@@ -48,7 +51,7 @@ def test_ask_streams_the_reply_and_sends_sheets(ollama, project):
     assert settings(project)["goal"] == "What should I check?"
 
 
-def test_ask_json_and_about_data(ollama, project):
+def test_ask_json_and_about_data(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Add more varied shoes.")
     result = run("ask", "--about", "data", "--json", "-p", str(project.root))
     assert result.exit_code == 0, result.output
@@ -58,14 +61,14 @@ def test_ask_json_and_about_data(ollama, project):
     assert "training data" in ollama.chat_requests[-1].json["messages"][-1]["content"]
 
 
-def test_ask_needs_a_question_for_chat(ollama, project):
+def test_ask_needs_a_question_for_chat(ollama: FakeOllamaServer, project: Project) -> None:
     result = run("ask", "-p", str(project.root))
     assert result.exit_code == 1 and "--about data" in result.stderr
     assert ollama.chat_requests == []
 
 
 @pytest.mark.slow
-def test_advise_exit_codes(ollama, project):
+def test_advise_exit_codes(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Your hats are all caps; will the app meet other hats?")
     first = run("advise", "-p", str(project.root))
     assert first.exit_code == 0 and first.stdout.startswith("Your hats are all caps")
@@ -79,7 +82,9 @@ def test_advise_exit_codes(ollama, project):
 
 
 @pytest.mark.slow
-def test_chat_conversation_with_data_ask_and_exit(ollama, project):
+def test_chat_conversation_with_data_ask_and_exit(
+    ollama: FakeOllamaServer, project: Project
+) -> None:
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Your shoes photos are all sandals.")
     result = run(
@@ -112,7 +117,9 @@ def test_chat_conversation_with_data_ask_and_exit(ollama, project):
 
 
 @pytest.mark.slow
-def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch):
+def test_chat_shows_proactive_advice_between_turns(
+    ollama: FakeOllamaServer, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeOllamaServer() as second:
         second.queue_reply("You have no category for trousers.")
         result = run(
@@ -132,7 +139,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
 
         original = cmds._reply
 
-        def reply_then_wait(session, question, about):
+        def reply_then_wait(session: AgentSession, question: str, about: str) -> None:
             original(session, question, about)
             import time
 
@@ -151,7 +158,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
 
 
 @pytest.mark.slow
-def test_dead_server_gives_one_line_and_exit_7(tmp_path, project):
+def test_dead_server_gives_one_line_and_exit_7(tmp_path: Path, project: Project) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "OLLAMA_HOST": dead}
     for command in (["ask", "hello"], ["advise"]):
@@ -176,7 +183,7 @@ def test_dead_server_gives_one_line_and_exit_7(tmp_path, project):
         assert len(lines) == 1 and lines[0].startswith(f"Error: Ollama is not running at {dead}")
 
 
-def test_answer_cut_mid_stream(ollama, project):
+def test_answer_cut_mid_stream(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_cut("one two three four", after_chunks=2)
     result = run("ask", "hi", "-p", str(project.root))
     assert result.exit_code == 7
@@ -193,7 +200,7 @@ def test_answer_cut_mid_stream(ollama, project):
     ]
 
 
-def test_chat_survives_a_dead_server(monkeypatch, project):
+def test_chat_survives_a_dead_server(monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
     result = run("chat", "--interval", "600", "-p", str(project.root), input="hello\nexit\n")
     assert result.exit_code == 0
@@ -206,7 +213,7 @@ def test_chat_survives_a_dead_server(monkeypatch, project):
 
 
 @pytest.mark.slow
-def test_llm_status_text_and_json(ollama, project):
+def test_llm_status_text_and_json(ollama: FakeOllamaServer, project: Project) -> None:
     result = run("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     assert "passive agent: ollama:qwen2.5vl (from default settings)" in result.stdout
@@ -220,7 +227,9 @@ def test_llm_status_text_and_json(ollama, project):
     assert {m["name"] for m in data["servers"][0]["models"]} >= {"qwen2.5vl:latest", "llava:latest"}
 
 
-def test_llm_status_with_a_dead_server_still_answers(monkeypatch, project):
+def test_llm_status_with_a_dead_server_still_answers(
+    monkeypatch: pytest.MonkeyPatch, project: Project
+) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
     result = run("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0
@@ -228,7 +237,9 @@ def test_llm_status_with_a_dead_server_still_answers(monkeypatch, project):
 
 
 @pytest.mark.slow
-def test_llm_use_openai_compatible_server_sends_data_urls(ollama, project):
+def test_llm_use_openai_compatible_server_sends_data_urls(
+    ollama: FakeOllamaServer, project: Project
+) -> None:
     with FakeOpenAIServer(models=["local-vl"]) as server:
         result = run(
             "llm",
@@ -254,7 +265,9 @@ def test_llm_use_openai_compatible_server_sends_data_urls(ollama, project):
         assert len(urls) == 2 and all(u.startswith("data:image/jpeg;base64,") for u in urls)
 
 
-def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
+def test_cloud_needs_consent_before_anything_is_sent(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = run("llm", "use", "passive", "openai:gpt-4o", "-p", str(project.root))
     assert "not on this machine" in result.stdout
     refused = run("ask", "hello", "-p", str(project.root))
@@ -272,7 +285,7 @@ def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
 
 
 @pytest.mark.slow
-def test_llm_use_rejects_bad_input(project):
+def test_llm_use_rejects_bad_input(project: Project) -> None:
     assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
     bad_url = run(
         "llm", "use", "passive", "ollama:llava", "--base-url", "ftp://x", "-p", str(project.root)
@@ -282,7 +295,7 @@ def test_llm_use_rejects_bad_input(project):
     assert run("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
 
 
-def test_llm_proactive_on_off(project):
+def test_llm_proactive_on_off(project: Project) -> None:
     off = run("llm", "proactive", "off", "-p", str(project.root))
     assert off.exit_code == 0 and settings(project)["agents"]["proactive_enabled"] is False
     on = run("llm", "proactive", "on", "--interval", "30", "-p", str(project.root))
@@ -291,13 +304,13 @@ def test_llm_proactive_on_off(project):
     assert settings(project)["agents"]["proactive_interval_seconds"] == 30
 
 
-def test_not_a_project(tmp_path):
+def test_not_a_project(tmp_path: Path) -> None:
     result = run("ask", "hi", "-p", str(tmp_path))
     assert result.exit_code == 9 and "not a duetml project" in result.stderr
 
 
 @pytest.mark.slow
-def test_cli_import_stays_light():
+def test_cli_import_stays_light() -> None:
     code = (
         "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, "
         "duetml.agents;"

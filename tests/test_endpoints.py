@@ -17,7 +17,7 @@ import httpx
 import pytest
 from helpers import make_project
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from duetml.agents import choice
 from duetml.cli import app
@@ -29,7 +29,7 @@ KEY = "sk-user-own-key-0123456789abcdefXYZ"
 runner = CliRunner()
 
 
-def run(*args: str):
+def run(*args: str) -> Result:
     return runner.invoke(app, list(args))
 
 

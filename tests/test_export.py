@@ -293,7 +293,7 @@ def test_predict_script_opens_only_the_formats_duetml_accepts(tmp_path: Path, fm
         return image
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(export_predict.Image, "open", watched_open)
+        patch.setattr(Image, "open", watched_open)  # export_predict's PIL.Image
         with pytest.raises(OSError):
             export_predict.load_photo(path)
     assert opened == []  # refused when identified, never opened as that format

@@ -46,7 +46,7 @@ def test_adding_five_vectors_writes_kilobytes_and_leaves_older_segments_alone(
     reloaded = FeatureCache(tmp_path, BACKBONE)
     assert len(reloaded) == 2005 and not reloaded.notices
     for digest, vector in {**first, **more}.items():
-        assert np.array_equal(reloaded.get(digest), vector)
+        assert np.array_equal(reloaded.get(digest), vector)  # type: ignore[arg-type]
 
 
 def test_many_small_saves_are_merged_without_losing_a_vector(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_many_small_saves_are_merged_without_losing_a_vector(tmp_path: Path) -> 
     assert len(cache.segments()) <= FeatureCache.MAX_SEGMENTS
     reloaded = FeatureCache(tmp_path, BACKBONE)
     assert len(reloaded) == len(everything)
-    assert all(np.array_equal(reloaded.get(d), v) for d, v in everything.items())
+    assert all(np.array_equal(reloaded.get(d), v) for d, v in everything.items())  # type: ignore[arg-type]
 
 
 def test_a_truncated_segment_is_set_aside_with_one_sentence(tmp_path: Path) -> None:
@@ -80,10 +80,10 @@ def test_a_truncated_segment_is_set_aside_with_one_sentence(tmp_path: Path) -> N
     assert newest.with_suffix(".damaged").exists() and not newest.exists()
     healed = FeatureCache(tmp_path, BACKBONE)
     assert len(healed) == 55 and not healed.notices
-    assert all(np.array_equal(healed.get(d), v) for d, v in old.items())
+    assert all(np.array_equal(healed.get(d), v) for d, v in old.items())  # type: ignore[arg-type]
 
 
-def _duetml(*args: str) -> subprocess.CompletedProcess:
+def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from duetml.cli import main; main()", *args],
         capture_output=True,

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from helpers import demo_photos
 
-from duetml import journal as journal_module
 from duetml.errors import (
     DiskFullError,
     NothingToUndoError,
@@ -167,7 +166,7 @@ def test_disk_full_mid_change_leaves_the_project_as_before(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(source, destination)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(journal_module.os, "replace", filling_replace)
+    monkeypatch.setattr(os, "replace", filling_replace)  # journal's os
     with pytest.raises(DiskFullError, match="disk is full.*merge.*project is as it was"):
         new_project.merge_categories(["hat", "shoes"], "worn")
     monkeypatch.undo()

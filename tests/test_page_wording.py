@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import cast
 
 import pytest
 from helpers import make_project
@@ -59,7 +60,9 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
         }
         for node in ast.walk(tree):
             if isinstance(node, ast.JoinedStr):
-                text = "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
+                text = "".join(
+                    str(v.value) if isinstance(v, ast.Constant) else "X" for v in node.values
+                )
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if isinstance(parents.get(node), ast.JoinedStr):
                     continue  # counted with its f-string
@@ -71,7 +74,7 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
             parent = parents.get(node)
             if isinstance(parent, ast.keyword) and parent.arg in ("summary", "description"):
                 continue  # the API's documentation (/schema), for programmers, not a message
-            has_web, current = False, node
+            has_web, current = False, cast(ast.AST, node)
             while current in parents:
                 current = parents[current]
                 if isinstance(current, ast.Call):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_each_kind_of_change_undone_and_redone_ends_where_it_was(new_project: Pr
     project.add_images("hat", demo_photos("hat")[:4])
     project.add_images("shoes", demo_photos("shoes")[:3])
     hat = sorted(r.rel for r in project.images("train", "hat"))
-    changes = [
+    changes: list[Callable[[], object]] = [
         lambda: project.move_images(hat[:1], "brand new"),  # makes a category
         lambda: project.rename_category("shoes", "boots"),
         lambda: project.merge_categories(["hat", "brand new"], "headwear"),

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from llm_fakes import FakeOpenAIServer, recorded_answer
+from llm_fakes import FakeOpenAIServer, RecordedRequest, recorded_answer
 from typer.testing import CliRunner
 
 from duetml.agents import AgentSession, text_only
@@ -25,7 +25,7 @@ runner = CliRunner()
 pytestmark = pytest.mark.project(categories=["hat", "shoes"])
 
 
-def _with_images(request) -> bool:
+def _with_images(request: RecordedRequest) -> bool:
     return b'"image_url"' in request.body
 
 

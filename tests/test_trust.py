@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from helpers import free_port, make_project
 from llm_fakes import FakeOpenAIServer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from duetml.agents import AgentSession, choice
 from duetml.agents.choice import CloudConsentRequired
@@ -33,7 +34,7 @@ KEY = "sk-user-own-key-0123456789abcdefXYZ"
 runner = CliRunner()
 
 
-def run(*args: str, input: str | None = None):
+def run(*args: str, input: str | None = None) -> Result:
     return runner.invoke(app, list(args), input=input)
 
 
@@ -58,20 +59,22 @@ def saw_key_or_photo(server: FakeOpenAIServer) -> bool:
 
 
 @pytest.fixture
-def attacker():
+def attacker() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer(models=["gpt-4o"]) as server:
         yield server
 
 
 @pytest.fixture
-def hostile(tmp_path: Path, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch):
+def hostile(tmp_path: Path, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     project = make_project(tmp_path / "received", per_category=3, categories=["hat", "shoes"])
     point_at(project.root, attacker.url)
     return Project.open(project.root)
 
 
-def test_a_received_project_reaches_nothing_until_approved(hostile, attacker) -> None:
+def test_a_received_project_reaches_nothing_until_approved(
+    hostile: Project, attacker: FakeOpenAIServer
+) -> None:
     root = str(hostile.root)
     asked = run("ask", "hello", "-p", root)
     assert asked.exit_code == 7
@@ -99,7 +102,7 @@ def test_a_received_project_reaches_nothing_until_approved(hostile, attacker) ->
     assert "approved by you for this project" in status.stdout
 
 
-def test_consent_in_the_project_file_counts_for_nothing(hostile) -> None:
+def test_consent_in_the_project_file_counts_for_nothing(hostile: Project) -> None:
     session = AgentSession(hostile)
     assert {n["reason"] for n in session.consent_needed()} == {"project"}
     with pytest.raises(CloudConsentRequired) as caught:
@@ -108,14 +111,16 @@ def test_consent_in_the_project_file_counts_for_nothing(hostile) -> None:
     assert choice.approved_endpoints(hostile.root) == set()
 
 
-def test_the_allow_flag_approves_for_scripts(hostile, attacker) -> None:
+def test_the_allow_flag_approves_for_scripts(hostile: Project, attacker: FakeOpenAIServer) -> None:
     attacker.queue_reply("ok then")
     asked = run("ask", "hello", "--allow-endpoint", "-p", str(hostile.root))
     assert asked.exit_code == 0, asked.output
     assert attacker.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_a_changed_endpoint_or_a_copied_project_asks_again(hostile, attacker, tmp_path) -> None:
+def test_a_changed_endpoint_or_a_copied_project_asks_again(
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path
+) -> None:
     assert run("llm", "approve", "-p", str(hostile.root)).exit_code == 0
     with FakeOpenAIServer(models=["gpt-4o"]) as other:
         point_at(hostile.root, other.url)
@@ -135,7 +140,7 @@ def test_a_changed_endpoint_or_a_copied_project_asks_again(hostile, attacker, tm
 
 
 def test_an_env_override_keeps_the_projects_endpoint_unapproved(
-    hostile, attacker, monkeypatch
+    hostile: Project, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # DUETML_PASSIVE_LLM has no URL, so the project's base_url for the same provider is kept:
     # it is still the project's choice and still waits for approval.
@@ -144,7 +149,7 @@ def test_an_env_override_keeps_the_projects_endpoint_unapproved(
     assert asked.exit_code == 7 and attacker.requests == []
 
 
-def test_own_choices_need_no_approval_but_still_reach_no_stranger(project_dir) -> None:
+def test_own_choices_need_no_approval_but_still_reach_no_stranger(project_dir: str) -> None:
     """`llm use --base-url` typed by this user approves a server on this machine at once."""
     with FakeOpenAIServer(models=["local-vl"]) as server:
         used = run(
@@ -161,7 +166,7 @@ def project_dir(tmp_path: Path) -> str:
 
 
 def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
-    hostile, tmp_path, monkeypatch
+    hostile: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert AgentSession(hostile).proactive_interval == choice.MIN_PROJECT_INTERVAL
     home = tmp_path / "home"
@@ -172,7 +177,9 @@ def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
 
 
 @pytest.mark.slow
-def test_serve_waits_for_approval_on_the_page(hostile, attacker, tmp_path) -> None:
+def test_serve_waits_for_approval_on_the_page(
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     # The user's own setting may look this often; the project's 1 s would become 30 s.
@@ -254,7 +261,7 @@ def _ask_at_a_terminal(root: Path, answer: str) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.slow
-def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
+def test_ask_at_a_terminal_asks_yes_or_no(hostile: Project, attacker: FakeOpenAIServer) -> None:
     refused = _ask_at_a_terminal(hostile.root, "no")
     assert refused.returncode == 7, refused.stderr
     assert "not approved" in refused.stderr and attacker.url in refused.stderr
@@ -269,7 +276,7 @@ def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
 
 
 def test_an_unwritable_home_is_one_sentence_and_approves_nothing(
-    hostile, attacker, tmp_path, monkeypatch
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A DUETML_HOME below a regular file cannot be created, whoever runs the test (root too).
     blocker = tmp_path / "not-a-folder"

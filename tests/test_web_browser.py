@@ -46,7 +46,9 @@ def serving(root: Path, **options: Any) -> Iterator[LiveServer]:
         yield server
 
 
-def open_page(browser: Any, url: str, watch: Watch, viewport=(1440, 900)) -> tuple[Any, Any]:
+def open_page(
+    browser: Any, url: str, watch: Watch, viewport: tuple[int, int] = (1440, 900)
+) -> tuple[Any, Any]:
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = watch.attach(context.new_page())
     page.goto(url)

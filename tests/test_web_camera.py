@@ -295,9 +295,9 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         page.click("#live-btn")
         assert page.locator("#live").is_hidden()
         page.wait_for_function("() => document.querySelector('#live-video').srcObject === null")
-        started = flight["started"]
+        sent = flight["started"]
         page.wait_for_timeout(1000)  # five frames' time: none is sent, the last one is back
-        assert flight["started"] == started and flight["now"] == 0
+        assert flight["started"] == sent and flight["now"] == 0
         # The interaction log holds a summary of the live frames, not a line per frame.
         events = [
             json.loads(line)

@@ -106,7 +106,7 @@ def test_live_frames_are_logged_in_summary_not_one_line_each(
     new = _events(trained_demo)[before:]
     # The first frame is logged at once; the next five fall inside the same 10 s window.
     assert [e["event"] for e in new] == ["predict_live"]
-    assert new[0]["frames"] == 1 and re.fullmatch(r"shoes \d+%", new[0]["latest"])
+    assert new[0]["frames"] == 1 and re.fullmatch(r"shoes \d+%", str(new[0]["latest"]))
     # An ordinary predict still logs one line per request.
     trained_client.post("/api/predict", files=[("files", ("a.jpg", frame))])
     assert _events(trained_demo)[-1]["event"] == "predict"

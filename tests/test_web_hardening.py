@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web_helpers import BASE, PORT, WebClient
@@ -96,13 +97,13 @@ def test_loopback_needs_no_token(trained_client: WebClient) -> None:
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What `duetml serve` would run, without listening (any address then counts as free)."""
     import webbrowser
 
     from duetml.web import server as server_module
 
-    started: list = []
+    started: list[Any] = []
     monkeypatch.setattr(server_module.DuetmlServer, "run", lambda self: started.append(self))
     monkeypatch.setattr(server_module, "port_is_free", lambda host, port: True)
     monkeypatch.setattr(webbrowser, "open", lambda url: None)
@@ -110,7 +111,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 def test_serve_on_a_network_address_warns_and_prints_a_token_link(
-    tmp_path: Path, served: list
+    tmp_path: Path, served: list[Any]
 ) -> None:
     from helpers import make_project
     from typer.testing import CliRunner
@@ -135,7 +136,7 @@ def test_serve_on_a_network_address_warns_and_prints_a_token_link(
 
 @pytest.mark.parametrize("spelling", ["0", "0x0", "0.0", "::ffff:0.0.0.0", "[::]", "0.0.0.0", "::"])
 def test_every_spelling_of_all_interfaces_is_refused(
-    tmp_path: Path, served: list, spelling: str
+    tmp_path: Path, served: list[Any], spelling: str
 ) -> None:
     """Issue 17, item 7: `--host 0` (and 0x0, ::ffff:0.0.0.0) listened on every interface
     with only a warning; the OS reads them as 0.0.0.0, as the refused spelling."""

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_the_page_says_what_a_quick_retrain_accuracy_is_made_of(
-    browser: Any, watch: Watch, trained_demo: Path, tmp_path: Path, monkeypatch
+    browser: Any, watch: Watch, trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server runs in this process: the demo (84 photos) is treated as a large project.
     monkeypatch.setattr(classifier, "REUSE_ABOVE", 0)

@@ -30,7 +30,7 @@ def ready_map(client: WebClient, timeout: float = 600) -> dict[str, Any]:
         response = client.get("/api/map")
         assert response.status_code == 200, response.text
         assert response.headers["cache-control"] == "no-store"
-        body = response.json()
+        body: dict[str, Any] = response.json()
         if not body["computing"]:
             return body
         assert time.monotonic() < deadline, "the map was not computed in time"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import CATEGORIES, demo_photos, free_port, make_project
 from litestar.testing import TestClient
-from web_helpers import BASE, PORT, LiveServer, WebClient, client_for, dead_llm_error
+from web_helpers import BASE, PORT, FakeAgents, LiveServer, WebClient, client_for, dead_llm_error
 
 from duetml import locks
 from duetml.project import Project
@@ -33,7 +35,8 @@ def photo_files(
 
 def first_image(client: WebClient, category: str = "hat") -> str:
     listing = client.get("/api/categories").json()
-    return next(c for c in listing["categories"] if c["name"] == category)["images"][0]["id"]
+    found = next(c for c in listing["categories"] if c["name"] == category)
+    return str(found["images"][0]["id"])
 
 
 # ----- the page and its assets ----------------------------------------------------------------
@@ -207,7 +210,7 @@ def test_rejected_category_names_get_400_with_the_reason(
         {"sources": "hat", "target": "x"},
     ],
 )
-def test_malformed_bodies_get_400(client: WebClient, body) -> None:
+def test_malformed_bodies_get_400(client: WebClient, body: object) -> None:
     for path in ("/api/categories/add", "/api/categories/merge", "/api/categories/rename"):
         response = client.post(path, json=body)
         assert response.status_code == 400, (path, body)
@@ -527,7 +530,7 @@ def test_llm_failure_is_one_line_in_the_stream(client: WebClient) -> None:
         {"message": ["a"]},
     ],
 )
-def test_bad_chat_requests_are_400(client: WebClient, body) -> None:
+def test_bad_chat_requests_are_400(client: WebClient, body: dict[str, object]) -> None:
     response = client.post("/api/chat", json=body)
     assert response.status_code == 400 and response.json()["error"]
 
@@ -596,18 +599,19 @@ def test_cloud_provider_asks_for_consent_before_sending(
 # ----- the event stream -------------------------------------------------------------------------
 
 
-def _next_state(lines) -> dict:
+def _next_state(lines: Iterable[str]) -> dict[str, Any]:
     event = None
     for line in lines:
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
         elif line.startswith("data:") and event == "state":
-            return json.loads(line.split(":", 1)[1])
+            state: dict[str, Any] = json.loads(line.split(":", 1)[1])
+            return state
     raise AssertionError("the stream ended")
 
 
 @pytest.mark.slow
-def test_event_stream_tells_every_page_about_changes(project: Project, agents) -> None:
+def test_event_stream_tells_every_page_about_changes(project: Project, agents: FakeAgents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)
     with (
@@ -630,7 +634,7 @@ def test_event_stream_tells_every_page_about_changes(project: Project, agents) -
 
 
 @pytest.mark.slow
-def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
+def test_training_progress_reaches_the_pages(project: Project, agents: FakeAgents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)
     with (

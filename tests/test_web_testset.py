@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import demo_photos
@@ -21,7 +22,7 @@ pytestmark = [
 ]
 
 
-def listing(client: WebClient, name: str) -> dict:
+def listing(client: WebClient, name: str) -> dict[str, Any]:
     categories = client.get("/api/categories").json()["categories"]
     return next(c for c in categories if c["name"] == name)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
@@ -44,6 +44,8 @@ ALLOW_CAMERA = "--use-fake-ui-for-media-stream"
 TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
 
 AgentsFactory = Callable[[Project], "AgentSession"]
+# What fake_agents() makes and the `agents` fixture gives: (factory, passive, proactive).
+FakeAgents = tuple[AgentsFactory, "FakeProvider", "FakeProvider"]
 
 
 class WebClient(TestClient[Litestar]):
@@ -121,7 +123,9 @@ def client_for(port: int) -> httpx.Client:
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
 
-def fake_agents(*passive_replies: Any, proactive_replies: tuple = (), **options: Any):
+def fake_agents(
+    *passive_replies: Any, proactive_replies: tuple[Any, ...] = (), **options: Any
+) -> FakeAgents:
     """(factory, passive, proactive): a real AgentSession over two FakeProviders.
 
     `create_app(root, agents=factory)` makes the session from the app's own Project, so
@@ -167,7 +171,7 @@ def asgi_request(
     method: str,
     path: str,
     headers: list[tuple[str, str]] | None = None,
-    body_chunks: Iterator[bytes] | list[bytes] = (),
+    body_chunks: Iterable[bytes] = (),
     query: str = "",
 ) -> RawResponse:
     """One request straight into the ASGI app, with exactly the headers given (or none).
