@@ -14,19 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos, invoke_duetml
 from llm_fakes import FakeOllamaServer
 from PIL import Image
-from typer.testing import CliRunner, Result
 
 from duetml.agents import sheets
 from duetml.agents.attachments import category_attachments
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
-from duetml.cli import app
 from duetml.project import Project
 from duetml.review.types import FindingDict
 
-runner = CliRunner()
 COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
 MOVED = 5  # shoes photos filed under hat
 
@@ -61,10 +58,6 @@ def crowded(_crowded_template: Path, tmp_path: Path) -> Project:
     root = tmp_path / "wardrobe"
     shutil.copytree(_crowded_template, root, symlinks=True)
     return Project.open(root)
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    return runner.invoke(app, list(args), input=input)
 
 
 def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
@@ -117,7 +110,7 @@ def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(
     in_hat = {p for f in review.findings for p in f.photos if p.startswith("train/hat/")}
     assert len(in_hat) > DEFAULT_BUDGET.photos_per_category, "the project is not crowded"
     ollama.queue_reply("Hat holds copies and a few shoes.")
-    result = run("ask", "--about", "data", "-p", str(crowded.root))
+    result = invoke_duetml("ask", "--about", "data", "-p", str(crowded.root))
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hat holds copies and a few shoes.\n"
     images = sent_images(ollama)
@@ -130,13 +123,13 @@ def test_advise_and_a_chat_turn_on_a_crowded_project(
     ollama: FakeOllamaServer, crowded: Project
 ) -> None:
     ollama.queue_reply("Hat has copies of the same photos: keep one of each.")
-    advice = run("advise", "-p", str(crowded.root))
+    advice = invoke_duetml("advise", "-p", str(crowded.root))
     assert advice.exit_code == 0, advice.output
     assert advice.stdout.startswith("Hat has copies")
     assert len(sent_images(ollama)) >= 1
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Look at the copies in hat first.")
-    chat = run(
+    chat = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -201,7 +194,7 @@ def test_a_proposal_touching_several_photos_lists_each_in_the_chat(
     )
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply(f"Three look like shoes.\n\n```json\n{block}\n```")
-    chat = run(
+    chat = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -232,7 +225,7 @@ def caltech(trained_caltech: Path, tmp_path: Path) -> Project:
 @pytest.mark.slow
 def test_ask_and_advise_on_the_caltech_subset(ollama: FakeOllamaServer, caltech: Project) -> None:
     ollama.queue_reply("Some categories hold drawings.")
-    asked = run("ask", "--about", "data", "-p", str(caltech.root))
+    asked = invoke_duetml("ask", "--about", "data", "-p", str(caltech.root))
     assert asked.exit_code == 0, asked.output
     assert asked.stdout == "Some categories hold drawings.\n"
     images = sent_images(ollama)
@@ -240,6 +233,6 @@ def test_ask_and_advise_on_the_caltech_subset(ollama: FakeOllamaServer, caltech:
     content = ollama.chat_requests[-1].json["messages"][-1]["content"]
     assert "100 categories" in content
     ollama.queue_reply("Faces and Faces_easy look alike.")
-    advice = run("advise", "-p", str(caltech.root))
+    advice = invoke_duetml("advise", "-p", str(caltech.root))
     assert advice.exit_code == 0, advice.output
     assert advice.stdout.startswith("Faces and Faces_easy")

@@ -14,21 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port
+from helpers import free_port, invoke_duetml
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
-from typer.testing import CliRunner, Result
 
 from duetml.agents import AgentSession, choice
-from duetml.cli import app
 from duetml.project import Project
 
-runner = CliRunner()
 pytestmark = pytest.mark.project(per_category=4, categories=["hat", "shoes"])
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    return runner.invoke(app, list(args), input=input)
 
 
 def settings(project: Project) -> dict[str, Any]:
@@ -37,7 +30,7 @@ def settings(project: Project) -> dict[str, Any]:
 
 def test_ask_streams_the_reply_and_sends_sheets(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Hats and shoes look clearly different.")
-    result = run("ask", "What should I check?", "-p", str(project.root))
+    result = invoke_duetml("ask", "What should I check?", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hats and shoes look clearly different.\n"
     body = ollama.chat_requests[-1].json
@@ -53,7 +46,7 @@ def test_ask_streams_the_reply_and_sends_sheets(ollama: FakeOllamaServer, projec
 
 def test_ask_json_and_about_data(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Add more varied shoes.")
-    result = run("ask", "--about", "data", "--json", "-p", str(project.root))
+    result = invoke_duetml("ask", "--about", "data", "--json", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["reply"] == "Add more varied shoes." and data["about"] == "data"
@@ -62,7 +55,7 @@ def test_ask_json_and_about_data(ollama: FakeOllamaServer, project: Project) -> 
 
 
 def test_ask_needs_a_question_for_chat(ollama: FakeOllamaServer, project: Project) -> None:
-    result = run("ask", "-p", str(project.root))
+    result = invoke_duetml("ask", "-p", str(project.root))
     assert result.exit_code == 1 and "--about data" in result.stderr
     assert ollama.chat_requests == []
 
@@ -70,13 +63,13 @@ def test_ask_needs_a_question_for_chat(ollama: FakeOllamaServer, project: Projec
 @pytest.mark.slow
 def test_advise_exit_codes(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Your hats are all caps; will the app meet other hats?")
-    first = run("advise", "-p", str(project.root))
+    first = invoke_duetml("advise", "-p", str(project.root))
     assert first.exit_code == 0 and first.stdout.startswith("Your hats are all caps")
-    again = run("advise", "-p", str(project.root))  # nothing changed since the last look
+    again = invoke_duetml("advise", "-p", str(project.root))  # nothing changed since the last look
     assert again.exit_code == 10 and again.stdout == "" and len(ollama.chat_requests) == 1
     project.rename_category("shoes", "footwear")
     ollama.queue_reply("NOTHING_TO_ADD")
-    quiet = run("advise", "--json", "-p", str(project.root))
+    quiet = invoke_duetml("advise", "--json", "-p", str(project.root))
     assert quiet.exit_code == 10 and json.loads(quiet.stdout) == {"advice": None}
     assert len(ollama.chat_requests) == 2
 
@@ -87,7 +80,7 @@ def test_chat_conversation_with_data_ask_and_exit(
 ) -> None:
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Your shoes photos are all sandals.")
-    result = run(
+    result = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -111,7 +104,9 @@ def test_chat_conversation_with_data_ask_and_exit(
     ]
     # Reopening continues where the user left off.
     ollama.queue_reply("Welcome back.")
-    again = run("chat", "--interval", "600", "-p", str(project.root), input="hi again\n")  # Ctrl-D
+    again = invoke_duetml(
+        "chat", "--interval", "600", "-p", str(project.root), input="hi again\n"
+    )  # Ctrl-D
     assert again.exit_code == 0
     assert "(continuing: 5 earlier messages" in again.stdout and "Welcome back." in again.stdout
 
@@ -122,7 +117,7 @@ def test_chat_shows_proactive_advice_between_turns(
 ) -> None:
     with FakeOllamaServer() as second:
         second.queue_reply("You have no category for trousers.")
-        result = run(
+        result = invoke_duetml(
             "llm",
             "use",
             "proactive",
@@ -149,7 +144,7 @@ def test_chat_shows_proactive_advice_between_turns(
             time.sleep(0.3)
 
         monkeypatch.setattr(cmds, "_reply", reply_then_wait)
-        result = run(
+        result = invoke_duetml(
             "chat", "--interval", "0.05", "-p", str(project.root), input="Sort clothes\nexit\n"
         )
     assert result.exit_code == 0, result.output
@@ -185,7 +180,7 @@ def test_dead_server_gives_one_line_and_exit_7(tmp_path: Path, project: Project)
 
 def test_answer_cut_mid_stream(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_cut("one two three four", after_chunks=2)
-    result = run("ask", "hi", "-p", str(project.root))
+    result = invoke_duetml("ask", "hi", "-p", str(project.root))
     assert result.exit_code == 7
     assert result.stdout == "one two\n"
     assert result.stderr.count("\n") == 1 and "in the middle of the answer" in result.stderr
@@ -202,7 +197,9 @@ def test_answer_cut_mid_stream(ollama: FakeOllamaServer, project: Project) -> No
 
 def test_chat_survives_a_dead_server(monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
-    result = run("chat", "--interval", "600", "-p", str(project.root), input="hello\nexit\n")
+    result = invoke_duetml(
+        "chat", "--interval", "600", "-p", str(project.root), input="hello\nexit\n"
+    )
     assert result.exit_code == 0
     assert result.stderr.count("Error: Ollama is not running") == 1
     kinds = [
@@ -214,13 +211,13 @@ def test_chat_survives_a_dead_server(monkeypatch: pytest.MonkeyPatch, project: P
 
 @pytest.mark.slow
 def test_llm_status_text_and_json(ollama: FakeOllamaServer, project: Project) -> None:
-    result = run("llm", "status", "-p", str(project.root))
+    result = invoke_duetml("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     assert "passive agent: ollama:qwen2.5vl (from default settings)" in result.stdout
     assert "data stays on this machine" in result.stdout
     assert "model installed: yes; sees images: yes" in result.stdout
     assert "reachable; 3 model(s)" in result.stdout
-    data = json.loads(run("llm", "status", "--json", "-p", str(project.root)).stdout)
+    data = json.loads(invoke_duetml("llm", "status", "--json", "-p", str(project.root)).stdout)
     passive = data["agents"]["passive"]
     assert passive["vision"] is True and passive["data_goes_to"] == "this machine"
     assert data["servers"][0]["reachable"] is True
@@ -231,7 +228,7 @@ def test_llm_status_with_a_dead_server_still_answers(
     monkeypatch: pytest.MonkeyPatch, project: Project
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
-    result = run("llm", "status", "-p", str(project.root))
+    result = invoke_duetml("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0
     assert "not reachable (Ollama is not running" in result.stdout
 
@@ -241,7 +238,7 @@ def test_llm_use_openai_compatible_server_sends_data_urls(
     ollama: FakeOllamaServer, project: Project
 ) -> None:
     with FakeOpenAIServer(models=["local-vl"]) as server:
-        result = run(
+        result = invoke_duetml(
             "llm",
             "use",
             "passive",
@@ -258,7 +255,7 @@ def test_llm_use_openai_compatible_server_sends_data_urls(
             "base_url": server.url,
         }
         server.queue_reply("Looks good.")
-        asked = run("ask", "hello", "-p", str(project.root))
+        asked = invoke_duetml("ask", "hello", "-p", str(project.root))
         assert asked.exit_code == 0 and asked.stdout == "Looks good.\n"
         parts = server.chat_requests[-1].json["messages"][-1]["content"]
         urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
@@ -268,44 +265,48 @@ def test_llm_use_openai_compatible_server_sends_data_urls(
 def test_cloud_needs_consent_before_anything_is_sent(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = run("llm", "use", "passive", "openai:gpt-4o", "-p", str(project.root))
+    result = invoke_duetml("llm", "use", "passive", "openai:gpt-4o", "-p", str(project.root))
     assert "not on this machine" in result.stdout
-    refused = run("ask", "hello", "-p", str(project.root))
+    refused = invoke_duetml("ask", "hello", "-p", str(project.root))
     assert refused.exit_code == 7
     assert "--allow-cloud" in refused.stderr and "https://api.openai.com/v1" in refused.stderr
-    chat = run("chat", "-p", str(project.root), input="no\n")
+    chat = invoke_duetml("chat", "-p", str(project.root), input="no\n")
     assert chat.exit_code == 1 and "Nothing was sent" in chat.stderr
     # Consent is remembered; the next problem (no key) is reported without any network call.
-    allowed = run("ask", "hello", "--allow-cloud", "-p", str(project.root))
+    allowed = invoke_duetml("ask", "hello", "--allow-cloud", "-p", str(project.root))
     assert allowed.exit_code == 7 and "OPENAI_API_KEY" in allowed.stderr
     assert choice.approved_endpoints(project.root) == {"https://api.openai.com/v1"}
     assert "cloud_consent" not in settings(project)["agents"]
-    status = run("llm", "status", "-p", str(project.root))
+    status = invoke_duetml("llm", "status", "-p", str(project.root))
     assert "photos and text are SENT to this server; confirmed" in status.stdout
 
 
 @pytest.mark.slow
 def test_llm_use_rejects_bad_input(project: Project) -> None:
-    assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
-    bad_url = run(
+    assert (
+        invoke_duetml("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
+    )
+    bad_url = invoke_duetml(
         "llm", "use", "passive", "ollama:llava", "--base-url", "ftp://x", "-p", str(project.root)
     )
     assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.stderr
     assert "passive" not in settings(project)["agents"]
-    assert run("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
+    assert (
+        invoke_duetml("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
+    )
 
 
 def test_llm_proactive_on_off(project: Project) -> None:
-    off = run("llm", "proactive", "off", "-p", str(project.root))
+    off = invoke_duetml("llm", "proactive", "off", "-p", str(project.root))
     assert off.exit_code == 0 and settings(project)["agents"]["proactive_enabled"] is False
-    on = run("llm", "proactive", "on", "--interval", "30", "-p", str(project.root))
+    on = invoke_duetml("llm", "proactive", "on", "--interval", "30", "-p", str(project.root))
     assert on.exit_code == 0 and "every 30 s" in on.stdout
     assert settings(project)["agents"]["proactive_enabled"] is True
     assert settings(project)["agents"]["proactive_interval_seconds"] == 30
 
 
 def test_not_a_project(tmp_path: Path) -> None:
-    result = run("ask", "hi", "-p", str(tmp_path))
+    result = invoke_duetml("ask", "hi", "-p", str(tmp_path))
     assert result.exit_code == 9 and "not a duetml project" in result.stderr
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_duetml
 
 from duetml.backbones import get_backbone
 from duetml.features import FeatureCache
@@ -83,15 +82,6 @@ def test_a_truncated_segment_is_set_aside_with_one_sentence(tmp_path: Path) -> N
     assert all(np.array_equal(healed.get(d), v) for d, v in old.items())  # type: ignore[arg-type]
 
 
-def _duetml(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.mark.slow
 def test_status_and_train_survive_a_truncated_cache(trained_demo: Path) -> None:
     segments = sorted((trained_demo / ".duetml" / "cache").glob("features-*.npz"))
@@ -99,9 +89,9 @@ def test_status_and_train_survive_a_truncated_cache(trained_demo: Path) -> None:
     for segment in segments:
         with open(segment, "r+b") as handle:
             handle.truncate(2000)
-    status = _duetml("status", "-p", str(trained_demo))
+    status = run_duetml("status", "-p", str(trained_demo), timeout=600)
     assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
-    train = _duetml("train", "-p", str(trained_demo))
+    train = run_duetml("train", "-p", str(trained_demo), timeout=600)
     assert train.returncode == 0 and "Traceback" not in train.stderr, train.stderr
     assert "was damaged and is set aside" in train.stdout
     assert "Trained on" in train.stdout and "(0 new feature vectors" not in train.stdout

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 
 from duetml.errors import NothingToRedoError, UndoSkippedError
 from duetml.project import Project
@@ -29,15 +29,6 @@ def _state(project: Project) -> dict[str, bytes]:
 
 def _categories(project: Project) -> list[str]:
     return [c.name for c in project.categories()]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.slow
@@ -220,17 +211,17 @@ def test_cli_undo_says_what_redo_would_do_and_redo_does_it(new_project: Project)
     root = str(new_project.root)
     new_project.add_images("hat", demo_photos("hat")[:2])
     new_project.move_images([new_project.images("train", "hat")[0].rel], "cap")
-    result = _cli("undo", "-p", root)
+    result = run_duetml("undo", "-p", root)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
         "Undone: move 1 image(s) to 'cap'",
         "(`duetml redo` would move 1 image(s) to 'cap' again.)",
     ]
-    assert _cli("redo", "--list", "-p", root).stdout.strip() == "move 1 image(s) to 'cap'"
-    result = _cli("redo", "-p", root)
+    assert run_duetml("redo", "--list", "-p", root).stdout.strip() == "move 1 image(s) to 'cap'"
+    result = run_duetml("redo", "-p", root)
     assert result.stdout.strip() == "Redone: move 1 image(s) to 'cap'"
     assert len(new_project.images("train", "cap")) == 1
-    result = _cli("redo", "-p", root)
+    result = run_duetml("redo", "-p", root)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nothing to redo" in result.stderr
-    assert _cli("redo", "--list", "-p", root).stdout.strip() == "(nothing to redo)"
+    assert run_duetml("redo", "--list", "-p", root).stdout.strip() == "(nothing to redo)"

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 from web_helpers import WebClient
 
 from duetml.project import Project
@@ -27,12 +25,8 @@ def _listed(client: WebClient) -> dict[str, list[str]]:
 
 
 def _cli(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    result = run_duetml(*args)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 from litestar import Litestar
 from web_helpers import PORT, WebClient
 
@@ -106,24 +106,19 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
 
 @pytest.mark.slow
 def test_the_cli_moves_photos_between_the_sets(project: Project) -> None:
-    import subprocess
-    import sys
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-c", "from duetml.cli import main; main()", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=300)
-
     record = project.images("train", "hat")[0]
-    done = run("categories", "move-set", record.path.name, "--to", "test", "-p", str(project.root))
+    done = run_duetml(
+        "categories", "move-set", record.path.name, "--to", "test", "-p", str(project.root)
+    )
     assert done.returncode == 0 and "Moved 1 photo(s) to the test set." in done.stdout, done.stderr
     assert (project.root / "test" / "hat" / record.path.name).is_file()
-    shown = run("categories", "show", "hat", "--test", "-p", str(project.root))
+    shown = run_duetml("categories", "show", "hat", "--test", "-p", str(project.root))
     assert shown.stdout.split() == [f"test/hat/{record.path.name}"]
-    wrong = run(
+    wrong = run_duetml(
         "categories", "move-set", record.path.name, "--to", "tests", "-p", str(project.root)
     )
     assert wrong.returncode == 1 and "use `train` or `test`" in wrong.stderr
-    undone = run("undo", "-p", str(project.root))
+    undone = run_duetml("undo", "-p", str(project.root))
     assert "Undone: move 1 photo to the test set" in undone.stdout, undone.stderr
     assert (project.root / record.rel).is_file()
 
