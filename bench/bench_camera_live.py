@@ -25,10 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # LiveServer, free_port: the tests' real server
+from web_helpers import ALLOW_CAMERA, FAKE_CAMERA, launch_chromium  # noqa: E402
 
 OUT = Path("/tmp/camera_live_bench.txt")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream"]
 
 
 def main(seconds: float) -> None:
@@ -79,13 +78,11 @@ def main(seconds: float) -> None:
         flight = {"now": 0, "most": 0}
         with LiveServer(create_app(project.root, port=port, baseline=True), port) as server:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM,
-                    args=[
-                        *ARGS,
-                        "--use-fake-ui-for-media-stream",
-                        f"--use-file-for-fake-video-capture={Path(scratch) / 'camera.mjpeg'}",
-                    ],
+                browser = launch_chromium(
+                    playwright,
+                    FAKE_CAMERA,
+                    ALLOW_CAMERA,
+                    f"--use-file-for-fake-video-capture={Path(scratch) / 'camera.mjpeg'}",
                 )
                 page = browser.new_page()
 

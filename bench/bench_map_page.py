@@ -23,11 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port  # noqa: E402
-from web_helpers import LiveServer  # noqa: E402
+from web_helpers import LiveServer, launch_chromium  # noqa: E402
 
 from duetml.web import create_app  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def stats(values: list[float]) -> str:
@@ -62,9 +60,7 @@ def main() -> None:
             sync_playwright() as playwright,
             httpx.Client(base_url=server.url, timeout=600) as client,
         ):
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-            )
+            browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(server.url)
             page.wait_for_selector("body[data-ready=true]", timeout=600_000)

@@ -27,16 +27,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # Chromium as the browser tests launch it
+from web_helpers import launch_chromium  # noqa: E402
+
 CALTECH = ROOT.parent / "shared" / "data" / "caltech101-subset"
 OUT = Path("/tmp/page_load_bench.txt")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FIRST_SCREEN_DECODED = """() => {
     const seen = [...document.images].filter((img) => {
         const r = img.getBoundingClientRect();
@@ -134,7 +129,7 @@ def main() -> None:
         caltech = caltech_project(folder, given)
         if caltech is not None:
             projects.append(("caltech", caltech))
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(playwright)
         for name, root in projects:
             with Served(root) as served:
                 reference = html_alone(served.url)

@@ -37,19 +37,14 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # Chromium as the browser tests launch it
+from web_helpers import CHROMIUM, launch_chromium  # noqa: E402
+
 DEFAULT = ROOT.parent / "shared" / "data" / "caltech101-subset"
 DEMO = ROOT / "duetml" / "demo_data"
 PHOTOS = 2000
 PER_CATEGORY = 50
 OUT = Path("/tmp/web_bench.txt")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def make_dataset(source: Path | None, target: Path) -> int:
@@ -255,7 +250,7 @@ def scale(source: Path) -> None:
     lines = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         os.environ.setdefault("DUETML_HOME", str(Path(tmp) / "home"))
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(playwright)
         for label, data, copies in (
             ("demo (reference)", DEMO, 1),
             ("dataset", source, 1),
@@ -327,7 +322,7 @@ def main() -> None:
 
         port = free_port("127.0.0.1", 18765)
         with Server(project.root, port) as server, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch_chromium(playwright)
             html_times = []
             for _ in range(5):
                 t = time.perf_counter()

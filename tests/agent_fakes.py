@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from duetml.llm import ChatMessage, ModelInfo, Provider
 from duetml.llm.base import Failure
@@ -47,7 +47,7 @@ class FakeProvider(Provider):
         self.model_info_calls = 0
         self._lock = threading.Lock()
 
-    def enqueue(self, *replies: str | Exception) -> FakeProvider:
+    def enqueue(self, *replies: str | Exception) -> Self:
         self.replies.extend(replies)
         return self
 

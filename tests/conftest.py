@@ -1,7 +1,15 @@
-"""Shared fixtures. Every test runs with DUETML_HOME in a temp folder, never the real home.
+"""Shared fixtures, defined once here. Every test runs with DUETML_HOME in a temp folder, never
+the real home, and without the LLM settings of the shell that started it (`clean_env`).
 
 One DUETML_HOME serves the whole session so the backbone's one-time ONNX export (a few
 seconds) is paid once; tests that need a pristine home make their own.
+
+A fixture with a set-up that differs between files takes its options from a marker of its own
+name on the test or the module (`pytestmark`), so each file says what differs, not the rest:
+    @pytest.mark.project(per_category=4, categories=("hat", "shoes"), goal="...")
+    @pytest.mark.app(baseline=True, allowed_hosts=["duet.lan"], token="...", base_url="...")
+    @pytest.mark.ollama(models={"qwen2.5vl:latest": ["completion", "vision"]})
+    pytestmark = pytest.mark.camera   (the module's `browser` has a fake camera, allowed)
 """
 
 from __future__ import annotations
@@ -10,13 +18,21 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from helpers import make_project
 from hypothesis import settings
 
 from duetml.project import Project
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from llm_fakes import FakeOllamaServer
+    from playwright.sync_api import Browser, Playwright
+    from web_helpers import FakeAgents, Watch, WebClient
 
 # The shared test helpers assert too: pytest rewrites their asserts only if told before import.
 pytest.register_assert_rewrite("agent_fakes", "llm_fakes", "web_helpers")
@@ -27,17 +43,23 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
+# Settings a developer's shell may hold; the agent tests must not see them.
+LLM_ENV_VARS = (
+    "DUETML_PASSIVE_LLM",
+    "DUETML_PROACTIVE_LLM",
+    "OLLAMA_HOST",
+    "OLLAMA_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DUETML_PROJECT",
+    "DUETML_MAX_CONTEXT",
+)
+
 _SESSION_HOME = tempfile.mkdtemp(prefix="duetml-test-home-")
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["DUETML_HOME"] = _SESSION_HOME
-for _var in (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OLLAMA_HOST",
-    "DUETML_PASSIVE_LLM",
-    "DUETML_PROACTIVE_LLM",
-    "DUETML_PROJECT",
-):
+# Gone before any fixture runs (session-wide ones too), and again before each test (clean_env).
+for _var in LLM_ENV_VARS:
     os.environ.pop(_var, None)
 
 
@@ -101,27 +123,153 @@ def trained_caltech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def marker_options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    """The keyword arguments of the closest `@pytest.mark.<name>(...)` (none: {})."""
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """A new project at tmp_path/"proj": 3 real demo photos in each of the demo's 4
+    categories, no model. `@pytest.mark.project(...)` passes other make_project arguments
+    (per_category, categories, goal)."""
+    return make_project(
+        tmp_path / "proj", **{"per_category": 3, **marker_options(request, "project")}
+    )
+
+
+@pytest.fixture
+def agents() -> FakeAgents:
+    """(factory, passive, proactive): the real AgentSession over two FakeProviders that the
+    `app` fixture serves (queue replies on passive and proactive)."""
+    from web_helpers import fake_agents
+
+    return fake_agents()
+
+
+def _app_options(request: pytest.FixtureRequest, agents: FakeAgents) -> tuple[dict[str, Any], str]:
+    """create_app's options for a test (its `app` marker over the defaults), and base_url."""
+    from web_helpers import BASE, PORT
+
+    options = {"agents": agents[0], "port": PORT, **marker_options(request, "app")}
+    return options, options.pop("base_url", BASE)
+
+
+@pytest.fixture
+def app(
+    request: pytest.FixtureRequest,
+    project: Project,
+    agents: FakeAgents,
+) -> Litestar:
+    """The web app on `project` as `duetml serve` makes it, at 127.0.0.1:8765, with `agents`
+    for its assistant. `@pytest.mark.app(...)` passes other create_app options (baseline,
+    allowed_hosts, token...) and, as base_url, where the `client`'s requests go."""
+    from duetml.web import create_app
+
+    return create_app(project.root, **_app_options(request, agents)[0])
+
+
+def _web_client(
+    request: pytest.FixtureRequest,
+    app: Litestar,
+    project: Project,
+    agents: FakeAgents,
+) -> Iterator[WebClient]:
+    from web_helpers import WebClient
+
+    with WebClient(app, base_url=_app_options(request, agents)[1]) as client:
+        client.project = project
+        client.passive, client.proactive = agents[1], agents[2]
+        yield client
+
+
+@pytest.fixture
+def client(
+    request: pytest.FixtureRequest,
+    app: Litestar,
+    project: Project,
+    agents: FakeAgents,
+) -> Iterator[WebClient]:
+    """Litestar's TestClient on `app` (no socket), started; `client.project` is `project`."""
+    yield from _web_client(request, app, project, agents)
+
+
+@pytest.fixture
+def trained_client(
+    request: pytest.FixtureRequest,
+    trained_demo: Path,
+    agents: FakeAgents,
+) -> Iterator[WebClient]:
+    """The `client` on the trained demo project (a private copy) instead of `project`; the
+    same `app` marker applies."""
+    from duetml.web import create_app
+
+    trained_app = create_app(trained_demo, **_app_options(request, agents)[0])
+    yield from _web_client(request, trained_app, Project.open(trained_demo), agents)
+
+
+@pytest.fixture
+def ollama(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeOllamaServer]:
+    """The user's own Ollama: a FakeOllamaServer on 127.0.0.1 that OLLAMA_HOST points at.
+    `@pytest.mark.ollama(...)` passes the server's options (models...)."""
+    from llm_fakes import FakeOllamaServer
+
+    with FakeOllamaServer(**marker_options(request, "ollama")) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def playwright_() -> Iterator[Playwright]:
+    """Playwright's sync API, one per module (it owns the thread's event loop meanwhile).
+    Skips where Debian's Chromium is missing, except in CI, where that fails: `.ci/run`
+    installs it."""
+    from web_helpers import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        message = (
+            f"{CHROMIUM} is missing: install Debian's `chromium` package to run the browser tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest, playwright_: Playwright) -> Iterator[Browser]:
+    """Debian's headless Chromium, one per module; in a module marked `camera`, with a fake
+    camera the user has allowed."""
+    from web_helpers import ALLOW_CAMERA, FAKE_CAMERA, launch_chromium
+
+    camera = request.node.get_closest_marker("camera") is not None
+    launched = launch_chromium(playwright_, *((FAKE_CAMERA, ALLOW_CAMERA) if camera else ()))
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def watch() -> Watch:
+    """What the page did that the test must not let pass (attach it to each page)."""
+    from web_helpers import Watch
+
+    return Watch()
+
+
 @pytest.fixture
 def new_project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj", goal="tell hats from shoes")
 
 
-# Settings a developer's shell may hold; the agent tests must not see them.
-LLM_ENV_VARS = (
-    "DUETML_PASSIVE_LLM",
-    "DUETML_PROACTIVE_LLM",
-    "OLLAMA_HOST",
-    "OLLAMA_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "DUETML_PROJECT",
-    "DUETML_MAX_CONTEXT",
-)
-
-
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, duetml_home: Path) -> None:
-    """No LLM settings from the shell (use it with `pytest.mark.usefixtures("clean_env")`)."""
+    """No LLM settings from the shell, nor left over by an earlier test; the session's home."""
     for name in LLM_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DUETML_HOME", str(duetml_home))
@@ -134,6 +282,6 @@ def demo_project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def trained_project(trained_demo: Path, clean_env: None) -> Project:
+def trained_project(trained_demo: Path) -> Project:
     """The trained demo project (a private copy), opened."""
     return Project.open(trained_demo)

@@ -11,8 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from duetml.project import Project
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "duetml" / "demo_data"
 CATEGORIES = ("hat", "pants", "shoes", "t-shirt")  # the demo's categories
@@ -79,12 +83,27 @@ def read_only_view(root: Path, scratch: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(view)], check=False)
 
 
-def run_duetml(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real `duetml` command in a subprocess (it inherits PYTHONPATH), as a person runs it."""
+def run_duetml(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The real `duetml` command in a subprocess (it inherits PYTHONPATH), through `main()` as
+    the installed script runs it: exit codes and output as a person or a script sees them.
+    ``env`` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-c", "from duetml.cli import main; main()", *args],
         capture_output=True,
         text=True,
-        env=os.environ.copy(),
-        timeout=300,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
+
+
+def invoke_duetml(*args: str, input: str | None = None) -> Result:
+    """The `duetml` command in this process (Typer's CliRunner): quicker than run_duetml, and
+    the test's monkeypatches apply."""
+    from typer.testing import CliRunner
+
+    from duetml.cli import app
+
+    return CliRunner().invoke(app, list(args), input=input)

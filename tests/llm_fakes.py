@@ -9,7 +9,7 @@ Use
     from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 
     def test_reply():
-        with FakeOllamaServer() as server:          # or the `ollama_server` fixture below
+        with FakeOllamaServer() as server:          # or conftest's `ollama` (OLLAMA_HOST set)
             server.queue_reply("A red shoe.")       # streamed token by token
             provider = OllamaProvider("llava", base_url=server.url)
             assert provider.chat([ChatMessage("user", "What is it?")]) == "A red shoe."
@@ -50,8 +50,6 @@ list of None mimics Ollama < 0.6.4 (no `capabilities` field; families carry "cli
 OpenAI: `FakeOpenAIServer(models=["gpt-4o"], api_key="sk-...")`; with `api_key` set, requests
 without `Authorization: Bearer <key>` get OpenAI's 401; `echo_key_in_errors=True` makes that
 body quote the key in full, like a hostile or careless server, to test redaction.
-
-Fixtures `ollama_server` and `openai_server` can be imported into a test module.
 """
 
 from __future__ import annotations
@@ -64,13 +62,11 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-
-import pytest
 
 # Stalls end at this point at the latest, or as soon as the server stops.
 MAX_HANG_SECONDS = 10.0
@@ -831,15 +827,3 @@ class FakeOpenAIServer(_FakeServer):
             "error": {"message": message, "type": "server_error", "param": None, "code": None}
         }
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-@pytest.fixture
-def ollama_server() -> Iterator[FakeOllamaServer]:
-    with FakeOllamaServer() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as server:
-        yield server

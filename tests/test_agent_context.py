@@ -7,6 +7,9 @@ photos land on which sheet.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
 
 import pytest
 from agent_fakes import FakeProvider
@@ -14,21 +17,19 @@ from helpers import DEMO_DATA
 
 from duetml.agents import AgentSession, attachments, sheets
 from duetml.agents.context import ContextBuilder, rank_categories
-from duetml.agents.facts import Evaluation, render_facts
+from duetml.agents.facts import Evaluation, Facts, render_facts
 from duetml.project import Project
-
-pytestmark = pytest.mark.usefixtures("clean_env")
 
 DEMO_PHOTOS = sorted(DEMO_DATA.glob("*/*.jpg"))
 
 
 @pytest.fixture
-def drawn(monkeypatch):
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], list[str]]]:
     """Every sheet drawn during the test: (title, [captions], [photo names])."""
     recorded: list[tuple[str, list[str], list[str]]] = []
     real = sheets.draw_sheet
 
-    def spy(title, tiles):
+    def spy(title: str, tiles: Sequence[sheets.Tile]) -> bytes | None:
         recorded.append((title, [t.caption for t in tiles], [t.path.name for t in tiles]))
         return real(title, tiles)
 
@@ -37,7 +38,7 @@ def drawn(monkeypatch):
     return recorded
 
 
-def project_with(tmp_path, categories: int, per_category: int) -> Project:
+def project_with(tmp_path: Path, categories: int, per_category: int) -> Project:
     project, _ = Project.init(tmp_path / "p")
     for index in range(categories):
         start = index * per_category
@@ -45,7 +46,9 @@ def project_with(tmp_path, categories: int, per_category: int) -> Project:
     return project
 
 
-def test_seven_categories_use_all_six_sheets_and_every_photo(tmp_path, drawn):
+def test_seven_categories_use_all_six_sheets_and_every_photo(
+    tmp_path: Path, drawn: list[tuple[str, list[str], list[str]]]
+) -> None:
     project = project_with(tmp_path, categories=7, per_category=4)
     context = ContextBuilder(project).build("data")
     assert len(context.images) == 6
@@ -57,7 +60,9 @@ def test_seven_categories_use_all_six_sheets_and_every_photo(tmp_path, drawn):
 
 
 @pytest.mark.slow
-def test_twenty_categories_share_the_sheets_evenly(tmp_path, drawn):
+def test_twenty_categories_share_the_sheets_evenly(
+    tmp_path: Path, drawn: list[tuple[str, list[str], list[str]]]
+) -> None:
     project = project_with(tmp_path, categories=20, per_category=4)
     context = ContextBuilder(project).build("data")
     assert len(context.images) == 6
@@ -67,7 +72,9 @@ def test_twenty_categories_share_the_sheets_evenly(tmp_path, drawn):
 
 
 @pytest.mark.slow
-def test_overview_titles_name_the_categories_on_them(tmp_path, drawn):
+def test_overview_titles_name_the_categories_on_them(
+    tmp_path: Path, drawn: list[tuple[str, list[str], list[str]]]
+) -> None:
     project = project_with(tmp_path, categories=20, per_category=4)
     names = {i: c.name for i, c in enumerate(project.categories(), start=1)}
     ContextBuilder(project).build("data")
@@ -82,7 +89,9 @@ def test_overview_titles_name_the_categories_on_them(tmp_path, drawn):
 
 
 @pytest.mark.slow
-def test_relevant_categories_get_sheets_even_past_the_first_sixty(tmp_path, drawn):
+def test_relevant_categories_get_sheets_even_past_the_first_sixty(
+    tmp_path: Path, drawn: list[tuple[str, list[str], list[str]]]
+) -> None:
     project, _ = Project.init(tmp_path / "p")
     for index in range(70):
         project.add_images(f"kind {index:02d}", DEMO_PHOTOS[index : index + 1] * 1)
@@ -98,7 +107,7 @@ def test_relevant_categories_get_sheets_even_past_the_first_sixty(tmp_path, draw
     assert "kind 69" in (context.images[0].label or "") or "70" in (context.images[0].label or "")
 
 
-def test_ranking_is_by_relevance_not_by_name():
+def test_ranking_is_by_relevance_not_by_name() -> None:
     facts = {
         "categories": [
             {"name": "apple", "images": 40},
@@ -114,13 +123,16 @@ def test_ranking_is_by_relevance_not_by_name():
             {"kind": "mislabel", "photos": ["train/banana/x.jpg"], "categories": ["banana"]}
         ],
     }
-    order = [name for _, name in rank_categories(facts, [{"event": "add_images", "to": "x"}])]
+    order = [
+        name
+        for _, name in rank_categories(cast(Facts, facts), [{"event": "add_images", "to": "x"}])
+    ]
     assert set(order[:3]) == {"date", "elder", "banana"}
     assert order[3] == "cherry" and order[4] == "apple"
 
 
 @pytest.mark.slow
-def test_no_text_points_at_sheet_numbers_that_are_not_attached(trained_project):
+def test_no_text_points_at_sheet_numbers_that_are_not_attached(trained_project: Project) -> None:
     builder = ContextBuilder(trained_project)
     text_only = builder.build("results", vision=False)
     assert "on the sheet" not in text_only.text and "on image" not in text_only.text
@@ -130,7 +142,7 @@ def test_no_text_points_at_sheet_numbers_that_are_not_attached(trained_project):
     assert re.search(r"#1 \([^)]*, on image 1\)", with_images.text)
 
 
-def test_findings_enter_the_facts_with_photo_numbers():
+def test_findings_enter_the_facts_with_photo_numbers() -> None:
     facts = {
         "categories": [{"name": "hat", "images": 20}, {"name": "shoes", "images": 20}],
         "images": 40,
@@ -150,14 +162,14 @@ def test_findings_enter_the_facts_with_photo_numbers():
             }
         ],
     }
-    text = render_facts(facts, shown={2: 3})
+    text = render_facts(cast(Facts, facts), shown={2: 3})  # a partial Facts
     assert "- probably mislabelled: 2 photos in hat look like shoes." in text
     assert "#1 (train/hat/a.jpg)" in text and "#2 (train/hat/b.jpg, on image 3)" in text
     assert "Suggested: Move 2 photos to shoes." in text
 
 
 @pytest.mark.slow
-def test_session_request_carries_the_numbers_of_the_photos(trained_project):
+def test_session_request_carries_the_numbers_of_the_photos(trained_project: Project) -> None:
     passive = FakeProvider()
     session = AgentSession(trained_project, passive=passive, proactive=FakeProvider())
     "".join(session.ask_stream("", about="results"))

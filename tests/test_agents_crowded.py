@@ -14,20 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos, invoke_duetml
 from llm_fakes import FakeOllamaServer
 from PIL import Image
-from typer.testing import CliRunner
 
 from duetml.agents import sheets
 from duetml.agents.attachments import category_attachments
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
-from duetml.cli import app
 from duetml.project import Project
+from duetml.review.types import FindingDict
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
-runner = CliRunner()
 COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
 MOVED = 5  # shoes photos filed under hat
 
@@ -64,19 +60,8 @@ def crowded(_crowded_template: Path, tmp_path: Path) -> Project:
     return Project.open(root)
 
 
-@pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch):
-    with FakeOllamaServer() as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.url)
-        yield server
-
-
-def run(*args: str, input: str | None = None):
-    return runner.invoke(app, list(args), input=input)
-
-
 def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
-    images = []
+    images: list[Image.Image] = []
     for encoded in server.chat_requests[-1].json["messages"][-1].get("images", []):
         image = Image.open(io.BytesIO(base64.b64decode(encoded)))
         image.load()
@@ -87,7 +72,9 @@ def sent_images(server: FakeOllamaServer) -> list[Image.Image]:
 # --- the crash --------------------------------------------------------------------------------
 
 
-def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(tmp_path):
+def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(
+    tmp_path: Path,
+) -> None:
     """Before the fix: ZeroDivisionError in sheets.spread (called with 0 slots left)."""
     project, _ = Project.init(tmp_path / "p")
     project.add_images("hat", demo_photos("hat"))
@@ -114,14 +101,16 @@ def test_a_category_with_more_flagged_photos_than_sheet_slots_gets_a_full_sheet(
     assert sheets.spread([1, 2, 3], 0) == [] and sheets.spread([1, 2, 3], -1) == []
 
 
-def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(ollama, crowded):
+def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     from duetml.review import review_project
 
     review = review_project(crowded)
     in_hat = {p for f in review.findings for p in f.photos if p.startswith("train/hat/")}
     assert len(in_hat) > DEFAULT_BUDGET.photos_per_category, "the project is not crowded"
     ollama.queue_reply("Hat holds copies and a few shoes.")
-    result = run("ask", "--about", "data", "-p", str(crowded.root))
+    result = invoke_duetml("ask", "--about", "data", "-p", str(crowded.root))
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hat holds copies and a few shoes.\n"
     images = sent_images(ollama)
@@ -130,15 +119,17 @@ def test_ask_on_a_crowded_project_sends_sheets_and_the_findings(ollama, crowded)
     assert "data review" in content and "train/hat/" in content
 
 
-def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
+def test_advise_and_a_chat_turn_on_a_crowded_project(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     ollama.queue_reply("Hat has copies of the same photos: keep one of each.")
-    advice = run("advise", "-p", str(crowded.root))
+    advice = invoke_duetml("advise", "-p", str(crowded.root))
     assert advice.exit_code == 0, advice.output
     assert advice.stdout.startswith("Hat has copies")
     assert len(sent_images(ollama)) >= 1
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Look at the copies in hat first.")
-    chat = run(
+    chat = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -151,7 +142,7 @@ def test_advise_and_a_chat_turn_on_a_crowded_project(ollama, crowded):
     assert len(sent_images(ollama)) == 4
 
 
-def test_the_facts_state_each_finding_with_its_certainty(crowded):
+def test_the_facts_state_each_finding_with_its_certainty(crowded: Project) -> None:
     from duetml.agents.facts import FactGatherer, number_photos, render_facts
     from duetml.review import review_project
 
@@ -172,10 +163,10 @@ def test_the_facts_state_each_finding_with_its_certainty(crowded):
             assert f"#{numbers.get(rel)} ({rel}" in block
 
 
-def test_between_two_categories_is_a_question_not_a_photo_fix():
+def test_between_two_categories_is_a_question_not_a_photo_fix() -> None:
     from duetml.agents.facts import _finding_lines
 
-    overlap = {
+    overlap: FindingDict = {
         "id": "0123456789",
         "kind": "overlap",
         "photos": [],
@@ -193,7 +184,9 @@ def test_between_two_categories_is_a_question_not_a_photo_fix():
     assert "#" not in lines[1] and "Suggested" not in lines[1]
 
 
-def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowded):
+def test_a_proposal_touching_several_photos_lists_each_in_the_chat(
+    ollama: FakeOllamaServer, crowded: Project
+) -> None:
     import json
 
     block = json.dumps(
@@ -201,7 +194,7 @@ def test_a_proposal_touching_several_photos_lists_each_in_the_chat(ollama, crowd
     )
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply(f"Three look like shoes.\n\n```json\n{block}\n```")
-    chat = run(
+    chat = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -230,9 +223,9 @@ def caltech(trained_caltech: Path, tmp_path: Path) -> Project:
 
 
 @pytest.mark.slow
-def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):
+def test_ask_and_advise_on_the_caltech_subset(ollama: FakeOllamaServer, caltech: Project) -> None:
     ollama.queue_reply("Some categories hold drawings.")
-    asked = run("ask", "--about", "data", "-p", str(caltech.root))
+    asked = invoke_duetml("ask", "--about", "data", "-p", str(caltech.root))
     assert asked.exit_code == 0, asked.output
     assert asked.stdout == "Some categories hold drawings.\n"
     images = sent_images(ollama)
@@ -240,6 +233,6 @@ def test_ask_and_advise_on_the_caltech_subset(ollama, caltech):
     content = ollama.chat_requests[-1].json["messages"][-1]["content"]
     assert "100 categories" in content
     ollama.queue_reply("Faces and Faces_easy look alike.")
-    advice = run("advise", "-p", str(caltech.root))
+    advice = invoke_duetml("advise", "-p", str(caltech.root))
     assert advice.exit_code == 0, advice.output
     assert advice.stdout.startswith("Faces and Faces_easy")

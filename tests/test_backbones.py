@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,8 +29,9 @@ def _coffee_photo() -> np.ndarray:
     import skimage.data
     from PIL import Image
 
+    coffee = skimage.data.coffee()  # type: ignore[no-untyped-call]
     buffer = io.BytesIO()
-    Image.fromarray(skimage.data.coffee()).save(buffer, "PNG")
+    Image.fromarray(coffee).save(buffer, "PNG")
     return load_square(buffer.getvalue(), backbones.INPUT_SIZE)
 
 
@@ -80,14 +82,16 @@ def _demo_folders() -> list[Path]:
     return sorted(p for p in DEMO_DATA.iterdir() if p.is_dir())
 
 
-def test_a_backbone_that_needs_torch_says_how_to_get_it(monkeypatch, tmp_path: Path) -> None:
+def test_a_backbone_that_needs_torch_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Without the torch extra, MobileNetV3 (exported from PyTorch) fails with one sentence
     naming the install command; the shipped default needs no torch."""
     import builtins
 
     real_import = builtins.__import__
 
-    def no_torch(name: str, *args, **kwargs):
+    def no_torch(name: str, *args: Any, **kwargs: Any) -> Any:
         if name.split(".")[0] in ("torch", "torchvision"):
             raise ImportError(f"No module named {name!r}")
         return real_import(name, *args, **kwargs)
@@ -110,7 +114,7 @@ def test_unknown_backbone() -> None:
         get_backbone("resnet-9000")
 
 
-def _serve(folder: Path):
+def _serve(folder: Path) -> http.server.ThreadingHTTPServer:
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -135,7 +139,9 @@ def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+def test_pull_downloads_checks_and_caches(
+    small_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     server = _serve(small_weights.parent)
     try:
@@ -162,7 +168,7 @@ def test_pull_downloads_checks_and_caches(small_weights: Path, tmp_path: Path, m
 
 @pytest.mark.slow
 def test_pull_refuses_a_file_with_the_wrong_hash(
-    small_weights: Path, tmp_path: Path, monkeypatch
+    small_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     server = _serve(small_weights.parent)
@@ -178,7 +184,9 @@ def test_pull_refuses_a_file_with_the_wrong_hash(
         server.shutdown()
 
 
-def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) -> None:
+def test_missing_weights_name_the_three_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     backbone = get_backbone("mobilenet-v3-large")
@@ -196,7 +204,9 @@ def test_missing_weights_name_the_three_ways_out(tmp_path: Path, monkeypatch) ->
 
 
 @pytest.mark.slow
-def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch) -> None:
+def test_import_checks_the_file(
+    small_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     backbone = dataclasses.replace(
         get_backbone("mobilenet-v3-small"), weights_file=small_weights.name
@@ -211,7 +221,7 @@ def test_import_checks_the_file(small_weights: Path, tmp_path: Path, monkeypatch
 
 @pytest.mark.slow
 def test_weights_in_torch_hub_cache_are_found(
-    small_weights: Path, tmp_path: Path, monkeypatch
+    small_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DUETML_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -8,18 +8,18 @@ import importlib.util
 import io
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
-
-pytestmark = pytest.mark.usefixtures("clean_env")
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_advisers.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
+def bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_advisers", BENCH)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_advisers"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -31,8 +31,8 @@ def bench():
     ("provider", "scenario"), [("ollama", "mislabel"), ("openai", "imbalance")]
 )
 def test_naming_the_planted_problem_scores_full_marks_generic_advice_low(
-    bench, tmp_path, provider, scenario
-):
+    bench: ModuleType, tmp_path: Path, provider: str, scenario: str
+) -> None:
     built = bench.build(scenario, tmp_path)
     numbers = bench.photo_numbers(built.project)
     if built.planted:  # the review flags the planted photos, so the facts number them
@@ -56,7 +56,7 @@ def test_naming_the_planted_problem_scores_full_marks_generic_advice_low(
 
 
 @pytest.mark.slow
-def test_the_bench_prints_a_table_per_adviser(bench, tmp_path):
+def test_the_bench_prints_a_table_per_adviser(bench: ModuleType, tmp_path: Path) -> None:
     with FakeOpenAIServer() as server:
         out = io.StringIO()
         results = bench.main(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ from duetml.classifier import SvmModel, TrainedModel, ridge, selection
 from duetml.errors import ModelFileError, NotEnoughDataError
 
 
-def _blobs(n_classes: int, per_class: int, dim: int = 24, spread: float = 1.0, seed: int = 0):
+def _blobs(
+    n_classes: int, per_class: int, dim: int = 24, spread: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_classes, dim)) * 2
     x = np.concatenate([c + spread * rng.normal(size=(per_class, dim)) for c in centres])
@@ -46,9 +50,11 @@ def test_cross_validation_and_calibration_on_separable_and_noisy_data() -> None:
     x, y, _ = _blobs(4, 40, spread=0.5)
     names = list("abcd")
     model, cv, why = classifier.train(x, [names[i] for i in y], names, "test")
+    assert cv is not None
     assert why is None and cv.folds == 5 and cv.accuracy > 0.95
     noisy_x, noisy_y, _ = _blobs(4, 40, spread=6.0)
     noisy_model, noisy_cv, _ = classifier.train(noisy_x, [names[i] for i in noisy_y], names, "test")
+    assert noisy_cv is not None
     # Calibration: a model that is right less often must also be less sure of itself.
     sure = model.predict_proba(x).max(1).mean()
     unsure = noisy_model.predict_proba(noisy_x).max(1).mean()
@@ -66,7 +72,7 @@ def test_one_photo_category_trains_but_says_why_there_is_no_cv() -> None:
     keep = np.r_[0:6, 6:12, 12:13]
     names = ["a", "b", "c"]
     model, cv, why = classifier.train(x[keep], [names[i] for i in y[keep]], names, "test")
-    assert cv is None and "'c' has only 1 photo" in why
+    assert cv is None and "'c' has only 1 photo" in str(why)
     assert model.predict_proba(x[:1]).shape == (1, 3)
 
 
@@ -88,7 +94,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 class _Exploit:
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
         import os
 
         return (os.system, ("touch /tmp/duetml-pwned-by-pickle",))
@@ -160,7 +166,7 @@ def test_pair_scores_from_support_vectors_equal_sklearn_in_blocks() -> None:
     assert np.allclose(mine, svc.decision_function(gram), atol=1e-10)
 
 
-def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
+def test_large_projects_screen_candidates_on_one_fold(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y, _ = _blobs(4, 30, spread=3.0)
     names = list("abcd")
     steps = []
@@ -172,6 +178,7 @@ def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
     n = len(selection.CANDIDATES)
     assert fits[-1] == ("selection", n + 2 * 4, n + 2 * 4)
     # Two finalists with 5-fold scores; the others are labelled as one-fold screens.
+    assert cv is not None
     assert sum("first fold only" not in name for name in cv.candidate_scores) == 2
     assert len(cv.candidate_scores) == n
     assert [s[0] for s in steps if s[1] == s[2] and s[0] != "selection"] == [
@@ -183,7 +190,7 @@ def test_large_projects_screen_candidates_on_one_fold(monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
-    monkeypatch,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(selection, "REUSE_ABOVE", 100)
     x, y, _ = _blobs(3, 40, spread=2.0)
@@ -197,10 +204,12 @@ def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     more_x = np.concatenate([x, x[:2] + 0.05])
     more_labels = labels + labels[:2]
     fast, fast_cv, _ = classifier.train(more_x, more_labels, names, "t", previous=previous)
+    assert fast_cv is not None
     assert fast_cv.reused_choice and list(fast_cv.candidate_scores) == [
         f"{full.kernel} C={full.C:g}"
     ]
     slow, slow_cv, _ = classifier.train(more_x, more_labels, names, "t")
+    assert slow_cv is not None
     assert not slow_cv.reused_choice and len(slow_cv.candidate_scores) == 5
     if (slow.kernel, slow.C) == (fast.kernel, fast.C):
         assert np.allclose(fast.predict_proba(x), slow.predict_proba(x))
@@ -213,7 +222,12 @@ def test_a_small_change_reuses_the_previous_choice_and_a_big_one_selects_again(
     assert not previous.still_fits({c: n + 1 for c, n in counts.items()})  # small: select
 
 
-def _earlier(model, cv, keys, labels) -> classifier.EarlierCrossValidation:
+def _earlier(
+    model: classifier.TrainedModel,
+    cv: classifier.CrossValidation,
+    keys: Sequence[str],
+    labels: Sequence[str],
+) -> classifier.EarlierCrossValidation:
     return classifier.EarlierCrossValidation(
         model=model,
         keys=list(keys),
@@ -227,7 +241,9 @@ def _earlier(model, cv, keys, labels) -> classifier.EarlierCrossValidation:
 
 
 @pytest.mark.parametrize("linear_above", [10_000, 100])  # the SVM, then the ridge model
-def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_above) -> None:
+def test_a_small_change_extends_the_last_cross_validation(
+    monkeypatch: pytest.MonkeyPatch, linear_above: int
+) -> None:
     monkeypatch.setattr(selection, "REUSE_ABOVE", 100)
     monkeypatch.setattr(selection, "LINEAR_ABOVE", linear_above)
     x, y, _ = _blobs(3, 50, spread=2.5)
@@ -235,6 +251,7 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     labels = [names[i] for i in y]
     keys = [f"h{i}" for i in range(len(y))]
     model, cv, _ = classifier.train(x, labels, names, "t", keys=keys)
+    assert cv is not None
     earlier = _earlier(model, cv, keys, labels)
     # Three new photos, one removed: every row kept is the last fold's prediction, and the
     # new photos are predicted by the last model, which never saw them.
@@ -271,6 +288,7 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
     assert type(fast) is type(model) and fast.temperature == model.temperature
     fast.temperature = full.temperature
     if isinstance(model, SvmModel):  # the ridge model has no margin weight
+        assert isinstance(fast, SvmModel) and isinstance(full, SvmModel)
         assert fast.margin_weight == model.margin_weight
         fast.margin_weight = full.margin_weight
     assert np.allclose(fast.predict_proba(x), full.predict_proba(x))
@@ -317,7 +335,9 @@ def test_a_small_change_extends_the_last_cross_validation(monkeypatch, linear_ab
         assert np.allclose(updated.decision(x), recomputed.decision(x))
 
 
-def test_large_projects_get_the_linear_ridge_model(tmp_path: Path, monkeypatch) -> None:
+def test_large_projects_get_the_linear_ridge_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(selection, "LINEAR_ABOVE", 100)
     x, y, _ = _blobs(4, 40, spread=2.0)
     names = list("abcd")

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import DEMO_DATA, demo_photos
+from helpers import DEMO_DATA, demo_photos, invoke_duetml, run_duetml
 from typer.testing import CliRunner
 
 from duetml.cli import app
 
 runner = CliRunner()
-
-
-def duetml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The installed command in a real process (exit codes and stderr as a script sees them)."""
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=os.environ.copy(),
-        timeout=300,
-    )
-
-
-def invoke(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=True)
-    return result
 
 
 @pytest.mark.slow
@@ -44,30 +26,30 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    result = duetml("--help")
+    result = run_duetml("--help")
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
 
 
 @pytest.mark.slow
 def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
     proj = str(tmp_path / "clothes")
-    assert invoke("init", proj, "--goal", "sort clothes").exit_code == 0
+    assert invoke_duetml("init", proj, "--goal", "sort clothes").exit_code == 0
     for category in ("hat", "shoes", "pants"):
-        result = invoke("add", category, str(DEMO_DATA / category), "-p", proj)
+        result = invoke_duetml("add", category, str(DEMO_DATA / category), "-p", proj)
         assert result.exit_code == 0 and "Added 25 photo(s)" in result.output
-    status = json.loads(invoke("status", "-p", proj, "--json").output)
+    status = json.loads(invoke_duetml("status", "-p", proj, "--json").output)
     assert [c["images"] for c in status["categories"]] == [25, 25, 25]
-    result = invoke("train", "-p", proj, "--json")
+    result = invoke_duetml("train", "-p", proj, "--json")
     assert result.exit_code == 0, result.output
     trained = json.loads(result.output)
     assert trained["images"] == 75 and trained["cv_accuracy"] > 0.85
-    result = invoke("eval", "-p", proj)
+    result = invoke_duetml("eval", "-p", proj)
     assert "cross-validation" in result.output and "precision" in result.output
     assert "Confusion matrix" in result.output
-    result = invoke("predict", str(demo_photos("shoes")[0]), "-p", proj, "--json")
+    result = invoke_duetml("predict", str(demo_photos("shoes")[0]), "-p", proj, "--json")
     rows = json.loads(result.output)
     assert rows[0]["category"] == "shoes" and rows[0]["top"][0]["probability"] > 0.5
-    result = invoke("predict", str(demo_photos("hat")[0]), "-p", proj, "--csv")
+    result = invoke_duetml("predict", str(demo_photos("hat")[0]), "-p", proj, "--csv")
     assert result.output.splitlines()[0] == "image,category,confidence,error,not_sure"
     assert ",hat," in result.output.splitlines()[1]
 
@@ -75,22 +57,24 @@ def test_shell_workflow_init_add_train_eval_predict(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_categories_commands_and_undo(tmp_path: Path) -> None:
     proj = str(tmp_path / "p")
-    invoke("init", proj)
-    invoke("add", "carrot", *map(str, demo_photos("hat")[:3]), "-p", proj)
-    invoke("add", "tomato", *map(str, demo_photos("pants")[:2]), "-p", proj)
-    assert invoke("categories", "add", "rose", "-p", proj).exit_code == 0
-    assert invoke("categories", "rename", "rose", "flower", "-p", proj).exit_code == 0
-    result = invoke("categories", "merge", "carrot", "tomato", "--into", "edible", "-p", proj)
+    invoke_duetml("init", proj)
+    invoke_duetml("add", "carrot", *map(str, demo_photos("hat")[:3]), "-p", proj)
+    invoke_duetml("add", "tomato", *map(str, demo_photos("pants")[:2]), "-p", proj)
+    assert invoke_duetml("categories", "add", "rose", "-p", proj).exit_code == 0
+    assert invoke_duetml("categories", "rename", "rose", "flower", "-p", proj).exit_code == 0
+    result = invoke_duetml(
+        "categories", "merge", "carrot", "tomato", "--into", "edible", "-p", proj
+    )
     assert "5 photo(s) moved" in result.output
-    listing = json.loads(invoke("categories", "-p", proj, "--json").output)
+    listing = json.loads(invoke_duetml("categories", "-p", proj, "--json").output)
     assert [(c["name"], c["images"]) for c in listing] == [("edible", 5), ("flower", 0)]
-    photo = invoke("categories", "show", "edible", "-p", proj).output.split()[0]
-    assert invoke("categories", "move", photo, "--to", "flower", "-p", proj).exit_code == 0
-    assert invoke("categories", "remove", "flower", "-p", proj).exit_code == 0
-    assert "remove category" in invoke("undo", "--list", "-p", proj).output
+    photo = invoke_duetml("categories", "show", "edible", "-p", proj).output.split()[0]
+    assert invoke_duetml("categories", "move", photo, "--to", "flower", "-p", proj).exit_code == 0
+    assert invoke_duetml("categories", "remove", "flower", "-p", proj).exit_code == 0
+    assert "remove category" in invoke_duetml("undo", "--list", "-p", proj).output
     for _ in range(3):
-        assert invoke("undo", "-p", proj).exit_code == 0
-    listing = json.loads(invoke("categories", "list", "-p", proj, "--json").output)
+        assert invoke_duetml("undo", "-p", proj).exit_code == 0
+    listing = json.loads(invoke_duetml("categories", "list", "-p", proj, "--json").output)
     assert [(c["name"], c["images"]) for c in listing] == [
         ("carrot", 3),
         ("flower", 0),
@@ -100,24 +84,24 @@ def test_categories_commands_and_undo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
-    result = duetml("status", "-p", str(tmp_path))
+    result = run_duetml("status", "-p", str(tmp_path))
     assert result.returncode == 9 and result.stdout == ""
     assert result.stderr.strip().count("\n") == 0 and "not a duetml project" in result.stderr
-    duetml("init", str(tmp_path / "p"))
-    result = duetml("predict", str(demo_photos("hat")[0]), "-p", str(tmp_path / "p"))
+    run_duetml("init", str(tmp_path / "p"))
+    result = run_duetml("predict", str(demo_photos("hat")[0]), "-p", str(tmp_path / "p"))
     assert result.returncode == 3 and "run `duetml train`" in result.stderr
     assert "Traceback" not in result.stderr
-    result = duetml("categories", "add", "../escape", "-p", str(tmp_path / "p"))
+    result = run_duetml("categories", "add", "../escape", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot contain '/'" in result.stderr
-    result = duetml("categories", "add", "..", "-p", str(tmp_path / "p"))
+    result = run_duetml("categories", "add", "..", "-p", str(tmp_path / "p"))
     assert result.returncode == 1 and "cannot start with a dot" in result.stderr
-    result = duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
+    result = run_duetml("categories", "add", "a/b", "-p", str(tmp_path / "p"))
     assert (
         result.returncode == 1
         and "cannot contain '/'" in result.stderr
         and "Traceback" not in result.stderr
     )
-    result = duetml("categories", "add", "x" * 300, "-p", str(tmp_path / "p"))
+    result = run_duetml("categories", "add", "x" * 300, "-p", str(tmp_path / "p"))
     assert "at most 60" in result.stderr
 
 
@@ -127,7 +111,7 @@ def test_predict_exit_code_when_some_photos_are_unreadable(
 ) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
-    result = duetml("predict", str(demo_photos("pants")[0]), str(bad), "-p", str(trained_demo))
+    result = run_duetml("predict", str(demo_photos("pants")[0]), str(bad), "-p", str(trained_demo))
     assert result.returncode == 8
     lines = result.stdout.splitlines()
     assert "pants" in lines[0] and "cannot classify" in lines[1]
@@ -135,7 +119,7 @@ def test_predict_exit_code_when_some_photos_are_unreadable(
 
 @pytest.mark.slow
 def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> None:
-    result = duetml("status", cwd=trained_demo)
+    result = run_duetml("status", cwd=trained_demo)
     assert (
         result.returncode == 0
         and "hat" in result.stdout
@@ -144,20 +128,20 @@ def test_project_from_the_environment_and_current_folder(trained_demo: Path) -> 
 
 
 def test_backbones_listing() -> None:
-    rows = json.loads(invoke("backbones", "--json").output)
+    rows = json.loads(invoke_duetml("backbones", "--json").output)
     ready = {r["name"]: r["ready"] for r in rows}
     assert ready["efficientnet-lite0"] is True and set(ready) == {
         "efficientnet-lite0",
         "mobilenet-v3-large",
         "mobilenet-v3-small",
     }
-    text = invoke("backbones").output
+    text = invoke_duetml("backbones").output
     assert "duetml backbones pull" in text or all(ready.values())
 
 
 @pytest.mark.slow
 def test_demo_runs_the_main_job(tmp_path: Path) -> None:
-    result = duetml("demo", str(tmp_path / "demo"))
+    result = run_duetml("demo", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     assert (
         "Cross-validated accuracy" in result.stdout
@@ -168,15 +152,17 @@ def test_demo_runs_the_main_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_backbones_use_needs_the_weights(trained_demo: Path, tmp_path: Path, monkeypatch) -> None:
+def test_backbones_use_needs_the_weights(
+    trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
+    result = run_duetml("backbones", "use", "mobilenet-v3-large", "-p", str(trained_demo))
     assert result.returncode == 6 and "backbones pull" in result.stderr
 
 
 @pytest.mark.slow
 def test_train_names_an_extended_cross_validation_and_full_redoes_it(
-    trained_demo: Path, tmp_path: Path, monkeypatch
+    trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from PIL import Image
 
@@ -187,17 +173,17 @@ def test_train_names_an_extended_cross_validation_and_full_redoes_it(
     staging.mkdir()
     for path in demo_photos("hat")[:2]:  # mirrored: real photos with new content
         Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(staging / path.name)
-    assert invoke("add", "hat", str(staging), "-p", str(trained_demo)).exit_code == 0
-    quick = invoke("train", "-p", str(trained_demo))
+    assert invoke_duetml("add", "hat", str(staging), "-p", str(trained_demo)).exit_code == 0
+    quick = invoke_duetml("train", "-p", str(trained_demo))
     assert quick.exit_code == 0, quick.output
     # Not presented as a fresh cross-validation: what the figure is made of, and how to redo it.
     assert "Held-out accuracy" in quick.output and "Cross-validated" not in quick.output
     assert "2 photo(s) added since" in quick.output and "--full" in quick.output
-    assert "held-out accuracy" in invoke("status", "-p", str(trained_demo)).output
-    full = invoke("train", "--full", "-p", str(trained_demo))
+    assert "held-out accuracy" in invoke_duetml("status", "-p", str(trained_demo)).output
+    full = invoke_duetml("train", "--full", "-p", str(trained_demo))
     assert full.exit_code == 0 and "Cross-validated accuracy" in full.output
     assert "Held-out" not in full.output
-    assert "cross-validated accuracy" in invoke("status", "-p", str(trained_demo)).output
+    assert "cross-validated accuracy" in invoke_duetml("status", "-p", str(trained_demo)).output
 
 
 @pytest.mark.slow
@@ -209,7 +195,7 @@ def test_predict_imports_only_its_module_and_prints_what_the_whole_app_prints(
     and messages as the whole application converting with pydantic (Typer's own way)."""
     photos = [str(p) for p in demo_photos("hat")[:2]] + [str(trained_demo / "missing.jpg")]
     for extra in ([], ["--json"], ["--csv"], ["--top", "1", "--no-abstain"], ["--top=2"]):
-        alone = duetml("predict", *photos, "-p", str(trained_demo), *extra)
+        alone = run_duetml("predict", *photos, "-p", str(trained_demo), *extra)
         whole = runner.invoke(app, ["predict", *photos, "-p", str(trained_demo), *extra])
         assert alone.returncode == whole.exit_code == 8  # one photo is missing
         assert alone.stdout == whole.stdout and "hat" in alone.stdout
@@ -228,7 +214,7 @@ def test_predict_imports_only_its_module_and_prints_what_the_whole_app_prints(
     assert "hat" in out.stdout
     # A value that is not plainly valid gets Typer's own message.
     for wrong_top in ("0", "x", "-1"):
-        alone = duetml("predict", photos[0], "-p", str(trained_demo), "--top", wrong_top)
+        alone = run_duetml("predict", photos[0], "-p", str(trained_demo), "--top", wrong_top)
         whole = runner.invoke(
             app, ["predict", photos[0], "-p", str(trained_demo), "--top", wrong_top]
         )
@@ -243,11 +229,13 @@ def test_each_command_is_found_in_the_module_main_imports_for_it() -> None:
 
     found = {}
     for info in app.registered_commands:
+        assert info.callback is not None
         name = info.name or info.callback.__name__.replace("_", "-")
         found[name] = info.callback.__module__
     for group in app.registered_groups:
         sub = group.typer_instance
         assert isinstance(sub, typer.Typer)
         first = sub.registered_callback or sub.registered_commands[0]
+        assert group.name is not None and first.callback is not None
         found[group.name] = first.callback.__module__
     assert found == {name: f"duetml.cli.{module}" for name, module in COMMAND_MODULES.items()}

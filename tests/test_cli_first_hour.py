@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_duetml
 from typer.testing import CliRunner
 
 from duetml import __version__
@@ -21,14 +20,8 @@ runner = CliRunner()
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command in a real process, through `main()` as the installed script runs it."""
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "100"},
-        timeout=300,
-    )
+    """The command in a real process, in a terminal 100 columns wide."""
+    return run_duetml(*args, env={"COLUMNS": "100"})
 
 
 def test_version() -> None:
@@ -175,11 +168,9 @@ def test_move_takes_a_path_or_a_bare_name_and_undo_removes_the_new_category(
 ) -> None:
     folder = _project_with(tmp_path, "hat", "shoes")
     first, second = sorted((folder / "train" / "hat").iterdir())[:2]
-    by_path = subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", "categories", "move",
-         first.name, "--to", "shoes", "-p", str(folder)],
-        capture_output=True, text=True, cwd=first.parent, timeout=300,
-    )  # fmt: skip
+    by_path = run_duetml(
+        "categories", "move", first.name, "--to", "shoes", "-p", str(folder), cwd=first.parent
+    )
     assert by_path.returncode == 0, by_path.stderr
     assert (folder / "train" / "shoes" / first.name).exists()
     by_stem = run("categories", "move", second.stem, "--to", "caps", "--new", "-p", str(folder))
@@ -223,12 +214,8 @@ def test_llm_status_says_a_stopped_ollama_is_unreachable(tmp_path: Path) -> None
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     run("init", str(tmp_path / "p"))
-    env = {**os.environ, "OLLAMA_HOST": f"http://127.0.0.1:{port}"}
-    result = subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", "llm", "status",
-         "-p", str(tmp_path / "p")],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+    down = {"OLLAMA_HOST": f"http://127.0.0.1:{port}"}
+    result = run_duetml("llm", "status", "-p", str(tmp_path / "p"), env=down, timeout=120)
     endpoint_lines = [line for line in result.stdout.splitlines() if "endpoint" in line]
     assert endpoint_lines and all("NOT REACHABLE" in line for line in endpoint_lines)
     assert "data stays on this machine" not in result.stdout

@@ -11,44 +11,26 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import free_port, make_project
+from helpers import free_port, invoke_duetml
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 from PIL import Image
-from typer.testing import CliRunner
 
-from duetml.agents import choice
-from duetml.cli import app
+from duetml.agents import AgentSession, choice
+from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
-runner = CliRunner()
+pytestmark = pytest.mark.project(per_category=4, categories=["hat", "shoes"])
 
 
-@pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch):
-    with FakeOllamaServer() as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.url)
-        yield server
-
-
-@pytest.fixture
-def project(tmp_path: Path):
-    return make_project(tmp_path / "proj", per_category=4, categories=["hat", "shoes"])
-
-
-def run(*args: str, input: str | None = None):
-    return runner.invoke(app, list(args), input=input)
-
-
-def settings(project) -> dict:
+def settings(project: Project) -> dict[str, Any]:
     return tomllib.loads((project.root / "duetml.toml").read_text())
 
 
-def test_ask_streams_the_reply_and_sends_sheets(ollama, project):
+def test_ask_streams_the_reply_and_sends_sheets(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Hats and shoes look clearly different.")
-    result = run("ask", "What should I check?", "-p", str(project.root))
+    result = invoke_duetml("ask", "What should I check?", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hats and shoes look clearly different.\n"
     body = ollama.chat_requests[-1].json
@@ -62,9 +44,9 @@ def test_ask_streams_the_reply_and_sends_sheets(ollama, project):
     assert settings(project)["goal"] == "What should I check?"
 
 
-def test_ask_json_and_about_data(ollama, project):
+def test_ask_json_and_about_data(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Add more varied shoes.")
-    result = run("ask", "--about", "data", "--json", "-p", str(project.root))
+    result = invoke_duetml("ask", "--about", "data", "--json", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["reply"] == "Add more varied shoes." and data["about"] == "data"
@@ -72,31 +54,33 @@ def test_ask_json_and_about_data(ollama, project):
     assert "training data" in ollama.chat_requests[-1].json["messages"][-1]["content"]
 
 
-def test_ask_needs_a_question_for_chat(ollama, project):
-    result = run("ask", "-p", str(project.root))
+def test_ask_needs_a_question_for_chat(ollama: FakeOllamaServer, project: Project) -> None:
+    result = invoke_duetml("ask", "-p", str(project.root))
     assert result.exit_code == 1 and "--about data" in result.stderr
     assert ollama.chat_requests == []
 
 
 @pytest.mark.slow
-def test_advise_exit_codes(ollama, project):
+def test_advise_exit_codes(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_reply("Your hats are all caps; will the app meet other hats?")
-    first = run("advise", "-p", str(project.root))
+    first = invoke_duetml("advise", "-p", str(project.root))
     assert first.exit_code == 0 and first.stdout.startswith("Your hats are all caps")
-    again = run("advise", "-p", str(project.root))  # nothing changed since the last look
+    again = invoke_duetml("advise", "-p", str(project.root))  # nothing changed since the last look
     assert again.exit_code == 10 and again.stdout == "" and len(ollama.chat_requests) == 1
     project.rename_category("shoes", "footwear")
     ollama.queue_reply("NOTHING_TO_ADD")
-    quiet = run("advise", "--json", "-p", str(project.root))
+    quiet = invoke_duetml("advise", "--json", "-p", str(project.root))
     assert quiet.exit_code == 10 and json.loads(quiet.stdout) == {"advice": None}
     assert len(ollama.chat_requests) == 2
 
 
 @pytest.mark.slow
-def test_chat_conversation_with_data_ask_and_exit(ollama, project):
+def test_chat_conversation_with_data_ask_and_exit(
+    ollama: FakeOllamaServer, project: Project
+) -> None:
     ollama.queue_reply("Which hats will it see?")
     ollama.queue_reply("Your shoes photos are all sandals.")
-    result = run(
+    result = invoke_duetml(
         "chat",
         "--interval",
         "600",
@@ -120,16 +104,20 @@ def test_chat_conversation_with_data_ask_and_exit(ollama, project):
     ]
     # Reopening continues where the user left off.
     ollama.queue_reply("Welcome back.")
-    again = run("chat", "--interval", "600", "-p", str(project.root), input="hi again\n")  # Ctrl-D
+    again = invoke_duetml(
+        "chat", "--interval", "600", "-p", str(project.root), input="hi again\n"
+    )  # Ctrl-D
     assert again.exit_code == 0
     assert "(continuing: 5 earlier messages" in again.stdout and "Welcome back." in again.stdout
 
 
 @pytest.mark.slow
-def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch):
+def test_chat_shows_proactive_advice_between_turns(
+    ollama: FakeOllamaServer, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeOllamaServer() as second:
         second.queue_reply("You have no category for trousers.")
-        result = run(
+        result = invoke_duetml(
             "llm",
             "use",
             "proactive",
@@ -146,7 +134,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
 
         original = cmds._reply
 
-        def reply_then_wait(session, question, about):
+        def reply_then_wait(session: AgentSession, question: str, about: str) -> None:
             original(session, question, about)
             import time
 
@@ -156,7 +144,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
             time.sleep(0.3)
 
         monkeypatch.setattr(cmds, "_reply", reply_then_wait)
-        result = run(
+        result = invoke_duetml(
             "chat", "--interval", "0.05", "-p", str(project.root), input="Sort clothes\nexit\n"
         )
     assert result.exit_code == 0, result.output
@@ -165,7 +153,7 @@ def test_chat_shows_proactive_advice_between_turns(ollama, project, monkeypatch)
 
 
 @pytest.mark.slow
-def test_dead_server_gives_one_line_and_exit_7(tmp_path, project):
+def test_dead_server_gives_one_line_and_exit_7(tmp_path: Path, project: Project) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "OLLAMA_HOST": dead}
     for command in (["ask", "hello"], ["advise"]):
@@ -190,9 +178,9 @@ def test_dead_server_gives_one_line_and_exit_7(tmp_path, project):
         assert len(lines) == 1 and lines[0].startswith(f"Error: Ollama is not running at {dead}")
 
 
-def test_answer_cut_mid_stream(ollama, project):
+def test_answer_cut_mid_stream(ollama: FakeOllamaServer, project: Project) -> None:
     ollama.queue_cut("one two three four", after_chunks=2)
-    result = run("ask", "hi", "-p", str(project.root))
+    result = invoke_duetml("ask", "hi", "-p", str(project.root))
     assert result.exit_code == 7
     assert result.stdout == "one two\n"
     assert result.stderr.count("\n") == 1 and "in the middle of the answer" in result.stderr
@@ -207,9 +195,11 @@ def test_answer_cut_mid_stream(ollama, project):
     ]
 
 
-def test_chat_survives_a_dead_server(monkeypatch, project):
+def test_chat_survives_a_dead_server(monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
-    result = run("chat", "--interval", "600", "-p", str(project.root), input="hello\nexit\n")
+    result = invoke_duetml(
+        "chat", "--interval", "600", "-p", str(project.root), input="hello\nexit\n"
+    )
     assert result.exit_code == 0
     assert result.stderr.count("Error: Ollama is not running") == 1
     kinds = [
@@ -220,31 +210,35 @@ def test_chat_survives_a_dead_server(monkeypatch, project):
 
 
 @pytest.mark.slow
-def test_llm_status_text_and_json(ollama, project):
-    result = run("llm", "status", "-p", str(project.root))
+def test_llm_status_text_and_json(ollama: FakeOllamaServer, project: Project) -> None:
+    result = invoke_duetml("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0, result.output
     assert "passive agent: ollama:qwen2.5vl (from default settings)" in result.stdout
     assert "data stays on this machine" in result.stdout
     assert "model installed: yes; sees images: yes" in result.stdout
     assert "reachable; 3 model(s)" in result.stdout
-    data = json.loads(run("llm", "status", "--json", "-p", str(project.root)).stdout)
+    data = json.loads(invoke_duetml("llm", "status", "--json", "-p", str(project.root)).stdout)
     passive = data["agents"]["passive"]
     assert passive["vision"] is True and passive["data_goes_to"] == "this machine"
     assert data["servers"][0]["reachable"] is True
     assert {m["name"] for m in data["servers"][0]["models"]} >= {"qwen2.5vl:latest", "llava:latest"}
 
 
-def test_llm_status_with_a_dead_server_still_answers(monkeypatch, project):
+def test_llm_status_with_a_dead_server_still_answers(
+    monkeypatch: pytest.MonkeyPatch, project: Project
+) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
-    result = run("llm", "status", "-p", str(project.root))
+    result = invoke_duetml("llm", "status", "-p", str(project.root))
     assert result.exit_code == 0
     assert "not reachable (Ollama is not running" in result.stdout
 
 
 @pytest.mark.slow
-def test_llm_use_openai_compatible_server_sends_data_urls(ollama, project):
+def test_llm_use_openai_compatible_server_sends_data_urls(
+    ollama: FakeOllamaServer, project: Project
+) -> None:
     with FakeOpenAIServer(models=["local-vl"]) as server:
-        result = run(
+        result = invoke_duetml(
             "llm",
             "use",
             "passive",
@@ -261,57 +255,63 @@ def test_llm_use_openai_compatible_server_sends_data_urls(ollama, project):
             "base_url": server.url,
         }
         server.queue_reply("Looks good.")
-        asked = run("ask", "hello", "-p", str(project.root))
+        asked = invoke_duetml("ask", "hello", "-p", str(project.root))
         assert asked.exit_code == 0 and asked.stdout == "Looks good.\n"
         parts = server.chat_requests[-1].json["messages"][-1]["content"]
         urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
         assert len(urls) == 2 and all(u.startswith("data:image/jpeg;base64,") for u in urls)
 
 
-def test_cloud_needs_consent_before_anything_is_sent(project, monkeypatch):
-    result = run("llm", "use", "passive", "openai:gpt-4o", "-p", str(project.root))
+def test_cloud_needs_consent_before_anything_is_sent(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = invoke_duetml("llm", "use", "passive", "openai:gpt-4o", "-p", str(project.root))
     assert "not on this machine" in result.stdout
-    refused = run("ask", "hello", "-p", str(project.root))
+    refused = invoke_duetml("ask", "hello", "-p", str(project.root))
     assert refused.exit_code == 7
     assert "--allow-cloud" in refused.stderr and "https://api.openai.com/v1" in refused.stderr
-    chat = run("chat", "-p", str(project.root), input="no\n")
+    chat = invoke_duetml("chat", "-p", str(project.root), input="no\n")
     assert chat.exit_code == 1 and "Nothing was sent" in chat.stderr
     # Consent is remembered; the next problem (no key) is reported without any network call.
-    allowed = run("ask", "hello", "--allow-cloud", "-p", str(project.root))
+    allowed = invoke_duetml("ask", "hello", "--allow-cloud", "-p", str(project.root))
     assert allowed.exit_code == 7 and "OPENAI_API_KEY" in allowed.stderr
     assert choice.approved_endpoints(project.root) == {"https://api.openai.com/v1"}
     assert "cloud_consent" not in settings(project)["agents"]
-    status = run("llm", "status", "-p", str(project.root))
+    status = invoke_duetml("llm", "status", "-p", str(project.root))
     assert "photos and text are SENT to this server; confirmed" in status.stdout
 
 
 @pytest.mark.slow
-def test_llm_use_rejects_bad_input(project):
-    assert run("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
-    bad_url = run(
+def test_llm_use_rejects_bad_input(project: Project) -> None:
+    assert (
+        invoke_duetml("llm", "use", "passive", "skynet:x", "-p", str(project.root)).exit_code == 1
+    )
+    bad_url = invoke_duetml(
         "llm", "use", "passive", "ollama:llava", "--base-url", "ftp://x", "-p", str(project.root)
     )
     assert bad_url.exit_code == 1 and "not an http(s) URL" in bad_url.stderr
     assert "passive" not in settings(project)["agents"]
-    assert run("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
+    assert (
+        invoke_duetml("llm", "use", "robot", "ollama:llava", "-p", str(project.root)).exit_code == 1
+    )
 
 
-def test_llm_proactive_on_off(project):
-    off = run("llm", "proactive", "off", "-p", str(project.root))
+def test_llm_proactive_on_off(project: Project) -> None:
+    off = invoke_duetml("llm", "proactive", "off", "-p", str(project.root))
     assert off.exit_code == 0 and settings(project)["agents"]["proactive_enabled"] is False
-    on = run("llm", "proactive", "on", "--interval", "30", "-p", str(project.root))
+    on = invoke_duetml("llm", "proactive", "on", "--interval", "30", "-p", str(project.root))
     assert on.exit_code == 0 and "every 30 s" in on.stdout
     assert settings(project)["agents"]["proactive_enabled"] is True
     assert settings(project)["agents"]["proactive_interval_seconds"] == 30
 
 
-def test_not_a_project(tmp_path):
-    result = run("ask", "hi", "-p", str(tmp_path))
+def test_not_a_project(tmp_path: Path) -> None:
+    result = invoke_duetml("ask", "hi", "-p", str(tmp_path))
     assert result.exit_code == 9 and "not a duetml project" in result.stderr
 
 
 @pytest.mark.slow
-def test_cli_import_stays_light():
+def test_cli_import_stays_light() -> None:
     code = (
         "import sys, duetml.cli.agent_cmds, duetml.cli.chat_cmd, duetml.cli.llm_cmds, "
         "duetml.agents;"

@@ -15,24 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import make_project
+from helpers import invoke_duetml, make_project
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
-from typer.testing import CliRunner
 
 from duetml.agents import choice
-from duetml.cli import app
 from duetml.llm.privacy import DEFAULT_PORTS, parse_endpoint
 from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 KEY = "sk-user-own-key-0123456789abcdefXYZ"
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def point_at(root: Path, url: str, provider: str = "openai") -> None:
@@ -58,12 +49,12 @@ def test_a_plus_port_is_refused_and_its_approval_reaches_no_other_server(
         FakeOpenAIServer(models=["gpt-4o"]).on("127.0.0.2") as second,
     ):
         point_at(received, f"http://127.0.0.1:+{first.port}/v1")
-        approved = run("llm", "approve", "-p", str(received))
+        approved = invoke_duetml("llm", "approve", "-p", str(received))
         assert "Traceback" not in approved.output
         assert "(invalid URL)" not in approved.output
         assert "URL duetml can use" in approved.output
         assert choice.approved_endpoints(received) == set()
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code != 0 and "URL duetml can use" in asked.stderr
         assert len(asked.stderr.strip().splitlines()) == 1
 
@@ -81,10 +72,10 @@ def test_a_plus_port_is_refused_and_its_approval_reaches_no_other_server(
         )
         assert choice.approved_endpoints(received) == set()
         point_at(received, f"http://127.0.0.2:+{second.port}/v1")
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code != 0
         point_at(received, second.url)
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code == 7 and "duetml llm approve" in asked.stderr
         assert first.requests == [] and second.requests == []
 
@@ -95,7 +86,7 @@ def test_approvals_go_by_scheme_host_and_port(received: Path) -> None:
         FakeOpenAIServer(models=["gpt-4o"]).on("127.0.0.2") as other,
     ):
         point_at(received, server.url)
-        assert run("llm", "approve", "-p", str(received)).exit_code == 0
+        assert invoke_duetml("llm", "approve", "-p", str(received)).exit_code == 0
         # The same server spelled otherwise (case, a trailing slash, another path): approved.
         for same in (
             f"HTTP://127.0.0.1:{server.port}/v1/",
@@ -115,12 +106,12 @@ def test_approvals_go_by_scheme_host_and_port(received: Path) -> None:
                 "project",
                 "project",
             ], another
-            asked = run("ask", "hello", "-p", str(received))
+            asked = invoke_duetml("ask", "hello", "-p", str(received))
             assert asked.exit_code == 7, another
         assert other.requests == []
         server.queue_reply("the approved one")
         point_at(received, f"http://127.0.0.1:{server.port}/v1/")
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code == 0 and asked.stdout == "the approved one\n"
         assert server.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
@@ -130,11 +121,11 @@ def test_ollama_refuses_an_unparsable_host_rather_than_guess_a_port(
 ) -> None:
     with FakeOllamaServer() as server:
         point_at(received, f"http://127.0.0.1:+{server.port}", provider="ollama")
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code != 0 and "URL duetml can use" in asked.stderr
         point_at(received, "", provider="ollama")
         monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:+{server.port}")
-        asked = run("ask", "hello", "-p", str(received))
+        asked = invoke_duetml("ask", "hello", "-p", str(received))
         assert asked.exit_code != 0 and "URL duetml can use" in asked.stderr
         assert "Traceback" not in asked.output
         assert server.requests == []
@@ -195,7 +186,9 @@ def test_a_redirect_to_another_server_sends_it_nothing(
         fake() as chosen,
         fake().on("127.0.0.2" if elsewhere == "another address" else "127.0.0.1") as other,
     ):
-        used = run("llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received))
+        used = invoke_duetml(
+            "llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received)
+        )
         assert used.exit_code == 0, used.output
         target = other.url.removesuffix("/v1")
         for endpoint in ("chat", "models", "show"):
@@ -203,7 +196,7 @@ def test_a_redirect_to_another_server_sends_it_nothing(
             chosen.queue_status(
                 307, headers={"Location": f"{target}{path}"}, endpoint=endpoint, times=5
             )
-        asked = run("ask", "what do you see?", "-p", str(received))
+        asked = invoke_duetml("ask", "what do you see?", "-p", str(received))
         assert asked.exit_code != 0
         assert "Traceback" not in asked.output
         message = asked.stderr.strip()
@@ -221,12 +214,14 @@ def test_a_redirect_on_the_same_server_is_followed(received: Path, provider: str
     spec = "openai:gpt-4o" if provider == "openai" else "ollama:qwen2.5vl"
     with fake() as chosen:
         assert (
-            run("llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received)).exit_code
+            invoke_duetml(
+                "llm", "use", "both", spec, "--base-url", chosen.url, "-p", str(received)
+            ).exit_code
             == 0
         )
         path = "/v1/chat/completions" if provider == "openai" else "/api/chat"
         chosen.queue_status(307, headers={"Location": f"{path}?again=1"})
         chosen.queue_reply("a hat")
-        asked = run("ask", "what do you see?", "-p", str(received))
+        asked = invoke_duetml("ask", "what do you see?", "-p", str(received))
         assert asked.exit_code == 0, asked.output
         assert asked.stdout == "a hat\n"

@@ -162,7 +162,7 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
 
     import onnxruntime as ort
 
-    from duetml.classifier import RidgeModel, train
+    from duetml.classifier import RidgeModel, SvmModel, train
     from duetml.export import svm_graph
     from duetml.features import features_for_sources
     from duetml.prediction import load_model, model_backbone
@@ -182,6 +182,7 @@ def test_ridge_and_rbf_models_export_exactly(trained_demo: Path) -> None:
         bias=rng.normal(size=k),
     )
     rbf, _, _ = train(features, labels, model.categories, model.backbone)
+    assert isinstance(rbf, SvmModel)
     rbf = dataclasses.replace(rbf, kernel="rbf", margin_weight=2.0, temperature=0.7)
     for candidate in (ridge, rbf):
         graph = svm_graph(candidate, d, 17, 8)
@@ -295,7 +296,7 @@ def test_predict_script_opens_only_the_formats_duetml_accepts(tmp_path: Path, fm
         return image
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(export_predict.Image, "open", watched_open)
+        patch.setattr(Image, "open", watched_open)  # export_predict's PIL.Image
         with pytest.raises(OSError):
             export_predict.load_photo(path)
     assert opened == []  # refused when identified, never opened as that format

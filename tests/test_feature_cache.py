@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_duetml
 
 from duetml.backbones import get_backbone
 from duetml.features import FeatureCache
@@ -46,7 +45,7 @@ def test_adding_five_vectors_writes_kilobytes_and_leaves_older_segments_alone(
     reloaded = FeatureCache(tmp_path, BACKBONE)
     assert len(reloaded) == 2005 and not reloaded.notices
     for digest, vector in {**first, **more}.items():
-        assert np.array_equal(reloaded.get(digest), vector)
+        assert np.array_equal(reloaded.get(digest), vector)  # type: ignore[arg-type]
 
 
 def test_many_small_saves_are_merged_without_losing_a_vector(tmp_path: Path) -> None:
@@ -59,7 +58,7 @@ def test_many_small_saves_are_merged_without_losing_a_vector(tmp_path: Path) -> 
     assert len(cache.segments()) <= FeatureCache.MAX_SEGMENTS
     reloaded = FeatureCache(tmp_path, BACKBONE)
     assert len(reloaded) == len(everything)
-    assert all(np.array_equal(reloaded.get(d), v) for d, v in everything.items())
+    assert all(np.array_equal(reloaded.get(d), v) for d, v in everything.items())  # type: ignore[arg-type]
 
 
 def test_a_truncated_segment_is_set_aside_with_one_sentence(tmp_path: Path) -> None:
@@ -80,16 +79,7 @@ def test_a_truncated_segment_is_set_aside_with_one_sentence(tmp_path: Path) -> N
     assert newest.with_suffix(".damaged").exists() and not newest.exists()
     healed = FeatureCache(tmp_path, BACKBONE)
     assert len(healed) == 55 and not healed.notices
-    assert all(np.array_equal(healed.get(d), v) for d, v in old.items())
-
-
-def _duetml(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    assert all(np.array_equal(healed.get(d), v) for d, v in old.items())  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -99,9 +89,9 @@ def test_status_and_train_survive_a_truncated_cache(trained_demo: Path) -> None:
     for segment in segments:
         with open(segment, "r+b") as handle:
             handle.truncate(2000)
-    status = _duetml("status", "-p", str(trained_demo))
+    status = run_duetml("status", "-p", str(trained_demo), timeout=600)
     assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
-    train = _duetml("train", "-p", str(trained_demo))
+    train = run_duetml("train", "-p", str(trained_demo), timeout=600)
     assert train.returncode == 0 and "Traceback" not in train.stderr, train.stderr
     assert "was damaged and is set aside" in train.stdout
     assert "Trained on" in train.stdout and "(0 new feature vectors" not in train.stdout

@@ -4,25 +4,14 @@ project on which reading commands still work and say the log was not written."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import demo_photos, read_only_view
+from helpers import demo_photos, read_only_view, run_duetml
 
 from duetml.errors import DuetmlError, ProjectTooNewError
 from duetml.project import Project
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize("value", ['"1"', "true", "0", "1.5", "[1]"])
@@ -57,17 +46,17 @@ def test_predict_and_eval_work_on_a_read_only_project(read_only_demo: Path) -> N
     log = read_only_demo / ".duetml" / "events.jsonl"
     before = log.read_bytes()
     photo = str(demo_photos("hat")[-1])
-    predicted = _cli("predict", photo, "-p", str(read_only_demo))
+    predicted = run_duetml("predict", photo, "-p", str(read_only_demo))
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(photo) and "%" in predicted.stdout
-    evaluated = _cli("eval", "-p", str(read_only_demo))
+    evaluated = run_duetml("eval", "-p", str(read_only_demo))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "ccuracy" in evaluated.stdout
     for result in (predicted, evaluated):
         assert "interaction log was not written" in result.stderr
         assert "Traceback" not in result.stderr
     assert log.read_bytes() == before
-    changed = _cli("categories", "add", "new", "-p", str(read_only_demo))
+    changed = run_duetml("categories", "add", "new", "-p", str(read_only_demo))
     assert changed.returncode != 0 and "Traceback" not in changed.stderr
     assert "read-only" in changed.stderr.lower()
 
@@ -97,7 +86,7 @@ def test_a_png_with_an_oversized_chunk_is_one_rejected_file(
     odd = tmp_path / "odd.png"
     odd.write_bytes(_png_with_huge_chunk(kind))
     good = demo_photos("hat")[0]
-    result = _cli("add", "hat", str(odd), str(good), "-p", str(new_project.root))
+    result = run_duetml("add", "hat", str(odd), str(good), "-p", str(new_project.root))
     said = result.stdout + result.stderr
     assert "Traceback" not in said
     assert "odd.png" in said and "could not be read" in said
@@ -120,7 +109,7 @@ def test_a_hash_cache_of_the_wrong_json_type_is_read_as_absent(tmp_path: Path, t
     index = project.state_dir / "cache" / "hashes.json"
     index.write_text(text)
     assert Project.open(project.root).hashes(records) == expected
-    result = _cli("status", "-p", str(project.root))
+    result = run_duetml("status", "-p", str(project.root))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     # Rewritten whole, so the next reader gets a good cache.
@@ -132,7 +121,7 @@ def test_training_survives_a_deeply_nested_hash_cache(tmp_path: Path) -> None:
 
     project = make_project(tmp_path / "p", per_category=4, categories=["hat", "shoes"])
     (project.state_dir / "cache" / "hashes.json").write_text(DEEP)
-    result = _cli("train", "-p", str(project.root))
+    result = run_duetml("train", "-p", str(project.root))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
 
@@ -163,15 +152,15 @@ def test_an_approvals_file_of_the_wrong_json_type_approves_nothing_and_crashes_n
             + '\n[agents.passive]\nprovider = "openai"\nmodel = "gpt-4o"\n'
             + f'base_url = "{server.url}"\n'
         )
-        status = _cli("llm", "status", "-p", str(project.root))
+        status = run_duetml("llm", "status", "-p", str(project.root))
         assert status.returncode == 0, status.stderr
-        asked = _cli("ask", "hello", "-p", str(project.root))
+        asked = run_duetml("ask", "hello", "-p", str(project.root))
         assert asked.returncode == 7, asked.stderr  # waits for approval: nothing approved
         assert server.requests == []
-        approved = _cli("llm", "approve", "-p", str(project.root))
+        approved = run_duetml("llm", "approve", "-p", str(project.root))
         assert approved.returncode == 0, approved.stderr
         server.queue_reply("hello back")
-        asked = _cli("ask", "hello", "-p", str(project.root))
+        asked = run_duetml("ask", "hello", "-p", str(project.root))
         assert asked.returncode == 0, asked.stderr
         assert asked.stdout == "hello back\n"
     for result in (status, approved, asked):

@@ -12,25 +12,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from helpers import demo_photos, free_port, make_project, read_only_view
-from litestar.testing import TestClient
-from web_helpers import LiveServer, fake_agents
+from helpers import demo_photos, free_port, read_only_view
+from web_helpers import BASE, PORT, LiveServer, WebClient, fake_agents
 
 from duetml.project import Project
 from duetml.web import create_app
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
 JPEG_START = b"\xff\xd8"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=3)
-
-
-def _client(root: Path) -> TestClient:
-    return TestClient(create_app(root, agents=fake_agents()[0], port=PORT), base_url=BASE)
+def _client(root: Path) -> WebClient:
+    """A client on the app for ``root``, started by the test once the project is as it wants
+    (conftest's `client` starts before the test body)."""
+    return WebClient(create_app(root, agents=fake_agents()[0], port=PORT), base_url=BASE)
 
 
 def test_a_symlink_planted_in_the_thumbnail_cache_is_not_served(

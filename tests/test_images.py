@@ -8,6 +8,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from duetml import images
 from duetml.errors import BadImageError
 
 
-def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
+def _encode(image: Image.Image, fmt: str, **kw: Any) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **kw)
     return out.getvalue()

@@ -99,7 +99,8 @@ def test_int8_features_are_close_to_fp32_and_cached_apart(tmp_path: Path) -> Non
     vectors = {}
     for backbone in (fp32, int8):
         extracted = list(FeatureExtractor(backbone).extract(photos))
-        vectors[backbone.precision] = np.stack([v for _, v, _ in extracted])
+        assert all(v is not None for _, v, _ in extracted)
+        vectors[backbone.precision] = np.stack([v for _, v, _ in extracted])  # type: ignore[misc]
     a, b = vectors["fp32"], vectors["int8"]
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.9 and not np.array_equal(a, b)

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 
-from duetml import journal as journal_module
 from duetml.errors import (
     DiskFullError,
     NothingToUndoError,
@@ -29,21 +28,6 @@ from duetml.project import Project
 
 def _photos(project: Project) -> set[str]:
     return {r.rel for r in project.images("train") + project.images("test")}
-
-
-def _everything(root: Path) -> dict[str, bytes]:
-    """Every photo anywhere under ``root`` (data and trash), by content: nothing may vanish."""
-    return {p.read_bytes().hex()[:64]: p.read_bytes() for p in root.rglob("*.jpg")}
-
-
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 # ----- item 2: symbolic links ---------------------------------------------------------------
@@ -79,7 +63,7 @@ def test_a_project_whose_own_folders_are_symlinks_is_refused_with_a_sentence(
         Project.open(new_project.root)
     message = str(caught.value)
     assert f"{link} in the project" in message and "replace it with a real folder" in message
-    result = _cli("categories", "add", "x", "-p", str(new_project.root))
+    result = run_duetml("categories", "add", "x", "-p", str(new_project.root))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and link in result.stderr
     assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == before
@@ -129,15 +113,15 @@ def test_a_journal_with_the_wrong_structure_gives_a_sentence(
     new_project.add_images("hat", demo_photos("hat")[:2])
     entries = json.loads(new_project.journal.path.read_text())
     new_project.journal.path.write_text(json.dumps(entries + damage))
-    assert "(a damaged change" in _cli("undo", "--list", "-p", str(new_project.root)).stdout
+    assert "(a damaged change" in run_duetml("undo", "--list", "-p", str(new_project.root)).stdout
     # The damaged entries are skipped one by one, each with a sentence; the good one
     # underneath still undoes.
     for _ in damage:
-        result = _cli("undo", "-p", str(new_project.root))
+        result = run_duetml("undo", "-p", str(new_project.root))
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert "cannot be undone" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-    result = _cli("undo", "-p", str(new_project.root))
+    result = run_duetml("undo", "-p", str(new_project.root))
     assert result.stdout.splitlines()[0] == "Undone: add 2 image(s) to 'hat'"
 
 
@@ -172,7 +156,7 @@ def test_disk_full_mid_change_leaves_the_project_as_before(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(source, destination)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(journal_module.os, "replace", filling_replace)
+    monkeypatch.setattr(os, "replace", filling_replace)  # journal's os
     with pytest.raises(DiskFullError, match="disk is full.*merge.*project is as it was"):
         new_project.merge_categories(["hat", "shoes"], "worn")
     monkeypatch.undo()
@@ -396,9 +380,9 @@ def test_a_journal_from_elsewhere_cannot_send_photos_outside(
 def test_adding_several_categories_is_one_undoable_change(tmp_path: Path) -> None:
     root = tmp_path / "p"
     Project.init(root)
-    assert _cli("categories", "add", "e1", "e2", "-p", str(root)).returncode == 0
+    assert run_duetml("categories", "add", "e1", "e2", "-p", str(root)).returncode == 0
     assert Project.open(root).undo_history() == ["add categories 'e1', 'e2'"]
-    result = _cli("undo", "-p", str(root))
+    result = run_duetml("undo", "-p", str(root))
     assert result.stdout.splitlines()[0] == "Undone: add categories 'e1', 'e2'"
     assert Project.open(root).categories() == []
 
@@ -438,7 +422,7 @@ def test_undo_after_a_killed_add_stops_at_the_reversed_add(new_project: Project)
     adder.wait(30)
     assert len(list((new_project.root / "train" / "pants").glob("*.jpg"))) > 0  # half stored
 
-    result = _cli("undo", "-p", str(new_project.root))
+    result = run_duetml("undo", "-p", str(new_project.root))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     first = result.stdout.splitlines()[0]
@@ -448,7 +432,7 @@ def test_undo_after_a_killed_add_stops_at_the_reversed_add(new_project: Project)
     assert Project.open(new_project.root).undo_history() == ["add 25 image(s) to 't-shirt'"]
     # The next undo is the t-shirts', as the first one said.
     assert "`duetml undo` again would undo add 25 image(s) to 't-shirt'" in result.stdout
-    result = _cli("undo", "-p", str(new_project.root))
+    result = run_duetml("undo", "-p", str(new_project.root))
     assert result.stdout.splitlines()[0] == "Undone: add 25 image(s) to 't-shirt'"
     assert _photos(Project.open(new_project.root)) == set()
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import ollama
 import pytest
 from agent_fakes import FakeProvider
-from helpers import make_project
 from llm_fakes import FakeOllamaServer, FakeOpenAIServer
 
 from duetml.agents import AgentSession, prompts
@@ -21,14 +22,16 @@ from duetml.errors import LLMError
 from duetml.llm import ChatMessage, ImageInput, get_provider
 from duetml.llm import window as w
 from duetml.llm.base import PreemptedError
-
-pytestmark = pytest.mark.usefixtures("clean_env")
+from duetml.project import Project
 
 GOAL = "Sort my clothes photos into tops, trousers, shoes and bags for a resale shop"
+pytestmark = pytest.mark.project(per_category=6, goal=GOAL)
 SYSTEM_START = "You work inside duetml"
 
 
-def ollama_session(project, server, model="qwen2.5vl") -> AgentSession:
+def ollama_session(
+    project: Project, server: FakeOllamaServer, model: str = "qwen2.5vl"
+) -> AgentSession:
     passive = get_provider("ollama", model, base_url=server.url, agent="passive", max_retries=0)
     proactive = get_provider("ollama", model, base_url=server.url, agent="proactive")
     return AgentSession(project, passive=passive, proactive=proactive)
@@ -41,17 +44,14 @@ def spaced(text: str) -> str:
     return " ".join(prompt_tokens(text))
 
 
-@pytest.fixture
-def goal_project(tmp_path):
-    return make_project(tmp_path / "proj", per_category=6, goal=GOAL)
-
-
 # --- the truncating Ollama ------------------------------------------------------------------
 
 
-def test_todays_request_loses_its_system_prompt_and_the_fitted_one_keeps_it(goal_project):
+def test_todays_request_loses_its_system_prompt_and_the_fitted_one_keeps_it(
+    project: Project,
+) -> None:
     with FakeOllamaServer() as server:  # a default context of 2,048 tokens, like many Ollamas
-        session = ollama_session(goal_project, server)
+        session = ollama_session(project, server)
         messages, _ = PassiveAgent(session.passive_provider, session.builder).request(
             "", "data", session.conversation(), vision=True
         )
@@ -78,9 +78,11 @@ def test_todays_request_loses_its_system_prompt_and_the_fitted_one_keeps_it(goal
 
 
 @pytest.mark.slow
-def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(goal_project, monkeypatch):
+def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeOllamaServer(context_length=3072) as server:
-        session = ollama_session(goal_project, server)
+        session = ollama_session(project, server)
         "".join(session.ask_stream("", about="data"))
         first = server.chat_requests[-1].json
         assert first["options"]["num_ctx"] == 3072
@@ -94,7 +96,7 @@ def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(goal_project, m
 
     monkeypatch.setenv(w.CAP_ENV_VAR, "3000")
     with FakeOllamaServer() as server:
-        session = ollama_session(goal_project, server)
+        session = ollama_session(project, server)
         "".join(session.ask_stream("", about="data"))
         sent = server.chat_requests[-1].json
         assert sent["options"]["num_ctx"] <= 3000
@@ -106,10 +108,10 @@ def test_num_ctx_is_capped_by_the_model_and_by_the_users_setting(goal_project, m
 
 
 @pytest.mark.slow
-def test_a_server_that_ignores_num_ctx_is_noticed_and_retried_smaller(goal_project):
+def test_a_server_that_ignores_num_ctx_is_noticed_and_retried_smaller(project: Project) -> None:
     # A proxy that drops `options`, or a server whose own limit wins: it keeps 3,072 tokens.
     with FakeOllamaServer(default_num_ctx=3072, honour_num_ctx=False) as server:
-        session = ollama_session(goal_project, server)
+        session = ollama_session(project, server)
         for turn in range(4):  # an earlier conversation makes the request long
             session.store.append(
                 ("user", "chat", f"Question {turn}: " + "what about the shoes photos? " * 50),
@@ -132,7 +134,7 @@ def test_a_server_that_ignores_num_ctx_is_noticed_and_retried_smaller(goal_proje
         assert session.pop_notices() == []
 
 
-def test_a_follow_up_with_a_cached_prefix_is_not_taken_for_a_cut():
+def test_a_follow_up_with_a_cached_prefix_is_not_taken_for_a_cut() -> None:
     family = w.family_for("qwen2.5vl")
     system = ChatMessage("system", "You are helpful. " * 200)
     first = [system, ChatMessage("user", "state " * 300 + "question one")]
@@ -181,13 +183,15 @@ OVERFLOWS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("server_kind", list(OVERFLOWS))
-def test_context_length_exceeded_is_recognised_shrunk_and_retried_once(goal_project, server_kind):
+def test_context_length_exceeded_is_recognised_shrunk_and_retried_once(
+    project: Project, server_kind: str
+) -> None:
     with FakeOpenAIServer(models=["qwen2.5-vl-7b"]) as server:
         server.queue_status(400, body=OVERFLOWS[server_kind])
         provider = get_provider(
             "openai", "qwen2.5-vl-7b", base_url=server.url, agent="passive", max_retries=0
         )
-        session = AgentSession(goal_project, passive=provider, proactive=FakeProvider())
+        session = AgentSession(project, passive=provider, proactive=FakeProvider())
         reply = "".join(session.ask_stream("", about="data"))
         assert reply == "ok"
         first, second = (r.json for r in server.chat_requests)
@@ -202,17 +206,17 @@ def test_context_length_exceeded_is_recognised_shrunk_and_retried_once(goal_proj
 
 
 @pytest.mark.slow
-def test_a_second_refusal_reaches_the_user_as_one_sentence(goal_project):
+def test_a_second_refusal_reaches_the_user_as_one_sentence(project: Project) -> None:
     with FakeOpenAIServer(models=["local-model"]) as server:
         server.queue_status(400, body=OVERFLOWS["vLLM"], times=2)
         provider = get_provider("openai", "local-model", base_url=server.url, max_retries=0)
-        session = AgentSession(goal_project, passive=provider, proactive=FakeProvider())
+        session = AgentSession(project, passive=provider, proactive=FakeProvider())
         with pytest.raises(LLMError, match="longer than the model's context"):
             "".join(session.ask_stream("", about="data"))
         assert len(server.chat_requests) == 2  # retried once, not more
 
 
-def test_overflow_wordings():
+def test_overflow_wordings() -> None:
     assert w.overflow_limit("rate limit reached") == (False, None)
     assert w.overflow_limit(
         "The decoder prompt (length 5000) is longer than the maximum model length of 4096."
@@ -244,20 +248,22 @@ def sheet(width: int, height: int) -> ImageInput:
         ("somebody/new-vlm", None, "unknown", 2442),
     ],
 )
-def test_image_costs_per_family(model, architecture, family, tokens):
+def test_image_costs_per_family(
+    model: str, architecture: str | None, family: str, tokens: int
+) -> None:
     found = w.family_for(model, architecture)
     assert found.name == family
     size = w.estimate([ChatMessage("user", "", [sheet(453, 1024)])], found)
     assert size.image_tokens == tokens and size.images == 1
 
 
-def test_qwen_pays_for_pixels_so_smaller_sheets_cost_less():
+def test_qwen_pays_for_pixels_so_smaller_sheets_cost_less() -> None:
     qwen = w.family_for("qwen2.5vl")
     assert qwen.tokens(226, 512) < qwen.tokens(453, 1024) / 3
     assert w.family_for("gemma3").tokens(226, 512) == 256
 
 
-def test_text_estimate_is_conservative_for_english_and_file_names():
+def test_text_estimate_is_conservative_for_english_and_file_names() -> None:
     english = prompts.PASSIVE_SYSTEM
     assert w.text_tokens(english) > len(english) / 4  # real tokenizers: ~4 characters a token
     names = "Faces_easy/image_0001.jpg, Leopards/image_0192.jpg"
@@ -265,7 +271,7 @@ def test_text_estimate_is_conservative_for_english_and_file_names():
     assert w.text_tokens("日本語のテキスト") == 8
 
 
-def test_shrinking_order_keeps_what_must_stay(goal_project):
+def test_shrinking_order_keeps_what_must_stay(project: Project) -> None:
     from duetml.agents.budget import DEFAULT_BUDGET
 
     steps = levels(DEFAULT_BUDGET, w.family_for("qwen2.5vl"))
@@ -284,10 +290,12 @@ def test_shrinking_order_keeps_what_must_stay(goal_project):
 
 
 @pytest.mark.slow
-def test_a_window_too_small_for_the_instructions_says_what_to_do(goal_project, monkeypatch):
+def test_a_window_too_small_for_the_instructions_says_what_to_do(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(w.CAP_ENV_VAR, "1100")
     with FakeOllamaServer() as server:
-        session = ollama_session(goal_project, server)
+        session = ollama_session(project, server)
         with pytest.raises(LLMError, match="max_context_tokens"):
             "".join(session.ask_stream("hello"))
         assert server.chat_requests == []  # nothing was sent that would lose its instructions
@@ -299,12 +307,12 @@ def test_a_window_too_small_for_the_instructions_says_what_to_do(goal_project, m
 class CountingProvider(FakeProvider):
     """Records how many requests were in flight at once."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.in_flight = 0
         self.most = 0
 
-    def _open_stream(self, messages):
+    def _open_stream(self, messages: list[ChatMessage]) -> Iterator[Any]:
         with self._lock:
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
@@ -315,14 +323,14 @@ class CountingProvider(FakeProvider):
                 self.in_flight -= 1
 
 
-def test_a_question_goes_before_a_proactive_pass_at_the_same_server(goal_project):
+def test_a_question_goes_before_a_proactive_pass_at_the_same_server(project: Project) -> None:
     release = threading.Event()
     proactive = CountingProvider(gate=release, agent="proactive").enqueue(
         "Long advice " + "word " * 50
     )
     passive = CountingProvider(agent="passive").enqueue("The answer.")
     # Both on the same loopback address: one server.
-    session = AgentSession(goal_project, passive=passive, proactive=proactive)
+    session = AgentSession(project, passive=passive, proactive=proactive)
     results: list[object] = []
     look = threading.Thread(target=lambda: results.append(session.proactive_pass(force=True)))
     look.start()
@@ -341,11 +349,11 @@ def test_a_question_goes_before_a_proactive_pass_at_the_same_server(goal_project
     assert answer == ["The answer."]
     assert results == [None]  # the pass stopped at its first piece and gave way
     assert passive.most == 1 and proactive.most == 1
-    events = [e["event"] for e in goal_project.log.recent(limit=50)]
+    events = [e["event"] for e in project.log.recent(limit=50)]
     assert "agent_proactive" in events
 
 
-def test_the_gate_lets_a_waiting_urgent_request_in_first():
+def test_the_gate_lets_a_waiting_urgent_request_in_first() -> None:
     gate = w.ServerGate()
     order: list[str] = []
 
@@ -374,13 +382,15 @@ def test_the_gate_lets_a_waiting_urgent_request_in_first():
 
 
 @pytest.mark.slow
-def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_project, monkeypatch):
+def test_llm_status_shows_context_last_request_and_warns_of_two_models(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from duetml.cli import app
     from duetml.project import Project
 
-    root = str(goal_project.root)
+    root = str(project.root)
     # 3,584: room for the instructions (which grew with issue 16's wording of the findings)
     # and one shrunk sheet, so the status has images to report.
     with FakeOllamaServer(context_length=3584) as server:
@@ -411,32 +421,36 @@ def test_llm_status_shows_context_last_request_and_warns_of_two_models(goal_proj
         assert "Warning" not in same.stdout  # one model, loaded once
 
 
-def test_a_broken_cap_setting_is_one_sentence(goal_project, monkeypatch):
+def test_a_broken_cap_setting_is_one_sentence(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(w.CAP_ENV_VAR, "lots")
-    session = AgentSession(goal_project, passive=FakeProvider(), proactive=FakeProvider())
+    session = AgentSession(project, passive=FakeProvider(), proactive=FakeProvider())
     with pytest.raises(LLMError, match="not a number of tokens: write one like 8192"):
         "".join(session.ask_stream("hello"))
 
 
 @pytest.mark.slow
-def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(goal_project):
+def test_a_vllm_that_lists_its_context_gets_a_fitting_request_at_once(project: Project) -> None:
     with FakeOpenAIServer(models=["qwen2.5-vl-7b"], max_model_len=3072) as server:
         provider = get_provider("openai", "qwen2.5-vl-7b", base_url=server.url, max_retries=0)
         assert provider.model_profile().context_length == 3072
-        session = AgentSession(goal_project, passive=provider, proactive=FakeProvider())
+        session = AgentSession(project, passive=provider, proactive=FakeProvider())
         assert "".join(session.ask_stream("", about="data")) == "ok"
         assert len(server.chat_requests) == 1  # no refusal needed
         last = session.store.state()["last_request"]["passive"]
         assert last["tokens"] + w.reply_room(3072) <= 3072 and last["shrunk"]
 
 
-def test_llm_status_shows_no_context_for_a_model_that_is_not_installed(goal_project, monkeypatch):
+def test_llm_status_shows_no_context_for_a_model_that_is_not_installed(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from duetml.agents.status import llm_status
 
     with FakeOllamaServer() as server:
         monkeypatch.setenv("OLLAMA_HOST", server.url)
         monkeypatch.setenv("DUETML_PASSIVE_LLM", "ollama:moondream")
-        status = llm_status(goal_project)
+        status = llm_status(project)
         passive = status["agents"]["passive"]
         assert passive["model_installed"] is False and "context_length" not in passive
         assert status["agents"]["proactive"]["context_length"] == 32768

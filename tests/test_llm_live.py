@@ -7,6 +7,7 @@ installed; otherwise every test here is skipped with the reason.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from helpers import demo_photos
@@ -40,7 +41,7 @@ def test_a_real_vision_model_sees_a_shoe(vision_model: str) -> None:
     assert any(word in reply.lower() for word in ("shoe", "sneaker", "boot", "footwear", "trainer"))
 
 
-def test_the_assistant_answers_about_a_real_project(vision_model: str, trained_demo) -> None:
+def test_the_assistant_answers_about_a_real_project(vision_model: str, trained_demo: Path) -> None:
     from duetml.agents import AgentSession
     from duetml.project import Project
 

@@ -30,7 +30,7 @@ def server() -> Iterator[FakeOllamaServer]:
 
 def make(server: FakeOllamaServer, model: str = "llava", **kwargs: object) -> OllamaProvider:
     kwargs.setdefault("retry_backoff", 0.01)
-    return OllamaProvider(model, base_url=server.url, env={}, **kwargs)  # type: ignore[arg-type]
+    return OllamaProvider(model, base_url=server.url, env={}, **kwargs)
 
 
 def jpeg(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:

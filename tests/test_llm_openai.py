@@ -31,7 +31,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 def make(server: FakeOpenAIServer, model: str = "gpt-4o", **kwargs: object) -> OpenAIProvider:
     kwargs.setdefault("api_key", KEY)
     kwargs.setdefault("retry_backoff", 0.01)
-    return OpenAIProvider(model, base_url=server.url, env={}, **kwargs)  # type: ignore[arg-type]
+    return OpenAIProvider(model, base_url=server.url, env={}, **kwargs)
 
 
 def png(color: tuple[int, int, int] = (30, 200, 30)) -> bytes:

@@ -5,13 +5,11 @@ The foreign photos are real: the demo's shoes, against a model trained without s
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 
 from duetml import abstention
 from duetml.prediction import load_model, predict_sources
@@ -63,13 +61,8 @@ def test_foreign_photos_get_not_sure_and_own_held_out_photos_do_not(
 
 
 def _duetml(*args: str) -> str:
-    """The real CLI in a subprocess (it inherits PYTHONPATH), as a person runs it."""
-    result = subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """What the real CLI prints, run as a person runs it (it must succeed)."""
+    result = run_duetml(*args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

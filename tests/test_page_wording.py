@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import cast
 
 import pytest
-from helpers import make_project
-from litestar.testing import TestClient
+from web_helpers import WebClient
 
 import duetml
 from duetml.agents import choice
 from duetml.errors import page_wording
 from duetml.llm import get_provider
-from duetml.web import create_app
 
 PACKAGE = Path(duetml.__file__).parent
 
@@ -59,7 +58,9 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
         }
         for node in ast.walk(tree):
             if isinstance(node, ast.JoinedStr):
-                text = "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
+                text = "".join(
+                    str(v.value) if isinstance(v, ast.Constant) else "X" for v in node.values
+                )
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if isinstance(parents.get(node), ast.JoinedStr):
                     continue  # counted with its f-string
@@ -71,7 +72,7 @@ def _sentences() -> list[tuple[str, int, str, bool]]:
             parent = parents.get(node)
             if isinstance(parent, ast.keyword) and parent.arg in ("summary", "description"):
                 continue  # the API's documentation (/schema), for programmers, not a message
-            has_web, current = False, node
+            has_web, current = False, cast(ast.AST, node)
             while current in parents:
                 current = parents[current]
                 if isinstance(current, ast.Call):
@@ -107,27 +108,23 @@ def test_generated_llm_hints_read_as_clicks() -> None:
     assert "Allow for this project" in (error.web or "")
 
 
-@pytest.mark.usefixtures("clean_env")
-def test_errors_and_warnings_reach_the_page_without_commands(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
-    app = create_app(project.root, baseline=True, port=8765)
-    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
-        # No model yet: the core says `duetml train`, the page says Train.
-        photo = next(project.root.glob("train/hat/*.jpg"))
-        files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))]
-        refused = client.post("/api/predict", files=files)
-        assert refused.status_code == 409
-        assert "click Train" in refused.json()["error"]
-        assert "duetml" not in refused.json()["error"]
-        # A category that is not there, from a stale page.
-        # A category that is not there (a stale page): the shell's hint is `duetml categories`.
-        merged = client.post(
-            "/api/categories/merge", json={"sources": ["nothere"], "target": "hat"}
-        )
-        assert merged.status_code == 404
-        assert merged.json()["error"] == (
-            "There is no category 'nothere': choose one of the categories on the page "
-            "(reload it if it is old)."
-        )
-        status = client.get("/api/status").json()
-        assert all("`duetml" not in w["message"] for w in status["warnings"])
+@pytest.mark.project(per_category=2, categories=("hat", "shoes"))
+@pytest.mark.app(baseline=True)
+def test_errors_and_warnings_reach_the_page_without_commands(client: WebClient) -> None:
+    project = client.project
+    # No model yet: the core says `duetml train`, the page says Train.
+    photo = next(project.root.glob("train/hat/*.jpg"))
+    files = [("files", (photo.name, photo.read_bytes(), "image/jpeg"))]
+    refused = client.post("/api/predict", files=files)
+    assert refused.status_code == 409
+    assert "click Train" in refused.json()["error"]
+    assert "duetml" not in refused.json()["error"]
+    # A category that is not there (a stale page): the shell's hint is `duetml categories`.
+    merged = client.post("/api/categories/merge", json={"sources": ["nothere"], "target": "hat"})
+    assert merged.status_code == 404
+    assert merged.json()["error"] == (
+        "There is no category 'nothere': choose one of the categories on the page "
+        "(reload it if it is old)."
+    )
+    status = client.get("/api/status").json()
+    assert all("`duetml" not in w["message"] for w in status["warnings"])

@@ -15,18 +15,20 @@ from helpers import DEMO_DATA
 from duetml.agents import AgentSession, ProactiveTimer
 from duetml.agents import session as session_module
 from duetml.agents.proactive import is_repeat, similarity
+from duetml.llm import Provider
+from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
 
-
-def session_for(project, passive=None, proactive=None) -> AgentSession:
+def session_for(
+    project: Project, passive: Provider | None = None, proactive: Provider | None = None
+) -> AgentSession:
     return AgentSession(
         project, passive=passive or FakeProvider(), proactive=proactive or FakeProvider()
     )
 
 
 @pytest.mark.slow
-def test_the_request_says_what_changed_since_the_last_look(demo_project):
+def test_the_request_says_what_changed_since_the_last_look(demo_project: Project) -> None:
     proactive = FakeProvider().enqueue("First advice about hats.", "Second advice about shoes.")
     session = session_for(demo_project, proactive=proactive)
     session.proactive_pass()
@@ -47,7 +49,7 @@ def test_the_request_says_what_changed_since_the_last_look(demo_project):
 
 
 @pytest.mark.slow
-def test_advice_nearly_the_same_as_shown_advice_is_not_shown_again(demo_project):
+def test_advice_nearly_the_same_as_shown_advice_is_not_shown_again(demo_project: Project) -> None:
     proactive = FakeProvider().enqueue(
         "Your categories are concrete; would 'tops' and 'bottoms' fit your goal better?",
         "Your categories are very concrete: would tops and bottoms fit the goal better?",
@@ -58,14 +60,14 @@ def test_advice_nearly_the_same_as_shown_advice_is_not_shown_again(demo_project)
     demo_project.add_images("hat", sorted((DEMO_DATA / "hat").glob("*.jpg"))[10:11])
     assert session.proactive_pass() is None and proactive.calls == 2
     demo_project.add_images("hat", sorted((DEMO_DATA / "hat").glob("*.jpg"))[11:12])
-    assert session.proactive_pass().startswith("Two of your hat photos")
+    assert str(session.proactive_pass()).startswith("Two of your hat photos")
     results = [e["result"] for e in demo_project.log.recent() if e["event"] == "agent_proactive"]
     assert results == ["advice", "repeat", "advice"]
     shown = [m["content"] for m in session.conversation() if m["kind"] == "proactive"]
     assert len(shown) == 2
 
 
-def test_similarity_tells_rephrasing_from_new_advice():
+def test_similarity_tells_rephrasing_from_new_advice() -> None:
     a = "Your shoes category has only 3 photos; add at least 10 more."
     assert similarity(a, "Your shoes category has only 3 photos: add 10 more at least.") > 0.6
     assert similarity(a, "Hats and caps overlap; decide whether a cap is a hat.") < 0.3
@@ -73,7 +75,9 @@ def test_similarity_tells_rephrasing_from_new_advice():
 
 
 @pytest.mark.slow
-def test_it_waits_while_a_reply_is_written_and_a_moment_after(demo_project, monkeypatch):
+def test_it_waits_while_a_reply_is_written_and_a_moment_after(
+    demo_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(session_module, "QUIET_AFTER_REPLY", 0.5)
     demo_project.update_settings(lambda s: replace(s, goal="Sort my clothes"))
     gate = threading.Event()
@@ -99,7 +103,9 @@ def test_it_waits_while_a_reply_is_written_and_a_moment_after(demo_project, monk
     assert timer._delay(first=False) == 600
 
 
-def test_it_prefers_to_wait_for_the_answer_to_the_opening_question(demo_project, monkeypatch):
+def test_it_prefers_to_wait_for_the_answer_to_the_opening_question(
+    demo_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(session_module, "QUIET_AFTER_REPLY", 0.0)
     proactive = FakeProvider().enqueue("Advice.")
     session = session_for(demo_project, FakeProvider().enqueue("Noted."), proactive)

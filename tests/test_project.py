@@ -56,6 +56,7 @@ def test_init_from_dataset_copies_images_and_reports_the_rest(tmp_path: Path) ->
     project, report = Project.init(tmp_path / "p", from_source=source)
     assert [c.name for c in project.categories()] == ["hat", "shoes"]
     assert [c.count for c in project.categories()] == [4, 4]
+    assert report is not None
     reasons = dict(report.rejected)
     assert "not an image" in reasons[str(source / "hat" / "notes.jpg")]
     assert str(source / "stray.csv") in reasons
@@ -84,7 +85,7 @@ def test_init_from_dataset_is_one_undoable_step(tmp_path: Path) -> None:
             for photo in demo_photos(category)[photos]:
                 shutil.copy(photo, source / split / category / photo.name)
     project, report = Project.init(tmp_path / "p", from_source=source)
-    assert len(report.added) == 21
+    assert report is not None and len(report.added) == 21
     assert project.undo_history() == ["import 21 image(s) in 3 categories from 'dataset'"]
     undone = project.undo()
     assert "import 21 image(s)" in undone

@@ -5,6 +5,7 @@ project, applied only on request, as one undoable operation."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from agent_fakes import FakeProvider
@@ -15,29 +16,30 @@ from duetml.agents.proposals import raw_proposals, validate
 from duetml.errors import DuetmlError
 from duetml.llm.ollama_provider import OllamaProvider
 from duetml.llm.openai_provider import OpenAIProvider
+from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
 
-
-def hats(project, count=2):
+def hats(project: Project, count: int = 2) -> list[str]:
     return [r.rel for r in project.images("train", "hat")[:count]]
 
 
-def ollama_session(project, server, model="qwen2.5vl"):
+def ollama_session(
+    project: Project, server: FakeOllamaServer | FakeOpenAIServer, model: str = "qwen2.5vl"
+) -> AgentSession:
     passive = OllamaProvider(model, base_url=server.url, agent="passive")
     return AgentSession(project, passive=passive, proactive=FakeProvider())
 
 
-def openai_session(project, server):
+def openai_session(project: Project, server: FakeOpenAIServer) -> AgentSession:
     passive = OpenAIProvider("gpt-4o", base_url=server.url, agent="passive")
     return AgentSession(project, passive=passive, proactive=FakeProvider())
 
 
-def move_args(rels):
+def move_args(rels: list[str]) -> dict[str, Any]:
     return {"action": "move", "photos": rels, "to": "shoes", "reason": "they show shoes"}
 
 
-def check_applied_and_undone(session, project, rels):
+def check_applied_and_undone(session: AgentSession, project: Project, rels: list[str]) -> None:
     proposal = session.proposals()[-1]
     assert proposal["label"] == f"Move {len(rels)} photos from hat to shoes"
     assert proposal["applied"] is False
@@ -55,7 +57,7 @@ def check_applied_and_undone(session, project, rels):
 
 
 @pytest.mark.slow
-def test_ollama_tool_call_becomes_a_proposal(demo_project):
+def test_ollama_tool_call_becomes_a_proposal(demo_project: Project) -> None:
     models = {"qwen2.5vl:latest": ["completion", "vision", "tools"]}
     with FakeOllamaServer(models) as server:
         rels = hats(demo_project)
@@ -71,7 +73,7 @@ def test_ollama_tool_call_becomes_a_proposal(demo_project):
     check_applied_and_undone(session, demo_project, rels)
 
 
-def test_openai_tool_call_becomes_a_proposal(demo_project):
+def test_openai_tool_call_becomes_a_proposal(demo_project: Project) -> None:
     with FakeOpenAIServer() as server:
         rels = hats(demo_project)
         server.queue_tool_calls([("propose_change", move_args(rels))])
@@ -88,7 +90,9 @@ def test_openai_tool_call_becomes_a_proposal(demo_project):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
-def test_a_fenced_json_block_becomes_a_proposal_without_tools(demo_project, provider):
+def test_a_fenced_json_block_becomes_a_proposal_without_tools(
+    demo_project: Project, provider: str
+) -> None:
     rels = hats(demo_project)
     block = json.dumps({"proposals": [move_args(rels)]})
     text = f"Two of your hats look like shoes.\n\n```json\n{block}\n```"
@@ -99,7 +103,7 @@ def test_a_fenced_json_block_becomes_a_proposal_without_tools(demo_project, prov
             session = ollama_session(demo_project, server, model="llava")
         else:
             passive = OpenAIProvider("local", base_url=server.url, agent="passive")
-            passive.supports_tools = lambda: False  # a server without tool calling
+            passive.supports_tools = lambda: False  # type: ignore[method-assign]  # a server without tool calling
             session = AgentSession(demo_project, passive=passive, proactive=FakeProvider())
         "".join(session.ask_stream("Anything wrong?"))
         body = server.chat_requests[-1].json
@@ -113,7 +117,7 @@ def test_a_fenced_json_block_becomes_a_proposal_without_tools(demo_project, prov
 
 
 @pytest.mark.slow
-def test_photo_numbers_from_the_facts_resolve(trained_project):
+def test_photo_numbers_from_the_facts_resolve(trained_project: Project) -> None:
     session = AgentSession(trained_project, passive=FakeProvider(), proactive=FakeProvider())
     photos = session.builder.build("results").photos
     assert photos, "a trained demo project has numbered photos (mistakes, findings)"
@@ -137,12 +141,14 @@ def test_photo_numbers_from_the_facts_resolve(trained_project):
         ({"action": "remove"}, "name the photos"),
     ],
 )
-def test_invalid_proposals_are_refused_with_one_sentence(demo_project, raw, problem):
+def test_invalid_proposals_are_refused_with_one_sentence(
+    demo_project: Project, raw: dict[str, Any], problem: str
+) -> None:
     with pytest.raises(DuetmlError, match=problem):
         validate(demo_project, raw, {1: hats(demo_project, 1)[0]})
 
 
-def test_refused_proposals_give_no_button_and_apply_nothing(demo_project):
+def test_refused_proposals_give_no_button_and_apply_nothing(demo_project: Project) -> None:
     block = json.dumps({"action": "merge", "categories": ["socks"], "to": "shoes"})
     passive = FakeProvider().enqueue(f"Merge them.\n```json\n{block}\n```")
     session = AgentSession(demo_project, passive=passive, proactive=FakeProvider())
@@ -155,9 +161,9 @@ def test_refused_proposals_give_no_button_and_apply_nothing(demo_project):
 
 
 @pytest.mark.slow
-def test_rename_merge_add_proposals_apply_as_one_operation_each(demo_project):
+def test_rename_merge_add_proposals_apply_as_one_operation_each(demo_project: Project) -> None:
     rels = hats(demo_project)
-    raws = [
+    raws: list[dict[str, Any]] = [
         {"action": "rename", "categories": ["t-shirt"], "to": "tops"},
         {"action": "merge", "categories": ["pants", "shoes"], "to": "bottoms"},
         {"action": "add_category", "to": "socks"},
@@ -184,13 +190,15 @@ def test_rename_merge_add_proposals_apply_as_one_operation_each(demo_project):
     assert len(demo_project.images("train", "hat")) == 6
 
 
-def test_a_fenced_block_that_is_no_proposal_stays_in_the_text():
+def test_a_fenced_block_that_is_no_proposal_stays_in_the_text() -> None:
     text = 'Here is how:\n```json\n{"name": "value"}\n```'
     assert raw_proposals(text) == (text, [])
 
 
 @pytest.mark.slow
-def test_duetml_chat_numbers_proposals_and_applies_one(demo_project, monkeypatch):
+def test_duetml_chat_numbers_proposals_and_applies_one(
+    demo_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from duetml.cli import app

@@ -12,10 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import demo_photos
+from helpers import demo_photos, run_duetml
 
 from duetml.errors import NothingToRedoError, UndoSkippedError
 from duetml.project import Project
@@ -30,22 +31,13 @@ def _categories(project: Project) -> list[str]:
     return [c.name for c in project.categories()]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 def test_each_kind_of_change_undone_and_redone_ends_where_it_was(new_project: Project) -> None:
     project = new_project
     project.add_images("hat", demo_photos("hat")[:4])
     project.add_images("shoes", demo_photos("shoes")[:3])
     hat = sorted(r.rel for r in project.images("train", "hat"))
-    changes = [
+    changes: list[Callable[[], object]] = [
         lambda: project.move_images(hat[:1], "brand new"),  # makes a category
         lambda: project.rename_category("shoes", "boots"),
         lambda: project.merge_categories(["hat", "brand new"], "headwear"),
@@ -219,17 +211,17 @@ def test_cli_undo_says_what_redo_would_do_and_redo_does_it(new_project: Project)
     root = str(new_project.root)
     new_project.add_images("hat", demo_photos("hat")[:2])
     new_project.move_images([new_project.images("train", "hat")[0].rel], "cap")
-    result = _cli("undo", "-p", root)
+    result = run_duetml("undo", "-p", root)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
         "Undone: move 1 image(s) to 'cap'",
         "(`duetml redo` would move 1 image(s) to 'cap' again.)",
     ]
-    assert _cli("redo", "--list", "-p", root).stdout.strip() == "move 1 image(s) to 'cap'"
-    result = _cli("redo", "-p", root)
+    assert run_duetml("redo", "--list", "-p", root).stdout.strip() == "move 1 image(s) to 'cap'"
+    result = run_duetml("redo", "-p", root)
     assert result.stdout.strip() == "Redone: move 1 image(s) to 'cap'"
     assert len(new_project.images("train", "cap")) == 1
-    result = _cli("redo", "-p", root)
+    result = run_duetml("redo", "-p", root)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nothing to redo" in result.stderr
-    assert _cli("redo", "--list", "-p", root).stdout.strip() == "(nothing to redo)"
+    assert run_duetml("redo", "--list", "-p", root).stdout.strip() == "(nothing to redo)"

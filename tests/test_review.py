@@ -8,7 +8,9 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from helpers import CALTECH, demo_photos, run_duetml
 from PIL import Image
@@ -28,7 +30,7 @@ from duetml.training import train_project
 SHOES_IN_HAT = 4
 
 
-def _plant(root: Path) -> dict[str, object]:
+def _plant(root: Path) -> dict[str, Any]:
     """Shoes filed under hat, a resized PNG copy of a hat in pants, a re-encoded copy in test."""
     project = Project.open(root)
     shoes = project.images("train", "shoes")[:SHOES_IN_HAT]
@@ -49,7 +51,7 @@ def _plant(root: Path) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def _planted_template(
     _trained_demo_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, object]]:
+) -> tuple[Path, dict[str, Any]]:
     root = tmp_path_factory.mktemp("planted") / "demo"
     shutil.copytree(_trained_demo_template, root, symlinks=True)
     planted = _plant(root)
@@ -59,8 +61,8 @@ def _planted_template(
 
 @pytest.fixture
 def planted(
-    _planted_template: tuple[Path, dict[str, object]], tmp_path: Path
-) -> tuple[Project, dict[str, object]]:
+    _planted_template: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> tuple[Project, dict[str, Any]]:
     root = tmp_path / "demo"
     shutil.copytree(_planted_template[0], root, symlinks=True)
     return Project.open(root), _planted_template[1]
@@ -79,7 +81,9 @@ def _mislabels_to_shoes(findings: tuple[Finding, ...]) -> list[Finding]:
 
 
 @pytest.mark.slow
-def test_shoes_filed_under_hat_are_flagged_with_the_suggestion_shoes(planted) -> None:
+def test_shoes_filed_under_hat_are_flagged_with_the_suggestion_shoes(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     review = review_project(project)
     findings = _mislabels_to_shoes(review.findings)
@@ -103,7 +107,9 @@ def test_shoes_filed_under_hat_are_flagged_with_the_suggestion_shoes(planted) ->
 
 
 @pytest.mark.slow
-def test_mislabels_are_reported_with_and_without_a_test_set(planted) -> None:
+def test_mislabels_are_reported_with_and_without_a_test_set(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     assert project.images("test")  # the demo holds a test set
     found = _mislabels_to_shoes(review_project(project).findings)
@@ -114,7 +120,9 @@ def test_mislabels_are_reported_with_and_without_a_test_set(planted) -> None:
     assert {f.photos[0] for f in found} == facts["shoes"]
 
 
-def test_resized_png_copy_in_another_category_is_a_near_duplicate(planted) -> None:
+def test_resized_png_copy_in_another_category_is_a_near_duplicate(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     review = review_project(project)
     copies = [
@@ -131,7 +139,9 @@ def test_resized_png_copy_in_another_category_is_a_near_duplicate(planted) -> No
 
 
 @pytest.mark.slow
-def test_copy_in_the_test_set_is_a_leak_that_inflates_test_accuracy(planted) -> None:
+def test_copy_in_the_test_set_is_a_leak_that_inflates_test_accuracy(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     leaks = [f for f in review_project(project).findings if f.kind == "leak"]
     assert len(leaks) == 1
@@ -144,7 +154,9 @@ def test_copy_in_the_test_set_is_a_leak_that_inflates_test_accuracy(planted) -> 
 
 
 @pytest.mark.slow
-def test_applying_a_finding_is_one_undoable_logged_operation(planted) -> None:
+def test_applying_a_finding_is_one_undoable_logged_operation(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     finding = _mislabels_to_shoes(review_project(project).findings)[0]
     before_history = project.undo_history()
@@ -154,7 +166,7 @@ def test_applying_a_finding_is_one_undoable_logged_operation(planted) -> None:
     (rel,) = finding.photos
     assert not (project.root / rel).exists()
     assert (project.root / "train" / "shoes" / Path(rel).name).is_file()
-    others = set(facts["shoes"]) - {rel}  # type: ignore[call-overload]
+    others = set(facts["shoes"]) - {rel}
     assert all((project.root / other).is_file() for other in others)
     assert len(project.undo_history()) == len(before_history) + 1
     events = [e for e in project.log.recent(10) if e["event"] == "apply_suggestion"]
@@ -166,7 +178,9 @@ def test_applying_a_finding_is_one_undoable_logged_operation(planted) -> None:
 
 
 @pytest.mark.slow
-def test_applying_the_leak_removes_the_test_copy_and_undo_brings_it_back(planted) -> None:
+def test_applying_the_leak_removes_the_test_copy_and_undo_brings_it_back(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     leak = next(f for f in review_project(project).findings if f.kind == "leak")
     apply_finding(project, leak.id)
@@ -177,7 +191,9 @@ def test_applying_the_leak_removes_the_test_copy_and_undo_brings_it_back(planted
 
 
 @pytest.mark.slow
-def test_dismissed_findings_stay_hidden_even_after_retraining(planted) -> None:
+def test_dismissed_findings_stay_hidden_even_after_retraining(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     review = review_project(project)
     findings = _mislabels_to_shoes(review.findings)
@@ -196,7 +212,9 @@ def test_dismissed_findings_stay_hidden_even_after_retraining(planted) -> None:
         apply_finding(project, "0000000000")
 
 
-def test_apply_suggestion_refuses_stale_or_foreign_photos_and_loses_nothing(planted) -> None:
+def test_apply_suggestion_refuses_stale_or_foreign_photos_and_loses_nothing(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, _ = planted
     history = project.undo_history()
     with pytest.raises(DuetmlError):
@@ -220,7 +238,9 @@ def test_apply_suggestion_refuses_stale_or_foreign_photos_and_loses_nothing(plan
 
 
 @pytest.mark.slow
-def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
+def test_cli_review_json_apply_dismiss_and_status(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     project, facts = planted
     where = str(project.root)
     result = run_duetml("review", "--json", "-p", where)
@@ -261,7 +281,7 @@ def test_cli_review_json_apply_dismiss_and_status(planted) -> None:
 
 
 def test_empty_and_tiny_categories_are_small_findings_and_a_dismissal_hides_them(
-    planted, tmp_path: Path
+    planted: tuple[Project, dict[str, Any]], tmp_path: Path
 ) -> None:
     project, _ = planted
     project.add_category("scarf")
@@ -301,7 +321,9 @@ def test_init_from_a_dataset_with_a_copy_says_where_the_kept_copy_is(tmp_path: P
     assert (project.root / skipped[0]["kept"]).is_file()
 
 
-def test_a_photo_added_after_the_callers_hashes_does_not_break_the_review(planted) -> None:
+def test_a_photo_added_after_the_callers_hashes_does_not_break_the_review(
+    planted: tuple[Project, dict[str, Any]],
+) -> None:
     """The page polls status while uploads land: the hashes status took a moment earlier
     lack the new photo, and the review must hash it rather than fail (a KeyError once)."""
     project, _ = planted
@@ -313,7 +335,7 @@ def test_a_photo_added_after_the_callers_hashes_does_not_break_the_review(plante
 
 
 # ----- issue 16: findings that are right on real photos ----------------------------------------
-def _hash_row(image: Image.Image, tmp_path: Path, name: str) -> object:
+def _hash_row(image: Image.Image, tmp_path: Path, name: str) -> np.ndarray:
     import numpy as np
 
     from duetml.review.pixels import measure

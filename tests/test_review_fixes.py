@@ -81,7 +81,9 @@ def copies_of_original(project: Project, group: Finding) -> Finding | None:
     )
 
 
-def test_without_a_choice_many_photos_are_refused(project: Project, monkeypatch) -> None:
+def test_without_a_choice_many_photos_are_refused(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = (files_of(project), project.undo_history())
     group = copies(project)
     monkeypatch.setattr(fixes, "UNCHOSEN_LIMIT", 1)  # the group's suggestion removes 2

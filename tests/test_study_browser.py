@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from helpers import demo_photos, free_port
-from test_web_browser import browser  # noqa: F401 - a fixture
 from web_helpers import LiveServer
 
 from duetml.project import Project
@@ -24,7 +23,7 @@ SHOTS = Path(tempfile.gettempdir()) / "duetml-study-shots"
 TIMEOUT = 20_000
 
 
-def open_page(browser: Any, url: str, errors: list[str]) -> tuple[Any, Any]:  # noqa: F811
+def open_page(browser: Any, url: str, errors: list[str]) -> tuple[Any, Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 820})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT)
@@ -39,7 +38,7 @@ def participant(study: Study, condition: str) -> str:
 
 
 def test_a_participant_goes_through_consent_task_and_questionnaire(
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     study = init_study(tmp_path / "study", 2, seed=3)
@@ -76,7 +75,7 @@ def test_a_participant_goes_through_consent_task_and_questionnaire(
     assert not errors, errors
 
 
-def test_a_baseline_participant_sees_no_assistant(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_a_baseline_participant_sees_no_assistant(browser: Any, tmp_path: Path) -> None:
     study = init_study(tmp_path / "study", 2, seed=3)
     pid = participant(study, "baseline")
     ParticipantSession(study, pid).consent()
@@ -96,7 +95,7 @@ def test_a_baseline_participant_sees_no_assistant(browser: Any, tmp_path: Path) 
     assert not errors, errors
 
 
-def test_the_raters_page(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_the_raters_page(browser: Any, tmp_path: Path) -> None:
     study = init_study(tmp_path / "study", 4, seed=5)
     for n, p in enumerate(study.design.participants):
         session = ParticipantSession(study, p.id)
@@ -138,7 +137,7 @@ def test_the_raters_page(browser: Any, tmp_path: Path) -> None:  # noqa: F811
     assert not errors, errors
 
 
-def test_the_questionnaire_comes_when_the_time_is_up(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_the_questionnaire_comes_when_the_time_is_up(browser: Any, tmp_path: Path) -> None:
     short = tmp_path / "quick.toml"
     short.write_text('title = "A quick task"\nminutes = 0.05\ntext = "Sort two photos."\n')
     study = init_study(tmp_path / "study", 2, seed=3, task_files=[short])

@@ -29,19 +29,20 @@ TOOLS_MODEL = {"qwen2.5vl:latest": ["completion", "vision", "tools"]}
 WITHDRAWS = "P08"
 
 
-def upload(client: TestClient, category: str, photos: list[Path]) -> None:
+def upload(client: TestClient[Any], category: str, photos: list[Path]) -> None:
     client.post("/api/categories/add", json={"name": category}).raise_for_status()
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
     client.post(f"/api/upload?category={category}", files=files).raise_for_status()
 
 
-def answer(client: TestClient, condition: str, score: int) -> dict[str, Any]:
+def answer(client: TestClient[Any], condition: str, score: int) -> dict[str, Any]:
     answers = {"UMUX1": score + 1, "UMUX2": score + 2}
     if condition == "agents":
         answers |= {i.id: score for i in UQ.items}
     response = client.post("/api/study/answers/submit", json=answers)
     response.raise_for_status()
-    return response.json()
+    answered: dict[str, Any] = response.json()
+    return answered
 
 
 def run_participant(study: Study, pid: str, ollama: FakeOllamaServer, n: int) -> None:
@@ -51,7 +52,7 @@ def run_participant(study: Study, pid: str, ollama: FakeOllamaServer, n: int) ->
         for task in study.design.tasks:
             ollama_settings(Project.open(study.task_project(pid, task.id)), ollama.url)
     app = create_session_app(study.root, pid, port=PORT)
-    with TestClient(app, base_url=BASE) as client:  # type: ignore[arg-type]
+    with TestClient(app, base_url=BASE) as client:
         client.post("/api/study/consent").raise_for_status()
         client.post("/api/study/start").raise_for_status()
         upload(client, "hat", demo_photos("hat", 2))

@@ -30,12 +30,12 @@ def study(tmp_path: Path) -> Study:
     return init_study(tmp_path / "study", 4, seed=7)
 
 
-def session_client(study: Study, pid: str, agents: Any = None) -> TestClient:
+def session_client(study: Study, pid: str, agents: Any = None) -> TestClient[Any]:
     app = create_session_app(study.root, pid, agents=agents, port=PORT)
-    return TestClient(app, base_url=BASE)  # type: ignore[arg-type]
+    return TestClient(app, base_url=BASE)
 
 
-def upload(client: TestClient, category: str, photos: list[Path]) -> None:
+def upload(client: TestClient[Any], category: str, photos: list[Path]) -> None:
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
     client.post("/api/categories/add", json={"name": category}).raise_for_status()
     client.post(f"/api/upload?category={category}", files=files).raise_for_status()
@@ -66,7 +66,7 @@ def test_the_proactive_agent_waits_while_the_task_is_not_running(study: Study) -
     pid = by_condition(study, "agents")
     factory, _, _ = fake_agents()
     app = create_session_app(study.root, pid, agents=factory, port=PORT)
-    with TestClient(app, base_url=BASE) as client:  # type: ignore[arg-type]
+    with TestClient(app, base_url=BASE) as client:
         agents = app.task_app.state.duetml.agents
         assert agents.waiting_reason() == "the study task is not running"  # consent
         client.post("/api/study/consent").raise_for_status()
@@ -87,7 +87,7 @@ def test_unprompted_advice_comes_only_while_the_task_runs_and_carries_it(study: 
     free.add_images("cats", demo_photos("hat", 2))
     factory, _, proactive = fake_agents(proactive_replies=("Add a category for birds.",))
     app = create_session_app(study.root, pid, agents=factory, port=PORT)
-    with TestClient(app, base_url=BASE) as client:  # type: ignore[arg-type]
+    with TestClient(app, base_url=BASE) as client:
         client.post("/api/study/consent").raise_for_status()
         client.post("/api/study/start").raise_for_status()
         client.post("/api/study/finish").raise_for_status()  # the practice; now free is ready

@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import make_project
-from llm_fakes import FakeOpenAIServer, recorded_answer
+from llm_fakes import FakeOpenAIServer, RecordedRequest, recorded_answer
 from typer.testing import CliRunner
 
 from duetml.agents import AgentSession, text_only
@@ -22,16 +21,11 @@ from duetml.llm.base import ContextOverflowError, RequestFailed
 from duetml.llm.openai_provider import OpenAIProvider
 from duetml.project import Project
 
-pytestmark = pytest.mark.usefixtures("clean_env")
 runner = CliRunner()
+pytestmark = pytest.mark.project(categories=["hat", "shoes"])
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "p", per_category=3, categories=["hat", "shoes"])
-
-
-def _with_images(request) -> bool:
+def _with_images(request: RecordedRequest) -> bool:
     return b'"image_url"' in request.body
 
 

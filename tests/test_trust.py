@@ -14,29 +14,21 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port, make_project
+from helpers import free_port, invoke_duetml, make_project
 from llm_fakes import FakeOpenAIServer
-from typer.testing import CliRunner
 
 from duetml.agents import AgentSession, choice
 from duetml.agents.choice import CloudConsentRequired
-from duetml.cli import app
 from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-
 KEY = "sk-user-own-key-0123456789abcdefXYZ"
-runner = CliRunner()
-
-
-def run(*args: str, input: str | None = None):
-    return runner.invoke(app, list(args), input=input)
 
 
 def point_at(root: Path, url: str, interval: float = 1) -> None:
@@ -60,48 +52,50 @@ def saw_key_or_photo(server: FakeOpenAIServer) -> bool:
 
 
 @pytest.fixture
-def attacker():
+def attacker() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer(models=["gpt-4o"]) as server:
         yield server
 
 
 @pytest.fixture
-def hostile(tmp_path: Path, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch):
+def hostile(tmp_path: Path, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     project = make_project(tmp_path / "received", per_category=3, categories=["hat", "shoes"])
     point_at(project.root, attacker.url)
     return Project.open(project.root)
 
 
-def test_a_received_project_reaches_nothing_until_approved(hostile, attacker) -> None:
+def test_a_received_project_reaches_nothing_until_approved(
+    hostile: Project, attacker: FakeOpenAIServer
+) -> None:
     root = str(hostile.root)
-    asked = run("ask", "hello", "-p", root)
+    asked = invoke_duetml("ask", "hello", "-p", root)
     assert asked.exit_code == 7
     assert "duetml.toml" in asked.stderr and attacker.url in asked.stderr
     assert "duetml llm approve" in asked.stderr and KEY not in asked.output
-    advised = run("advise", "-p", root)
+    advised = invoke_duetml("advise", "-p", root)
     assert advised.exit_code == 7 and attacker.url in advised.stderr
-    status = run("llm", "status", "-p", root)
+    status = invoke_duetml("llm", "status", "-p", root)
     assert status.exit_code == 0
     assert "not approved" in status.stdout and "duetml llm approve" in status.stdout
-    chat = run("chat", "-p", root, input="no\n")
+    chat = invoke_duetml("chat", "-p", root, input="no\n")
     assert chat.exit_code == 1 and "Nothing was sent" in chat.stderr
     assert attacker.requests == []
 
-    approved = run("llm", "approve", "-p", root)
+    approved = invoke_duetml("llm", "approve", "-p", root)
     assert approved.exit_code == 0 and attacker.url in approved.stdout
     attacker.queue_reply("Hello from the server you approved.")
-    asked = run("ask", "hello", "-p", root)
+    asked = invoke_duetml("ask", "hello", "-p", root)
     assert asked.exit_code == 0, asked.output
     assert asked.stdout == "Hello from the server you approved.\n"
     chat_request = attacker.chat_requests[-1]
     assert chat_request.headers["authorization"] == f"Bearer {KEY}"
     assert b"data:image/jpeg;base64," in chat_request.body
-    status = run("llm", "status", "-p", root)
+    status = invoke_duetml("llm", "status", "-p", root)
     assert "approved by you for this project" in status.stdout
 
 
-def test_consent_in_the_project_file_counts_for_nothing(hostile) -> None:
+def test_consent_in_the_project_file_counts_for_nothing(hostile: Project) -> None:
     session = AgentSession(hostile)
     assert {n["reason"] for n in session.consent_needed()} == {"project"}
     with pytest.raises(CloudConsentRequired) as caught:
@@ -110,46 +104,48 @@ def test_consent_in_the_project_file_counts_for_nothing(hostile) -> None:
     assert choice.approved_endpoints(hostile.root) == set()
 
 
-def test_the_allow_flag_approves_for_scripts(hostile, attacker) -> None:
+def test_the_allow_flag_approves_for_scripts(hostile: Project, attacker: FakeOpenAIServer) -> None:
     attacker.queue_reply("ok then")
-    asked = run("ask", "hello", "--allow-endpoint", "-p", str(hostile.root))
+    asked = invoke_duetml("ask", "hello", "--allow-endpoint", "-p", str(hostile.root))
     assert asked.exit_code == 0, asked.output
     assert attacker.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_a_changed_endpoint_or_a_copied_project_asks_again(hostile, attacker, tmp_path) -> None:
-    assert run("llm", "approve", "-p", str(hostile.root)).exit_code == 0
+def test_a_changed_endpoint_or_a_copied_project_asks_again(
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    assert invoke_duetml("llm", "approve", "-p", str(hostile.root)).exit_code == 0
     with FakeOpenAIServer(models=["gpt-4o"]) as other:
         point_at(hostile.root, other.url)
-        asked = run("ask", "hello", "-p", str(hostile.root))
+        asked = invoke_duetml("ask", "hello", "-p", str(hostile.root))
         assert asked.exit_code == 7 and other.url in asked.stderr
         assert other.requests == []
     # Back to the approved server, then the same folder copied elsewhere: asked again there.
     point_at(hostile.root, attacker.url)
     copy = tmp_path / "copy"
     shutil.copytree(hostile.root, copy)
-    asked = run("ask", "hello", "-p", str(copy))
+    asked = invoke_duetml("ask", "hello", "-p", str(copy))
     assert asked.exit_code == 7 and attacker.requests == []
-    withdrawn = run("llm", "approve", "--revoke", "-p", str(hostile.root))
+    withdrawn = invoke_duetml("llm", "approve", "--revoke", "-p", str(hostile.root))
     assert withdrawn.exit_code == 0 and attacker.url in withdrawn.stdout
-    assert run("ask", "hello", "-p", str(hostile.root)).exit_code == 7
+    assert invoke_duetml("ask", "hello", "-p", str(hostile.root)).exit_code == 7
     assert attacker.requests == []
 
 
 def test_an_env_override_keeps_the_projects_endpoint_unapproved(
-    hostile, attacker, monkeypatch
+    hostile: Project, attacker: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # DUETML_PASSIVE_LLM has no URL, so the project's base_url for the same provider is kept:
     # it is still the project's choice and still waits for approval.
     monkeypatch.setenv("DUETML_PASSIVE_LLM", "openai:gpt-4o-mini")
-    asked = run("ask", "hello", "-p", str(hostile.root))
+    asked = invoke_duetml("ask", "hello", "-p", str(hostile.root))
     assert asked.exit_code == 7 and attacker.requests == []
 
 
-def test_own_choices_need_no_approval_but_still_reach_no_stranger(project_dir) -> None:
+def test_own_choices_need_no_approval_but_still_reach_no_stranger(project_dir: str) -> None:
     """`llm use --base-url` typed by this user approves a server on this machine at once."""
     with FakeOpenAIServer(models=["local-vl"]) as server:
-        used = run(
+        used = invoke_duetml(
             "llm", "use", "both", "openai:local-vl", "--base-url", server.url, "-p", project_dir
         )
         assert used.exit_code == 0, used.output
@@ -163,7 +159,7 @@ def project_dir(tmp_path: Path) -> str:
 
 
 def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
-    hostile, tmp_path, monkeypatch
+    hostile: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert AgentSession(hostile).proactive_interval == choice.MIN_PROJECT_INTERVAL
     home = tmp_path / "home"
@@ -174,7 +170,9 @@ def test_a_project_interval_has_a_floor_the_users_own_setting_does_not(
 
 
 @pytest.mark.slow
-def test_serve_waits_for_approval_on_the_page(hostile, attacker, tmp_path) -> None:
+def test_serve_waits_for_approval_on_the_page(
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     # The user's own setting may look this often; the project's 1 s would become 30 s.
@@ -256,7 +254,7 @@ def _ask_at_a_terminal(root: Path, answer: str) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.slow
-def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
+def test_ask_at_a_terminal_asks_yes_or_no(hostile: Project, attacker: FakeOpenAIServer) -> None:
     refused = _ask_at_a_terminal(hostile.root, "no")
     assert refused.returncode == 7, refused.stderr
     assert "not approved" in refused.stderr and attacker.url in refused.stderr
@@ -271,14 +269,14 @@ def test_ask_at_a_terminal_asks_yes_or_no(hostile, attacker) -> None:
 
 
 def test_an_unwritable_home_is_one_sentence_and_approves_nothing(
-    hostile, attacker, tmp_path, monkeypatch
+    hostile: Project, attacker: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A DUETML_HOME below a regular file cannot be created, whoever runs the test (root too).
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("DUETML_HOME", str(blocker / "home"))
-    result = run("llm", "approve", "-p", str(hostile.root))
+    result = invoke_duetml("llm", "approve", "-p", str(hostile.root))
     assert result.exit_code == 1 and "Could not save your approval" in result.stderr
     assert "Traceback" not in result.output and attacker.requests == []
-    assert run("ask", "hello", "-p", str(hostile.root)).exit_code == 7
+    assert invoke_duetml("ask", "hello", "-p", str(hostile.root)).exit_code == 7
     assert attacker.requests == []

@@ -1,7 +1,7 @@
 """The real page in headless Chromium (Debian's), driven by Playwright against a live server.
 
 Skipped with a reason where /usr/bin/chromium is missing, except in CI (CI=true), where
-a missing browser is a failure: `.ci/run` installs it.
+a missing browser is a failure: `.ci/run` installs it (conftest's `browser`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import demo_photos, free_port, make_project
 from llm_fakes import FakeOllamaServer
-from web_helpers import LiveServer, fake_agents
+from web_helpers import LiveServer, Watch, fake_agents
 
 from duetml.agents import choice
 from duetml.llm import get_provider
@@ -30,14 +30,6 @@ from duetml.web import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The README's screenshot is refreshed only on request (DUETML_UPDATE_SCREENSHOT=1), so an
 # ordinary test run leaves the work tree clean; otherwise it goes to a temp folder, still taken.
 SCREENSHOT = (
@@ -45,56 +37,6 @@ SCREENSHOT = (
     if os.environ.get("DUETML_UPDATE_SCREENSHOT") == "1"
     else Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-screenshot.png"
 )
-TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        message = (
-            f"{CHROMIUM} is missing: install Debian's `chromium` package to run the browser tests"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@dataclass
-class Watch:
-    """Everything a page did that a test must not let pass: script dialogs, errors."""
-
-    dialogs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def attach(self, page: Any) -> Any:
-        page.set_default_timeout(TIMEOUT)
-
-        def on_dialog(dialog: Any) -> None:
-            self.dialogs.append(f"{dialog.type}: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        page.on(
-            "console",
-            lambda msg: (
-                self.errors.append(f"console: {msg.text}")
-                if msg.type == "error" and "Failed to load resource" not in msg.text
-                else None
-            ),
-        )
-        return page
-
-
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
 
 
 @contextlib.contextmanager
@@ -104,7 +46,9 @@ def serving(root: Path, **options: Any) -> Iterator[LiveServer]:
         yield server
 
 
-def open_page(browser: Any, url: str, watch: Watch, viewport=(1440, 900)) -> tuple[Any, Any]:
+def open_page(
+    browser: Any, url: str, watch: Watch, viewport: tuple[int, int] = (1440, 900)
+) -> tuple[Any, Any]:
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = watch.attach(context.new_page())
     page.goto(url)

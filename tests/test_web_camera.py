@@ -14,60 +14,22 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import test_web_browser
 from helpers import CATEGORIES, demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT,
-    Watch,
-    panel,
-    serving,
-    show_step,
-    wait_count,
-)
+from test_web_browser import panel, serving, show_step, wait_count
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
+from web_helpers import ALLOW_CAMERA, FAKE_CAMERA, TIMEOUT, Watch, launch_chromium
 
 from duetml.project import Project
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.camera]
 
-watch = test_web_browser.watch
-FAKE_CAMERA = "--use-fake-device-for-media-stream"
-ALLOW_CAMERA = "--use-fake-ui-for-media-stream"
 SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-camera-shots"
-
-
-def _launch(playwright: Any, *extra: str) -> Any:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra])
-
-
-@pytest.fixture(scope="module")
-def playwright_() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing: install Debian's `chromium` package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_: Any) -> Iterator[Any]:
-    """Chromium with a (fake) camera the user has allowed."""
-    launched = _launch(playwright_, FAKE_CAMERA, ALLOW_CAMERA)
-    yield launched
-    launched.close()
 
 
 def open_page(
@@ -234,7 +196,7 @@ def test_a_refused_camera_and_a_missing_one_each_say_one_sentence(
     ]
     with serving(project.root) as server:
         for flags, sentence in cases:
-            refused = _launch(playwright_, *flags)
+            refused = launch_chromium(playwright_, *flags)
             watched = Watch()
             context, page = open_page(refused, server.url, watched, width=390)
             hat = panel(page, "hat")
@@ -280,7 +242,9 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         for p, a in zip(shoes, answers, strict=True)
         if a.ranking[0][0] == "shoes" and a.ranking[0][1] > 0.8 and not a.not_sure
     )
-    filming = _launch(playwright_, FAKE_CAMERA, ALLOW_CAMERA, camera_showing(photo, tmp_path))
+    filming = launch_chromium(
+        playwright_, FAKE_CAMERA, ALLOW_CAMERA, camera_showing(photo, tmp_path)
+    )
     with serving(trained_demo) as server:
         context, page = open_page(filming, server.url, watch)
         flight = {"now": 0, "most": 0, "done": 0, "started": 0}
@@ -331,9 +295,9 @@ def test_live_prediction_shows_the_model_answer_one_request_at_a_time(
         page.click("#live-btn")
         assert page.locator("#live").is_hidden()
         page.wait_for_function("() => document.querySelector('#live-video').srcObject === null")
-        started = flight["started"]
+        sent = flight["started"]
         page.wait_for_timeout(1000)  # five frames' time: none is sent, the last one is back
-        assert flight["started"] == started and flight["now"] == 0
+        assert flight["started"] == sent and flight["now"] == 0
         # The interaction log holds a summary of the live frames, not a line per frame.
         events = [
             json.loads(line)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,13 +28,13 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace the server's run() and record what `serve` built, so no socket is opened."""
     from duetml.web import server
 
-    runs: list = []
+    runs: list[Any] = []
 
-    def fake_run(self) -> None:
+    def fake_run(self: Any) -> None:
         runs.append(self)
         self.started = True
         time.sleep(0.5)  # long enough for the browser opener to see it listening
@@ -45,7 +46,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
     return runs
 
 
-def test_serve_builds_the_app_on_loopback_and_prints_the_url(tmp_path: Path, served: list) -> None:
+def test_serve_builds_the_app_on_loopback_and_prints_the_url(
+    tmp_path: Path, served: list[Any]
+) -> None:
     make_project(tmp_path / "proj")
     port = free_port()
     result = runner.invoke(
@@ -58,7 +61,7 @@ def test_serve_builds_the_app_on_loopback_and_prints_the_url(tmp_path: Path, ser
     assert served[0] == []  # --no-open
 
 
-def test_serve_opens_the_browser_once_it_listens(tmp_path: Path, served: list) -> None:
+def test_serve_opens_the_browser_once_it_listens(tmp_path: Path, served: list[Any]) -> None:
     make_project(tmp_path / "proj")
     port = free_port()
     result = runner.invoke(app, ["serve", "-p", str(tmp_path / "proj"), "--port", str(port)])
@@ -66,7 +69,9 @@ def test_serve_opens_the_browser_once_it_listens(tmp_path: Path, served: list) -
     assert served[0] == [f"http://127.0.0.1:{port}/"]
 
 
-def test_serve_picks_a_free_port_when_the_default_is_taken(tmp_path: Path, served: list) -> None:
+def test_serve_picks_a_free_port_when_the_default_is_taken(
+    tmp_path: Path, served: list[Any]
+) -> None:
     from duetml.cli.serve_cmd import DEFAULT_PORT
 
     make_project(tmp_path / "proj")
@@ -82,7 +87,7 @@ def test_serve_picks_a_free_port_when_the_default_is_taken(tmp_path: Path, serve
 
 
 def test_serve_refuses_a_busy_port_a_wildcard_host_and_a_non_project(
-    tmp_path: Path, served: list
+    tmp_path: Path, served: list[Any]
 ) -> None:
     make_project(tmp_path / "proj")
     with socket.socket() as blocker:
@@ -103,7 +108,7 @@ def test_serve_refuses_a_busy_port_a_wildcard_host_and_a_non_project(
     assert len(served) == 1  # nothing was served
 
 
-def test_serve_with_a_chosen_host_answers_to_that_name(tmp_path: Path, served: list) -> None:
+def test_serve_with_a_chosen_host_answers_to_that_name(tmp_path: Path, served: list[Any]) -> None:
     make_project(tmp_path / "proj")
     result = runner.invoke(
         app,
@@ -148,6 +153,7 @@ def test_a_real_serve_stops_cleanly_on_ctrl_c_with_pages_open(tmp_path: Path) ->
         env=env,
     )
     try:
+        assert process.stdout is not None
         first_line = process.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in first_line
         base = f"http://127.0.0.1:{port}"

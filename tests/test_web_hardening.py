@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from litestar.testing import TestClient
+from web_helpers import BASE, PORT, WebClient
 
-from duetml.web import create_app
-
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
-
-
-@pytest.fixture
-def trained_client(trained_demo: Path):
-    with TestClient(create_app(trained_demo, baseline=True, port=PORT), base_url=BASE) as client:
-        yield client
+pytestmark = pytest.mark.app(baseline=True)
 
 
 def _events(root: Path) -> list[str]:
@@ -25,7 +17,7 @@ def _events(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_a_cross_site_get_of_the_evaluation_runs_nothing(
-    trained_client: TestClient, trained_demo: Path
+    trained_client: WebClient, trained_demo: Path
 ) -> None:
     before = _events(trained_demo)
     cache = sorted((trained_demo / ".duetml").glob("features-*.npz"))
@@ -65,7 +57,7 @@ def test_the_page_asks_for_the_evaluation_with_a_post() -> None:
         ("/static/style.css", "text/css"),
     ],
 )
-def test_text_is_served_with_one_charset(trained_client: TestClient, path: str, media: str) -> None:
+def test_text_is_served_with_one_charset(trained_client: WebClient, path: str, media: str) -> None:
     response = trained_client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"] == f"{media}; charset=utf-8"
@@ -77,49 +69,41 @@ TOKEN = "t0ken-for-the-test-Zq9"
 LAN = "192.0.2.2"
 
 
-@pytest.fixture
-def lan_client(tmp_path: Path):
-    from helpers import make_project
-
-    project = make_project(tmp_path / "proj", per_category=1, categories=("hat",))
-    web_app = create_app(project.root, baseline=True, allowed_hosts=[LAN], port=PORT, token=TOKEN)
-    with TestClient(web_app, base_url=f"http://{LAN}:{PORT}") as client:
-        yield client
-
-
-def test_off_loopback_every_request_needs_the_token(lan_client: TestClient) -> None:
+@pytest.mark.project(per_category=1, categories=("hat",))
+@pytest.mark.app(baseline=True, allowed_hosts=[LAN], token=TOKEN, base_url=f"http://{LAN}:{PORT}")
+def test_off_loopback_every_request_needs_the_token(client: WebClient) -> None:
     for path in ("/", "/api/project", "/static/js/main.js", "/nowhere", "/?token=wrong"):
-        refused = lan_client.get(path)
+        refused = client.get(path)
         assert refused.status_code == 403 and "token" in refused.json()["error"], path
-    assert lan_client.post("/api/categories/add", json={"name": "x"}).status_code == 403
+    assert client.post("/api/categories/add", json={"name": "x"}).status_code == 403
     wrong_cookie = {"Cookie": "duetml_token=wrong"}
-    assert lan_client.get("/api/project", headers=wrong_cookie).status_code == 403
+    assert client.get("/api/project", headers=wrong_cookie).status_code == 403
     # The printed link works, and its answer leaves a cookie for the page's own requests.
-    first = lan_client.get(f"/?token={TOKEN}")
+    first = client.get(f"/?token={TOKEN}")
     assert first.status_code == 200 and "<html" in first.text.lower()
     cookie = first.headers["set-cookie"]
     assert f"duetml_token={TOKEN}" in cookie
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    follow = lan_client.get("/api/project", headers={"Cookie": f"duetml_token={TOKEN}"})
+    follow = client.get("/api/project", headers={"Cookie": f"duetml_token={TOKEN}"})
     assert follow.status_code == 200 and "set-cookie" not in follow.headers
-    added = lan_client.post(
+    added = client.post(
         "/api/categories/add", json={"name": "boots"}, headers={"Cookie": f"duetml_token={TOKEN}"}
     )
     assert added.status_code in (200, 201)
 
 
-def test_loopback_needs_no_token(trained_client: TestClient) -> None:
+def test_loopback_needs_no_token(trained_client: WebClient) -> None:
     assert trained_client.get("/api/project").status_code == 200
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What `duetml serve` would run, without listening (any address then counts as free)."""
     import webbrowser
 
     from duetml.web import server as server_module
 
-    started: list = []
+    started: list[Any] = []
     monkeypatch.setattr(server_module.DuetmlServer, "run", lambda self: started.append(self))
     monkeypatch.setattr(server_module, "port_is_free", lambda host, port: True)
     monkeypatch.setattr(webbrowser, "open", lambda url: None)
@@ -127,7 +111,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 def test_serve_on_a_network_address_warns_and_prints_a_token_link(
-    tmp_path: Path, served: list
+    tmp_path: Path, served: list[Any]
 ) -> None:
     from helpers import make_project
     from typer.testing import CliRunner
@@ -152,7 +136,7 @@ def test_serve_on_a_network_address_warns_and_prints_a_token_link(
 
 @pytest.mark.parametrize("spelling", ["0", "0x0", "0.0", "::ffff:0.0.0.0", "[::]", "0.0.0.0", "::"])
 def test_every_spelling_of_all_interfaces_is_refused(
-    tmp_path: Path, served: list, spelling: str
+    tmp_path: Path, served: list[Any], spelling: str
 ) -> None:
     """Issue 17, item 7: `--host 0` (and 0x0, ::ffff:0.0.0.0) listened on every interface
     with only a warning; the OS reads them as 0.0.0.0, as the refused spelling."""

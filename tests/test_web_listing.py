@@ -7,50 +7,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import demo_photos, make_project
-from litestar.testing import TestClient
+from helpers import demo_photos, run_duetml
+from web_helpers import WebClient
 
 from duetml.project import Project
-from duetml.web import create_app
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
+pytestmark = [pytest.mark.project(per_category=4), pytest.mark.app(baseline=True)]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=4)
-
-
-@pytest.fixture
-def client(project: Project):
-    with TestClient(create_app(project.root, baseline=True, port=PORT), base_url=BASE) as c:
-        yield c
-
-
-def _listed(client: TestClient) -> dict[str, list[str]]:
+def _listed(client: WebClient) -> dict[str, list[str]]:
     listing = client.get("/api/categories").json()
     return {c["name"]: [i["id"] for i in c["images"]] for c in listing["categories"]}
 
 
 def _cli(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-c", "from duetml.cli import main; main()", *args],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    result = run_duetml(*args)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.slow
 def test_the_listing_shows_every_change_made_anywhere_at_once(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     before = _listed(client)
     assert before == {
@@ -84,7 +65,7 @@ def test_the_listing_shows_every_change_made_anywhere_at_once(
 
 
 def test_a_repeated_listing_does_not_stat_every_photo(
-    client: TestClient, project: Project, monkeypatch: pytest.MonkeyPatch
+    client: WebClient, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos = len(project.images("train"))
     client.get("/api/categories")
@@ -111,7 +92,7 @@ def test_a_repeated_listing_does_not_stat_every_photo(
 
 
 def test_the_review_is_kept_per_state_and_follows_changes(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     def few(review: dict[str, Any]) -> set[str]:
         return {

@@ -10,38 +10,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import make_project
-from litestar.testing import TestClient
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
-from test_web_browser import Watch, serving, show_step
+from test_web_browser import serving, show_step
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
+from web_helpers import BASE, PORT, Watch, WebClient
 
 from duetml.agents import choice
 from duetml.project import Project
 from duetml.settings import AgentLLMChoice
 from duetml.web import create_app
 
-pytestmark = pytest.mark.usefixtures("clean_env")
-# The browser and the page watcher, shared with the main browser tests.
-browser = test_web_browser.browser
-watch = test_web_browser.watch
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
 KEY = "sk-user-own-key-0123456789abcdefXYZ"
+# The `ollama` fixture: the user's own Ollama, with a vision model and a text-only one.
+pytestmark = pytest.mark.ollama(
+    models={"qwen2.5vl:latest": ["completion", "vision"], "llama3.2:latest": ["completion"]}
+)
 
 
-@pytest.fixture
-def ollama(monkeypatch: pytest.MonkeyPatch):
-    models = {"qwen2.5vl:latest": ["completion", "vision"], "llama3.2:latest": ["completion"]}
-    with FakeOllamaServer(models=models) as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.url)  # the user's own Ollama
-        yield server
-
-
-def _client(root: Path) -> TestClient:
-    return TestClient(create_app(root, port=PORT), base_url=BASE)
+def _client(root: Path) -> WebClient:
+    """The app as `duetml serve` makes it: its agents from the project's settings."""
+    return WebClient(create_app(root, port=PORT), base_url=BASE)
 
 
 def _saved(root: Path, agent: str) -> AgentLLMChoice:

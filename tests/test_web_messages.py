@@ -6,24 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import make_project
-from litestar.testing import TestClient
+from web_helpers import WebClient
 
 from duetml.errors import AlreadyExistsError, NotEnoughDataError
 from duetml.project import Project
 from duetml.training import train_project
-from duetml.web import create_app
-
-BASE = "http://127.0.0.1:8765"
 
 
-def test_rename_onto_an_existing_category_says_merge_on_the_page(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "p", per_category=2, categories=("hat", "shoes"))
+@pytest.mark.project(per_category=2, categories=("hat", "shoes"))
+@pytest.mark.app(baseline=True)
+def test_rename_onto_an_existing_category_says_merge_on_the_page(client: WebClient) -> None:
+    project = client.project
     # The CLI's wording names the command.
     with pytest.raises(AlreadyExistsError, match="duetml categories merge"):
         project.rename_category("hat", "shoes")
-    with TestClient(create_app(project.root, baseline=True, port=8765), base_url=BASE) as client:
-        response = client.post("/api/categories/rename", json={"old": "hat", "new": "shoes"})
+    response = client.post("/api/categories/rename", json={"old": "hat", "new": "shoes"})
     assert response.status_code == 409
     message = response.json()["error"]
     assert "Merge…" in message and "already exists" in message

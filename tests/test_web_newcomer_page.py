@@ -10,17 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, panel, serving, show_step, wait_count
-from web_helpers import fake_agents
+from test_web_browser import open_page, panel, serving, show_step, wait_count
+from web_helpers import Watch, fake_agents
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# The browser and the page watcher, shared with the main browser tests.
-browser = test_web_browser.browser
-watch = test_web_browser.watch
 
 # What a newcomer must be able to see and reach without scrolling sideways.
 KEY_CONTROLS = (

@@ -7,17 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, serving, show_step
+from test_web_browser import open_page, serving, show_step
+from web_helpers import Watch
 
 from duetml.training import train_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-browser = test_web_browser.browser
-watch = test_web_browser.watch
 
 
 def test_a_photo_unlike_every_category_is_not_sure_on_the_page(

@@ -10,22 +10,15 @@ from typing import Any
 import pytest
 from helpers import make_project
 from llm_fakes import FakeOllamaServer
-from test_web_browser import (  # noqa: F401 - browser and watch are fixtures
-    Watch,
-    browser,
-    ollama_settings,
-    open_page,
-    serving,
-    wait_count,
-    watch,
-)
+from test_web_browser import ollama_settings, open_page, serving, wait_count
+from web_helpers import Watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_a_proposal_button_applies_the_change_and_undo_reverts_it(
-    browser: Any,  # noqa: F811
-    watch: Watch,  # noqa: F811
+    browser: Any,
+    watch: Watch,
     tmp_path: Path,
 ) -> None:
     project = make_project(tmp_path / "proposal", per_category=4, categories=("hat", "shoes"))

@@ -7,23 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import demo_photos
 from PIL import Image
 from playwright.sync_api import expect
-from test_web_browser import Watch, open_page, serving
+from test_web_browser import open_page, serving
+from web_helpers import Watch
 
 from duetml.classifier import selection
 from duetml.project import Project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-browser = test_web_browser.browser
-watch = test_web_browser.watch
-
 
 def test_the_page_says_what_a_quick_retrain_accuracy_is_made_of(
-    browser: Any, watch: Watch, trained_demo: Path, tmp_path: Path, monkeypatch
+    browser: Any, watch: Watch, trained_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server runs in this process: the demo (84 photos) is treated as a large project.
     monkeypatch.setattr(selection, "REUSE_ABOVE", 0)

@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 import pytest
-import test_web_browser
-from helpers import demo_photos, make_project
-from litestar.testing import TestClient
+from helpers import demo_photos
 from PIL import Image
-from test_web_browser import Watch, open_page, serving
-from web_helpers import asgi_request
+from test_web_browser import open_page, serving
+from web_helpers import BASE, PORT, Watch, WebClient, asgi_request
 
 from duetml.datamap import layout_path, place_among, project_to_2d
 from duetml.project import Project
 from duetml.web import create_app
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
 OK_HOST = f"127.0.0.1:{PORT}"
+pytestmark = pytest.mark.app(baseline=True)  # the `client` and `trained_client` fixtures
 
 
-def ready_map(client: TestClient, timeout: float = 600) -> dict[str, Any]:
+def ready_map(client: WebClient, timeout: float = 600) -> dict[str, Any]:
     """GET /api/map until the background layout is done (UMAP compiles on first use)."""
     deadline = time.monotonic() + timeout
     while True:
         response = client.get("/api/map")
         assert response.status_code == 200, response.text
         assert response.headers["cache-control"] == "no-store"
-        body = response.json()
+        body: dict[str, Any] = response.json()
         if not body["computing"]:
             return body
         assert time.monotonic() < deadline, "the map was not computed in time"
@@ -77,24 +75,7 @@ def test_projection_is_scaled_and_keeps_groups_apart() -> None:
 # ----- the routes --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(tmp_path: Path):
-    project = make_project(tmp_path / "proj", per_category=3)
-    app = create_app(project.root, baseline=True, port=PORT)
-    with TestClient(app, base_url=BASE) as test_client:
-        test_client.project = project
-        yield test_client
-
-
-@pytest.fixture
-def trained_client(trained_demo: Path):
-    app = create_app(trained_demo, baseline=True, port=PORT)
-    with TestClient(app, base_url=BASE) as test_client:
-        test_client.project = Project.open(trained_demo)
-        yield test_client
-
-
-def test_map_waits_for_the_first_training_and_says_so(client: TestClient) -> None:
+def test_map_waits_for_the_first_training_and_says_so(client: WebClient) -> None:
     body = client.get("/api/map").json()
     assert body["state"] == "none" and body["ids"] == [] and not body["computing"]
     assert body["missing"] == 12 and body["categories"] == ["hat", "pants", "shoes", "t-shirt"]
@@ -105,7 +86,7 @@ def test_map_waits_for_the_first_training_and_says_so(client: TestClient) -> Non
 
 @pytest.mark.slow
 def test_map_places_every_photo_and_follows_moves_and_additions(
-    trained_client: TestClient,
+    trained_client: WebClient,
 ) -> None:
     client = trained_client
     project: Project = client.project
@@ -146,7 +127,7 @@ def test_map_places_every_photo_and_follows_moves_and_additions(
     assert len(final["ids"]) == len(body["ids"]) + 1
 
 
-def test_map_is_read_only_and_guarded(client: TestClient) -> None:
+def test_map_is_read_only_and_guarded(client: WebClient) -> None:
     app = client.app
     assert client.post("/api/map").status_code == 405
     refused = asgi_request(app, "GET", "/api/map", [("host", "evil.example:8765")])
@@ -180,14 +161,18 @@ def _planted_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, l
     return project.root, planted
 
 
+class PlantedClient(WebClient):
+    planted: list[str]  # the shoe photos filed under hat
+
+
 @pytest.fixture
-def planted(_planted_template: tuple[Path, list[str]], tmp_path: Path):
+def planted(_planted_template: tuple[Path, list[str]], tmp_path: Path) -> Iterator[PlantedClient]:
     import shutil
 
     root = tmp_path / "planted"
     shutil.copytree(_planted_template[0], root, symlinks=True)
     app = create_app(root, baseline=True, port=PORT)
-    with TestClient(app, base_url=BASE) as test_client:
+    with PlantedClient(app, base_url=BASE) as test_client:
         test_client.project = Project.open(root)
         test_client.planted = _planted_template[1]
         yield test_client
@@ -217,7 +202,7 @@ def copies(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -> None:
+def test_review_lists_the_planted_mislabel_and_reads_only(planted: PlantedClient) -> None:
     project: Project = planted.project
     before = (files_of(project), project.undo_history())
     response = planted.get("/api/review")
@@ -233,7 +218,7 @@ def test_review_lists_the_planted_mislabel_and_reads_only(planted: TestClient) -
 
 
 @pytest.mark.slow
-def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> None:
+def test_apply_moves_the_photos_in_one_undoable_step(planted: PlantedClient) -> None:
     project: Project = planted.project
     before = files_of(project)
     found = mislabel(planted.get("/api/review").json(), planted.planted)
@@ -249,7 +234,7 @@ def test_apply_moves_the_photos_in_one_undoable_step(planted: TestClient) -> Non
     assert '"apply_suggestion"' in events and '"origin": "review"' in events
 
 
-def test_remove_instead_and_keep_as_is(planted: TestClient) -> None:
+def test_remove_instead_and_keep_as_is(planted: PlantedClient) -> None:
     project: Project = planted.project
     before = files_of(project)
     body = planted.get("/api/review").json()
@@ -269,7 +254,7 @@ def test_remove_instead_and_keep_as_is(planted: TestClient) -> None:
     assert files_of(project) == before
 
 
-def test_apply_and_keep_chosen_photos_only_and_undo_a_keep(planted: TestClient) -> None:
+def test_apply_and_keep_chosen_photos_only_and_undo_a_keep(planted: PlantedClient) -> None:
     project: Project = planted.project
     before = files_of(project)
     found = copies(planted.get("/api/review").json())
@@ -294,7 +279,7 @@ def test_apply_and_keep_chosen_photos_only_and_undo_a_keep(planted: TestClient) 
     assert files_of(project) == before
 
 
-def test_chosen_photos_are_checked(planted: TestClient) -> None:
+def test_chosen_photos_are_checked(planted: PlantedClient) -> None:
     project: Project = planted.project
     before = (files_of(project), project.undo_history())
     found = mislabel(planted.get("/api/review").json(), planted.planted)
@@ -330,7 +315,7 @@ def test_chosen_photos_are_checked(planted: TestClient) -> None:
     ],
 )
 def test_bad_review_requests_get_one_sentence(
-    planted: TestClient, path: str, body: dict[str, Any], status: int
+    planted: PlantedClient, path: str, body: dict[str, Any], status: int
 ) -> None:
     before = files_of(planted.project)
     response = planted.post(path, json=body)
@@ -340,7 +325,7 @@ def test_bad_review_requests_get_one_sentence(
     assert files_of(planted.project) == before
 
 
-def test_cross_site_review_writes_are_refused(planted: TestClient) -> None:
+def test_cross_site_review_writes_are_refused(planted: PlantedClient) -> None:
     found = mislabel(planted.get("/api/review").json(), planted.planted)
     before = files_of(planted.project)
     for extra in ([("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]):
@@ -356,9 +341,6 @@ def test_cross_site_review_writes_are_refused(planted: TestClient) -> None:
 
 
 # ----- the page, in headless Chromium -------------------------------------------------------------
-
-chromium = test_web_browser.browser  # the same fixtures: Debian's Chromium, errors watched
-watch = test_web_browser.watch
 
 
 def until(condition: Any, timeout: float = 60.0, what: str = "the page") -> Any:
@@ -383,12 +365,12 @@ def planted_root(_planted_template: tuple[Path, list[str]], tmp_path: Path) -> P
 @pytest.mark.slow
 @pytest.mark.browser
 def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
-    chromium: Any, watch: Watch, planted_root: Path
+    browser: Any, watch: Watch, planted_root: Path
 ) -> None:
     project = Project.open(planted_root)
     before = files_of(project)
     with serving(planted_root, baseline=True) as server:
-        context, page = open_page(chromium, server.url, watch)
+        context, page = open_page(browser, server.url, watch)
         flagged = page.locator("#findings li[data-kind=mislabel]").filter(
             has_text="looks like 'shoes'"
         )
@@ -414,12 +396,12 @@ def test_review_panel_moves_the_planted_photos_and_undo_puts_them_back(
 @pytest.mark.slow
 @pytest.mark.browser
 def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
-    chromium: Any, watch: Watch, planted_root: Path
+    browser: Any, watch: Watch, planted_root: Path
 ) -> None:
     project = Project.open(planted_root)
     every = files_of(project)
     with serving(planted_root, baseline=True) as server:
-        context, page = open_page(chromium, server.url, watch)
+        context, page = open_page(browser, server.url, watch)
         canvas = page.locator("#map-canvas")
         until(
             lambda: (
@@ -507,7 +489,7 @@ def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
 
 @pytest.mark.browser
 def test_review_panel_removes_one_copy_and_undo_brings_back_a_kept_finding(
-    chromium: Any, watch: Watch, planted_root: Path
+    browser: Any, watch: Watch, planted_root: Path
 ) -> None:
     from duetml.review import review_project
 
@@ -521,7 +503,7 @@ def test_review_panel_removes_one_copy_and_undo_brings_back_a_kept_finding(
     copy = next(p for p in group.photos if p.endswith("copy-1.jpg"))
     others = [p for p in group.photos if p != copy]
     with serving(planted_root, baseline=True) as server:
-        context, page = open_page(chromium, server.url, watch)
+        context, page = open_page(browser, server.url, watch)
         finding = page.locator(f"#findings li[data-finding='{group.id}']")
         finding.wait_for()
         assert finding.locator(".finding-photo-row").count() == 3

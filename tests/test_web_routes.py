@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import CATEGORIES, demo_photos, free_port, make_project
 from litestar.testing import TestClient
-from web_helpers import LiveServer, client_for, dead_llm_error, fake_agents
+from web_helpers import BASE, PORT, FakeAgents, LiveServer, WebClient, client_for, dead_llm_error
 
 from duetml import locks
 from duetml.project import Project
@@ -19,35 +21,7 @@ from duetml.settings import AgentLLMChoice
 from duetml.training import PHASE_LABELS
 from duetml.web import create_app
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=6)
-
-
-@pytest.fixture
-def agents():
-    return fake_agents()
-
-
-@pytest.fixture
-def client(project: Project, agents):
-    app = create_app(project.root, agents=agents[0], port=PORT)
-    with TestClient(app, base_url=BASE) as test_client:
-        test_client.web = app.state.duetml
-        test_client.passive, test_client.proactive = agents[1], agents[2]
-        yield test_client
-
-
-@pytest.fixture
-def trained_client(trained_demo: Path, agents):
-    app = create_app(trained_demo, agents=agents[0], port=PORT)
-    with TestClient(app, base_url=BASE) as test_client:
-        test_client.web = app.state.duetml
-        yield test_client
+pytestmark = pytest.mark.project(per_category=6)
 
 
 def photo_files(
@@ -59,15 +33,16 @@ def photo_files(
     ]
 
 
-def first_image(client: TestClient, category: str = "hat") -> str:
+def first_image(client: WebClient, category: str = "hat") -> str:
     listing = client.get("/api/categories").json()
-    return next(c for c in listing["categories"] if c["name"] == category)["images"][0]["id"]
+    found = next(c for c in listing["categories"] if c["name"] == category)
+    return str(found["images"][0]["id"])
 
 
 # ----- the page and its assets ----------------------------------------------------------------
 
 
-def test_page_is_served_with_a_strict_policy_and_no_inline_script(client: TestClient) -> None:
+def test_page_is_served_with_a_strict_policy_and_no_inline_script(client: WebClient) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -84,7 +59,7 @@ def test_page_is_served_with_a_strict_policy_and_no_inline_script(client: TestCl
     assert "<!--agents-->" not in html
 
 
-def test_every_asset_the_page_names_is_served_from_the_package(client: TestClient) -> None:
+def test_every_asset_the_page_names_is_served_from_the_package(client: WebClient) -> None:
     html = client.get("/").text
     names = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
     assert "/static/js/main.js" in names and "/static/style.css" in names
@@ -110,7 +85,7 @@ def test_every_asset_the_page_names_is_served_from_the_package(client: TestClien
         "/static/js/../../app.py",
     ],
 )
-def test_static_serves_only_its_own_files(client: TestClient, path: str) -> None:
+def test_static_serves_only_its_own_files(client: WebClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404
     assert "import" not in response.text
@@ -140,7 +115,7 @@ def test_baseline_page_has_no_agent_features(project: Project) -> None:
         assert not [p for p in paths if "agent" in p or "chat" in p or "conversation" in p]
 
 
-def test_project_info(client: TestClient) -> None:
+def test_project_info(client: WebClient) -> None:
     info = client.get("/api/project").json()
     assert info["name"] == "proj" and info["baseline"] is False and info["agents"] is True
     assert info["upload_max_bytes"] > 0 and info["upload_max_files"] > 0
@@ -149,7 +124,7 @@ def test_project_info(client: TestClient) -> None:
 # ----- (A) categories -------------------------------------------------------------------------
 
 
-def test_listing_has_every_photo_with_a_content_version(client: TestClient) -> None:
+def test_listing_has_every_photo_with_a_content_version(client: WebClient) -> None:
     listing = client.get("/api/categories").json()
     assert [c["name"] for c in listing["categories"]] == sorted(CATEGORIES)
     hat = listing["categories"][0]
@@ -157,7 +132,7 @@ def test_listing_has_every_photo_with_a_content_version(client: TestClient) -> N
     assert all(i["id"].startswith("train/hat/") and len(i["v"]) == 16 for i in hat["images"])
 
 
-def test_add_rename_merge_remove_categories(client: TestClient, project: Project) -> None:
+def test_add_rename_merge_remove_categories(client: WebClient, project: Project) -> None:
     assert client.post("/api/categories/add", json={"name": "  edible "}).json() == {
         "name": "edible"
     }
@@ -214,7 +189,7 @@ def test_add_rename_merge_remove_categories(client: TestClient, project: Project
     ],
 )
 def test_rejected_category_names_get_400_with_the_reason(
-    client: TestClient, project: Project, name: str
+    client: WebClient, project: Project, name: str
 ) -> None:
     response = client.post("/api/categories/add", json={"name": name})
     assert response.status_code == 400
@@ -235,14 +210,14 @@ def test_rejected_category_names_get_400_with_the_reason(
         {"sources": "hat", "target": "x"},
     ],
 )
-def test_malformed_bodies_get_400(client: TestClient, body) -> None:
+def test_malformed_bodies_get_400(client: WebClient, body: object) -> None:
     for path in ("/api/categories/add", "/api/categories/merge", "/api/categories/rename"):
         response = client.post(path, json=body)
         assert response.status_code == 400, (path, body)
         assert "error" in response.json()
 
 
-def test_hostile_name_is_stored_and_returned_verbatim_as_json(client: TestClient) -> None:
+def test_hostile_name_is_stored_and_returned_verbatim_as_json(client: WebClient) -> None:
     name = "<img src=x onerror=alert(1)>"
     assert client.post("/api/categories/add", json={"name": name}).status_code == 201
     response = client.get("/api/categories")
@@ -253,7 +228,7 @@ def test_hostile_name_is_stored_and_returned_verbatim_as_json(client: TestClient
 # ----- (A) photos -------------------------------------------------------------------------------
 
 
-def test_move_and_remove_photos_then_undo(client: TestClient, project: Project) -> None:
+def test_move_and_remove_photos_then_undo(client: WebClient, project: Project) -> None:
     image = first_image(client)
     moved = client.post("/api/images/move", json={"images": [image], "category": "shoes"}).json()[
         "moved"
@@ -277,7 +252,7 @@ def test_move_and_remove_photos_then_undo(client: TestClient, project: Project) 
     )
 
 
-def test_redo_after_undo_and_the_status_names_it(client: TestClient, project: Project) -> None:
+def test_redo_after_undo_and_the_status_names_it(client: WebClient, project: Project) -> None:
     image = first_image(client)
     moved = client.post("/api/images/move", json={"images": [image], "category": "shoes"}).json()
     client.post("/api/undo")
@@ -301,7 +276,7 @@ def test_undo_with_nothing_to_undo_is_409(tmp_path: Path) -> None:
 
 
 def test_upload_reports_added_duplicates_and_rejected_with_reasons(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     good = photo_files("hat", 3, skip=10)
     truncated = demo_photos("hat", 1, skip=20)[0].read_bytes()[:5000]
@@ -327,7 +302,7 @@ def test_upload_reports_added_duplicates_and_rejected_with_reasons(
     assert project.log.recent(1)[0]["event"] == "add_images"
 
 
-def test_upload_bad_requests(client: TestClient, project: Project) -> None:
+def test_upload_bad_requests(client: WebClient, project: Project) -> None:
     one = photo_files("hat", 1, skip=10)
     assert client.post("/api/upload", params={"category": "ghost"}, files=one).status_code == 404
     assert (
@@ -340,7 +315,7 @@ def test_upload_bad_requests(client: TestClient, project: Project) -> None:
     assert not (project.root / "train" / "ghost").exists()
 
 
-def test_upload_over_the_limit_is_413(client: TestClient, project: Project) -> None:
+def test_upload_over_the_limit_is_413(client: WebClient, project: Project) -> None:
     from duetml.web.routes_data import UPLOAD_MAX_BYTES
 
     big = b"\xff" * (UPLOAD_MAX_BYTES + 1024)
@@ -353,7 +328,7 @@ def test_upload_over_the_limit_is_413(client: TestClient, project: Project) -> N
 
 
 def test_thumbnails_are_made_once_and_cached_by_content(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     listing = client.get("/api/categories").json()
     image = listing["categories"][0]["images"][0]
@@ -377,7 +352,7 @@ def test_thumbnails_are_made_once_and_cached_by_content(
 
 
 def test_original_is_served_with_the_type_of_its_decoded_format(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     from PIL import Image
 
@@ -395,7 +370,7 @@ def test_original_is_served_with_the_type_of_its_decoded_format(
         assert "<script>" not in refused.text
 
 
-def test_status_lists_warnings_model_and_undo(client: TestClient) -> None:
+def test_status_lists_warnings_model_and_undo(client: WebClient) -> None:
     client.post("/api/categories/add", json={"name": "empty one"})
     status = client.get("/api/status").json()
     assert status["images"] == 24 and status["model"] is None
@@ -403,7 +378,7 @@ def test_status_lists_warnings_model_and_undo(client: TestClient) -> None:
     assert status["undo"][0] == "add category 'empty one'"
 
 
-def test_log_download_holds_the_page_operations(client: TestClient) -> None:
+def test_log_download_holds_the_page_operations(client: WebClient) -> None:
     client.post("/api/categories/add", json={"name": "logged"})
     response = client.get("/api/log")
     assert response.status_code == 200
@@ -416,7 +391,7 @@ def test_log_download_holds_the_page_operations(client: TestClient) -> None:
 # ----- (B) training -----------------------------------------------------------------------------
 
 
-def test_training_runs_in_the_background_and_reports(client: TestClient) -> None:
+def test_training_runs_in_the_background_and_reports(client: WebClient) -> None:
     started = client.post("/api/train")
     assert started.status_code == 202 and started.json()["state"] == "running"
     # The app keeps answering while it trains, and a second trainer is told it is busy.
@@ -431,9 +406,7 @@ def test_training_runs_in_the_background_and_reports(client: TestClient) -> None
     assert client.get("/api/status").json()["model"]["categories"] == sorted(CATEGORIES)
 
 
-def test_training_while_another_process_trains_is_busy(
-    client: TestClient, project: Project
-) -> None:
+def test_training_while_another_process_trains_is_busy(client: WebClient, project: Project) -> None:
     with locks.hold(project.state_dir / "train.lock", 1, "busy"):
         response = client.post("/api/train")
     assert response.status_code == 409
@@ -454,12 +427,12 @@ def test_training_without_photos_fails_with_a_sentence(tmp_path: Path) -> None:
 # ----- (C) predict and evaluate -----------------------------------------------------------------
 
 
-def test_predict_without_a_model_says_train_first(client: TestClient) -> None:
+def test_predict_without_a_model_says_train_first(client: WebClient) -> None:
     response = client.post("/api/predict", files=photo_files("hat", 1, skip=20))
     assert response.status_code == 409 and "train" in response.json()["error"]
 
 
-def test_predict_gives_top_categories_and_per_file_errors(trained_client: TestClient) -> None:
+def test_predict_gives_top_categories_and_per_file_errors(trained_client: WebClient) -> None:
     files = photo_files("shoes", 1, skip=1) + [
         ("files", ("junk.jpg", b"not an image", "image/jpeg"))
     ]
@@ -474,7 +447,7 @@ def test_predict_gives_top_categories_and_per_file_errors(trained_client: TestCl
 
 @pytest.mark.slow
 def test_evaluation_has_per_category_scores_and_the_photos_behind_each_cell(
-    trained_client: TestClient,
+    trained_client: WebClient,
 ) -> None:
     report = trained_client.post("/api/evaluation").json()
     assert report["source"] == "test set"
@@ -489,7 +462,7 @@ def test_evaluation_has_per_category_scores_and_the_photos_behind_each_cell(
     assert trained_client.get("/api/thumb", params={"image": photo}).status_code == 200
 
 
-def test_evaluation_without_a_model_is_409(client: TestClient) -> None:
+def test_evaluation_without_a_model_is_409(client: WebClient) -> None:
     response = client.post("/api/evaluation")
     assert response.status_code == 409 and response.json()["error"]
 
@@ -497,7 +470,7 @@ def test_evaluation_without_a_model_is_409(client: TestClient) -> None:
 # ----- (D)-(G) the agents -----------------------------------------------------------------------
 
 
-def test_agents_describe_providers_without_keys(client: TestClient) -> None:
+def test_agents_describe_providers_without_keys(client: WebClient) -> None:
     info = client.get("/api/agents").json()
     assert info["available"] is True and info["proactive_enabled"] is True
     assert info["agents"]["passive"]["provider"] == "fake"
@@ -505,13 +478,13 @@ def test_agents_describe_providers_without_keys(client: TestClient) -> None:
     assert "key" not in json.dumps(info).lower().replace("keep", "")
 
 
-def test_conversation_opens_with_the_greeting(client: TestClient) -> None:
+def test_conversation_opens_with_the_greeting(client: WebClient) -> None:
     messages = client.get("/api/conversation").json()["messages"]
     assert messages[0]["content"] == "What kind of AI do you want to make?"
     assert messages[0]["role"] == "assistant"
 
 
-def test_chat_streams_the_reply_as_json_lines(client: TestClient) -> None:
+def test_chat_streams_the_reply_as_json_lines(client: WebClient) -> None:
     client.passive.enqueue("Broader categories may help.")
     response = client.post("/api/chat", json={"message": "I want to sort my clothes"})
     assert response.status_code == 200 and response.headers["content-type"].startswith(
@@ -525,7 +498,7 @@ def test_chat_streams_the_reply_as_json_lines(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("about, kind", [("data", "ask_data"), ("results", "ask_results")])
-def test_ask_buttons_ask_about_their_part(client: TestClient, about: str, kind: str) -> None:
+def test_ask_buttons_ask_about_their_part(client: WebClient, about: str, kind: str) -> None:
     client.passive.enqueue("Here is a thought.")
     response = client.post("/api/chat", json={"message": "What do you think?", "about": about})
     assert json.loads(response.text.splitlines()[-1]) == {"done": True}
@@ -533,7 +506,7 @@ def test_ask_buttons_ask_about_their_part(client: TestClient, about: str, kind: 
     assert user["kind"] == kind and user["content"]
 
 
-def test_llm_failure_is_one_line_in_the_stream(client: TestClient) -> None:
+def test_llm_failure_is_one_line_in_the_stream(client: WebClient) -> None:
     client.passive.enqueue(dead_llm_error())
     response = client.post("/api/chat", json={"message": "hello"})
     assert response.status_code == 200
@@ -557,13 +530,13 @@ def test_llm_failure_is_one_line_in_the_stream(client: TestClient) -> None:
         {"message": ["a"]},
     ],
 )
-def test_bad_chat_requests_are_400(client: TestClient, body) -> None:
+def test_bad_chat_requests_are_400(client: WebClient, body: dict[str, object]) -> None:
     response = client.post("/api/chat", json=body)
     assert response.status_code == 400 and response.json()["error"]
 
 
 def test_proactive_switch_is_saved_and_turning_on_looks_now(
-    client: TestClient, project: Project
+    client: WebClient, project: Project
 ) -> None:
     off = client.post("/api/agents/proactive", json={"enabled": False}).json()
     assert off["proactive_enabled"] is False
@@ -581,7 +554,7 @@ def test_proactive_switch_is_saved_and_turning_on_looks_now(
     assert client.post("/api/agents/proactive", json={"enabled": "maybe"}).status_code == 400
 
 
-def test_consent_endpoint_refuses_endpoints_nobody_asked_for(client: TestClient) -> None:
+def test_consent_endpoint_refuses_endpoints_nobody_asked_for(client: WebClient) -> None:
     response = client.post("/api/agents/consent", json={"endpoint": "https://evil.example/v1"})
     assert response.status_code == 404
 
@@ -626,18 +599,19 @@ def test_cloud_provider_asks_for_consent_before_sending(
 # ----- the event stream -------------------------------------------------------------------------
 
 
-def _next_state(lines) -> dict:
+def _next_state(lines: Iterable[str]) -> dict[str, Any]:
     event = None
     for line in lines:
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
         elif line.startswith("data:") and event == "state":
-            return json.loads(line.split(":", 1)[1])
+            state: dict[str, Any] = json.loads(line.split(":", 1)[1])
+            return state
     raise AssertionError("the stream ended")
 
 
 @pytest.mark.slow
-def test_event_stream_tells_every_page_about_changes(project: Project, agents) -> None:
+def test_event_stream_tells_every_page_about_changes(project: Project, agents: FakeAgents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)
     with (
@@ -660,7 +634,7 @@ def test_event_stream_tells_every_page_about_changes(project: Project, agents) -
 
 
 @pytest.mark.slow
-def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
+def test_training_progress_reaches_the_pages(project: Project, agents: FakeAgents) -> None:
     port = free_port()
     app = create_app(project.root, agents=agents[0], port=port)
     with (
@@ -688,7 +662,7 @@ def test_training_progress_reaches_the_pages(project: Project, agents) -> None:
     assert all(s["label"] == PHASE_LABELS[s["phase"]] for s in running)
 
 
-def test_a_small_model_context_is_told_once_in_the_stream(client: TestClient) -> None:
+def test_a_small_model_context_is_told_once_in_the_stream(client: WebClient) -> None:
     from duetml.llm import window
     from duetml.llm.base import ModelProfile
 

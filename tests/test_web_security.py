@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import demo_photos, make_project
+from litestar import Litestar
 from litestar.testing import TestClient
-from web_helpers import asgi_request, fake_agents
+from web_helpers import PORT, asgi_request, fake_agents
 
+from duetml.agents import AgentSession
 from duetml.project import Project
 from duetml.web import create_app
 from duetml.web.errors import scrub
 from duetml.web.routes_data import UPLOAD_MAX_BYTES
 
-PORT = 8765
 OK_HOST = f"127.0.0.1:{PORT}"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=3)
-
-
-@pytest.fixture
-def app(project: Project):
-    return create_app(project.root, agents=fake_agents()[0], port=PORT, allowed_hosts=["duet.lan"])
+# The `app` fixture: conftest's, on its `project` (3 photos of each demo category), with the
+# fake agents, answering to the host the user chose too.
+pytestmark = pytest.mark.app(allowed_hosts=["duet.lan"])
 
 
 def category_names(project: Project) -> list[str]:
@@ -53,7 +48,9 @@ def category_names(project: Project) -> list[str]:
         [("host", OK_HOST), ("host", "evil.example")],  # two Host headers
     ],
 )
-def test_foreign_hosts_are_refused_and_change_nothing(app, project: Project, headers) -> None:
+def test_foreign_hosts_are_refused_and_change_nothing(
+    app: Litestar, project: Project, headers: list[tuple[str, str]]
+) -> None:
     before = category_names(project)
     for method, path, body in [
         ("GET", "/", []),
@@ -74,7 +71,7 @@ def test_foreign_hosts_are_refused_and_change_nothing(app, project: Project, hea
 @pytest.mark.parametrize(
     "host", [OK_HOST, f"localhost:{PORT}", f"[::1]:{PORT}", f"LOCALHOST:{PORT}", f"duet.lan:{PORT}"]
 )
-def test_loopback_names_and_the_chosen_host_are_allowed(app, host: str) -> None:
+def test_loopback_names_and_the_chosen_host_are_allowed(app: Litestar, host: str) -> None:
     response = asgi_request(app, "GET", "/api/project", [("host", host)])
     assert response.status == 200
 
@@ -105,7 +102,9 @@ def test_default_allowed_hosts_do_not_include_other_names(project: Project) -> N
         [("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")],
     ],
 )
-def test_cross_site_writes_are_refused_and_write_nothing(app, project: Project, extra) -> None:
+def test_cross_site_writes_are_refused_and_write_nothing(
+    app: Litestar, project: Project, extra: list[tuple[str, str]]
+) -> None:
     before = category_names(project)
     journal = (project.state_dir / "journal.json").read_bytes()
     headers = [("host", OK_HOST), ("content-type", "application/json"), *extra]
@@ -127,7 +126,7 @@ def test_cross_site_writes_are_refused_and_write_nothing(app, project: Project, 
     assert not (project.state_dir / "model").exists()
 
 
-def test_cross_site_multipart_upload_is_refused(project: Project, app) -> None:
+def test_cross_site_multipart_upload_is_refused(project: Project, app: Litestar) -> None:
     with TestClient(app, base_url=f"http://{OK_HOST}") as client:
         files = [
             ("files", (p.name, p.read_bytes(), "image/jpeg"))
@@ -154,7 +153,7 @@ def test_cross_site_multipart_upload_is_refused(project: Project, app) -> None:
 @pytest.mark.parametrize(
     "origin", [f"http://127.0.0.1:{PORT}", f"http://localhost:{PORT}", f"http://[::1]:{PORT}"]
 )
-def test_same_origin_writes_are_allowed(app, project: Project, origin: str) -> None:
+def test_same_origin_writes_are_allowed(app: Litestar, project: Project, origin: str) -> None:
     headers = [
         ("host", OK_HOST),
         ("content-type", "application/json"),
@@ -166,7 +165,7 @@ def test_same_origin_writes_are_allowed(app, project: Project, origin: str) -> N
     assert "fine" in category_names(project)
 
 
-def test_no_cors_header_ever_reflects_an_origin(app) -> None:
+def test_no_cors_header_ever_reflects_an_origin(app: Litestar) -> None:
     for method in ("GET", "OPTIONS", "POST"):
         response = asgi_request(
             app,
@@ -204,7 +203,7 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("bad", TRAVERSALS)
-def test_image_ids_cannot_leave_the_project(app, project: Project, bad: str) -> None:
+def test_image_ids_cannot_leave_the_project(app: Litestar, project: Project, bad: str) -> None:
     secret = (project.root / "duetml.toml").read_text()
     with TestClient(app, base_url=f"http://{OK_HOST}") as client:
         for path in ("/api/thumb", "/api/image"):
@@ -221,7 +220,7 @@ def test_image_ids_cannot_leave_the_project(app, project: Project, bad: str) -> 
     assert (project.root / "duetml.toml").read_text() == secret
 
 
-def test_raw_encoded_traversal_in_the_query_string_is_refused(app) -> None:
+def test_raw_encoded_traversal_in_the_query_string_is_refused(app: Litestar) -> None:
     for query in (
         "image=..%2F..%2Fduetml.toml",
         "image=%2e%2e%2fduetml.toml",
@@ -234,7 +233,7 @@ def test_raw_encoded_traversal_in_the_query_string_is_refused(app) -> None:
 
 
 def test_symlinks_inside_the_project_are_never_followed(
-    app, project: Project, tmp_path: Path
+    app: Litestar, project: Project, tmp_path: Path
 ) -> None:
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(demo_photos("hat", 1, skip=20)[0].read_bytes())
@@ -263,7 +262,9 @@ def test_symlinks_inside_the_project_are_never_followed(
 # ----- 4./5. Names and uploads --------------------------------------------------------------------
 
 
-def test_413_comes_from_content_length_before_the_body_is_read(app, project: Project) -> None:
+def test_413_comes_from_content_length_before_the_body_is_read(
+    app: Litestar, project: Project
+) -> None:
     headers = [
         ("host", OK_HOST),
         ("content-type", "multipart/form-data; boundary=xyz"),
@@ -276,10 +277,10 @@ def test_413_comes_from_content_length_before_the_body_is_read(app, project: Pro
     assert len(list((project.root / "train" / "hat").iterdir())) == 3
 
 
-def test_413_while_streaming_a_body_without_length(app, project: Project) -> None:
+def test_413_while_streaming_a_body_without_length(app: Litestar, project: Project) -> None:
     chunk = b"x" * (1024 * 1024)
 
-    def endless_photo():
+    def endless_photo() -> Iterator[bytes]:
         yield (
             b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n'
             b"Content-Type: image/jpeg\r\n\r\n"
@@ -296,7 +297,7 @@ def test_413_while_streaming_a_body_without_length(app, project: Project) -> Non
     assert len(list((project.root / "train" / "hat").iterdir())) == 3
 
 
-def test_json_bodies_are_capped_too(app) -> None:
+def test_json_bodies_are_capped_too(app: Litestar) -> None:
     body = json.dumps({"name": "x" * (2 * 1024 * 1024)}).encode()
     headers = [
         ("host", OK_HOST),
@@ -307,7 +308,9 @@ def test_json_bodies_are_capped_too(app) -> None:
     assert response.status == 413 and response.received == 0
 
 
-def test_decompression_bombs_and_mislabelled_files_are_rejected(app, project: Project) -> None:
+def test_decompression_bombs_and_mislabelled_files_are_rejected(
+    app: Litestar, project: Project
+) -> None:
     import io
 
     from PIL import Image
@@ -333,7 +336,7 @@ def test_decompression_bombs_and_mislabelled_files_are_rejected(app, project: Pr
 # ----- 6. Served content -------------------------------------------------------------------------
 
 
-def test_every_response_carries_nosniff_and_the_policy(app, project: Project) -> None:
+def test_every_response_carries_nosniff_and_the_policy(app: Litestar, project: Project) -> None:
     with TestClient(app, base_url=f"http://{OK_HOST}") as client:
         image = client.get("/api/categories").json()["categories"][0]["images"][0]["id"]
         for path, params in [
@@ -363,7 +366,7 @@ def test_errors_carry_no_trace_and_no_absolute_path(
 ) -> None:
     factory, _, _ = fake_agents()
 
-    def broken(project):
+    def broken(project: Project) -> AgentSession:
         session = factory(project)
         monkeypatch.setattr(
             session,

@@ -5,32 +5,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import demo_photos, make_project
-from litestar.testing import TestClient
+from helpers import demo_photos, run_duetml
+from litestar import Litestar
+from web_helpers import PORT, WebClient
 
 from duetml.photo_facts import photo_facts
 from duetml.prediction import load_model
 from duetml.project import Project
-from duetml.web import create_app
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return make_project(tmp_path / "proj", per_category=4, categories=("hat", "shoes"))
+pytestmark = [
+    pytest.mark.project(per_category=4, categories=("hat", "shoes")),
+    pytest.mark.app(baseline=True),
+]
 
 
-@pytest.fixture
-def client(project: Project):
-    with TestClient(create_app(project.root, baseline=True, port=PORT), base_url=BASE) as c:
-        yield c
-
-
-def listing(client: TestClient, name: str) -> dict:
+def listing(client: WebClient, name: str) -> dict[str, Any]:
     categories = client.get("/api/categories").json()["categories"]
     return next(c for c in categories if c["name"] == name)
 
@@ -114,24 +106,19 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
 
 @pytest.mark.slow
 def test_the_cli_moves_photos_between_the_sets(project: Project) -> None:
-    import subprocess
-    import sys
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-c", "from duetml.cli import main; main()", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=300)
-
     record = project.images("train", "hat")[0]
-    done = run("categories", "move-set", record.path.name, "--to", "test", "-p", str(project.root))
+    done = run_duetml(
+        "categories", "move-set", record.path.name, "--to", "test", "-p", str(project.root)
+    )
     assert done.returncode == 0 and "Moved 1 photo(s) to the test set." in done.stdout, done.stderr
     assert (project.root / "test" / "hat" / record.path.name).is_file()
-    shown = run("categories", "show", "hat", "--test", "-p", str(project.root))
+    shown = run_duetml("categories", "show", "hat", "--test", "-p", str(project.root))
     assert shown.stdout.split() == [f"test/hat/{record.path.name}"]
-    wrong = run(
+    wrong = run_duetml(
         "categories", "move-set", record.path.name, "--to", "tests", "-p", str(project.root)
     )
     assert wrong.returncode == 1 and "use `train` or `test`" in wrong.stderr
-    undone = run("undo", "-p", str(project.root))
+    undone = run_duetml("undo", "-p", str(project.root))
     assert "Undone: move 1 photo to the test set" in undone.stdout, undone.stderr
     assert (project.root / record.rel).is_file()
 
@@ -139,7 +126,7 @@ def test_the_cli_moves_photos_between_the_sets(project: Project) -> None:
 # ----- the routes -------------------------------------------------------------------------------
 
 
-def test_listing_has_each_categorys_test_photos_apart(client: TestClient, project: Project) -> None:
+def test_listing_has_each_categorys_test_photos_apart(client: WebClient, project: Project) -> None:
     project.move_to_split([project.images("train", "hat")[0].rel], "test")
     hat = listing(client, "hat")
     assert hat["count"] == 3 and hat["test_count"] == 1
@@ -148,7 +135,7 @@ def test_listing_has_each_categorys_test_photos_apart(client: TestClient, projec
     assert listing(client, "shoes")["test_images"] == []
 
 
-def test_upload_to_the_test_set_then_undo(client: TestClient, project: Project) -> None:
+def test_upload_to_the_test_set_then_undo(client: WebClient, project: Project) -> None:
     files = [
         ("files", (p.name, p.read_bytes(), "image/jpeg")) for p in demo_photos("hat", 2, skip=10)
     ]
@@ -166,7 +153,7 @@ def test_upload_to_the_test_set_then_undo(client: TestClient, project: Project) 
     assert missing.status_code == 404 and "no category 'cap'" in missing.json()["error"]
 
 
-def test_move_between_sets_then_undo(client: TestClient, project: Project) -> None:
+def test_move_between_sets_then_undo(client: WebClient, project: Project) -> None:
     rel = project.images("train", "shoes")[1].rel
     response = client.post("/api/images/split", json={"images": [rel], "split": "test"})
     assert response.status_code == 200, response.text
@@ -184,7 +171,7 @@ def test_move_between_sets_then_undo(client: TestClient, project: Project) -> No
         assert client.post("/api/images/split", json=body).status_code == status, body
 
 
-def test_facts_route(client: TestClient, project: Project) -> None:
+def test_facts_route(client: WebClient, project: Project) -> None:
     rel = project.images("train", "hat")[0].rel
     facts = client.post("/api/images/facts", json={"image": rel}).json()
     assert facts["image"] == rel and facts["category"] == "hat" and facts["split"] == "train"
@@ -197,10 +184,9 @@ def test_facts_route(client: TestClient, project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_cross_site_set_moves_and_test_uploads_are_refused(project: Project) -> None:
+def test_cross_site_set_moves_and_test_uploads_are_refused(project: Project, app: Litestar) -> None:
     from web_helpers import asgi_request
 
-    app = create_app(project.root, baseline=True, port=PORT)
     rel = project.images("train", "hat")[0].rel
     before = sorted(p.relative_to(project.root).as_posix() for p in project.root.rglob("*.jpg"))
     for extra in ([("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")]):

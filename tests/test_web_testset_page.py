@@ -11,27 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_web_browser
 from helpers import demo_photos, make_project
 from playwright.sync_api import expect
-from test_web_browser import (
-    Watch,
-    drop_files,
-    jpegs,
-    open_page,
-    panel,
-    serving,
-    show_step,
-    wait_count,
-)
+from test_web_browser import drop_files, jpegs, open_page, panel, serving, show_step, wait_count
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
+from web_helpers import Watch
 
 from duetml.project import Project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-browser = test_web_browser.browser
-watch = test_web_browser.watch
 SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-testset"
 
 

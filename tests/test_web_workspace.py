@@ -10,6 +10,7 @@ run (`pytest -s`) shows them beside the limits the issue set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,54 +22,19 @@ import pytest
 from helpers import CALTECH, free_port
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
-from test_web_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT,
-    Watch,
-    ollama_settings,
-    serving,
-    show_step,
-)
+from test_web_browser import ollama_settings, serving, show_step
 from test_web_newcomer_page import AXE, axe_violations, sideways_overflow
+from web_helpers import TIMEOUT, Watch
 
 from duetml.project import Project
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.camera]  # the camera is a state
 
 WIDTHS = (390, 1440, 2560)
 HEIGHTS = {390: 844, 1440: 900, 2560: 1440}
 MAX_TABS_TO_TRAIN = 40
 MAX_DOM_NODES = 5000
 SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "duetml-workspace"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium with a fake camera the user has allowed (the camera is one of the states)."""
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing: install Debian's `chromium` package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +61,27 @@ def project_for(request: pytest.FixtureRequest, which: str, tmp_path: Path) -> P
     return root
 
 
-def open_workspace(browser: Any, url: str, watch: Watch, width: int) -> tuple[Any, Any]:
-    # bypass_csp: only so the test can load axe-core into the page (the app never serves it).
-    context = browser.new_context(
-        viewport={"width": width, "height": HEIGHTS[width]}, bypass_csp=True
-    )
-    page = watch.attach(context.new_page())
-    page.set_default_timeout(max(TIMEOUT, 60_000))  # a 100-category first listing, loaded
-    page.goto(url)
-    page.wait_for_selector("body[data-ready=true]")
-    page.locator("article.category").first.wait_for()
-    return context, page
+@contextlib.contextmanager
+def open_workspace(
+    browser: Any, watch: Watch, root: Path, width: int, llm_url: str
+) -> Iterator[Any]:
+    """The project at ``root`` served with its assistant on the Ollama at ``llm_url``, and
+    its page open at ``width`` px once its categories are listed; closed after."""
+    ollama_settings(Project.open(root), llm_url)
+    with serving(root) as server:
+        # bypass_csp: only so the test can load axe-core (the app never serves it).
+        context = browser.new_context(
+            viewport={"width": width, "height": HEIGHTS[width]}, bypass_csp=True
+        )
+        try:
+            page = watch.attach(context.new_page())
+            page.set_default_timeout(max(TIMEOUT, 60_000))  # a 100-category first listing
+            page.goto(server.url)
+            page.wait_for_selector("body[data-ready=true]")
+            page.locator("article.category").first.wait_for()
+            yield page
+        finally:
+            context.close()
 
 
 def dom_nodes(page: Any) -> int:
@@ -158,9 +134,7 @@ def test_the_loop_is_in_reach_and_the_page_stays_light(
 ) -> None:
     root = project_for(request, which, tmp_path)
     # An LLM server that does not answer: every first run without Ollama.
-    ollama_settings(Project.open(root), f"http://127.0.0.1:{free_port()}")
-    with serving(root) as server:
-        context, page = open_workspace(browser, server.url, watch, width)
+    with open_workspace(browser, watch, root, width, f"http://127.0.0.1:{free_port()}") as page:
         # Train on the first screen, in a bar that does not scroll away: the page itself
         # never scrolls, each step does.
         assert train_in_view(page), "Train is not on the first screen"
@@ -198,7 +172,6 @@ def test_the_loop_is_in_reach_and_the_page_stays_light(
         show_step(page, "data")
         assert_no_axe(page, "load")
         shot(page, f"{which}-{width}-data")
-        context.close()
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
 
 
@@ -217,10 +190,8 @@ def test_axe_finds_nothing_in_each_state(
         # The demo's review finds nothing (issue 16); an empty category is a finding to keep.
         Project.open(root).add_category("scarves")
     with FakeOllamaServer() as ollama:
-        ollama_settings(Project.open(root), ollama.url)
         ollama.queue_status(500, body={"error": "model crashed"}, times=3)
-        with serving(root) as server:
-            context, page = open_workspace(browser, server.url, watch, width)
+        with open_workspace(browser, watch, root, width, ollama.url) as page:
             # A photo opened with the keyboard: the viewer dialog.
             page.locator('.grid .thumb[tabindex="0"]').first.focus()
             page.keyboard.press("Enter")
@@ -277,5 +248,4 @@ def test_axe_finds_nothing_in_each_state(
             expect(error).to_have_count(1)
             assert_no_axe(page, "chat error")
             shot(page, f"{which}-{width}-chat-error")
-            context.close()
     assert not watch.dialogs, watch.dialogs

@@ -1,18 +1,97 @@
-"""Shared pieces of the web tests: a live server, raw ASGI calls, and the real AgentSession
-over fake providers (tests/agent_fakes.py). Projects and photos come from tests/helpers.py."""
+"""Shared pieces of the web tests: Litestar's TestClient on an app, a live server, raw ASGI
+calls, the real AgentSession over fake providers (tests/agent_fakes.py), and Debian's Chromium
+with what a page must not do unnoticed. Projects and photos come from tests/helpers.py; the
+fixtures built on these live in conftest.py. The bench scripts use them too."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Self
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+from litestar import Litestar
+from litestar.testing import TestClient
 
 from duetml.errors import LLMError
 from duetml.project import Project
+
+if TYPE_CHECKING:
+    from agent_fakes import FakeProvider
+    from playwright.sync_api import Browser, Page, Playwright
+
+    from duetml.agents import AgentSession
+    from duetml.web.state import WebState
+
+PORT = 8765  # the port the test apps believe they serve (create_app's host check reads it)
+BASE = f"http://127.0.0.1:{PORT}"
+
+# Debian's Chromium, as the browser tests and the page benches launch it.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Chromium's fake camera is a real video device to the page (a moving test pattern), and the
+# second flag answers the permission prompt with "allow".
+FAKE_CAMERA = "--use-fake-device-for-media-stream"
+ALLOW_CAMERA = "--use-fake-ui-for-media-stream"
+TIMEOUT = 30_000  # ms: generous for a loaded 2-core CI machine
+
+AgentsFactory = Callable[[Project], "AgentSession"]
+# What fake_agents() makes and the `agents` fixture gives: (factory, passive, proactive).
+FakeAgents = tuple[AgentsFactory, "FakeProvider", "FakeProvider"]
+
+
+class WebClient(TestClient[Litestar]):
+    """Litestar's TestClient on a project's app, with what the tests look at beside the
+    answers: the project (opened), and the fake providers behind the app's agents."""
+
+    project: Project
+    passive: FakeProvider
+    proactive: FakeProvider
+
+    @property
+    def web(self) -> WebState:
+        """The app's own state (its project, agents, training, versions)."""
+        state: WebState = self.app.state.duetml
+        return state
+
+
+def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@dataclass
+class Watch:
+    """Everything a page did that a test must not let pass: script dialogs, errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> Page:
+        page.set_default_timeout(TIMEOUT)
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"console: {msg.text}")
+                if msg.type == "error" and "Failed to load resource" not in msg.text
+                else None
+            ),
+        )
+        return page
 
 
 class LiveServer:
@@ -44,7 +123,9 @@ def client_for(port: int) -> httpx.Client:
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
 
-def fake_agents(*passive_replies: Any, proactive_replies: tuple = (), **options: Any):
+def fake_agents(
+    *passive_replies: Any, proactive_replies: tuple[Any, ...] = (), **options: Any
+) -> FakeAgents:
     """(factory, passive, proactive): a real AgentSession over two FakeProviders.
 
     `create_app(root, agents=factory)` makes the session from the app's own Project, so
@@ -70,22 +151,6 @@ def dead_llm_error() -> LLMError:
     )
 
 
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
-    import os
-
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class RawResponse:
     def __init__(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, received: int
@@ -106,7 +171,7 @@ def asgi_request(
     method: str,
     path: str,
     headers: list[tuple[str, str]] | None = None,
-    body_chunks: Iterator[bytes] | list[bytes] = (),
+    body_chunks: Iterable[bytes] = (),
     query: str = "",
 ) -> RawResponse:
     """One request straight into the ASGI app, with exactly the headers given (or none).

@@ -778,5 +778,3 @@ function renderCell() {
         }),
   );
 }
-
-export { emit };
