@@ -46,7 +46,7 @@ from duetml.backbones.registry import (
     check_precision,
     get_backbone,
 )
-from duetml.backbones.session import model_file, open_session, optimised_path
+from duetml.backbones.session import model_file, open_session, open_session_early, optimised_path
 from duetml.backbones.weights import (
     MODELS_DIR,
     derived_path,
@@ -84,6 +84,7 @@ __all__ = [
     "needs_torch",
     "onnx_path",
     "open_session",
+    "open_session_early",
     "optimised_path",
     "pull_weights",
     "pypi_weights",

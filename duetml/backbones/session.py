@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from duetml.backbones.int8 import ensure_int8
+from duetml.backbones.int8 import ensure_int8, int8_path
 from duetml.backbones.registry import Backbone
-from duetml.backbones.weights import derived_path, ensure_onnx
+from duetml.backbones.weights import derived_path, ensure_onnx, find_weights, onnx_path
 
 if TYPE_CHECKING:  # a heavy import, made only where a session is built
     from onnxruntime import InferenceSession
@@ -28,7 +30,60 @@ def open_session(
     in the user cache and later sessions load it as it is, which cut session creation about
     threefold here (fp32 700-930 ms to 230-310 ms, int8 670-790 ms to 220-330 ms, outputs
     identical). It holds layouts chosen for this CPU, so its name carries the CPU's features.
+
+    A session `open_session_early` began for this backbone is taken as it is, once.
     """
+    early = _EARLY.pop(backbone.key, None) if threads is None and not spinning else None
+    if early is not None:
+        early.join()
+        if early.session is not None:
+            return early.session
+    return _build_session(backbone, threads, spinning)
+
+
+class _EarlySession(threading.Thread):
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__(name=f"open {backbone.key}", daemon=True)
+        self.backbone = backbone
+        self.session: InferenceSession | None = None
+
+    def run(self) -> None:
+        with contextlib.suppress(Exception):  # open_session then tries again, and says why
+            self.session = _build_session(self.backbone, None, False)
+
+
+_EARLY: dict[str, _EarlySession] = {}
+
+
+def open_session_early(backbone: Backbone) -> None:
+    """Begin opening the backbone's session on a thread; `open_session` takes it when asked.
+
+    ONNX Runtime builds a session (about 50 ms here) with the GIL released, so the caller
+    goes on importing and reading meanwhile: a cold `duetml predict` of one photo answers
+    that much sooner (bench/bench_predict.py). ONNX Runtime is imported here, before the
+    thread starts, so the two threads never import at once. Only a model file already made
+    is opened: a guess never exports or quantizes (seconds of work).
+    """
+    import onnxruntime  # noqa: F401
+
+    if backbone.key in _EARLY or not model_file_made(backbone):
+        return
+    thread = _EARLY[backbone.key] = _EarlySession(backbone)
+    thread.start()
+    atexit.register(thread.join)  # never exit while ONNX Runtime builds on the thread
+
+
+def model_file_made(backbone: Backbone) -> bool:
+    """Whether `model_file` would return at once (nothing to export or quantize)."""
+    if backbone.precision == "int8":
+        return int8_path(backbone).is_file()
+    if backbone.ships_with_package:
+        return True
+    weights = find_weights(backbone)
+    return weights is not None and onnx_path(backbone, weights).is_file()
+
+
+def _build_session(backbone: Backbone, threads: int | None, spinning: bool) -> InferenceSession:
     import onnxruntime as ort
 
     def options(level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
