@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import sys
 from dataclasses import replace
@@ -282,6 +283,10 @@ def predict(
         vanished_warning,
     )
 
+    # duetml.cli.main turned the cyclic collector off for these imports (see there): what
+    # they made lives as long as the process, so it is set aside from later collections.
+    gc.freeze()
+    gc.enable()
     proj = open_project(project)
     model = load_model(proj, PREDICTION_EXTRAS)
     vanished = vanished_categories(proj, model)
