@@ -127,7 +127,8 @@ def main() -> None:
     ).stdout
     phases = [float(v) for v in out.split()]
     names = ["imports", "model load", "ONNX session", "decode+resize", "network", "SVM+not sure"]
-    print("one more process, phase by phase:")
+    print("one more process, phase by phase, one after the other (the command itself has")
+    print("ONNX Runtime build the session on a thread beside the imports and the decoding):")
     for name, value in zip(names, phases, strict=True):
         print(f"  {name + ':':<16}{value * 1000:7.1f} ms")
 
