@@ -80,4 +80,7 @@ def main() -> None:
         # and no garbage, yet the cyclic collector walked them 70 times, 15-20 ms of a cold
         # one-photo predict (bench/bench_predict.py); predict turns it back on once imported.
         gc.disable()
-    _commands(COMMAND_MODULES.get(command)).main()
+    try:
+        _commands(COMMAND_MODULES.get(command)).main()
+    finally:
+        gc.enable()  # also where predict stopped before its imports (a wrong option, say)
