@@ -63,3 +63,21 @@ def test_predict_outside_a_project_says_so(tmp_path: Path) -> None:
     result = run_duetml("predict", str(tmp_path / "photo.jpg"), "-p", str(tmp_path))
     assert result.returncode == 9
     assert "is not a duetml project" in result.stderr
+
+
+def test_an_extractor_takes_the_early_session_at_its_first_batch() -> None:
+    """The photos decode while the session is still being built: the extractor waits for it
+    only when it has a batch to run."""
+    from duetml.features import FeatureExtractor
+
+    backbone = get_backbone("efficientnet-lite0")
+    open_session_early(backbone)
+    early = sessions._EARLY[backbone.key]
+    extractor = FeatureExtractor(backbone)
+    assert sessions.session_begun(backbone)  # not taken yet
+    features, _ = extractor.run(PHOTO)
+    assert extractor.session is early.session
+    assert not sessions.session_begun(backbone)
+    np.testing.assert_array_equal(
+        features, open_session(backbone).run(["features"], {"photos": PHOTO})[0]
+    )

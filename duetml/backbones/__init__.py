@@ -46,7 +46,13 @@ from duetml.backbones.registry import (
     check_precision,
     get_backbone,
 )
-from duetml.backbones.session import model_file, open_session, open_session_early, optimised_path
+from duetml.backbones.session import (
+    model_file,
+    open_session,
+    open_session_early,
+    optimised_path,
+    session_begun,
+)
 from duetml.backbones.weights import (
     MODELS_DIR,
     derived_path,
@@ -90,6 +96,7 @@ __all__ = [
     "pypi_weights",
     "require_torch",
     "require_weights",
+    "session_begun",
     "shipped_onnx",
     "torch_installed",
     "weights_dir",

@@ -73,6 +73,11 @@ def open_session_early(backbone: Backbone) -> None:
     atexit.register(thread.join)  # never exit while ONNX Runtime builds on the thread
 
 
+def session_begun(backbone: Backbone) -> bool:
+    """Whether `open_session_early` began a session for this backbone that nobody took yet."""
+    return backbone.key in _EARLY
+
+
 def model_file_made(backbone: Backbone) -> bool:
     """Whether `model_file` would return at once (nothing to export or quantize)."""
     if backbone.precision == "int8":
