@@ -60,9 +60,10 @@ def open_session_early(backbone: Backbone) -> None:
 
     ONNX Runtime builds a session (about 50 ms here) with the GIL released, so the caller
     goes on importing and reading meanwhile: a cold `duetml predict` of one photo answers
-    that much sooner (bench/bench_predict.py). ONNX Runtime is imported here, before the
-    thread starts, so the two threads never import at once. Only a model file already made
-    is opened: a guess never exports or quantizes (seconds of work).
+    that much sooner (bench/bench_predict.py). ONNX Runtime, the heavy import, is made here
+    before the thread starts, so the thread does not hold the GIL importing it while the
+    caller imports too. Only a model file already made is opened: a guess never exports or
+    quantizes (seconds of work).
     """
     import onnxruntime  # noqa: F401
 
