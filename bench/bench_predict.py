@@ -8,11 +8,16 @@ script's entry point, Typer and all), alternating with `python -c pass`, N times
 9); the figures are medians, and the aim is the command within 200 ms of `python -c pass`.
 Then, in one more fresh process, where the time goes phase by phase (imports, model load,
 ONNX Runtime session, decode + resize, network, SVM).
+
+Python writes bytecode for every run here, as for a package pip installed (pip compiles it at
+install time): with PYTHONDONTWRITEBYTECODE set, as it is in some shells, each run would
+compile duetml's modules afresh, about 50 ms that no installed duetml spends.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -24,7 +29,8 @@ from pathlib import Path
 DEFAULT = Path(tempfile.gettempdir()) / "duetml-bench-caltech"
 
 PHASES = r"""
-import sys, time
+import os, sys, time
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as duetml.cli.main does for predict
 t0 = time.perf_counter()
 from pathlib import Path
 import typer
@@ -55,9 +61,12 @@ print(" ".join(f"{v:.4f}" for v in (t1-t0, t2-t1, t3-t2, t4-t3, t5-t4, t6-t5)))
 """
 
 
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def wall(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True)
+    subprocess.run(command, capture_output=True, check=True, env=ENV)
     return time.perf_counter() - start
 
 
@@ -114,10 +123,12 @@ def main() -> None:
         capture_output=True,
         text=True,
         check=True,
+        env=ENV,
     ).stdout
     phases = [float(v) for v in out.split()]
     names = ["imports", "model load", "ONNX session", "decode+resize", "network", "SVM+not sure"]
-    print("one more process, phase by phase:")
+    print("one more process, phase by phase, one after the other (the command itself has")
+    print("ONNX Runtime build the session on a thread beside the imports and the decoding):")
     for name, value in zip(names, phases, strict=True):
         print(f"  {name + ':':<16}{value * 1000:7.1f} ms")
 

@@ -16,7 +16,8 @@ Data: a project is a plain folder of photos plus duetml's state
     settings     the project's `duetml.toml`
     errors       the error tree: one sentence each, with its exit code and HTTP status
 Model: frozen CNN features and an SVM on top
-    backbones    the feature extractors and their weights (ONNX Runtime at run time)
+    backbones/   the feature extractors (ONNX Runtime at run time): registry, weights,
+                 onnx_export (the only module importing torch), int8, session
     features     feature extraction, cached by photo content
     classifier/  the model on top of the features: plain arrays on disk, NumPy to predict
       model        TrainedModel, the interface SvmModel and RidgeModel share; storage; results

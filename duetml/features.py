@@ -21,13 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from duetml import atomic
-from duetml.backbones import INPUT_SIZE, Backbone, open_session
+from duetml.backbones import INPUT_SIZE, Backbone, open_session, session_begun
 from duetml.errors import BadImageError, DuetmlError
 from duetml.images import load_square
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 BATCH_SIZE = 4  # measured: small batches are fastest for these nets on a 2-core CPU
 SAVE_EVERY = 500  # photos; an interrupted run keeps what it computed
@@ -178,8 +182,16 @@ class FeatureExtractor:
 
     def __init__(self, backbone: Backbone, decode_threads: int | None = None) -> None:
         self.backbone = backbone
-        self.session = open_session(backbone)
+        # A session begun early (a cold `duetml predict`) is taken at the first batch, so
+        # the first photos decode while ONNX Runtime finishes building it.
+        self._session = None if session_begun(backbone) else open_session(backbone)
         self.decode_threads = decode_threads or max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def session(self) -> InferenceSession:
+        if self._session is None:
+            self._session = open_session(self.backbone)
+        return self._session
 
     def run(self, photos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (n, 224, 224, 3) -> (features, ImageNet logits)."""

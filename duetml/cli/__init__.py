@@ -10,6 +10,7 @@ them all, in the order of `duetml --help`.
 # ruff: noqa: I001, F401  -- the command modules register themselves, in the order of --help.
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -75,4 +76,11 @@ def main() -> None:
         # predict to start and stop (bench/bench_predict.py), and its few small products
         # do not need them. A value the user set is kept.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _commands(COMMAND_MODULES.get(command)).main()
+        # Its imports (Typer, NumPy, ONNX Runtime, Pillow) make a few hundred thousand objects
+        # and no garbage, yet the cyclic collector walked them 70 times, 15-20 ms of a cold
+        # one-photo predict (bench/bench_predict.py); predict turns it back on once imported.
+        gc.disable()
+    try:
+        _commands(COMMAND_MODULES.get(command)).main()
+    finally:
+        gc.enable()  # also where predict stopped before its imports (a wrong option, say)

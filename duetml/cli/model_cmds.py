@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import sys
 from dataclasses import replace
@@ -231,6 +232,23 @@ def eval_(project: ProjectOption = Path("."), json_: JsonOption = False) -> None
         print_eval(report)
 
 
+def _open_session_early(project: Path) -> None:
+    """Have ONNX Runtime build the backbone's session while predict reads the rest (see
+    `open_session_early`), for the backbone and precision the project's duetml.toml names.
+    A guess: where the model was trained at another precision, or the project cannot be
+    read, predict opens its session, or says what is wrong, as it would have."""
+    from duetml.backbones import get_backbone, open_session_early
+    from duetml.errors import DuetmlError
+    from duetml.settings import LEGACY_PRECISION, read_settings
+
+    try:
+        settings = read_settings(project)
+        backbone = get_backbone(settings.backbone, settings.precision or LEGACY_PRECISION)
+    except (DuetmlError, OSError):
+        return
+    open_session_early(backbone)
+
+
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Photos (or folders of photos) to classify.")],
@@ -255,6 +273,7 @@ def predict(
 
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
+    _open_session_early(project)
     from duetml.abstention import REASON_TEXT
     from duetml.prediction import (
         PREDICTION_EXTRAS,
@@ -265,6 +284,10 @@ def predict(
     )
     from duetml.project import _expand_sources
 
+    # duetml.cli.main turned the cyclic collector off for these imports (see there): what
+    # they made lives as long as the process, so it is set aside from later collections.
+    gc.freeze()
+    gc.enable()
     proj = open_project(project)
     model = load_model(proj, PREDICTION_EXTRAS)
     vanished = vanished_categories(proj, model)
