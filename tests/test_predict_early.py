@@ -28,6 +28,7 @@ def test_the_session_begun_early_is_taken_once_and_computes_the_same_features() 
     assert backbone.key not in sessions._EARLY
     fresh = open_session(backbone)  # nothing left to take: built as before
     assert fresh is not taken
+    assert taken is not None and fresh is not None
     np.testing.assert_array_equal(
         taken.run(["features"], {"photos": PHOTO})[0], fresh.run(["features"], {"photos": PHOTO})[0]
     )
