@@ -200,7 +200,10 @@ def test_predict_imports_only_its_module_and_prints_what_the_whole_app_prints(
         assert alone.returncode == whole.exit_code == 8  # one photo is missing
         assert alone.stdout == whole.stdout and "hat" in alone.stdout
     code = (
-        "import sys; from duetml.cli import main\n"
+        "import os, sys; from duetml.cli import main\n"
+        # predict ends the process with os._exit (no teardown): here it raises instead
+        "def stop(code):\n    raise SystemExit(code)\n"
+        "os._exit = stop\n"
         f"sys.argv = ['duetml', 'predict', {photos[0]!r}]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
         "loaded = ('pydantic', 'sklearn', 'openai', 'litestar', 'duetml.cli.serve_cmd')\n"
