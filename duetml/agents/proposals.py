@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from duetml.errors import DuetmlError
 from duetml.llm import ToolCall, ToolSpec, clean_text
 
@@ -93,7 +95,7 @@ class Proposal:
 
     def stored(self) -> dict[str, Any]:
         """What the conversation keeps: enough to apply it later."""
-        return {**self.as_dict(), "suggestion": self.suggestion.as_dict()}
+        return {**self.as_dict(), "suggestion": msgspec.to_builtins(self.suggestion)}
 
 
 def raw_proposals(text: str, calls: Sequence[ToolCall] = ()) -> tuple[str, list[dict[str, Any]]]:
@@ -191,7 +193,7 @@ def validate(project: Project, raw: Mapping[str, Any], photos: Mapping[int, str]
     suggestion = Suggestion(
         suggestion.action, suggestion.photos, suggestion.to, suggestion.categories, label
     )
-    digest = json.dumps(suggestion.as_dict(), sort_keys=True).encode()
+    digest = json.dumps(msgspec.to_builtins(suggestion), sort_keys=True).encode()
     return Proposal(hashlib.sha256(digest).hexdigest()[:12], suggestion, reason)
 
 
@@ -218,9 +220,9 @@ def from_reply(
 
 def apply(project: Project, stored: Mapping[str, Any]) -> str:
     """Apply a stored proposal as one undoable operation; returns a sentence for the user."""
-    from duetml.review import Suggestion, apply_suggestion
+    from duetml.review import apply_suggestion, suggestion_from
 
-    suggestion = Suggestion.from_dict(dict(stored["suggestion"]))
+    suggestion = suggestion_from(stored["suggestion"])
     return apply_suggestion(project, suggestion, "proposal")
 
 

@@ -19,9 +19,10 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from msgspec.structs import replace
 
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.names import validate_category_name

@@ -17,7 +17,7 @@ from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
-from duetml.review import ReviewDict
+from duetml.review import Review
 from duetml.web.errors import ERROR_RESPONSES
 from duetml.web.state import InjectedWebState
 
@@ -117,16 +117,16 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     description="Read-only: photos whose features are not cached yet are left out "
     "(`unreviewed`), never extracted here.",
 )
-def review(web: InjectedWebState) -> Response[ReviewDict]:
+def review(web: InjectedWebState) -> Response[Review]:
     from duetml.review import review_project
 
     project = web.project
     # Once per project state (photos, model, kept-as-is findings, cached features): at 26,000
     # photos a review walks and hashes every photo, and every page load asks for it.
     features = project.state_dir / "cache" / f"features-{project.backbone}.npz"
-    answer: ReviewDict = web.once_per_state(
+    answer = web.once_per_state(
         "review",
-        lambda: review_project(project, extract=False, hashes=web.listing()[1]).as_dict(),
+        lambda: review_project(project, extract=False, hashes=web.listing()[1]),
         model=True,
         files=(features,),
     )
