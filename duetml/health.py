@@ -33,7 +33,7 @@ class CategoryCount(TypedDict):
 
 
 class ModelSummary(TypedDict):
-    trained_at: str | None
+    trained_at: float | None  # seconds since the epoch
     cv_accuracy: float | None
     cv_added_since: int  # >0: cv_accuracy extends the last full run with photos added since
     categories: list[str]

@@ -11,7 +11,7 @@ Struct would write every field each time.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -106,16 +106,21 @@ class Ranked(TypedDict):
     probability: float
 
 
-class PredictionPayload(TypedDict):
+class _Predicted(TypedDict):
+    image: str
+
+
+# Optional keys by `total=False`, not NotRequired: under `from __future__ import annotations`
+# Python 3.11 counts NotRequired keys as required (and the schema would say so).
+class PredictionPayload(_Predicted, total=False):
     """`duetml predict --json`'s row: a photo that could not be classified has `error` only."""
 
-    image: str
-    error: NotRequired[str]
-    category: NotRequired[str]
-    confidence: NotRequired[float]
-    not_sure: NotRequired[bool]
-    reason: NotRequired[str | None]
-    top: NotRequired[list[Ranked]]
+    error: str
+    category: str
+    confidence: float
+    not_sure: bool
+    reason: str | None
+    top: list[Ranked]
 
 
 class Predictions(TypedDict):
@@ -224,13 +229,16 @@ class OllamaServer(TypedDict):
     models: list[str]
 
 
-class LLMSettings(TypedDict):
-    """GET /api/agents/llm: `duetml llm status`, as the page's settings show it."""
-
-    providers: list[dict[str, Any]]
+class _LLMStatus(TypedDict):
+    providers: list[str]  # the providers duetml knows
     agents: dict[str, dict[str, Any]]
     ollama: list[OllamaServer]
-    consent_needed: NotRequired[list[dict[str, Any]]]  # after a choice
+
+
+class LLMSettings(_LLMStatus, total=False):
+    """GET /api/agents/llm: `duetml llm status`, as the page's settings show it."""
+
+    consent_needed: list[dict[str, Any]]  # after a choice
 
 
 class ProjectInfo(msgspec.Struct):
