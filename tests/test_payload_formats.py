@@ -71,3 +71,73 @@ def test_the_review_json_keeps_its_field_names() -> None:
         "details",
     }
     assert set(data["suggestion"]) == {"action", "photos", "to", "categories", "label"}
+
+
+def test_a_journal_written_before_still_undoes_and_redoes(tmp_path: Path) -> None:
+    """journal.json as the previous code wrote it (an import, a move, a keep's redo entry):
+    its move is undone on the demo, whose photo names are their content's hash."""
+    from duetml.demo import create_demo_project
+
+    project = create_demo_project(tmp_path / "demo")
+    old = json.loads((OLD / "journal.json").read_text("utf-8"))
+    move = next(e for e in old if e["kind"] == "move")
+    for source, destination in move["moves"]:  # as the move left them
+        (project.root / destination).parent.mkdir(parents=True, exist_ok=True)
+        (project.root / source).rename(project.root / destination)
+    shutil.copy(OLD / "journal.json", project.state_dir / "journal.json")
+    assert project.undo_history()[:2] == [move["summary"], old[0]["summary"]]
+    assert project.redo_history() == ["keep a finding as is"]
+    project.undo_once()
+    for source, destination in move["moves"]:
+        assert (project.root / source).is_file() and not (project.root / destination).exists()
+    assert project.redo_history()[0] == move["summary"]
+    project.redo()
+    for source, destination in move["moves"]:
+        assert (project.root / destination).is_file() and not (project.root / source).exists()
+
+
+def test_a_kept_finding_file_written_before_still_hides_it(demo_project: Project) -> None:
+    from duetml.review.fixes import KEPT_DIR, read_dismissed
+
+    old = json.loads((OLD / "review-kept.json").read_text("utf-8"))
+    (demo_project.state_dir / KEPT_DIR).mkdir(parents=True)
+    shutil.copy(OLD / "review-kept.json", demo_project.state_dir / KEPT_DIR / "1-ab.json")
+    kept = read_dismissed(demo_project)
+    assert kept.ids == old["ids"] and kept.photos == old["photos"]
+    # A damaged file keeps nothing, and the others still count.
+    (demo_project.state_dir / KEPT_DIR / "2-cd.json").write_text('{"ids": [1, 2]}')
+    assert read_dismissed(demo_project).ids == old["ids"]
+
+
+def test_a_conversation_written_before_still_loads(tmp_path: Path) -> None:
+    from duetml.agents.conversation import ConversationStore
+    from duetml.review import suggestion_from
+
+    (tmp_path / "conversation.jsonl").write_text(
+        (OLD / "conversation.jsonl").read_text("utf-8") + "not json\n", "utf-8"
+    )
+    store = ConversationStore(tmp_path)
+    messages = store.messages()
+    assert [(m["role"], m["kind"]) for m in messages] == [
+        ("assistant", "greeting"),
+        ("user", "chat"),
+        ("assistant", "chat"),
+        ("assistant", "proactive"),
+    ]
+    stored = messages[2]["proposals"][0]
+    suggestion = suggestion_from(stored["suggestion"])
+    assert suggestion.action == "move" and suggestion.to == "hat"
+    assert suggestion.photos == ("train/pants/x.jpg",)
+    store.append(("user", "chat", "and now?"))
+    assert len(store.messages()) == 5 and store.messages()[2] == messages[2]
+
+
+def test_a_stored_suggestion_of_the_wrong_shape_is_one_sentence() -> None:
+    import pytest
+
+    from duetml.errors import DuetmlError
+    from duetml.review import suggestion_from
+
+    for bad in ({"action": "burn"}, {"action": "move", "photos": [1]}, "move", None):
+        with pytest.raises(DuetmlError, match="A suggestion needs an action"):
+            suggestion_from(bad)

@@ -30,7 +30,7 @@ few hundred bytes per photo.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from duetml.errors import ModelFileError, NoModelError
 from duetml.review.cache import (
@@ -47,6 +47,7 @@ from duetml.review.duplicates import find_duplicates
 from duetml.review.fixes import (
     DISMISSED_FILE,
     PHOTO_KINDS,
+    KeptAsIs,
     apply_finding,
     apply_suggestion,
     dismiss_findings,
@@ -125,7 +126,7 @@ def _compute(
     records: list[ImageRecord],
     hashes: dict[str, str],
     model: TrainedModel | None,
-    dismissed: dict[str, Any],
+    dismissed: KeptAsIs,
     extract: bool,
 ) -> tuple[list[Finding], int, int]:
     """(findings, photos without features, findings hidden by photo dismissals)."""
@@ -201,6 +202,7 @@ __all__ = [
     "REVIEW_VERSION",
     "Action",
     "Finding",
+    "KeptAsIs",
     "FindingKind",
     "Review",
     "Suggestion",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -14,6 +14,7 @@ from duetml.review.types import Finding
 
 if TYPE_CHECKING:
     from duetml.project import ImageRecord, Project
+    from duetml.review.fixes import KeptAsIs
 
 # Bump when the rules change: cached reviews are then recomputed. 2: copies verified on the
 # pixels, off-topic by a calibrated margin, quality, one finding per mislabelled photo.
@@ -31,12 +32,12 @@ def cache_key(
     records: list[ImageRecord],
     hashes: dict[str, str],
     trained_at: float | None,
-    dismissed: dict[str, Any],
+    dismissed: KeptAsIs,
     extract: bool,
 ) -> str:
     digest = hashlib.sha256()
     digest.update(f"{REVIEW_VERSION}|{thresholds()}|{trained_at}|{extract}|".encode())
-    digest.update(json.dumps(dismissed["photos"], sort_keys=True).encode())
+    digest.update(json.dumps(dismissed.photos, sort_keys=True).encode())
     for record in sorted(records, key=lambda r: r.rel):
         digest.update(f"{record.rel}\t{hashes[record.rel]}\n".encode())
     return digest.hexdigest()[:32]
