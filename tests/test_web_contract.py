@@ -295,6 +295,9 @@ def test_the_pages_requests_and_answers_match_the_schema(
                 timeout=180_000
             )
             page.locator("table.confusion").wait_for()
+            # The trainer's report reaches the page on the event stream; asked for, it is this.
+            trained = page.evaluate("fetch('/api/train/state').then((r) => r.json())")
+            assert trained["state"] == "done" and trained["result"]["images"] > 0
             show_step(page, "data")
             flagged = page.locator("#findings li[data-kind=mislabel]")
             flagged.first.wait_for(timeout=120_000)

@@ -101,6 +101,36 @@ class Redone(msgspec.Struct):
 # ----- (B) and (C) the model --------------------------------------------------------------
 
 
+class SVMChoice(TypedDict):
+    kernel: str
+    C: float
+    reused_choice: bool  # (kernel, C) kept from the last selection, not selected again
+
+
+class Skipped(TypedDict):
+    image: str
+    reason: str
+
+
+class TrainReportPayload(TypedDict):
+    """`duetml train --json`, and the trainer's result on the page (TrainState.result)."""
+
+    images: int
+    categories: list[str]
+    extracted: int  # photos whose features were computed (the others were cached)
+    seconds: float
+    cv_accuracy: float | None
+    cv_folds: int | None
+    why_no_cv: str | None
+    cv_fresh: bool
+    cv_fresh_photos: int | None
+    cv_added_since: int
+    svm: SVMChoice
+    skipped: list[Skipped]
+    empty_categories: list[str]
+    notices: list[str]
+
+
 class Ranked(TypedDict):
     category: str
     probability: float
@@ -193,6 +223,14 @@ class PhotoMapPayload(TypedDict):
 # ----- the assistant ------------------------------------------------------------------------
 
 
+class ConsentWait(TypedDict):
+    """An agent whose endpoint waits for the user's approval (POST /api/agents/consent)."""
+
+    agent: str
+    endpoint: str
+    reason: str  # "project" (the project's file chose it) or "cloud" (off this machine)
+
+
 class AgentsInfo(msgspec.Struct):
     """GET /api/agents and the switches' answers."""
 
@@ -204,7 +242,7 @@ class AgentsInfo(msgspec.Struct):
     proactive_interval: float | None
     proactive_error: str | None
     proactive_paused: bool  # the proactive timer waits for its server to answer again
-    consent_needed: list[dict[str, Any]]
+    consent_needed: list[ConsentWait]
 
 
 class Conversation(msgspec.Struct):
@@ -238,7 +276,7 @@ class _LLMStatus(TypedDict):
 class LLMSettings(_LLMStatus, total=False):
     """GET /api/agents/llm: `duetml llm status`, as the page's settings show it."""
 
-    consent_needed: list[dict[str, Any]]  # after a choice
+    consent_needed: list[ConsentWait]  # after a choice
 
 
 class ProjectInfo(msgspec.Struct):
