@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import msgspec
-
+from duetml import jsonfile
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.errors import DuetmlError
 from duetml.events import InteractionLog
@@ -138,7 +137,7 @@ class FactGatherer:
             review = review_project(self._quiet_project(), extract=False)
         except DuetmlError:
             return []  # e.g. no features cached yet: the other facts still stand
-        return [msgspec.to_builtins(f) for f in review.findings[: budget.findings]]
+        return [jsonfile.plain(f) for f in review.findings[: budget.findings]]
 
     def _quiet_project(self) -> Project:
         """The project, with whatever the core logs on the agents' behalf tagged as theirs."""
