@@ -69,17 +69,8 @@ ORIGIN_KEY_FILE = "undo-origins.key"
 # entry, where a Struct would drop it on the way. A file from elsewhere is checked field by
 # field (entry_problem, _step_is_valid), each damage with its own sentence.
 MoveStep = TypedDict("MoveStep", {"op": Literal["move"], "from": str, "to": str})
-
-
-class CreateStep(TypedDict):
-    op: Literal["create"]
-    to: str
-
-
-class FolderStep(TypedDict):
-    op: Literal["mkdir", "rmdir"]
-    path: str
-
+CreateStep = TypedDict("CreateStep", {"op": Literal["create"], "to": str})
+FolderStep = TypedDict("FolderStep", {"op": Literal["mkdir", "rmdir"], "path": str})
 
 Step = MoveStep | CreateStep | FolderStep  # one line of journal.pending.jsonl
 
