@@ -64,13 +64,21 @@ JOURNAL_LIMIT = 100
 ORIGIN_KEY_FILE = "undo-origins.key"
 
 
-# The files' shapes. TypedDicts, not msgspec Structs as the other payloads: the journal is
-# read, changed and written back whole, and a dict keeps any field a newer duetml added to an
-# entry, where a Struct would drop it on the way. A file from elsewhere is checked field by
-# field (entry_problem, _step_is_valid), each damage with its own sentence.
+# The files' shapes: TypedDicts, not Structs, since journal.json is rewritten whole and a dict
+# keeps fields a newer duetml added, which a Struct would drop. A file from elsewhere is checked
+# field by field (entry_problem, _step_is_valid), each damage with its own sentence.
 MoveStep = TypedDict("MoveStep", {"op": Literal["move"], "from": str, "to": str})
-CreateStep = TypedDict("CreateStep", {"op": Literal["create"], "to": str})
-FolderStep = TypedDict("FolderStep", {"op": Literal["mkdir", "rmdir"], "path": str})
+
+
+class CreateStep(TypedDict):
+    op: Literal["create"]
+    to: str
+
+
+class FolderStep(TypedDict):
+    op: Literal["mkdir", "rmdir"]
+    path: str
+
 
 Step = MoveStep | CreateStep | FolderStep  # one line of journal.pending.jsonl
 
@@ -82,9 +90,7 @@ class _Begun(TypedDict):
     summary: str
 
 
-class Begin(_Begun, total=False):
-    """The first line of journal.pending.jsonl: the operation under way."""
-
+class Begin(_Begun, total=False):  # the first line of journal.pending.jsonl
     undoes: str | None  # the id of the entry an undo or a redo reverts (it goes at commit)
 
 
@@ -99,9 +105,7 @@ class _Recorded(TypedDict):
     removed_dirs: list[str]
 
 
-class Entry(_Recorded, total=False):
-    """One change in journal.json, which undo (or, for a redo entry, redo) reverts."""
-
+class Entry(_Recorded, total=False):  # one change in journal.json, which undo reverts
     origins: dict[str, list[str]]  # photo -> [where `add --move` took it from, signature]
     returned: dict[str, list[str]]  # in the trash -> [origin, signature, content hash]
     redo: bool  # it records an undo: redo reverts it
