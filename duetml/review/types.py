@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -22,26 +22,8 @@ FindingKind = Literal[
     "mislabel", "outlier", "near_duplicate", "leak", "quality", "overlap", "mixed", "small"
 ]
 Action = Literal["move", "remove", "merge", "keep", "add_photos", "split", "rename", "add_category"]
-KINDS: tuple[str, ...] = (
-    "mislabel",
-    "outlier",
-    "near_duplicate",
-    "leak",
-    "quality",
-    "overlap",
-    "mixed",
-    "small",
-)
-ACTIONS: tuple[str, ...] = (
-    "move",
-    "remove",
-    "merge",
-    "keep",
-    "add_photos",
-    "split",
-    "rename",
-    "add_category",
-)
+KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 class Suggestion(msgspec.Struct, frozen=True):
