@@ -141,3 +141,25 @@ def test_a_stored_suggestion_of_the_wrong_shape_is_one_sentence() -> None:
     for bad in ({"action": "burn"}, {"action": "move", "photos": [1]}, "move", None):
         with pytest.raises(DuetmlError, match="A suggestion needs an action"):
             suggestion_from(bad)
+
+
+def test_a_finding_with_numpy_figures_is_written_and_read_back(demo_project: Project) -> None:
+    """The detectors compute with numpy: its float64 reaches a finding's details."""
+    import numpy as np
+
+    from duetml.review import make_finding
+
+    finding = make_finding(
+        "mislabel",
+        ["train/hat/a.jpg"],
+        ["hat", "pants"],
+        np.float64(0.51234567),
+        "m",
+        Suggestion("move", ("train/hat/a.jpg",), "pants"),
+        {"label_quality": np.float64(0.25), "margin": np.float32(0.5), "note": "x"},
+    )
+    write_cache(demo_project, "k", [finding], 0, 0)
+    cached = read_cache(demo_project, "k")
+    assert cached is not None and cached[0] == [finding]
+    assert cached[0][0].details == {"label_quality": 0.25, "margin": 0.5, "note": "x"}
+    assert cached[0][0].score == 0.5123

@@ -108,7 +108,8 @@ def make_finding(
         score=round(float(min(1.0, max(0.0, score))), 4),
         message=message,
         suggestion=suggestion,
-        details=details or {},
+        # numpy's float64 (what the detectors compute) is a float to json, not to msgspec.
+        details={k: v if isinstance(v, str) else float(v) for k, v in (details or {}).items()},
     )
 
 
