@@ -231,6 +231,95 @@ def mirrored(category: str, count: int) -> list[tuple[str, bytes, str]]:
     return photos
 
 
+SESSION_OPERATIONS = (
+    "GET /api/project",
+    "GET /api/status",
+    "GET /api/categories",
+    "GET /api/review",
+    "GET /api/map",
+    "GET /api/conversation",
+    "GET /api/agents",
+    "GET /api/agents/llm",
+    "GET /api/train/state",
+    "POST /api/chat",
+    "POST /api/categories/add",
+    "POST /api/upload",
+    "POST /api/undo",
+    "POST /api/redo",
+    "POST /api/images/facts",
+    "POST /api/images/split",
+    "POST /api/images/move",
+    "POST /api/images/remove",
+    "POST /api/train",
+    "POST /api/evaluation",
+    "POST /api/review/apply",
+    "POST /api/review/dismiss",
+    "POST /api/predict",
+)
+
+
+def ask_add_move_and_undo(page: Any) -> None:
+    """A question to the assistant; a category with two photos, undone and redone; a photo
+    to the test set, to another category and removed in the viewer, each undone."""
+    page.fill("#chat-input", "Are my categories distinct enough?")
+    page.press("#chat-input", "Enter")
+    page.locator(".msg-assistant:not(.streaming)", has_text="clearly different").wait_for()
+
+    page.fill("#new-category", "scarf")
+    page.click("#add-category-form button[type=submit]")
+    panel(page, "scarf").wait_for()
+    drop_files(page, 'article.category[data-category="scarf"]', mirrored("hat", 2))
+    wait_count(page, "scarf", 2)
+    page.click("#undo-btn")
+    wait_count(page, "scarf", 0)
+    page.click("#redo-btn")
+    wait_count(page, "scarf", 2)
+
+    # The viewer: facts, to the test set, to another category, removed; each undone.
+    first = panel(page, "shoes").locator(".grid").first.locator(".thumb").first
+    first.locator(".thumb-open").click()
+    expect(fact(page, "Category")).to_have_text("shoes")
+    viewer(page).get_by_role("button", name="Move to test set").click()
+    expect(fact(page, "Set")).to_contain_text("Test photo")
+    undo = viewer(page).locator(".viewer-undo")
+    undo.click()
+    expect(fact(page, "Set")).to_have_text("Training photo")
+    viewer(page).locator("#viewer-move-target").select_option("hat")
+    viewer(page).get_by_role("button", name="Move", exact=True).click()
+    expect(fact(page, "Category")).to_have_text("hat")
+    undo.click()
+    expect(fact(page, "Category")).to_have_text("shoes")
+    viewer(page).get_by_role("button", name="Remove", exact=True).click()
+    expect(viewer(page).locator("#viewer-status")).to_contain_text("Removed")
+    undo.click()
+    page.keyboard.press("Escape")
+
+
+def train_and_fix(page: Any) -> None:
+    """Train; move one photo the review flags, keep another as it is."""
+    page.click("#train-btn")
+    page.locator("#train-message.message-success", has_text="cross-validation").wait_for(
+        timeout=180_000
+    )
+    page.locator("table.confusion").wait_for()
+    # The trainer's report reaches the page on the event stream; asked for, it is this.
+    trained = page.evaluate("fetch('/api/train/state').then((r) => r.json())")
+    assert trained["state"] == "done" and trained["result"]["images"] > 0
+    show_step(page, "data")
+    flagged = page.locator("#findings li[data-kind=mislabel]")
+    flagged.first.wait_for(timeout=120_000)
+    finding = flagged.first.get_attribute("data-finding")
+    row = flagged.first.locator(".finding-photo-row").first
+    with page.expect_response(lambda r: r.url.endswith("/api/review/apply")):
+        row.get_by_role("button", name=re.compile("^Move")).first.click()
+    page.locator(".toast", has_text="Moved").wait_for()
+    # The list is drawn again without it: the Keep below is one of the new list.
+    page.locator(f"#findings li[data-finding='{finding}']").wait_for(state="detached")
+    keep = page.locator("#findings li .finding-photo-row button", has_text=re.compile("^Keep$"))
+    with page.expect_response(lambda r: r.url.endswith("/api/review/dismiss")):
+        keep.first.click()
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_pages_requests_and_answers_match_the_schema(
@@ -257,63 +346,8 @@ def test_the_pages_requests_and_answers_match_the_schema(
             page.wait_for_selector("body[data-ready=true]")
             wait_count(page, "hat", 17)
 
-            page.fill("#chat-input", "Are my categories distinct enough?")
-            page.press("#chat-input", "Enter")
-            page.locator(".msg-assistant:not(.streaming)", has_text="clearly different").wait_for()
-
-            page.fill("#new-category", "scarf")
-            page.click("#add-category-form button[type=submit]")
-            panel(page, "scarf").wait_for()
-            drop_files(page, 'article.category[data-category="scarf"]', mirrored("hat", 2))
-            wait_count(page, "scarf", 2)
-            page.click("#undo-btn")
-            wait_count(page, "scarf", 0)
-            page.click("#redo-btn")
-            wait_count(page, "scarf", 2)
-
-            # The viewer: facts, to the test set, to another category, removed; each undone.
-            first = panel(page, "shoes").locator(".grid").first.locator(".thumb").first
-            first.locator(".thumb-open").click()
-            expect(fact(page, "Category")).to_have_text("shoes")
-            viewer(page).get_by_role("button", name="Move to test set").click()
-            expect(fact(page, "Set")).to_contain_text("Test photo")
-            undo = viewer(page).locator(".viewer-undo")
-            undo.click()
-            expect(fact(page, "Set")).to_have_text("Training photo")
-            viewer(page).locator("#viewer-move-target").select_option("hat")
-            viewer(page).get_by_role("button", name="Move", exact=True).click()
-            expect(fact(page, "Category")).to_have_text("hat")
-            undo.click()
-            expect(fact(page, "Category")).to_have_text("shoes")
-            viewer(page).get_by_role("button", name="Remove", exact=True).click()
-            expect(viewer(page).locator("#viewer-status")).to_contain_text("Removed")
-            undo.click()
-            page.keyboard.press("Escape")
-
-            page.click("#train-btn")
-            page.locator("#train-message.message-success", has_text="cross-validation").wait_for(
-                timeout=180_000
-            )
-            page.locator("table.confusion").wait_for()
-            # The trainer's report reaches the page on the event stream; asked for, it is this.
-            trained = page.evaluate("fetch('/api/train/state').then((r) => r.json())")
-            assert trained["state"] == "done" and trained["result"]["images"] > 0
-            show_step(page, "data")
-            flagged = page.locator("#findings li[data-kind=mislabel]")
-            flagged.first.wait_for(timeout=120_000)
-            finding = flagged.first.get_attribute("data-finding")
-            row = flagged.first.locator(".finding-photo-row").first
-            with page.expect_response(lambda r: r.url.endswith("/api/review/apply")):
-                row.get_by_role("button", name=re.compile("^Move")).first.click()
-            page.locator(".toast", has_text="Moved").wait_for()
-            # The list is drawn again without it: the Keep below is one of the new list.
-            page.locator(f"#findings li[data-finding='{finding}']").wait_for(state="detached")
-            keep = page.locator(
-                "#findings li .finding-photo-row button", has_text=re.compile("^Keep$")
-            )
-            with page.expect_response(lambda r: r.url.endswith("/api/review/dismiss")):
-                keep.first.click()
-
+            ask_add_move_and_undo(page)
+            train_and_fix(page)
             show_step(page, "try")
             page.set_input_files("#predict-input", str(demo_photos("shoes", 1, skip=20)[0]))
             page.locator(".prediction:not(.pending) .predicted").first.wait_for()
@@ -323,30 +357,7 @@ def test_the_pages_requests_and_answers_match_the_schema(
 
     problems, checked = contract_problems(document, exchanges)
     assert not problems, "\n".join(problems)
-    for operation in (
-        "GET /api/project",
-        "GET /api/status",
-        "GET /api/categories",
-        "GET /api/review",
-        "GET /api/map",
-        "GET /api/conversation",
-        "GET /api/agents",
-        "GET /api/agents/llm",
-        "POST /api/chat",
-        "POST /api/categories/add",
-        "POST /api/upload",
-        "POST /api/undo",
-        "POST /api/redo",
-        "POST /api/images/facts",
-        "POST /api/images/split",
-        "POST /api/images/move",
-        "POST /api/images/remove",
-        "POST /api/train",
-        "POST /api/evaluation",
-        "POST /api/review/apply",
-        "POST /api/review/dismiss",
-        "POST /api/predict",
-    ):
+    for operation in SESSION_OPERATIONS:
         assert operation in checked, f"the session did not check {operation}"
     # The check can fail: a renamed or missing field in a real answer is caught.
     status = next(e for e in exchanges if e.path == "/api/status" and e.status == 200)
