@@ -18,6 +18,7 @@ from helpers import demo_photos, make_project
 from llm_fakes import FakeOllamaServer
 from playwright.sync_api import expect
 from test_web_browser import (
+    TIMEOUT,
     Watch,
     drop_files,
     ollama_settings,
@@ -278,19 +279,19 @@ def ask_add_move_and_undo(page: Any) -> None:
     # The viewer: facts, to the test set, to another category, removed; each undone.
     first = panel(page, "shoes").locator(".grid").first.locator(".thumb").first
     first.locator(".thumb-open").click()
-    expect(fact(page, "Category")).to_have_text("shoes")
+    expect(fact(page, "Category")).to_have_text("shoes", timeout=TIMEOUT)
     viewer(page).get_by_role("button", name="Move to test set").click()
-    expect(fact(page, "Set")).to_contain_text("Test photo")
+    expect(fact(page, "Set")).to_contain_text("Test photo", timeout=TIMEOUT)
     undo = viewer(page).locator(".viewer-undo")
     undo.click()
-    expect(fact(page, "Set")).to_have_text("Training photo")
+    expect(fact(page, "Set")).to_have_text("Training photo", timeout=TIMEOUT)
     viewer(page).locator("#viewer-move-target").select_option("hat")
     viewer(page).get_by_role("button", name="Move", exact=True).click()
-    expect(fact(page, "Category")).to_have_text("hat")
+    expect(fact(page, "Category")).to_have_text("hat", timeout=TIMEOUT)
     undo.click()
-    expect(fact(page, "Category")).to_have_text("shoes")
+    expect(fact(page, "Category")).to_have_text("shoes", timeout=TIMEOUT)
     viewer(page).get_by_role("button", name="Remove", exact=True).click()
-    expect(viewer(page).locator("#viewer-status")).to_contain_text("Removed")
+    expect(viewer(page).locator("#viewer-status")).to_contain_text("Removed", timeout=TIMEOUT)
     undo.click()
     page.keyboard.press("Escape")
 
