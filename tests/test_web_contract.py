@@ -41,7 +41,8 @@ DECLARED_SHARE = 0.9  # issue 20: at least 90% of the success responses have a s
 
 def openapi(root: Path) -> dict[str, Any]:
     app = create_app(root, agents=fake_agents()[0], port=80, allowed_hosts=["testserver"])
-    return app.openapi_schema.to_schema()
+    document: dict[str, Any] = app.openapi_schema.to_schema()
+    return document
 
 
 def undeclared(schema: dict[str, Any] | None) -> bool:
