@@ -121,6 +121,11 @@ def create_app(
     sync_to_thread=False,
 )
 def project_info(web: InjectedWebState) -> ProjectInfo:
+    from duetml.backbones import INPUT_SIZE
+    from duetml.health import TINY_CATEGORY
+    from duetml.web.routes_model import PREDICT_MAX_FILES
+
+    # The page's limits and thresholds come from here, each defined once in the core.
     return ProjectInfo(
         name=web.project.root.name,
         goal=web.project.goal,
@@ -129,6 +134,9 @@ def project_info(web: InjectedWebState) -> ProjectInfo:
         version=__version__,
         upload_max_bytes=UPLOAD_MAX_BYTES,
         upload_max_files=UPLOAD_MAX_FILES,
+        predict_max_files=PREDICT_MAX_FILES,
+        tiny_category=TINY_CATEGORY,  # fewer photos: the overview warns
+        model_input_side=INPUT_SIZE,  # the camera's live frames are this wide, no wider
     )
 
 

@@ -289,3 +289,6 @@ class ProjectInfo(msgspec.Struct):
     version: str
     upload_max_bytes: int
     upload_max_files: int
+    predict_max_files: int
+    tiny_category: int  # fewer photos than this: the overview warns
+    model_input_side: int  # the model's input, in pixels: the camera sends frames no wider
