@@ -50,6 +50,7 @@ cli/: the `duetml` command (thin: parse, call the core, print); app holds the sh
 web/: `duetml serve`, a Litestar app over the same core (thin as well)
     app          create_app: the handlers, with the WebState injected (Litestar's Provide)
     routes_data, routes_model, routes_agents, routes_review    the API, by page region
+    payloads     what each handler answers, declared (msgspec Structs), so the schema says it
     state, jobs, hub, thumbs   what the server keeps: trainer, change signal, thumbnail cache
     guard, errors, schema      Host/Origin checks and headers; error bodies; OpenAPI names
     server                     running it with uvicorn; static/ holds the page (ES modules)

@@ -21,9 +21,9 @@ to float64 (slower here) and its tree indexes do not help in 1,280 dimensions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 NEIGHBOURS = 5
@@ -47,8 +47,9 @@ REASON_TEXT = {
 }
 
 
-@dataclass(frozen=True)
-class AbstentionRule:
+class AbstentionRule(msgspec.Struct, frozen=True):
+    """The "not sure" rule, stored in a model's metadata (a msgspec Struct: see review/types)."""
+
     neighbours: int
     distance_threshold: float  # mean distance to the nearest training photos, above: unlike
     probability_floor: float  # top probability at or below: too close to call
@@ -56,28 +57,15 @@ class AbstentionRule:
     reference_photos: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "neighbours": self.neighbours,
-            "distance_threshold": self.distance_threshold,
-            "probability_floor": self.probability_floor,
-            "quantile": self.quantile,
-            "reference_photos": self.reference_photos,
-        }
+        """As the model's metadata and the export's labels.json hold it."""
+        return msgspec.structs.asdict(self)
 
     @classmethod
     def from_dict(cls, data: object) -> AbstentionRule | None:
         """The rule stored in a model's metadata; None for models trained without one."""
-        if not isinstance(data, dict):
-            return None
         try:
-            return cls(
-                neighbours=int(data["neighbours"]),
-                distance_threshold=float(data["distance_threshold"]),
-                probability_floor=float(data["probability_floor"]),
-                quantile=float(data["quantile"]),
-                reference_photos=int(data["reference_photos"]),
-            )
-        except (KeyError, TypeError, ValueError):
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError:
             return None
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
 
 from duetml import __version__, atomic
@@ -35,20 +35,13 @@ EXPORT_FILES = ("model.onnx", "labels.json", "predict.py", "README.md")
 _PREDICT_SCRIPT = Path(__file__).parent / "export_predict.py"
 
 
-@dataclass
-class ExportReport:
+class ExportReport(msgspec.Struct):
+    """What `duetml export` wrote (`--json`: the folder as text)."""
+
     folder: Path
     files: list[str]
     categories: list[str]
     backbone: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "folder": str(self.folder),
-            "files": self.files,
-            "categories": self.categories,
-            "backbone": self.backbone,
-        }
 
 
 _Parts = tuple[list["onnx.NodeProto"], list["onnx.TensorProto"]]

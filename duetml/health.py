@@ -6,8 +6,9 @@ The same facts ground the agents ("`cat` has 3 photos and `dog` 120"), so they a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TypedDict
+
+import msgspec
 
 from duetml import images
 from duetml.errors import BadImageError, DuetmlError
@@ -20,15 +21,11 @@ TINY_CATEGORY = 5
 IMBALANCE_RATIO = 5.0
 
 
-@dataclass
-class DataWarning:
+class DataWarning(msgspec.Struct):
     """Something about the photos that would hurt a model; ``kind`` is stable, for programs."""
 
     kind: str
     message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "message": self.message}
 
 
 class CategoryCount(TypedDict):
@@ -38,7 +35,7 @@ class CategoryCount(TypedDict):
 
 
 class ModelSummary(TypedDict):
-    trained_at: str | None
+    trained_at: float | None  # seconds since the epoch
     cv_accuracy: float | None
     cv_added_since: int  # >0: cv_accuracy extends the last full run with photos added since
     categories: list[str]
@@ -52,37 +49,16 @@ class ReviewSummary(TypedDict):
     summary: str
 
 
-class HealthDict(TypedDict):
-    """`HealthReport.as_dict()`: what `duetml status --json` and GET /api/status carry."""
+class HealthReport(msgspec.Struct):
+    """What `duetml status` shows (not to be confused with `duetml llm status`, agents/status);
+    as is, `duetml status --json` and GET /api/status (a msgspec Struct: see review/types)."""
 
     categories: list[CategoryCount]
     images: int
     test_images: int
     model: ModelSummary | None
-    warnings: list[dict[str, str]]
-    review: ReviewSummary | None
-
-
-@dataclass
-class HealthReport:
-    """What `duetml status` shows (not to be confused with `duetml llm status`, agents/status)."""
-
-    categories: list[CategoryCount]
-    images: int
-    test_images: int
-    model: ModelSummary | None
-    warnings: list[DataWarning] = field(default_factory=list)
+    warnings: list[DataWarning] = msgspec.field(default_factory=list)
     review: ReviewSummary | None = None
-
-    def as_dict(self) -> HealthDict:
-        return {
-            "categories": self.categories,
-            "images": self.images,
-            "test_images": self.test_images,
-            "model": self.model,
-            "warnings": [w.as_dict() for w in self.warnings],
-            "review": self.review,
-        }
 
 
 def project_health(

@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, TypeGuard
 
 from duetml import atomic
 from duetml.errors import (
@@ -64,6 +64,53 @@ JOURNAL_LIMIT = 100
 ORIGIN_KEY_FILE = "undo-origins.key"
 
 
+# The files' shapes: TypedDicts, not Structs, since journal.json is rewritten whole and a dict
+# keeps fields a newer duetml added, which a Struct would drop. A file from elsewhere is checked
+# field by field (entry_problem, _step_is_valid), each damage with its own sentence.
+MoveStep = TypedDict("MoveStep", {"op": Literal["move"], "from": str, "to": str})
+
+
+class CreateStep(TypedDict):
+    op: Literal["create"]
+    to: str
+
+
+class FolderStep(TypedDict):
+    op: Literal["mkdir", "rmdir"]
+    path: str
+
+
+Step = MoveStep | CreateStep | FolderStep  # one line of journal.pending.jsonl
+
+
+class _Begun(TypedDict):
+    op: Literal["begin"]
+    id: str
+    kind: str
+    summary: str
+
+
+class Begin(_Begun, total=False):  # the first line of journal.pending.jsonl
+    undoes: str | None  # the id of the entry an undo or a redo reverts (it goes at commit)
+
+
+class _Recorded(TypedDict):
+    id: str
+    ts: float
+    kind: str
+    summary: str
+    # [source, destination], relative to the project (a list in JSON); None: an import.
+    moves: list[tuple[str | None, str]]
+    made_dirs: list[str]
+    removed_dirs: list[str]
+
+
+class Entry(_Recorded, total=False):  # one change in journal.json, which undo reverts
+    origins: dict[str, list[str]]  # photo -> [where `add --move` took it from, signature]
+    returned: dict[str, list[str]]  # in the trash -> [origin, signature, content hash]
+    redo: bool  # it records an undo: redo reverts it
+
+
 @dataclass
 class Operation:
     """One data operation in progress; its steps are on disk before they are done."""
@@ -71,7 +118,7 @@ class Operation:
     journal: UndoJournal
     kind: str
     summary: str
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     origins: dict[str, list[str]] = field(default_factory=dict)
     # For an undo: photos going back to where `add --move` took them from, by their place in
@@ -79,7 +126,7 @@ class Operation:
     returned: dict[str, list[str]] = field(default_factory=dict)
     handle: Any = None
 
-    def _write_ahead(self, step: dict[str, Any]) -> None:
+    def _write_ahead(self, step: Step) -> None:
         self.handle.write(json.dumps(step) + "\n")
         self.handle.flush()
         os.fsync(self.handle.fileno())
@@ -87,7 +134,11 @@ class Operation:
 
     def move(self, source: Path, destination: Path) -> None:
         """Rename a file or folder inside the project."""
-        step = {"op": "move", "from": self.journal.rel(source), "to": self.journal.rel(destination)}
+        step: MoveStep = {
+            "op": "move",
+            "from": self.journal.rel(source),
+            "to": self.journal.rel(destination),
+        }
         self._write_ahead(step)
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, destination)
@@ -111,7 +162,7 @@ class Operation:
         A crash at any point leaves files the pending steps name, so recovery removes them."""
         if not files:
             return
-        steps = [{"op": "create", "to": self.journal.rel(d)} for d, _, _ in files]
+        steps: list[CreateStep] = [{"op": "create", "to": self.journal.rel(d)} for d, _, _ in files]
         self.handle.write("".join(json.dumps(step) + "\n" for step in steps))
         self.handle.flush()
         os.fsync(self.handle.fileno())
@@ -137,14 +188,14 @@ class Operation:
     def changed(self) -> bool:
         return bool(self.steps)
 
-    def entry(self) -> dict[str, Any]:
-        moves: list[list[str | None]] = []
+    def entry(self) -> Entry:
+        moves: list[tuple[str | None, str]] = []
         for step in self.steps:
             if step["op"] == "move":
-                moves.append([step["from"], step["to"]])
+                moves.append((step["from"], step["to"]))
             elif step["op"] == "create":
-                moves.append([None, step["to"]])
-        entry: dict[str, Any] = {
+                moves.append((None, step["to"]))
+        entry: Entry = {
             "id": self.id,
             "ts": time.time(),
             "kind": self.kind,
@@ -205,7 +256,7 @@ class UndoJournal:
             return [], "it is not a list of changes"
         return entries, None
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[Entry]:
         """The entries that can be undone (damaged ones and redo entries are left out)."""
         return [e for e in self.load()[0] if entry_problem(e) is None and not is_redo(e)]
 
@@ -234,8 +285,8 @@ class UndoJournal:
         self,
         kind: str,
         summary: str,
-        undoes: dict[str, Any] | None = None,
-        redoes: dict[str, Any] | None = None,
+        undoes: Entry | None = None,
+        redoes: Entry | None = None,
     ) -> Iterator[Operation]:
         """Run one operation write-ahead; on any failure its steps are reversed, then re-raised.
 
@@ -247,7 +298,7 @@ class UndoJournal:
         """
         self.recover()
         operation = Operation(self, kind, summary)
-        begin: dict[str, Any] = {
+        begin: Begin = {
             "op": "begin",
             "id": operation.id,
             "kind": kind,
@@ -293,8 +344,8 @@ class UndoJournal:
             lines = self.pending_path.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
             return None
-        steps = []
-        begin: dict[str, Any] = {}
+        steps: list[Step] = []
+        begin: dict[str, Any] = {}  # as found: a Begin, unless damaged
         for number, line in enumerate(lines):
             try:
                 step = json.loads(line)
@@ -321,7 +372,7 @@ class UndoJournal:
         self.reversed_since_kill = None if begin.get("kind") == "undo" else summary
         return summary
 
-    def _rollback(self, steps: list[dict[str, Any]], own_files: bool = False) -> None:
+    def _rollback(self, steps: list[Step], own_files: bool = False) -> None:
         """Reverse ``steps``, newest first. Files an import created are deleted when this
         process made them (``own_files``: their originals are still where they came from, and a
         full disk needs the room back); found in a pending file, which a project from
@@ -351,7 +402,7 @@ class UndoJournal:
             except (DuetmlError, OSError):
                 continue  # a path changed by hand meanwhile: put back everything else
 
-    def _append(self, entry: dict[str, Any]) -> None:
+    def _append(self, entry: Entry) -> None:
         entries, problem = self.load()
         if problem:
             self.set_aside()
@@ -361,7 +412,7 @@ class UndoJournal:
         entries.append(entry)
         atomic.write_text(self.path, json.dumps(entries[-JOURNAL_LIMIT:]))
 
-    def _swap(self, reverted: dict[str, Any], operation: Operation, as_redo: bool) -> None:
+    def _swap(self, reverted: Entry, operation: Operation, as_redo: bool) -> None:
         """Take ``reverted`` off the journal and record what reverting it did, in the same
         write: an undo's moves become a redo entry, a redo's a change that undo takes back."""
         entries = [
@@ -492,11 +543,11 @@ class UndoJournal:
                     origin.unlink()
         return summary
 
-    def _verified_return(self, entry: dict[str, Any], rel: str) -> tuple[Path, bytes] | None:
+    def _verified_return(self, entry: Entry, rel: str) -> tuple[Path, bytes] | None:
         """A photo an undo sent back to where `add --move` took it from, still unchanged there:
         (its place, its content). Only for records this user's duetml signed."""
-        record = entry.get("returned")
-        record = record.get(rel) if isinstance(record, dict) else None
+        records: object = entry.get("returned")  # from disk: checked here
+        record = records.get(rel) if isinstance(records, dict) else None
         if not (isinstance(record, list) and len(record) == 3):
             return None
         if not all(isinstance(part, str) for part in record):
@@ -510,7 +561,7 @@ class UndoJournal:
             return None
         return (Path(origin), data) if images_hash(data) == digest else None
 
-    def _path_problem(self, entry: dict[str, Any]) -> str | None:
+    def _path_problem(self, entry: Entry) -> str | None:
         try:
             for source, destination in entry["moves"]:
                 resolve_inside(self.root, destination)
@@ -527,7 +578,7 @@ class UndoJournal:
         message = f"{self.root}\0{rel}\0{origin}".encode()
         return hmac.new(_origin_key(), message, hashlib.sha256).hexdigest()
 
-    def _verified_origin(self, entry: dict[str, Any], rel: str) -> Path | None:
+    def _verified_origin(self, entry: Entry, rel: str) -> Path | None:
         origins = entry.get("origins")
         record = origins.get(rel) if isinstance(origins, dict) else None
         if not (isinstance(record, list) and len(record) == 2):
@@ -579,7 +630,7 @@ def entry_problem(entry: Any) -> str | None:
     return None
 
 
-def _step_is_valid(step: dict[str, Any]) -> bool:
+def _step_is_valid(step: dict[str, Any]) -> TypeGuard[Step]:
     op = step.get("op")
     if op == "move":
         return isinstance(step.get("from"), str) and isinstance(step.get("to"), str)

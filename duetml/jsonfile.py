@@ -34,3 +34,11 @@ def read_object(path: Path) -> dict[str, Any]:
 def dumps(value: Any) -> str:
     """JSON as duetml writes its small files: indented, UTF-8 kept, one final newline."""
     return json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+
+
+def plain(value: Any) -> Any:
+    """A payload (a msgspec Struct, or anything holding them) as its JSON reads back: dicts,
+    lists (never tuples), strings and numbers, for code that handles it as such."""
+    import msgspec
+
+    return msgspec.json.decode(msgspec.json.encode(value))

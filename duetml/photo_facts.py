@@ -8,9 +8,9 @@ photos are never trained on, so the model's answer is the held-out one there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 from PIL import Image
 
@@ -21,26 +21,22 @@ TOP = 3
 EXIF_ORIENTATION = 0x0112
 
 
-@dataclass
-class PhotoPrediction:
+class Ranked(msgspec.Struct):
     category: str
-    confidence: float
+    probability: float  # 0-1, to 4 decimals
+
+
+class PhotoPrediction(msgspec.Struct):
+    category: str
+    confidence: float  # 0-1, to 4 decimals
     source: str  # "cross-validation" or "model"
     note: str  # one sentence saying what this answer is worth
-    top: list[tuple[str, float]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "category": self.category,
-            "confidence": round(self.confidence, 4),
-            "source": self.source,
-            "note": self.note,
-            "top": [{"category": c, "probability": round(p, 4)} for c, p in self.top],
-        }
+    top: list[Ranked] = msgspec.field(default_factory=list)
 
 
-@dataclass
-class PhotoFacts:
+class PhotoFacts(msgspec.Struct):
+    """POST /api/images/facts (a msgspec Struct: see review/types for why)."""
+
     image: str
     category: str
     split: str  # "train" or "test"
@@ -51,18 +47,11 @@ class PhotoFacts:
     prediction: PhotoPrediction | None
     no_prediction: str | None  # why there is no prediction, when there is none
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "image": self.image,
-            "category": self.category,
-            "split": self.split,
-            "added_at": self.added_at,
-            "size_bytes": self.size_bytes,
-            "width": self.width,
-            "height": self.height,
-            "prediction": self.prediction.as_dict() if self.prediction else None,
-            "no_prediction": self.no_prediction,
-        }
+
+def _answer(source: str, note: str, ranking: list[tuple[str, float]]) -> PhotoPrediction:
+    """The prediction whose ranking (best first) is ``ranking``."""
+    top = [Ranked(category, round(probability, 4)) for category, probability in ranking]
+    return PhotoPrediction(top[0].category, top[0].probability, source, note, top)
 
 
 def photo_facts(project: Project, rel: str) -> PhotoFacts:
@@ -120,7 +109,7 @@ def _prediction(project: Project, rel: str, split: str) -> PhotoPrediction:
             "The model's own answer, which may have learnt this very photo (there was no "
             "cross-validation to give a held-out one)."
         )
-    return PhotoPrediction(ranking[0][0], ranking[0][1], "model", note, ranking)
+    return _answer("model", note, ranking)
 
 
 def _cross_validated(
@@ -134,12 +123,10 @@ def _cross_validated(
         found = np.flatnonzero(rels == rel)
         if found.size:
             ranking = _ranking(probabilities[int(found[0])], categories)
-            return PhotoPrediction(ranking[0][0], ranking[0][1], "cross-validation", note, ranking)
+            return _answer("cross-validation", note, ranking)
     for row in meta.get("cv_results") or []:
         if row and row[0] == rel:
-            return PhotoPrediction(
-                str(row[2]), float(row[3]), "cross-validation", note, [(str(row[2]), float(row[3]))]
-            )
+            return _answer("cross-validation", note, [(str(row[2]), float(row[3]))])
     return None
 
 

@@ -12,6 +12,7 @@ import base64
 import io
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import DEMO_DATA, demo_photos, invoke_duetml
@@ -22,7 +23,6 @@ from duetml.agents import sheets
 from duetml.agents.attachments import category_attachments
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.project import Project
-from duetml.review.types import FindingDict
 
 COPIED = 14  # hat photos that get a re-encoded copy in hat: more than a sheet's 12 slots
 MOVED = 5  # shoes photos filed under hat
@@ -166,7 +166,7 @@ def test_the_facts_state_each_finding_with_its_certainty(crowded: Project) -> No
 def test_between_two_categories_is_a_question_not_a_photo_fix() -> None:
     from duetml.agents.facts import _finding_lines
 
-    overlap: FindingDict = {
+    overlap: dict[str, Any] = {  # a finding as the facts carry it (plain JSON)
         "id": "0123456789",
         "kind": "overlap",
         "photos": [],

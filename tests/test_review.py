@@ -75,7 +75,7 @@ def _mislabels_to_shoes(findings: tuple[Finding, ...]) -> list[Finding]:
         for f in findings
         if f.kind == "mislabel" and f.suggestion is not None and f.suggestion.to == "shoes"
     ]
-    assert hits, [f.as_dict() for f in findings]
+    assert hits, findings
     assert all(len(f.photos) == 1 and f.suggestion.photos == f.photos for f in hits)  # type: ignore[union-attr]
     return hits
 
@@ -416,7 +416,7 @@ def test_the_clean_demo_gets_no_off_topic_quality_or_mislabel_finding(trained_de
     project = Project.open(trained_demo)
     review = review_project(project)
     photo_kinds = {"mislabel", "outlier", "quality", "near_duplicate", "leak"}
-    assert not [f.as_dict() for f in review.findings if f.kind in photo_kinds]
+    assert not [f for f in review.findings if f.kind in photo_kinds]
 
 
 @pytest.mark.skipif(not CALTECH.is_dir(), reason="needs the shared Caltech subset")
@@ -467,9 +467,9 @@ def test_copies_filed_in_two_categories_are_copies_not_an_overlap_of_the_categor
     findings = review_project(project).findings
     across = [f for f in findings if f.kind == "near_duplicate" and "hat" in f.categories]
     assert {p for f in across for p in f.photos} >= added
-    assert not [f.as_dict() for f in findings if f.kind == "overlap"]
+    assert not [f for f in findings if f.kind == "overlap"]
     # One finding per copy: "remove the copy", not also "move it to shoes" (a second copy).
-    assert not [f.as_dict() for f in findings if f.kind == "mislabel" and added & set(f.photos)]
+    assert not [f for f in findings if f.kind == "mislabel" and added & set(f.photos)]
 
 
 def test_the_shipped_imagenet_head_is_the_backbones_own_last_layer(trained_demo: Path) -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from helpers import demo_photos, run_duetml
 from litestar import Litestar
@@ -70,7 +71,7 @@ def test_test_photos_upload_into_an_existing_category_only(project: Project) -> 
 def test_facts_without_a_model_say_how_to_get_a_prediction(project: Project) -> None:
     record = project.images("train", "hat")[0]
     before = time.time()
-    facts = photo_facts(project, record.rel).as_dict()
+    facts = msgspec.to_builtins(photo_facts(project, record.rel))
     assert facts["category"] == "hat" and facts["split"] == "train"
     assert facts["prediction"] is None and "train one" in facts["no_prediction"]
     assert facts["width"] > 0 and facts["height"] > 0
@@ -83,14 +84,14 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
     model = load_model(project)
     held_out = {row[0]: row for row in model.meta["cv_results"]}
     rel = next(iter(held_out))
-    facts = photo_facts(project, rel).as_dict()
+    facts = msgspec.to_builtins(photo_facts(project, rel))
     assert facts["prediction"]["source"] == "cross-validation"
     assert facts["prediction"]["category"] == held_out[rel][2]
     assert facts["prediction"]["confidence"] == pytest.approx(held_out[rel][3], abs=1e-4)
     assert "without this photo" in facts["prediction"]["note"]
     # A test photo gets the trained model's answer, labelled as such.
     test_rel = project.images("test")[0].rel
-    test_facts = photo_facts(project, test_rel).as_dict()
+    test_facts = msgspec.to_builtins(photo_facts(project, test_rel))
     assert test_facts["split"] == "test"
     assert test_facts["prediction"]["source"] == "model"
     assert "never used for training" in test_facts["prediction"]["note"]
@@ -98,7 +99,7 @@ def test_facts_give_the_cross_validated_answer_for_training_photos(trained_demo:
     assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"]
     # Moved into the training set after training: no held-out answer exists for it.
     (moved,) = project.move_to_split([test_rel], "train")
-    moved_facts = photo_facts(project, moved).as_dict()
+    moved_facts = msgspec.to_builtins(photo_facts(project, moved))
     assert moved_facts["prediction"]["source"] == "model"
     assert "after the last training" in moved_facts["prediction"]["note"]
     assert moved_facts["prediction"]["category"] == test_facts["prediction"]["category"]

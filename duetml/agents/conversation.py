@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast, get_args
 
 from duetml import atomic, jsonfile, locks
 
@@ -25,23 +25,31 @@ CONVERSATION_FILE = "conversation.jsonl"
 STATE_FILE = "agents.json"
 LOCK_FILE = "agents.lock"
 
-ROLES = ("user", "assistant")
-KINDS = ("greeting", "chat", "ask_data", "ask_results", "proactive", "error")
+Role = Literal["user", "assistant"]
+Kind = Literal["greeting", "chat", "ask_data", "ask_results", "proactive", "error"]
+ROLES: tuple[Role, ...] = get_args(Role)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 # A single message longer than this is cut when saved: the file stays readable and loadable.
 MAX_MESSAGE_CHARS = 20_000
 LOCK_TIMEOUT = 10.0
 
 
-class Message(TypedDict):
-    """One saved message, as it is stored (one JSON line) and as the page receives it."""
-
+class _Said(TypedDict):
     id: str
     ts: float
-    role: str  # one of ROLES
-    kind: str  # one of KINDS
+    role: Role
+    kind: Kind
     content: str
-    proposals: NotRequired[list[dict[str, Any]]]  # changes an assistant message proposes
+
+
+# A TypedDict, not a Struct: the agents read and pass messages on as the dicts they are on
+# disk. The optional key by `total=False`: Python 3.11 reads NotRequired as required under
+# `from __future__ import annotations`, and the API's schema would say so.
+class Message(_Said, total=False):
+    """One saved message, as it is stored (one JSON line) and as the page receives it."""
+
+    proposals: list[dict[str, Any]]  # changes an assistant message proposes
 
 
 class ConversationStore:
@@ -122,7 +130,7 @@ class ConversationStore:
                     self._depth = 0
 
 
-def new_message(role: str, kind: str, content: str) -> Message:
+def new_message(role: Role, kind: Kind, content: str) -> Message:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if kind not in KINDS:

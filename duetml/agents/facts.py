@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from duetml import jsonfile
 from duetml.agents.budget import DEFAULT_BUDGET, Budget
 from duetml.errors import DuetmlError
 from duetml.events import InteractionLog
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from duetml.evaluation import Mistake
     from duetml.health import CategoryCount, ModelSummary
     from duetml.project import Project
-    from duetml.review import FindingDict
 
 
 class LeastSure(TypedDict):
@@ -68,7 +68,8 @@ class Facts(TypedDict):
     duplicates: DuplicateSummary
     model: ModelSummary | None
     evaluation: Evaluation | EvaluationUnavailable | None
-    findings: list[FindingDict]  # most important first
+    # Most important first, as GET /api/review sends them: the facts are plain JSON data.
+    findings: list[dict[str, Any]]
 
 
 class _AgentTaggedLog(InteractionLog):
@@ -127,7 +128,7 @@ class FactGatherer:
         }
         return facts
 
-    def _findings(self, budget: Budget) -> list[FindingDict]:
+    def _findings(self, budget: Budget) -> list[dict[str, Any]]:
         """The data review's findings, most important first (dismissed ones never appear)."""
         from duetml.review import review_project
 
@@ -136,7 +137,7 @@ class FactGatherer:
             review = review_project(self._quiet_project(), extract=False)
         except DuetmlError:
             return []  # e.g. no features cached yet: the other facts still stand
-        return [finding.as_dict() for finding in review.findings[: budget.findings]]
+        return [jsonfile.plain(f) for f in review.findings[: budget.findings]]
 
     def _quiet_project(self) -> Project:
         """The project, with whatever the core logs on the agents' behalf tagged as theirs."""
@@ -327,7 +328,7 @@ CATEGORY_QUESTIONS = ("overlap", "mixed")  # questions about the categories, not
 
 
 def _finding_lines(
-    findings: Sequence[FindingDict] | None, photo: Callable[[object], str], budget: Budget
+    findings: Sequence[dict[str, Any]] | None, photo: Callable[[object], str], budget: Budget
 ) -> list[str]:
     """Each finding as the review states it: what it is, how sure (the score it gives), each
     photo by number; a question about categories is put as one, never as a per-photo fix."""

@@ -124,7 +124,9 @@ def _proposed(message: Message) -> str:
 
 
 def _bounded_tail(messages: Sequence[Message], budget: Budget) -> list[tuple[str, str]]:
-    turns = [(m["role"], t) for m in messages if (t := _turn_text(m, budget))]
+    turns: list[tuple[str, str]] = [
+        (m["role"], t) for m in messages if (t := _turn_text(m, budget))
+    ]
     turns = turns[-budget.history_messages :]
     while turns and sum(len(t) for _, t in turns) > budget.history_chars:
         turns.pop(0)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from duetml import jsonfile
 from duetml.errors import DuetmlError
 from duetml.llm import ToolCall, ToolSpec, clean_text
 
@@ -82,18 +83,16 @@ class Proposal:
     def label(self) -> str:
         return self.suggestion.label
 
-    def as_dict(self) -> dict[str, Any]:
-        # Each photo it touches, so a person sees every one before applying it.
+    def stored(self) -> dict[str, Any]:
+        """What the conversation keeps: enough to apply it later, and each photo it touches,
+        so a person sees every one before applying it."""
         return {
             "id": self.id,
             "label": self.label,
             "reason": self.reason,
             "photos": list(self.suggestion.photos),
+            "suggestion": jsonfile.plain(self.suggestion),
         }
-
-    def stored(self) -> dict[str, Any]:
-        """What the conversation keeps: enough to apply it later."""
-        return {**self.as_dict(), "suggestion": self.suggestion.as_dict()}
 
 
 def raw_proposals(text: str, calls: Sequence[ToolCall] = ()) -> tuple[str, list[dict[str, Any]]]:
@@ -191,7 +190,7 @@ def validate(project: Project, raw: Mapping[str, Any], photos: Mapping[int, str]
     suggestion = Suggestion(
         suggestion.action, suggestion.photos, suggestion.to, suggestion.categories, label
     )
-    digest = json.dumps(suggestion.as_dict(), sort_keys=True).encode()
+    digest = json.dumps(jsonfile.plain(suggestion), sort_keys=True).encode()
     return Proposal(hashlib.sha256(digest).hexdigest()[:12], suggestion, reason)
 
 
@@ -218,9 +217,9 @@ def from_reply(
 
 def apply(project: Project, stored: Mapping[str, Any]) -> str:
     """Apply a stored proposal as one undoable operation; returns a sentence for the user."""
-    from duetml.review import Suggestion, apply_suggestion
+    from duetml.review import apply_suggestion, suggestion_from
 
-    suggestion = Suggestion.from_dict(dict(stored["suggestion"]))
+    suggestion = suggestion_from(stored["suggestion"])
     return apply_suggestion(project, suggestion, "proposal")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
@@ -23,7 +24,7 @@ def export(
 
     report = export_project(open_project(project), output)
     if json_:
-        emit_json(report.as_dict())
+        emit_json(msgspec.to_builtins(report, enc_hook=str))  # the folder as text
         return
     typer.echo(f"Exported {len(report.categories)} categories to {report.folder}:")
     for name in report.files:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import typer
 
 from duetml.cli.app import (
@@ -102,7 +103,7 @@ def status(project: ProjectOption = Path("."), json_: JsonOption = False) -> Non
     proj = open_project(project)
     state = project_health(proj)
     if json_:
-        emit_json({"project": str(proj.root), "goal": proj.goal, **state.as_dict()})
+        emit_json({"project": str(proj.root), "goal": proj.goal, **msgspec.to_builtins(state)})
         return
     typer.echo(f"Project {proj.root}")
     if proj.goal:

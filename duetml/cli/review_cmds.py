@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
@@ -36,7 +37,7 @@ def list_findings(project: ProjectOption = Path("."), json_: JsonOption = False)
 
     review = review_project(open_project(project))
     if json_:
-        emit_json(review.as_dict())
+        emit_json(msgspec.to_builtins(review))
         return
     if review.model_trained_at is None:
         typer.echo(

@@ -30,7 +30,7 @@ few hundred bytes per photo.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from duetml.errors import ModelFileError, NoModelError
 from duetml.review.cache import (
@@ -47,6 +47,7 @@ from duetml.review.duplicates import find_duplicates
 from duetml.review.fixes import (
     DISMISSED_FILE,
     PHOTO_KINDS,
+    KeptAsIs,
     apply_finding,
     apply_suggestion,
     dismiss_findings,
@@ -64,13 +65,11 @@ from duetml.review.types import (
     KINDS,
     Action,
     Finding,
-    FindingDict,
     FindingKind,
     Review,
-    ReviewDict,
     Suggestion,
-    SuggestionDict,
     make_finding,
+    suggestion_from,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ def _compute(
     records: list[ImageRecord],
     hashes: dict[str, str],
     model: TrainedModel | None,
-    dismissed: dict[str, Any],
+    dismissed: KeptAsIs,
     extract: bool,
 ) -> tuple[list[Finding], int, int]:
     """(findings, photos without features, findings hidden by photo dismissals)."""
@@ -203,18 +202,17 @@ __all__ = [
     "REVIEW_VERSION",
     "Action",
     "Finding",
-    "FindingDict",
+    "KeptAsIs",
     "FindingKind",
     "Review",
-    "ReviewDict",
     "Suggestion",
-    "SuggestionDict",
     "apply_finding",
     "apply_suggestion",
     "dismiss_findings",
     "dismissals_version",
     "keep_findings",
     "make_finding",
+    "suggestion_from",
     "review_project",
     "summary",
 ]

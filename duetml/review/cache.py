@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from duetml import atomic
-from duetml.errors import DuetmlError
-from duetml.review.types import KINDS, Finding
+from duetml.review.types import Finding
 
 if TYPE_CHECKING:
     from duetml.project import ImageRecord, Project
+    from duetml.review.fixes import KeptAsIs
 
 # Bump when the rules change: cached reviews are then recomputed. 2: copies verified on the
 # pixels, off-topic by a calibrated margin, quality, one finding per mislabelled photo.
@@ -30,12 +32,12 @@ def cache_key(
     records: list[ImageRecord],
     hashes: dict[str, str],
     trained_at: float | None,
-    dismissed: dict[str, Any],
+    dismissed: KeptAsIs,
     extract: bool,
 ) -> str:
     digest = hashlib.sha256()
     digest.update(f"{REVIEW_VERSION}|{thresholds()}|{trained_at}|{extract}|".encode())
-    digest.update(json.dumps(dismissed["photos"], sort_keys=True).encode())
+    digest.update(json.dumps(dismissed.photos, sort_keys=True).encode())
     for record in sorted(records, key=lambda r: r.rel):
         digest.update(f"{record.rel}\t{hashes[record.rel]}\n".encode())
     return digest.hexdigest()[:32]
@@ -63,43 +65,33 @@ def thresholds() -> str:
     return json.dumps(constants, sort_keys=True)
 
 
+class CachedReview(msgspec.Struct):
+    """.duetml/cache/review.json: the findings before the user's dismissals are applied."""
+
+    key: str
+    findings: list[Finding]
+    unreviewed: int
+    hidden: int
+
+
 def read_cache(project: Project, key: str) -> tuple[list[Finding], int, int] | None:
     """The cached review for this key; None (recompute) when it is absent, made for other
     photos or rules, or not what write_cache writes (any JSON value, however nested)."""
     try:
-        data = json.loads((project.state_dir / CACHE_FILE).read_text("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        raw = (project.state_dir / CACHE_FILE).read_bytes()
+        cached = msgspec.json.decode(raw, type=CachedReview)
+    except (OSError, msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    if not isinstance(data, dict) or data.get("key") != key:
+    if cached.key != key:
         return None
-    raw = data.get("findings")
-    unreviewed, hidden = data.get("unreviewed"), data.get("hidden")
-    if not isinstance(raw, list) or not isinstance(unreviewed, int) or not isinstance(hidden, int):
-        return None
-    try:
-        findings = [Finding.from_dict(f) for f in raw]
-    except (ValueError, KeyError, TypeError, AttributeError, DuetmlError):
-        return None
-    if not all(
-        f.kind in KINDS
-        and all(isinstance(v, str) for v in (*f.photos, *f.categories))
-        and isinstance(f.details, dict)
-        for f in findings
-    ):
-        return None
-    return findings, unreviewed, hidden
+    return cached.findings, cached.unreviewed, cached.hidden
 
 
 def write_cache(
     project: Project, key: str, findings: list[Finding], unreviewed: int, hidden: int
 ) -> None:
-    data = {
-        "key": key,
-        "findings": [f.as_dict() for f in findings],
-        "unreviewed": unreviewed,
-        "hidden": hidden,
-    }
+    cached = CachedReview(key=key, findings=findings, unreviewed=unreviewed, hidden=hidden)
     try:
-        atomic.write_text(project.state_dir / CACHE_FILE, json.dumps(data))
+        atomic.write_bytes(project.state_dir / CACHE_FILE, msgspec.json.encode(cached))
     except OSError:
         pass  # only a cache

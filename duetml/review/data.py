@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
 
     from duetml.project import ImageRecord
+    from duetml.review.fixes import KeptAsIs
     from duetml.review.pixels import PixelFacts
 
 NEIGHBOURS = 10  # neighbours per photo searched in the whole project
@@ -19,7 +20,7 @@ class ReviewData:
     records: list[ImageRecord]
     x: np.ndarray  # unit-norm float32 features, one row per record
     hashes: dict[str, str]
-    dismissed: dict[str, Any]
+    dismissed: KeptAsIs
     _neighbours: tuple[np.ndarray, np.ndarray] | None = None
     hidden_groups: set[tuple[str, ...]] = field(default_factory=set)
     pixels: PixelFacts | None = None  # hashes and quality measures (None: not read)
@@ -28,7 +29,7 @@ class ReviewData:
 
     def photo_dismissed(self, kind: str, rel: str, group: tuple[str, ...]) -> bool:
         """Whether the user said "this one is right" about this photo for this kind."""
-        if self.hashes.get(rel, "") in self.dismissed["photos"].get(kind, ()):
+        if self.hashes.get(rel, "") in self.dismissed.photos.get(kind, ()):
             self.hidden_groups.add((kind, *group))
             return True
         return False

@@ -14,14 +14,15 @@ older single file .duetml/review-dismissed.json is still read.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+from msgspec.structs import replace
 
 from duetml.errors import DuetmlError, NotFoundError
 from duetml.names import validate_category_name
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
     from duetml.project import Project
 
 DISMISSED_FILE = "review-dismissed.json"  # before keeps were undoable: read, never written
+
+
+class KeptAsIs(msgspec.Struct):
+    """A file of .duetml/review-kept/ (one undoable "keep as is"), or the older
+    review-dismissed.json: findings and photos the user said are right."""
+
+    ids: list[str] = msgspec.field(default_factory=list)  # whole findings
+    # Photos kept of a kind of finding, by content hash: kept wherever they are moved.
+    photos: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    finding: str | None = None  # the finding kept, when one was
+    ts: float | None = None
+
+
 KEPT_DIR = "review-kept"
 UNCHOSEN_LIMIT = 5  # photos a suggestion may touch without the user choosing them
 MAX_CHOSEN = 1000  # photos one request may choose
@@ -210,19 +224,19 @@ def keep_findings(
     review = review_project(project, extract=extract)
     findings = [review.get(finding_id) for finding_id in ids]
     hashes = project.hashes([project.image(p) for f in findings for p in f.photos])
-    record: dict[str, Any] = {"ids": [], "photos": {}}
+    record = KeptAsIs(finding=ids[0] if len(ids) == 1 else None, ts=time.time())
     hidden = 0
     for finding in findings:
         chosen = chosen_photos(finding, photos) if photos is not None else list(finding.photos)
         whole = set(chosen) == set(finding.photos)
         if whole:
-            record["ids"].append(finding.id)
+            record.ids.append(finding.id)
             hidden += 1
         if finding.photos and (not whole or finding.kind in PHOTO_KINDS):
-            keys = record["photos"].setdefault(finding.kind, [])
+            keys = record.photos.setdefault(finding.kind, [])
             keys += [hashes[p] for p in chosen if p in hashes]
-    kept_photos = sum(len(v) for v in record["photos"].values())
-    if photos is not None and not record["ids"]:
+    kept_photos = sum(len(v) for v in record.photos.values())
+    if photos is not None and not record.ids:
         what = f"{photos_text(len(photos))} of a finding"
         sentence = f"Kept {what} as {'it is' if len(photos) == 1 else 'they are'}."
     elif len(ids) == 1:
@@ -231,15 +245,13 @@ def keep_findings(
     else:
         what = f"{len(ids)} findings"
         sentence = f"Kept {len(ids)} findings as they are: they will not be raised again."
-    record["finding"] = ids[0] if len(ids) == 1 else None
-    record["ts"] = time.time()
     folder = project.state_dir / KEPT_DIR
     path = folder / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
     with project.data_lock():
         with project.journal.operation("keep", f"keep {what} as is") as change:
             if not folder.is_dir():
                 change.make_dir(folder)
-            change.create(path, json.dumps(record, indent=1).encode("utf-8"))
+            change.create(path, msgspec.json.format(msgspec.json.encode(record), indent=1))
     project.log.record("keep_findings", findings=ids, photos=kept_photos)
     return hidden, sentence
 
@@ -250,12 +262,12 @@ def dismiss_findings(project: Project, ids: Sequence[str], extract: bool = True)
 
 
 def hide_kept(
-    findings: Sequence[Finding], dismissed: dict[str, Any], hashes: dict[str, str]
+    findings: Sequence[Finding], dismissed: KeptAsIs, hashes: dict[str, str]
 ) -> tuple[list[Finding], int]:
     """The findings without those kept as they are, and without the photos kept of the others
     (a copies group of the rest, its suggestion on them only); and how many were hidden."""
-    hidden_ids = set(dismissed["ids"])
-    kept = {kind: set(keys) for kind, keys in dismissed["photos"].items()}
+    hidden_ids = set(dismissed.ids)
+    kept = {kind: set(keys) for kind, keys in dismissed.photos.items()}
     shown: list[Finding] = []
     hidden = 0
     for finding in findings:
@@ -291,23 +303,13 @@ def hide_kept(
     return shown, hidden
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def _read_state(path: Path) -> KeptAsIs:
+    """A file of kept findings; an absent or damaged one keeps nothing (the findings are
+    raised again, and the file stays for a person to look at)."""
     try:
-        state = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        state = {}
-    if not isinstance(state, dict):
-        state = {}
-    ids = state.get("ids")
-    photos = state.get("photos")
-    return {
-        "ids": [str(i) for i in ids] if isinstance(ids, list) else [],
-        "photos": {
-            str(k): [str(h) for h in v]
-            for k, v in (photos.items() if isinstance(photos, dict) else [])
-            if isinstance(v, list)
-        },
-    }
+        return msgspec.json.decode(path.read_bytes(), type=KeptAsIs)
+    except (OSError, msgspec.DecodeError):  # ValidationError is a DecodeError
+        return KeptAsIs()
 
 
 def kept_files(project: Project) -> list[Path]:
@@ -318,14 +320,14 @@ def kept_files(project: Project) -> list[Path]:
         return []
 
 
-def read_dismissed(project: Project) -> dict[str, Any]:
+def read_dismissed(project: Project) -> KeptAsIs:
     """Every "keep as is" still in force: the old single file and the journalled keeps."""
     state = _read_state(project.state_dir / DISMISSED_FILE)
     for path in kept_files(project):
         more = _read_state(path)
-        state["ids"] += [i for i in more["ids"] if i not in state["ids"]]
-        for kind, keys in more["photos"].items():
-            known = state["photos"].setdefault(kind, [])
+        state.ids += [i for i in more.ids if i not in state.ids]
+        for kind, keys in more.photos.items():
+            known = state.photos.setdefault(kind, [])
             known += [k for k in keys if k not in known]
     return state
 

@@ -1,11 +1,19 @@
-"""What a review returns: findings, their suggested fixes, and the review itself."""
+"""What a review returns: findings, their suggested fixes, and the review itself.
+
+Each is one msgspec Struct, used as is by the review's cache, `duetml review --json` and the
+web API. msgspec rather than dataclasses: Litestar (which depends on it) encodes Structs and
+writes their OpenAPI schema natively, and `msgspec.convert` checks a file's JSON against the
+declared fields, Literal kinds included, in one call, where a dataclass needed a matching
+TypedDict, an `as_dict` and a hand-checked `from_dict` (four copies of each payload).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypedDict, cast
+from typing import Literal, get_args
+
+import msgspec
 
 from duetml.errors import DuetmlError, NotFoundError
 
@@ -14,156 +22,48 @@ FindingKind = Literal[
     "mislabel", "outlier", "near_duplicate", "leak", "quality", "overlap", "mixed", "small"
 ]
 Action = Literal["move", "remove", "merge", "keep", "add_photos", "split", "rename", "add_category"]
-KINDS: tuple[str, ...] = (
-    "mislabel",
-    "outlier",
-    "near_duplicate",
-    "leak",
-    "quality",
-    "overlap",
-    "mixed",
-    "small",
-)
-ACTIONS: tuple[str, ...] = (
-    "move",
-    "remove",
-    "merge",
-    "keep",
-    "add_photos",
-    "split",
-    "rename",
-    "add_category",
-)
+KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
-class SuggestionDict(TypedDict):
+class Suggestion(msgspec.Struct, frozen=True):
+    """A fix a finding suggests (or an agent proposes): what its button does."""
+
     action: Action
-    photos: list[str]  # project-relative paths
-    to: str | None  # the category they go to (move, merge)
-    categories: list[str]
-    label: str  # the button's words
-
-
-class FindingDict(TypedDict):
-    id: str
-    kind: FindingKind
-    photos: list[str]
-    categories: list[str]
-    score: float  # how much it matters, for ordering
-    message: str
-    suggestion: SuggestionDict | None
-    details: dict[str, float | str]
-
-
-class ReviewDict(TypedDict):
-    """`duetml review --json` and GET /api/review."""
-
-    findings: list[FindingDict]
-    counts: dict[str, int]  # findings of each kind
-    dismissed: int
-    model_trained_at: float | None
-    stale: bool
-    unreviewed: int
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    action: Action
-    photos: tuple[str, ...] = ()
-    to: str | None = None
+    photos: tuple[str, ...] = ()  # project-relative paths
+    to: str | None = None  # the category they go to (move, merge)
     categories: tuple[str, ...] = ()
-    label: str = ""
-
-    def as_dict(self) -> SuggestionDict:
-        return {
-            "action": self.action,
-            "photos": list(self.photos),
-            "to": self.to,
-            "categories": list(self.categories),
-            "label": self.label,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Suggestion:
-        """A suggestion from JSON (an agent's proposal, a web request); checks the shape only."""
-        if not isinstance(data, dict) or data.get("action") not in ACTIONS:
-            raise DuetmlError(f"A suggestion needs an action, one of: {', '.join(ACTIONS)}.")
-        photos = data.get("photos") or []
-        categories = data.get("categories") or []
-        to = data.get("to")
-        if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
-            raise DuetmlError("A suggestion's photos must be a list of photo ids.")
-        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-            raise DuetmlError("A suggestion's categories must be a list of category names.")
-        if to is not None and not isinstance(to, str):
-            raise DuetmlError("A suggestion's target must be a category name.")
-        return cls(
-            action=cast(Action, data["action"]),
-            photos=tuple(photos),
-            to=to,
-            categories=tuple(categories),
-            label=str(data.get("label") or ""),
-        )
+    label: str = ""  # the button's words
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
+    """One finding, as the review's cache, `duetml review --json` and GET /api/review carry it."""
+
     id: str
     kind: FindingKind
     photos: tuple[str, ...]
     categories: tuple[str, ...]
-    score: float
+    score: float  # how much it matters, for ordering (0-1, 4 decimals)
     message: str
     suggestion: Suggestion | None
-    details: dict[str, float | str] = field(default_factory=dict)
-
-    def as_dict(self) -> FindingDict:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "photos": list(self.photos),
-            "categories": list(self.categories),
-            "score": round(self.score, 4),
-            "message": self.message,
-            "suggestion": self.suggestion.as_dict() if self.suggestion else None,
-            "details": self.details,
-        }
-
-    @classmethod
-    def from_dict(cls, data: FindingDict) -> Finding:
-        """A finding as `as_dict` wrote it (the review's cache)."""
-        return cls(
-            id=str(data["id"]),
-            kind=data["kind"],
-            photos=tuple(data["photos"]),
-            categories=tuple(data["categories"]),
-            score=float(data["score"]),
-            message=str(data["message"]),
-            suggestion=Suggestion.from_dict(data["suggestion"]) if data["suggestion"] else None,
-            details=dict(data.get("details") or {}),
-        )
+    details: dict[str, float | str] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Review:
+class Review(msgspec.Struct, frozen=True):
+    """`duetml review --json` and GET /api/review: the findings, most important first."""
+
     findings: tuple[Finding, ...]
     dismissed: int
     model_trained_at: float | None
     stale: bool
     unreviewed: int = 0  # photos without features (unreadable, or not extracted yet)
+    counts: dict[str, int] = msgspec.field(default_factory=dict)  # findings of each kind
 
-    def as_dict(self) -> ReviewDict:
+    def __post_init__(self) -> None:
         counts: dict[str, int] = {}
         for finding in self.findings:
             counts[finding.kind] = counts.get(finding.kind, 0) + 1
-        return {
-            "findings": [f.as_dict() for f in self.findings],
-            "counts": counts,
-            "dismissed": self.dismissed,
-            "model_trained_at": self.model_trained_at,
-            "stale": self.stale,
-            "unreviewed": self.unreviewed,
-        }
+        msgspec.structs.force_setattr(self, "counts", counts)
 
     def for_photo(self, rel: str) -> list[Finding]:
         return [f for f in self.findings if rel in f.photos]
@@ -176,6 +76,17 @@ class Review:
             f"There is no finding {finding_id!r} (the data may have changed): "
             "run the review again to see the current ones."
         )
+
+
+def suggestion_from(data: object) -> Suggestion:
+    """A suggestion from JSON (an agent's stored proposal); checks the shape only."""
+    try:
+        return msgspec.convert(data, Suggestion)
+    except msgspec.ValidationError as exc:
+        raise DuetmlError(
+            f"A suggestion needs an action (one of: {', '.join(ACTIONS)}), photo ids and "
+            f"category names as text: {exc}."
+        ) from None
 
 
 def make_finding(
@@ -194,10 +105,11 @@ def make_finding(
         kind=kind,
         photos=tuple(photos),
         categories=tuple(categories),
-        score=float(min(1.0, max(0.0, score))),
+        score=round(float(min(1.0, max(0.0, score))), 4),
         message=message,
         suggestion=suggestion,
-        details=details or {},
+        # numpy's float64 (what the detectors compute) is a float to json, not to msgspec.
+        details={k: v if isinstance(v, str) else float(v) for k, v in (details or {}).items()},
     )
 
 

@@ -22,6 +22,7 @@ from duetml.errors import NotFoundError
 from duetml.project import Project
 from duetml.web.errors import ERROR_RESPONSES, make_exception_handlers, scrub
 from duetml.web.guard import RequestGuard, allowed_host_values
+from duetml.web.payloads import ProjectInfo
 from duetml.web.routes_agents import AGENT_ROUTES
 from duetml.web.routes_data import DATA_ROUTES, UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES
 from duetml.web.routes_llm import LLM_ROUTES
@@ -119,24 +120,24 @@ def create_app(
     summary="The project and what the page can do",
     sync_to_thread=False,
 )
-def project_info(web: InjectedWebState) -> dict[str, Any]:
+def project_info(web: InjectedWebState) -> ProjectInfo:
     from duetml.backbones import INPUT_SIZE
     from duetml.health import TINY_CATEGORY
     from duetml.web.routes_model import PREDICT_MAX_FILES
 
     # The page's limits and thresholds come from here, each defined once in the core.
-    return {
-        "name": web.project.root.name,
-        "goal": web.project.goal,
-        "baseline": web.baseline,
-        "agents": web.agents is not None,
-        "version": __version__,
-        "upload_max_bytes": UPLOAD_MAX_BYTES,
-        "upload_max_files": UPLOAD_MAX_FILES,
-        "predict_max_files": PREDICT_MAX_FILES,
-        "tiny_category": TINY_CATEGORY,  # fewer photos: the overview warns
-        "model_input_side": INPUT_SIZE,  # the camera's live frames are this wide, no wider
-    }
+    return ProjectInfo(
+        name=web.project.root.name,
+        goal=web.project.goal,
+        baseline=web.baseline,
+        agents=web.agents is not None,
+        version=__version__,
+        upload_max_bytes=UPLOAD_MAX_BYTES,
+        upload_max_files=UPLOAD_MAX_FILES,
+        predict_max_files=PREDICT_MAX_FILES,
+        tiny_category=TINY_CATEGORY,  # fewer photos: the overview warns
+        model_input_side=INPUT_SIZE,  # the camera's live frames are this wide, no wider
+    )
 
 
 @get(

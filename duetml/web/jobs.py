@@ -7,12 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from duetml import locks
 from duetml.errors import BusyError, DuetmlError
 from duetml.project import Project
 from duetml.web.errors import for_page
+from duetml.web.payloads import TrainReportPayload
 
 if TYPE_CHECKING:
     from duetml.features import Progress  # numpy: not imported at startup
@@ -38,7 +39,7 @@ class TrainState(TypedDict, total=False):
     eta: float | None  # seconds left
     started_at: float | None
     finished_at: float
-    result: dict[str, Any]  # done: TrainReport.as_dict()
+    result: TrainReportPayload  # done
     error: str  # failed: one sentence
 
 
@@ -129,7 +130,7 @@ class TrainJob:
         outcome: TrainState
         try:
             report = train_project(self.project, progress=self._progress)
-            outcome = {"state": "done", "result": report.as_dict()}
+            outcome = {"state": "done", "result": cast(TrainReportPayload, report.as_dict())}
         except DuetmlError as exc:
             outcome = {"state": "failed", "error": for_page(exc, (self.project.root,))}
         except Exception:

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, KwargDefinition, QueryParameter
 from litestar.response import Stream
 
 from duetml.errors import DuetmlError, NotFoundError, page_wording
 from duetml.web.errors import AGENT_ERROR_RESPONSES, GENERIC_500, for_page, scrub
+from duetml.web.payloads import AgentsInfo, Applied, ChatLine, Conversation
 from duetml.web.state import InjectedWebState, WebState
 
 if TYPE_CHECKING:
@@ -86,6 +88,10 @@ def public_description(value: Any) -> Any:
     return value
 
 
+def _line(line: ChatLine) -> str:
+    return json.dumps(line) + "\n"
+
+
 def _session(web: WebState) -> AgentSession:
     """The agent session, or the sentence saying why there is none."""
     if web.agents is None:
@@ -93,7 +99,7 @@ def _session(web: WebState) -> AgentSession:
     return web.agents
 
 
-def describe(web: WebState, fresh: bool = False) -> dict[str, Any]:
+def describe(web: WebState, fresh: bool = False) -> AgentsInfo:
     session = web.agents
     info = public_description(session.describe()) if session is not None else {}
     roots = (web.project.root,)
@@ -103,16 +109,16 @@ def describe(web: WebState, fresh: bool = False) -> dict[str, Any]:
             reachable, problem = web.reachable(agent, fresh=fresh)
             entry["reachable"] = reachable
             entry["unreachable"] = scrub(page_wording(problem), roots) if problem else None
-    return {
-        "available": session is not None,
-        "problem": web.agents_problem,
-        "agents": info,
-        "proactive_enabled": bool(session.proactive_enabled) if session else False,
-        "proactive_interval": float(session.proactive_interval) if session else None,
-        "proactive_error": web.proactive_error,
-        "proactive_paused": web.proactive_paused,
-        "consent_needed": info.get("consent_needed", []) if isinstance(info, dict) else [],
-    }
+    return AgentsInfo(
+        available=session is not None,
+        problem=web.agents_problem,
+        agents=info,
+        proactive_enabled=bool(session.proactive_enabled) if session else False,
+        proactive_interval=float(session.proactive_interval) if session else None,
+        proactive_error=web.proactive_error,
+        proactive_paused=web.proactive_paused,
+        consent_needed=info.get("consent_needed", []) if isinstance(info, dict) else [],
+    )
 
 
 @get(
@@ -127,7 +133,7 @@ def agents_info(
         bool,
         QueryParameter(description="Ask the LLM servers now, not a recent answer (Check again)."),
     ] = False,
-) -> dict[str, Any]:
+) -> AgentsInfo:
     return describe(web, fresh=fresh)
 
 
@@ -137,14 +143,23 @@ def agents_info(
     sync_to_thread=True,
     summary="The conversation so far",
 )
-def conversation(web: InjectedWebState) -> Response[dict[str, Any]]:
+def conversation(web: InjectedWebState) -> Response[Conversation]:
     messages = web.agents.conversation() if web.agents is not None else []
-    return Response({"messages": messages}, headers={"Cache-Control": "no-store"})
+    return Response(Conversation(messages), headers={"Cache-Control": "no-store"})
 
 
 @post(
     "/api/chat",
-    responses=AGENT_ERROR_RESPONSES,
+    # The annotation (a Stream) cannot say what the lines hold: each is one ChatLine.
+    responses={
+        200: ResponseSpec(
+            data_container=ChatLine,
+            media_type="application/x-ndjson",
+            description="The reply, one JSON object per line.",
+            generate_examples=False,
+        ),
+        **AGENT_ERROR_RESPONSES,
+    },
     sync_to_thread=True,
     status_code=200,
     summary="Ask the passive agent; the reply streams as NDJSON lines",
@@ -166,21 +181,21 @@ def chat(web: InjectedWebState, data: JSONBody[ChatRequest]) -> Stream:
     def notices() -> Iterator[str]:
         # One-time notes, e.g. the model's context is small, or a server cut the request.
         for notice in session.pop_notices():
-            yield json.dumps({"notice": scrub(notice, roots)}) + "\n"
+            yield _line({"notice": scrub(notice, roots)})
 
     def lines() -> Iterator[str]:
         try:
             for piece in pieces:
                 yield from notices()
-                yield json.dumps({"delta": piece}) + "\n"
+                yield _line({"delta": piece})
             yield from notices()
-            yield json.dumps({"done": True}) + "\n"
+            yield _line({"done": True})
         except DuetmlError as exc:  # LLMError above all: one sentence saying what to do
             yield from notices()
-            yield json.dumps({"error": for_page(exc, roots)}) + "\n"
+            yield _line({"error": for_page(exc, roots)})
         except Exception:
             log.exception("the assistant failed")
-            yield json.dumps({"error": GENERIC_500}) + "\n"
+            yield _line({"error": GENERIC_500})
         finally:
             web.changed()
 
@@ -199,7 +214,7 @@ def chat(web: InjectedWebState, data: JSONBody[ChatRequest]) -> Stream:
 )
 async def switch_proactive(
     web: InjectedWebState, request: Request[Any, Any, Any], data: JSONBody[ProactiveSwitch]
-) -> dict[str, Any]:
+) -> AgentsInfo:
     # Litestar would take 0 or "" for false; a switch is true or false, nothing else.
     raw = await request.json()
     if not isinstance(raw, dict) or not isinstance(raw.get("enabled"), bool):
@@ -207,7 +222,7 @@ async def switch_proactive(
     return await sync_to_thread(_switch, web, data.enabled)
 
 
-def _switch(web: WebState, enabled: bool) -> dict[str, Any]:
+def _switch(web: WebState, enabled: bool) -> AgentsInfo:
     session = _session(web)
     session.set_proactive_enabled(enabled)
     if enabled and not web.wake_proactive():
@@ -225,7 +240,7 @@ def _switch(web: WebState, enabled: bool) -> dict[str, Any]:
     summary="Approve an endpoint the agents wait for (off this machine, or chosen by the "
     "project's file), for this project and this user",
 )
-def allow_cloud(web: InjectedWebState, data: JSONBody[CloudConsent]) -> dict[str, Any]:
+def allow_cloud(web: InjectedWebState, data: JSONBody[CloudConsent]) -> AgentsInfo:
     session = _session(web)
     needed = [n.get("endpoint") for n in session.consent_needed()]
     if data.endpoint not in needed:
@@ -243,14 +258,14 @@ def allow_cloud(web: InjectedWebState, data: JSONBody[CloudConsent]) -> dict[str
     status_code=200,
     summary="Apply a change an agent proposed, as one undoable operation",
 )
-def apply_proposal(web: InjectedWebState, data: JSONBody[ProposalChoice]) -> dict[str, Any]:
+def apply_proposal(web: InjectedWebState, data: JSONBody[ProposalChoice]) -> Applied:
     # Only on the user's click: the page posts here from the proposal's button.
     session = _session(web)
     try:
         result = session.apply_proposal(data.proposal)
     finally:
         web.changed()
-    return {"message": scrub(result, (web.project.root,))}
+    return Applied(scrub(result, (web.project.root,)))
 
 
 # The handlers take the server's WebState as `web`, injected by create_app (Litestar's Provide).

@@ -4,8 +4,9 @@ few lines around `duetml.project.Project`, which validates every name and logs e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+import msgspec
 from litestar import Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
@@ -14,9 +15,25 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
-from duetml.health import HealthDict
 from duetml.names import validate_category_name
+from duetml.photo_facts import PhotoFacts
 from duetml.web.errors import ERROR_RESPONSES, scrub
+from duetml.web.payloads import (
+    CategoryListing,
+    CategoryNamed,
+    CategoryPhotos,
+    CategoryRemoved,
+    Duplicate,
+    Merged,
+    PhotoRef,
+    PhotosMoved,
+    PhotosRemoved,
+    Redone,
+    Rejected,
+    StatusPayload,
+    Undone,
+    Uploaded,
+)
 from duetml.web.schema import (
     MAX_IDS,
     CategoryName,
@@ -30,14 +47,6 @@ from duetml.web.state import InjectedWebState, WebState
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # per request; the page sends big batches in several
 UPLOAD_MAX_FILES = 200  # per request
 IMMUTABLE = "private, max-age=31536000, immutable"
-
-
-class StatusPayload(HealthDict):
-    """GET /api/status: `duetml status --json`, with what undo and redo would do and the goal."""
-
-    undo: list[str]
-    redo: list[str]
-    goal: str
 
 
 @dataclass
@@ -116,31 +125,31 @@ async def read_uploads(files: list[UploadFile] | UploadFile | None) -> list[tupl
     sync_to_thread=True,
     summary="Categories with their photos",
 )
-def list_categories(web: InjectedWebState) -> dict[str, Any]:
+def list_categories(web: InjectedWebState) -> CategoryListing:
     return web.once_per_state("categories", lambda: _categories(web))
 
 
-def _categories(web: WebState) -> dict[str, Any]:
+def _categories(web: WebState) -> CategoryListing:
     records, hashes = web.listing()
-    by_category: dict[tuple[str, str], list[dict[str, str]]] = {}
+    by_category: dict[tuple[str, str], list[PhotoRef]] = {}
     for record in records:
         if record.rel in hashes:  # else it vanished while we listed
             by_category.setdefault((record.split, record.category), []).append(
-                {"id": record.rel, "v": hashes[record.rel][:16]}
+                PhotoRef(id=record.rel, v=hashes[record.rel][:16])
             )
-    return {
-        "version": web.data_version(),
-        "categories": [
-            {
-                "name": info.name,
-                "count": info.count,
-                "test_count": info.test_count,
-                "images": by_category.get(("train", info.name), []),
-                "test_images": by_category.get(("test", info.name), []),
-            }
+    return CategoryListing(
+        version=web.data_version(),
+        categories=[
+            CategoryPhotos(
+                name=info.name,
+                count=info.count,
+                test_count=info.test_count,
+                images=by_category.get(("train", info.name), []),
+                test_images=by_category.get(("test", info.name), []),
+            )
             for info in web.project.categories(records)
         ],
-    }
+    )
 
 
 @get(
@@ -149,23 +158,23 @@ def _categories(web: WebState) -> dict[str, Any]:
     sync_to_thread=True,
     summary="Counts, warnings, model and undo",
 )
-def status(web: InjectedWebState) -> dict[str, Any]:
-    return web.once_per_state("status", lambda: dict(_status(web)), model=True)
+def status(web: InjectedWebState) -> StatusPayload:
+    return web.once_per_state("status", lambda: _status(web), model=True)
 
 
 def _status(web: WebState) -> StatusPayload:
     from duetml.health import project_health
 
     project = web.project
-    health = project_health(project, check_files=False, listing=web.listing()).as_dict()
-    for warning in health["warnings"]:  # written for the shell too: say what to click
-        warning["message"] = scrub(warning["message"], (project.root,))
-    return {
-        **health,
-        "undo": project.undo_history()[:5],
-        "redo": project.redo_history()[:5],
-        "goal": project.goal,
-    }
+    health = project_health(project, check_files=False, listing=web.listing())
+    for warning in health.warnings:  # written for the shell too: say what to click
+        warning.message = scrub(warning.message, (project.root,))
+    return StatusPayload(
+        **msgspec.structs.asdict(health),
+        undo=project.undo_history()[:5],
+        redo=project.redo_history()[:5],
+        goal=project.goal,
+    )
 
 
 @post(
@@ -174,47 +183,47 @@ def _status(web: WebState) -> StatusPayload:
     sync_to_thread=True,
     status_code=HTTP_201_CREATED,
 )
-def add_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> dict[str, str]:
+def add_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> CategoryNamed:
     name = web.project.add_category(data.name)
     web.changed()
-    return {"name": name}
+    return CategoryNamed(name)
 
 
 @post("/api/categories/rename", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def rename_category(web: InjectedWebState, data: JSONBody[Rename]) -> dict[str, str]:
+def rename_category(web: InjectedWebState, data: JSONBody[Rename]) -> CategoryNamed:
     name = web.project.rename_category(data.old, data.new)
     web.changed()
-    return {"name": name}
+    return CategoryNamed(name)
 
 
 @post("/api/categories/merge", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def merge_categories(web: InjectedWebState, data: JSONBody[Merge]) -> dict[str, Any]:
+def merge_categories(web: InjectedWebState, data: JSONBody[Merge]) -> Merged:
     if not data.sources or len(data.sources) > 1000:
         raise DuetmlError("Name between 1 and 1000 categories to merge into the target.")
     target = validate_category_name(data.target)
     if {validate_category_name(s) for s in data.sources} <= {target}:
         web.project.category_dir(target)  # 404 if it does not exist; else nothing to do
-        return {"target": target, "moved": 0}
+        return Merged(target, moved=0)
     moved = web.project.merge_categories(data.sources, target)
     web.changed()
-    return {"target": target, "moved": moved}
+    return Merged(target, moved)
 
 
 @post("/api/categories/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def remove_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> dict[str, str]:
+def remove_category(web: InjectedWebState, data: JSONBody[NewCategory]) -> CategoryRemoved:
     web.project.remove_category(data.name)
     web.changed()
-    return {"removed": data.name}
+    return CategoryRemoved(data.name)
 
 
 @post("/api/images/move", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def move_images(web: InjectedWebState, data: JSONBody[MoveImages]) -> dict[str, Any]:
+def move_images(web: InjectedWebState, data: JSONBody[MoveImages]) -> PhotosMoved:
     try:
         moved = web.project.move_images(_ids(data.images), data.category)
     except OSError:
         raise NotFoundError("There is no such image in this project.") from None
     web.changed()
-    return {"moved": moved}
+    return PhotosMoved(moved)
 
 
 @post(
@@ -224,13 +233,13 @@ def move_images(web: InjectedWebState, data: JSONBody[MoveImages]) -> dict[str, 
     status_code=200,
     summary="Move photos between the training and the test set",
 )
-def move_to_split(web: InjectedWebState, data: JSONBody[MoveToSplit]) -> dict[str, Any]:
+def move_to_split(web: InjectedWebState, data: JSONBody[MoveToSplit]) -> PhotosMoved:
     try:
         moved = web.project.move_to_split(_ids(data.images), data.split)
     except OSError:
         raise NotFoundError("There is no such image in this project.") from None
     web.changed()
-    return {"moved": moved}
+    return PhotosMoved(moved)
 
 
 # A POST, as /api/evaluation: the model's answer may compute and cache the photo's features.
@@ -241,23 +250,23 @@ def move_to_split(web: InjectedWebState, data: JSONBody[MoveToSplit]) -> dict[st
     status_code=200,
     summary="A photo's category, set, date added and the model's answer",
 )
-def photo_facts(web: InjectedWebState, data: JSONBody[OnePhoto]) -> dict[str, Any]:
+def photo_facts(web: InjectedWebState, data: JSONBody[OnePhoto]) -> PhotoFacts:
     from duetml.photo_facts import photo_facts as facts_of
 
     try:
-        return facts_of(web.project, data.image).as_dict()
+        return facts_of(web.project, data.image)
     except OSError:
         raise NotFoundError("There is no such image in this project.") from None
 
 
 @post("/api/images/remove", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def remove_images(web: InjectedWebState, data: JSONBody[PhotoList]) -> dict[str, int]:
+def remove_images(web: InjectedWebState, data: JSONBody[PhotoList]) -> PhotosRemoved:
     try:
         removed = web.project.remove_images(_ids(data.images))
     except OSError:
         raise NotFoundError("There is no such image in this project.") from None
     web.changed()
-    return {"removed": removed}
+    return PhotosRemoved(removed)
 
 
 @post(
@@ -276,31 +285,36 @@ async def upload(
         Literal["train", "test"],
         QueryParameter(description="`test` adds them to the category's test set."),
     ] = "train",
-) -> dict[str, Any]:
+) -> Uploaded:
     items = await read_uploads(data.files)
     report = await sync_to_thread(web.project.add_image_bytes, category, items, split)
     web.changed()
-    return report.as_dict()
+    return Uploaded(
+        added=report.added,
+        duplicates=[Duplicate(source, existing) for source, existing in report.duplicates],
+        rejected=[Rejected(source, reason) for source, reason in report.rejected],
+        skipped_links=report.skipped_links,
+    )
 
 
 @post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def undo(web: InjectedWebState) -> dict[str, str]:
+def undo(web: InjectedWebState) -> Undone:
     undone = web.project.undo_once()
     web.changed()
     if undone.interrupted:
         # Its reversal was the undo; the page says "Undone: <this>."
-        return {
-            "undone": f"{undone.summary}, which an earlier duetml left half done "
+        return Undone(
+            f"{undone.summary}, which an earlier duetml left half done "
             "(reversing it was the undo; nothing older was undone)"
-        }
-    return {"undone": undone.summary}
+        )
+    return Undone(undone.summary)
 
 
 @post("/api/redo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)
-def redo(web: InjectedWebState) -> dict[str, str]:
+def redo(web: InjectedWebState) -> Redone:
     redone = web.project.redo()
     web.changed()
-    return {"redone": redone}
+    return Redone(redone)
 
 
 @get(

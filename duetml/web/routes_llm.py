@@ -21,6 +21,7 @@ from litestar.params import JSONBody, KwargDefinition
 from duetml.errors import page_wording
 from duetml.llm.registry import MODEL_NAME_PATTERN
 from duetml.web.errors import AGENT_ERROR_RESPONSES, scrub
+from duetml.web.payloads import LLMSettings, OllamaServer
 from duetml.web.routes_agents import describe, public_description
 from duetml.web.state import InjectedWebState, WebState
 
@@ -38,7 +39,7 @@ class LLMChoice:
     ] = ""
 
 
-def _settings(web: WebState) -> dict[str, Any]:
+def _settings(web: WebState) -> LLMSettings:
     from duetml.agents.status import llm_status
     from duetml.llm.config import ENV_VARS
 
@@ -53,7 +54,7 @@ def _settings(web: WebState) -> dict[str, Any]:
         # An environment variable in the shell that started the server wins over the file.
         shown["overridden_by"] = ENV_VARS[agent] if os.environ.get(ENV_VARS[agent]) else None
         agents[agent] = shown
-    ollama = [
+    ollama: list[OllamaServer] = [
         {
             "endpoint": server["endpoint"],
             "reachable": server["reachable"],
@@ -72,7 +73,7 @@ def _settings(web: WebState) -> dict[str, Any]:
     sync_to_thread=True,
     summary="Each agent's provider and model, and the models a reachable Ollama has",
 )
-def llm_settings(web: InjectedWebState) -> dict[str, Any]:
+def llm_settings(web: InjectedWebState) -> LLMSettings:
     return _settings(web)
 
 
@@ -85,14 +86,14 @@ def llm_settings(web: InjectedWebState) -> dict[str, Any]:
     status_code=200,
     summary="Choose an agent's provider and model, as the CLI's llm use does (approves nothing)",
 )
-def choose_llm(web: InjectedWebState, data: JSONBody[LLMChoice]) -> dict[str, Any]:
+def choose_llm(web: InjectedWebState, data: JSONBody[LLMChoice]) -> LLMSettings:
     from duetml.agents import choice
 
     model = data.model.strip()
     spec = data.provider if data.provider == "none" or not model else f"{data.provider}:{model}"
     choice.choose(web.project, data.agent, spec, keep_endpoint=True)
     web.changed()  # re-reads duetml.toml and refreshes the agents before answering
-    return {**_settings(web), "consent_needed": describe(web)["consent_needed"]}
+    return {**_settings(web), "consent_needed": describe(web).consent_needed}
 
 
 LLM_ROUTES = [llm_settings, choose_llm]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
+from litestar.openapi import ResponseSpec
 from litestar.params import KwargDefinition, MultipartBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from duetml.web.errors import ERROR_RESPONSES, error_response
+from duetml.web.errors import ERROR_RESPONSES, ErrorPayload, error_response
 from duetml.web.guard import sent_by_another_site
 from duetml.web.jobs import TrainState
+from duetml.web.payloads import EvaluationPayload, PredictionPayload, Predictions
 from duetml.web.routes_data import read_uploads
 from duetml.web.state import InjectedWebState, WebState
 
@@ -60,7 +62,7 @@ async def predict(
     live: Annotated[
         bool, QueryParameter(description="A frame of the page's live camera: logged in summary")
     ] = False,
-) -> dict[str, Any]:
+) -> Predictions:
     from duetml.errors import DuetmlError
     from duetml.prediction import predict_sources
 
@@ -77,18 +79,29 @@ async def predict(
     )
     if live:
         web.note_live_predictions(predictions)
-    return {"predictions": [p.as_dict() for p in predictions]}
+    return {"predictions": [cast(PredictionPayload, p.as_dict()) for p in predictions]}
 
 
 @get(
     "/api/export",
-    responses=ERROR_RESPONSES,
+    # Declared here: the refusal below is a JSON response, so the annotation cannot say it.
+    responses={
+        200: ResponseSpec(
+            data_container=bytes,
+            media_type="application/zip",
+            description="The zip file.",
+            generate_examples=False,
+        ),
+        **ERROR_RESPONSES,
+    },
     sync_to_thread=True,
     media_type="application/zip",
     summary="The trained model as a zip: model.onnx, labels.json, predict.py, README.md",
     description="The same files as `duetml export`, in one folder inside the zip.",
 )
-def export_zip(web: InjectedWebState, request: Request[Any, Any, Any]) -> Response[Any]:
+def export_zip(
+    web: InjectedWebState, request: Request[Any, Any, Any]
+) -> Response[bytes] | Response[ErrorPayload]:
     from duetml.errors import NoModelError
     from duetml.export import archive_name, export_archive
     from duetml.prediction import model_path
@@ -126,7 +139,7 @@ def export_zip(web: InjectedWebState, request: Request[Any, Any, Any]) -> Respon
     status_code=200,
     summary="Evaluate the model: precision, recall, confusion matrix",
 )
-def evaluation(web: InjectedWebState) -> Response[dict[str, Any]]:
+def evaluation(web: InjectedWebState) -> Response[EvaluationPayload]:
     report = web.evaluation(lambda: _evaluate(web))
     return Response(report, headers={"Cache-Control": "no-store"})
 
@@ -135,7 +148,7 @@ def evaluation(web: InjectedWebState) -> Response[dict[str, Any]]:
 MODEL_ROUTES = [start_training, training_state, predict, export_zip, evaluation]
 
 
-def _evaluate(web: WebState) -> dict[str, Any]:
+def _evaluate(web: WebState) -> EvaluationPayload:
     """The core's report, plus the photos behind every cell of the confusion matrix."""
     from duetml.evaluation import evaluate_project
     from duetml.prediction import load_model
@@ -164,4 +177,4 @@ def _evaluate(web: WebState) -> dict[str, Any]:
         {"true": key.split("\t")[0], "predicted": key.split("\t")[1], "images": rels}
         for key, rels in cells.items()
     ]
-    return report
+    return cast(EvaluationPayload, report)

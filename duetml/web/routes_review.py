@@ -10,15 +10,16 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, cast
 
 from litestar import Response, get, post
 from litestar.params import JSONBody, KwargDefinition
 
 from duetml.errors import DuetmlError
 from duetml.project import Project
-from duetml.review import ReviewDict
+from duetml.review import Review
 from duetml.web.errors import ERROR_RESPONSES
+from duetml.web.payloads import Applied, Kept, MapFinding, PhotoMapPayload
 from duetml.web.state import InjectedWebState
 
 log = logging.getLogger("duetml.web")
@@ -73,7 +74,7 @@ class DismissFindings:
     "into categories), test (1 for a test photo), flag (an index into findings, -1 if "
     "none). `computing` is true while the layout is being computed: ask again shortly.",
 )
-def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
+def photo_map(web: InjectedWebState) -> Response[PhotoMapPayload]:
     from duetml.datamap import layout_path, map_inputs, photo_map
     from duetml.prediction import model_path
 
@@ -106,7 +107,7 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     result["computing"] = computing or maps.running
     result["error"] = None if computing else maps.error
     log.debug("map answered in %.2f s", time.perf_counter() - started)
-    return Response(result, headers={"Cache-Control": "no-store"})
+    return Response(cast(PhotoMapPayload, result), headers={"Cache-Control": "no-store"})
 
 
 @get(
@@ -117,16 +118,16 @@ def photo_map(web: InjectedWebState) -> Response[dict[str, Any]]:
     description="Read-only: photos whose features are not cached yet are left out "
     "(`unreviewed`), never extracted here.",
 )
-def review(web: InjectedWebState) -> Response[ReviewDict]:
+def review(web: InjectedWebState) -> Response[Review]:
     from duetml.review import review_project
 
     project = web.project
     # Once per project state (photos, model, kept-as-is findings, cached features): at 26,000
     # photos a review walks and hashes every photo, and every page load asks for it.
     features = project.state_dir / "cache" / f"features-{project.backbone}.npz"
-    answer: ReviewDict = web.once_per_state(
+    answer = web.once_per_state(
         "review",
-        lambda: review_project(project, extract=False, hashes=web.listing()[1]).as_dict(),
+        lambda: review_project(project, extract=False, hashes=web.listing()[1]),
         model=True,
         files=(features,),
     )
@@ -141,14 +142,14 @@ def review(web: InjectedWebState) -> Response[ReviewDict]:
     summary="Apply a finding's suggestion to the chosen photos (or remove or keep them): one "
     "undoable operation",
 )
-def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]:
+def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> Applied:
     from duetml.review import apply_finding
 
     message = apply_finding(
         web.project, data.id, extract=False, photos=data.photos, action=data.action
     )
     web.changed()
-    return {"message": message}
+    return Applied(message)
 
 
 @post(
@@ -158,14 +159,14 @@ def apply(web: InjectedWebState, data: JSONBody[ApplyFinding]) -> dict[str, str]
     status_code=200,
     summary="Keep findings (or chosen photos of one) as they are: undoable, not raised again",
 )
-def dismiss(web: InjectedWebState, data: JSONBody[DismissFindings]) -> dict[str, Any]:
+def dismiss(web: InjectedWebState, data: JSONBody[DismissFindings]) -> Kept:
     from duetml.review import keep_findings
 
     if not 1 <= len(data.ids) <= MAX_FINDINGS:
         raise DuetmlError(f"Name between 1 and {MAX_FINDINGS} findings to keep as they are.")
     count, message = keep_findings(web.project, data.ids, photos=data.photos, extract=False)
     web.changed()
-    return {"dismissed": count, "message": message}
+    return Kept(count, message)
 
 
 REVIEW_ROUTES = [photo_map, review, apply, dismiss]
@@ -180,7 +181,7 @@ def _mtime(path: Path) -> int:
 
 def _flags(
     project: Project, hashes: dict[str, str] | None = None
-) -> tuple[list[dict[str, str]], dict[str, int]]:
+) -> tuple[list[MapFinding], dict[str, int]]:
     """The review's findings that point at photos (id, kind, message) and, per photo, the
     index of its most important one: the map rings those photos and says why on hover."""
     from duetml.review import review_project
@@ -189,7 +190,7 @@ def _flags(
         findings = review_project(project, extract=False, hashes=hashes).findings
     except (DuetmlError, KeyError):  # KeyError: a photo came while we listed; next time
         return [], {}
-    listed: list[dict[str, str]] = []
+    listed: list[MapFinding] = []
     flags: dict[str, int] = {}
     for finding in findings:  # most important first
         if not finding.photos:

@@ -63,7 +63,7 @@ class WebState:
         self._folders: dict[tuple[str, str], tuple[int, list[ImageRecord], dict[str, str]]] = {}
         self._listing_lock = threading.Lock()
         self._answers: dict[str, tuple[tuple[str, ...], Any]] = {}
-        self._eval_cache: tuple[tuple[str, str], dict[str, Any]] | None = None
+        self._eval_cache: tuple[tuple[str, str], Any] | None = None
         self._eval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._timer: ProactiveTimer | None = None
@@ -335,11 +335,11 @@ class WebState:
         return copy.copy(answer)
 
     # ----- evaluation, computed once per model and data version ---------------------------
-    def evaluation(self, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def evaluation(self, compute: Callable[[], Answer]) -> Answer:
         key = (self.model_version(), self.data_version())
         with self._eval_lock:
             if self._eval_cache is not None and self._eval_cache[0] == key:
-                return self._eval_cache[1]
+                return cast(Answer, self._eval_cache[1])
             report = compute()
             self._eval_cache = (key, report)
             return report
