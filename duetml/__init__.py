@@ -7,6 +7,7 @@ Data: a project is a plain folder of photos plus duetml's state
     project      the project: categories, photos, every change (undoable, logged)
     importing    photos coming in: one pipeline for add, uploads and `init --from`
     journal      the undo journal, written ahead, so even a killed change is reversed
+    journal_format   the shapes of its two files and their checks, damage by damage
     images       decoding photos the same safe way everywhere; thumbnails; content hashes
     names        validation of every name and path that reaches the file system
     atomic       crash-safe writes (temp file, fsync, rename)
@@ -28,9 +29,12 @@ Model: frozen CNN features and an SVM on top
     prediction   the project's model file (load, stale?) and classifying photos: `predict`
     evaluation   the test set's or the cross-validation's figures: `eval`
     health       what would hurt a model, found before training (`duetml status`)
-    review       the data review: likely mislabels, outliers, near-duplicates, leaks
+    review/      the data review: likely mislabels, copies, off-topic photos, poor photos,
+                 leaks, overlapping categories (one module per detector); its fixes; its cache
     datamap      the map of all photos: cached features laid out in 2-D
     demo         the demo project, from photos that ship in the package
+    export       the model as one ONNX file with a predict.py beside it (`duetml export`)
+study/: running a user study (the paper's): design, sessions, questionnaires, ratings, report
 agents/: the two assistants beside the user (session: both agents of one open project)
     passive, proactive     the agent that answers and the one that speaks up (and its looks)
     providers, notices     each agent's provider, readiness, consent; one-time notices

@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict, TypeGuard
+from typing import Any
 
 from duetml import atomic
 from duetml.errors import (
@@ -54,6 +54,16 @@ from duetml.errors import (
     NothingToUndoError,
     UndoSkippedError,
 )
+from duetml.journal_format import (
+    Begin,
+    CreateStep,
+    Entry,
+    MoveStep,
+    Step,
+    entry_problem,
+    is_redo,
+    step_is_valid,
+)
 from duetml.names import resolve_inside
 from duetml.paths import user_home
 
@@ -62,53 +72,6 @@ PENDING_FILE = "journal.pending.jsonl"
 DAMAGED_PREFIX = "journal-damaged-"
 JOURNAL_LIMIT = 100
 ORIGIN_KEY_FILE = "undo-origins.key"
-
-
-# The files' shapes: TypedDicts, not Structs, since journal.json is rewritten whole and a dict
-# keeps fields a newer duetml added, which a Struct would drop. A file from elsewhere is checked
-# field by field (entry_problem, _step_is_valid), each damage with its own sentence.
-MoveStep = TypedDict("MoveStep", {"op": Literal["move"], "from": str, "to": str})
-
-
-class CreateStep(TypedDict):
-    op: Literal["create"]
-    to: str
-
-
-class FolderStep(TypedDict):
-    op: Literal["mkdir", "rmdir"]
-    path: str
-
-
-Step = MoveStep | CreateStep | FolderStep  # one line of journal.pending.jsonl
-
-
-class _Begun(TypedDict):
-    op: Literal["begin"]
-    id: str
-    kind: str
-    summary: str
-
-
-class Begin(_Begun, total=False):  # the first line of journal.pending.jsonl
-    undoes: str | None  # the id of the entry an undo or a redo reverts (it goes at commit)
-
-
-class _Recorded(TypedDict):
-    id: str
-    ts: float
-    kind: str
-    summary: str
-    # [source, destination], relative to the project (a list in JSON); None: an import.
-    moves: list[tuple[str | None, str]]
-    made_dirs: list[str]
-    removed_dirs: list[str]
-
-
-class Entry(_Recorded, total=False):  # one change in journal.json, which undo reverts
-    origins: dict[str, list[str]]  # photo -> [where `add --move` took it from, signature]
-    returned: dict[str, list[str]]  # in the trash -> [origin, signature, content hash]
-    redo: bool  # it records an undo: redo reverts it
 
 
 @dataclass
@@ -355,7 +318,7 @@ class UndoJournal:
                 continue
             if number == 0 and step.get("op") == "begin":
                 begin = step
-            elif _step_is_valid(step):
+            elif step_is_valid(step):
                 steps.append(step)
         ids = {e.get("id") for e in self.load()[0] if isinstance(e, dict)}
         if "undoes" in begin:
@@ -458,6 +421,12 @@ class UndoJournal:
         return self._revert_last(redo=True)
 
     def _revert_last(self, redo: bool) -> str:
+        entries, place = self._last_revertible(redo)
+        return self._revert(entries, place, redo)
+
+    def _last_revertible(self, redo: bool) -> tuple[list[Entry], int]:
+        """The journal's entries and the place of the one an undo (or redo) takes back next;
+        an unreadable history or an entry that cannot be taken back is an error that says so."""
         self.recover()
         entries, problem = self.load()
         verb = "redo" if redo else "undo"
@@ -490,6 +459,13 @@ class UndoJournal:
                 web=f"{name} cannot be {verb}ne ({reason}): it was taken off the {verb} list, "
                 f"and {verb.capitalize()} now takes the {which} before it.",
             )
+        return entries, place
+
+    def _revert(self, entries: list[Entry], place: int, redo: bool) -> str:
+        """Take back entry `place` as one journalled operation (itself undoable), then send
+        photos `add --move` took back where they came from; its summary."""
+        entry = entries[place]
+        verb = "redo" if redo else "undo"
         if not isinstance(entry.get("id"), str):  # the commit of the undo names it by its id
             entry["id"] = uuid.uuid4().hex[:12]
             atomic.write_text(self.path, json.dumps(entries))
@@ -597,48 +573,8 @@ class UndoJournal:
         return folder
 
 
-def is_redo(entry: Any) -> bool:
-    """An entry recording an undo, which redo reverts (it is not on the undo list)."""
-    return isinstance(entry, dict) and entry.get("redo") is True
-
-
 def images_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def entry_problem(entry: Any) -> str | None:
-    """Why a journal entry cannot be undone as it stands, or None."""
-    if not isinstance(entry, dict):
-        return "its record is damaged"
-    if not isinstance(entry.get("summary"), str):
-        return "its record has no description"
-    moves = entry.get("moves")
-    if not isinstance(moves, list) or not all(
-        isinstance(m, list)
-        and len(m) == 2
-        and (m[0] is None or isinstance(m[0], str))
-        and isinstance(m[1], str)
-        for m in moves
-    ):
-        return "its list of moved files is damaged"
-    for key in ("made_dirs", "removed_dirs"):
-        value = entry.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return "its list of folders is damaged"
-    entry.setdefault("made_dirs", [])
-    entry.setdefault("removed_dirs", [])
-    return None
-
-
-def _step_is_valid(step: dict[str, Any]) -> TypeGuard[Step]:
-    op = step.get("op")
-    if op == "move":
-        return isinstance(step.get("from"), str) and isinstance(step.get("to"), str)
-    if op == "create":
-        return isinstance(step.get("to"), str)
-    if op in ("mkdir", "rmdir"):
-        return isinstance(step.get("path"), str)
-    return False
 
 
 def _exists(path: Path) -> bool:

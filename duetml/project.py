@@ -48,9 +48,6 @@ from duetml.settings import (
 if TYPE_CHECKING:
     from duetml.backbones import Backbone
 
-# The predict command imports it from here (cli/model_cmds.py, which other branches edit).
-_expand_sources = importing.expand_sources
-
 STATE_DIR = ".duetml"
 SPLITS = ("train", "test")
 DATA_LOCK_TIMEOUT = 15.0

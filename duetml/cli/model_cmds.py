@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from duetml.evaluation import EvalReport
     from duetml.features import Progress as ExtractionProgress
+    from duetml.prediction import Prediction
     from duetml.project import Project
     from duetml.training import TrainReport
 
@@ -274,7 +275,7 @@ def predict(
     Exit codes: 0 all classified; 3 no model yet; 8 some photos could not be read.
     """
     _open_session_early(project)
-    from duetml.abstention import REASON_TEXT
+    from duetml.importing import expand_sources
     from duetml.prediction import (
         PREDICTION_EXTRAS,
         load_model,
@@ -282,7 +283,6 @@ def predict(
         vanished_categories,
         vanished_warning,
     )
-    from duetml.project import _expand_sources
 
     # duetml.cli.main turned the cyclic collector off for these imports (see there): what
     # they made lives as long as the process, so it is set aside from later collections.
@@ -294,7 +294,7 @@ def predict(
     warning = vanished_warning(vanished) if vanished else None
     if warning:
         say(f"Warning: {warning}")
-    files, expand = _expand_sources(paths)
+    files, expand = expand_sources(paths)
     predictions = (
         predict_sources(
             proj,
@@ -308,6 +308,25 @@ def predict(
         else []
     )
     problems = [{"image": s, "error": r} for s, r in expand.rejected]
+    _print_predictions(predictions, problems, warning, json_=json_, csv_=csv_)
+    sys.stdout.flush()
+    if problems or any(p.error for p in predictions) or not files:
+        if not files and not problems:
+            say("Error: no photos found in what you gave: pass image files or folders.")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_predictions(
+    predictions: list[Prediction],
+    problems: list[dict[str, str]],
+    warning: str | None,
+    *,
+    json_: bool,
+    csv_: bool,
+) -> None:
+    """Each photo's answer as --json, --csv or text; the photos that could not be read last."""
+    from duetml.abstention import REASON_TEXT
+
     if json_:
         rows = [p.as_dict() for p in predictions] + problems
         data = [{**row, "model_warning": warning} for row in rows] if warning else rows
@@ -339,11 +358,6 @@ def predict(
                 print(f"{p.source}: {ranked}")
         for pr in problems:
             print(f"{pr['image']}: {pr['error']}")
-    sys.stdout.flush()
-    if problems or any(p.error for p in predictions) or not files:
-        if not files and not problems:
-            say("Error: no photos found in what you gave: pass image files or folders.")
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 backbones_app = typer.Typer(
