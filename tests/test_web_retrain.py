@@ -42,3 +42,30 @@ def test_the_page_says_what_a_quick_retrain_accuracy_is_made_of(
         page.locator("#train-message").screenshot(path=str(tmp_path / "retrain.png"))
         context.close()
     assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)
+
+
+def test_a_late_answer_to_train_does_not_empty_the_finished_message(
+    browser: Any, watch: Watch, trained_demo: Path
+) -> None:
+    """On a loaded machine the change signal can bring a training's end before the answer to
+    the Train click, which still says "running": that stale answer must not wipe the result
+    (it did, and test_web_retrain's first test timed out on CI-like load)."""
+    held: list[tuple[Any, Any]] = []
+
+    def hold(route: Any) -> None:  # the real answer, fetched now, handed to the page later
+        held.append((route, route.fetch()))
+
+    with serving(trained_demo, baseline=True) as server:
+        context, page = open_page(browser, server.url, watch)
+        page.route("**/api/train", hold)
+        page.click("#train-btn")
+        message = page.locator("#train-message.message-success")
+        expect(message).to_contain_text("Trained on")  # from the change signal alone
+        assert len(held) == 1
+        route, answer = held[0]
+        assert answer.json()["state"] == "running"
+        route.fulfill(response=answer)
+        page.wait_for_function("() => !document.querySelector('#train-btn').disabled")
+        expect(message).to_contain_text("Trained on")
+        context.close()
+    assert not watch.dialogs and not watch.errors, (watch.dialogs, watch.errors)

@@ -45,8 +45,11 @@ function showTrainMessage(text, kind = "info") {
 }
 
 export function renderTrain(job) {
-  store.train = job;
   const running = job.state === "running";
+  // The answer to "Train" says "running"; on a loaded machine the change signal can bring the
+  // same run's end first. That run is over: its stale "running" must not empty the message.
+  if (running && job.run === lastRun) return;
+  store.train = job;
   const button = $("#train-btn");
   button.disabled = running;
   button.textContent = running ? "Training…" : "Train";
