@@ -184,6 +184,7 @@ def test_pull_refuses_a_file_with_the_wrong_hash(
         server.shutdown()
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_missing_weights_name_the_three_ways_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

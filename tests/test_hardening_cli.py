@@ -116,6 +116,7 @@ def test_a_hash_cache_of_the_wrong_json_type_is_read_as_absent(tmp_path: Path, t
     assert expected.keys() <= json.loads(index.read_text()).keys()
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_training_survives_a_deeply_nested_hash_cache(tmp_path: Path) -> None:
     from helpers import make_project
 
@@ -131,6 +132,7 @@ def test_training_survives_a_deeply_nested_hash_cache(tmp_path: Path) -> None:
     [*WRONG_JSON, '{"approvals": 5}', '{"approvals": [' + DEEP + "]}"],
     ids=range(len(WRONG_JSON) + 2),
 )
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_an_approvals_file_of_the_wrong_json_type_approves_nothing_and_crashes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:

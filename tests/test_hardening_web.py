@@ -228,6 +228,7 @@ def test_a_hard_link_planted_in_the_thumbnail_cache_is_not_served(
     assert cached.read_bytes().startswith(JPEG_START)  # the link replaced by a real thumbnail
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 @pytest.mark.browser
 def test_the_page_takes_the_token_out_of_the_address_bar(project: Project) -> None:
     """Issue 17, item 7: the access token stayed in the address bar (history, a shared

@@ -134,6 +134,7 @@ def test_the_older_dismissed_file_is_still_read(project: Project) -> None:
     assert group.id not in {f.id for f in review_project(project).findings}
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_cli_lists_each_photo_and_applies_and_keeps_chosen_ones(project: Project) -> None:
     where = str(project.root)
     group = copies(project)

@@ -177,6 +177,7 @@ def test_ratings_are_blind_and_shuffled_per_rater(tmp_path: Path) -> None:
         save_rating(study, "../x", one[0], {i.id: 3 for i in EQ.items})
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_the_cli_makes_reports_and_replays(tmp_path: Path) -> None:
     folder = tmp_path / "s"
     made = run_duetml("study", "init", str(folder), "--participants", "4", "--seed", "9")

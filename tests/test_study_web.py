@@ -106,6 +106,7 @@ def test_unprompted_advice_comes_only_while_the_task_runs_and_carries_it(study: 
     assert counted["questions_chat"] == 0
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 def test_serve_study_on_the_command_line(study: Study) -> None:
     import subprocess
     import sys

@@ -487,6 +487,7 @@ def test_map_draws_every_photo_shows_it_on_hover_and_moves_a_drawn_selection(
     assert not watch.errors and not watch.dialogs
 
 
+@pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)
 @pytest.mark.browser
 def test_review_panel_removes_one_copy_and_undo_brings_back_a_kept_finding(
     browser: Any, watch: Watch, planted_root: Path
