@@ -193,10 +193,10 @@ class FeatureExtractor:
             self._session = open_session(self.backbone)
         return self._session
 
-    def run(self, photos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 (n, 224, 224, 3) -> (features, ImageNet logits)."""
-        features, logits = self.session.run(None, {"photos": photos})
-        return features, logits
+    def run(self, photos: np.ndarray) -> np.ndarray:
+        """uint8 (n, 224, 224, 3) -> features (the session computes nothing else)."""
+        features: np.ndarray = self.session.run(["features"], {"photos": photos})[0]
+        return features
 
     def extract(
         self,
@@ -238,7 +238,7 @@ class FeatureExtractor:
                 good = [(index, pixels) for index, pixels, _ in decoded if pixels is not None]
                 vectors = {}
                 if good:
-                    features, _ = self.run(np.stack([d[1] for d in good]))
+                    features = self.run(np.stack([d[1] for d in good]))
                     vectors = {d[0]: features[k] for k, d in enumerate(good)}
                 for index, _, reason in decoded:
                     yield index, vectors.get(index), reason

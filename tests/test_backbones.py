@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import DEMO_DATA, need_torch
+from helpers import DEMO_DATA, demo_photos, need_torch
 
 from duetml import backbones
 from duetml.backbones import BACKBONES, get_backbone
@@ -35,13 +35,23 @@ def _coffee_photo() -> np.ndarray:
     return load_square(buffer.getvalue(), backbones.INPUT_SIZE)
 
 
+def whole_network(backbone: backbones.Backbone, photos: np.ndarray) -> list[np.ndarray]:
+    """(features, ImageNet logits) of the backbone's ONNX file as it is, head included."""
+    import onnxruntime as ort
+
+    path = str(backbones.model_file(backbone))
+    outputs: list[np.ndarray] = ort.InferenceSession(path).run(None, {"photos": photos})
+    return outputs
+
+
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_imagenet_head_recognises_coffee(name: str) -> None:
     backbone = get_backbone(name)
     if backbones.find_weights(backbone) is None:
         pytest.skip(f"{name} weights are not on this machine (no network here to download them)")
-    features, logits = FeatureExtractor(backbone).run(_coffee_photo()[None])
+    features, logits = whole_network(backbone, _coffee_photo()[None])
     assert features.shape == (1, backbone.feature_dim)
+    assert np.array_equal(FeatureExtractor(backbone).run(_coffee_photo()[None]), features)
     top = np.argsort(-logits[0])[:2]
     assert top[0] in {ESPRESSO, CUP, COFFEE_MUG}, f"{name} thinks coffee is ImageNet class {top}"
 
@@ -159,9 +169,10 @@ def test_pull_downloads_checks_and_caches(
         assert seen[-1] == (small_weights.stat().st_size, small_weights.stat().st_size)
         assert backbones.find_weights(backbone) == path
         # The exported network runs and gives features of the right size.
-        session = backbones.open_session(backbone)
-        features, logits = session.run(None, {"photos": np.zeros((2, 224, 224, 3), np.uint8)})
+        features, logits = whole_network(backbone, np.zeros((2, 224, 224, 3), np.uint8))
         assert features.shape == (2, 576) and logits.shape == (2, 1000)
+        session = backbones.open_session(backbone)  # what extraction runs: the features only
+        assert [o.name for o in session.get_outputs()] == ["features"]
     finally:
         server.shutdown()
 
@@ -233,3 +244,16 @@ def test_weights_in_torch_hub_cache_are_found(
         get_backbone("mobilenet-v3-small"), weights_file=small_weights.name
     )
     assert backbones.find_weights(backbone) == hub / small_weights.name
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
+def test_sessions_compute_the_features_of_the_whole_network_bit_for_bit(precision: str) -> None:
+    """Sessions load a features-only graph (the ImageNet head left out, for a quicker start):
+    on real photos its features are the whole network's, so cached features stay valid."""
+    backbone = get_backbone("efficientnet-lite0", precision)
+    photos = np.stack([load_square(p, backbones.INPUT_SIZE) for p in demo_photos("hat")[:4]])
+    features, logits = whole_network(backbone, photos)
+    session = backbones.open_session(backbone)
+    assert [o.name for o in session.get_outputs()] == ["features"]
+    ours = session.run(["features"], {"photos": photos})[0]
+    assert np.array_equal(ours, features) and logits.shape == (4, 1000)

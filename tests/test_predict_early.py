@@ -76,7 +76,7 @@ def test_an_extractor_takes_the_early_session_at_its_first_batch() -> None:
     early = sessions._EARLY[backbone.key]
     extractor = FeatureExtractor(backbone)
     assert sessions.session_begun(backbone)  # not taken yet
-    features, _ = extractor.run(PHOTO)
+    features = extractor.run(PHOTO)
     assert extractor.session is early.session
     assert not sessions.session_begun(backbone)
     np.testing.assert_array_equal(

@@ -486,9 +486,14 @@ def test_the_shipped_imagenet_head_is_the_backbones_own_last_layer(trained_demo:
     head = imagenet_head(project.backbone)
     assert head is not None and head[0].shape == (1000, 1280)
     photos = [r.path for r in project.images("train")[:6]]
-    features, logits = extractor_for(project.feature_backbone).run(
-        np.stack([load_square(p, INPUT_SIZE) for p in photos])
-    )
+    import onnxruntime as ort
+
+    from duetml.backbones import model_file
+
+    squares = np.stack([load_square(p, INPUT_SIZE) for p in photos])
+    session = ort.InferenceSession(str(model_file(project.feature_backbone)))
+    features, logits = session.run(None, {"photos": squares})  # the network's own head
+    assert np.array_equal(extractor_for(project.feature_backbone).run(squares), features)
     ours = features @ head[0].T + head[1]
     assert np.array_equal(ours.argmax(1), logits.argmax(1))
     assert np.abs(ours - logits).max() < 0.05 * np.abs(logits).max()

@@ -12,7 +12,7 @@ once per machine, in the user cache: that needs the `torch` extra
 The ONNX graph takes uint8 HWC photos (the central square at 224 x 224) and does the
 backbone's own normalisation inside, so no caller can get the preprocessing wrong. It has two
 outputs: the pooled features (what the SVM sees) and the ImageNet logits (used to prove the
-weights are the real ones).
+weights are the real ones). Sessions run a features-only copy, optimised once per machine.
 
 Each backbone runs at one of two precisions. "fp32" is the exported graph itself. "int8" is
 that graph quantized once per machine with ONNX Runtime's static QDQ quantization (int8
