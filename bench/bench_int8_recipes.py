@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from duetml.backbones import INPUT_SIZE, get_backbone
-from duetml.backbones.int8 import _scalar_normalisation, calibration_photos
+from duetml.backbones.int8 import _scalar_normalisation, calibration_photos, quantize_qdq
 from duetml.backbones.weights import ensure_onnx
 from duetml.demo import DEMO_DATA
 from duetml.images import load_square
@@ -99,14 +99,6 @@ def features(model: Path, squares: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def quantize(name: str, prepared: Path) -> Path:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     method, count, fp32_layers, reduce_range = RECIPES[name]
     path = WORK / f"int8-{name}.onnx"
     if path.is_file():
@@ -120,37 +112,17 @@ def quantize(name: str, prepared: Path) -> Path:
     graph = onnx.load(str(prepared)).graph
     convs = [n.name for n in graph.node if n.op_type == "Conv"]
     excluded = [convs[0], convs[-1]] if fp32_layers == "ends" else []
-
-    class Photos(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.photos = iter(photos)
-
-        def get_next(self) -> dict[str, object] | None:
-            photo = next(self.photos, None)
-            return None if photo is None else {"photos": load_square(photo, INPUT_SIZE)[None]}
-
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
-    extra = {"CalibPercentile": 99.999} if method == "percentile" else {}
+    extra: dict[str, object] = {"CalibPercentile": 99.999} if method == "percentile" else {}
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_static(
-            str(prepared),
-            str(path),
-            Photos(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            nodes_to_exclude=excluded,
-            extra_options=extra,
-        )
+    quantize_qdq(
+        prepared,
+        path,
+        photos,
+        reduce_range=reduce_range,
+        method=method,
+        nodes_to_exclude=excluded,
+        extra_options=extra,
+    )
     print(
         f"  {name}: quantized in {time.perf_counter() - start:.1f} s "
         f"({method}, {len(photos)} photos, fp32 layers {excluded or 'none'}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from duetml.backbones.registry import INPUT_SIZE, Backbone
@@ -54,24 +55,7 @@ def ensure_int8(backbone: Backbone) -> Path:
         return path
     import warnings
 
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from duetml.images import load_square
-
-    class Photos(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.photos = iter(calibration_photos())
-
-        def get_next(self) -> dict[str, object] | None:
-            photo = next(self.photos, None)
-            return None if photo is None else {"photos": load_square(photo, INPUT_SIZE)[None]}
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".quantize.", dir=path.parent) as work:
@@ -80,22 +64,68 @@ def ensure_int8(backbone: Backbone) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(ensure_onnx(backbone)), str(prepared), skip_symbolic_shape=True)
-            _scalar_normalisation(prepared)
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                Photos(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                reduce_range=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
+        _scalar_normalisation(prepared)
+        quantize_qdq(prepared, quantized, calibration_photos())
         with open(quantized, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(quantized, path)  # same folder: atomic; a reader sees all of it or none
     return path
+
+
+def quantize_qdq(
+    prepared: Path,
+    quantized: Path,
+    photos: Sequence[Path],
+    *,
+    reduce_range: bool = True,
+    method: str = "minmax",
+    nodes_to_exclude: Sequence[str] = (),
+    extra_options: dict[str, object] | None = None,
+) -> None:
+    """ONNX Runtime's static QDQ quantization of ``prepared`` into ``quantized``, calibrated
+    on ``photos``: int8 weights per output channel, uint8 activations. duetml's recipe is the
+    defaults; bench/bench_int8_recipes.py tries the others (method "percentile", "entropy")."""
+    import warnings
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from duetml.images import load_square
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+
+    class Photos(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.photos = iter(photos)
+
+        def get_next(self) -> dict[str, object] | None:
+            photo = next(self.photos, None)
+            return None if photo is None else {"photos": load_square(photo, INPUT_SIZE)[None]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Photos(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_exclude=list(nodes_to_exclude),
+            extra_options=extra_options or {},
+        )
 
 
 def _scalar_normalisation(path: Path) -> None:
