@@ -308,7 +308,7 @@ def predict(
         if files
         else []
     )
-    problems = [{"image": s, "error": r} for s, r in expand.rejected]
+    problems = [{"image": r.source, "error": r.reason} for r in expand.rejected]
     _print_predictions(predictions, problems, warning, json_=json_, csv_=csv_)
     sys.stdout.flush()
     if problems or any(p.error for p in predictions) or not files:

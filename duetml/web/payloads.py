@@ -72,25 +72,6 @@ class PhotosRemoved(msgspec.Struct):
     removed: int
 
 
-class Duplicate(msgspec.Struct):
-    source: str  # the file's name as sent
-    existing: str  # the photo of the project with the same content
-
-
-class Rejected(msgspec.Struct):
-    source: str
-    reason: str
-
-
-class Uploaded(msgspec.Struct):
-    """POST /api/upload: `duetml add --json`'s report."""
-
-    added: list[str]
-    duplicates: list[Duplicate]
-    rejected: list[Rejected]
-    skipped_links: list[str]
-
-
 class Undone(msgspec.Struct):
     undone: str  # what was undone, in words
 
