@@ -2,11 +2,11 @@
 schema (/schema/openapi.json) says every field the page reads.
 
 msgspec Structs, as the core's payloads (see duetml/review/types.py for why): Litestar encodes
-them as they are and writes their schema. A few answers pass on a dict the core builds (the
-trainer's report, the evaluation, the predictions, the map, what each agent's provider says
-about itself): those are TypedDicts here, which describe the dict as it is, keys that only
-some answers have included (a prediction that failed has `error` and no `category`), where a
-Struct would write every field each time.
+them as they are and writes their schema. The core's reports (training, evaluation,
+predictions, imports) are Structs of their own modules, returned as they are; a field sent
+only sometimes is UNSET, not sent (a prediction that failed has `error` and no `category`).
+A few answers pass on a dict the core builds (the map, what each agent's provider says about
+itself): those are TypedDicts here, which describe the dict as it is.
 """
 
 from __future__ import annotations
