@@ -3,9 +3,9 @@ results of the last training's cross-validation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
+import msgspec
 import numpy as np
 
 from duetml import abstention
@@ -45,31 +45,20 @@ class NotSureFigure(TypedDict):
     accuracy_when_sure: float | None  # on the others; None when there are none
 
 
-@dataclass
-class EvalReport:
+class EvalReport(msgspec.Struct, kw_only=True):
+    """`duetml eval --json`, and POST /api/evaluation's answer (with the matrix's cells)."""
+
     source: str  # "test set" or "cross-validation"
     categories: list[str]
     accuracy: float
     confusion: list[list[int]]  # rows: true, columns: predicted
     per_category: list[CategoryScores]
     mistakes: list[Mistake]
-    stale: bool
+    stale: bool = msgspec.field(name="model_older_than_data")
     # A separate figure, on a test set only: how many of its photos `predict` would answer
     # "not sure" on, and the accuracy on the others. Every figure above counts the closest
     # guess, as before; abstention changes none of them.
-    not_sure: NotSureFigure | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "categories": self.categories,
-            "accuracy": self.accuracy,
-            "confusion": self.confusion,
-            "per_category": self.per_category,
-            "mistakes": self.mistakes,
-            "model_older_than_data": self.stale,
-            "not_sure": self.not_sure,
-        }
+    not_sure: NotSureFigure | None
 
     def confused_pairs(self, limit: int = 5) -> list[tuple[str, str, int, float]]:
         """(true, predicted, count, share of true) for the most frequent confusions."""

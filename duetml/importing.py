@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from duetml import images
 from duetml.errors import BadImageError, InvalidNameError, NotFoundError
@@ -33,20 +35,27 @@ IMPORT_BATCH = 64
 _DATASET_EXTRAS = {"readme.txt", "readme.md", "manifest.tsv", "license"}
 
 
-@dataclass
-class AddReport:
-    added: list[str] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (source, existing rel)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
-    skipped_links: list[str] = field(default_factory=list)
+class Duplicate(msgspec.Struct):
+    source: str  # the file as given (a path, or an uploaded file's name)
+    existing: str  # the project's photo with the same content
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "duplicates": [{"source": s, "existing": e} for s, e in self.duplicates],
-            "rejected": [{"source": s, "reason": r} for s, r in self.rejected],
-            "skipped_links": self.skipped_links,
-        }
+
+class Rejected(msgspec.Struct):
+    source: str
+    reason: str
+
+
+class AddReport(msgspec.Struct):
+    """`duetml add --json` (and `init --from --json`'s import), and POST /api/upload's answer."""
+
+    added: list[str]
+    duplicates: list[Duplicate]
+    rejected: list[Rejected]
+    skipped_links: list[str]
+
+    @classmethod
+    def empty(cls) -> AddReport:
+        return cls([], [], [], [])
 
 
 @dataclass
@@ -83,7 +92,9 @@ def add_uploads(
     category = validate_category_name(category)
     uploads: list[tuple[Path | bytes, str]] = [(data, name) for name, data in items]
     create = split == "test" and project.split_dir("train").joinpath(category).is_dir()
-    return _add(project, _Folder(split, category, uploads, AddReport()), move=False, create=create)
+    return _add(
+        project, _Folder(split, category, uploads, AddReport.empty()), move=False, create=create
+    )
 
 
 def _add(project: Project, folder: _Folder, *, move: bool, create: bool) -> AddReport:
@@ -108,7 +119,7 @@ def import_dataset(project: Project, source: Path) -> AddReport:
         raise NotFoundError(
             f"{source} is not a folder: point `--from` at a folder of category folders."
         )
-    total = AddReport()
+    total = AddReport.empty()
     folders = []
     for split, name, path in _dataset_folders(project, source, total):
         files, report = expand_sources([path])
@@ -146,12 +157,14 @@ def _dataset_folders(
                 continue
             if not entry.is_dir():
                 if not entry.name.startswith(".") and entry.name.lower() not in _DATASET_EXTRAS:
-                    total.rejected.append((entry.path, "is a file outside any category folder."))
+                    total.rejected.append(
+                        Rejected(entry.path, "is a file outside any category folder.")
+                    )
                 continue
             try:
                 name = validate_category_name(entry.name)
             except InvalidNameError as exc:
-                total.rejected.append((entry.path, str(exc)))
+                total.rejected.append(Rejected(entry.path, str(exc)))
                 continue
             folders.append((split, name, Path(entry.path)))
     return folders
@@ -191,7 +204,9 @@ def _import(
             duplicates=len(report.duplicates),
             rejected=len(report.rejected),
             # Where the kept copy of each skipped duplicate is, so nothing vanishes unexplained.
-            skipped_duplicates=[{"source": s, "kept": e} for s, e in report.duplicates[:100]],
+            skipped_duplicates=[
+                {"source": d.source, "kept": d.existing} for d in report.duplicates[:100]
+            ],
         )
 
 
@@ -212,17 +227,17 @@ def _store(
     batch: list[tuple[Path, bytes, Path | None]] = []
     for (item, label), (data, facts, reason) in zip(items, _checked_ahead(items), strict=True):
         if data is None or facts is None:
-            report.rejected.append((str(label), reason or "cannot be read."))
+            report.rejected.append(Rejected(str(label), reason or "cannot be read."))
             continue
         digest = images.content_hash(data)
         if digest in known:
-            report.duplicates.append((str(label), known[digest]))
+            report.duplicates.append(Duplicate(str(label), known[digest]))
             continue
         # The stored name comes from the content, never from the user (security.md 4).
         destination = target_dir / f"{digest[:20]}{facts.extension}"
         if destination.exists() or destination.is_symlink():
             # Same content already there (a stale hash index): never overwrite.
-            report.duplicates.append((str(label), _rel(project, destination)))
+            report.duplicates.append(Duplicate(str(label), _rel(project, destination)))
             continue
         origin = None
         if move and not isinstance(item, bytes):
@@ -269,7 +284,7 @@ def _checked_ahead(
 
 def expand_sources(sources: Iterable[Path]) -> tuple[list[Path], AddReport]:
     """Files given directly, plus every file under given folders; symlinks are skipped."""
-    report = AddReport()
+    report = AddReport.empty()
     files: list[Path] = []
     for source in sources:
         source = Path(source)
@@ -289,7 +304,7 @@ def expand_sources(sources: Iterable[Path]) -> tuple[list[Path], AddReport]:
         elif source.is_file():
             files.append(source)
         else:
-            report.rejected.append((str(source), "does not exist."))
+            report.rejected.append(Rejected(str(source), "does not exist."))
     return files, report
 
 

@@ -8,11 +8,12 @@ and this, never scikit-learn or SciPy; keep it so.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
+from msgspec import UNSET, UnsetType
 
 from duetml import abstention
 from duetml.backbones import get_backbone
@@ -76,30 +77,47 @@ def vanished_warning(vanished: Sequence[str], purpose: str = "predictions") -> s
     )
 
 
-@dataclass
-class Prediction:
-    source: str
-    ranking: list[tuple[str, float]]  # (category, probability), best first
-    error: str | None = None
+class Ranked(msgspec.Struct):
+    category: str
+    probability: float  # 0-1, 4 decimals
+
+
+class Prediction(msgspec.Struct, kw_only=True):
+    """`duetml predict --json`'s row and POST /api/predict's: a photo that could not be
+    classified has `image` and `error` only (the fields left UNSET are not sent)."""
+
+    image: str  # the photo's name as given
+    error: str | UnsetType = UNSET
+    category: str | UnsetType = UNSET  # the closest guess
+    confidence: float | UnsetType = UNSET  # its probability, 4 decimals
+    not_sure: bool | UnsetType = UNSET
     # Why the model is not sure (abstention.UNLIKE or TOO_CLOSE), None when it is; the
-    # ranking's first entry is then only the closest guess.
-    reason: str | None = None
+    # category is then only the closest guess.
+    reason: str | None | UnsetType = UNSET
+    top: list[Ranked] | UnsetType = UNSET  # best first
+
+    @classmethod
+    def ranked(
+        cls, image: str, ranking: Sequence[tuple[str, float]], reason: str | None = None
+    ) -> Prediction:
+        """From (category, probability) pairs, best first; `reason` if the model is not sure."""
+        return cls(
+            image=image,
+            category=ranking[0][0],
+            confidence=round(ranking[0][1], 4),
+            not_sure=reason is not None,
+            reason=reason,
+            top=[Ranked(c, round(p, 4)) for c, p in ranking],
+        )
 
     @property
-    def not_sure(self) -> bool:
-        return self.reason is not None
+    def source(self) -> str:
+        return self.image
 
-    def as_dict(self) -> dict[str, Any]:
-        if self.error:
-            return {"image": self.source, "error": self.error}
-        return {
-            "image": self.source,
-            "category": self.ranking[0][0],
-            "confidence": round(self.ranking[0][1], 4),
-            "not_sure": self.not_sure,
-            "reason": self.reason,
-            "top": [{"category": c, "probability": round(p, 4)} for c, p in self.ranking],
-        }
+    @property
+    def ranking(self) -> list[tuple[str, float]]:
+        """(category, probability) pairs, best first; empty for a photo that failed."""
+        return [(r.category, r.probability) for r in self.top] if self.top else []
 
     def summary(self) -> str:
         """ "skirt 95%" or "not sure (closest: skirt 41%)": how the CLI and the log say it."""
@@ -143,11 +161,11 @@ def predict_sources(
     predictions = []
     for label, reason, row, doubt in zip(labels, reasons, probabilities, doubts, strict=True):
         if reason:
-            predictions.append(Prediction(label, [], reason))
+            predictions.append(Prediction(image=label, error=reason))
             continue
         order = np.argsort(-row)[:top]
         ranking = [(model.categories[i], float(row[i])) for i in order]
-        predictions.append(Prediction(label, ranking, reason=doubt))
+        predictions.append(Prediction.ranked(label, ranking, reason=doubt))
     if not record:
         return predictions
     project.log.record(

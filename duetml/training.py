@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from duetml import __version__, abstention, locks
@@ -38,43 +38,48 @@ PHASE_LABELS = {
 }
 
 
-@dataclass
-class TrainReport:
+class SVMChoice(msgspec.Struct):
+    kernel: str
+    C: float
+    reused_choice: bool  # (kernel, C) kept from the last selection, not selected again
+
+
+class Skipped(msgspec.Struct):
+    image: str  # project-relative path
+    reason: str
+
+
+class TrainReport(msgspec.Struct, kw_only=True):
+    """`duetml train --json`, and the trainer's result on the page (TrainState.result)."""
+
     images: int
     categories: list[str]
-    extracted: int
-    seconds: float
+    extracted: int  # photos whose features were computed (the others were cached)
+    seconds: float  # rounded to the millisecond
     cv_accuracy: float | None
     cv_folds: int | None
     why_no_cv: str | None
-    kernel: str
-    C: float
-    reused_choice: bool = False  # (kernel, C) kept from the last selection, not selected again
     # The accuracy extends the last full cross-validation (of `cv_fresh_photos` photos) with
     # `cv_added_since` photos added since, each predicted by the model before it; 0: fresh.
-    cv_added_since: int = 0
-    cv_fresh_photos: int | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
-    empty_categories: list[str] = field(default_factory=list)  # left out: no usable photos
-    notices: list[str] = field(default_factory=list)  # e.g. a damaged cache part set aside
+    cv_fresh: bool  # cv_added_since == 0
+    cv_fresh_photos: int | None
+    cv_added_since: int
+    svm: SVMChoice
+    skipped: list[Skipped]
+    empty_categories: list[str]  # left out: no usable photos
+    notices: list[str]  # e.g. a damaged cache part set aside
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "images": self.images,
-            "categories": self.categories,
-            "extracted": self.extracted,
-            "seconds": round(self.seconds, 3),
-            "cv_accuracy": self.cv_accuracy,
-            "cv_folds": self.cv_folds,
-            "why_no_cv": self.why_no_cv,
-            "cv_fresh": self.cv_added_since == 0,
-            "cv_fresh_photos": self.cv_fresh_photos,
-            "cv_added_since": self.cv_added_since,
-            "svm": {"kernel": self.kernel, "C": self.C, "reused_choice": self.reused_choice},
-            "skipped": [{"image": r, "reason": why} for r, why in self.skipped],
-            "empty_categories": self.empty_categories,
-            "notices": self.notices,
-        }
+    @property
+    def kernel(self) -> str:
+        return self.svm.kernel
+
+    @property
+    def C(self) -> float:
+        return self.svm.C
+
+    @property
+    def reused_choice(self) -> bool:
+        return self.svm.reused_choice
 
 
 def feature_cache(project: Project) -> FeatureCache:
@@ -204,21 +209,21 @@ def train_project(
         with project.data_lock():
             model.save(model_path(project))
         step("saving", 1, 1)
+        seconds = time.perf_counter() - started
         report = TrainReport(
             images=len(usable),
             categories=categories,
             extracted=len(cache) - cache_before,
-            seconds=time.perf_counter() - started,
+            seconds=round(seconds, 3),
             cv_accuracy=cv.accuracy if cv else None,
             cv_folds=cv.folds if cv else None,
             why_no_cv=why_no_cv,
-            kernel=model.kernel,
-            C=model.C,
-            reused_choice=bool(cv and cv.reused_choice),
+            svm=SVMChoice(model.kernel, model.C, reused_choice=bool(cv and cv.reused_choice)),
+            cv_fresh=not (cv and cv.added_since),
             cv_added_since=cv.added_since if cv else 0,
             cv_fresh_photos=(cv.fresh_photos or len(usable)) if cv else None,
             notices=list(cache.notices),
-            skipped=skipped,
+            skipped=[Skipped(rel, reason) for rel, reason in skipped],
             empty_categories=empty,
         )
     project.log.record(
@@ -226,7 +231,7 @@ def train_project(
         images=report.images,
         categories=len(categories),
         cv_accuracy=report.cv_accuracy,
-        seconds=round(report.seconds, 2),
+        seconds=round(seconds, 2),
     )
     return report
 

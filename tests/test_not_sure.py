@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from helpers import demo_photos, run_duetml
@@ -135,7 +136,7 @@ def test_eval_reports_not_sure_apart_and_keeps_its_figures(without_shoes: Projec
     assert report.not_sure["photos"] >= 8  # the 10 shoes, and at most a few of the 15 others
     guesses = {m["image"] for m in report.mistakes}
     assert report.accuracy == pytest.approx(1 - len(guesses) / 25)
-    assert report.as_dict()["not_sure"] == report.not_sure
+    assert msgspec.to_builtins(report)["not_sure"] == report.not_sure
     line = _duetml("eval", "-p", str(without_shoes.root)).splitlines()[1]
     assert line.startswith('`predict` would answer "not sure" on ')
 

@@ -57,7 +57,7 @@ def test_init_from_dataset_copies_images_and_reports_the_rest(tmp_path: Path) ->
     assert [c.name for c in project.categories()] == ["hat", "shoes"]
     assert [c.count for c in project.categories()] == [4, 4]
     assert report is not None
-    reasons = dict(report.rejected)
+    reasons = {r.source: r.reason for r in report.rejected}
     assert "not an image" in reasons[str(source / "hat" / "notes.jpg")]
     assert str(source / "stray.csv") in reasons
     assert sorted(p.name for p in source.rglob("*")) == before  # the source is untouched
@@ -112,8 +112,8 @@ def test_add_decodes_skips_duplicates_and_never_touches_sources(
         "hat", [*photos, photos[0], corrupt, empty, tmp_path / "missing.jpg"]
     )
     assert len(report.added) == 3
-    assert [s for s, _ in report.duplicates] == [str(photos[0])]
-    rejected = dict(report.rejected)
+    assert [d.source for d in report.duplicates] == [str(photos[0])]
+    rejected = {r.source: r.reason for r in report.rejected}
     assert "truncated" in rejected[str(corrupt)] and "empty" in rejected[str(empty)]
     assert "does not exist" in rejected[str(tmp_path / "missing.jpg")]
     assert all(p.read_bytes() == data for p, data in originals.items())
@@ -280,6 +280,6 @@ def test_upload_bytes_path(new_project: Project) -> None:
     report = new_project.add_image_bytes(
         "hat", [("a.jpg", good), ("b.png", buffer.getvalue()), ("c.jpg", b"junk")]
     )
-    assert len(report.added) == 2 and report.rejected[0][0] == "c.jpg"
+    assert len(report.added) == 2 and report.rejected[0].source == "c.jpg"
     with pytest.raises(NotFoundError):
         new_project.add_image_bytes("nope", [("a.jpg", good)])

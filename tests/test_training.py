@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from helpers import DEMO_DATA, demo_photos
@@ -79,7 +80,11 @@ def test_predict_reports_unreadable_inputs_and_keeps_going(
     bad.write_bytes(b"nope")
     good = demo_photos("shoes")[0]
     results = predict_sources(Project.open(trained_demo), [good, bad], ["good", "bad"])
-    assert results[0].error is None and results[1].error and "not an image" in results[1].error
+    assert (
+        results[0].error is msgspec.UNSET
+        and isinstance(results[1].error, str)
+        and "not an image" in results[1].error
+    )
 
 
 def test_no_model_yet(new_project: Project) -> None:
@@ -252,7 +257,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     # and the report says so (the CLI and the page name it a held-out accuracy).
     assert phases == ["features", "kernel", "final fit", "not sure", "saving"]
     assert fast.cv_added_since == 3 and fast.cv_fresh_photos == before.meta["images"]
-    assert fast.as_dict()["cv_fresh"] is False
+    assert fast.cv_fresh is False
     model = load_model(Project.open(trained_demo))
     old_rows = {row[0]: row for row in before.meta["cv_results"]}
     new_rows = [row for row in model.meta["cv_results"] if row[0] not in old_rows]
@@ -265,7 +270,7 @@ def test_a_small_change_extends_the_cross_validation_and_fits_the_same_svm(
     # decision values on every demo photo.
     monkeypatch.setattr(selection, "CANDIDATES", ((fast.kernel, fast.C),))
     full = train_project(Project.open(tmp_path / "full"), reuse_choice=False)
-    assert full.cv_added_since == 0 and full.as_dict()["cv_fresh"] is True
+    assert full.cv_added_since == 0 and full.cv_fresh is True
     photos = [p for c in ("hat", "pants", "shoes", "t-shirt") for p in demo_photos(c)]
     features, _ = features_for_sources(photos, model_backbone(model))
     full_model = load_model(Project.open(tmp_path / "full"))
@@ -291,6 +296,4 @@ def test_prediction_reads_only_the_extras_it_needs(trained_demo: Path) -> None:
     assert set(lean.extras) == set(PREDICTION_EXTRAS) and not load_model(project, ()).extras
     photos = demo_photos("shoes")[:4]
     with_all = predict_sources(project, photos, [""] * 4, model=everything)
-    assert [p.as_dict() for p in predict_sources(project, photos, [""] * 4, model=lean)] == [
-        p.as_dict() for p in with_all
-    ]
+    assert predict_sources(project, photos, [""] * 4, model=lean) == with_all

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import typer
 
 from duetml.cli.app import JsonOption, ProjectOption, app, emit_json, open_project
@@ -89,8 +90,8 @@ def run_training(
             typer.echo(f"No accuracy estimate: {report.why_no_cv}")
         for notice in report.notices:
             typer.echo(notice)
-        for rel, reason in report.skipped:
-            typer.echo(f"  skipped {rel}: {reason}")
+        for skipped in report.skipped:
+            typer.echo(f"  skipped {skipped.image}: {skipped.reason}")
         if report.empty_categories:
             names = ", ".join(repr(c) for c in report.empty_categories)
             typer.echo(
@@ -139,7 +140,7 @@ def train(
         proj.set_precision(precision)
     report = run_training(proj, wait=wait, quiet=json_, full=full)
     if json_:
-        emit_json(report.as_dict())
+        emit_json(msgspec.to_builtins(report))
 
 
 def print_eval(report: EvalReport, limit: int = 20) -> None:
@@ -228,7 +229,7 @@ def eval_(project: ProjectOption = Path("."), json_: JsonOption = False) -> None
 
     report = evaluate_project(open_project(project))
     if json_:
-        emit_json(report.as_dict())
+        emit_json(msgspec.to_builtins(report))
     else:
         print_eval(report)
 
@@ -307,7 +308,7 @@ def predict(
         if files
         else []
     )
-    problems = [{"image": s, "error": r} for s, r in expand.rejected]
+    problems = [{"image": r.source, "error": r.reason} for r in expand.rejected]
     _print_predictions(predictions, problems, warning, json_=json_, csv_=csv_)
     sys.stdout.flush()
     if problems or any(p.error for p in predictions) or not files:
@@ -328,7 +329,7 @@ def _print_predictions(
     from duetml.abstention import REASON_TEXT
 
     if json_:
-        rows = [p.as_dict() for p in predictions] + problems
+        rows = [msgspec.to_builtins(p) for p in predictions] + problems
         data = [{**row, "model_warning": warning} for row in rows] if warning else rows
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     elif csv_:

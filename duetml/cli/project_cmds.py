@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
 def print_add_report(report: AddReport, verbose_added: bool = False) -> None:
     typer.echo(f"Added {len(report.added)} photo(s).")
-    for source, existing in report.duplicates:
-        typer.echo(f"  duplicate, skipped: {source} (the copy kept is {existing})")
-    for source, reason in report.rejected:
-        typer.echo(f"  not added: {source}: {reason}")
+    for duplicate in report.duplicates:
+        typer.echo(
+            f"  duplicate, skipped: {duplicate.source} (the copy kept is {duplicate.existing})"
+        )
+    for rejected in report.rejected:
+        typer.echo(f"  not added: {rejected.source}: {rejected.reason}")
     for link in report.skipped_links:
         typer.echo(f"  symbolic link, skipped: {link}")
 
@@ -50,7 +52,7 @@ def init(
 
     project, report = Project.init(folder, goal=goal, from_source=from_)
     if json_:
-        emit_json({"project": str(project.root), "import": report.as_dict() if report else None})
+        emit_json({"project": str(project.root), "import": msgspec.to_builtins(report)})
         return
     typer.echo(f"Created project {project.root}")
     if report is not None:
@@ -88,7 +90,7 @@ def add(
     check_new_category(proj, category, new)
     report = proj.add_images(category, paths, move=move, split="test" if test else "train")
     if json_:
-        emit_json(report.as_dict())
+        emit_json(msgspec.to_builtins(report))
     else:
         print_add_report(report)
     if not report.added and (report.rejected or report.skipped_links):

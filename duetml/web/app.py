@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import mimetypes
 import re
@@ -10,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from litestar import Litestar, Response, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -242,6 +242,6 @@ async def _event_stream(web: WebState) -> AsyncIterator[ServerSentEventMessage]:
         snapshot = web.snapshot()
         if snapshot != sent:
             sent = snapshot
-            yield ServerSentEventMessage(event="state", data=json.dumps(snapshot))
+            yield ServerSentEventMessage(event="state", data=msgspec.json.encode(snapshot).decode())
         if await web.hub.wait(revision, web.heartbeat_seconds) == revision:
             yield ServerSentEventMessage(data=None, comment="heartbeat")

@@ -7,13 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from duetml import locks
 from duetml.errors import BusyError, DuetmlError
 from duetml.project import Project
+from duetml.training import TrainReport
 from duetml.web.errors import for_page
-from duetml.web.payloads import TrainReportPayload
 
 if TYPE_CHECKING:
     from duetml.features import Progress  # numpy: not imported at startup
@@ -39,7 +39,7 @@ class TrainState(TypedDict, total=False):
     eta: float | None  # seconds left
     started_at: float | None
     finished_at: float
-    result: TrainReportPayload  # done
+    result: TrainReport  # done
     error: str  # failed: one sentence
 
 
@@ -130,7 +130,7 @@ class TrainJob:
         outcome: TrainState
         try:
             report = train_project(self.project, progress=self._progress)
-            outcome = {"state": "done", "result": cast(TrainReportPayload, report.as_dict())}
+            outcome = {"state": "done", "result": report}
         except DuetmlError as exc:
             outcome = {"state": "failed", "error": for_page(exc, (self.project.root,))}
         except Exception:

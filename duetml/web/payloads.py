@@ -2,11 +2,11 @@
 schema (/schema/openapi.json) says every field the page reads.
 
 msgspec Structs, as the core's payloads (see duetml/review/types.py for why): Litestar encodes
-them as they are and writes their schema. A few answers pass on a dict the core builds (the
-trainer's report, the evaluation, the predictions, the map, what each agent's provider says
-about itself): those are TypedDicts here, which describe the dict as it is, keys that only
-some answers have included (a prediction that failed has `error` and no `category`), where a
-Struct would write every field each time.
+them as they are and writes their schema. The core's reports (training, evaluation,
+predictions, imports) are Structs of their own modules, returned as they are; a field sent
+only sometimes is UNSET, not sent (a prediction that failed has `error` and no `category`).
+A few answers pass on a dict the core builds (the map, what each agent's provider says about
+itself): those are TypedDicts here, which describe the dict as it is.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, TypedDict
 import msgspec
 
 from duetml.agents.conversation import Message
-from duetml.evaluation import CategoryScores, Mistake, NotSureFigure
+from duetml.evaluation import EvalReport
 from duetml.health import HealthReport
+from duetml.prediction import Prediction
 
 # ----- (A) the training data -------------------------------------------------------------
 
@@ -71,25 +72,6 @@ class PhotosRemoved(msgspec.Struct):
     removed: int
 
 
-class Duplicate(msgspec.Struct):
-    source: str  # the file's name as sent
-    existing: str  # the photo of the project with the same content
-
-
-class Rejected(msgspec.Struct):
-    source: str
-    reason: str
-
-
-class Uploaded(msgspec.Struct):
-    """POST /api/upload: `duetml add --json`'s report."""
-
-    added: list[str]
-    duplicates: list[Duplicate]
-    rejected: list[Rejected]
-    skipped_links: list[str]
-
-
 class Undone(msgspec.Struct):
     undone: str  # what was undone, in words
 
@@ -101,81 +83,21 @@ class Redone(msgspec.Struct):
 # ----- (B) and (C) the model --------------------------------------------------------------
 
 
-class SVMChoice(TypedDict):
-    kernel: str
-    C: float
-    reused_choice: bool  # (kernel, C) kept from the last selection, not selected again
-
-
-class Skipped(TypedDict):
-    image: str
-    reason: str
-
-
-class TrainReportPayload(TypedDict):
-    """`duetml train --json`, and the trainer's result on the page (TrainState.result)."""
-
-    images: int
-    categories: list[str]
-    extracted: int  # photos whose features were computed (the others were cached)
-    seconds: float
-    cv_accuracy: float | None
-    cv_folds: int | None
-    why_no_cv: str | None
-    cv_fresh: bool
-    cv_fresh_photos: int | None
-    cv_added_since: int
-    svm: SVMChoice
-    skipped: list[Skipped]
-    empty_categories: list[str]
-    notices: list[str]
-
-
-class Ranked(TypedDict):
-    category: str
-    probability: float
-
-
-class _Predicted(TypedDict):
-    image: str
-
-
-# Optional keys by `total=False`, not NotRequired: under `from __future__ import annotations`
-# Python 3.11 counts NotRequired keys as required (and the schema would say so).
-class PredictionPayload(_Predicted, total=False):
-    """`duetml predict --json`'s row: a photo that could not be classified has `error` only."""
-
-    error: str
-    category: str
-    confidence: float
-    not_sure: bool
-    reason: str | None
-    top: list[Ranked]
-
-
-class Predictions(TypedDict):
+class Predictions(msgspec.Struct):
     """POST /api/predict."""
 
-    predictions: list[PredictionPayload]
+    predictions: list[Prediction]
 
 
-class Cell(TypedDict):
+class Cell(msgspec.Struct):
     true: str
     predicted: str
     images: list[str]  # the photos behind this cell of the confusion matrix
 
 
-class EvaluationPayload(TypedDict):
+class EvaluationPayload(EvalReport, kw_only=True):
     """POST /api/evaluation: `duetml eval --json`, and the photos of every matrix cell."""
 
-    source: str  # "test set" or "cross-validation"
-    categories: list[str]
-    accuracy: float
-    confusion: list[list[int]]  # rows: true, columns: predicted
-    per_category: list[CategoryScores]
-    mistakes: list[Mistake]
-    model_older_than_data: bool
-    not_sure: NotSureFigure | None
     cells: list[Cell]
 
 

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from duetml import images
 from duetml.errors import DuetmlError, NotFoundError
+from duetml.importing import AddReport
 from duetml.names import validate_category_name
 from duetml.photo_facts import PhotoFacts
 from duetml.web.errors import ERROR_RESPONSES, scrub
@@ -23,16 +24,13 @@ from duetml.web.payloads import (
     CategoryNamed,
     CategoryPhotos,
     CategoryRemoved,
-    Duplicate,
     Merged,
     PhotoRef,
     PhotosMoved,
     PhotosRemoved,
     Redone,
-    Rejected,
     StatusPayload,
     Undone,
-    Uploaded,
 )
 from duetml.web.schema import (
     MAX_IDS,
@@ -285,16 +283,11 @@ async def upload(
         Literal["train", "test"],
         QueryParameter(description="`test` adds them to the category's test set."),
     ] = "train",
-) -> Uploaded:
+) -> AddReport:
     items = await read_uploads(data.files)
     report = await sync_to_thread(web.project.add_image_bytes, category, items, split)
     web.changed()
-    return Uploaded(
-        added=report.added,
-        duplicates=[Duplicate(source, existing) for source, existing in report.duplicates],
-        rejected=[Rejected(source, reason) for source, reason in report.rejected],
-        skipped_links=report.skipped_links,
-    )
+    return report
 
 
 @post("/api/undo", responses=ERROR_RESPONSES, sync_to_thread=True, status_code=200)

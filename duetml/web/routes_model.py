@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import UploadFile
@@ -15,7 +16,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from duetml.web.errors import ERROR_RESPONSES, ErrorPayload, error_response
 from duetml.web.guard import sent_by_another_site
 from duetml.web.jobs import TrainState
-from duetml.web.payloads import EvaluationPayload, PredictionPayload, Predictions
+from duetml.web.payloads import Cell, EvaluationPayload, Predictions
 from duetml.web.routes_data import read_uploads
 from duetml.web.state import InjectedWebState, WebState
 
@@ -79,7 +80,7 @@ async def predict(
     )
     if live:
         web.note_live_predictions(predictions)
-    return {"predictions": [cast(PredictionPayload, p.as_dict()) for p in predictions]}
+    return Predictions(predictions)
 
 
 @get(
@@ -154,27 +155,26 @@ def _evaluate(web: WebState) -> EvaluationPayload:
     from duetml.prediction import load_model
 
     project = web.project
-    report = evaluate_project(project).as_dict()
-    cells: dict[str, list[str]] = {}
+    report = evaluate_project(project)
+    cells: dict[tuple[str, str], list[str]] = {}
     wrong: set[str] = set()
-    for mistake in report["mistakes"]:
-        cells.setdefault(f"{mistake['true']}\t{mistake['predicted']}", []).append(mistake["image"])
+    for mistake in report.mistakes:
+        cells.setdefault((mistake["true"], mistake["predicted"]), []).append(mistake["image"])
         wrong.add(mistake["image"])
     # The report lists only mistakes; the diagonal is every other evaluated photo.
-    if report["source"] == "test set":
-        for category in report["categories"]:
+    if report.source == "test set":
+        for category in report.categories:
             right = (
                 [r.rel for r in project.images("test", category) if r.rel not in wrong]
                 if category in project.category_names("test")
                 else []
             )
-            cells[f"{category}\t{category}"] = right
+            cells[(category, category)] = right
     else:
         for rel, true, predicted, _ in load_model(project).meta.get("cv_results", []):
             if true == predicted:
-                cells.setdefault(f"{true}\t{true}", []).append(rel)
-    report["cells"] = [
-        {"true": key.split("\t")[0], "predicted": key.split("\t")[1], "images": rels}
-        for key, rels in cells.items()
-    ]
-    return cast(EvaluationPayload, report)
+                cells.setdefault((true, true), []).append(rel)
+    return EvaluationPayload(
+        **msgspec.structs.asdict(report),
+        cells=[Cell(true, predicted, rels) for (true, predicted), rels in cells.items()],
+    )
