@@ -162,10 +162,15 @@ def _open(source: Path | BinaryIO | bytes) -> Image.Image:
         if not isinstance(source, Path):
             source.seek(0)
         named = _unreadable_format(source)
-        what = f"This is a {named} file, which" if named else "This is not an image"
+        # "a PPM file, which duetml cannot read" / "not an image duetml can read"
+        what = (
+            f"This is a {named} file, which duetml cannot"
+            if named
+            else "This is not an image duetml can"
+        )
         raise BadImageError(
-            f"{what} duetml cannot read: save it as JPEG or PNG (duetml reads JPEG, PNG, WebP, "
-            "BMP, GIF, TIFF and HEIC)."
+            f"{what} read: save it as JPEG or PNG (duetml reads JPEG, PNG, WebP, BMP, GIF, TIFF "
+            "and HEIC)."
         ) from None
     except Image.DecompressionBombError:
         raise BadImageError(

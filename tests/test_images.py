@@ -77,7 +77,7 @@ def test_large_jpeg_decodes_at_reduced_scale() -> None:
     "data, words",
     [
         (b"", "empty"),
-        (b"this is a text file pretending to be a jpeg", "not an image"),
+        (b"this is a text file pretending to be a jpeg", "not an image duetml can read"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image"),
     ],
 )
