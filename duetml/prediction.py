@@ -111,10 +111,6 @@ class Prediction(msgspec.Struct, kw_only=True):
         )
 
     @property
-    def source(self) -> str:
-        return self.image
-
-    @property
     def ranking(self) -> list[tuple[str, float]]:
         """(category, probability) pairs, best first; empty for a photo that failed."""
         return [(r.category, r.probability) for r in self.top] if self.top else []

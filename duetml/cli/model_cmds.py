@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -330,15 +329,14 @@ def _print_predictions(
 
     if json_:
         rows = [msgspec.to_builtins(p) for p in predictions] + problems
-        data = [{**row, "model_warning": warning} for row in rows] if warning else rows
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        emit_json([{**row, "model_warning": warning} for row in rows] if warning else rows)
     elif csv_:
         writer = csv.writer(sys.stdout)
         writer.writerow(["image", "category", "confidence", "error", "not_sure"])
         for p in predictions:
             writer.writerow(
                 [
-                    p.source,
+                    p.image,
                     p.ranking[0][0] if p.ranking else "",
                     f"{p.ranking[0][1]:.4f}" if p.ranking else "",
                     p.error or "",
@@ -350,13 +348,13 @@ def _print_predictions(
     else:
         for p in predictions:
             if p.error:
-                print(f"{p.source}: cannot classify: {p.error}")
+                print(f"{p.image}: cannot classify: {p.error}")
             elif p.reason:
                 why = REASON_TEXT.get(p.reason, p.reason)
-                print(f"{p.source}: {p.summary()}: {why}")
+                print(f"{p.image}: {p.summary()}: {why}")
             else:
                 ranked = ", ".join(f"{c} {prob:.0%}" for c, prob in p.ranking)
-                print(f"{p.source}: {ranked}")
+                print(f"{p.image}: {ranked}")
         for pr in problems:
             print(f"{pr['image']}: {pr['error']}")
 
