@@ -15,7 +15,7 @@ import pytest
 from helpers import demo_photos, free_port, read_only_view
 from web_helpers import BASE, PORT, LiveServer, WebClient, fake_agents
 
-from duetml.project import Project
+from duetml.project import ImageRecord, Project
 from duetml.web import create_app
 
 JPEG_START = b"\xff\xd8"
@@ -27,16 +27,28 @@ def _client(root: Path) -> WebClient:
     return WebClient(create_app(root, agents=fake_agents()[0], port=PORT), base_url=BASE)
 
 
+def _secret_file(tmp_path: Path) -> Path:
+    """A file outside the project that a planted link points at."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the contents of a file outside the project")
+    return secret
+
+
+def _thumbnail_place(client: WebClient, project: Project, record: ImageRecord) -> Path:
+    """Where the thumbnail cache keeps the photo's thumbnail, its folder made (nothing in it)."""
+    digest = project.hashes([record])[record.rel]
+    cached: Path = client.app.state.duetml.thumbs.path_for(digest)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    return cached
+
+
 def test_a_symlink_planted_in_the_thumbnail_cache_is_not_served(
     project: Project, tmp_path: Path
 ) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("the contents of a file outside the project")
+    secret = _secret_file(tmp_path)
     record = project.images("train", "hat")[0]
-    digest = project.hashes([record])[record.rel]
     with _client(project.root) as client:
-        cached = client.app.state.duetml.thumbs.path_for(digest)
-        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached = _thumbnail_place(client, project, record)
         cached.symlink_to(secret)
         response = client.get("/api/thumb", params={"image": record.rel})
         assert response.status_code == 400
@@ -212,13 +224,10 @@ def test_a_hard_link_planted_in_the_thumbnail_cache_is_not_served(
 ) -> None:
     """Issue 17, item 7: a hard link is another name of the file itself, so the symbolic-link
     checks never see it; the thumbnail is made again instead, and the linked file untouched."""
-    secret = tmp_path / "secret.txt"
-    secret.write_text("the contents of a file outside the project")
+    secret = _secret_file(tmp_path)
     record = project.images("train", "hat")[0]
-    digest = project.hashes([record])[record.rel]
     with _client(project.root) as client:
-        cached = client.app.state.duetml.thumbs.path_for(digest)
-        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached = _thumbnail_place(client, project, record)
         os.link(secret, cached)
         response = client.get("/api/thumb", params={"image": record.rel})
         assert response.status_code == 200

@@ -101,6 +101,15 @@ def test_which_errors_mean_no_photos_here(status: int, detail: str, refuses: boo
     assert (isinstance(failed, RequestFailed) and text_only.refuses_images(failed)) is refuses
 
 
+def _recorded_context_length() -> int:
+    """The context length llama.cpp's recorded overflow answer names."""
+    said = re.search(
+        r"maximum context length is (\d+)", recorded_answer("overflow_nostream")["body"]
+    )
+    assert said is not None
+    return int(said.group(1))
+
+
 def test_the_real_servers_context_overflow_is_understood(project: Project) -> None:
     """llama.cpp's own words for a request longer than its context (recorded) make duetml
     shrink the request, as OpenAI's do."""
@@ -109,10 +118,7 @@ def test_the_real_servers_context_overflow_is_understood(project: Project) -> No
         provider = OpenAIProvider("smollm2", base_url=server.url, max_retries=0)
         with pytest.raises(ContextOverflowError) as caught:
             provider.chat([ChatMessage("user", "hello")])
-        said = re.search(
-            r"maximum context length is (\d+)", recorded_answer("overflow_nostream")["body"]
-        )
-        assert said is not None and caught.value.limit == int(said.group(1))
+        assert caught.value.limit == _recorded_context_length()
 
 
 def test_the_session_notice_is_given_once(project: Project) -> None:
@@ -139,10 +145,7 @@ def test_an_empty_stream_is_asked_again_unstreamed_to_learn_why(project: Project
         provider = OpenAIProvider("smollm2", base_url=server.url, max_retries=0)
         with pytest.raises(ContextOverflowError) as caught:
             provider.chat([ChatMessage("user", "a long question")])
-        said = re.search(
-            r"maximum context length is (\d+)", recorded_answer("overflow_nostream")["body"]
-        )
-        assert said is not None and caught.value.limit == int(said.group(1))
+        assert caught.value.limit == _recorded_context_length()
         streamed = [r.json["stream"] for r in server.chat_requests]
         assert streamed == [True, False]
         assert server.chat_requests[-1].json["max_tokens"] == 1
