@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_duetml
+from helpers import invoke_duetml, run_duetml
 from PIL import Image
 
 from duetml.errors import DuetmlError
@@ -132,6 +132,24 @@ def test_the_older_dismissed_file_is_still_read(project: Project) -> None:
     state = {"ids": [group.id], "photos": {}}
     (project.state_dir / fixes.DISMISSED_FILE).write_text(json.dumps(state))
     assert group.id not in {f.id for f in review_project(project).findings}
+
+
+def test_the_review_group_passes_its_project_and_json_to_its_subcommands(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`duetml review -p DIR --json list` reviewed the current folder (an error) instead of DIR."""
+    monkeypatch.chdir(tmp_path)  # not a project: only -p names one
+    where = str(project.root)
+    group = copies(project)
+    listed = invoke_duetml("review", "-p", where, "--json", "list")
+    assert listed.exit_code == 0, listed.output
+    assert group.id in {f["id"] for f in json.loads(listed.stdout)["findings"]}
+    kept = invoke_duetml("review", "-p", where, "keep", group.id)
+    assert kept.exit_code == 0 and kept.stdout.startswith("Kept as it is"), kept.output
+    assert group.id not in {f.id for f in review_project(project).findings}
+    # Given after the subcommand's name, as before; -p DIR there wins over the group's.
+    again = invoke_duetml("review", "-p", str(tmp_path), "list", "-p", where, "--json")
+    assert again.exit_code == 0 and group.id not in again.stdout
 
 
 @pytest.mark.slow  # over 1.5 s here (subprocesses or a browser)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 import typer
@@ -26,16 +26,33 @@ def review_root(
     ctx: typer.Context, project: ProjectOption = Path("."), json_: JsonOption = False
 ) -> None:
     """List the findings, most important first."""
+    # `duetml review -p DIR --json list` as well as `duetml review list -p DIR --json`: the
+    # subcommands take what was given before their name (Typer gives it to this callback).
+    ctx.obj = _GroupOptions(project, json_)
     if ctx.invoked_subcommand is None:
-        list_findings(project, json_)
+        list_findings(ctx, project, json_)
+
+
+class _GroupOptions(NamedTuple):
+    project: Path
+    json: bool
+
+
+def _project(ctx: typer.Context, project: Path) -> Path:
+    """The subcommand's --project, else the one given to `duetml review` itself."""
+    given = ctx.obj if isinstance(ctx.obj, _GroupOptions) else None
+    return given.project if given and project == Path(".") else project
 
 
 @review_app.command("list")
-def list_findings(project: ProjectOption = Path("."), json_: JsonOption = False) -> None:
+def list_findings(
+    ctx: typer.Context, project: ProjectOption = Path("."), json_: JsonOption = False
+) -> None:
     """List the findings, most important first."""
     from duetml.review import review_project
 
-    review = review_project(open_project(project))
+    json_ = json_ or (isinstance(ctx.obj, _GroupOptions) and ctx.obj.json)
+    review = review_project(open_project(_project(ctx, project)))
     if json_:
         emit_json(msgspec.to_builtins(review))
         return
@@ -95,6 +112,7 @@ def _chosen(proj: Project, ids: list[str], photos: list[str] | None) -> list[str
 
 @review_app.command("apply")
 def apply(
+    ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
     photo: PhotoOption = None,
     remove: Annotated[
@@ -105,7 +123,7 @@ def apply(
     """Apply the suggestion of findings (to the chosen photos), each one undoable operation."""
     from duetml.review import apply_finding
 
-    proj = open_project(project)
+    proj = open_project(_project(ctx, project))
     chosen = _chosen(proj, ids, photo)
     for finding_id in ids:
         action: FixAction = "remove" if remove else "suggested"
@@ -114,6 +132,7 @@ def apply(
 
 @review_app.command("keep")
 def keep(
+    ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
     photo: PhotoOption = None,
     project: ProjectOption = Path("."),
@@ -121,16 +140,17 @@ def keep(
     """Keep findings (or chosen photos of one) as they are: not raised again; undoable."""
     from duetml.review import keep_findings
 
-    proj = open_project(project)
+    proj = open_project(_project(ctx, project))
     _, sentence = keep_findings(proj, ids, photos=_chosen(proj, ids, photo))
     typer.echo(sentence)
 
 
 @review_app.command("dismiss", hidden=True)
 def dismiss(
+    ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(help="Finding ids, as `duetml review` shows them.")],
     photo: PhotoOption = None,
     project: ProjectOption = Path("."),
 ) -> None:
     """The older name of `duetml review keep`."""
-    keep(ids, photo, project)
+    keep(ctx, ids, photo, project)
