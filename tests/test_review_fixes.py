@@ -134,6 +134,7 @@ def test_the_older_dismissed_file_is_still_read(project: Project) -> None:
     assert group.id not in {f.id for f in review_project(project).findings}
 
 
+@pytest.mark.slow  # over 1.5 s here (it reviews three times)
 def test_the_review_group_passes_its_project_and_json_to_its_subcommands(
     project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
